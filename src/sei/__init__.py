@@ -1,0 +1,39 @@
+"""Scale-Equivariant Imaging: self-supervised deblurring and super-resolution from measurements alone.
+
+``import sei`` stays light: submodules (which import deepinv) load on first use, e.g. ``sei.make_physics``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "make_physics": "sei.physics",
+    "FFTBlur": "sei.physics",
+    "BicubicDownsampling": "sei.physics",
+    "GaussianNoise": "sei.physics",
+    "load_kernel": "sei.physics",
+    "build_method": "sei.methods",
+    "METHODS": "sei.methods",
+    "build_backbone": "sei.models",
+    "load_backbone": "sei.models",
+    "save_weights": "sei.models",
+    "psnr": "sei.metrics",
+    "ssim": "sei.metrics",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sei' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,5 @@
+"""``python -m sei``: the same command line as ``sei``."""
+
+from sei.cli import main
+
+raise SystemExit(main())

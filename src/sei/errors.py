@@ -1,0 +1,66 @@
+"""Typed errors raised by ``sei``.
+
+Every error a user can trigger with bad input derives from :class:`SEIError`, so a command line or a
+notebook can catch them all at once, and each also derives from the matching built-in exception so
+generic ``except ValueError`` code keeps working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class SEIError(Exception):
+    """Base class of all errors raised by ``sei`` for bad input or a missing resource."""
+
+
+class ConfigError(SEIError, ValueError):
+    """A setting is invalid or inconsistent with the others (task, factor, method, option)."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name (kernel, method, backbone, dataset) is not one of the known names."""
+
+    def __init__(self, kind: str, name: object, valid: Iterable[str], hint: str = "") -> None:
+        self.kind = kind
+        self.name = name
+        self.valid = sorted(valid)
+        message = f"unknown {kind} {name!r}; valid {kind}s: {', '.join(self.valid)}"
+        if hint:
+            message += f". {hint}"
+        super().__init__(message)
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the whole message
+        return str(self.args[0])
+
+
+class KernelError(SEIError, ValueError):
+    """A blur kernel (tensor or file) is malformed."""
+
+
+class ImageError(SEIError, ValueError):
+    """An image file cannot be read or has an unsupported layout."""
+
+
+class ShapeError(SEIError, ValueError):
+    """A tensor has the wrong number of dimensions, channels or a size the operation cannot handle."""
+
+
+class ImageTooSmallError(ShapeError):
+    """An image is smaller than what the operation needs (a kernel, a crop, a window)."""
+
+
+class MissingGroundTruthError(SEIError, ValueError):
+    """A method that needs clean images was called without them."""
+
+
+class WeightsError(SEIError, ValueError):
+    """A weights file does not fit the network it is loaded into, or cannot be read."""
+
+
+class ResourceUnavailableError(SEIError, FileNotFoundError):
+    """A file that must be downloaded (dataset, weights) is not available offline."""
+
+
+class OptionalDependencyError(SEIError, ImportError):
+    """An optional extra is needed for this feature and is not installed."""

@@ -1,0 +1,136 @@
+"""Image-quality metrics following the paper's protocol.
+
+Estimates and references are rounded to 8 bits and clamped to [0, 1]; PSNR and SSIM are computed on the
+full-range luma ``Y = 0.299 R + 0.587 G + 0.114 B`` (grayscale images are their own luma); LPIPS on RGB.
+All functions take ``(B, C, H, W)`` batches of any size and return one value per image, ``(B,)``.
+
+SSIM is Wang et al.'s: an 11x11 Gaussian window of standard deviation 1.5, ``K1 = 0.01``, ``K2 = 0.03``,
+data range 1, averaged over the positions where the window fits (what ``skimage.metrics.structural_similarity``
+computes with ``gaussian_weights=True, use_sample_covariance=False, data_range=1``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sei.errors import ImageTooSmallError, OptionalDependencyError, ResourceUnavailableError, ShapeError
+from sei.physics.base import check_image_batch
+
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """Round to 8 bits and clamp to [0, 1]: ``round(255 x) / 255``."""
+    return torch.round(x.clamp(0, 1) * 255.0) / 255.0
+
+
+def rgb_to_luma(x: torch.Tensor) -> torch.Tensor:
+    """Full-range luma ``(B, 1, H, W)`` of ``(B, 3, H, W)`` RGB; ``(B, 1, H, W)`` grayscale is returned as is."""
+    check_image_batch(x)
+    if x.shape[1] == 1:
+        return x
+    if x.shape[1] != 3:
+        raise ShapeError(f"expected 1 (grayscale) or 3 (RGB) channels, got {x.shape[1]}")
+    weights = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * weights).sum(dim=1, keepdim=True)
+
+
+def _prepare(estimate: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    check_image_batch(estimate, "estimate")
+    check_image_batch(reference, "reference")
+    if estimate.shape != reference.shape:
+        raise ShapeError(f"estimate {tuple(estimate.shape)} and reference {tuple(reference.shape)} differ in shape")
+    estimate = quantize(estimate.detach().to(torch.float64))
+    reference = quantize(reference.detach().to(torch.float64))
+    return rgb_to_luma(estimate), rgb_to_luma(reference)
+
+
+def psnr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB on the 8-bit quantised luma, one value per image ``(B,)``; ``inf`` for identical images."""
+    estimate, reference = _prepare(estimate, reference)
+    mse = (estimate - reference).pow(2).flatten(1).mean(dim=1)
+    return (10.0 * torch.log10(1.0 / mse)).float()
+
+
+def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    coords = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    profile = torch.exp(-(coords**2) / (2 * sigma**2))
+    profile = profile / profile.sum()
+    return torch.outer(profile, profile).view(1, 1, size, size)
+
+
+def ssim(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """SSIM on the 8-bit quantised luma, one value per image ``(B,)``.
+
+    :raises ImageTooSmallError: for images smaller than the 11x11 window.
+    """
+    estimate, reference = _prepare(estimate, reference)
+    height, width = estimate.shape[-2:]
+    if height < SSIM_WINDOW or width < SSIM_WINDOW:
+        raise ImageTooSmallError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {height}x{width}")
+    window = _gaussian_window(SSIM_WINDOW, SSIM_SIGMA, estimate.dtype, estimate.device)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, window)
+
+    c1, c2 = 0.01**2, 0.03**2
+    mu_x, mu_y = blur(estimate), blur(reference)
+    var_x = blur(estimate * estimate) - mu_x**2
+    var_y = blur(reference * reference) - mu_y**2
+    cov = blur(estimate * reference) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.flatten(1).mean(dim=1).float()
+
+
+# -- LPIPS ------------------------------------------------------------------------------------------------
+_ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+_ALEXNET_URL = f"https://download.pytorch.org/models/{_ALEXNET_FILE}"
+
+
+def lpips_weights_path() -> Path:
+    """Where torchvision looks for the AlexNet weights that LPIPS needs (the torch hub cache)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / _ALEXNET_FILE
+
+
+class LPIPS(nn.Module):
+    """LPIPS (AlexNet) distance on RGB, one value per image; lower is better.
+
+    Built on ``torchmetrics``' implementation, whose linear calibration layers ship with the package; the
+    AlexNet backbone weights come from torchvision's cache and are never downloaded unless ``download=True``.
+
+    :raises ResourceUnavailableError: if the AlexNet weights are not cached and ``download`` is False.
+    :raises OptionalDependencyError: if torchmetrics is not installed.
+    """
+
+    def __init__(self, download: bool = False) -> None:
+        super().__init__()
+        try:
+            from torchmetrics.functional.image.lpips import _NoTrainLpips
+        except ImportError as error:
+            raise OptionalDependencyError("LPIPS needs torchmetrics: pip install torchmetrics") from error
+        path = lpips_weights_path()
+        if not path.is_file() and not download:
+            raise ResourceUnavailableError(
+                f"LPIPS needs the AlexNet weights {_ALEXNET_FILE}, not found in {path.parent}. "
+                f"Download {_ALEXNET_URL} and place it there, or allow downloading (download=True / --download)."
+            )
+        self.net = _NoTrainLpips(net="alex").eval()
+
+    @torch.no_grad()
+    def forward(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        check_image_batch(estimate, "estimate")
+        check_image_batch(reference, "reference")
+        if estimate.shape != reference.shape:
+            raise ShapeError(f"estimate {tuple(estimate.shape)} and reference {tuple(reference.shape)} differ in shape")
+        if estimate.shape[1] == 1:
+            estimate, reference = estimate.expand(-1, 3, -1, -1), reference.expand(-1, 3, -1, -1)
+        # LPIPS expects [-1, 1] inputs.
+        estimate = quantize(estimate.float()) * 2 - 1
+        reference = quantize(reference.float()) * 2 - 1
+        return self.net(estimate, reference, normalize=False).flatten()

@@ -1,0 +1,139 @@
+"""Saving and loading backbone weights, with errors that say what does not fit.
+
+Our weights files are ``{"params": state_dict, "sei_architecture": {...}}``: the ``params`` key is what the
+original SwinIR code and ``deepinv.models.SwinIR(pretrained=path)`` read, and the architecture record lets
+``sei`` rebuild any of its backbones from the file alone. Loading also accepts a bare ``state_dict``, the
+authors' published files (a ``state_dict`` or ``{"params": ...}``), ``params_ema``, and Lightning
+checkpoints (``{"state_dict": {"backbone.<key>": ...}}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sei.errors import WeightsError
+from sei.files import atomic_torch_save
+from sei.models.registry import backbone_from_architecture, build_backbone
+
+# Prefixes added by our LightningModule, DistributedDataParallel and torch.compile.
+_PREFIXES = ("backbone.", "module.", "_orig_mod.")
+# SwinIR buffers recomputed from the configuration: a size mismatch there (another training img_size)
+# does not make the learned weights unusable.
+_DERIVED_BUFFERS = ("attn_mask", "relative_position_index")
+
+
+def save_weights(model: nn.Module, path: str | Path) -> Path:
+    """Write ``model``'s weights (and architecture record, if it has one) atomically to ``path``."""
+    payload: dict[str, Any] = {"params": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    architecture = getattr(model, "sei_architecture", None)
+    if architecture is not None:
+        payload["sei_architecture"] = architecture
+    return atomic_torch_save(payload, path)
+
+
+def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    result = dict(state)
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            if result and all(key.startswith(prefix) for key in result):
+                result = {key[len(prefix):]: value for key, value in result.items()}
+                changed = True
+    return result
+
+
+def read_weights(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The state dict and architecture record (or None) held by a weights file or an in-memory dict.
+
+    :raises WeightsError: if the file is missing, unreadable, or holds no state dict.
+    """
+    where = "weights"
+    if isinstance(source, (str, Path)):
+        where = f"weights file {source}"
+        path = Path(source)
+        if not path.is_file():
+            raise WeightsError(f"{where} not found")
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # corrupted zip, pickle with forbidden globals, ...
+            raise WeightsError(f"{where} cannot be read: {error}") from error
+    else:
+        data = source
+    if not isinstance(data, Mapping):
+        raise WeightsError(f"{where} holds a {type(data).__name__}, not a state dict")
+    architecture = data.get("sei_architecture")
+    for key in ("params", "params_ema", "state_dict"):
+        if key in data and isinstance(data[key], Mapping):
+            state = data[key]
+            if key == "state_dict":
+                state = {k: v for k, v in state.items() if k.startswith("backbone.")} or state
+            break
+    else:
+        state = data
+    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise WeightsError(f"{where} holds no tensors")
+    return _strip_prefixes(state), architecture
+
+
+def _describe(model: nn.Module) -> str:
+    architecture = getattr(model, "sei_architecture", None)
+    if architecture:
+        return f"{architecture['backbone']} (upscale {architecture['upscale']})"
+    return type(model).__name__
+
+
+def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], where: str = "weights") -> nn.Module:
+    """Load ``state`` into ``model`` strictly, raising :class:`WeightsError` with a summary on any mismatch."""
+    own = model.state_dict()
+    state = dict(state)
+    for key in list(state):
+        if key.endswith(_DERIVED_BUFFERS) and key in own and own[key].shape != state[key].shape:
+            state[key] = own[key]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+                  for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        problems = []
+        for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                             ("shape mismatches (file vs network)", mismatched)):
+            if items:
+                problems.append(f"{len(items)} {label}, e.g. {', '.join(items[:3])}")
+        raise WeightsError(
+            f"{where} do not fit the {_describe(model)} network: " + "; ".join(problems)
+            + ". Check the backbone, the task and the super-resolution factor the weights were trained for."
+        )
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def load_backbone(source: str | Path | Mapping[str, Any], backbone: str | None = None, upscale: int | None = None,
+                  in_chans: int = 3) -> nn.Module:
+    """A network with weights loaded from ``source``.
+
+    The architecture comes from the file's record when it has one; otherwise (e.g. the authors' published
+    files) from ``backbone`` and ``upscale``. When both are present they must agree.
+
+    :raises WeightsError: if the weights do not fit, or the architecture is unknown.
+    """
+    state, architecture = read_weights(source)
+    where = f"weights file {source}" if isinstance(source, (str, Path)) else "weights"
+    if architecture is not None:
+        if backbone is not None and backbone != architecture.get("backbone"):
+            raise WeightsError(f"{where} were trained for backbone {architecture.get('backbone')!r}, not {backbone!r}")
+        if upscale is not None and int(upscale) != int(architecture.get("upscale", 1)):
+            raise WeightsError(f"{where} were trained for upscale {architecture.get('upscale')}, not {upscale} "
+                               "(check the task and the super-resolution factor)")
+        model = backbone_from_architecture(architecture)
+    else:
+        if backbone is None or upscale is None:
+            raise WeightsError(f"{where} carry no architecture record; say which backbone and task they are for")
+        model = build_backbone(backbone, upscale=upscale, in_chans=in_chans)
+    return load_state(model, state, where)

@@ -1,0 +1,85 @@
+"""What SEI needs from an operator beyond deepinv's ``LinearPhysics`` interface.
+
+Our operators expose two attributes that the losses and datasets read: ``upscale`` (how many image
+pixels per measurement pixel along each axis: 1 for deblurring, r for x r super-resolution) and
+``margin`` (rows/columns at each border of a measurement that depend on the image's wrap-around and are
+left out of SURE). Any other deepinv ``LinearPhysics`` works too, read as ``upscale=1`` and ``margin=(0, 0)``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import deepinv
+import torch
+
+from sei.errors import ShapeError
+
+# FFTs and the cached matrices have no half-precision kernels; such inputs are computed in float32.
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype an operator computes in for input ``x``: float64 stays, anything else is float32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def check_image_batch(x: torch.Tensor, name: str = "x") -> None:
+    """Raise :class:`ShapeError` unless ``x`` is a ``(B, C, H, W)`` floating-point tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise ShapeError(f"{name} must be a tensor, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ShapeError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ShapeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+
+
+def physics_upscale(physics: deepinv.physics.Physics) -> int:
+    """Image pixels per measurement pixel along each axis (1 unless the operator says otherwise)."""
+    return int(getattr(physics, "upscale", 1))
+
+
+def physics_margin(physics: deepinv.physics.Physics) -> tuple[int, int]:
+    """Rows and columns to leave out at each border of a measurement (0 unless the operator says otherwise)."""
+    margin = getattr(physics, "margin", (0, 0))
+    return (int(margin[0]), int(margin[1]))
+
+
+class SizeCache:
+    """A small least-recently-used cache of per-size tensors (transfer functions, resampling matrices).
+
+    Owned by an operator instance; keys include size, dtype and device so that one operator serves
+    images of any size on any device.
+    """
+
+    def __init__(self, capacity: int = 16) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        value = compute()
+        self._items[key] = value
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class SEILinearPhysics(deepinv.physics.LinearPhysics):
+    """Base of ``sei``'s operators: a deepinv ``LinearPhysics`` with ``upscale`` and ``margin``."""
+
+    upscale: int = 1
+
+    @property
+    def margin(self) -> tuple[int, int]:
+        return (0, 0)

@@ -1,0 +1,149 @@
+"""Blur kernels: the paper's named kernels, and kernels read from files.
+
+A kernel is a 2-D float tensor of shape ``(kh, kw)`` with non-negative entries summing to 1. Its centre
+is the pixel ``(kh // 2, kw // 2)`` (the middle pixel for odd sizes).
+
+Named kernels (sizes in pixels):
+
+- ``Gaussian_R<s>``: isotropic Gaussian of standard deviation ``s`` on a ``(6s + 1)``-pixel square grid;
+  the paper uses ``Gaussian_R1``, ``Gaussian_R2``, ``Gaussian_R3`` (7, 13 and 19 px).
+- ``Box_R<r>``: uniform ``(2r + 1)``-pixel square box; the paper uses ``Box_R2``, ``Box_R3``, ``Box_R4``
+  (5, 7 and 9 px).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sei.errors import KernelError, UnknownNameError
+
+PAPER_KERNELS = ("Gaussian_R1", "Gaussian_R2", "Gaussian_R3", "Box_R2", "Box_R3", "Box_R4")
+KERNEL_FILE_SUFFIXES = (".pt", ".pth", ".npy", ".png", ".tif", ".tiff", ".bmp", ".pgm")
+_NAME_PATTERN = re.compile(r"^(gaussian|box)_r(\d+)$", re.IGNORECASE)
+
+
+def gaussian_kernel(std: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Isotropic Gaussian of standard deviation ``std`` px on a ``(6 std + 1)``² grid, summing to 1.
+
+    :return: tensor of shape ``(6 std + 1, 6 std + 1)``.
+    """
+    if std < 1:
+        raise KernelError(f"Gaussian standard deviation must be a positive integer, got {std}")
+    coords = torch.arange(-3 * std, 3 * std + 1, dtype=torch.float64)
+    profile = torch.exp(-(coords**2) / (2.0 * std**2))
+    kernel = torch.outer(profile, profile)
+    return (kernel / kernel.sum()).to(dtype)
+
+
+def box_kernel(radius: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Uniform box of side ``2 radius + 1`` px, summing to 1.
+
+    :return: tensor of shape ``(2 radius + 1, 2 radius + 1)``.
+    """
+    if radius < 1:
+        raise KernelError(f"box radius must be a positive integer, got {radius}")
+    size = 2 * radius + 1
+    return torch.full((size, size), 1.0 / size**2, dtype=dtype)
+
+
+def kernel_from_name(name: str) -> torch.Tensor:
+    """The kernel called ``name`` (``Gaussian_R<s>`` or ``Box_R<r>``, case-insensitive).
+
+    :raises UnknownNameError: if the name is not of either form; the message lists the paper's kernels.
+    """
+    match = _NAME_PATTERN.match(name.strip()) if isinstance(name, str) else None
+    if match is None:
+        raise UnknownNameError(
+            "kernel",
+            name,
+            PAPER_KERNELS,
+            hint="Any Gaussian_R<int> or Box_R<int> works too, as does a kernel file "
+            f"({', '.join(KERNEL_FILE_SUFFIXES)})",
+        )
+    family, size = match.group(1).lower(), int(match.group(2))
+    return gaussian_kernel(size) if family == "gaussian" else box_kernel(size)
+
+
+def canonical_kernel_name(name: str) -> str:
+    """``'gaussian_r2'`` -> ``'Gaussian_R2'``; raises like :func:`kernel_from_name` for bad names."""
+    kernel_from_name(name)
+    family, size = _NAME_PATTERN.match(name.strip()).groups()
+    return f"{family.capitalize()}_R{int(size)}"
+
+
+def validate_kernel(kernel: torch.Tensor, source: str = "kernel") -> torch.Tensor:
+    """Check a kernel and return it as float32, normalised to sum 1.
+
+    Singleton dimensions are squeezed, so ``(1, 1, kh, kw)`` is accepted.
+
+    :raises KernelError: if it is not 2-D, is empty, holds non-finite or negative values, or sums to 0.
+    """
+    if not isinstance(kernel, torch.Tensor):
+        raise KernelError(f"{source}: expected a tensor, got {type(kernel).__name__}")
+    kernel = kernel.detach().to(torch.float64)
+    while kernel.ndim > 2 and kernel.shape[0] == 1:
+        kernel = kernel[0]
+    if kernel.ndim != 2:
+        raise KernelError(f"{source}: a blur kernel must be 2-D (kh, kw), got shape {tuple(kernel.shape)}")
+    if kernel.numel() == 0:
+        raise KernelError(f"{source}: the kernel is empty")
+    if not torch.isfinite(kernel).all():
+        raise KernelError(f"{source}: the kernel holds NaN or infinite values")
+    if (kernel < 0).any():
+        raise KernelError(
+            f"{source}: the kernel has negative entries (min {kernel.min().item():.3g}); a blur kernel "
+            "must be non-negative, clip it first (e.g. numpy.clip(k, 0, None))"
+        )
+    total = kernel.sum()
+    if total <= 0:
+        raise KernelError(f"{source}: the kernel sums to 0 and cannot be normalised")
+    return (kernel / total).to(torch.float32)
+
+
+def kernel_from_file(path: str | Path) -> torch.Tensor:
+    """Read a kernel from ``.pt``/``.pth`` (a tensor), ``.npy`` (an array) or a grayscale image.
+
+    :return: float32 tensor of shape ``(kh, kw)`` normalised to sum 1.
+    :raises KernelError: if the file is missing, of an unknown type, or does not hold a valid kernel.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise KernelError(f"kernel file not found: {path}")
+    suffix = path.suffix.lower()
+    source = f"kernel file {path}"
+    try:
+        if suffix in (".pt", ".pth"):
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(data, dict) and len(data) == 1:
+                data = next(iter(data.values()))
+            if isinstance(data, np.ndarray):
+                data = torch.from_numpy(data)
+        elif suffix == ".npy":
+            data = torch.from_numpy(np.load(path, allow_pickle=False))
+        elif suffix in KERNEL_FILE_SUFFIXES:
+            from sei.io import read_image_array
+
+            array = read_image_array(path)
+            if array.ndim == 3:
+                raise KernelError(f"{source}: a kernel image must be grayscale (one channel), got {array.shape[2]}")
+            data = torch.from_numpy(array)
+        else:
+            raise KernelError(f"{source}: unknown kernel file type {suffix!r}; use one of {', '.join(KERNEL_FILE_SUFFIXES)}")
+    except KernelError:
+        raise
+    except Exception as error:  # unpickling/decoding errors come in many types
+        raise KernelError(f"{source}: cannot be read ({error})") from error
+    return validate_kernel(data, source)
+
+
+def load_kernel(spec: str | Path | torch.Tensor) -> torch.Tensor:
+    """A kernel from a name, a file path, or a tensor; always float32 ``(kh, kw)`` summing to 1."""
+    if isinstance(spec, torch.Tensor):
+        return validate_kernel(spec)
+    if isinstance(spec, Path) or (isinstance(spec, str) and Path(spec).suffix.lower() in KERNEL_FILE_SUFFIXES):
+        return kernel_from_file(spec)
+    return kernel_from_name(spec)

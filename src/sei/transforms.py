@@ -1,0 +1,214 @@
+"""Random image transforms for equivariant losses: down-scaling (SEI), circular shifts and rotations (EI).
+
+Each transform is a pure function of the image and explicit per-image parameters, plus a ``random_*``
+function that draws those parameters from a ``torch.Generator`` and a thin ``nn.Module`` wrapper. Every
+image of a batch gets its own parameters.
+
+deepinv ships ``Scale``, ``Shift`` and ``Rotate`` transforms, but its ``Scale`` builds a sampling grid that
+is only right for square images and is not the identity at factor 1 (a sub-pixel shrink), and its
+``Shift``/``Rotate`` draw one parameter for the whole batch; the paper's transforms are per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sei.errors import ConfigError, ImageTooSmallError, UnknownNameError
+from sei.physics.base import check_image_batch
+
+DEFAULT_SCALE_FACTORS = (0.75, 0.5)
+
+
+def _uniform(generator: torch.Generator | None, shape: tuple[int, ...]) -> torch.Tensor:
+    """Uniform [0, 1) draws on the CPU (or the generator's device), float64 for exactness of the grid."""
+    device = generator.device if generator is not None else "cpu"
+    return torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
+
+
+def _integers(generator: torch.Generator | None, high: int, shape: tuple[int, ...]) -> torch.Tensor:
+    device = generator.device if generator is not None else "cpu"
+    return torch.randint(0, high, shape, generator=generator, device=device)
+
+
+# -- down-scaling -----------------------------------------------------------------------------------------
+def scale(x: torch.Tensor, factors: torch.Tensor, centers: torch.Tensor, mode: str = "bicubic",
+          padding_mode: str = "reflection") -> torch.Tensor:
+    """Rescale each image about a centre, keeping its size.
+
+    Output pixel ``p`` (in pixel coordinates) takes the input's value at ``c + (p - c) / s``: for ``s < 1``
+    the content shrinks towards ``c`` and the border is filled by reflection. ``s = 1`` is the identity.
+
+    :param x: ``(B, C, H, W)`` images, H and W at least 2.
+    :param factors: ``(B,)`` scale factors ``s > 0``.
+    :param centers: ``(B, 2)`` centres ``(row, column)`` in pixels.
+    :param mode: ``grid_sample`` interpolation (``"bicubic"`` in the paper).
+    :param padding_mode: ``grid_sample`` padding (``"reflection"`` in the paper).
+    :return: ``(B, C, H, W)`` tensor.
+    """
+    check_image_batch(x)
+    batch, _, height, width = x.shape
+    if height < 2 or width < 2:
+        raise ImageTooSmallError(f"scaling needs images of at least 2x2 pixels, got {height}x{width}")
+    factors = torch.as_tensor(factors, dtype=torch.float64).reshape(-1)
+    centers = torch.as_tensor(centers, dtype=torch.float64).reshape(-1, 2)
+    if factors.shape[0] != batch or centers.shape[0] != batch:
+        raise ConfigError(f"need one factor and one centre per image ({batch}), got {factors.shape[0]} and {centers.shape[0]}")
+    if (factors <= 0).any():
+        raise ConfigError(f"scale factors must be > 0, got {factors.tolist()}")
+    rows = torch.arange(height, dtype=torch.float64)
+    cols = torch.arange(width, dtype=torch.float64)
+    inv = (1.0 / factors).view(batch, 1)
+    source_rows = centers[:, :1] + (rows.view(1, -1) - centers[:, :1]) * inv  # (B, H)
+    source_cols = centers[:, 1:] + (cols.view(1, -1) - centers[:, 1:]) * inv  # (B, W)
+    # align_corners=True: normalised -1 and 1 are the centres of the first and last pixels.
+    grid_y = 2.0 * source_rows / (height - 1) - 1.0
+    grid_x = 2.0 * source_cols / (width - 1) - 1.0
+    grid = torch.stack(torch.broadcast_tensors(grid_x[:, None, :], grid_y[:, :, None]), dim=-1)
+    grid = grid.to(device=x.device, dtype=x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32)
+    return F.grid_sample(x.to(grid.dtype), grid, mode=mode, padding_mode=padding_mode, align_corners=True).to(x.dtype)
+
+
+def draw_scale_params(batch: int, height: int, width: int, generator: torch.Generator | None = None,
+                      factors: Sequence[float] = DEFAULT_SCALE_FACTORS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, a factor drawn uniformly from ``factors`` and a centre drawn uniformly in the image.
+
+    :return: ``(factors (B,), centres (B, 2))``, centres as ``(row, column)`` in pixels.
+    """
+    choices = torch.as_tensor(tuple(factors), dtype=torch.float64)
+    drawn = choices[_integers(generator, len(choices), (batch,)).cpu()]
+    centers = _uniform(generator, (batch, 2)).cpu() * torch.tensor([height - 1, width - 1], dtype=torch.float64)
+    return drawn, centers
+
+
+def random_scale(x: torch.Tensor, generator: torch.Generator | None = None,
+                 factors: Sequence[float] = DEFAULT_SCALE_FACTORS, **kwargs) -> torch.Tensor:
+    """The paper's random down-scaling: :func:`scale` with parameters from :func:`draw_scale_params`."""
+    batch, _, height, width = x.shape
+    return scale(x, *draw_scale_params(batch, height, width, generator, factors), **kwargs)
+
+
+# -- circular shifts --------------------------------------------------------------------------------------
+def shift(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Circularly shift each image by an integer number of pixels.
+
+    :param x: ``(B, C, H, W)`` images.
+    :param shifts: ``(B, 2)`` integer shifts ``(rows, columns)``; output[i, j] = input[i - dy, j - dx].
+    """
+    check_image_batch(x)
+    batch, _, height, width = x.shape
+    shifts = torch.as_tensor(shifts, dtype=torch.long).reshape(-1, 2).to(x.device)
+    if shifts.shape[0] != batch:
+        raise ConfigError(f"need one shift per image ({batch}), got {shifts.shape[0]}")
+    rows = (torch.arange(height, device=x.device).view(1, -1) - shifts[:, :1]) % height  # (B, H)
+    cols = (torch.arange(width, device=x.device).view(1, -1) - shifts[:, 1:]) % width  # (B, W)
+    gathered = torch.gather(x, 2, rows.view(batch, 1, height, 1).expand(-1, x.shape[1], -1, width))
+    return torch.gather(gathered, 3, cols.view(batch, 1, 1, width).expand(-1, x.shape[1], height, -1))
+
+
+def draw_shift_params(batch: int, height: int, width: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per image, integer shifts drawn uniformly in ``[0, H) x [0, W)``: ``(B, 2)``."""
+    return torch.stack([_integers(generator, height, (batch,)), _integers(generator, width, (batch,))], dim=1)
+
+
+def random_shift(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Circular shift of each image by :func:`draw_shift_params`."""
+    batch, _, height, width = x.shape
+    return shift(x, draw_shift_params(batch, height, width, generator))
+
+
+# -- rotations --------------------------------------------------------------------------------------------
+def rotate(x: torch.Tensor, angles: torch.Tensor, mode: str = "nearest") -> torch.Tensor:
+    """Rotate each image about its centre, keeping its size; pixels from outside the image are 0.
+
+    :param x: ``(B, C, H, W)`` images.
+    :param angles: ``(B,)`` angles in degrees, counter-clockwise.
+    :param mode: ``"nearest"`` (EI's default) or ``"bilinear"``.
+    """
+    check_image_batch(x)
+    batch, _, height, width = x.shape
+    angles = torch.as_tensor(angles, dtype=torch.float64).reshape(-1)
+    if angles.shape[0] != batch:
+        raise ConfigError(f"need one angle per image ({batch}), got {angles.shape[0]}")
+    theta = torch.deg2rad(angles)
+    cos, sin = torch.cos(theta).view(-1, 1, 1), torch.sin(theta).view(-1, 1, 1)
+    # Pixel coordinates about the image centre; rows grow downwards so a counter-clockwise rotation of
+    # the picture samples the input at the clockwise-rotated position.
+    rows = torch.arange(height, dtype=torch.float64).view(1, -1, 1) - (height - 1) / 2
+    cols = torch.arange(width, dtype=torch.float64).view(1, 1, -1) - (width - 1) / 2
+    source_cols = cos * cols - sin * rows
+    source_rows = sin * cols + cos * rows
+    grid_x = (source_cols + (width - 1) / 2) * 2.0 / max(width - 1, 1) - 1.0
+    grid_y = (source_rows + (height - 1) / 2) * 2.0 / max(height - 1, 1) - 1.0
+    grid = torch.stack([grid_x, grid_y], dim=-1).to(device=x.device, dtype=torch.float32)
+    out = F.grid_sample(x.float(), grid, mode=mode, padding_mode="zeros", align_corners=True)
+    return out.to(x.dtype)
+
+
+def draw_rotation_params(batch: int, generator: torch.Generator | None = None, multiples: float = 1.0) -> torch.Tensor:
+    """Per image, an angle in degrees drawn uniformly from the multiples of ``multiples`` in [0, 360): ``(B,)``."""
+    count = max(int(round(360.0 / multiples)), 1)
+    return _integers(generator, count, (batch,)).to(torch.float64) * multiples
+
+
+def random_rotate(x: torch.Tensor, generator: torch.Generator | None = None, multiples: float = 1.0,
+                  mode: str = "nearest") -> torch.Tensor:
+    """Rotate each image by :func:`draw_rotation_params` (integer degrees by default, as in EI)."""
+    return rotate(x, draw_rotation_params(x.shape[0], generator, multiples), mode=mode)
+
+
+# -- modules and registry ---------------------------------------------------------------------------------
+class RandomScale(nn.Module):
+    """Module form of :func:`random_scale`: ``transform(x, generator)``."""
+
+    def __init__(self, factors: Sequence[float] = DEFAULT_SCALE_FACTORS, mode: str = "bicubic",
+                 padding_mode: str = "reflection") -> None:
+        super().__init__()
+        if not factors or any(f <= 0 for f in factors):
+            raise ConfigError(f"scale factors must be positive numbers, got {list(factors)}")
+        self.factors = tuple(float(f) for f in factors)
+        self.mode = mode
+        self.padding_mode = padding_mode
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return random_scale(x, generator, self.factors, mode=self.mode, padding_mode=self.padding_mode)
+
+    def extra_repr(self) -> str:
+        return f"factors={self.factors}, mode={self.mode!r}, padding_mode={self.padding_mode!r}"
+
+
+class RandomShift(nn.Module):
+    """Module form of :func:`random_shift`."""
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return random_shift(x, generator)
+
+
+class RandomRotate(nn.Module):
+    """Module form of :func:`random_rotate`."""
+
+    def __init__(self, multiples: float = 1.0, mode: str = "nearest") -> None:
+        super().__init__()
+        if multiples <= 0:
+            raise ConfigError(f"rotation multiples must be > 0 degrees, got {multiples}")
+        self.multiples = float(multiples)
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return random_rotate(x, generator, self.multiples, mode=self.mode)
+
+    def extra_repr(self) -> str:
+        return f"multiples={self.multiples}, mode={self.mode!r}"
+
+
+TRANSFORMS = {"scale": RandomScale, "shift": RandomShift, "rotate": RandomRotate}
+
+
+def make_transform(name: str, **options) -> nn.Module:
+    """A transform module by name: ``"scale"``, ``"shift"`` or ``"rotate"``."""
+    if name not in TRANSFORMS:
+        raise UnknownNameError("transform", name, TRANSFORMS)
+    return TRANSFORMS[name](**options)

@@ -1,0 +1,136 @@
+"""FFT blur: agreement with a direct circular convolution, adjointness, inverses, caching, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sei.errors import ImageTooSmallError, ShapeError
+from sei.physics import FFTBlur
+from sei.physics.kernels import PAPER_KERNELS
+
+
+def circular_convolution(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Reference: sum over kernel taps of shifted images, kernel centred at (kh // 2, kw // 2)."""
+    out = torch.zeros_like(x)
+    kh, kw = kernel.shape
+    for i in range(kh):
+        for j in range(kw):
+            out += kernel[i, j] * torch.roll(x, shifts=(i - kh // 2, j - kw // 2), dims=(-2, -1))
+    return out
+
+
+class TestForward:
+    @pytest.mark.parametrize("kernel", ["Gaussian_R1", "Box_R2"])
+    @pytest.mark.parametrize("size", [(20, 27), (13, 13), (32, 17)])
+    def test_matches_direct_circular_convolution(self, kernel, size):
+        physics = FFTBlur(kernel)
+        x = torch.randn(2, 3, *size, dtype=torch.float64)
+        expected = circular_convolution(x, physics.kernel.double())
+        assert torch.allclose(physics.A(x), expected, atol=1e-10)
+
+    def test_asymmetric_kernel_is_not_flipped_wrongly(self):
+        kernel = torch.zeros(3, 5)
+        kernel[0, 4] = 1.0  # a pure shift by (-1, +2)
+        physics = FFTBlur(kernel)
+        x = torch.randn(1, 1, 12, 15, dtype=torch.float64)
+        assert torch.allclose(physics.A(x), torch.roll(x, shifts=(-1, 2), dims=(-2, -1)), atol=1e-12)
+
+    def test_constant_image_is_preserved(self):
+        physics = FFTBlur("Gaussian_R2")
+        x = torch.full((1, 3, 30, 40), 0.37)
+        assert torch.allclose(physics.A(x), x, atol=1e-6)
+
+    def test_margin(self):
+        assert FFTBlur("Gaussian_R2").margin == (6, 6)
+        assert FFTBlur("Box_R3").margin == (3, 3)
+        assert FFTBlur(torch.ones(5, 9)).margin == (2, 4)
+
+    def test_low_precision_inputs_compute_in_float32(self):
+        physics = FFTBlur("Box_R2")
+        x = torch.rand(1, 3, 16, 16)
+        out = physics.A(x.to(torch.bfloat16))
+        assert out.dtype == torch.float32
+        assert torch.allclose(out, physics.A(x), atol=1e-2)
+
+
+class TestAdjointAndInverses:
+    @pytest.mark.parametrize("kernel", PAPER_KERNELS)
+    @pytest.mark.parametrize("size", [(37, 50), (24, 19)])
+    @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+    def test_adjointness(self, kernel, size, dtype, tolerance):
+        physics = FFTBlur(kernel)
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(2, 3, *size, generator=generator, dtype=dtype)
+        y = torch.randn(2, 3, *size, generator=generator, dtype=dtype)
+        ax = physics.A(x)
+        lhs = (ax * y).sum()
+        rhs = (x * physics.A_adjoint(y)).sum()
+        # relative to the Cauchy-Schwarz bound, the scale of rounding errors in either inner product
+        assert abs(lhs - rhs) / (ax.norm() * y.norm()) < tolerance
+        if dtype == torch.float64:
+            assert abs(lhs - rhs) / abs(lhs) < 1e-5
+
+    def test_deepinv_adjointness_test(self):
+        physics = FFTBlur("Gaussian_R2")
+        assert physics.adjointness_test(u=torch.randn(1, 3, 41, 33)).item() < 1e-5
+
+    def test_normal_operators(self):
+        physics = FFTBlur("Box_R2")
+        x = torch.randn(1, 2, 21, 18, dtype=torch.float64)
+        assert torch.allclose(physics.A_adjoint_A(x), physics.A_adjoint(physics.A(x)), atol=1e-12)
+        assert torch.allclose(physics.A_A_adjoint(x), physics.A(physics.A_adjoint(x)), atol=1e-12)
+
+    def test_pseudo_inverse_penrose_conditions(self):
+        physics = FFTBlur("Gaussian_R1")
+        x = torch.randn(2, 3, 30, 26, dtype=torch.float64)
+        y = physics.A(x)
+        assert torch.allclose(physics.A(physics.A_dagger(y)), y, atol=1e-8)
+        z = physics.A_dagger(y)
+        assert torch.allclose(physics.A_dagger(physics.A(z)), z, atol=1e-8)
+
+    def test_pseudo_inverse_of_box_blur_drops_its_zeros(self):
+        # a 5-px box has exact zeros in its transfer function on a 20-px grid
+        physics = FFTBlur("Box_R2")
+        x = torch.randn(1, 1, 20, 20, dtype=torch.float64)
+        recovered = physics.A_dagger(physics.A(x))
+        assert torch.isfinite(recovered).all()
+        assert torch.allclose(physics.A(recovered), physics.A(x), atol=1e-8)
+
+    def test_prox_l2_is_the_minimiser(self):
+        physics = FFTBlur("Gaussian_R2")
+        z = torch.randn(1, 3, 25, 31, dtype=torch.float64)
+        y = torch.randn(1, 3, 25, 31, dtype=torch.float64)
+        gamma = 0.8
+        x = physics.prox_l2(z, y, gamma)
+        gradient = gamma * physics.A_adjoint(physics.A(x) - y) + (x - z)
+        assert gradient.abs().max() < 1e-10
+
+    def test_wiener_reduces_error_on_a_natural_image(self, natural_image, generator):
+        physics = FFTBlur("Gaussian_R2")
+        x = natural_image[None]
+        y = physics.A(x) + 0.02 * torch.randn(x.shape, generator=generator)
+        restored = physics.wiener(y, reg=1e-2)
+        assert (restored - x).pow(2).mean() < (y - x).pow(2).mean()
+        with pytest.raises(ValueError):
+            physics.wiener(y, reg=0)
+
+
+class TestCacheAndErrors:
+    def test_transfer_functions_are_cached_per_size(self):
+        physics = FFTBlur("Gaussian_R1")
+        physics.A(torch.randn(1, 1, 16, 16))
+        physics.A(torch.randn(3, 1, 16, 16))
+        assert len(physics._transfer) == 1
+        physics.A(torch.randn(1, 1, 16, 20))
+        physics.A(torch.randn(1, 1, 16, 20, dtype=torch.float64))
+        assert len(physics._transfer) == 3
+
+    def test_image_smaller_than_kernel(self):
+        with pytest.raises(ImageTooSmallError, match="smaller than the 13x13"):
+            FFTBlur("Gaussian_R2").A(torch.randn(1, 3, 10, 40))
+
+    @pytest.mark.parametrize("bad", [torch.randn(3, 16, 16), torch.randint(0, 5, (1, 1, 16, 16))])
+    def test_bad_input_shapes(self, bad):
+        with pytest.raises(ShapeError):
+            FFTBlur("Box_R2").A(bad)

@@ -1,0 +1,80 @@
+"""Image files: grayscale, RGB, RGBA, 8/16-bit, round trips and unreadable files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sei.errors import ImageError
+from sei.io import list_images, read_image, write_image
+
+
+class TestRead:
+    def test_rgb(self, tmp_path):
+        array = np.random.default_rng(0).integers(0, 256, (7, 9, 3), dtype=np.uint8)
+        Image.fromarray(array).save(tmp_path / "a.png")
+        image = read_image(tmp_path / "a.png")
+        assert image.shape == (3, 7, 9) and image.dtype == torch.float32
+        assert torch.allclose(image, torch.from_numpy(array).permute(2, 0, 1) / 255.0)
+
+    def test_grayscale_is_repeated_to_rgb(self, tmp_path):
+        Image.fromarray(np.full((5, 6), 51, dtype=np.uint8)).save(tmp_path / "g.png")
+        image = read_image(tmp_path / "g.png")
+        assert image.shape == (3, 5, 6) and torch.allclose(image, torch.full((3, 5, 6), 0.2))
+        assert read_image(tmp_path / "g.png", channels=1).shape == (1, 5, 6)
+
+    def test_rgba_drops_alpha(self, tmp_path):
+        array = np.zeros((4, 4, 4), dtype=np.uint8)
+        array[..., 0], array[..., 3] = 255, 10
+        Image.fromarray(array, mode="RGBA").save(tmp_path / "a.png")
+        image = read_image(tmp_path / "a.png")
+        assert image.shape == (3, 4, 4) and image[0].min() == 1.0 and image[1:].max() == 0.0
+        assert read_image(tmp_path / "a.png", channels=None).shape == (4, 4, 4)
+
+    def test_sixteen_bit(self, tmp_path):
+        array = np.array([[0, 65535], [32768, 1000]], dtype=np.uint16)
+        Image.fromarray(array).save(tmp_path / "d.png")
+        image = read_image(tmp_path / "d.png", channels=1)
+        assert torch.allclose(image[0], torch.from_numpy(array / 65535.0).float(), atol=1e-6)
+
+    def test_palette_and_jpeg(self, tmp_path):
+        Image.fromarray(np.zeros((6, 6, 3), dtype=np.uint8)).convert("P").save(tmp_path / "p.png")
+        Image.fromarray(np.zeros((6, 6, 3), dtype=np.uint8)).save(tmp_path / "j.jpg")
+        assert read_image(tmp_path / "p.png").shape == (3, 6, 6)
+        assert read_image(tmp_path / "j.jpg").shape == (3, 6, 6)
+
+    def test_missing_and_corrupt(self, tmp_path):
+        with pytest.raises(ImageError, match="not found"):
+            read_image(tmp_path / "none.png")
+        (tmp_path / "bad.png").write_bytes(b"\x89PNG truncated")
+        with pytest.raises(ImageError, match="cannot read image"):
+            read_image(tmp_path / "bad.png")
+
+
+class TestWriteAndList:
+    def test_round_trip_8_and_16_bit(self, tmp_path):
+        image = torch.rand(3, 10, 12)
+        write_image(tmp_path / "a.png", image)
+        assert torch.allclose(read_image(tmp_path / "a.png"), image, atol=0.5 / 255 + 1e-6)
+        write_image(tmp_path / "b.png", image[:1], bits=16)
+        assert torch.allclose(read_image(tmp_path / "b.png", channels=1), image[:1], atol=0.5 / 65535 + 1e-6)
+
+    def test_write_clamps_and_checks(self, tmp_path):
+        write_image(tmp_path / "sub" / "c.png", torch.full((3, 2, 2), 2.0))
+        assert read_image(tmp_path / "sub" / "c.png").max() == 1.0
+        with pytest.raises(ImageError):
+            write_image(tmp_path / "d.png", torch.rand(2, 4, 4))
+        with pytest.raises(ImageError, match="16-bit"):
+            write_image(tmp_path / "e.jpg", torch.rand(1, 4, 4), bits=16)
+
+    def test_list_images(self, tmp_path):
+        for name in ("b.png", "a.JPG", "notes.txt"):
+            (tmp_path / name).write_bytes(b"")
+        assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png"]
+        (tmp_path / "empty").mkdir()
+        with pytest.raises(ImageError, match="no image files"):
+            list_images(tmp_path / "empty")
+        with pytest.raises(ImageError, match="not a directory"):
+            list_images(tmp_path / "missing")
