@@ -11,6 +11,8 @@ from sei import __version__
 
 # subcommand -> module under sei.cli; modules are imported only when their command runs (or for --help)
 COMMANDS = {
+    "train": "sei.cli.train",
+    "test": "sei.cli.test",
     "info": "sei.cli.info",
 }
 

@@ -75,10 +75,21 @@ class SizeCache:
         return len(self._items)
 
 
+def identity(x: torch.Tensor, **kwargs) -> torch.Tensor:
+    """``x`` unchanged; a named function where deepinv defaults to lambdas, which cannot be pickled (spawned
+    data-parallel processes and worker processes pickle the operator)."""
+    return x
+
+
 class SEILinearPhysics(deepinv.physics.LinearPhysics):
-    """Base of ``sei``'s operators: a deepinv ``LinearPhysics`` with ``upscale`` and ``margin``."""
+    """Base of ``sei``'s operators: a deepinv ``LinearPhysics`` with ``upscale`` and ``margin``, picklable."""
 
     upscale: int = 1
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("A", identity)
+        kwargs.setdefault("sensor_model", identity)
+        super().__init__(**kwargs)
 
     @property
     def margin(self) -> tuple[int, int]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import deepinv
 import torch
 
+from sei.physics.base import identity
+
 
 def gaussian_noise_like(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Noise ``N(0, sigma^2 I)`` of ``x``'s shape, dtype and device.
@@ -27,6 +29,7 @@ class GaussianNoise(deepinv.physics.GaussianNoise):
         if noise_level < 0:
             raise ValueError(f"noise level must be >= 0, got {noise_level}")
         super().__init__(sigma=noise_level / 255.0)
+        self.noise_model = identity  # deepinv's default is a lambda, which cannot be pickled
         self.noise_level = float(noise_level)
 
     def forward(self, x: torch.Tensor, seed: int | None = None, generator: torch.Generator | None = None,

@@ -1,0 +1,61 @@
+"""Command-line options shared by several commands.
+
+Options that set configuration values store them under dotted destinations (``physics.task``) with no
+default, so that only the options a user gave override a configuration file or a run's saved settings.
+Hyphenated names are canonical; the reference implementation's underscore spellings are accepted too.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *flags: str, dest: str, **kwargs: Any) -> None:
+    """Add an option whose value, when given, lands at ``dest`` (a dotted configuration key)."""
+    parser.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, **kwargs)
+
+
+def add_physics_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("measurements")
+    option(group, "--task", dest="physics.task", help="deblurring or sr")
+    option(group, "--kernel", dest="physics.kernel",
+           help="blur kernel: Gaussian_R1..R3, Box_R2..R4, or a .pt/.npy/grayscale image file")
+    option(group, "--sr-factor", "--sr_factor", dest="physics.sr_factor", type=_positive_int,
+           help="super-resolution factor (2, 3, 4)")
+    option(group, "--noise-level", "--noise_level", dest="physics.noise_level", type=float,
+           help="Gaussian noise standard deviation in 8-bit grey levels (default 5)")
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    option(group, "--dataset", dest="data.dataset",
+           help="div2k, urban100, ct, sample (embedded, no network), or a folder of clean images")
+    option(group, "--datasets-dir", "--datasets_dir", dest="data.datasets_dir",
+           help="where named datasets are stored and downloaded (default ./datasets)")
+    option(group, "--download", dest="data.download", action="store_const", const=True,
+           help="download a missing named dataset (checksum-verified)")
+    option(group, "--resize", dest="data.resize", type=_resize,
+           help="resize images so their shorter side is N px, 'none' to keep sizes (default: 256 for named datasets)")
+
+
+def _resize(text: str) -> int | None:
+    if text.lower() in ("none", "null", "0"):
+        return None
+    return _positive_int(text)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    option(parser, "--device", dest="train.device", help="cpu, cuda, cuda:N or auto (default: a GPU when there is one)")
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The dotted configuration values the user gave."""
+    return {key: value for key, value in vars(args).items() if "." in key}

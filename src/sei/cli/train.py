@@ -1,0 +1,111 @@
+"""``sei train``: train a restoration network with any method on any dataset, and resume it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sei.cli.options import _positive_int, add_data_options, add_device_option, add_physics_options, option, overrides
+
+EPILOG = """examples:
+  sei train --dataset sample                                   # SEI, Gaussian_R2, the laptop demo budget
+  sei train --method sei --task sr --sr-factor 2 --dataset div2k --download --device cuda
+  sei train --config configs/div2k/deblurring_gaussian_r2_sei.yaml --device cuda --devices 4 --strategy ddp
+  sei train --measurements my_blurry_images/ --kernel psf.npy --weights runs/x/weights.pt --steps 2000
+  sei train --out-dir runs/x --resume                          # continue a run that was stopped
+"""
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train a network (SEI, supervised, CSS, EI, SURE)",
+                                   description=__doc__, epilog=EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML experiment file; other options override its values")
+    option(parser, "--method", dest="loss.method",
+           help="sei (alias proposed), supervised (sup), css, ei-shift, ei-rotate, sure, sei-no-stop-grad")
+    add_physics_options(parser)
+    add_data_options(parser)
+    option(parser, "--measurements", dest="measurements",
+           help="train on a folder of measurements only (your own blurry or low-resolution images)")
+    model = parser.add_argument_group("model")
+    option(model, "--model", dest="model.backbone", help="backbone: swinir (the paper's), unet-small, unet-base, ...")
+    option(model, "--weights", dest="model.weights", help="initial weights (fine-tuning)")
+    loss = parser.add_argument_group("loss")
+    option(loss, "--no-stop-gradient", "--no-stop_gradient", dest="loss.stop_gradient", action="store_const",
+           const=False, help="let gradients flow through the transformed target (ablation)")
+    option(loss, "--alpha", dest="loss.alpha", type=float, help="weight of the equivariance term (default 1)")
+    budget = parser.add_argument_group("optimisation")
+    option(budget, "--batch-size", "--batch_size", dest="data.batch_size", type=_positive_int, help="default 8")
+    option(budget, "--crop-size", "--crop_size", dest="data.crop_size", type=_positive_int,
+           help="measurement crop size in pixels (default 48)")
+    option(budget, "--samples-per-epoch", dest="data.samples_per_epoch", type=_positive_int,
+           help="crops per epoch (default: one per image)")
+    option(budget, "--epochs", dest="train.epochs", type=_positive_int, help="default 500 (paper)")
+    option(budget, "--steps", dest="train.steps", type=_positive_int, help="train for a number of steps instead")
+    option(budget, "--lr", dest="train.lr", type=float, help="default 1e-4 (deblurring) or 2e-4 (sr)")
+    option(budget, "--seed", dest="train.seed", type=int, help="run seed (default 0)")
+    run = parser.add_argument_group("run")
+    option(run, "--out-dir", "--out_dir", dest="out_dir", help="output folder (default runs/<name>)")
+    option(run, "--name", dest="name", help="run name")
+    add_device_option(run)
+    option(run, "--devices", dest="train.devices", help="number of devices (GPUs or CPU processes)")
+    option(run, "--num-nodes", dest="train.num_nodes", type=_positive_int, help="number of nodes")
+    option(run, "--strategy", dest="train.strategy", help="Lightning strategy, e.g. ddp")
+    option(run, "--precision", dest="train.precision", help="32-true (default), bf16-mixed or 16-mixed")
+    option(run, "--compile", dest="train.compile", action="store_const", const=True, help="torch.compile the backbone")
+    option(run, "--num-workers", dest="data.num_workers", type=int, help="data loader worker processes")
+    option(run, "--val-every", dest="train.val_every", type=int, help="validation PSNR every N epochs (0: off)")
+    option(run, "--checkpoint-every", dest="train.checkpoint_every", type=int, help="keep a checkpoint every N epochs")
+    option(run, "--quiet", dest="train.progress", action="store_const", const=False, help="no progress bar")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                        help="continue the run in --out-dir (or from CHECKPOINT)")
+    parser.set_defaults(run=run_command)
+
+
+def _devices(value):
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's informational messages (devices, tips) off the terminal."""
+    import logging
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from sei.config import ExperimentConfig, from_flat, load_config
+    from sei.training import train
+    from sei.training.run import CONFIG_FILE, load_run_config
+
+    values = overrides(args)
+    for key in ("out_dir", "name"):
+        if key in vars(args):
+            values[key] = getattr(args, key)
+    if "measurements" in vars(args):
+        values["data.dataset"] = args.measurements
+        values["data.kind"] = "measurements"
+    if "train.devices" in values:
+        values["train.devices"] = _devices(values["train.devices"])
+    if args.config:
+        config = load_config(args.config, values)
+    elif args.resume and "out_dir" in values and (Path(values["out_dir"]) / CONFIG_FILE).is_file():
+        config = from_flat(values, load_run_config(values["out_dir"]))  # resume with the run's own settings
+    else:
+        config = from_flat(values, ExperimentConfig())
+    if not config.train.progress:
+        quiet_lightning()
+    result = train(config, resume=args.resume)
+    if result.rank != 0:
+        return 0
+    metrics = ", ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in result.metrics.items()
+                        if k in ("train/loss", "val/psnr", "val/ssim"))
+    print(f"trained {result.config.name} in {result.seconds:.0f} s ({metrics})")
+    print(f"weights: {result.weights}")
+    return 0

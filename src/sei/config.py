@@ -1,0 +1,253 @@
+"""Experiment configuration: typed sections, YAML files, command-line overrides, and resolved defaults.
+
+A configuration has five sections (BasicSR-style YAML)::
+
+    name: div2k_deblurring_gaussian_r2_sei
+    physics: {task: deblurring, kernel: Gaussian_R2, noise_level: 5}
+    data: {dataset: div2k, crop_size: 48, batch_size: 8}
+    model: {backbone: swinir}
+    loss: {method: sei, alpha: 1.0}
+    train: {epochs: 500, lr: 1.0e-4}
+
+Values left at ``None`` are resolved from the others by :func:`resolve` (learning rate by task, backbone and
+budget by dataset), and the resolved configuration is what a run records in its ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sei.errors import ConfigError
+
+PAPER_LR = {"deblurring": 1e-4, "sr": 2e-4}
+PAPER_EPOCHS = 500
+# The embedded sample dataset trains the small backbone with a laptop budget (see `sei demo`).
+SAMPLE_BACKBONE = "unet-small"
+SAMPLE_STEPS = 2000
+SAMPLE_LR = 1e-3
+SAMPLE_SAMPLES_PER_EPOCH = 200
+
+
+@dataclass
+class PhysicsConfig:
+    task: str = "deblurring"
+    kernel: str | None = None
+    sr_factor: int | None = None
+    noise_level: float = 5.0
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "div2k"
+    kind: str = "clean"  # "clean" images, or "measurements" only
+    datasets_dir: str = "datasets"
+    download: bool = False
+    resize: Any = "auto"  # shorter side in px, null to keep, "auto": 256 for named datasets
+    crop_size: int = 48
+    batch_size: int = 8
+    samples_per_epoch: int | None = None  # default: one crop per image
+    num_workers: int | None = None  # default: 0 on CPU, up to 8 on GPU
+    noise_seed: int = 0
+    val_dataset: str | None = None  # default: the dataset's "val" split when it has one
+    val_max_images: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    backbone: str | None = None  # default: swinir, or the small backbone on the sample dataset
+    weights: str | None = None  # initial weights (fine-tuning)
+
+
+@dataclass
+class LossConfig:
+    method: str = "sei"
+    alpha: float = 1.0
+    tau: float = 0.01
+    stop_gradient: bool = True
+    scale_factors: list[float] = field(default_factory=lambda: [0.75, 0.5])
+    rotation_multiples: float = 1.0
+    sure_constant: str = "unbiased"
+    batched_probe: bool = True
+
+
+@dataclass
+class TrainConfig:
+    epochs: int | None = None
+    steps: int | None = None
+    lr: float | None = None
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    lr_decay_start: float = 0.5  # fraction of training after which the rate decays linearly
+    lr_final_factor: float = 0.01
+    seed: int = 0
+    device: str = "auto"  # cpu, cuda, cuda:1, auto
+    devices: Any = 1  # number of devices (or "auto")
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    compile: bool = False
+    checkpoint_every: int = 10  # epochs; the latest checkpoint is also kept at every epoch
+    val_every: int = 0  # epochs; 0 turns validation off
+    log_every: int = 10  # steps
+    progress: bool = True
+
+
+@dataclass
+class ExperimentConfig:
+    name: str | None = None
+    out_dir: str | None = None
+    physics: PhysicsConfig = field(default_factory=PhysicsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+_SECTIONS = {"physics": PhysicsConfig, "data": DataConfig, "model": ModelConfig, "loss": LossConfig,
+             "train": TrainConfig}
+_TOP_LEVEL = ("name", "out_dir")
+
+
+def _section_fields(section: str) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(_SECTIONS[section])}
+
+
+def from_dict(data: dict[str, Any], base: ExperimentConfig | None = None) -> ExperimentConfig:
+    """A configuration from nested ``data``, on top of ``base`` (defaults if None).
+
+    :raises ConfigError: for unknown sections or keys (listing the valid ones) and malformed sections.
+    """
+    config = from_flat({}, base)  # a copy: sections are mutable
+    if not isinstance(data, dict):
+        raise ConfigError(f"a configuration must be a mapping, got {type(data).__name__}")
+    for key, value in data.items():
+        if key in _TOP_LEVEL:
+            setattr(config, key, value)
+            continue
+        if key not in _SECTIONS:
+            raise ConfigError(f"unknown configuration section {key!r}; valid: {', '.join((*_TOP_LEVEL, *_SECTIONS))}")
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"configuration section {key!r} must be a mapping, got {value!r}")
+        fields = _section_fields(key)
+        section = getattr(config, key)
+        for name, item in value.items():
+            if name not in fields:
+                raise ConfigError(f"unknown key {key}.{name}; valid keys of {key}: {', '.join(fields)}")
+            setattr(section, name, item)
+    return config
+
+
+def from_flat(overrides: dict[str, Any], base: ExperimentConfig | None = None) -> ExperimentConfig:
+    """A copy of ``base`` with dotted-key overrides such as ``{"train.lr": 1e-4}``."""
+    base = base or ExperimentConfig()
+    config = ExperimentConfig(name=base.name, out_dir=base.out_dir,
+                              **{s: dataclasses.replace(getattr(base, s)) for s in _SECTIONS})
+    for dotted, value in overrides.items():
+        if dotted in _TOP_LEVEL:
+            setattr(config, dotted, value)
+            continue
+        section, _, name = dotted.partition(".")
+        if section not in _SECTIONS or name not in _section_fields(section):
+            raise ConfigError(f"unknown configuration key {dotted!r}")
+        setattr(getattr(config, section), name, value)
+    return config
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML file, with clear errors for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"configuration file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Defaults, then the YAML file at ``path``, then dotted-key ``overrides``."""
+    return from_flat(overrides or {}, from_dict(load_yaml(path)))
+
+
+def _is_named_dataset(dataset: str) -> bool:
+    from sei.data.sources import NAMED_DATASETS
+
+    return str(dataset).lower() in NAMED_DATASETS
+
+
+def default_name(config: ExperimentConfig) -> str:
+    physics = config.physics
+    detail = physics.kernel if physics.task == "deblurring" else f"x{physics.sr_factor}"
+    dataset = Path(str(config.data.dataset)).name if not _is_named_dataset(config.data.dataset) else config.data.dataset
+    return f"{dataset}_{physics.task}_{Path(str(detail)).stem}_noise{physics.noise_level:g}_{config.loss.method}"
+
+
+def resolve(config: ExperimentConfig) -> ExperimentConfig:
+    """Fill the automatic values and check the configuration's consistency.
+
+    :raises ConfigError: for inconsistent or invalid settings.
+    """
+    from sei.methods import canonical_method
+    from sei.physics.factory import canonical_task
+
+    config = from_flat({}, config)
+    physics, data, model, loss, train = config.physics, config.data, config.model, config.loss, config.train
+    physics.task = canonical_task(physics.task)
+    if physics.task == "sr":
+        physics.kernel = None
+        if physics.sr_factor is None:
+            raise ConfigError("super-resolution needs --sr-factor (2, 3 or 4 in the paper)")
+    else:
+        physics.sr_factor = None
+        if physics.kernel is None:
+            physics.kernel = "Gaussian_R2"
+    loss.method = canonical_method(loss.method)
+    if not loss.stop_gradient and loss.method == "sei":
+        loss.method = "sei-no-stop-grad"
+    if data.kind not in ("clean", "measurements"):
+        raise ConfigError(f"data.kind must be 'clean' or 'measurements', got {data.kind!r}")
+    on_sample = str(data.dataset).lower() == "sample"
+    if model.backbone is None:
+        model.backbone = SAMPLE_BACKBONE if on_sample else "swinir"
+    if train.epochs is None and train.steps is None:
+        if on_sample:
+            train.steps = SAMPLE_STEPS
+        else:
+            train.epochs = PAPER_EPOCHS
+    if train.epochs is not None and train.steps is not None:
+        raise ConfigError("give either a number of epochs or a number of steps, not both")
+    if (train.epochs is not None and train.epochs < 1) or (train.steps is not None and train.steps < 1):
+        raise ConfigError("the number of epochs or steps must be positive")
+    if train.lr is None:
+        train.lr = SAMPLE_LR if on_sample and model.backbone == SAMPLE_BACKBONE else PAPER_LR[physics.task]
+    if data.samples_per_epoch is None and on_sample:
+        data.samples_per_epoch = SAMPLE_SAMPLES_PER_EPOCH
+    if data.batch_size < 1 or data.crop_size < 1:
+        raise ConfigError("batch size and crop size must be positive")
+    if not 0.0 <= train.lr_decay_start <= 1.0 or not 0.0 < train.lr_final_factor <= 1.0:
+        raise ConfigError("lr_decay_start must lie in [0, 1] and lr_final_factor in (0, 1]")
+    if data.val_dataset is None and _is_named_dataset(data.dataset) and data.kind == "clean":
+        data.val_dataset = str(data.dataset)
+    if config.name is None:
+        config.name = default_name(config)
+    if config.out_dir is None:
+        config.out_dir = os.path.join("runs", config.name)
+    return config

@@ -1,0 +1,160 @@
+"""Measurements simulated once per image, and random crop pairs drawn from them reproducibly.
+
+Following the paper's protocol, each clean image gets one fixed measurement whose noise is seeded by the
+image's index. Training then draws random ``c x c`` measurement crops (with the matching ``c r x c r`` image
+crop for x r super-resolution). The sampler hands the dataset ``(epoch, sample)`` keys, and each crop's
+position comes from a generator seeded by (run seed, epoch, sample): crops are reproducible, a resumed run
+draws the crops an uninterrupted run would have drawn, and with several processes each rank draws its own
+samples of the epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from sei.data.sources import ImageSet
+from sei.errors import ImageTooSmallError, ShapeError
+from sei.physics.base import physics_upscale
+from sei.rng import make_generator
+
+
+class MeasurementSet:
+    """Images paired with one fixed measurement each (or measurements alone).
+
+    :param images: clean images (``ground_truth=True``) or measurements.
+    :param physics: the operator with its noise model, used to simulate measurements of clean images.
+    :param noise_seed: measurement ``i`` uses noise from a generator seeded by ``(noise_seed, i)``.
+    :ivar names: image names.
+    :ivar measurements: ``(C, h, w)`` tensors.
+    :ivar targets: matching ``(C, h r, w r)`` clean images, or ``None`` for measurement-only sets; clean
+        images are cropped at the bottom/right to a multiple of ``r``.
+    """
+
+    def __init__(self, images: ImageSet, physics, noise_seed: int = 0) -> None:
+        self.name = images.name
+        self.names = list(images.names)
+        self.upscale = physics_upscale(physics)
+        if not images.ground_truth:
+            self.measurements = list(images.images)
+            self.targets = None
+            return
+        self.measurements, self.targets = [], []
+        with torch.no_grad():
+            for index, image in enumerate(images.images):
+                height = image.shape[-2] - image.shape[-2] % self.upscale
+                width = image.shape[-1] - image.shape[-1] % self.upscale
+                image = image[..., :height, :width].contiguous()
+                generator = make_generator("measurement", noise_seed, index)
+                measurement = physics(image[None], generator=generator)[0].float()
+                self.measurements.append(measurement)
+                self.targets.append(image)
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return self.targets is not None
+
+    def __len__(self) -> int:
+        return len(self.measurements)
+
+
+class CropDataset(Dataset):
+    """Random crops of a :class:`MeasurementSet`, addressed by ``(epoch, sample)`` keys.
+
+    Sample ``k`` of an epoch is a crop of image ``k mod N`` (``N`` usable images); ``samples_per_epoch``
+    defaults to ``N`` (one crop per image per epoch, as in the paper). Images smaller than the crop are
+    left out with a warning.
+
+    :return: items ``{"y": (C, c, c)}`` plus ``"x": (C, c r, c r)`` when the set has ground truth.
+    """
+
+    def __init__(self, measurements: MeasurementSet, crop_size: int, seed: int = 0,
+                 samples_per_epoch: int | None = None) -> None:
+        if crop_size < 1:
+            raise ShapeError(f"crop size must be positive, got {crop_size}")
+        self.data = measurements
+        self.crop_size = crop_size
+        self.seed = seed
+        self.usable = [i for i, y in enumerate(measurements.measurements)
+                       if y.shape[-2] >= crop_size and y.shape[-1] >= crop_size]
+        too_small = [measurements.names[i] for i in range(len(measurements)) if i not in set(self.usable)]
+        if not self.usable:
+            raise ImageTooSmallError(
+                f"every measurement of {measurements.name} is smaller than the {crop_size}x{crop_size} crop "
+                f"(e.g. {measurements.names[0]}: {tuple(measurements.measurements[0].shape[-2:])}); "
+                "use a smaller --crop-size")
+        if too_small:
+            warnings.warn(f"{len(too_small)} image(s) of {measurements.name} are smaller than the "
+                          f"{crop_size}x{crop_size} crop and are left out: {', '.join(too_small[:5])}", stacklevel=2)
+        self.samples_per_epoch = samples_per_epoch or len(self.usable)
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, sample = key
+        index = self.usable[sample % len(self.usable)]
+        y = self.data.measurements[index]
+        generator = make_generator(self.seed, "crop", epoch, sample)
+        top = int(torch.randint(0, y.shape[-2] - self.crop_size + 1, (1,), generator=generator))
+        left = int(torch.randint(0, y.shape[-1] - self.crop_size + 1, (1,), generator=generator))
+        item = {"y": y[:, top:top + self.crop_size, left:left + self.crop_size]}
+        if self.data.has_ground_truth:
+            r, size = self.data.upscale, self.crop_size * self.data.upscale
+            item["x"] = self.data.targets[index][:, top * r:top * r + size, left * r:left * r + size]
+        return item
+
+
+class EpochSampler(Sampler):
+    """Yields ``(epoch, sample)`` keys: a fresh permutation of the epoch's samples, sharded across ranks.
+
+    Lightning calls :meth:`set_epoch` at each epoch. With ``world_size`` ranks, rank ``r`` takes every
+    ``world_size``-th sample of the permutation (wrapping around so all ranks take the same number).
+    """
+
+    def __init__(self, samples_per_epoch: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 shuffle: bool = True) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.samples_per_epoch = samples_per_epoch
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.samples_per_epoch / self.world_size)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            order = torch.randperm(self.samples_per_epoch, generator=make_generator(self.seed, "order", self.epoch))
+        else:
+            order = torch.arange(self.samples_per_epoch)
+        total = len(self) * self.world_size
+        order = torch.cat([order] * math.ceil(total / self.samples_per_epoch))[:total]
+        for sample in order[self.rank::self.world_size].tolist():
+            yield (self.epoch, sample)
+
+
+class FullImageDataset(Dataset):
+    """Whole measurements (and clean images) for evaluation: ``{"y", "x"?, "index"}`` per image."""
+
+    def __init__(self, measurements: MeasurementSet) -> None:
+        self.data = measurements
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        item: dict[str, torch.Tensor | int] = {"y": self.data.measurements[index], "index": index}
+        if self.data.has_ground_truth:
+            item["x"] = self.data.targets[index]
+        return item

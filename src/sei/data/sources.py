@@ -1,0 +1,215 @@
+"""Where images come from: the paper's datasets, an embedded sample, or the user's own folders.
+
+Every source yields an :class:`ImageSet`: named ``(C, H, W)`` float tensors in [0, 1], either clean images
+(measurements are then simulated from them) or measurements only (the user's blurry or low-resolution
+images, for self-supervised training and restoration).
+
+========== ========================================== ===================================================
+name       images                                      splits
+========== ========================================== ===================================================
+div2k      DIV2K high-resolution photographs            train: 0001-0800, val: 0801-0900
+urban100   Urban100 high-resolution city photographs     train: img_001-090, val: img_091-100
+ct         CT slices of the paper (HDF5, grayscale)      train: x_train, val: x_test; repeated to RGB
+sample     photographs shipped with scikit-image         train: 11 images, val: 3 images (no network needed)
+PATH       a folder of image files                       all images (the split is ignored)
+========== ========================================== ===================================================
+
+The named datasets are resized so that their shorter side is 256 px (bicubic, antialiased), as in the paper;
+folders keep their size unless asked otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sei.data.download import RemoteFile, fetch
+from sei.data.preprocess import resize_shorter_side
+from sei.errors import ConfigError, ImageError, ResourceUnavailableError, UnknownNameError
+from sei.io import list_images, read_image
+
+SPLITS = ("train", "val")
+PAPER_SHORTER_SIDE = 256
+
+DIV2K_FILES = {
+    "train": RemoteFile("DIV2K_train_HR.zip", "http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip",
+                        "bdc2d9338d4e574fe81bf7d158758658", extract=True),
+    "val": RemoteFile("DIV2K_valid_HR.zip", "http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip",
+                      "9fcdda83005c5e5997799b69f955ff88", extract=True),
+}
+URBAN100_FILE = RemoteFile(
+    "Urban100_HR.tar.gz", "https://huggingface.co/datasets/eugenesiow/Urban100/resolve/main/data/Urban100_HR.tar.gz",
+    "65d9d84a34b72c6f7ca1e26a12df1e4c", extract=True)
+# Checksum as given by the paper's reference implementation; not verified independently (no network here).
+CT_FILE = RemoteFile(
+    "dinv_dataset0.h5", "https://huggingface.co/jtachella/equivariant_bootstrap/resolve/main/Tomography/dinv_dataset0.h5",
+    "6f1e1a4f5c0a1f0e0a4b6e6b9a8b4b4b")
+
+# scikit-image photographs that ship inside its wheel (no download); grayscale ones are repeated to RGB.
+SAMPLE_SPLITS = {
+    "train": ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "moon", "brick",
+              "grass", "gravel", "coins", "cell"),
+    "val": ("chelsea", "coffee", "camera"),
+}
+
+
+@dataclass
+class ImageSet:
+    """Images of one split.
+
+    :ivar name: what the set is (``"div2k/train"``, a folder path ...).
+    :ivar names: one name per image (file stem or index), used for output files and metrics rows.
+    :ivar images: ``(C, H, W)`` float32 tensors in [0, 1].
+    :ivar ground_truth: True for clean images, False for measurements only.
+    :ivar skipped: files that could not be read, with the reason.
+    """
+
+    name: str
+    names: list[str]
+    images: list[torch.Tensor]
+    ground_truth: bool = True
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    return split
+
+
+def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: int | None,
+                progress: bool = False) -> ImageSet:
+    from tqdm.auto import tqdm
+
+    names, images, skipped = [], [], []
+    for path in tqdm(files, desc=f"reading {set_name}", unit="image", disable=not progress or len(files) < 20):
+        try:
+            image = read_image(path)
+        except ImageError as error:
+            skipped.append((str(path), str(error)))
+            continue
+        names.append(path.stem)
+        images.append(resize_shorter_side(image, resize) if resize else image)
+    if not images:
+        reasons = "; ".join(reason for _, reason in skipped[:3])
+        raise ImageError(f"no readable images in {set_name}" + (f" ({reasons})" if reasons else ""))
+    return ImageSet(set_name, names, images, ground_truth, skipped)
+
+
+def _div2k(split: str, root: Path, download: bool, resize: int | None, progress: bool) -> ImageSet:
+    directory = root / "DIV2K"
+    fetch(DIV2K_FILES[split], directory, download, progress)
+    folder = directory / ("DIV2K_train_HR" if split == "train" else "DIV2K_valid_HR")
+    files = sorted(folder.glob("*.png"))
+    expected = 800 if split == "train" else 100
+    if len(files) != expected:
+        raise ResourceUnavailableError(f"{folder} holds {len(files)} PNG files, expected {expected}; "
+                                       f"delete {directory} and download again")
+    return _read_files(files, f"div2k/{split}", True, resize, progress)
+
+
+def _urban100(split: str, root: Path, download: bool, resize: int | None, progress: bool) -> ImageSet:
+    directory = root / "Urban100"
+    fetch(URBAN100_FILE, directory, download, progress)
+    files = sorted(directory.rglob("img_*.png"))
+    if len(files) != 100:
+        raise ResourceUnavailableError(f"{directory} holds {len(files)} img_*.png files, expected 100; "
+                                       f"delete it and download again")
+    files = files[:90] if split == "train" else files[90:]
+    return _read_files(files, f"urban100/{split}", True, resize, progress)
+
+
+def read_ct_slices(path: str | Path, split: str) -> list[torch.Tensor]:
+    """CT slices of one split from a deepinv HDF5 dataset file (members ``x_train`` / ``x_test``), as RGB."""
+    import h5py
+
+    member = "x_train" if split == "train" else "x_test"
+    try:
+        with h5py.File(path, "r") as file:
+            if member not in file:
+                raise ImageError(f"{path} has no member {member!r} (members: {', '.join(file.keys())})")
+            data = np.asarray(file[member], dtype=np.float32)
+    except OSError as error:
+        raise ImageError(f"cannot read HDF5 file {path}: {error}") from error
+    if data.ndim == 3:
+        data = data[:, None]
+    if data.ndim != 4 or data.shape[1] not in (1, 3):
+        raise ImageError(f"{path}:{member} should hold (N, 1, H, W) slices, got shape {data.shape}")
+    tensor = torch.from_numpy(data)
+    if tensor.shape[1] == 1:
+        tensor = tensor.expand(-1, 3, -1, -1)
+    return [slice_.clone() for slice_ in tensor]
+
+
+def _ct(split: str, root: Path, download: bool, resize: int | None, progress: bool) -> ImageSet:
+    path = fetch(CT_FILE, root / "CT", download, progress)
+    slices = read_ct_slices(path, split)
+    images = [resize_shorter_side(s, resize) if resize else s for s in slices]
+    return ImageSet(f"ct/{split}", [f"{i:04d}" for i in range(len(images))], images, True)
+
+
+def sample_image(name: str) -> torch.Tensor:
+    """A scikit-image photograph as a ``(3, H, W)`` float tensor in [0, 1]."""
+    from skimage import data
+
+    array = np.asarray(getattr(data, name)())
+    tensor = torch.from_numpy(array.astype(np.float32) / 255.0)
+    if tensor.ndim == 2:
+        return tensor.expand(3, -1, -1).clone()
+    return tensor[..., :3].permute(2, 0, 1).contiguous()
+
+
+def _sample(split: str, root: Path, download: bool, resize: int | None, progress: bool) -> ImageSet:
+    names = list(SAMPLE_SPLITS[split])
+    images = [sample_image(name) for name in names]
+    return ImageSet(f"sample/{split}", names, [resize_shorter_side(i, resize) if resize else i for i in images], True)
+
+
+NAMED_DATASETS: dict[str, Callable[..., ImageSet]] = {
+    "div2k": _div2k, "urban100": _urban100, "ct": _ct, "sample": _sample,
+}
+
+
+def load_image_set(
+    dataset: str | Path,
+    split: str = "train",
+    datasets_dir: str | Path = "datasets",
+    download: bool = False,
+    ground_truth: bool = True,
+    resize: int | None | str = "auto",
+    progress: bool = False,
+) -> ImageSet:
+    """Images of ``dataset``'s ``split``.
+
+    :param dataset: a name (``div2k``, ``urban100``, ``ct``, ``sample``) or a folder of images.
+    :param split: ``"train"`` or ``"val"``; ignored for folders.
+    :param datasets_dir: where named datasets are stored (and downloaded to).
+    :param download: allow downloading a named dataset that is missing.
+    :param ground_truth: for folders: True if they hold clean images, False if they hold measurements.
+    :param resize: shorter side in pixels, ``None`` to keep sizes, ``"auto"`` for 256 on named datasets and
+        none on folders.
+    :raises UnknownNameError: for a name that is neither a dataset nor an existing folder.
+    :raises ResourceUnavailableError: for a named dataset that is missing offline.
+    """
+    split = _check_split(split)
+    key = str(dataset).strip()
+    if key.lower() in NAMED_DATASETS:
+        if not ground_truth:
+            raise ConfigError(f"{key} holds clean images, not measurements")
+        size = PAPER_SHORTER_SIDE if resize == "auto" else resize
+        return NAMED_DATASETS[key.lower()](split, Path(datasets_dir), download, size, progress)
+    path = Path(key).expanduser()
+    if path.is_dir():
+        size = None if resize == "auto" else resize
+        return _read_files(list_images(path), str(path), ground_truth, size, progress)
+    if path.is_file():
+        size = None if resize == "auto" else resize
+        return _read_files([path], str(path), ground_truth, size, progress)
+    raise UnknownNameError("dataset", dataset, NAMED_DATASETS, hint="or pass an existing folder of images")

@@ -1,0 +1,33 @@
+"""Training budgets in optimiser steps, run as epoch-based training.
+
+Lightning treats a run with ``max_steps`` as iteration-based, and then resumes an epoch-end checkpoint as if
+it had been taken mid-epoch (replaying a stale batch). We keep Lightning epoch-based, where resuming is exact,
+and stop after the requested number of steps ourselves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+
+
+class StepBudget(L.Callback):
+    """Stop training after ``steps`` optimiser steps (the last epoch may end early)."""
+
+    def __init__(self, steps: int) -> None:
+        if steps < 1:
+            raise ValueError(f"the step budget must be positive, got {steps}")
+        self.steps = steps
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        batches = trainer.num_training_batches
+        if batches and math.isfinite(batches):
+            trainer.fit_loop.max_epochs = math.ceil(self.steps / batches)
+        if trainer.global_step >= self.steps:
+            trainer.should_stop = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_index: int
+                           ) -> None:
+        if trainer.global_step >= self.steps:
+            trainer.should_stop = True

@@ -1,0 +1,98 @@
+"""Lightning data module: loads a dataset, simulates its measurements once, serves crops and full images."""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from sei.config import ExperimentConfig
+from sei.data.pairs import CropDataset, EpochSampler, FullImageDataset, MeasurementSet
+from sei.data.sources import NAMED_DATASETS, load_image_set
+from sei.errors import ConfigError, MissingGroundTruthError
+from sei.methods import METHODS
+from sei.physics.factory import make_physics
+
+
+def default_num_workers(accelerator_is_gpu: bool) -> int:
+    """No worker processes on a CPU (crops are cheap slices and workers would compete for cores), up to 8 on a GPU."""
+    if not accelerator_is_gpu:
+        return 0
+    return min(8, os.cpu_count() or 1)
+
+
+class SEIDataModule(L.LightningDataModule):
+    """Training crops (and optional full validation images) for one experiment configuration."""
+
+    def __init__(self, config: ExperimentConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.train_set: CropDataset | None = None
+        self.val_set: FullImageDataset | None = None
+
+    def _physics(self):
+        physics = self.config.physics
+        return make_physics(physics.task, physics.kernel, physics.sr_factor, physics.noise_level)
+
+    def _load(self, dataset: str, split: str, ground_truth: bool):
+        data = self.config.data
+        return load_image_set(dataset, split, data.datasets_dir, data.download, ground_truth, data.resize,
+                              progress=self.config.train.progress)
+
+    def prepare_data(self) -> None:
+        # Runs on one process per node before `setup`: downloads happen here, once.
+        data = self.config.data
+        if str(data.dataset).lower() in NAMED_DATASETS and data.download:
+            self._load(data.dataset, "train", True)
+            if data.val_dataset and self.config.train.val_every:
+                self._load(data.val_dataset, "val", True)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        data, loss = self.config.data, self.config.loss
+        ground_truth = data.kind == "clean"
+        if METHODS[loss.method].needs_ground_truth and not ground_truth:
+            raise MissingGroundTruthError(
+                f"method {loss.method!r} needs clean images, but {data.dataset} holds measurements only; "
+                "use a self-supervised method (sei, css, ei-shift, ei-rotate, sure)")
+        physics = self._physics()
+        images = self._load(data.dataset, "train", ground_truth)
+        measurements = MeasurementSet(images, physics, data.noise_seed)
+        self.train_set = CropDataset(measurements, data.crop_size, self.config.train.seed, data.samples_per_epoch)
+        if data.val_dataset and self.config.train.val_every:
+            val_images = self._load(data.val_dataset, "val", True)
+            if data.val_max_images:
+                val_images.names = val_images.names[: data.val_max_images]
+                val_images.images = val_images.images[: data.val_max_images]
+            self.val_set = FullImageDataset(MeasurementSet(val_images, physics, data.noise_seed))
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def _workers(self) -> int:
+        if self.config.data.num_workers is not None:
+            return self.config.data.num_workers
+        trainer = self.trainer
+        on_gpu = trainer is not None and trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
+        return default_num_workers(on_gpu)
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            raise ConfigError("setup() must run before train_dataloader()")
+        rank, world_size = self._rank_and_world()
+        sampler = EpochSampler(len(self.train_set), self.config.train.seed, rank, world_size)
+        workers = self._workers()
+        return DataLoader(self.train_set, batch_size=self.config.data.batch_size, sampler=sampler,
+                          num_workers=workers, pin_memory=torch.cuda.is_available(), drop_last=False,
+                          persistent_workers=workers > 0)
+
+    def val_dataloader(self) -> DataLoader:
+        if self.val_set is None:
+            return DataLoader([])
+        return DataLoader(self.val_set, batch_size=1, num_workers=0)

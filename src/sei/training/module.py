@@ -1,0 +1,87 @@
+"""The Lightning module: a backbone, an operator and a training method, with the paper's optimiser."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+
+from sei.config import ExperimentConfig, from_dict
+from sei.methods import build_method
+from sei.metrics import psnr, ssim
+from sei.models.registry import build_backbone
+from sei.models.weights import load_backbone
+from sei.physics.factory import make_physics
+from sei.rng import make_generator
+from sei.training.schedule import paper_scheduler
+
+
+class SEIModule(L.LightningModule):
+    """Trains ``backbone`` with ``method`` on measurements of ``physics``.
+
+    Each training step draws its random numbers (SURE probe, transform parameters, fresh noise) from a
+    generator seeded by (run seed, global step, rank), so a resumed run repeats an uninterrupted one.
+
+    :param config: the resolved experiment configuration, as a dict (stored in checkpoints).
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.config: ExperimentConfig = from_dict(config)
+        physics, model, loss = self.config.physics, self.config.model, self.config.loss
+        self.physics = make_physics(physics.task, physics.kernel, physics.sr_factor, physics.noise_level)
+        upscale = self.physics.upscale
+        if model.weights:
+            self.backbone = load_backbone(model.weights, backbone=model.backbone, upscale=upscale)
+        else:
+            self.backbone = build_backbone(model.backbone, upscale=upscale)
+        self.method = build_method(loss.method, alpha=loss.alpha, tau=loss.tau, scale_factors=loss.scale_factors,
+                                   rotation_multiples=loss.rotation_multiples, sure_constant=loss.sure_constant,
+                                   batched_probe=loss.batched_probe, stop_gradient=loss.stop_gradient)
+        # The network the steps call: the backbone, or its compiled wrapper (`configure_model`), kept outside
+        # the module tree so that state-dict keys stay those of the backbone.
+        object.__setattr__(self, "_network", self.backbone)
+        self._step_started: float | None = None
+
+    def configure_model(self) -> None:
+        if self.config.train.compile and self._network is self.backbone:
+            object.__setattr__(self, "_network", torch.compile(self.backbone))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self._network(y)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
+        generator = make_generator(self.config.train.seed, "loss", self.global_step, self.global_rank)
+        output = self.method(self._network, self.physics, batch["y"], batch.get("x"), generator=generator)
+        size = batch["y"].shape[0]
+        self.log("train/loss", output.loss.detach(), prog_bar=True, batch_size=size)
+        for name, value in output.parts.items():
+            self.log(f"train/{name}", value, batch_size=size)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=size)
+        return output.loss
+
+    def on_train_batch_start(self, batch: Any, batch_index: int) -> None:
+        self._step_started = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_index: int) -> None:
+        if self._step_started is not None:
+            elapsed = time.perf_counter() - self._step_started
+            samples = batch["y"].shape[0] * self.trainer.world_size
+            self.log("train/samples_per_s", samples / max(elapsed, 1e-9), prog_bar=True, batch_size=1)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
+        estimate = self(batch["y"])
+        reference = batch["x"]
+        self.log("val/psnr", psnr(estimate, reference).mean(), prog_bar=True, batch_size=1, sync_dist=True)
+        if min(reference.shape[-2:]) >= 11:
+            self.log("val/ssim", ssim(estimate, reference).mean(), batch_size=1, sync_dist=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        train = self.config.train
+        optimizer = torch.optim.Adam(self.backbone.parameters(), lr=train.lr, betas=tuple(train.betas))
+        total = train.steps if train.steps is not None else int(self.trainer.estimated_stepping_batches)
+        scheduler = paper_scheduler(optimizer, total, train.lr_decay_start, train.lr_final_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,103 @@
+"""Experiment configuration: YAML, overrides, resolved defaults, the paper's config files, the LR schedule."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sei.config import ExperimentConfig, from_dict, from_flat, load_config, resolve
+from sei.errors import ConfigError, UnknownNameError
+from sei.training.schedule import lr_factor
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+class TestLoading:
+    def test_yaml_and_overrides(self, tmp_path):
+        path = tmp_path / "x.yaml"
+        path.write_text("physics: {task: sr, sr_factor: 4}\ntrain: {epochs: 3}\n")
+        config = load_config(path, {"train.epochs": 7, "data.batch_size": 2})
+        assert config.physics.task == "sr" and config.physics.sr_factor == 4
+        assert config.train.epochs == 7 and config.data.batch_size == 2
+
+    @pytest.mark.parametrize("text, message", [
+        ("physic: {task: sr}", "unknown configuration section 'physic'"),
+        ("train: {epoch: 3}", "unknown key train.epoch; valid keys of train: epochs"),
+        ("train: 3", "must be a mapping"),
+        ("- a\n- b", "must hold a mapping"),
+        ("physics: {task: [unclosed", "not valid YAML"),
+    ])
+    def test_bad_files(self, tmp_path, text, message):
+        path = tmp_path / "bad.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+            load_config(path)
+
+    def test_missing_file_and_unknown_override(self, tmp_path):
+        with pytest.raises(ConfigError, match="not found"):
+            load_config(tmp_path / "none.yaml")
+        with pytest.raises(ConfigError, match="unknown configuration key"):
+            from_flat({"train.learning_rate": 1})
+
+    def test_round_trip(self):
+        config = resolve(from_flat({"data.dataset": "sample"}))
+        assert from_dict(config.to_dict()) == config
+
+
+class TestResolve:
+    def test_paper_defaults(self):
+        config = resolve(ExperimentConfig())
+        assert config.physics.kernel == "Gaussian_R2" and config.model.backbone == "swinir"
+        assert config.train.epochs == 500 and config.train.lr == 1e-4 and config.data.val_dataset == "div2k"
+        sr = resolve(from_flat({"physics.task": "sr", "physics.sr_factor": 2, "physics.kernel": "Box_R2"}))
+        assert sr.train.lr == 2e-4 and sr.physics.kernel is None
+
+    def test_sample_defaults_to_the_demo_budget(self):
+        config = resolve(from_flat({"data.dataset": "sample", "loss.method": "supervised"}))
+        assert config.model.backbone == "unet-small" and config.train.steps is not None
+        assert config.train.epochs is None
+
+    def test_no_stop_gradient_is_the_ablation(self):
+        assert resolve(from_flat({"loss.stop_gradient": False})).loss.method == "sei-no-stop-grad"
+
+    @pytest.mark.parametrize("overrides, error", [
+        ({"train.epochs": 2, "train.steps": 3}, ConfigError),
+        ({"physics.task": "sr"}, ConfigError),
+        ({"loss.method": "noise2self"}, UnknownNameError),
+        ({"data.kind": "noisy"}, ConfigError),
+        ({"train.lr_final_factor": 0}, ConfigError),
+    ])
+    def test_errors(self, overrides, error):
+        with pytest.raises(error):
+            resolve(from_flat(overrides))
+
+
+class TestPaperConfigs:
+    def test_every_file_resolves(self):
+        files = sorted(CONFIGS.glob("*/*.yaml"))
+        assert len(files) == 3 * 8 * 6
+        for path in files:
+            config = resolve(load_config(path))
+            assert config.model.backbone == "swinir" and config.train.epochs == 500
+            assert config.name == path.parent.name + "_" + path.stem
+
+    def test_files_match_their_generator(self, tmp_path):
+        copy = tmp_path / "configs"
+        copy.mkdir()
+        (copy / "generate.py").write_text((CONFIGS / "generate.py").read_text())
+        subprocess.run([sys.executable, str(copy / "generate.py")], check=True)
+        for path in sorted(copy.glob("*/*.yaml")):
+            assert path.read_text() == (CONFIGS / path.relative_to(copy)).read_text(), path.name
+
+
+class TestSchedule:
+    def test_constant_then_linear_to_one_percent(self):
+        total = 101
+        assert lr_factor(0, total) == 1.0 and lr_factor(50, total) == 1.0
+        assert lr_factor(75, total) == pytest.approx(1 - 0.99 * 0.5)
+        assert lr_factor(100, total) == pytest.approx(0.01)
+        values = [lr_factor(step, total) for step in range(total)]
+        assert all(a >= b for a, b in zip(values, values[1:]))

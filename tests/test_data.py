@@ -1,0 +1,258 @@
+"""Data: checksum-verified downloads, dataset loaders on small local files, measurements, crops, sampler."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import sei.data.sources as sources
+from sei.data import CropDataset, EpochSampler, MeasurementSet, RemoteFile, fetch, load_image_set
+from sei.data.sources import SAMPLE_SPLITS, ImageSet, read_ct_slices
+from sei.errors import ConfigError, ImageError, ImageTooSmallError, ResourceUnavailableError, UnknownNameError
+from sei.physics import make_physics
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def random_png(rng, height=40, width=52) -> bytes:
+    return png_bytes(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def remote(path: Path, extract: bool = True, md5: str | None = None) -> RemoteFile:
+    return RemoteFile(path.name, path.as_uri(), md5 or hashlib.md5(path.read_bytes()).hexdigest(), extract)
+
+
+class TestDownload:
+    def make_zip(self, tmp_path: Path) -> Path:
+        path = tmp_path / "server" / "images.zip"
+        path.parent.mkdir()
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("folder/a.png", random_png(np.random.default_rng(0)))
+        return path
+
+    def test_offline_error_names_file_checksum_and_place(self, tmp_path):
+        spec = RemoteFile("DATA.zip", "http://example.invalid/DATA.zip", "0123456789abcdef0123456789abcdef", True)
+        with pytest.raises(ResourceUnavailableError) as info:
+            fetch(spec, tmp_path / "store")
+        message = str(info.value)
+        for part in ("DATA.zip", "0123456789abcdef0123456789abcdef", "http://example.invalid/DATA.zip",
+                     str(tmp_path / "store" / "DATA.zip"), "--download"):
+            assert part in message
+
+    def test_download_verify_extract(self, tmp_path):
+        spec = remote(self.make_zip(tmp_path))
+        store = tmp_path / "store"
+        path = fetch(spec, store, download=True, progress=False)
+        assert path.is_file() and (store / "folder" / "a.png").is_file()
+        (store / "folder" / "a.png").unlink()
+        fetch(spec, store, download=False)  # already extracted: nothing to do, no network
+        assert not (store / "folder" / "a.png").exists()
+
+    def test_checksum_mismatch_discards_the_download(self, tmp_path):
+        spec = remote(self.make_zip(tmp_path), md5="f" * 32)
+        store = tmp_path / "store"
+        with pytest.raises(ResourceUnavailableError, match="expected f{32}"):
+            fetch(spec, store, download=True, progress=False)
+        assert not any(store.iterdir())
+
+    def test_corrupted_local_file_is_refused(self, tmp_path):
+        spec = remote(self.make_zip(tmp_path))
+        store = tmp_path / "store"
+        store.mkdir()
+        (store / spec.filename).write_bytes(b"truncated")
+        with pytest.raises(ResourceUnavailableError, match="incomplete or another version"):
+            fetch(spec, store)
+
+    def test_unreachable_url(self, tmp_path):
+        spec = RemoteFile("x.zip", (tmp_path / "nothing.zip").as_uri(), "0" * 32, True)
+        with pytest.raises(ResourceUnavailableError, match="could not be downloaded"):
+            fetch(spec, tmp_path / "store", download=True, progress=False)
+        assert not (tmp_path / "store" / "x.zip.part").exists()
+
+    def test_archive_escaping_its_folder_is_refused(self, tmp_path):
+        path = tmp_path / "evil.tar"
+        with tarfile.open(path, "w") as archive:
+            data = b"x"
+            info = tarfile.TarInfo("../escape.txt")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        with pytest.raises(ResourceUnavailableError, match="unsafe"):
+            fetch(remote(path), tmp_path / "store", download=True, progress=False)
+        assert not (tmp_path / "escape.txt").exists()
+
+
+class TestNamedDatasets:
+    def test_div2k_from_a_verified_local_archive(self, tmp_path, monkeypatch):
+        rng = np.random.default_rng(0)
+        archive = tmp_path / "server" / "DIV2K_valid_HR.zip"
+        archive.parent.mkdir()
+        with zipfile.ZipFile(archive, "w") as zipped:
+            for index in range(801, 901):
+                zipped.writestr(f"DIV2K_valid_HR/{index:04d}.png", random_png(rng, 30, 45))
+        monkeypatch.setitem(sources.DIV2K_FILES, "val", remote(archive))
+        images = load_image_set("div2k", "val", tmp_path / "datasets", download=True)
+        assert len(images) == 100 and images.names[0] == "0801" and images.names[-1] == "0900"
+        assert images.images[0].shape == (3, 256, 384)  # shorter side resized to 256
+        with pytest.raises(ResourceUnavailableError, match="DIV2K_train_HR.zip"):
+            load_image_set("div2k", "train", tmp_path / "datasets")
+
+    def test_urban100_split(self, tmp_path, monkeypatch):
+        rng = np.random.default_rng(1)
+        archive = tmp_path / "Urban100_HR.tar.gz"
+        with tarfile.open(archive, "w:gz") as tarred:
+            for index in range(1, 101):
+                data = random_png(rng, 20, 30)
+                info = tarfile.TarInfo(f"Urban100_HR/img_{index:03d}.png")
+                info.size = len(data)
+                tarred.addfile(info, io.BytesIO(data))
+        monkeypatch.setattr(sources, "URBAN100_FILE", remote(archive))
+        train = load_image_set("urban100", "train", tmp_path / "datasets", download=True, resize=None)
+        val = load_image_set("urban100", "val", tmp_path / "datasets", resize=None)
+        assert (len(train), len(val)) == (90, 10)
+        assert train.names[0] == "img_001" and train.names[-1] == "img_090" and val.names[0] == "img_091"
+
+    def test_ct_hdf5(self, tmp_path, monkeypatch):
+        import h5py
+
+        path = tmp_path / "dinv_dataset0.h5"
+        with h5py.File(path, "w") as file:
+            file["x_train"] = np.random.default_rng(2).random((4, 1, 64, 64)).astype(np.float32)
+            file["x_test"] = np.random.default_rng(3).random((2, 1, 64, 64)).astype(np.float32)
+        monkeypatch.setattr(sources, "CT_FILE", remote(path, extract=False))
+        train = load_image_set("ct", "train", tmp_path / "datasets", download=True)
+        val = load_image_set("ct", "val", tmp_path / "datasets")
+        assert (len(train), len(val)) == (4, 2)
+        assert train.images[0].shape == (3, 256, 256)
+        assert torch.equal(train.images[0][0], train.images[0][2])  # grayscale repeated to RGB
+
+    def test_ct_file_without_the_split(self, tmp_path):
+        import h5py
+
+        with h5py.File(tmp_path / "bad.h5", "w") as file:
+            file["y_train"] = np.zeros((1, 1, 8, 8))
+        with pytest.raises(ImageError, match="x_train"):
+            read_ct_slices(tmp_path / "bad.h5", "train")
+
+    def test_sample_split_is_fixed_and_offline(self):
+        train, val = load_image_set("sample", "train"), load_image_set("sample", "val")
+        assert train.names == list(SAMPLE_SPLITS["train"]) and val.names == list(SAMPLE_SPLITS["val"])
+        assert not set(train.names) & set(val.names)
+        assert all(min(image.shape[-2:]) == 256 and image.shape[0] == 3 for image in train.images + val.images)
+
+    def test_unknown_name(self, tmp_path):
+        with pytest.raises(UnknownNameError, match="div2k"):
+            load_image_set("imagenet", "train", tmp_path)
+        with pytest.raises(ConfigError, match="split"):
+            load_image_set("sample", "test")
+
+
+class TestFolders:
+    def test_mixed_folder(self, tmp_path):
+        rng = np.random.default_rng(0)
+        Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(tmp_path / "rgb.png")
+        Image.fromarray(rng.integers(0, 256, (20, 30), dtype=np.uint8)).save(tmp_path / "gray.png")
+        Image.fromarray(rng.integers(0, 256, (20, 30, 4), dtype=np.uint8), mode="RGBA").save(tmp_path / "rgba.png")
+        (tmp_path / "broken.png").write_bytes(b"not an image")
+        images = load_image_set(tmp_path)
+        assert images.names == ["gray", "rgb", "rgba"]
+        assert all(image.shape == (3, 20, 30) for image in images.images)  # folders keep their size
+        assert [Path(p).name for p, _ in images.skipped] == ["broken.png"]
+        assert load_image_set(tmp_path, resize=10).images[0].shape == (3, 10, 15)
+
+    def test_measurement_folder(self, tmp_path):
+        Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(tmp_path / "blurry.png")
+        images = load_image_set(tmp_path, ground_truth=False)
+        assert not images.ground_truth
+
+    def test_folder_without_readable_images(self, tmp_path):
+        (tmp_path / "a.png").write_bytes(b"junk")
+        with pytest.raises(ImageError, match="no readable images"):
+            load_image_set(tmp_path)
+
+
+def tiny_set(sizes, ground_truth=True) -> ImageSet:
+    generator = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, h, w, generator=generator) for h, w in sizes]
+    return ImageSet("tiny", [f"im{i}" for i in range(len(sizes))], images, ground_truth)
+
+
+class TestMeasurements:
+    def test_noise_is_seeded_by_the_image_index(self):
+        physics = make_physics("deblurring", kernel="Box_R2", noise_level=5)
+        images = tiny_set([(24, 24), (24, 24)])
+        images.images[1] = images.images[0].clone()
+        first, second = MeasurementSet(images, physics), MeasurementSet(images, physics)
+        assert torch.equal(first.measurements[0], second.measurements[0])
+        assert not torch.equal(first.measurements[0], first.measurements[1])  # same image, other index
+        noise = first.measurements[0] - physics.A(images.images[0][None])[0]
+        assert noise.std().item() == pytest.approx(5 / 255, rel=0.1)
+
+    def test_super_resolution_pairs_are_aligned(self):
+        physics = make_physics("sr", sr_factor=2, noise_level=0)
+        measurements = MeasurementSet(tiny_set([(41, 50)]), physics)
+        assert measurements.targets[0].shape == (3, 40, 50)
+        assert measurements.measurements[0].shape == (3, 20, 25)
+        dataset = CropDataset(measurements, crop_size=8)
+        item = dataset[(0, 0)]
+        assert item["y"].shape == (3, 8, 8) and item["x"].shape == (3, 16, 16)
+        # the crop's measurement matches the measurement of the crop away from the crop border
+        assert torch.allclose(physics.A(item["x"][None])[0][:, 2:-2, 2:-2], item["y"][:, 2:-2, 2:-2], atol=1e-5)
+
+    def test_crops_are_reproducible_and_differ_across_epochs(self):
+        measurements = MeasurementSet(tiny_set([(40, 40), (40, 40)]), make_physics("deblurring", kernel="Box_R2"))
+        dataset = CropDataset(measurements, 16, seed=3)
+        assert torch.equal(dataset[(0, 1)]["y"], CropDataset(measurements, 16, seed=3)[(0, 1)]["y"])
+        assert not torch.equal(dataset[(0, 1)]["y"], dataset[(1, 1)]["y"])
+        assert not torch.equal(dataset[(0, 1)]["y"], CropDataset(measurements, 16, seed=4)[(0, 1)]["y"])
+
+    def test_images_smaller_than_the_crop(self):
+        measurements = MeasurementSet(tiny_set([(40, 40), (20, 60)]), make_physics("deblurring", kernel="Box_R2"))
+        with pytest.warns(UserWarning, match="im1"):
+            dataset = CropDataset(measurements, 32)
+        assert dataset.usable == [0] and len(dataset) == 1
+        with pytest.raises(ImageTooSmallError, match="--crop-size"):
+            CropDataset(measurements, 64)
+
+    def test_measurement_only_items_have_no_target(self):
+        measurements = MeasurementSet(tiny_set([(30, 30)], ground_truth=False), make_physics("sr", sr_factor=2))
+        assert not measurements.has_ground_truth
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert set(CropDataset(measurements, 16)[(0, 0)]) == {"y"}
+
+
+class TestEpochSampler:
+    def test_ranks_split_each_epoch(self):
+        ranks = [list(EpochSampler(10, seed=1, rank=r, world_size=2)) for r in range(2)]
+        samples = [[s for _, s in keys] for keys in ranks]
+        assert len(samples[0]) == len(samples[1]) == 5
+        assert sorted(samples[0] + samples[1]) == list(range(10))
+
+    def test_uneven_split_wraps_around(self):
+        keys = [list(EpochSampler(7, rank=r, world_size=3)) for r in range(3)]
+        assert all(len(k) == 3 for k in keys)
+        assert set(s for k in keys for _, s in k) == set(range(7))
+
+    def test_epochs_reshuffle_reproducibly(self):
+        sampler = EpochSampler(20, seed=5)
+        first = list(sampler)
+        sampler.set_epoch(1)
+        second = list(sampler)
+        assert all(epoch == 1 for epoch, _ in second)
+        assert [s for _, s in first] != [s for _, s in second]
+        again = EpochSampler(20, seed=5)
+        again.set_epoch(1)
+        assert list(again) == second

@@ -1,0 +1,190 @@
+"""Training engine: the CLI end to end, exact resume, data parallelism, and refusals that lose nothing."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from sei.cli import main
+from sei.config import from_flat
+from sei.errors import ConfigError, MissingGroundTruthError
+from sei.models import load_backbone
+from sei.training import train
+
+TINY = {"data.dataset": "sample", "physics.kernel": "Gaussian_R1", "model.backbone": "unet-tiny",
+        "data.batch_size": 2, "data.crop_size": 24, "data.samples_per_epoch": 8, "train.progress": False}
+TINY_FLAGS = ["--dataset", "sample", "--kernel", "Gaussian_R1", "--model", "unet-tiny", "--batch-size", "2",
+              "--crop-size", "24", "--samples-per-epoch", "8", "--quiet"]
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["params"]
+
+
+class TestCommandLine:
+    def test_train_then_test(self, tmp_path, capsys):
+        run = tmp_path / "run"
+        assert main(["train", *TINY_FLAGS, "--steps", "9", "--val-every", "1", "--out-dir", str(run)]) == 0
+        assert {"config.yaml", "weights.pt", "train_summary.json", "checkpoints", "logs"} <= {p.name for p in run.iterdir()}
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert config["physics"]["kernel"] == "Gaussian_R1" and config["train"]["steps"] == 9
+        model = load_backbone(run / "weights.pt")
+        assert model.sei_architecture["backbone"] == "unet-tiny"
+        with open(run / "logs" / "csv" / "metrics.csv") as file:
+            rows = list(csv.DictReader(file))
+        assert {"train/loss", "train/sure", "train/equivariance", "train/lr", "val/psnr"} <= set(rows[0])
+        assert max(int(row["step"]) for row in rows) >= 8
+        assert list((run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+        assert (run / "checkpoints" / "last.ckpt").is_file()
+        assert json.loads((run / "train_summary.json").read_text())["steps"] == 9
+
+        assert main(["test", "--weights", str(run), "--max-images", "2", "--save-images", "--no-lpips",
+                     "--quiet"]) == 0
+        out = capsys.readouterr().out
+        assert "PSNR (dB)" in out and "Gaussian_R1 deblurring" in out
+        test_dir = run / "test_sample_val"
+        with open(test_dir / "metrics.csv") as file:
+            rows = list(csv.DictReader(file))
+        assert [row["name"] for row in rows] == ["chelsea", "coffee"]
+        assert all(20 < float(row["psnr"]) < 50 and 0 < float(row["ssim"]) <= 1 for row in rows)
+        summary = json.loads((test_dir / "summary.json").read_text())
+        assert summary["n"] == 2 and {"psnr", "ssim", "psnr_std", "settings"} <= set(summary)
+        assert summary["settings"]["physics"]["kernel"] == "Gaussian_R1"
+        assert (test_dir / "images" / "chelsea_estimate.png").is_file()
+
+    def test_reference_flag_spellings(self, tmp_path):
+        run = tmp_path / "run"
+        flags = ["--method", "proposed", "--task", "sr", "--sr_factor", "2", "--noise_level", "3",
+                 "--no-stop_gradient", "--out_dir", str(run)]
+        assert main(["train", *TINY_FLAGS, "--steps", "2", *flags]) == 0
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert config["loss"]["method"] == "sei-no-stop-grad" and config["physics"]["sr_factor"] == 2
+        assert config["physics"]["noise_level"] == 3.0 and config["physics"]["kernel"] is None
+
+    def test_config_file_with_overrides(self, tmp_path):
+        path = tmp_path / "experiment.yaml"
+        path.write_text(yaml.safe_dump({"physics": {"task": "deblurring", "kernel": "Box_R2"},
+                                        "data": {"dataset": "sample", "crop_size": 24, "batch_size": 2,
+                                                 "samples_per_epoch": 4},
+                                        "model": {"backbone": "unet-tiny"}, "train": {"steps": 50}}))
+        run = tmp_path / "run"
+        assert main(["train", "--config", str(path), "--steps", "2", "--out-dir", str(run), "--quiet"]) == 0
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert config["train"]["steps"] == 2 and config["physics"]["kernel"] == "Box_R2"
+
+    def test_existing_run_is_not_overwritten(self, tmp_path, capsys):
+        run = tmp_path / "run"
+        assert main(["train", *TINY_FLAGS, "--steps", "2", "--out-dir", str(run)]) == 0
+        before = (run / "weights.pt").read_bytes()
+        assert main(["train", *TINY_FLAGS, "--steps", "2", "--out-dir", str(run)]) == 2
+        assert "--resume" in capsys.readouterr().err
+        assert (run / "weights.pt").read_bytes() == before
+
+    def test_bad_inputs_give_clear_errors(self, tmp_path, capsys):
+        assert main(["train", "--dataset", "nowhere", "--out-dir", str(tmp_path / "a"), "--quiet"]) == 2
+        assert "unknown dataset 'nowhere'" in capsys.readouterr().err
+        assert main(["train", *TINY_FLAGS, "--kernel", "Gaussian_R9x", "--out-dir", str(tmp_path / "b")]) == 2
+        assert "Gaussian_R2" in capsys.readouterr().err
+        assert main(["train", *TINY_FLAGS, "--out-dir", str(tmp_path / "c"), "--resume"]) == 2
+        assert "nothing to resume" in capsys.readouterr().err
+        assert main(["test", "--weights", str(tmp_path / "missing.pt"), "--quiet"]) == 2
+        assert "not found" in capsys.readouterr().err
+
+
+class TestMeasurementsOnly:
+    @pytest.fixture
+    def blurry_folder(self, tmp_path):
+        folder = tmp_path / "blurry"
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        for index in range(3):
+            Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+        return folder
+
+    def test_self_supervised_training(self, blurry_folder, tmp_path):
+        run = tmp_path / "run"
+        assert main(["train", "--measurements", str(blurry_folder), "--kernel", "Box_R2", "--model", "unet-tiny",
+                     "--crop-size", "24", "--batch-size", "2", "--steps", "3", "--out-dir", str(run), "--quiet"]) == 0
+        assert (run / "weights.pt").is_file()
+
+    def test_supervised_method_is_refused(self, blurry_folder, tmp_path, capsys):
+        code = main(["train", "--measurements", str(blurry_folder), "--method", "sup", "--model", "unet-tiny",
+                     "--crop-size", "24", "--steps", "3", "--out-dir", str(tmp_path / "run"), "--quiet"])
+        assert code == 2
+        assert "needs clean images" in capsys.readouterr().err
+
+    def test_api_raises_the_typed_error(self, blurry_folder, tmp_path):
+        config = from_flat({**TINY, "data.dataset": str(blurry_folder), "data.kind": "measurements",
+                            "loss.method": "supervised", "train.steps": 1, "out_dir": str(tmp_path / "run")})
+        with pytest.raises(MissingGroundTruthError):
+            train(config)
+
+
+class Interrupt(L.Callback):
+    """Simulates a run killed after ``step`` optimiser steps."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_index) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated kill")
+
+
+class TestResume:
+    @pytest.mark.parametrize("budget", [{"train.steps": 11}, {"train.epochs": 3}])
+    def test_resumed_run_matches_an_uninterrupted_one(self, tmp_path, budget):
+        settings = {**TINY, **budget, "loss.method": "sei"}
+        reference = train(from_flat({**settings, "out_dir": str(tmp_path / "a")}))
+        with pytest.raises(RuntimeError, match="simulated kill"):
+            train(from_flat({**settings, "out_dir": str(tmp_path / "b")}), callbacks=[Interrupt(6)])
+        assert not (tmp_path / "b" / "weights.pt").exists()
+        resumed = train(from_flat({**settings, "out_dir": str(tmp_path / "b")}), resume=True)
+        first, second = read_weights(reference.weights), read_weights(resumed.weights)
+        assert all(torch.equal(first[key], second[key]) for key in first)
+
+    def test_resume_through_the_command_line(self, tmp_path):
+        run = tmp_path / "run"
+        with pytest.raises(RuntimeError):
+            train(from_flat({**TINY, "train.steps": 8, "out_dir": str(run)}), callbacks=[Interrupt(5)])
+        assert main(["train", "--out-dir", str(run), "--resume", "--quiet"]) == 0
+        assert json.loads((run / "train_summary.json").read_text())["steps"] == 8
+
+    def test_resume_refuses_changed_settings(self, tmp_path):
+        run = str(tmp_path / "run")
+        with pytest.raises(RuntimeError):
+            train(from_flat({**TINY, "train.steps": 8, "out_dir": run}), callbacks=[Interrupt(5)])
+        with pytest.raises(ConfigError, match="loss.method"):
+            train(from_flat({**TINY, "train.steps": 8, "out_dir": run, "loss.method": "css"}), resume=True)
+
+
+class RecordSamples(L.Callback):
+    """Writes the measurement crops each rank trains on to ``<folder>/rank<r>.pt``."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.crops: list[torch.Tensor] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_index) -> None:
+        self.crops.append(batch["y"].detach().cpu())
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        torch.save(torch.cat(self.crops), Path(self.folder) / f"rank{trainer.global_rank}.pt")
+
+
+def test_two_process_data_parallel_training_on_cpu(tmp_path):
+    settings = {**TINY, "train.steps": 3, "train.devices": 2, "train.device": "cpu", "out_dir": str(tmp_path / "run")}
+    result = train(from_flat(settings), callbacks=[RecordSamples(str(tmp_path))], strategy="ddp_spawn")
+    assert result.weights.is_file()
+    rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert rank0.shape == rank1.shape == (6, 3, 24, 24)
+    # each rank trains on its own crops
+    assert all(not torch.equal(a, b) for a in rank0 for b in rank1)
