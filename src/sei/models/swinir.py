@@ -8,6 +8,8 @@ window; we reflect when possible and replicate otherwise.
 
 from __future__ import annotations
 
+import warnings
+
 import deepinv
 import torch
 import torch.nn.functional as F
@@ -43,7 +45,9 @@ class SwinIR(deepinv.models.SwinIR):
         config.update(options)
         config.update(in_chans=in_chans, upscale=upscale, upsampler="pixelshuffle" if upscale > 1 else "",
                       drop_path_rate=drop_path_rate, pretrained=None)
-        super().__init__(**config)
+        with warnings.catch_warnings():  # deepinv's SwinIR calls torch.meshgrid without `indexing`
+            warnings.filterwarnings("ignore", message=".*torch.meshgrid.*")
+            super().__init__(**config)
 
     def check_img_size(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
