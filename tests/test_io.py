@@ -61,6 +61,13 @@ class TestWriteAndList:
         write_image(tmp_path / "b.png", image[:1], bits=16)
         assert torch.allclose(read_image(tmp_path / "b.png", channels=1), image[:1], atol=0.5 / 65535 + 1e-6)
 
+    @pytest.mark.parametrize("name", ["c.png", "c.tif"])
+    @pytest.mark.parametrize("channels", [3, 4])
+    def test_sixteen_bit_colour_round_trip(self, tmp_path, name, channels):
+        image = torch.rand(channels, 9, 13)
+        write_image(tmp_path / name, image, bits=16)
+        assert torch.allclose(read_image(tmp_path / name, channels=None), image, atol=0.5 / 65535 + 1e-6)
+
     def test_write_clamps_and_checks(self, tmp_path):
         write_image(tmp_path / "sub" / "c.png", torch.full((3, 2, 2), 2.0))
         assert read_image(tmp_path / "sub" / "c.png").max() == 1.0

@@ -96,7 +96,7 @@ class TestCommandLine:
         assert main(["train", *TINY_FLAGS, "--out-dir", str(tmp_path / "c"), "--resume"]) == 2
         assert "nothing to resume" in capsys.readouterr().err
         assert main(["test", "--weights", str(tmp_path / "missing.pt"), "--quiet"]) == 2
-        assert "not found" in capsys.readouterr().err
+        assert "no such file" in capsys.readouterr().err
 
 
 class TestMeasurementsOnly:
@@ -188,3 +188,14 @@ def test_two_process_data_parallel_training_on_cpu(tmp_path):
     assert rank0.shape == rank1.shape == (6, 3, 24, 24)
     # each rank trains on its own crops
     assert all(not torch.equal(a, b) for a in rank0 for b in rank1)
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path):
+    from sei.config import resolve
+    from sei.training.module import SEIModule
+
+    first = train(from_flat({**TINY, "train.steps": 2, "out_dir": str(tmp_path / "a")}))
+    config = resolve(from_flat({**TINY, "train.steps": 2, "model.weights": str(first.weights)}))
+    module = SEIModule(config.to_dict())
+    saved = read_weights(first.weights)
+    assert all(torch.equal(module.backbone.state_dict()[key], value) for key, value in saved.items())

@@ -29,7 +29,7 @@ PAPER_LR = {"deblurring": 1e-4, "sr": 2e-4}
 PAPER_EPOCHS = 500
 # The embedded sample dataset trains the small backbone with a laptop budget (see `sei demo`).
 SAMPLE_BACKBONE = "unet-small"
-SAMPLE_STEPS = 2000
+SAMPLE_STEPS = 1000
 SAMPLE_LR = 1e-3
 SAMPLE_SAMPLES_PER_EPOCH = 200
 

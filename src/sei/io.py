@@ -49,6 +49,36 @@ def _to_float(array: np.ndarray, path: Path) -> np.ndarray:
     raise ImageError(f"{path}: unsupported pixel type {array.dtype}")
 
 
+def _png_is_16bit_colour(path: Path) -> bool:
+    with open(path, "rb") as file:
+        header = file.read(26)
+    # signature (8), IHDR length and type (8), width and height (8), then bit depth and colour type
+    return len(header) == 26 and header[:8] == b"\x89PNG\r\n\x1a\n" and header[24] == 16 and header[25] in (2, 6)
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    # Pillow decodes 16-bit colour PNGs to 8 bits; pypng keeps every bit.
+    import png
+
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    return np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, info["planes"])
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    # tifffile keeps 16-bit and floating-point colour, which Pillow reduces to 8 bits.
+    import tifffile
+
+    array = np.asarray(tifffile.imread(path))
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[2] not in (1, 3, 4):
+        array = array.transpose(1, 2, 0)  # planar (C, H, W) layout
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3):
+        raise ImageError(f"{path}: image stacks and volumes are not supported (shape {array.shape}); "
+                         "save one 2-D image per file")
+    return array
+
+
 def read_image_array(path: str | Path) -> np.ndarray:
     """Read an image file as a float32 array of shape ``(H, W)`` or ``(H, W, C)``, values scaled to [0, 1].
 
@@ -59,6 +89,15 @@ def read_image_array(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"image file not found: {path}")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            return _to_float(_read_tiff(path), path)
+        if path.suffix.lower() == ".png" and _png_is_16bit_colour(path):
+            return _to_float(_read_png16(path), path)
+    except ImageError:
+        raise
+    except Exception as error:  # decoder errors come in many types
+        raise ImageError(f"cannot read image {path}: {error}") from error
     try:
         with Image.open(path) as image:
             image.load()
@@ -124,19 +163,22 @@ def write_image(path: str | Path, image: torch.Tensor, bits: int = 8) -> Path:
     if path.suffix.lower() not in (".png", ".tif", ".tiff"):
         raise ImageError(f"16-bit images need a .png or .tif file name, got {path.name}")
     array = np.round(array * 65535).astype(np.uint16)
-    if array.shape[2] == 1:
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(path, array[:, :, 0] if array.shape[2] == 1 else array)
+    elif array.shape[2] == 1:
         Image.fromarray(array[:, :, 0]).save(path)
     else:
-        _write_16bit_colour(path, array)
+        _write_png16(path, array)
     return path
 
 
-def _write_16bit_colour(path: Path, array: np.ndarray) -> None:
-    # Pillow cannot write 16-bit colour; imageio (a scikit-image dependency) can when installed.
-    try:
-        import imageio.v3 as iio
-    except ImportError as error:
-        from sei.errors import OptionalDependencyError
+def _write_png16(path: Path, array: np.ndarray) -> None:
+    # Pillow cannot write 16-bit colour PNGs; pypng can.
+    import png
 
-        raise OptionalDependencyError("writing 16-bit colour images needs imageio: pip install imageio") from error
-    iio.imwrite(path, array)
+    height, width, planes = array.shape
+    writer = png.Writer(width, height, greyscale=False, alpha=planes == 4, bitdepth=16)
+    with open(path, "wb") as file:
+        writer.write(file, array.reshape(height, width * planes))

@@ -11,8 +11,13 @@ from sei import __version__
 
 # subcommand -> module under sei.cli; modules are imported only when their command runs (or for --help)
 COMMANDS = {
+    "demo": "sei.cli.demo",
     "train": "sei.cli.train",
     "test": "sei.cli.test",
+    "restore": "sei.cli.restore",
+    "degrade": "sei.cli.degrade",
+    "report": "sei.cli.report",
+    "weights": "sei.cli.weights",
     "info": "sei.cli.info",
 }
 

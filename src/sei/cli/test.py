@@ -9,7 +9,8 @@ from sei.cli.options import _positive_int, add_data_options, add_device_option, 
 
 EPILOG = """examples:
   sei test --weights runs/sample_deblurring_Gaussian_R2_noise5_sei        # a run folder: its settings are reused
-  sei test --weights weights.pt --task sr --sr-factor 2 --dataset div2k --download --save-images
+  sei test --weights Div2K-Train_Deblurring_Gaussian_R2_Noise5_SEI --dataset div2k --download
+  sei test --weights weights.pt --task sr --sr-factor 2 --dataset my_clean_images/ --save-images
 """
 
 
@@ -17,7 +18,8 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("test", help="evaluate a network (PSNR, SSIM, LPIPS) on clean images",
                                    description=__doc__, epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", required=True, help="a weights file, or a training run's folder")
+    parser.add_argument("--weights", required=True,
+                        help="a weights file, a training run's folder, or a published weights name")
     option(parser, "--model", dest="model.backbone", help="backbone, for weights files without an architecture record")
     add_physics_options(parser)
     add_data_options(parser)
@@ -25,6 +27,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-images", type=_positive_int, help="evaluate only the first N images")
     parser.add_argument("--out-dir", "--out_dir", help="where to write metrics.csv, summary.json and images")
     parser.add_argument("--save-images", action="store_true", help="write inputs, estimates and references")
+    parser.add_argument("--label", help="name of this evaluation in tables and reports")
     lpips = parser.add_mutually_exclusive_group()
     lpips.add_argument("--lpips", dest="lpips", action="store_const", const=True, default=None,
                        help="compute LPIPS (fails if its AlexNet weights are not available)")
@@ -34,82 +37,88 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run_command)
 
 
-def resolve_weights(weights: str) -> tuple[Path, Path | None]:
-    """``(weights file, run folder or None)`` for a weights file or a training run's folder."""
-    from sei.errors import WeightsError
-    from sei.training.run import CONFIG_FILE, WEIGHTS_FILE
+def settings_for(args: argparse.Namespace, source):
+    """The configuration to evaluate with: the run's or the published weights' settings, then the options."""
+    from sei.config import ExperimentConfig, from_flat
 
-    path = Path(weights)
-    if path.is_dir():
-        if not (path / WEIGHTS_FILE).is_file():
-            raise WeightsError(f"{path} is a folder without {WEIGHTS_FILE}; is it a finished training run?")
-        return path / WEIGHTS_FILE, path if (path / CONFIG_FILE).is_file() else None
-    return path, None
+    values = overrides(args)
+    base = source.run_config or ExperimentConfig()
+    if source.run_config is not None and "data.dataset" not in values:
+        values["data.dataset"] = base.data.val_dataset or base.data.dataset
+    if source.physics and source.run_config is None:
+        base = from_flat({f"physics.{k}": v for k, v in source.physics.items()}, base)
+    config = from_flat(values, base)
+    physics = config.physics
+    from sei.physics.factory import canonical_task
+
+    physics.task = canonical_task(physics.task)
+    if physics.task == "sr":
+        physics.kernel = None
+        physics.sr_factor = physics.sr_factor or 2
+    else:
+        physics.kernel = physics.kernel or "Gaussian_R2"
+        physics.sr_factor = None
+    return config
+
+
+def open_lpips(flag: bool | None, download: bool, device):
+    """The LPIPS metric when wanted and available; ``None`` (with a note) when optional and unavailable."""
+    from sei.errors import ResourceUnavailableError
+    from sei.metrics import LPIPS
+
+    if flag is False:
+        return None
+    try:
+        return LPIPS(download=download).to(device)
+    except ResourceUnavailableError as error:
+        if flag:
+            raise
+        print(f"LPIPS skipped: {error}")
+        return None
 
 
 def run_command(args: argparse.Namespace) -> int:
     import torch
 
     import sei
-    from sei.config import ExperimentConfig, from_flat
     from sei.data.pairs import MeasurementSet
     from sei.data.sources import load_image_set
     from sei.devices import torch_device
-    from sei.errors import ResourceUnavailableError
     from sei.evaluation import evaluate, format_table, write_evaluation
-    from sei.metrics import LPIPS
-    from sei.models.weights import load_backbone
     from sei.physics.factory import make_physics
-    from sei.training.run import load_run_config
+    from sei.reconstructors import NetworkReconstructor, load_network, locate_network
 
-    weights, run_dir = resolve_weights(args.weights)
-    base = load_run_config(run_dir) if run_dir else ExperimentConfig()
-    values = overrides(args)
-    if run_dir and "data.dataset" not in values:
-        values["data.dataset"] = base.data.val_dataset or base.data.dataset
-    config = from_flat(values, base)
+    download = bool(getattr(args, "data.download", False))
+    source = locate_network(args.weights, download=download)
+    config = settings_for(args, source)
     physics_config = config.physics
-    if physics_config.task in ("sr", "super-resolution") and physics_config.sr_factor is None:
-        physics_config.sr_factor = 2
-    if physics_config.task not in ("sr", "super-resolution"):
-        physics_config.kernel = physics_config.kernel or "Gaussian_R2"
-        physics_config.sr_factor = None
-    else:
-        physics_config.kernel = None
     physics = make_physics(physics_config.task, physics_config.kernel, physics_config.sr_factor,
                            physics_config.noise_level)
     device = torch_device(config.train.device)
-    model = load_backbone(weights, backbone=config.model.backbone if "model.backbone" in values or run_dir else None,
-                          upscale=physics.upscale).to(device).eval()
+    backbone = config.model.backbone if ("model.backbone" in vars(args) or source.backbone) else None
+    network = load_network(source, upscale=physics.upscale, backbone=backbone).to(device)
     images = load_image_set(config.data.dataset, args.split, config.data.datasets_dir, config.data.download, True,
                             config.data.resize, progress=not args.quiet)
     if args.max_images:
         images.names, images.images = images.names[: args.max_images], images.images[: args.max_images]
-    measurements = MeasurementSet(images, physics.to(device), config.data.noise_seed)
-
-    lpips = None
-    if args.lpips is not False:
-        try:
-            lpips = LPIPS(download=config.data.download).to(device)
-        except ResourceUnavailableError as error:
-            if args.lpips:
-                raise
-            print(f"LPIPS skipped: {error}")
-
+    measurements = MeasurementSet(images, physics, config.data.noise_seed)
+    lpips = open_lpips(args.lpips, download, device)
+    label = args.label or (source.weights.parent.name if source.run_config else source.weights.stem)
+    default_root = source.weights.parent if source.run_config else Path("results") / source.weights.stem
     out_dir = Path(args.out_dir) if args.out_dir else (
-        (run_dir or Path("results") / weights.stem) / f"test_{Path(str(config.data.dataset)).name}_{args.split}")
+        default_root / f"test_{Path(str(config.data.dataset)).name}_{args.split}")
     settings = {
-        "weights": str(weights), "backbone": model.sei_architecture, "physics": vars(physics_config),
-        "dataset": str(config.data.dataset), "split": args.split, "resize": config.data.resize,
-        "noise_seed": config.data.noise_seed, "device": str(device), "sei": sei.__version__,
-        "torch": torch.__version__,
+        "label": label, "weights": str(source.weights), "backbone": network.sei_architecture,
+        "physics": vars(physics_config), "dataset": str(config.data.dataset), "split": args.split,
+        "resize": config.data.resize, "noise_seed": config.data.noise_seed, "device": str(device),
+        "sei": sei.__version__, "torch": torch.__version__,
     }
-    evaluation = evaluate(lambda y: model(y), measurements, device, lpips,
+    evaluation = evaluate(NetworkReconstructor(network), measurements, device, lpips,
                           image_dir=out_dir / "images" if args.save_images else None, settings=settings,
                           progress=not args.quiet)
     metrics_path, summary_path = write_evaluation(evaluation, out_dir)
     task = (f"{physics_config.kernel} deblurring" if physics.upscale == 1 else f"x{physics.upscale} super-resolution")
     print(f"{task}, noise level {physics_config.noise_level:g}, {images.name} ({len(images)} images)")
-    print(format_table([(weights.parent.name if run_dir else weights.name, evaluation.summary)]))
+    print(format_table([(label, evaluation.summary)]))
     print(f"wrote {metrics_path} and {summary_path}")
     return 0

@@ -75,6 +75,8 @@ def quiet_lightning() -> None:
     """Keep Lightning's informational messages (devices, tips) off the terminal."""
     import logging
 
+    import lightning.pytorch  # noqa: F401 - importing it sets its loggers' levels, which we then override
+
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -37,7 +37,7 @@ class LatestCheckpoint(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
 
 def checkpoint_callbacks(directory: str | Path, every_n_epochs: int) -> list[L.Callback]:

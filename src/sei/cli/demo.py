@@ -1,0 +1,43 @@
+"""``sei demo``: the main job. SEI on the embedded sample photographs, against the blurry input and supervised.
+
+Trains SEI and a supervised network with the same small backbone and budget (Gaussian_R2 deblurring, noise
+level 5) on scikit-image's photographs, evaluates them and the blurry input on held-out photographs, prints the
+comparison and writes an HTML report. About 6 minutes on two CPU cores; no network needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from sei.cli.options import _positive_int, add_device_option
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("demo", help="SEI vs supervised vs blurry input on the sample photographs",
+                                   description=__doc__)
+    parser.add_argument("--out-dir", default="runs/demo", help="output folder (default runs/demo)")
+    parser.add_argument("--steps", type=_positive_int, help="training steps per method (default 1000)")
+    parser.add_argument("--quick", action="store_true", help="a tiny network and budget, to check the installation")
+    add_device_option(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(run=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from sei.cli.train import quiet_lightning
+    from sei.demo import run_demo
+    from sei.evaluation import format_table
+
+    if args.quiet:
+        quiet_lightning()
+    result = run_demo(args.out_dir, quick=args.quick, steps=args.steps,
+                      device=getattr(args, "train.device", "auto"), progress=not args.quiet)
+    print()
+    print("Gaussian_R2 deblurring, noise level 5, sample photographs (validation split)")
+    print(format_table([(label, summary) for label, summary in result.summaries.items()]))
+    print(f"SEI vs blurry input: {result.sei_gain_over_input:+.2f} dB; "
+          f"SEI vs supervised (same budget): {-result.sei_gap_to_supervised:+.2f} dB")
+    print(f"training {result.seconds['train_sei'] + result.seconds['train_supervised']:.0f} s, "
+          f"evaluation {result.seconds['evaluate']:.0f} s")
+    print(f"report: {result.report}")
+    return 0

@@ -1,0 +1,60 @@
+"""``sei restore``: restore your own blurry or low-resolution images with a trained network.
+
+Images keep their names (written as PNG by default); grayscale, RGB and RGBA inputs are handled (alpha is
+carried over), any size is restored in bounded memory by overlapping tiles, and a file that cannot be read is
+reported without stopping the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sei.cli.options import add_device_option
+
+EPILOG = """examples:
+  sei restore photos/ restored/ --weights runs/my_run
+  sei restore scan.tif scan_restored.png --weights Div2K-Train_Deblurring_Gaussian_R2_Noise5_SEI --tile 256
+"""
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("restore", help="restore a folder (or file) of your own images",
+                                   description=__doc__, epilog=EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", help="an image file or a folder of images")
+    parser.add_argument("output", help="output folder (or file name for a single input file)")
+    parser.add_argument("--weights", required=True,
+                        help="a weights file, a training run's folder, or a published weights name")
+    parser.add_argument("--model", help="backbone, for weights files without an architecture record")
+    parser.add_argument("--download", action="store_true", help="download published weights if not cached")
+    parser.add_argument("--tile", type=int, default=512,
+                        help="tile size in input pixels for large images (default 512; 0: whole images)")
+    parser.add_argument("--overlap", type=int, default=32, help="overlap between tiles in pixels (default 32)")
+    parser.add_argument("--bits", type=int, choices=(8, 16), default=8, help="bit depth of the output (8 or 16)")
+    parser.add_argument("--format", choices=("png", "tif"), default="png", help="output format (default png)")
+    add_device_option(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    import sys
+
+    from sei.devices import torch_device
+    from sei.errors import ImageError
+    from sei.reconstructors import NetworkReconstructor, load_network, locate_network
+    from sei.restoration import output_paths, restore_files
+
+    device = torch_device(getattr(args, "train.device", "auto"))
+    source = locate_network(args.weights, download=args.download)
+    network = load_network(source, backbone=args.model).to(device)
+    reconstructor = NetworkReconstructor(network, tile=args.tile, overlap=args.overlap)
+    pairs = output_paths(Path(args.input), Path(args.output), args.format)
+    report = restore_files(reconstructor, pairs, device, bits=args.bits, progress=not args.quiet)
+    print(f"restored {len(report.written)} of {len(pairs)} image(s) into {Path(args.output)}")
+    for path, reason in report.failed:
+        print(f"  failed: {path}: {reason}", file=sys.stderr)
+    if report.failed and not report.written:
+        raise ImageError(f"no image could be restored ({len(report.failed)} failed)")
+    return 1 if report.failed else 0

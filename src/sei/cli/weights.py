@@ -1,0 +1,49 @@
+"""``sei weights``: list and fetch the authors' published weights (Hugging Face hub).
+
+Weights are cached in Hugging Face's standard cache and then work offline, anywhere ``--weights`` is accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("weights", help="list or fetch published weights", description=__doc__)
+    commands = parser.add_subparsers(dest="weights_command", metavar="{list,fetch}", required=True)
+    listing = commands.add_parser("list", help="known and cached published weights")
+    listing.add_argument("--remote", action="store_true", help="ask the hub for every file (needs the network)")
+    listing.set_defaults(run=run_list)
+    fetch = commands.add_parser("fetch", help="download published weights into the local cache")
+    fetch.add_argument("names", nargs="+", help="published weights names, e.g. Div2K-Train_Deblurring_Gaussian_R2_Noise5_SEI")
+    fetch.set_defaults(run=run_fetch)
+
+
+def _line(name: str, cached: set[str]) -> str:
+    from sei.hub import parse_name
+
+    info = parse_name(name)
+    what = info.describe() if info else "(settings not encoded in the name)"
+    return f"  {name:<50}{what}{'  [cached]' if name in cached else ''}"
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from sei.hub import HUB_REPO, KNOWN_NAMES, cached_names, remote_names
+
+    cached = set(cached_names())
+    names = remote_names() if args.remote else sorted(set(KNOWN_NAMES) | cached)
+    print(f"published weights in {HUB_REPO} ({'hub listing' if args.remote else 'known or cached'}):")
+    for name in names:
+        print(_line(name, cached))
+    if not args.remote:
+        print("`sei weights list --remote` asks the hub for every file.")
+    return 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from sei.hub import fetch_weights
+
+    for name in args.names:
+        path = fetch_weights(name, download=True)
+        print(f"{name}: {path}")
+    return 0

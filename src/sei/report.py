@@ -1,0 +1,307 @@
+"""One self-contained HTML page for training runs and evaluations: curves, metrics table, image crops.
+
+Given folders, the report finds training runs (``config.yaml`` with ``logs/csv/metrics.csv``) and evaluations
+(``summary.json`` with ``metrics.csv``, and the ``images/`` that ``sei test --save-images`` writes). It draws each
+run's loss terms and learning rate, tabulates the evaluations, and shows the same crop of a few images for every
+evaluation side by side with the measurement, the reference and the error maps. Plots use matplotlib; every
+image is embedded, so the page is a single file.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from sei.errors import ConfigError
+from sei.files import atomic_write_text
+
+CROP = 96  # output pixels shown per image crop
+LINE_COLOUR = "#1f5f8b"
+MAX_IMAGES = 3
+
+
+@dataclass
+class Run:
+    """A training run: its folder, settings and logged series (step -> value per metric)."""
+
+    path: Path
+    config: dict[str, Any]
+    series: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return str(self.config.get("name") or self.path.name)
+
+
+@dataclass
+class EvaluationRecord:
+    """An evaluation: its folder, summary, per-image rows, and saved images (if any)."""
+
+    path: Path
+    summary: dict[str, Any]
+    rows: list[dict[str, str]]
+
+    @property
+    def label(self) -> str:
+        settings = self.summary.get("settings", {})
+        if settings.get("label"):
+            return str(settings["label"])
+        return self.path.name if not self.path.name.startswith("test_") else self.path.parent.name
+
+    @property
+    def image_dir(self) -> Path:
+        return self.path / "images"
+
+
+def read_series(metrics_csv: Path) -> dict[str, dict[int, float]]:
+    """Metric -> {step: value} from a Lightning CSV log; later rows win (a resumed run logs some steps twice)."""
+    series: dict[str, dict[int, float]] = {}
+    with open(metrics_csv, newline="") as file:
+        for row in csv.DictReader(file):
+            step = int(float(row.get("step") or 0))
+            for key, value in row.items():
+                if key in ("step", "epoch") or value in (None, ""):
+                    continue
+                series.setdefault(key, {})[step] = float(value)
+    return series
+
+
+def discover(paths: list[str | Path], depth: int = 3) -> tuple[list[Run], list[EvaluationRecord]]:
+    """Training runs and evaluations in ``paths`` and their sub-folders (down to ``depth`` levels).
+
+    :raises ConfigError: if a path does not exist or nothing reportable is found.
+    """
+    runs: list[Run] = []
+    evaluations: list[EvaluationRecord] = []
+    seen: set[Path] = set()
+
+    def visit(folder: Path, level: int) -> None:
+        folder = folder.resolve()
+        if folder in seen or not folder.is_dir():
+            return
+        seen.add(folder)
+        metrics = folder / "logs" / "csv" / "metrics.csv"
+        if (folder / "config.yaml").is_file() and metrics.is_file():
+            config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+            runs.append(Run(folder, config, read_series(metrics)))
+        if (folder / "summary.json").is_file() and (folder / "metrics.csv").is_file():
+            with open(folder / "metrics.csv", newline="") as file:
+                rows = list(csv.DictReader(file))
+            evaluations.append(EvaluationRecord(folder, json.loads((folder / "summary.json").read_text()), rows))
+        if level < depth:
+            for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in ("logs", "checkpoints")):
+                visit(child, level + 1)
+
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path} does not exist")
+        visit(path, 0)
+    if not runs and not evaluations:
+        raise ConfigError(f"found no training run (config.yaml + logs) or evaluation (summary.json) in "
+                          f"{', '.join(map(str, paths))}")
+    return runs, evaluations
+
+
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    if window <= 1 or len(values) < window:
+        return values
+    kernel = np.ones(window) / window
+    padded = np.concatenate([np.full(window - 1, values[0]), values])
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def training_figure(run: Run) -> str:
+    """A PNG data URI with one panel per logged training quantity (loss terms, learning rate, validation)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in run.series if k.startswith(("train/", "val/")) and k != "train/samples_per_s"]
+    keys.sort(key=lambda k: (k.startswith("val/"), k == "train/lr", k != "train/loss", k))
+    columns = min(3, max(len(keys), 1))
+    rows = max(math.ceil(len(keys) / columns), 1)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 2.8 * rows), squeeze=False)
+    for axis in axes.flat[len(keys):]:
+        axis.set_visible(False)
+    for axis, key in zip(axes.flat, keys):
+        steps = np.array(sorted(run.series[key]))
+        values = np.array([run.series[key][s] for s in steps])
+        marker = "o" if len(values) < 5 else None
+        smoothed = key.startswith("train/") and key != "train/lr" and len(values) >= 40
+        axis.plot(steps, values, color="#9ab" if smoothed else LINE_COLOUR, linewidth=0.8 if smoothed else 1.6,
+                  marker=marker)
+        if smoothed:  # the raw per-step values are noisy: overlay a moving average
+            axis.plot(steps, _smooth(values, max(len(values) // 20, 1)), color=LINE_COLOUR, linewidth=1.6)
+        axis.set_title(key, fontsize=10)
+        axis.set_xlabel("step", fontsize=8)
+        axis.tick_params(labelsize=8)
+        axis.grid(alpha=0.3)
+        if key == "train/lr":
+            axis.set_yscale("log")
+    figure.suptitle(run.label, fontsize=11)
+    figure.tight_layout()
+    uri = _png(figure)
+    plt.close(figure)
+    return uri
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    from sei.io import read_image
+
+    return read_image(path).permute(1, 2, 0).numpy()
+
+
+def _luma(image: np.ndarray) -> np.ndarray:
+    return image @ np.array([0.299, 0.587, 0.114])
+
+
+def _crop_box(reference: np.ndarray, size: int) -> tuple[int, int, int]:
+    """Top, left and side of the most textured ``size`` square of the reference (largest local variance)."""
+    luma = _luma(reference)
+    side = min(size, *luma.shape)
+    best, best_box = -1.0, (0, 0)
+    step = max(side // 4, 1)
+    for top in range(0, luma.shape[0] - side + 1, step):
+        for left in range(0, luma.shape[1] - side + 1, step):
+            variance = float(luma[top:top + side, left:left + side].var())
+            if variance > best:
+                best, best_box = variance, (top, left)
+    return best_box[0], best_box[1], side
+
+
+def crops_figure(name: str, evaluations: list[EvaluationRecord]) -> str | None:
+    """Measurement, each estimate, the reference and each error map, same crop, side by side (PNG data URI)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    available = [e for e in evaluations if (e.image_dir / f"{name}_estimate.png").is_file()]
+    if not available:
+        return None
+    reference = _read_rgb(available[0].image_dir / f"{name}_reference.png")
+    measurement = _read_rgb(available[0].image_dir / f"{name}_input.png")
+    top, left, side = _crop_box(reference, CROP)
+    ratio = reference.shape[0] // max(measurement.shape[0], 1)
+    # measurements of super-resolution are smaller: show the matching region, enlarged
+    measured = np.repeat(np.repeat(measurement, max(ratio, 1), 0), max(ratio, 1), 1)
+    panels = [("measurement", measured[top:top + side, left:left + side])]
+    estimates = [(e.label, _read_rgb(e.image_dir / f"{name}_estimate.png")[top:top + side, left:left + side])
+                 for e in available]
+    truth = reference[top:top + side, left:left + side]
+    panels += estimates + [("reference", truth)]
+    errors = [(f"|error| {label}", np.abs(_luma(crop) - _luma(truth))) for label, crop in estimates]
+    vmax = max(max(float(np.percentile(err, 99)) for _, err in errors), 1e-3)
+    columns = len(panels)
+    figure, axes = plt.subplots(2, columns, figsize=(2.3 * columns, 4.9), squeeze=False)
+    for axis, (label, crop) in zip(axes[0], panels):
+        axis.imshow(np.clip(crop, 0, 1), interpolation="nearest")
+        axis.set_title(label, fontsize=9)
+    for axis in axes[1]:
+        axis.set_visible(False)
+    for axis, (label, error) in zip(axes[1][1:], errors):
+        axis.set_visible(True)
+        axis.imshow(error, cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
+        axis.set_title(label, fontsize=9)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.suptitle(f"{name}: {side}x{side} px at ({top}, {left}); error scale 0-{vmax:.3f}", fontsize=10)
+    figure.tight_layout()
+    uri = _png(figure)
+    plt.close(figure)
+    return uri
+
+
+def _cell(summary: dict[str, Any], metric: str, digits: int) -> str:
+    if metric not in summary:
+        return "n/a"
+    return f"{summary[metric]:.{digits}f} ± {summary.get(metric + '_std', float('nan')):.{digits}f}"
+
+
+def _settings_text(config: dict[str, Any]) -> str:
+    physics, loss, model = config.get("physics", {}), config.get("loss", {}), config.get("model", {})
+    train, data = config.get("train", {}), config.get("data", {})
+    task = (f"{physics.get('kernel')} deblurring" if physics.get("task") == "deblurring"
+            else f"x{physics.get('sr_factor')} super-resolution")
+    budget = f"{train.get('steps')} steps" if train.get("steps") else f"{train.get('epochs')} epochs"
+    return (f"{loss.get('method')} · {task} · noise {physics.get('noise_level')} · {model.get('backbone')} · "
+            f"{data.get('dataset')} · batch {data.get('batch_size')} · {budget} · lr {train.get('lr')}")
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: 1em 0; } th, td { padding: 0.3em 0.9em; border-bottom: 1px solid #ddd; }
+th { text-align: left; background: #f3f5f7; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; } .muted { color: #667; font-size: 0.9em; } figure { margin: 1em 0; }
+"""
+
+
+def render(paths: list[str | Path], title: str = "SEI report") -> str:
+    """The report's HTML for the runs and evaluations found in ``paths``."""
+    import sei
+
+    runs, evaluations = discover(paths)
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
+             f"<p class='muted'>sei {sei.__version__} · {datetime.now():%Y-%m-%d %H:%M} · "
+             f"{len(runs)} training run(s), {len(evaluations)} evaluation(s)</p>"]
+    if evaluations:
+        parts.append("<h2>Metrics</h2><table><tr><th>evaluation</th><th>data</th><th>PSNR (dB)</th><th>SSIM</th>"
+                     "<th>LPIPS</th><th>images</th></tr>")
+        for record in evaluations:
+            settings = record.summary.get("settings", {})
+            data = f"{settings.get('dataset', '?')}/{settings.get('split', '?')}"
+            parts.append(f"<tr><td>{html.escape(record.label)}</td><td>{html.escape(data)}</td>"
+                         f"<td class='num'>{_cell(record.summary, 'psnr', 2)}</td>"
+                         f"<td class='num'>{_cell(record.summary, 'ssim', 4)}</td>"
+                         f"<td class='num'>{_cell(record.summary, 'lpips', 4)}</td>"
+                         f"<td class='num'>{record.summary.get('n', len(record.rows))}</td></tr>")
+        parts.append("</table><p class='muted'>Mean ± standard deviation over images; PSNR and SSIM on 8-bit "
+                     "full-range luma, LPIPS (AlexNet) on RGB.</p>")
+    for run in runs:
+        parts.append(f"<h2>Training: {html.escape(run.label)}</h2>")
+        parts.append(f"<p class='muted'>{html.escape(_settings_text(run.config))}</p>")
+        finals = {key: values[max(values)] for key, values in sorted(run.series.items()) if values}
+        if finals:
+            parts.append("<table><tr><th>logged quantity</th><th>last value</th><th>at step</th></tr>" + "".join(
+                f"<tr><td>{html.escape(key)}</td><td class='num'>{value:.5g}</td>"
+                f"<td class='num'>{max(run.series[key])}</td></tr>" for key, value in finals.items()) + "</table>")
+        if run.series:
+            parts.append(f"<figure><img alt='training curves of {html.escape(run.label)}' "
+                         f"src='{training_figure(run)}'></figure>")
+    with_images = [e for e in evaluations if e.image_dir.is_dir()]
+    if with_images:
+        parts.append("<h2>Images</h2>")
+        names = [row["name"] for row in with_images[0].rows][:MAX_IMAGES]
+        for name in names:
+            uri = crops_figure(name, with_images)
+            if uri:
+                parts.append(f"<figure><img alt='crops of {html.escape(name)}' src='{uri}'></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(paths: list[str | Path], out: str | Path, title: str = "SEI report") -> Path:
+    """Render the report for ``paths`` and write it atomically to ``out``."""
+    return atomic_write_text(Path(out), render(paths, title))
