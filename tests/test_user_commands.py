@@ -143,13 +143,14 @@ def find_chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from sei.demo import run_demo
+
+    return run_demo(tmp_path_factory.mktemp("demo"), quick=True, device="cpu", progress=False)
+
+
 class TestReportAndDemo:
-    @pytest.fixture(scope="class")
-    def demo(self, tmp_path_factory):
-        from sei.demo import run_demo
-
-        return run_demo(tmp_path_factory.mktemp("demo"), quick=True, device="cpu", progress=False)
-
     def test_quick_demo(self, demo):
         assert set(demo.summaries) == {"input", "sei", "supervised"}
         summary = json.loads((demo.out_dir / "demo_summary.json").read_text())

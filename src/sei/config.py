@@ -62,6 +62,7 @@ class DataConfig:
 class ModelConfig:
     backbone: str | None = None  # default: swinir, or the small backbone on the sample dataset
     weights: str | None = None  # initial weights (fine-tuning)
+    checkpointing: bool = False  # SwinIR: recompute block activations in the backward pass (less memory)
 
 
 @dataclass
@@ -225,7 +226,7 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
     if data.kind not in ("clean", "measurements"):
         raise ConfigError(f"data.kind must be 'clean' or 'measurements', got {data.kind!r}")
     on_sample = str(data.dataset).lower() == "sample"
-    if model.backbone is None:
+    if model.backbone is None and not model.weights:  # with initial weights, they say which backbone
         model.backbone = SAMPLE_BACKBONE if on_sample else "swinir"
     if train.epochs is None and train.steps is None:
         if on_sample:
@@ -237,7 +238,8 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
     if (train.epochs is not None and train.epochs < 1) or (train.steps is not None and train.steps < 1):
         raise ConfigError("the number of epochs or steps must be positive")
     if train.lr is None:
-        train.lr = SAMPLE_LR if on_sample and model.backbone == SAMPLE_BACKBONE else PAPER_LR[physics.task]
+        small = model.backbone == SAMPLE_BACKBONE or (model.backbone is None and on_sample)
+        train.lr = SAMPLE_LR if on_sample and small else PAPER_LR[physics.task]
     if data.samples_per_epoch is None and on_sample:
         data.samples_per_epoch = SAMPLE_SAMPLES_PER_EPOCH
     if data.batch_size < 1 or data.crop_size < 1:

@@ -88,7 +88,8 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False, steps: int 
     from sei.evaluation import evaluate, write_evaluation
     from sei.models.weights import load_backbone
     from sei.physics.factory import make_physics
-    from sei.reconstructors import Identity, NetworkReconstructor
+    from sei.baselines.classical import Identity
+    from sei.reconstructors import NetworkReconstructor
     from sei.report import write_report
 
     out_dir = Path(out_dir)

@@ -86,21 +86,27 @@ class NetworkReconstructor(nn.Module):
         return self.network(y)
 
 
-class Identity(nn.Module):
-    """The measurement itself as the estimate; for super-resolution, its nearest-neighbour enlargement."""
-
-    def __init__(self, upscale: int = 1) -> None:
-        super().__init__()
-        self.upscale = upscale
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        if self.upscale == 1:
-            return y
-        return torch.nn.functional.interpolate(y, scale_factor=self.upscale, mode="nearest")
-
-
 def load_network(source: NetworkSource, upscale: int | None = None, backbone: str | None = None) -> nn.Module:
     """The backbone with its weights, checking that it fits ``upscale`` when given."""
     from sei.models.weights import load_backbone
 
     return load_backbone(source.weights, backbone=backbone or source.backbone, upscale=upscale)
+
+
+def open_reconstructor(kind: str, physics, source: NetworkSource | None = None, options: dict | None = None,
+                       backbone: str | None = None, tile: int = 0, overlap: int = 32) -> nn.Module:
+    """The reconstructor of a model kind: a trained network from ``source``, or a baseline for ``physics``.
+
+    :raises ConfigError: if a network is asked for without weights.
+    """
+    from sei.baselines import build_baseline, canonical_kind
+    from sei.errors import ConfigError
+
+    kind = canonical_kind(kind)
+    if kind != "network":
+        return build_baseline(kind, physics, options)
+    if source is None:
+        raise ConfigError("a trained network needs --weights (a file, a run folder or a published name); "
+                          "or choose a baseline with --model-kind")
+    network = load_network(source, upscale=getattr(physics, "upscale", None), backbone=backbone)
+    return NetworkReconstructor(network, tile=tile, overlap=overlap)

@@ -59,3 +59,28 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The dotted configuration values the user gave."""
     return {key: value for key, value in vars(args).items() if "." in key}
+
+
+def add_reconstructor_options(parser: argparse.ArgumentParser, weights_required: bool = False) -> None:
+    """``--weights`` / ``--model-kind`` and the baselines' settings."""
+    group = parser.add_argument_group("reconstruction")
+    group.add_argument("--weights", required=weights_required,
+                       help="a weights file, a training run's folder, or a published weights name")
+    group.add_argument("--model-kind", "--model_kind", default="network",
+                       help="network (default; needs --weights), identity, bicubic, wiener, tv, dip, pnp, bm3d "
+                            "(the reference's swinir, id and up are accepted)")
+    group.add_argument("--wiener-strength", type=float, help="Wiener regularisation, in units of sigma^2")
+    group.add_argument("--tv-weight", type=float, help="TV weight (default 0.05 sigma)")
+    group.add_argument("--tv-iterations", type=_positive_int, help="ADMM iterations for TV (default 100)")
+    group.add_argument("--dip-iterations", type=_positive_int,
+                       help="DIP iterations (default 4000 for Gaussian blur, 1000 for box blur and SR)")
+    group.add_argument("--dip-channels", type=_positive_int, help="DIP decoder width (default 256)")
+    group.add_argument("--pnp-weights", help="DRUNet weights file for pnp (default: deepinv's cached file)")
+    group.add_argument("--bm3d-profile", help="bm3d profile (default np)")
+
+
+def baseline_options(args: argparse.Namespace, download: bool = False, progress: bool = True) -> dict[str, Any]:
+    """The baselines' settings the user gave (see ``sei.baselines.build_baseline``)."""
+    return {"wiener_strength": args.wiener_strength, "tv_weight": args.tv_weight, "tv_iterations": args.tv_iterations,
+            "dip_iterations": args.dip_iterations, "dip_channels": args.dip_channels, "pnp_weights": args.pnp_weights,
+            "bm3d_profile": args.bm3d_profile, "download": download, "progress": progress}

@@ -1,8 +1,9 @@
-"""``sei restore``: restore your own blurry or low-resolution images with a trained network.
+"""``sei restore``: restore your own blurry or low-resolution images with a trained network or a baseline.
 
 Images keep their names (written as PNG by default); grayscale, RGB and RGBA inputs are handled (alpha is
-carried over), any size is restored in bounded memory by overlapping tiles, and a file that cannot be read is
-reported without stopping the others.
+carried over); networks restore any size in bounded memory by overlapping tiles; a file that cannot be read is
+reported without stopping the others. Baselines (``--model-kind wiener`` ...) need the measurement settings
+(``--task``, ``--kernel`` or ``--sr-factor``, ``--noise-level``) and process whole images.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sei.cli.options import add_device_option
+from sei.cli.options import add_device_option, add_reconstructor_options, baseline_options
 
 EPILOG = """examples:
   sei restore photos/ restored/ --weights runs/my_run
   sei restore scan.tif scan_restored.png --weights Div2K-Train_Deblurring_Gaussian_R2_Noise5_SEI --tile 256
+  sei restore blurry/ wiener/ --model-kind wiener --kernel psf.npy --noise-level 3
 """
 
 
@@ -24,9 +26,13 @@ def add_parser(subparsers) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="an image file or a folder of images")
     parser.add_argument("output", help="output folder (or file name for a single input file)")
-    parser.add_argument("--weights", required=True,
-                        help="a weights file, a training run's folder, or a published weights name")
+    add_reconstructor_options(parser)
     parser.add_argument("--model", help="backbone, for weights files without an architecture record")
+    parser.add_argument("--task", help="for baselines: deblurring (default) or sr")
+    parser.add_argument("--kernel", help="for baselines: blur kernel name or file (default Gaussian_R2)")
+    parser.add_argument("--sr-factor", "--sr_factor", type=int, help="for baselines: super-resolution factor")
+    parser.add_argument("--noise-level", "--noise_level", type=float, default=5.0,
+                        help="for baselines: noise standard deviation in 8-bit grey levels (default 5)")
     parser.add_argument("--download", action="store_true", help="download published weights if not cached")
     parser.add_argument("--tile", type=int, default=512,
                         help="tile size in input pixels for large images (default 512; 0: whole images)")
@@ -41,15 +47,23 @@ def add_parser(subparsers) -> None:
 def run_command(args: argparse.Namespace) -> int:
     import sys
 
+    from sei.baselines import canonical_kind
     from sei.devices import torch_device
     from sei.errors import ImageError
-    from sei.reconstructors import NetworkReconstructor, load_network, locate_network
+    from sei.physics.factory import canonical_task, make_physics
+    from sei.reconstructors import locate_network, open_reconstructor
     from sei.restoration import output_paths, restore_files
 
     device = torch_device(getattr(args, "train.device", "auto"))
-    source = locate_network(args.weights, download=args.download)
-    network = load_network(source, backbone=args.model).to(device)
-    reconstructor = NetworkReconstructor(network, tile=args.tile, overlap=args.overlap)
+    kind = canonical_kind(args.model_kind)
+    source = locate_network(args.weights, download=args.download) if args.weights and kind == "network" else None
+    physics = None
+    if kind != "network":
+        task = canonical_task(args.task or "deblurring")
+        kernel = (args.kernel or "Gaussian_R2") if task == "deblurring" else None
+        physics = make_physics(task, kernel, args.sr_factor, args.noise_level).to(device)
+    reconstructor = open_reconstructor(kind, physics, source, baseline_options(args, args.download, not args.quiet),
+                                       backbone=args.model, tile=args.tile, overlap=args.overlap).to(device)
     pairs = output_paths(Path(args.input), Path(args.output), args.format)
     report = restore_files(reconstructor, pairs, device, bits=args.bits, progress=not args.quiet)
     print(f"restored {len(report.written)} of {len(pairs)} image(s) into {Path(args.output)}")

@@ -1,25 +1,28 @@
-"""``sei test``: evaluate a trained network with the paper's protocol on a dataset or folder of clean images."""
+"""``sei test``: evaluate a network or a baseline with the paper's protocol on a dataset or folder of clean images."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from sei.cli.options import _positive_int, add_data_options, add_device_option, add_physics_options, option, overrides
+from sei.cli.options import (
+    _positive_int, add_data_options, add_device_option, add_physics_options, add_reconstructor_options,
+    baseline_options, option, overrides,
+)
 
 EPILOG = """examples:
   sei test --weights runs/sample_deblurring_Gaussian_R2_noise5_sei        # a run folder: its settings are reused
   sei test --weights Div2K-Train_Deblurring_Gaussian_R2_Noise5_SEI --dataset div2k --download
-  sei test --weights weights.pt --task sr --sr-factor 2 --dataset my_clean_images/ --save-images
+  sei test --model-kind wiener --kernel Box_R3 --dataset sample
+  sei test --model-kind bicubic --task sr --sr-factor 2 --dataset my_clean_images/ --save-images
 """
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("test", help="evaluate a network (PSNR, SSIM, LPIPS) on clean images",
+    parser = subparsers.add_parser("test", help="evaluate a network or a baseline (PSNR, SSIM, LPIPS)",
                                    description=__doc__, epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", required=True,
-                        help="a weights file, a training run's folder, or a published weights name")
+    add_reconstructor_options(parser)
     option(parser, "--model", dest="model.backbone", help="backbone, for weights files without an architecture record")
     add_physics_options(parser)
     add_data_options(parser)
@@ -40,17 +43,16 @@ def add_parser(subparsers) -> None:
 def settings_for(args: argparse.Namespace, source):
     """The configuration to evaluate with: the run's or the published weights' settings, then the options."""
     from sei.config import ExperimentConfig, from_flat
+    from sei.physics.factory import canonical_task
 
     values = overrides(args)
-    base = source.run_config or ExperimentConfig()
-    if source.run_config is not None and "data.dataset" not in values:
+    base = (source.run_config if source else None) or ExperimentConfig()
+    if source and source.run_config is not None and "data.dataset" not in values:
         values["data.dataset"] = base.data.val_dataset or base.data.dataset
-    if source.physics and source.run_config is None:
+    if source and source.physics and source.run_config is None:
         base = from_flat({f"physics.{k}": v for k, v in source.physics.items()}, base)
     config = from_flat(values, base)
     physics = config.physics
-    from sei.physics.factory import canonical_task
-
     physics.task = canonical_task(physics.task)
     if physics.task == "sr":
         physics.kernel = None
@@ -81,39 +83,48 @@ def run_command(args: argparse.Namespace) -> int:
     import torch
 
     import sei
+    from sei.baselines import canonical_kind
     from sei.data.pairs import MeasurementSet
     from sei.data.sources import load_image_set
     from sei.devices import torch_device
     from sei.evaluation import evaluate, format_table, write_evaluation
     from sei.physics.factory import make_physics
-    from sei.reconstructors import NetworkReconstructor, load_network, locate_network
+    from sei.reconstructors import locate_network, open_reconstructor
 
     download = bool(getattr(args, "data.download", False))
-    source = locate_network(args.weights, download=download)
+    kind = canonical_kind(args.model_kind)
+    source = locate_network(args.weights, download=download) if args.weights and kind == "network" else None
     config = settings_for(args, source)
     physics_config = config.physics
+    device = torch_device(config.train.device)
     physics = make_physics(physics_config.task, physics_config.kernel, physics_config.sr_factor,
                            physics_config.noise_level)
-    device = torch_device(config.train.device)
-    backbone = config.model.backbone if ("model.backbone" in vars(args) or source.backbone) else None
-    network = load_network(source, upscale=physics.upscale, backbone=backbone).to(device)
     images = load_image_set(config.data.dataset, args.split, config.data.datasets_dir, config.data.download, True,
                             config.data.resize, progress=not args.quiet)
     if args.max_images:
         images.names, images.images = images.names[: args.max_images], images.images[: args.max_images]
-    measurements = MeasurementSet(images, physics, config.data.noise_seed)
+    measurements = MeasurementSet(images, physics, config.data.noise_seed)  # simulated on the CPU, seeded
+    backbone = config.model.backbone if ("model.backbone" in vars(args) or (source and source.backbone)) else None
+    reconstructor = open_reconstructor(kind, physics.to(device), source,
+                                       baseline_options(args, download, not args.quiet), backbone=backbone).to(device)
     lpips = open_lpips(args.lpips, download, device)
-    label = args.label or (source.weights.parent.name if source.run_config else source.weights.stem)
-    default_root = source.weights.parent if source.run_config else Path("results") / source.weights.stem
-    out_dir = Path(args.out_dir) if args.out_dir else (
-        default_root / f"test_{Path(str(config.data.dataset)).name}_{args.split}")
+    if source is not None:
+        label = args.label or (source.weights.parent.name if source.run_config else source.weights.stem)
+        root = source.weights.parent if source.run_config else Path("results") / source.weights.stem
+    else:
+        task_name = physics_config.kernel if physics.upscale == 1 else f"sr_x{physics.upscale}"
+        label = args.label or kind
+        root = Path("results") / f"{kind}_{Path(str(task_name)).stem}_noise{physics_config.noise_level:g}"
+    out_dir = Path(args.out_dir) if args.out_dir else root / f"test_{Path(str(config.data.dataset)).name}_{args.split}"
     settings = {
-        "label": label, "weights": str(source.weights), "backbone": network.sei_architecture,
+        "label": label, "model_kind": kind, "weights": str(source.weights) if source else None,
+        "backbone": getattr(getattr(reconstructor, "network", None), "sei_architecture", None),
+        "baseline_options": {k: v for k, v in baseline_options(args).items() if v is not None and k != "progress"},
         "physics": vars(physics_config), "dataset": str(config.data.dataset), "split": args.split,
         "resize": config.data.resize, "noise_seed": config.data.noise_seed, "device": str(device),
         "sei": sei.__version__, "torch": torch.__version__,
     }
-    evaluation = evaluate(NetworkReconstructor(network), measurements, device, lpips,
+    evaluation = evaluate(reconstructor, measurements, device, lpips,
                           image_dir=out_dir / "images" if args.save_images else None, settings=settings,
                           progress=not args.quiet)
     metrics_path, summary_path = write_evaluation(evaluation, out_dir)

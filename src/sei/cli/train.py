@@ -30,6 +30,8 @@ def add_parser(subparsers) -> None:
     model = parser.add_argument_group("model")
     option(model, "--model", dest="model.backbone", help="backbone: swinir (the paper's), unet-small, unet-base, ...")
     option(model, "--weights", dest="model.weights", help="initial weights (fine-tuning)")
+    option(model, "--checkpointing", dest="model.checkpointing", action="store_const", const=True,
+           help="SwinIR: recompute activations in the backward pass (several times less memory, ~1/3 slower)")
     loss = parser.add_argument_group("loss")
     option(loss, "--no-stop-gradient", "--no-stop_gradient", dest="loss.stop_gradient", action="store_const",
            const=False, help="let gradients flow through the transformed target (ablation)")

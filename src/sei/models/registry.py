@@ -32,6 +32,10 @@ BACKBONES: dict[str, BackbonePreset] = {
 }
 
 
+# Options that change how a network computes, not what it is: not recorded with its weights.
+RUNTIME_OPTIONS = ("fused_attention", "checkpointing")
+
+
 def build_backbone(name: str, upscale: int = 1, in_chans: int = 3, **options: Any) -> nn.Module:
     """A backbone by preset name, for ``upscale`` 1 (deblurring) or r (x r super-resolution).
 
@@ -56,7 +60,8 @@ def build_backbone(name: str, upscale: int = 1, in_chans: int = 3, **options: An
         "backbone": name,
         "upscale": upscale,
         "in_chans": in_chans,
-        "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
+        "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()
+                    if k not in RUNTIME_OPTIONS},
     }
     return model
 

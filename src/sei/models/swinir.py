@@ -1,9 +1,19 @@
 """The paper's backbone: SwinIR (embed 180, 6 x 6 blocks, 6 heads, window 8, mlp ratio 2, '1conv').
 
-Built on ``deepinv.models.SwinIR`` without any download, so its ``state_dict`` keys are exactly those of
-the original SwinIR, the format of the authors' published weights. The subclass only changes how inputs
-are padded to the window multiple: the original reflects, which fails for inputs smaller than half a
-window; we reflect when possible and replicate otherwise.
+Built on ``deepinv.models.SwinIR`` without any download, so its ``state_dict`` keys are exactly those of the
+original SwinIR, the format of the authors' published weights. What this module changes, none of it touching
+the parameters or their names:
+
+- inputs of any size: padded to the window multiple by reflection when possible, by replication otherwise
+  (reflection fails for inputs smaller than half a window);
+- fused window attention: ``torch.nn.functional.scaled_dot_product_attention`` with the relative-position
+  bias and the shift mask as an additive mask, instead of materialising and keeping the attention matrices
+  (same numbers up to float rounding, less memory, faster);
+- attention masks for sizes other than the training size computed once per size and shared by all shifted
+  blocks (deepinv recomputes one per block per call);
+- optional activation checkpointing per Swin block (``checkpointing=True``): a training step keeps only the
+  blocks' inputs and recomputes the rest during the backward pass, trading about a third more compute for a
+  several-fold smaller memory peak.
 """
 
 from __future__ import annotations
@@ -13,8 +23,11 @@ import warnings
 import deepinv
 import torch
 import torch.nn.functional as F
+from deepinv.models.swinir import SwinTransformerBlock, WindowAttention
+from torch.utils.checkpoint import checkpoint
 
 from sei.errors import ConfigError
+from sei.physics.base import SizeCache
 
 PAPER_SWINIR = dict(
     img_size=48,
@@ -29,16 +42,57 @@ PAPER_SWINIR = dict(
 )
 
 
+class FusedWindowAttention(WindowAttention):
+    """deepinv's window attention computed by ``scaled_dot_product_attention`` (same parameters)."""
+
+    def relative_bias(self) -> torch.Tensor:
+        """``(heads, N, N)`` relative-position bias, ``N`` tokens per window."""
+        tokens = self.window_size[0] * self.window_size[1]
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(tokens, tokens, -1).permute(2, 0, 1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        windows, tokens, channels = x.shape
+        heads = self.num_heads
+        qkv = self.qkv(x).reshape(windows, tokens, 3, heads, channels // heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        bias = self.relative_bias().to(q.dtype)
+        if mask is not None:  # shifted windows: (nW, N, N) mask, one per window position
+            per_image = mask.shape[0]
+            bias = bias.unsqueeze(0) + mask.to(q.dtype).unsqueeze(1)  # (nW, heads, N, N)
+            shape = (windows // per_image, per_image, heads, tokens, -1)
+            q, k, v = q.reshape(shape), k.reshape(shape), v.reshape(shape)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        out = out.reshape(windows, heads, tokens, -1).transpose(1, 2).reshape(windows, tokens, channels)
+        return self.proj(out)
+
+
+class CachedMaskBlock(SwinTransformerBlock):
+    """deepinv's Swin block whose masks for new input sizes come from a cache shared by the model."""
+
+    mask_cache: SizeCache | None = None
+
+    def calculate_mask(self, x_size):
+        device = self.attn.relative_position_bias_table.device
+        if self.mask_cache is None:
+            return super().calculate_mask(x_size).to(device)
+        key = (tuple(x_size), self.window_size, self.shift_size, device)
+        return self.mask_cache.get(key, lambda: super(CachedMaskBlock, self).calculate_mask(x_size).to(device))
+
+
 class SwinIR(deepinv.models.SwinIR):
-    """deepinv's SwinIR accepting inputs of any size (padded to the window multiple and cropped back).
+    """deepinv's SwinIR for inputs of any size, with fused attention and optional activation checkpointing.
 
     :param upscale: 1 for deblurring (no upsampler), r >= 2 for x r super-resolution (pixel-shuffle upsampler).
     :param drop_path_rate: stochastic depth; 0 by default so that every random draw of a training run is
         explicit (stochastic depth would draw from PyTorch's global generator).
+    :param fused_attention: compute window attention with ``scaled_dot_product_attention``.
+    :param checkpointing: recompute each block's activations in the backward pass instead of keeping them.
     :param options: any other ``deepinv.models.SwinIR`` argument, overriding the paper's configuration.
     """
 
-    def __init__(self, upscale: int = 1, in_chans: int = 3, drop_path_rate: float = 0.0, **options) -> None:
+    def __init__(self, upscale: int = 1, in_chans: int = 3, drop_path_rate: float = 0.0, fused_attention: bool = True,
+                 checkpointing: bool = False, **options) -> None:
         if upscale < 1:
             raise ConfigError(f"SwinIR upscale must be >= 1, got {upscale}")
         config = dict(PAPER_SWINIR)
@@ -48,6 +102,16 @@ class SwinIR(deepinv.models.SwinIR):
         with warnings.catch_warnings():  # deepinv's SwinIR calls torch.meshgrid without `indexing`
             warnings.filterwarnings("ignore", message=".*torch.meshgrid.*")
             super().__init__(**config)
+        self.checkpointing = checkpointing
+        self.fused_attention = fused_attention
+        masks = SizeCache(capacity=8)
+        for module in self.modules():
+            # Swapping classes (both subclasses add no parameters) keeps every state-dict key unchanged.
+            if type(module) is WindowAttention and fused_attention:
+                module.__class__ = FusedWindowAttention
+            elif type(module) is SwinTransformerBlock:
+                module.__class__ = CachedMaskBlock
+                module.mask_cache = masks
 
     def check_img_size(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
@@ -57,3 +121,20 @@ class SwinIR(deepinv.models.SwinIR):
             return x
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"
         return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        # deepinv's loop over residual Swin transformer blocks (RSTB), unrolled down to the Swin blocks so that
+        # each can be checkpointed (non-reentrant, which also composes with torch.compile).
+        x_size = (x.shape[2], x.shape[3])
+        x = self.patch_embed(x)
+        if self.ape:
+            x = x + self.absolute_pos_embed
+        x = self.pos_drop(x)
+        recompute = self.checkpointing and torch.is_grad_enabled()
+        for layer in self.layers:
+            shortcut = x
+            for block in layer.residual_group.blocks:
+                x = checkpoint(block, x, x_size, use_reentrant=False) if recompute else block(x, x_size)
+            x = layer.patch_embed(layer.conv(layer.patch_unembed(x, x_size))) + shortcut
+        x = self.norm(x)
+        return self.patch_unembed(x, x_size)

@@ -42,6 +42,17 @@ def transfer_function(kernel: torch.Tensor, height: int, width: int) -> torch.Te
     return torch.fft.rfft2(padded)
 
 
+def laplacian_power(height: int, width: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``|L(f)|^2`` of the 5-point discrete Laplacian on a ``height x width`` grid, shape ``(height, width // 2 + 1)``.
+
+    Used as a per-frequency Wiener regularisation: it penalises high frequencies like the ``1/|f|^2`` power
+    spectrum of natural images suggests.
+    """
+    u = torch.fft.fftfreq(height, dtype=dtype).view(-1, 1)
+    v = torch.fft.rfftfreq(width, dtype=dtype).view(1, -1)
+    return (4 - 2 * torch.cos(2 * torch.pi * u) - 2 * torch.cos(2 * torch.pi * v)) ** 2
+
+
 class FFTBlur(SEILinearPhysics):
     """Circular blur ``y = k * x + e`` for ``(B, C, H, W)`` images of any size, every channel by the same kernel.
 
@@ -117,12 +128,16 @@ class FFTBlur(SEILinearPhysics):
         numerator = torch.fft.rfft2(z.to(dtype)) + gamma * torch.conj(k) * torch.fft.rfft2(y.to(dtype))
         return torch.fft.irfft2(numerator / (1.0 + gamma * k.abs() ** 2), s=(height, width))
 
-    def wiener(self, y: torch.Tensor, reg: float) -> torch.Tensor:
-        """Wiener-regularised inverse ``F^-1(conj(K) F y / (|K|^2 + reg))``, ``reg > 0``.
+    def wiener(self, y: torch.Tensor, reg: float | torch.Tensor) -> torch.Tensor:
+        """Wiener-regularised inverse ``F^-1(conj(K) F y / (|K|^2 + reg))``.
 
-        For white noise of variance ``sigma^2`` and a signal of flat power spectrum ``P``, ``reg = sigma^2 / P``
-        is the minimum-mean-squared-error choice.
+        :param reg: the noise-to-signal power ratio: a positive number (flat signal spectrum), or a per-frequency
+            tensor broadcastable to ``(H, W // 2 + 1)`` (e.g. ``lam * laplacian_power(H, W)``), positive wherever
+            ``K`` vanishes. For white noise of variance ``sigma^2`` and signal power spectrum ``P``,
+            ``reg = sigma^2 / P`` is the minimum-mean-squared-error choice.
         """
-        if reg <= 0:
+        if not isinstance(reg, torch.Tensor) and reg <= 0:
             raise ValueError(f"Wiener regularisation must be > 0, got {reg}")
+        if isinstance(reg, torch.Tensor):
+            reg = reg.to(device=y.device, dtype=compute_dtype(y))
         return self._filter(y, lambda k: torch.conj(k) / (k.abs() ** 2 + reg))

@@ -9,11 +9,13 @@ import lightning as L
 import torch
 
 from sei.config import ExperimentConfig, from_dict
+from sei.errors import ConfigError
 from sei.methods import build_method
 from sei.metrics import psnr, ssim
 from sei.models.registry import build_backbone
 from sei.models.weights import load_backbone
 from sei.physics.factory import make_physics
+from sei.reconstructors import locate_network
 from sei.rng import make_generator
 from sei.training.schedule import paper_scheduler
 
@@ -34,10 +36,16 @@ class SEIModule(L.LightningModule):
         physics, model, loss = self.config.physics, self.config.model, self.config.loss
         self.physics = make_physics(physics.task, physics.kernel, physics.sr_factor, physics.noise_level)
         upscale = self.physics.upscale
-        if model.weights:
-            self.backbone = load_backbone(model.weights, backbone=model.backbone, upscale=upscale)
+        if model.weights:  # a file, a training run's folder, or a published name
+            source = locate_network(model.weights, download=self.config.data.download)
+            self.backbone = load_backbone(source.weights, backbone=model.backbone or source.backbone, upscale=upscale)
+            model.backbone = self.backbone.sei_architecture["backbone"]
         else:
             self.backbone = build_backbone(model.backbone, upscale=upscale)
+        if model.checkpointing:
+            if not hasattr(self.backbone, "checkpointing"):
+                raise ConfigError(f"activation checkpointing is available for SwinIR backbones, not {model.backbone}")
+            self.backbone.checkpointing = True
         self.method = build_method(loss.method, alpha=loss.alpha, tau=loss.tau, scale_factors=loss.scale_factors,
                                    rotation_multiples=loss.rotation_multiples, sure_constant=loss.sure_constant,
                                    batched_probe=loss.batched_probe, stop_gradient=loss.stop_gradient)
@@ -45,6 +53,7 @@ class SEIModule(L.LightningModule):
         # the module tree so that state-dict keys stay those of the backbone.
         object.__setattr__(self, "_network", self.backbone)
         self._step_started: float | None = None
+        self._step_ended: float | None = None
 
     def configure_model(self) -> None:
         if self.config.train.compile and self._network is self.backbone:
@@ -63,14 +72,22 @@ class SEIModule(L.LightningModule):
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=size)
         return output.loss
 
+    def on_train_epoch_start(self) -> None:
+        self._step_ended = None  # the wait before an epoch's first batch includes starting the data loader
+
     def on_train_batch_start(self, batch: Any, batch_index: int) -> None:
         self._step_started = time.perf_counter()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_index: int) -> None:
+        now = time.perf_counter()
         if self._step_started is not None:
-            elapsed = time.perf_counter() - self._step_started
+            compute = now - self._step_started
             samples = batch["y"].shape[0] * self.trainer.world_size
-            self.log("train/samples_per_s", samples / max(elapsed, 1e-9), prog_bar=True, batch_size=1)
+            self.log("train/samples_per_s", samples / max(compute, 1e-9), prog_bar=True, batch_size=1)
+            if self._step_ended is not None:  # time between the previous step's end and this one's start
+                waited = self._step_started - self._step_ended
+                self.log("train/data_wait_fraction", waited / max(waited + compute, 1e-9), batch_size=1)
+        self._step_ended = now
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
         estimate = self(batch["y"])

@@ -59,7 +59,9 @@ def flatten_config(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _check_resume(saved: dict[str, Any], config: ExperimentConfig) -> None:
     old, new = flatten_config(saved), flatten_config(config.to_dict())
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    # a backbone left open (initial weights decide it) matches the one the run recorded
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
+                     and not (k == "model.backbone" and new.get(k) is None))
     if changed:
         details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
         raise ConfigError(f"a resumed run must keep its settings; these differ from the saved run: {details}")
@@ -122,10 +124,11 @@ def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks
     config = resolve(config)
     checkpoint = _prepare_output(config, resume)
     out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / CONFIG_FILE, config.to_yaml())
     torch.manual_seed(config.train.seed)  # the backbone's initial weights
     module = SEIModule(config.to_dict())
+    config.model.backbone = module.config.model.backbone  # known once initial weights are read
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / CONFIG_FILE, config.to_yaml())
     datamodule = SEIDataModule(config)
     trainer = build_trainer(config, callbacks, **trainer_overrides)
     started = time.perf_counter()

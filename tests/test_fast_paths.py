@@ -1,0 +1,73 @@
+"""The optimised training paths compute what the straightforward ones compute."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from deepinv.models.swinir import SwinTransformerBlock
+
+from sei.methods import build_method
+from sei.models.swinir import CachedMaskBlock, FusedWindowAttention, SwinIR
+from sei.physics import make_physics
+
+SMALL = dict(embed_dim=24, depths=(2, 2), num_heads=(3, 3))
+
+
+def pair(upscale: int):
+    """The same small SwinIR twice: deepinv's attention without checkpointing, and the fast path."""
+    torch.manual_seed(0)
+    reference = SwinIR(upscale=upscale, fused_attention=False, **SMALL)
+    fast = SwinIR(upscale=upscale, fused_attention=True, checkpointing=True, **SMALL)
+    fast.load_state_dict(reference.state_dict())
+    return reference, fast
+
+
+def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+
+
+class TestSwinIR:
+    @pytest.mark.parametrize("size", [(48, 48), (29, 45)])
+    def test_fused_attention_and_checkpointing_match(self, size):
+        reference, fast = pair(upscale=2)
+        x = torch.rand(2, 3, *size)
+        out_reference, out_fast = reference(x), fast(x)
+        assert relative_difference(out_fast, out_reference) < 1e-5
+        out_reference.square().mean().backward()
+        out_fast.square().mean().backward()
+        for p_ref, p_fast in zip(reference.parameters(), fast.parameters()):
+            assert relative_difference(p_fast.grad, p_ref.grad) < 1e-4
+
+    def test_classes_are_swapped_without_changing_keys(self):
+        reference, fast = pair(upscale=1)
+        assert list(reference.state_dict()) == list(fast.state_dict())
+        assert any(isinstance(m, FusedWindowAttention) for m in fast.modules())
+        assert not any(isinstance(m, FusedWindowAttention) for m in reference.modules())
+
+    def test_masks_for_new_sizes_are_cached_once(self):
+        model = SwinIR(upscale=1, **SMALL).eval()
+        with torch.no_grad():
+            model(torch.rand(1, 3, 40, 56))
+            model(torch.rand(1, 3, 40, 56))
+        blocks = [m for m in model.modules() if isinstance(m, CachedMaskBlock)]
+        cache = blocks[0].mask_cache
+        assert all(b.mask_cache is cache for b in blocks)
+        assert len(cache) == 2  # one size, two shifts (0 and half a window), shared by all 4 blocks
+        shifted = next(b for b in blocks if b.shift_size > 0)
+        assert torch.equal(shifted.calculate_mask((40, 56)), SwinTransformerBlock.calculate_mask(shifted, (40, 56)))
+
+
+@pytest.mark.parametrize("task", ["deblurring", "sr"])
+@pytest.mark.parametrize("name", ["sei", "sure", "ei-rotate"])
+def test_optimised_loss_and_gradients_match_the_baseline(task, name):
+    physics = make_physics(task, kernel="Box_R2" if task == "deblurring" else None,
+                           sr_factor=2 if task == "sr" else None, noise_level=5)
+    reference, fast = pair(upscale=physics.upscale)
+    y = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(3))
+    baseline = build_method(name, batched_probe=False)(reference, physics, y, generator=torch.Generator().manual_seed(7))
+    optimised = build_method(name, batched_probe=True)(fast, physics, y, generator=torch.Generator().manual_seed(7))
+    assert optimised.loss.item() == pytest.approx(baseline.loss.item(), rel=1e-4, abs=1e-7)
+    baseline.loss.backward()
+    optimised.loss.backward()
+    for p_ref, p_fast in zip(reference.parameters(), fast.parameters()):
+        assert relative_difference(p_fast.grad, p_ref.grad) < 1e-3
