@@ -71,3 +71,35 @@ def test_optimised_loss_and_gradients_match_the_baseline(task, name):
     optimised.loss.backward()
     for p_ref, p_fast in zip(reference.parameters(), fast.parameters()):
         assert relative_difference(p_fast.grad, p_ref.grad) < 1e-3
+
+
+def test_release_freed_memory_in_a_fresh_process():
+    # process-wide allocator settings: checked in a child process, which then still computes correctly
+    import subprocess
+    import sys
+
+    code = ("import torch; from sei.memory import release_freed_memory; ok = release_freed_memory(); "
+            "x = torch.ones(1 << 22); print(ok, float(x.sum()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == ("True" if sys.platform.startswith("linux") else "False")
+    assert float(out[1]) == float(1 << 22)
+
+
+def test_lean_memory_training_option(tmp_path):
+    import yaml
+
+    from sei.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "sample", "--model", "swinir-small", "--lean-memory", "--kernel", "Box_R2",
+                 "--crop-size", "16", "--batch-size", "1", "--samples-per-epoch", "2", "--steps", "1", "--quiet",
+                 "--out-dir", str(run)]) == 0
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"]["checkpointing"] and config["train"]["release_memory"]
+    from sei.config import from_flat
+    from sei.errors import ConfigError
+    from sei.training import train
+
+    with pytest.raises(ConfigError, match="SwinIR"):
+        train(from_flat({"data.dataset": "sample", "model.backbone": "unet-tiny", "model.checkpointing": True,
+                         "train.steps": 1, "out_dir": str(tmp_path / "other"), "train.progress": False}))

@@ -92,6 +92,7 @@ class TrainConfig:
     strategy: str = "auto"
     precision: str = "32-true"
     compile: bool = False
+    release_memory: bool = False  # glibc: return freed memory to the system (see sei.memory)
     checkpoint_every: int = 10  # epochs; the latest checkpoint is also kept at every epoch
     val_every: int = 0  # epochs; 0 turns validation off
     log_every: int = 10  # steps

@@ -6,9 +6,9 @@ the parameters or their names:
 
 - inputs of any size: padded to the window multiple by reflection when possible, by replication otherwise
   (reflection fails for inputs smaller than half a window);
-- fused window attention: ``torch.nn.functional.scaled_dot_product_attention`` with the relative-position
-  bias and the shift mask as an additive mask, instead of materialising and keeping the attention matrices
-  (same numbers up to float rounding, less memory, faster);
+- fused window attention on GPUs: ``torch.nn.functional.scaled_dot_product_attention`` with the
+  relative-position bias and the shift mask as an additive mask, instead of materialising and keeping the
+  attention matrices (same numbers up to float rounding, less memory, faster);
 - attention masks for sizes other than the training size computed once per size and shared by all shifted
   blocks (deepinv recomputes one per block per call);
 - optional activation checkpointing per Swin block (``checkpointing=True``): a training step keeps only the
@@ -43,7 +43,12 @@ PAPER_SWINIR = dict(
 
 
 class FusedWindowAttention(WindowAttention):
-    """deepinv's window attention computed by ``scaled_dot_product_attention`` (same parameters)."""
+    """deepinv's window attention computed by ``scaled_dot_product_attention`` on GPUs (same parameters).
+
+    On a CPU the learnable relative-position bias makes PyTorch fall back to its unfused "math" attention, which
+    is slower than deepinv's own code (measured: 5.4 s against 5.2 s for a batch-4 forward and backward), so CPU
+    inputs take deepinv's path.
+    """
 
     def relative_bias(self) -> torch.Tensor:
         """``(heads, N, N)`` relative-position bias, ``N`` tokens per window."""
@@ -52,6 +57,8 @@ class FusedWindowAttention(WindowAttention):
         return bias.view(tokens, tokens, -1).permute(2, 0, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if x.device.type == "cpu":
+            return super().forward(x, mask)
         windows, tokens, channels = x.shape
         heads = self.num_heads
         qkv = self.qkv(x).reshape(windows, tokens, 3, heads, channels // heads).permute(2, 0, 3, 1, 4)

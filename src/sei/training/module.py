@@ -11,8 +11,10 @@ import torch
 from sei.config import ExperimentConfig, from_dict
 from sei.errors import ConfigError
 from sei.methods import build_method
+from sei.memory import release_freed_memory
 from sei.metrics import psnr, ssim
 from sei.models.registry import build_backbone
+from sei.models.unet import UNet
 from sei.models.weights import load_backbone
 from sei.physics.factory import make_physics
 from sei.reconstructors import locate_network
@@ -55,7 +57,13 @@ class SEIModule(L.LightningModule):
         self._step_started: float | None = None
         self._step_ended: float | None = None
 
+    def on_fit_start(self) -> None:
+        if self.config.train.release_memory:  # in every process, spawned data-parallel ranks included
+            release_freed_memory()
+
     def configure_model(self) -> None:
+        if isinstance(self.backbone, UNet):  # convolutions run faster on channels-last tensors (same numbers)
+            self.backbone.to(memory_format=torch.channels_last)
         if self.config.train.compile and self._network is self.backbone:
             object.__setattr__(self, "_network", torch.compile(self.backbone))
 
