@@ -55,30 +55,6 @@ def demo_config(method: str, out_dir: Path, quick: bool = False, steps: int | No
     return resolve(from_flat(values))
 
 
-def train_or_reuse(config: ExperimentConfig) -> Path:
-    """Train ``config``, resume it if it was interrupted, or reuse its weights if it already finished.
-
-    :raises ConfigError: if the folder holds a run with other settings (nothing is overwritten).
-    """
-    from sei.config import load_yaml
-    from sei.errors import ConfigError
-    from sei.training import train
-    from sei.training.run import CONFIG_FILE, WEIGHTS_FILE, flatten_config
-
-    out_dir = Path(config.out_dir)
-    if (out_dir / CONFIG_FILE).is_file():
-        saved, wanted = flatten_config(load_yaml(out_dir / CONFIG_FILE)), flatten_config(config.to_dict())
-        ignored = {"train.device", "train.devices", "train.progress", "data.num_workers"}
-        changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k) and k not in ignored)
-        if changed:
-            raise ConfigError(f"{out_dir} holds a run with other settings ({', '.join(changed)}); remove it or "
-                              "choose another --out-dir")
-    if (out_dir / WEIGHTS_FILE).is_file():
-        return out_dir / WEIGHTS_FILE
-    resume = (out_dir / "checkpoints" / "last.ckpt").is_file()
-    return train(config, resume=resume).weights
-
-
 def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False, steps: int | None = None,
              device: str = "auto", progress: bool = True) -> DemoResult:
     """Train, evaluate, tabulate and report; see the module docstring."""
@@ -88,6 +64,7 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False, steps: int 
     from sei.evaluation import evaluate, write_evaluation
     from sei.models.weights import load_backbone
     from sei.physics.factory import make_physics
+    from sei.training.run import train_or_reuse
     from sei.baselines.classical import Identity
     from sei.reconstructors import NetworkReconstructor
     from sei.report import write_report

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sei.cli.options import _resize
+from sei.cli.options import _resize, add_physics_options, physics_from_args
 
 EPILOG = """examples:
   sei degrade clean/ blurry/ --kernel Gaussian_R2 --noise-level 5
@@ -24,11 +24,7 @@ def add_parser(subparsers) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="an image file or a folder of clean images")
     parser.add_argument("output", help="output folder")
-    parser.add_argument("--task", default="deblurring", help="deblurring (default) or sr")
-    parser.add_argument("--kernel", help="blur kernel name or file (default Gaussian_R2 for deblurring)")
-    parser.add_argument("--sr-factor", "--sr_factor", type=int, help="super-resolution factor")
-    parser.add_argument("--noise-level", "--noise_level", type=float, default=5.0,
-                        help="noise standard deviation in 8-bit grey levels (default 5)")
+    add_physics_options(parser)
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     parser.add_argument("--resize", type=_resize, help="resize clean images to this shorter side first")
     parser.add_argument("--bits", type=int, choices=(8, 16), default=8, help="bit depth of the output (8 or 16)")
@@ -47,13 +43,10 @@ def run_command(args: argparse.Namespace) -> int:
     from sei.errors import SEIError
     from sei.files import atomic_write_text
     from sei.io import read_image, write_image
-    from sei.physics.factory import canonical_task, make_physics
     from sei.restoration import output_paths
     from sei.rng import make_generator
 
-    task = canonical_task(args.task)
-    kernel = (args.kernel or "Gaussian_R2") if task == "deblurring" else args.kernel
-    physics = make_physics(task, kernel, args.sr_factor, args.noise_level)
+    physics = physics_from_args(args)
     output = Path(args.output)
     pairs = output_paths(Path(args.input), output, "png")
     written, failed = 0, []
@@ -70,9 +63,11 @@ def run_command(args: argparse.Namespace) -> int:
             written += 1
         except SEIError as error:
             failed.append((source, str(error)))
-    settings = {"task": task, "kernel": str(kernel) if kernel is not None else None, "sr_factor": args.sr_factor,
-                "noise_level": args.noise_level, "seed": args.seed, "resize": args.resize, "bits": args.bits,
-                "images": written}
+    kernel = getattr(args, "physics.kernel", "Gaussian_R2") if physics.upscale == 1 else None
+    settings = {"task": "deblurring" if physics.upscale == 1 else "sr", "kernel": kernel,
+                "sr_factor": physics.upscale if physics.upscale > 1 else None,
+                "noise_level": getattr(args, "physics.noise_level", 5.0), "seed": args.seed, "resize": args.resize,
+                "bits": args.bits, "images": written}
     target_dir = output if output.suffix == "" else output.parent
     atomic_write_text(target_dir / "degradation.yaml", yaml.safe_dump(settings, sort_keys=False))
     print(f"wrote {written} measurement(s) to {target_dir}")

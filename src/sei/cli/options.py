@@ -34,6 +34,16 @@ def add_physics_options(parser: argparse.ArgumentParser) -> None:
            help="Gaussian noise standard deviation in 8-bit grey levels (default 5)")
 
 
+def physics_from_args(args: argparse.Namespace):
+    """The operator the physics options describe (deblurring with Gaussian_R2 and noise level 5 by default)."""
+    from sei.physics.factory import canonical_task, make_physics
+
+    task = canonical_task(getattr(args, "physics.task", "deblurring"))
+    kernel = getattr(args, "physics.kernel", "Gaussian_R2") if task == "deblurring" else None
+    return make_physics(task, kernel, getattr(args, "physics.sr_factor", None),
+                        getattr(args, "physics.noise_level", 5.0))
+
+
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     option(group, "--dataset", dest="data.dataset",

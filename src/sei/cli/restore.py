@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sei.cli.options import add_device_option, add_reconstructor_options, baseline_options
+from sei.cli.options import (
+    add_device_option, add_physics_options, add_reconstructor_options, baseline_options, physics_from_args,
+)
 
 EPILOG = """examples:
   sei restore photos/ restored/ --weights runs/my_run
@@ -28,11 +30,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("output", help="output folder (or file name for a single input file)")
     add_reconstructor_options(parser)
     parser.add_argument("--model", help="backbone, for weights files without an architecture record")
-    parser.add_argument("--task", help="for baselines: deblurring (default) or sr")
-    parser.add_argument("--kernel", help="for baselines: blur kernel name or file (default Gaussian_R2)")
-    parser.add_argument("--sr-factor", "--sr_factor", type=int, help="for baselines: super-resolution factor")
-    parser.add_argument("--noise-level", "--noise_level", type=float, default=5.0,
-                        help="for baselines: noise standard deviation in 8-bit grey levels (default 5)")
+    add_physics_options(parser)  # baselines need them; networks carry their task in their weights
     parser.add_argument("--download", action="store_true", help="download published weights if not cached")
     parser.add_argument("--tile", type=int, default=512,
                         help="tile size in input pixels for large images (default 512; 0: whole images)")
@@ -50,18 +48,13 @@ def run_command(args: argparse.Namespace) -> int:
     from sei.baselines import canonical_kind
     from sei.devices import torch_device
     from sei.errors import ImageError
-    from sei.physics.factory import canonical_task, make_physics
     from sei.reconstructors import locate_network, open_reconstructor
     from sei.restoration import output_paths, restore_files
 
     device = torch_device(getattr(args, "train.device", "auto"))
     kind = canonical_kind(args.model_kind)
     source = locate_network(args.weights, download=args.download) if args.weights and kind == "network" else None
-    physics = None
-    if kind != "network":
-        task = canonical_task(args.task or "deblurring")
-        kernel = (args.kernel or "Gaussian_R2") if task == "deblurring" else None
-        physics = make_physics(task, kernel, args.sr_factor, args.noise_level).to(device)
+    physics = physics_from_args(args).to(device) if kind != "network" else None
     reconstructor = open_reconstructor(kind, physics, source, baseline_options(args, args.download, not args.quiet),
                                        backbone=args.model, tile=args.tile, overlap=args.overlap).to(device)
     pairs = output_paths(Path(args.input), Path(args.output), args.format)

@@ -101,25 +101,24 @@ class BicubicDownsampling(SEILinearPhysics):
             )
         return bicubic_downsample(x.to(compute_dtype(x)), self.factor)
 
-    def A_adjoint(self, y: torch.Tensor, img_size=None, **kwargs) -> torch.Tensor:
+    def _axis_matrices(self, y: torch.Tensor, img_size, what: str):
+        """``y`` in the compute dtype and the cached ``what`` matrices for the image's height and width."""
         check_image_batch(y, "y")
         dtype = compute_dtype(y)
         height, width = self._image_size(y, img_size)
-        m_h = self._cached("matrix", height, dtype, y.device)
-        m_w = self._cached("matrix", width, dtype, y.device)
-        return self._separable(y.to(dtype), m_h.T, m_w)
+        return y.to(dtype), self._cached(what, height, dtype, y.device), self._cached(what, width, dtype, y.device)
+
+    def A_adjoint(self, y: torch.Tensor, img_size=None, **kwargs) -> torch.Tensor:
+        y, m_h, m_w = self._axis_matrices(y, img_size, "matrix")
+        return self._separable(y, m_h.T, m_w)
 
     def A_A_adjoint(self, y: torch.Tensor, img_size=None, **kwargs) -> torch.Tensor:
         return self.A(self.A_adjoint(y, img_size=img_size))
 
     def A_dagger(self, y: torch.Tensor, img_size=None, **kwargs) -> torch.Tensor:
         """Exact pseudo-inverse ``(M_H^+) y (M_W^+)^T`` (the pseudo-inverse of a Kronecker product factorises)."""
-        check_image_batch(y, "y")
-        dtype = compute_dtype(y)
-        height, width = self._image_size(y, img_size)
-        p_h = self._cached("pinv", height, dtype, y.device)
-        p_w = self._cached("pinv", width, dtype, y.device)
-        return self._separable(y.to(dtype), p_h, p_w.T)
+        y, p_h, p_w = self._axis_matrices(y, img_size, "pinv")
+        return self._separable(y, p_h, p_w.T)
 
     def prox_l2(self, z: torch.Tensor, y: torch.Tensor, gamma: float, **kwargs) -> torch.Tensor:
         """Exact ``argmin_x gamma/2 ||A x - y||^2 + 1/2 ||x - z||^2`` for ``z`` of the image size.

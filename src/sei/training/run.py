@@ -154,3 +154,22 @@ def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks
 def load_run_config(run_dir: str | Path) -> ExperimentConfig:
     """The configuration a run recorded in its folder."""
     return from_dict(load_yaml(Path(run_dir) / CONFIG_FILE))
+
+
+def train_or_reuse(config: ExperimentConfig) -> Path:
+    """Train ``config``, resume it if it was interrupted, or reuse its weights if it already finished.
+
+    :raises ConfigError: if the folder holds a run with other settings (nothing is overwritten).
+    """
+    out_dir = Path(config.out_dir)
+    if (out_dir / CONFIG_FILE).is_file():
+        saved, wanted = flatten_config(load_yaml(out_dir / CONFIG_FILE)), flatten_config(config.to_dict())
+        ignored = {"train.device", "train.devices", "train.progress", "data.num_workers"}
+        changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k) and k not in ignored)
+        if changed:
+            raise ConfigError(f"{out_dir} holds a run with other settings ({', '.join(changed)}); remove it or "
+                              "choose another --out-dir")
+    if (out_dir / WEIGHTS_FILE).is_file():
+        return out_dir / WEIGHTS_FILE
+    resume = (out_dir / "checkpoints" / "last.ckpt").is_file()
+    return train(config, resume=resume).weights
