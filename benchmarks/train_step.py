@@ -1,19 +1,24 @@
 """Benchmark one training step: samples/s, seconds per step and peak memory, optimised against baseline.
 
     python benchmarks/train_step.py [--backbones swinir,unet-small] [--tasks deblurring,sr] [--batches 2,8]
-                                    [--methods sei,supervised,...] [--modes baseline,fast,lean] [--steps 3]
-                                    [--device cpu] [--precision fp32|bf16] [--compile]
+                                    [--methods sei,supervised,...] [--modes baseline,fast,lean,bf16]
+                                    [--steps 3] [--device cpu] [--compile] [--skip-memory]
 
-Each configuration runs in its own process (so peak memory is its own, and an out-of-memory failure is recorded
-instead of ending the benchmark), with the modes measured side by side in that process:
+Modes:
 
 - ``baseline``: the straightforward implementation: deepinv's window attention, f(y) and the SURE probe
-  f(y + tau b) as two separate evaluations, no checkpointing, eager fp32;
-- ``fast``: fused window attention (scaled_dot_product_attention), the probe batched with f(y) in one pass;
-- ``lean``: ``fast`` plus activation checkpointing per Swin block (SwinIR only), for memory.
+  f(y + tau b) as two separate evaluations, no checkpointing, eager fp32, default memory allocator settings;
+- ``fast``: the probe batched with f(y) in one pass; fused attention (scaled_dot_product_attention) on GPUs;
+  channels-last convolutions for the U-Net; ``--compile`` adds torch.compile. Same numerics as ``baseline``;
+- ``lean``: ``fast`` plus activation checkpointing per Swin block and freed memory returned to the system
+  (``sei train --lean-memory``);
+- ``bf16``: ``fast`` under bfloat16 autocast (other numerics: reported apart).
 
-Peak memory is the process's resident set (VmHWM, reset before each mode) on a CPU, max_memory_allocated on a
-GPU. Prints a table and writes benchmarks/results/train_step.json (merged with earlier runs' records).
+Speed: the modes of a configuration run in one process, their steps interleaved, after one warm-up step each, so
+the speed-ups are ratios measured side by side (median of ``--steps``). Memory: each mode runs one step in a
+process of its own, because a process's peak resident set (VmHWM on a CPU; max_memory_allocated on a GPU) and
+the allocator's retained memory carry over from mode to mode. Out-of-memory failures are recorded. Prints a
+table and writes benchmarks/results/train_step.json (merged with earlier runs' records).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import resource
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -35,15 +41,14 @@ RESULTS = Path("benchmarks/results/train_step.json")
 ALL_METHODS = "sei,supervised,css,ei-shift,ei-rotate,sure,sei-no-stop-grad"
 
 
-def peak_rss_mb() -> float:
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
     return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
 
 
-def reset_peak() -> None:
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set (Linux)
-
-
-def build(backbone: str, task: str, mode: str, method_name: str, device: torch.device):
+def build(backbone: str, task: str, mode: str, method_name: str, device: torch.device, compile_: bool):
+    """Operator, network (as called), parameters and method of one mode."""
     from sei.methods import build_method
     from sei.models import build_backbone
     from sei.physics import make_physics
@@ -55,66 +60,112 @@ def build(backbone: str, task: str, mode: str, method_name: str, device: torch.d
         options = {"fused_attention": mode != "baseline", "checkpointing": mode == "lean"}
     torch.manual_seed(0)
     model = build_backbone(backbone, upscale=physics.upscale, **options).to(device)
+    if mode != "baseline" and backbone.startswith("unet"):
+        model = model.to(memory_format=torch.channels_last)
+    network = torch.compile(model) if compile_ and mode != "baseline" else model
     method = build_method(method_name, batched_probe=mode != "baseline")
-    return physics, model, method
+    return physics, network, model, method
 
 
-def run_configuration(args) -> dict:
-    """One (backbone, task, batch, method) configuration, every mode, in this process."""
-    from sei.rng import make_generator
+class Mode:
+    """One mode's objects and a function running one training step."""
 
-    device = torch.device(args.device)
-    record = {"backbone": args.backbone, "task": args.task, "batch": args.batch, "method": args.method,
-              "precision": args.precision, "compile": args.compile, "modes": {}}
-    for mode in args.modes.split(","):
-        if mode == "lean" and not args.backbone.startswith("swinir"):
-            continue
-        physics, model, method = build(args.backbone, args.task, mode, args.method, device)
-        network = torch.compile(model) if args.compile and mode != "baseline" else model
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        r = physics.upscale
+    def __init__(self, args, mode: str, device: torch.device) -> None:
+        from sei.rng import make_generator
+
+        self.name = mode
+        self.physics, self.network, self.model, self.method = build(args.backbone, args.task, mode, args.method,
+                                                                    device, args.compile)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
         generator = torch.Generator().manual_seed(1)
-        y = torch.rand(args.batch, 3, 48, 48, generator=generator).to(device)
-        x = torch.rand(args.batch, 3, 48 * r, 48 * r, generator=generator).to(device)
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16" and mode != "baseline")
-        times = []
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        reset_peak()
+        r = self.physics.upscale
+        self.y = torch.rand(args.batch, 3, 48, 48, generator=generator).to(device)
+        self.x = torch.rand(args.batch, 3, 48 * r, 48 * r, generator=generator).to(device)
+        self.device = device
+        self.make_generator = make_generator
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if mode == "bf16" else nullcontext()
+        self.loss = float("nan")
+
+    def step(self, index: int) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        started = time.perf_counter()
+        with self.autocast:
+            loss = self.method(self.network, self.physics, self.y, self.x,
+                               generator=self.make_generator(0, "loss", index)).loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.loss = float(loss)
+        return time.perf_counter() - started
+
+
+def child_timing(args, device: torch.device) -> dict:
+    modes = [m for m in args.modes.split(",") if m != "lean" or args.backbone.startswith("swinir")]
+    results: dict[str, dict] = {}
+    runners = []
+    for name in modes:
+        if name == "lean":
+            continue  # its memory settings are process-wide: timed in its own process (child_memory)
         try:
-            for step in range(args.steps + 1):  # the first step warms up (and compiles)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                started = time.perf_counter()
-                with autocast:
-                    loss = method(network, physics, y, x, generator=make_generator(0, "loss", step)).loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                if step > 0:
-                    times.append(time.perf_counter() - started)
-            seconds = sorted(times)[len(times) // 2]
-            memory = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mb())
-            record["modes"][mode] = {"seconds_per_step": seconds, "samples_per_s": args.batch / seconds,
-                                     "peak_memory_mb": memory, "loss": float(loss)}
-        except (RuntimeError, MemoryError) as error:  # out of memory (address-space limit or CUDA)
-            record["modes"][mode] = {"error": str(error).splitlines()[0][:200]}
-        del physics, model, method, optimizer, network
-    base = record["modes"].get("baseline", {})
-    for mode, values in record["modes"].items():
-        if "seconds_per_step" in values and "seconds_per_step" in base:
-            values["speedup_vs_baseline"] = base["seconds_per_step"] / values["seconds_per_step"]
-    return record
+            runner = Mode(args, name, device)
+            runner.step(0)  # warm-up (and compilation)
+            runners.append(runner)
+        except (RuntimeError, MemoryError) as error:
+            results[name] = {"error": str(error).splitlines()[0][:200]}
+    times: dict[str, list[float]] = {r.name: [] for r in runners}
+    for index in range(1, args.steps + 1):
+        for runner in runners:
+            try:
+                times[runner.name].append(runner.step(index))
+            except (RuntimeError, MemoryError) as error:
+                results[runner.name] = {"error": str(error).splitlines()[0][:200]}
+    for runner in runners:
+        if runner.name in results:
+            continue
+        seconds = sorted(times[runner.name])[len(times[runner.name]) // 2]
+        results[runner.name] = {"seconds_per_step": seconds, "samples_per_s": args.batch / seconds,
+                                "loss": runner.loss}
+    return results
 
 
-def child(args) -> None:
-    if args.memory_limit_gb:
-        limit = int(args.memory_limit_gb * 2**30)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    torch.set_num_threads(args.threads or torch.get_num_threads())
-    print(json.dumps(run_configuration(args)))
+def child_memory(args, device: torch.device) -> dict:
+    from sei.memory import release_freed_memory
+
+    mode = args.modes
+    if mode == "lean":
+        release_freed_memory()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        runner = Mode(args, mode, device)
+        seconds = [runner.step(0)]
+        if mode == "lean":  # lean is not in the side-by-side timing (process-wide settings): time it here
+            seconds += [runner.step(i) for i in range(1, args.steps + 1)]
+        result = {"peak_memory_mb": peak_memory_mb(device)}
+        if mode == "lean":
+            timed = sorted(seconds[1:])
+            result.update(seconds_per_step=timed[len(timed) // 2], samples_per_s=args.batch / timed[len(timed) // 2],
+                          loss=runner.loss)
+        return result
+    except (RuntimeError, MemoryError) as error:
+        return {"error": str(error).splitlines()[0][:200]}
+
+
+def run_child(args, what: str, modes: str) -> dict:
+    command = [sys.executable, __file__, "--child", what, "--backbone", args.backbone, "--task", args.task,
+               "--batch", str(args.batch), "--method", args.method, "--modes", modes, "--steps", str(args.steps),
+               "--device", args.device, "--memory-limit-gb", str(args.memory_limit_gb)]
+    if args.compile:
+        command.append("--compile")
+    result = subprocess.run(command, capture_output=True, text=True)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        tail = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+        return {"error": f"process failed ({'killed, out of memory?' if result.returncode < 0 else tail[:150]})"}
+    return json.loads(lines[-1])
 
 
 def main() -> None:
@@ -123,60 +174,62 @@ def main() -> None:
     parser.add_argument("--tasks", default="deblurring,sr")
     parser.add_argument("--batches", default="2,8")
     parser.add_argument("--methods", default=ALL_METHODS)
-    parser.add_argument("--modes", default="baseline,fast,lean")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
+    parser.add_argument("--modes", default="baseline,fast,lean,bf16")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per mode after one warm-up step")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the fast and lean modes")
-    parser.add_argument("--threads", type=int, help="torch threads (default: PyTorch's)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the optimised modes")
+    parser.add_argument("--skip-memory", action="store_true", help="time only")
     parser.add_argument("--memory-limit-gb", type=float, default=20.0,
-                        help="address-space limit per configuration, so that out-of-memory is recorded (CPU)")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+                        help="address-space limit per process on a CPU, so that running out of memory is recorded")
+    parser.add_argument("--child", choices=("timing", "memory"), help=argparse.SUPPRESS)
     parser.add_argument("--backbone", help=argparse.SUPPRESS)
     parser.add_argument("--task", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    device = torch.device(args.device)
     if args.child:
-        child(args)
+        if device.type == "cpu" and args.memory_limit_gb:
+            limit = int(args.memory_limit_gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        result = child_timing(args, device) if args.child == "timing" else child_memory(args, device)
+        print(json.dumps(result))
         return
     previous = json.loads(RESULTS.read_text())["records"] if RESULTS.is_file() else []
     records = []
     print(f"{'backbone':<12}{'task':<12}{'batch':>6} {'method':<18}{'mode':<10}{'s/step':>9}{'samples/s':>11}"
-          f"{'peak MB':>10}{'speed-up':>10}")
+          f"{'speed-up':>10}{'peak MB':>10}")
     for backbone in args.backbones.split(","):
         for task in args.tasks.split(","):
             for batch in (int(b) for b in args.batches.split(",")):
                 for method in args.methods.split(","):
-                    command = [sys.executable, __file__, "--child", "--backbone", backbone, "--task", task,
-                               "--batch", str(batch), "--method", method, "--modes", args.modes,
-                               "--steps", str(args.steps), "--device", args.device, "--precision", args.precision,
-                               "--memory-limit-gb", str(args.memory_limit_gb if args.device == "cpu" else 0)]
-                    if args.compile:
-                        command.append("--compile")
-                    if args.threads:
-                        command += ["--threads", str(args.threads)]
-                    result = subprocess.run(command, capture_output=True, text=True)
-                    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-                    if not lines:
-                        record = {"backbone": backbone, "task": task, "batch": batch, "method": method,
-                                  "modes": {}, "error": (result.stderr.strip().splitlines() or ["crashed"])[-1][:200]}
-                    else:
-                        record = json.loads(lines[-1])
+                    args.backbone, args.task, args.batch, args.method = backbone, task, batch, method
+                    modes = [m for m in args.modes.split(",") if m != "lean" or backbone.startswith("swinir")]
+                    timing = run_child(args, "timing", ",".join(modes))
+                    record = {"backbone": backbone, "task": task, "batch": batch, "method": method,
+                              "compile": args.compile, "modes": {}}
+                    for mode in modes:
+                        values = dict(timing.get(mode, {})) if "error" not in timing else {"error": timing["error"]}
+                        if not args.skip_memory or mode == "lean":
+                            memory = run_child(args, "memory", mode)
+                            values.update({k: v for k, v in memory.items() if k != "error" or "error" not in values})
+                        record["modes"][mode] = values
+                    base = record["modes"].get("baseline", {})
+                    for values in record["modes"].values():
+                        if "seconds_per_step" in values and "seconds_per_step" in base:
+                            values["speedup_vs_baseline"] = base["seconds_per_step"] / values["seconds_per_step"]
                     records.append(record)
-                    for mode, values in record["modes"].items() or {"-": {"error": record.get("error")}}.items():
-                        if "seconds_per_step" in values:
-                            print(f"{backbone:<12}{task:<12}{batch:>6} {method:<18}{mode:<10}"
-                                  f"{values['seconds_per_step']:>9.3f}{values['samples_per_s']:>11.2f}"
-                                  f"{values['peak_memory_mb']:>10.0f}{values.get('speedup_vs_baseline', 1.0):>9.2f}x",
-                                  flush=True)
-                        else:
-                            print(f"{backbone:<12}{task:<12}{batch:>6} {method:<18}{mode:<10} failed: "
-                                  f"{values.get('error')}", flush=True)
-    keys = {(r["backbone"], r["task"], r["batch"], r["method"], r.get("precision"), r.get("compile")) for r in records}
-    kept = [r for r in previous
-            if (r["backbone"], r["task"], r["batch"], r["method"], r.get("precision"), r.get("compile")) not in keys]
-    device_name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor() or "cpu"
+                    for mode, values in record["modes"].items():
+                        speed = (f"{values['seconds_per_step']:>9.3f}{values['samples_per_s']:>11.2f}"
+                                 f"{values.get('speedup_vs_baseline', float('nan')):>9.2f}x"
+                                 if "seconds_per_step" in values else f"{'-':>9}{'-':>11}{'-':>10}")
+                        memory = f"{values['peak_memory_mb']:>10.0f}" if "peak_memory_mb" in values else f"{'-':>10}"
+                        note = f"  {values['error']}" if "error" in values else ""
+                        print(f"{backbone:<12}{task:<12}{batch:>6} {method:<18}{mode:<10}{speed}{memory}{note}",
+                              flush=True)
+    keys = {(r["backbone"], r["task"], r["batch"], r["method"], r.get("compile")) for r in records}
+    kept = [r for r in previous if (r["backbone"], r["task"], r["batch"], r["method"], r.get("compile")) not in keys]
+    device_name = torch.cuda.get_device_name(0) if device.type == "cuda" else (platform.processor() or "cpu")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"records": kept + records, "device": device_name, "cpu_count": os.cpu_count(),
                                    "torch": torch.__version__, "platform": platform.platform()}, indent=2))
