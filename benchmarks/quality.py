@@ -26,6 +26,7 @@ from sei.config import from_flat, resolve
 from sei.data.pairs import MeasurementSet
 from sei.data.sources import load_image_set
 from sei.evaluation import evaluate
+from sei.files import atomic_write_text
 from sei.models.weights import load_backbone
 from sei.physics import make_physics
 from sei.reconstructors import NetworkReconstructor
@@ -34,6 +35,35 @@ from sei.training.run import train_or_reuse
 TASKS = {"deblurring": {"physics.task": "deblurring", "physics.kernel": "Gaussian_R2"},
          "sr": {"physics.task": "sr", "physics.sr_factor": 2}}
 RESULTS = Path("benchmarks/results/quality.json")
+
+
+def record_key(record: dict) -> tuple:
+    return record["task"], record["backbone"], record["steps"], record["method"]
+
+
+def save_record(record: dict, args: argparse.Namespace) -> None:
+    """Merge one record into the results file as it is now (other runs of this benchmark may be writing too)."""
+    records = json.loads(RESULTS.read_text())["records"] if RESULTS.is_file() else []
+    merged = {record_key(r): r for r in records} | {record_key(record): record}
+    atomic_write_text(RESULTS, json.dumps({"records": list(merged.values()), "lr": args.lr, "seed": args.seed,
+                                           "torch": torch.__version__}, indent=2))
+
+
+SELF_SUPERVISED_RIVALS = ("sure", "css", "ei-shift", "ei-rotate", "sei-no-stop-grad")
+
+
+def sei_verdict(rows: list[dict]) -> str:
+    """One line: SEI's PSNR margin over the best self-supervised rival and its gap to supervised."""
+    psnr = {row["method"]: row["psnr"] for row in rows}
+    rivals = {m: psnr[m] for m in SELF_SUPERVISED_RIVALS if m in psnr}
+    if "sei" not in psnr or not rivals:
+        return "SEI verdict: needs sei and at least one rival in --methods"
+    best = max(rivals, key=rivals.get)
+    margin = psnr["sei"] - rivals[best]
+    line = f"SEI {'above' if margin > 0 else 'NOT above'} every rival: {margin:+.2f} dB against the best ({best})"
+    if "supervised" in psnr:
+        line += f"; {psnr['sei'] - psnr['supervised']:+.2f} dB against supervised"
+    return line
 
 
 def main() -> None:
@@ -48,7 +78,7 @@ def main() -> None:
     parser.add_argument("--runs-dir", default="benchmarks/results/quality")
     args = parser.parse_args()
     records = json.loads(RESULTS.read_text())["records"] if RESULTS.is_file() else []
-    done = {(r["task"], r["backbone"], r["steps"], r["method"]): r for r in records}
+    done = {record_key(r): r for r in records}
     validation = load_image_set("sample", "val")
     for task in args.tasks.split(","):
         physics_settings = TASKS[task]
@@ -76,10 +106,7 @@ def main() -> None:
                         done[key] = {"task": task, "backbone": backbone, "steps": steps, "method": method,
                                      "psnr": summary["psnr"], "psnr_std": summary["psnr_std"],
                                      "ssim": summary["ssim"], "train_seconds": seconds}
-                        records = list(done.values())
-                        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-                        RESULTS.write_text(json.dumps({"records": records, "lr": args.lr, "seed": args.seed,
-                                                       "torch": torch.__version__}, indent=2))
+                        save_record(done[key], args)
                     rows.append(done[key])
                 print(f"\n{task} ({'Gaussian_R2' if task == 'deblurring' else 'x2'}), {backbone}, {steps} steps")
                 print(f"{'method':<20}{'PSNR (dB)':>16}{'SSIM':>9}{'train s':>9}")
@@ -88,6 +115,7 @@ def main() -> None:
                 for row in rows:
                     print(f"{row['method']:<20}{row['psnr']:>10.2f} ± {row['psnr_std']:.2f}{row['ssim']:>9.4f}"
                           f"{row['train_seconds']:>9.0f}", flush=True)
+                print(sei_verdict(rows), flush=True)
     print(f"\nwrote {RESULTS}")
 
 

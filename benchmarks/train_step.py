@@ -1,7 +1,7 @@
 """Benchmark one training step: samples/s, seconds per step and peak memory, optimised against baseline.
 
     python benchmarks/train_step.py [--backbones swinir,unet-small] [--tasks deblurring,sr] [--batches 2,8]
-                                    [--methods sei,supervised,...] [--modes baseline,fast,lean,bf16]
+                                    [--methods sei,supervised,...] [--modes baseline,fast,checkpointing,lean,bf16]
                                     [--steps 3] [--device cpu] [--compile] [--skip-memory]
 
 Modes:
@@ -10,8 +10,8 @@ Modes:
   f(y + tau b) as two separate evaluations, no checkpointing, eager fp32, default memory allocator settings;
 - ``fast``: the probe batched with f(y) in one pass; fused attention (scaled_dot_product_attention) on GPUs;
   channels-last convolutions for the U-Net; ``--compile`` adds torch.compile. Same numerics as ``baseline``;
-- ``lean``: ``fast`` plus activation checkpointing per Swin block and freed memory returned to the system
-  (``sei train --lean-memory``);
+- ``checkpointing``: ``fast`` plus activation checkpointing per Swin block (``sei train --checkpointing``);
+- ``lean``: ``checkpointing`` plus freed memory returned to the system (``sei train --lean-memory``);
 - ``bf16``: ``fast`` under bfloat16 autocast (other numerics: reported apart).
 
 Speed: the modes of a configuration run in one process, their steps interleaved, after one warm-up step each, so
@@ -47,6 +47,11 @@ def peak_memory_mb(device: torch.device) -> float:
     return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
 
 
+def swin_only_modes(modes: str, backbone: str) -> list[str]:
+    """The modes that apply to ``backbone`` (checkpointing is SwinIR's)."""
+    return [m for m in modes.split(",") if m not in ("checkpointing", "lean") or backbone.startswith("swinir")]
+
+
 def build(backbone: str, task: str, mode: str, method_name: str, device: torch.device, compile_: bool):
     """Operator, network (as called), parameters and method of one mode."""
     from sei.methods import build_method
@@ -57,7 +62,7 @@ def build(backbone: str, task: str, mode: str, method_name: str, device: torch.d
                            sr_factor=2 if task == "sr" else None, noise_level=5).to(device)
     options = {}
     if backbone.startswith("swinir"):
-        options = {"fused_attention": mode != "baseline", "checkpointing": mode == "lean"}
+        options = {"fused_attention": mode != "baseline", "checkpointing": mode in ("checkpointing", "lean")}
     torch.manual_seed(0)
     model = build_backbone(backbone, upscale=physics.upscale, **options).to(device)
     if mode != "baseline" and backbone.startswith("unet"):
@@ -98,12 +103,12 @@ class Mode:
         self.optimizer.step()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        self.loss = float(loss)
+        self.loss = float(loss.detach())
         return time.perf_counter() - started
 
 
 def child_timing(args, device: torch.device) -> dict:
-    modes = [m for m in args.modes.split(",") if m != "lean" or args.backbone.startswith("swinir")]
+    modes = swin_only_modes(args.modes, args.backbone)
     results: dict[str, dict] = {}
     runners = []
     for name in modes:
@@ -168,13 +173,27 @@ def run_child(args, what: str, modes: str) -> dict:
     return json.loads(lines[-1])
 
 
+def save_results(previous: list[dict], records: list[dict], device: torch.device) -> None:
+    """Write this run's records over earlier runs' records of the same configurations."""
+    def key(record: dict) -> tuple:
+        return record["backbone"], record["task"], record["batch"], record["method"], record.get("compile")
+
+    keys = {key(r) for r in records}
+    kept = [r for r in previous if key(r) not in keys]
+    device_name = torch.cuda.get_device_name(0) if device.type == "cuda" else (platform.processor() or "cpu")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"records": kept + records, "device": device_name, "cpu_count": os.cpu_count(),
+                                   "threads": torch.get_num_threads(), "torch": torch.__version__,
+                                   "platform": platform.platform()}, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbones", default="swinir,unet-small")
     parser.add_argument("--tasks", default="deblurring,sr")
     parser.add_argument("--batches", default="2,8")
     parser.add_argument("--methods", default=ALL_METHODS)
-    parser.add_argument("--modes", default="baseline,fast,lean,bf16")
+    parser.add_argument("--modes", default="baseline,fast,checkpointing,lean,bf16")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per mode after one warm-up step")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true", help="torch.compile the optimised modes")
@@ -204,7 +223,7 @@ def main() -> None:
             for batch in (int(b) for b in args.batches.split(",")):
                 for method in args.methods.split(","):
                     args.backbone, args.task, args.batch, args.method = backbone, task, batch, method
-                    modes = [m for m in args.modes.split(",") if m != "lean" or backbone.startswith("swinir")]
+                    modes = swin_only_modes(args.modes, backbone)
                     timing = run_child(args, "timing", ",".join(modes))
                     record = {"backbone": backbone, "task": task, "batch": batch, "method": method,
                               "compile": args.compile, "modes": {}}
@@ -227,12 +246,7 @@ def main() -> None:
                         note = f"  {values['error']}" if "error" in values else ""
                         print(f"{backbone:<12}{task:<12}{batch:>6} {method:<18}{mode:<10}{speed}{memory}{note}",
                               flush=True)
-    keys = {(r["backbone"], r["task"], r["batch"], r["method"], r.get("compile")) for r in records}
-    kept = [r for r in previous if (r["backbone"], r["task"], r["batch"], r["method"], r.get("compile")) not in keys]
-    device_name = torch.cuda.get_device_name(0) if device.type == "cuda" else (platform.processor() or "cpu")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"records": kept + records, "device": device_name, "cpu_count": os.cpu_count(),
-                                   "torch": torch.__version__, "platform": platform.platform()}, indent=2))
+                    save_results(previous, records, device)  # after every configuration: a stopped run keeps them
     print(f"wrote {RESULTS}")
 
 
