@@ -30,7 +30,7 @@ from sei.files import atomic_write_text
 from sei.models.weights import load_backbone
 from sei.physics import make_physics
 from sei.reconstructors import NetworkReconstructor
-from sei.training.run import train_or_reuse
+from sei.training.run import WEIGHTS_FILE, train_or_reuse
 
 TASKS = {"deblurring": {"physics.task": "deblurring", "physics.kernel": "Gaussian_R2"},
          "sr": {"physics.task": "sr", "physics.sr_factor": 2}}
@@ -98,9 +98,10 @@ def main() -> None:
                             "train.lr": args.lr, "train.seed": args.seed, "train.device": args.device,
                             "train.progress": False, "name": f"{task}_{backbone}_{steps}_{method}",
                             "out_dir": f"{args.runs_dir}/{task}_{backbone}_{steps}_{method}"}))
+                        trained_before = (Path(config.out_dir) / WEIGHTS_FILE).is_file()
                         started = time.perf_counter()
                         weights = train_or_reuse(config)
-                        seconds = time.perf_counter() - started
+                        seconds = None if trained_before else time.perf_counter() - started  # unknown if reused
                         network = NetworkReconstructor(load_backbone(weights))
                         summary = evaluate(network, measurements, progress=False).summary
                         done[key] = {"task": task, "backbone": backbone, "steps": steps, "method": method,
@@ -114,7 +115,7 @@ def main() -> None:
                       f"{input_scores['ssim']:>9.4f}")
                 for row in rows:
                     print(f"{row['method']:<20}{row['psnr']:>10.2f} ± {row['psnr_std']:.2f}{row['ssim']:>9.4f}"
-                          f"{row['train_seconds']:>9.0f}", flush=True)
+                          f"{'-' if row['train_seconds'] is None else round(row['train_seconds']):>9}", flush=True)
                 print(sei_verdict(rows), flush=True)
     print(f"\nwrote {RESULTS}")
 
