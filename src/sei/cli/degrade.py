@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sei.cli.options import _resize, add_physics_options, physics_from_args
+from sei.cli.options import _resize, add_physics_options, physics_from_args, physics_settings
 
 EPILOG = """examples:
   sei degrade clean/ blurry/ --kernel Gaussian_R2 --noise-level 5
@@ -63,11 +63,8 @@ def run_command(args: argparse.Namespace) -> int:
             written += 1
         except SEIError as error:
             failed.append((source, str(error)))
-    kernel = getattr(args, "physics.kernel", "Gaussian_R2") if physics.upscale == 1 else None
-    settings = {"task": "deblurring" if physics.upscale == 1 else "sr", "kernel": kernel,
-                "sr_factor": physics.upscale if physics.upscale > 1 else None,
-                "noise_level": getattr(args, "physics.noise_level", 5.0), "seed": args.seed, "resize": args.resize,
-                "bits": args.bits, "images": written}
+    settings = {**physics_settings(args), "sr_factor": physics.upscale if physics.upscale > 1 else None,
+                "seed": args.seed, "resize": args.resize, "bits": args.bits, "images": written}
     target_dir = output if output.suffix == "" else output.parent
     atomic_write_text(target_dir / "degradation.yaml", yaml.safe_dump(settings, sort_keys=False))
     print(f"wrote {written} measurement(s) to {target_dir}")

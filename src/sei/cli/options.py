@@ -34,14 +34,23 @@ def add_physics_options(parser: argparse.ArgumentParser) -> None:
            help="Gaussian noise standard deviation in 8-bit grey levels (default 5)")
 
 
-def physics_from_args(args: argparse.Namespace):
-    """The operator the physics options describe (deblurring with Gaussian_R2 and noise level 5 by default)."""
-    from sei.physics.factory import canonical_task, make_physics
+def physics_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``task``, ``kernel``, ``sr_factor``, ``noise_level`` the physics options describe (deblurring with
+    Gaussian_R2 and noise level 5 by default)."""
+    from sei.physics.factory import canonical_task
 
     task = canonical_task(getattr(args, "physics.task", "deblurring"))
-    kernel = getattr(args, "physics.kernel", "Gaussian_R2") if task == "deblurring" else None
-    return make_physics(task, kernel, getattr(args, "physics.sr_factor", None),
-                        getattr(args, "physics.noise_level", 5.0))
+    return {"task": task,
+            "kernel": getattr(args, "physics.kernel", "Gaussian_R2") if task == "deblurring" else None,
+            "sr_factor": getattr(args, "physics.sr_factor", None),
+            "noise_level": getattr(args, "physics.noise_level", 5.0)}
+
+
+def physics_from_args(args: argparse.Namespace):
+    """The operator the physics options describe (see :func:`physics_settings`)."""
+    from sei.physics.factory import make_physics
+
+    return make_physics(**physics_settings(args))
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
