@@ -64,3 +64,21 @@ class ResourceUnavailableError(SEIError, FileNotFoundError):
 
 class OptionalDependencyError(SEIError, ImportError):
     """An optional extra is needed for this feature and is not installed."""
+
+
+class DivergenceError(SEIError, RuntimeError):
+    """Training produced a non-finite loss, gradient or weight; nothing non-finite was written."""
+
+
+class CheckpointError(SEIError, ValueError):
+    """A training checkpoint is damaged (empty, truncated, not a checkpoint) or cannot be resumed from."""
+
+
+class StorageError(SEIError, OSError):
+    """A file could not be written (disk full, no permission); the previous version of the file is intact."""
+
+
+class RunFinishedError(SEIError):
+    """A finished run was asked to resume: nothing to do (the command line exits with status 0)."""
+
+    exit_code = 0

@@ -10,11 +10,26 @@ from typing import IO, Any
 
 import torch
 
+from sei.errors import StorageError
+
+# Messages of the errors torch.save raises when the file it writes cannot grow (disk full, quota): its
+# stream writer reports them as RuntimeError, with the OSError only as context.
+_TORCH_WRITE_FAILURES = ("unexpected pos", "PytorchStreamWriter failed", "file write failed")
+
+
+def _is_write_failure(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        return True
+    return isinstance(error, RuntimeError) and (
+        isinstance(error.__context__, OSError) or any(text in str(error) for text in _TORCH_WRITE_FAILURES))
+
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``.
 
     The rename is atomic on POSIX and Windows file systems, so readers see the old or the new file.
+
+    :raises StorageError: if the file cannot be written (disk full, no permission); ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,8 +40,12 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if _is_write_failure(error):
+            reason = error.__context__ if isinstance(error.__context__, OSError) else error
+            kept = "the previous version is intact" if path.exists() else "nothing was written"
+            raise StorageError(f"cannot write {path}: {reason}; {kept}") from error
         raise
     return path
 
@@ -39,3 +58,27 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write UTF-8 text atomically."""
     return atomic_write(path, lambda file: file.write(text.encode("utf-8")))
+
+
+def describe_load_failure(path: str | Path, error: BaseException) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, in words a user can act on (torch's own message
+    suggests ``weights_only=False``, i.e. running the file's code, which sei never does)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4)
+        size = path.stat().st_size
+    except OSError as os_error:
+        return f"cannot open it ({os_error})"
+    text = str(error)
+    if size == 0:
+        return "empty file"
+    if "Weights only load failed" in text or "Unsupported global" in text or "WeightsUnpickler" in text:
+        return "it holds Python objects other than tensors and plain values, which sei does not unpickle"
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save writes zip archives (legacy: a raw pickle)
+        return "not a PyTorch file"
+    if head[:2] == b"PK" and any(s in text for s in ("central directory", "unexpected pos", "failed finding",
+                                                        "EOF", "truncated")):
+        return "truncated file (incomplete zip archive)"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first or f"{type(error).__name__} (damaged file?)"

@@ -45,6 +45,10 @@ def _to_float(array: np.ndarray, path: Path) -> np.ndarray:
     if array.dtype == np.bool_:
         return array.astype(np.float32)
     if np.issubdtype(array.dtype, np.floating):
+        # NaN or infinite pixels (float TIFFs can hold them) would poison every loss and weight they touch
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise ImageError(f"{path}: {bad} pixel(s) are NaN or infinite; images must hold finite values")
         return array.astype(np.float32)
     raise ImageError(f"{path}: unsupported pixel type {array.dtype}")
 

@@ -29,6 +29,8 @@ from sei.files import atomic_write_text
 CROP = 96  # output pixels shown per image crop
 LINE_COLOUR = "#1f5f8b"
 MAX_IMAGES = 3
+# Marks the pages sei writes, so that `sei report --out` replaces its own reports and nothing else.
+GENERATOR = "<meta name='generator' content='sei report'>"
 
 
 @dataclass
@@ -42,6 +44,17 @@ class Run:
     @property
     def label(self) -> str:
         return str(self.config.get("name") or self.path.name)
+
+    @property
+    def finished(self) -> bool:
+        """Whether training ended normally: it writes ``weights.pt`` and ``train_summary.json`` last."""
+        return (self.path / "weights.pt").is_file() and (self.path / "train_summary.json").is_file()
+
+    @property
+    def last_step(self) -> int | None:
+        """The last step the log records, or None for a run killed before logging anything."""
+        steps = [step for values in self.series.values() for step in values]
+        return max(steps) if steps else None
 
 
 @dataclass
@@ -63,18 +76,69 @@ class EvaluationRecord:
     def image_dir(self) -> Path:
         return self.path / "images"
 
+    @property
+    def task(self) -> str:
+        """What the evaluation measured: the task, kernel or factor, and noise level."""
+        physics = self.summary.get("settings", {}).get("physics") or {}
+        return describe_task(physics) if isinstance(physics, dict) else "?"
+
+    @property
+    def data(self) -> str:
+        """The dataset and split; a folder's path alone (folders have no splits)."""
+        settings = self.summary.get("settings", {})
+        dataset = str(settings.get("dataset", "?"))
+        if dataset.lower() in ("div2k", "urban100", "ct", "sample"):
+            return f"{dataset}/{settings.get('split', '?')}"
+        return dataset.rstrip("/\\") or dataset
+
+
+def describe_task(physics: dict[str, Any]) -> str:
+    """``Gaussian_R2 deblurring, noise 5`` or ``x2 super-resolution, noise 5`` from a physics section."""
+    kernel = physics.get("kernel")
+    kernel = Path(str(kernel)).name if kernel is not None else None  # a kernel file: its name, not its folder
+    if physics.get("task") == "sr":
+        task = f"x{physics.get('sr_factor')} super-resolution" + (f" ({kernel})" if kernel else "")
+    elif physics.get("task") is None:
+        task = "?"
+    else:
+        task = f"{kernel} {physics.get('task')}"
+    noise = physics.get("noise_level")
+    return task + (f", noise {noise:g}" if isinstance(noise, (int, float)) else "")
+
 
 def read_series(metrics_csv: Path) -> dict[str, dict[int, float]]:
-    """Metric -> {step: value} from a Lightning CSV log; later rows win (a resumed run logs some steps twice)."""
+    """Metric -> {step: value} from a Lightning CSV log; later rows win (a resumed run logs some steps twice).
+
+    :raises ConfigError: naming the file if it is not such a log.
+    """
     series: dict[str, dict[int, float]] = {}
-    with open(metrics_csv, newline="") as file:
-        for row in csv.DictReader(file):
-            step = int(float(row.get("step") or 0))
-            for key, value in row.items():
-                if key in ("step", "epoch") or value in (None, ""):
-                    continue
-                series.setdefault(key, {})[step] = float(value)
+    line = 1
+    try:
+        with open(metrics_csv, newline="") as file:
+            for line, row in enumerate(csv.DictReader(file), start=2):
+                step = int(float(row.get("step") or 0))
+                for key, value in row.items():
+                    if key in ("step", "epoch") or key is None or value in (None, ""):
+                        continue
+                    series.setdefault(key, {})[step] = float(value)
+    except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as error:
+        raise ConfigError(f"{metrics_csv} is not a readable training log (line {line}: {error})") from error
     return series
+
+
+def _read_mapping(path: Path, kind: str) -> dict[str, Any]:
+    """The mapping in a YAML or JSON file, with an error naming the file if it is malformed."""
+    try:
+        text = path.read_text()
+        data = json.loads(text) if kind == "json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError, UnicodeDecodeError) as error:
+        reason = " ".join(str(error).split())
+        raise ConfigError(f"{path} is malformed ({reason}); fix or remove it, or leave its folder out") from error
+    if data is None and kind == "yaml":
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is malformed: it holds a {type(data).__name__}, not a mapping")
+    return data
 
 
 def discover(paths: list[str | Path], depth: int = 3) -> tuple[list[Run], list[EvaluationRecord]]:
@@ -93,12 +157,18 @@ def discover(paths: list[str | Path], depth: int = 3) -> tuple[list[Run], list[E
         seen.add(folder)
         metrics = folder / "logs" / "csv" / "metrics.csv"
         if (folder / "config.yaml").is_file() and metrics.is_file():
-            config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+            config = _read_mapping(folder / "config.yaml", "yaml")
             runs.append(Run(folder, config, read_series(metrics)))
         if (folder / "summary.json").is_file() and (folder / "metrics.csv").is_file():
-            with open(folder / "metrics.csv", newline="") as file:
-                rows = list(csv.DictReader(file))
-            evaluations.append(EvaluationRecord(folder, json.loads((folder / "summary.json").read_text()), rows))
+            try:
+                with open(folder / "metrics.csv", newline="") as file:
+                    rows = list(csv.DictReader(file))
+            except (csv.Error, UnicodeDecodeError) as error:
+                raise ConfigError(f"{folder / 'metrics.csv'} is malformed ({error})") from error
+            summary = _read_mapping(folder / "summary.json", "json")
+            if not isinstance(summary.get("settings", {}), dict):
+                raise ConfigError(f"{folder / 'summary.json'} is malformed: its settings are not a mapping")
+            evaluations.append(EvaluationRecord(folder, summary, rows))
         if level < depth:
             for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in ("logs", "checkpoints")):
                 visit(child, level + 1)
@@ -212,7 +282,9 @@ def crops_figure(name: str, evaluations: list[EvaluationRecord]) -> str | None:
     errors = [(f"|error| {label}", np.abs(_luma(crop) - _luma(truth))) for label, crop in estimates]
     vmax = max(max(float(np.percentile(err, 99)) for _, err in errors), 1e-3)
     columns = len(panels)
-    figure, axes = plt.subplots(2, columns, figsize=(2.3 * columns, 4.9), squeeze=False)
+    # constrained layout keeps every title clear of the row above it (tight_layout let the "|error|" titles
+    # overlap the crops when the first panel of the second row is hidden)
+    figure, axes = plt.subplots(2, columns, figsize=(2.3 * columns, 5.2), squeeze=False, layout="constrained")
     for axis, (label, crop) in zip(axes[0], panels):
         axis.imshow(np.clip(crop, 0, 1), interpolation="nearest")
         axis.set_title(label, fontsize=9)
@@ -226,26 +298,38 @@ def crops_figure(name: str, evaluations: list[EvaluationRecord]) -> str | None:
         axis.set_xticks([])
         axis.set_yticks([])
     figure.suptitle(f"{name}: {side}x{side} px at ({top}, {left}); error scale 0-{vmax:.3f}", fontsize=10)
-    figure.tight_layout()
     uri = _png(figure)
     plt.close(figure)
     return uri
 
 
+def _number(value: Any, digits: int) -> str:
+    """A number with ``digits`` decimals, or the escaped text of anything else."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
 def _cell(summary: dict[str, Any], metric: str, digits: int) -> str:
     if metric not in summary:
         return "n/a"
-    return f"{summary[metric]:.{digits}f} ± {summary.get(metric + '_std', float('nan')):.{digits}f}"
+    return f"{_number(summary[metric], digits)} ± {_number(summary.get(metric + '_std', float('nan')), digits)}"
 
 
 def _settings_text(config: dict[str, Any]) -> str:
     physics, loss, model = config.get("physics", {}), config.get("loss", {}), config.get("model", {})
     train, data = config.get("train", {}), config.get("data", {})
-    task = (f"{physics.get('kernel')} deblurring" if physics.get("task") == "deblurring"
-            else f"x{physics.get('sr_factor')} super-resolution")
     budget = f"{train.get('steps')} steps" if train.get("steps") else f"{train.get('epochs')} epochs"
-    return (f"{loss.get('method')} · {task} · noise {physics.get('noise_level')} · {model.get('backbone')} · "
+    return (f"{loss.get('method')} · {describe_task(physics)} · {model.get('backbone')} · "
             f"{data.get('dataset')} · batch {data.get('batch_size')} · {budget} · lr {train.get('lr')}")
+
+
+def _status_text(run: Run) -> str:
+    if run.finished:
+        return "finished"
+    step = run.last_step
+    return ("unfinished: stopped before its first logged step" if step is None else
+            f"unfinished: stopped after step {step} (no weights.pt; resume it with sei train --resume)")
 
 
 STYLE = """
@@ -253,6 +337,7 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; 
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; margin: 1em 0; } th, td { padding: 0.3em 0.9em; border-bottom: 1px solid #ddd; }
 th { text-align: left; background: #f3f5f7; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.unfinished { color: #a33; font-weight: 600; }
 img { max-width: 100%; } .muted { color: #667; font-size: 0.9em; } figure { margin: 1em 0; }
 """
 
@@ -262,30 +347,32 @@ def render(paths: list[str | Path], title: str = "SEI report") -> str:
     import sei
 
     runs, evaluations = discover(paths)
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'>{GENERATOR}<title>{html.escape(title)}</title>",
              f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
              f"<p class='muted'>sei {sei.__version__} · {datetime.now():%Y-%m-%d %H:%M} · "
              f"{len(runs)} training run(s), {len(evaluations)} evaluation(s)</p>"]
     if evaluations:
-        parts.append("<h2>Metrics</h2><table><tr><th>evaluation</th><th>data</th><th>PSNR (dB)</th><th>SSIM</th>"
-                     "<th>LPIPS</th><th>images</th></tr>")
-        for record in evaluations:
-            settings = record.summary.get("settings", {})
-            data = f"{settings.get('dataset', '?')}/{settings.get('split', '?')}"
-            parts.append(f"<tr><td>{html.escape(record.label)}</td><td>{html.escape(data)}</td>"
+        parts.append("<h2>Metrics</h2><table><tr><th>evaluation</th><th>task</th><th>data</th><th>PSNR (dB)</th>"
+                     "<th>SSIM</th><th>LPIPS</th><th>images</th></tr>")
+        # grouped by task: deblurring and super-resolution numbers are not comparable
+        for record in sorted(evaluations, key=lambda r: r.task):
+            parts.append(f"<tr><td>{html.escape(record.label)}</td><td>{html.escape(record.task)}</td>"
+                         f"<td>{html.escape(record.data)}</td>"
                          f"<td class='num'>{_cell(record.summary, 'psnr', 2)}</td>"
                          f"<td class='num'>{_cell(record.summary, 'ssim', 4)}</td>"
                          f"<td class='num'>{_cell(record.summary, 'lpips', 4)}</td>"
-                         f"<td class='num'>{record.summary.get('n', len(record.rows))}</td></tr>")
+                         f"<td class='num'>{html.escape(str(record.summary.get('n', len(record.rows))))}</td></tr>")
         parts.append("</table><p class='muted'>Mean ± standard deviation over images; PSNR and SSIM on 8-bit "
                      "full-range luma, LPIPS (AlexNet) on RGB.</p>")
     for run in runs:
         parts.append(f"<h2>Training: {html.escape(run.label)}</h2>")
-        parts.append(f"<p class='muted'>{html.escape(_settings_text(run.config))}</p>")
+        status = _status_text(run)
+        parts.append(f"<p class='muted'>{html.escape(_settings_text(run.config))}</p>"
+                     f"<p class='{'muted' if run.finished else 'unfinished'}'>{html.escape(status)}</p>")
         finals = {key: values[max(values)] for key, values in sorted(run.series.items()) if values}
         if finals:
             parts.append("<table><tr><th>logged quantity</th><th>last value</th><th>at step</th></tr>" + "".join(
-                f"<tr><td>{html.escape(key)}</td><td class='num'>{value:.5g}</td>"
+                f"<tr><td>{html.escape(key)}</td><td class='num'>{html.escape(f'{value:.5g}')}</td>"
                 f"<td class='num'>{max(run.series[key])}</td></tr>" for key, value in finals.items()) + "</table>")
         if run.series:
             parts.append(f"<figure><img alt='training curves of {html.escape(run.label)}' "
@@ -293,7 +380,7 @@ def render(paths: list[str | Path], title: str = "SEI report") -> str:
     with_images = [e for e in evaluations if e.image_dir.is_dir()]
     if with_images:
         parts.append("<h2>Images</h2>")
-        names = [row["name"] for row in with_images[0].rows][:MAX_IMAGES]
+        names = [str(row.get("name")) for row in with_images[0].rows if row.get("name")][:MAX_IMAGES]
         for name in names:
             uri = crops_figure(name, with_images)
             if uri:
@@ -302,6 +389,35 @@ def render(paths: list[str | Path], title: str = "SEI report") -> str:
     return "\n".join(parts)
 
 
+def is_report(path: Path) -> bool:
+    """Whether ``path`` is an HTML report sei wrote (so that replacing it loses nothing)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            head = file.read(4096)
+    except OSError:
+        return False
+    legacy = head.startswith("<!DOCTYPE html>") and "training run(s)," in head and "<p class='muted'>sei " in head
+    return GENERATOR in head or legacy
+
+
+def check_report_path(out: str | Path) -> Path:
+    """``out`` if a report may be written there: a new file, or a report sei wrote before.
+
+    :raises ConfigError: for a folder, or an existing file that is not a sei report (it would be overwritten).
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; name the HTML file to write, e.g. {out / 'report.html'}")
+    if out.exists() and not is_report(out):
+        raise ConfigError(f"--out {out} exists and is not a report sei wrote; it would be overwritten. "
+                          "Choose another file name")
+    return out
+
+
 def write_report(paths: list[str | Path], out: str | Path, title: str = "SEI report") -> Path:
-    """Render the report for ``paths`` and write it atomically to ``out``."""
-    return atomic_write_text(Path(out), render(paths, title))
+    """Render the report for ``paths`` and write it atomically to ``out``.
+
+    :raises ConfigError: if ``out`` is a folder or a file sei did not write (see :func:`check_report_path`).
+    """
+    out = check_report_path(out)
+    return atomic_write_text(out, render(paths, title))

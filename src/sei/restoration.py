@@ -29,7 +29,8 @@ class RestoreReport:
 def output_paths(source: Path, destination: Path, suffix: str = "png") -> list[tuple[Path, Path]]:
     """``(input, output)`` pairs: a folder maps to a folder of the same names, a file to a file or a folder.
 
-    :raises ImageError: if the input does not exist or the output would overwrite an input.
+    :raises ImageError: if the input does not exist, the output would overwrite an input, or two inputs would
+        be written to one output (``b.jpg`` and ``b.jpeg`` both give ``b.png``).
     """
     if source.is_dir():
         pairs = [(path, destination / f"{path.stem}.{suffix}") for path in list_images(source)]
@@ -38,6 +39,16 @@ def output_paths(source: Path, destination: Path, suffix: str = "png") -> list[t
         pairs = [(source, target)]
     else:
         raise ImageError(f"input not found: {source}")
+    by_output: dict[Path, list[Path]] = {}
+    for path, out in pairs:
+        by_output.setdefault(out.resolve(), []).append(path)
+    shared = [(out, paths) for out, paths in by_output.items() if len(paths) > 1]
+    if shared:
+        out, paths = shared[0]
+        raise ImageError(f"{len(paths)} inputs would be written to the same file {out.name} "
+                         f"({', '.join(p.name for p in paths)}"
+                         + (f", and {len(shared) - 1} more such clash(es)" if len(shared) > 1 else "")
+                         + "); rename them or restore them into separate folders")
     inputs = {path.resolve() for path, _ in pairs}
     clashes = [str(out) for _, out in pairs if out.resolve() in inputs]
     if clashes:

@@ -16,6 +16,7 @@ COMMANDS = {
     "test": "sei.cli.test",
     "restore": "sei.cli.restore",
     "degrade": "sei.cli.degrade",
+    "psf": "sei.cli.psf",
     "report": "sei.cli.report",
     "weights": "sei.cli.weights",
     "info": "sei.cli.info",
@@ -28,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Scale-Equivariant Imaging: train deblurring and super-resolution networks from measurements alone.",
     )
     parser.add_argument("--version", action="version", version=f"sei {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (errors are otherwise one line)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
@@ -35,8 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``sei`` console script; returns the exit status."""
+    """Entry point of the ``sei`` console script; returns the exit status.
+
+    A user error (:class:`~sei.errors.SEIError`, or a file system error such as a missing permission) prints one
+    line and gives exit status 2; any other exception is a bug and shows its traceback. ``sei --debug COMMAND``
+    shows the traceback of user errors too.
+    """
     from sei.errors import SEIError
 
     parser = build_parser()
@@ -45,10 +58,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if getattr(args, "strict", False):  # `--strict` of train and test: unreadable images fail the set
+            from sei.data.sources import strict_images
+
+            with strict_images():
+                return int(args.run(args) or 0)
         return int(args.run(args) or 0)
-    except SEIError as error:
-        print(f"sei {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except (SEIError, OSError) as error:
+        if args.debug:
+            raise
+        code = getattr(error, "exit_code", 2)
+        if code == 0:  # nothing to do (e.g. resuming a finished run): a note, not an error
+            print(f"sei {args.command}: {_one_line(error)}")
+        else:
+            print(f"sei {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print(f"sei {args.command}: interrupted", file=sys.stderr)
         return 130

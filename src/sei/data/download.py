@@ -9,8 +9,12 @@ passes for a good one. Archives are extracted once; small marker files record ve
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 import tarfile
+import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -19,6 +23,10 @@ from pathlib import Path
 from sei.errors import ResourceUnavailableError
 
 _CHUNK = 1 << 20
+# How long to wait for a server to be found and to answer a connection before calling the network unreachable:
+# without it, a machine with no network waits for DNS and connection retries (tens of seconds).
+PROBE_TIMEOUT = 2.0
+_TRUTHY = ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,7 @@ class RemoteFile:
     url: str
     md5: str
     extract: bool = False
+    checksum_verified: bool = True  # False: the MD5 comes from one source and was not confirmed independently
 
 
 def file_md5(path: str | Path) -> str:
@@ -49,15 +58,73 @@ def _stamp(path: Path) -> str:
     return f"{stat.st_size} {stat.st_mtime_ns}"
 
 
-def _missing_message(remote: RemoteFile, path: Path, reason: str) -> str:
-    return (f"{remote.filename} {reason}. Run again with --download to fetch it from {remote.url}, or download it "
-            f"yourself and place it at {path} (MD5 {remote.md5}).")
+def _checksum_text(remote: RemoteFile) -> str:
+    if remote.checksum_verified:
+        return f"MD5 {remote.md5}"
+    return f"MD5 {remote.md5}, unverified: taken from the reference code, not confirmed from a second source"
+
+
+def _missing_message(remote: RemoteFile, path: Path, reason: str, download: bool = False) -> str:
+    fetch_it = (f"Check the connection and run again, or download {remote.url} yourself" if download else
+                f"Run again with --download to fetch it from {remote.url}, or download it yourself")
+    return f"{remote.filename} {reason}. {fetch_it} and place it at {path} ({_checksum_text(remote)})."
+
+
+def offline_requested(url: str = "") -> bool:
+    """Whether the environment says not to use the network (``HF_HUB_OFFLINE`` for Hugging Face addresses)."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    hub = not url or host.endswith("huggingface.co") or host == urllib.parse.urlsplit(
+        os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    return hub and os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUTHY
+
+
+def unreachable(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """Why ``url``'s server cannot be reached within ``timeout`` seconds (name lookup and connection), or None.
+
+    The name lookup runs in a helper thread: the system resolver has no timeout of its own.
+    """
+    if offline_requested(url):
+        return "HF_HUB_OFFLINE is set"
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https", "ftp"):
+        return None  # a local file (file://): no network involved
+    if not parts.hostname:
+        return f"{url} names no server"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    result: dict[str, object] = {}
+
+    def lookup() -> None:
+        try:
+            result["addresses"] = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        except OSError as error:
+            result["error"] = error
+
+    thread = threading.Thread(target=lookup, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        return f"no answer from the name server for {parts.hostname} within {timeout:g} s (no network?)"
+    if "error" in result:
+        return f"cannot resolve {parts.hostname} (no network?): {result['error']}"
+    last: OSError | None = None
+    for family, kind, protocol, _, address in result["addresses"]:  # type: ignore[union-attr]
+        try:
+            with socket.socket(family, kind, protocol) as connection:
+                connection.settimeout(timeout)
+                connection.connect(address)
+            return None
+        except OSError as error:
+            last = error
+    return f"cannot connect to {parts.hostname}:{port} (no network?): {last}"
 
 
 def _download(remote: RemoteFile, path: Path, progress: bool) -> None:
     from tqdm.auto import tqdm
 
     partial = path.with_name(path.name + ".part")
+    reason = unreachable(remote.url)
+    if reason is not None:
+        raise ResourceUnavailableError(_missing_message(remote, path, f"could not be downloaded ({reason})", True))
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with urllib.request.urlopen(remote.url, timeout=60) as response, open(partial, "wb") as file:
@@ -68,13 +135,15 @@ def _download(remote: RemoteFile, path: Path, progress: bool) -> None:
                     bar.update(len(chunk))
     except (urllib.error.URLError, OSError, ValueError) as error:
         partial.unlink(missing_ok=True)
-        raise ResourceUnavailableError(_missing_message(remote, path, f"could not be downloaded ({error})")) from error
+        raise ResourceUnavailableError(
+            _missing_message(remote, path, f"could not be downloaded ({error})", True)) from error
     checksum = file_md5(partial)
     if checksum != remote.md5:
         partial.unlink(missing_ok=True)
         raise ResourceUnavailableError(
-            f"{remote.filename} downloaded from {remote.url} has MD5 {checksum}, expected {remote.md5}; "
-            "the file was discarded. The server may be serving another version: fetch it by hand and check it."
+            f"{remote.filename} downloaded from {remote.url} has MD5 {checksum}, expected {remote.md5}"
+            f"{'' if remote.checksum_verified else ' (an unverified checksum)'}; the file was discarded. The "
+            "server may be serving another version: fetch it by hand and check it."
         )
     partial.replace(path)
     _marker(path, "verified").write_text(_stamp(path))
@@ -88,7 +157,9 @@ def verify(remote: RemoteFile, path: Path) -> None:
     checksum = file_md5(path)
     if checksum != remote.md5:
         raise ResourceUnavailableError(
-            f"{path} has MD5 {checksum}, expected {remote.md5}: the file is incomplete or another version. "
+            f"{path} has MD5 {checksum}, expected {remote.md5}"
+            f"{'' if remote.checksum_verified else ' (an unverified checksum)'}: the file is incomplete or another "
+            "version. "
             f"Delete it and run again with --download, or fetch {remote.url} by hand."
         )
     marker.write_text(_stamp(path))
@@ -104,11 +175,22 @@ def _extract(path: Path, destination: Path) -> None:
             archive.extractall(destination)
     elif tarfile.is_tarfile(path):
         with tarfile.open(path) as archive:
+            # Checked up front, so that nothing is extracted from an unsafe archive.
             for member in archive.getmembers():
                 if not (destination / member.name).resolve().is_relative_to(destination) or member.issym() \
-                        or member.islnk():
-                    raise ResourceUnavailableError(f"{path} holds an unsafe member: {member.name}")
-            archive.extractall(destination)
+                        or member.islnk() or not (member.isfile() or member.isdir()):
+                    raise ResourceUnavailableError(f"{path} holds an unsafe member: {member.name} (a path outside "
+                                                   "the archive, a link, or a device/special file); not extracted")
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: also drops setuid bits and owners
+                try:
+                    archive.extractall(destination, filter="data")
+                except tarfile.FilterError as error:
+                    raise ResourceUnavailableError(f"{path} holds an unsafe member: {error}") from error
+            else:
+                for member in archive.getmembers():
+                    member.mode &= 0o755  # no setuid, setgid, sticky or world-writable bits
+                    member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
+                archive.extractall(destination)
     else:
         raise ResourceUnavailableError(f"{path} is neither a zip nor a tar archive")
 

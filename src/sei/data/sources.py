@@ -20,7 +20,10 @@ folders keep their size unless asked otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import contextvars
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +37,27 @@ from sei.io import list_images, read_image
 
 SPLITS = ("train", "val")
 PAPER_SHORTER_SIDE = 256
+MAX_LISTED = 5  # skipped files named in a message; the rest are counted
+log = logging.getLogger("sei")
+# Whether an unreadable file in a folder fails the whole set (`--strict`) instead of being skipped with a warning.
+_STRICT: contextvars.ContextVar[bool] = contextvars.ContextVar("sei_strict_images", default=False)
+
+
+@contextlib.contextmanager
+def strict_images(strict: bool = True) -> Iterator[None]:
+    """Within this block, image sets fail on an unreadable file instead of skipping it (``--strict``)."""
+    token = _STRICT.set(strict)
+    try:
+        yield
+    finally:
+        _STRICT.reset(token)
+
+
+def describe_skipped(skipped: list[tuple[str, str]], set_name: str) -> str:
+    """``skipped 2 unreadable image(s) in X: a.png (reason); b.tif (reason)``."""
+    listed = "; ".join(f"{Path(path).name} ({reason})" for path, reason in skipped[:MAX_LISTED])
+    more = f"; and {len(skipped) - MAX_LISTED} more" if len(skipped) > MAX_LISTED else ""
+    return f"skipped {len(skipped)} unreadable image(s) in {set_name}: {listed}{more}"
 
 DIV2K_FILES = {
     "train": RemoteFile("DIV2K_train_HR.zip", "http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip",
@@ -44,10 +68,11 @@ DIV2K_FILES = {
 URBAN100_FILE = RemoteFile(
     "Urban100_HR.tar.gz", "https://huggingface.co/datasets/eugenesiow/Urban100/resolve/main/data/Urban100_HR.tar.gz",
     "65d9d84a34b72c6f7ca1e26a12df1e4c", extract=True)
-# Checksum as given by the paper's reference implementation; not verified independently (no network here).
+# The MD5 as written in the paper's reference implementation. It has the look of a placeholder and could not be
+# confirmed from a second source: it is marked unverified, which the error messages say.
 CT_FILE = RemoteFile(
     "dinv_dataset0.h5", "https://huggingface.co/jtachella/equivariant_bootstrap/resolve/main/Tomography/dinv_dataset0.h5",
-    "6f1e1a4f5c0a1f0e0a4b6e6b9a8b4b4b")
+    "6f1e1a4f5c0a1f0e0a4b6e6b9a8b4b4b", checksum_verified=False)
 
 # scikit-image photographs that ship inside its wheel (no download); grayscale ones are repeated to RGB.
 SAMPLE_SPLITS = {
@@ -100,6 +125,11 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
     if not images:
         reasons = "; ".join(reason for _, reason in skipped[:3])
         raise ImageError(f"no readable images in {set_name}" + (f" ({reasons})" if reasons else ""))
+    if skipped:
+        message = describe_skipped(skipped, set_name)
+        if _STRICT.get():
+            raise ImageError(f"{message} (--strict: stopping; remove or fix them)")
+        log.warning("%s; going on with %d image(s) (--strict to stop instead)", message, len(images))
     return ImageSet(set_name, names, images, ground_truth, skipped)
 
 
@@ -142,6 +172,8 @@ def read_ct_slices(path: str | Path, split: str) -> list[torch.Tensor]:
         data = data[:, None]
     if data.ndim != 4 or data.shape[1] not in (1, 3):
         raise ImageError(f"{path}:{member} should hold (N, 1, H, W) slices, got shape {data.shape}")
+    if not np.isfinite(data).all():
+        raise ImageError(f"{path}:{member} holds NaN or infinite values; images must hold finite values")
     tensor = torch.from_numpy(data)
     if tensor.shape[1] == 1:
         tensor = tensor.expand(-1, 3, -1, -1)

@@ -1,0 +1,120 @@
+"""Guards that stop a diverging run before anything non-finite reaches the disk, and a quieter console.
+
+:class:`DivergenceGuard` checks the loss before the backward pass and the gradients before each optimiser step
+(one ``torch.isfinite`` on the loss, one fused norm of all gradients), so the weights never take a non-finite
+step; it raises :class:`~sei.errors.DivergenceError` naming the step and the last good checkpoint, which is left
+untouched. :func:`check_finite_weights` is the last line before ``weights.pt`` is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
+from torch import nn
+
+from sei.errors import DivergenceError
+from sei.training.checkpointing import LAST_CHECKPOINT, nonfinite_tensors, periodic_checkpoints
+
+# Precisions whose gradient scaler expects overflowing gradients now and then (it skips those steps itself).
+_SCALED_PRECISIONS = ("16-mixed", "16", "16-true")
+
+
+def last_good_checkpoint(directory: str | Path) -> Path | None:
+    """The checkpoint a diverged run can be resumed from: ``last.ckpt`` (never written with non-finite
+    weights), else the newest periodic one, else None."""
+    directory = Path(directory)
+    if (directory / LAST_CHECKPOINT).is_file():
+        return directory / LAST_CHECKPOINT
+    periodic = periodic_checkpoints(directory)
+    return periodic[0] if periodic else None
+
+
+def _divergence(what: str, step: int, directory: Path | None) -> DivergenceError:
+    checkpoint = last_good_checkpoint(directory) if directory is not None else None
+    kept = (f"the last good checkpoint, {checkpoint}, is intact" if checkpoint is not None
+            else "no checkpoint had been written yet")
+    return DivergenceError(f"training diverged at step {step}: {what}; stopped before writing any weights, "
+                           f"{kept}. Lower the learning rate (--lr) or check the data for extreme values")
+
+
+class DivergenceGuard(L.Callback):
+    """Stops training with :class:`DivergenceError` at the first non-finite loss or gradient.
+
+    :param checkpoint_dir: where the run's checkpoints are, to name the last good one in the error.
+    """
+
+    def __init__(self, checkpoint_dir: str | Path | None = None) -> None:
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+
+    def _scaled(self, trainer: L.Trainer) -> bool:
+        return str(trainer.precision) in _SCALED_PRECISIONS
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        # Checked before the backward pass and the step: the weights are still those of the previous step.
+        if not self._scaled(trainer) and not bool(torch.isfinite(loss.detach()).all()):
+            raise _divergence(f"the loss is {loss.detach().float().flatten()[0].item()}", trainer.global_step,
+                              self.checkpoint_dir)
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                                 optimizer: torch.optim.Optimizer) -> None:
+        if self._scaled(trainer):  # overflowing fp16 gradients are the scaler's business: it skips the step
+            return
+        gradients = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        if not gradients:
+            return
+        norm = torch.nn.utils.get_total_norm(gradients, foreach=True)
+        if not bool(torch.isfinite(norm)):
+            bad = sum(1 for g in gradients if not bool(torch.isfinite(g).all()))  # only on the failure path
+            what = (f"{bad} gradient tensor(s) hold NaN or infinite values" if bad else
+                    "the gradient norm overflows (infinite)")
+            raise _divergence(what, trainer.global_step, self.checkpoint_dir)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A finite gradient can still overflow the weights (a huge learning rate): catch it before the
+        # epoch's checkpoints are written.
+        bad = nonfinite_tensors(pl_module.state_dict())
+        if bad:
+            raise _divergence(f"{len(bad)} weight tensor(s) became NaN or infinite (e.g. {bad[0]})",
+                              trainer.global_step, self.checkpoint_dir)
+
+
+def check_finite_weights(model: nn.Module, checkpoint_dir: str | Path | None = None, step: int | None = None) -> None:
+    """Refuse to save weights holding NaN or infinite values.
+
+    :raises DivergenceError: naming the tensors and the last good checkpoint.
+    """
+    bad = nonfinite_tensors(model.state_dict())
+    if bad:
+        where = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        raise _divergence(f"{len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[0]})",
+                          step if step is not None else -1, where)
+
+
+class QuietProgressBar(TQDMProgressBar):
+    """Lightning's progress bar without the logger version (``v_num``), which our loggers' fixed version names
+    ("csv", "tensorboard") would show as a meaningless tail such as ``v_num=oard``."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
+class _DropTips(logging.Filter):
+    """Drops Lightning's advertising ("💡 Tip: ... try installing litlogger") from its log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg)
+
+
+def silence_lightning_tips() -> None:
+    """Keep Lightning's product tips off the terminal (its other messages are untouched). Idempotent."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropTips) for f in logger.filters):
+            logger.addFilter(_DropTips())
