@@ -172,14 +172,9 @@ class TestDamagedCheckpoints:
     def test_a_pickled_payload_is_never_run(self, tmp_path, capsys):
         run = interrupted_run(tmp_path)
         marker = tmp_path / "payload_ran"
-
-        class Payload:
-            def __reduce__(self):
-                return (os.system, (f"touch {marker}",))
-
         evil = tmp_path / "evil.ckpt"
         checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-        checkpoint["callbacks"]["x"] = Payload()
+        checkpoint["callbacks"]["x"] = Payload(marker)
         torch.save(checkpoint, evil)
         os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # sei must pass weights_only=True itself
         try:
@@ -189,9 +184,38 @@ class TestDamagedCheckpoints:
         assert "Python objects" in capsys.readouterr().err
         assert not marker.exists()
 
+    def test_checkpoint_io_ignores_a_request_for_unsafe_loading(self, tmp_path):
+        from sei.training.checkpointing import AtomicCheckpointIO
+
+        marker = tmp_path / "payload_ran"
+        torch.save({"x": Payload(marker)}, tmp_path / "evil.ckpt")
+        with pytest.raises(CheckpointError, match="Python objects"):
+            AtomicCheckpointIO().load_checkpoint(tmp_path / "evil.ckpt", weights_only=False)
+        assert not marker.exists()
+
+    def test_pnp_weights_are_loaded_safely(self, tmp_path):
+        from sei.baselines.iterative import read_drunet_weights
+        from sei.errors import WeightsError
+
+        marker = tmp_path / "payload_ran"
+        torch.save({"x": Payload(marker)}, tmp_path / "drunet.pth")
+        with pytest.raises(WeightsError, match="Python objects"):
+            read_drunet_weights(tmp_path / "drunet.pth")
+        assert not marker.exists()
+
     def test_lightning_checkpoints_load_safely(self, reference):
         checkpoint = read_checkpoint(reference / "checkpoints" / "last.ckpt")
         assert checkpoint["global_step"] == STEPS and "hyper_parameters" in checkpoint
+
+
+class Payload:
+    """A pickled object that creates ``marker`` when unpickled: code execution made visible."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
 
 
 class PoisonAt(L.Callback):
@@ -279,6 +303,13 @@ class TestBadInputs:
         assert main(["train", *TINY_FLAGS, *flags, "--out-dir", str(tmp_path / "run")]) == 2
         err = capsys.readouterr().err
         assert expected in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "run").exists()
+
+    @pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+    def test_noise_level_is_refused_when_parsed(self, tmp_path, value, capsys):
+        with pytest.raises(SystemExit) as caught:
+            main(["train", *TINY_FLAGS, f"--noise-level={value}", "--out-dir", str(tmp_path / "run")])
+        assert caught.value.code == 2 and "--noise-level" in capsys.readouterr().err
         assert not (tmp_path / "run").exists()
 
     def test_out_dir_holding_a_foreign_config(self, tmp_path, capsys):

@@ -37,10 +37,13 @@ def nonfinite_tensors(state: Mapping[str, Any]) -> list[str]:
             if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
 
 
-def read_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = False,
+                    training: bool = True) -> dict[str, Any]:
     """A Lightning checkpoint, loaded with ``weights_only=True``, checked to be one.
 
     :param mmap: map the tensors' storage instead of reading it (a cheap integrity check).
+    :param training: require what a training checkpoint holds (Lightning's own weights-only transfers between
+        processes hold less).
     :raises CheckpointError: naming the file and why it cannot be used (empty, truncated, not a checkpoint,
         or holding objects other than tensors and plain values).
     """
@@ -54,7 +57,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = Fa
         data = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as error:  # zip, pickle and unpickler-policy errors come in many types
         raise CheckpointError(f"checkpoint {path} is damaged: {describe_load_failure(path, error)}") from error
-    if not isinstance(data, dict) or any(key not in data for key in _REQUIRED_KEYS):
+    if training and (not isinstance(data, dict) or any(key not in data for key in _REQUIRED_KEYS)):
         raise CheckpointError(f"checkpoint {path} is not a training checkpoint (it lacks "
                               f"{', '.join(k for k in _REQUIRED_KEYS if not isinstance(data, dict) or k not in data)})")
     return data
@@ -133,7 +136,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path, map_location: Callable | Any = lambda storage, loc: storage,
                         weights_only: bool | None = None) -> dict[str, Any]:
         # `weights_only` is ignored on purpose: always the safe loader (see the module's docstring)
-        return read_checkpoint(path, map_location=map_location)
+        return read_checkpoint(path, map_location=map_location, training=False)
 
 
 class LatestCheckpoint(L.Callback):
