@@ -115,11 +115,12 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], where: str =
 
 
 def load_backbone(source: str | Path | Mapping[str, Any], backbone: str | None = None, upscale: int | None = None,
-                  in_chans: int = 3) -> nn.Module:
+                  in_chans: int = 3, physics: Any = None) -> nn.Module:
     """A network with weights loaded from ``source``.
 
     The architecture comes from the file's record when it has one; otherwise (e.g. the authors' published
-    files) from ``backbone`` and ``upscale``. When both are present they must agree.
+    files) from ``backbone`` and ``upscale``. When both are present they must agree. ``physics`` is the
+    measurement operator, which physics-aware backbones (``unrolled-*``) need and others ignore.
 
     :raises WeightsError: if the weights do not fit, or the architecture is unknown.
     """
@@ -131,9 +132,9 @@ def load_backbone(source: str | Path | Mapping[str, Any], backbone: str | None =
         if upscale is not None and int(upscale) != int(architecture.get("upscale", 1)):
             raise WeightsError(f"{where} were trained for upscale {architecture.get('upscale')}, not {upscale} "
                                "(check the task and the super-resolution factor)")
-        model = backbone_from_architecture(architecture)
+        model = backbone_from_architecture(architecture, physics=physics)
     else:
         if backbone is None or upscale is None:
             raise WeightsError(f"{where} carry no architecture record; say which backbone and task they are for")
-        model = build_backbone(backbone, upscale=upscale, in_chans=in_chans)
+        model = build_backbone(backbone, upscale=upscale, in_chans=in_chans, physics=physics)
     return load_state(model, state, where)
