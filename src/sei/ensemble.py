@@ -1,0 +1,165 @@
+"""Test-time self-ensemble: average a reconstructor's estimates over flips and 90-degree rotations.
+
+For a transform ``T`` of the dihedral group (4 rotations x optional flip) and ``y = A x + e``,
+``T y = (T A T^-1)(T x) + T e``: the transformed measurement is a measurement of the transformed image through
+the *conjugated* operator ``A_T = T A T^-1`` (white noise stays white). Hence
+
+- a plain network trained for ``A`` may only be fed ``T y`` when ``A_T = A`` (symmetric kernels: every
+  Gaussian and box kernel, bicubic down-sampling); for a kernel without those symmetries (a motion PSF) only
+  the transforms that leave it unchanged are used, and an ensemble that would hold the identity alone is
+  refused;
+- a physics-aware network (``unrolled-*``, which runs the operator inside) is given ``A_T`` for ``T y``:
+  :class:`ConjugatedOperator` wraps any operator exactly (its ``prox_l2`` is the original one, conjugated), so
+  every one of the 8 transforms is valid for any operator.
+
+The estimate is ``mean_T T^-1 f_T(T y)``, 8 network evaluations (or fewer) per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from sei.errors import ConfigError
+from sei.physics.base import SEILinearPhysics, physics_margin, physics_upscale
+
+# (quarter turns, flip) for the 8 elements of the dihedral group of the square; index 0 is the identity.
+DIHEDRAL: tuple[tuple[int, bool], ...] = tuple((turns, flip) for flip in (False, True) for turns in range(4))
+
+
+def dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
+    """Transform ``index`` (0-7) of ``(..., H, W)`` tensors: an optional left-right flip, then quarter turns."""
+    turns, flip = DIHEDRAL[index]
+    if flip:
+        x = x.flip(-1)
+    return torch.rot90(x, turns, dims=(-2, -1)) if turns else x
+
+
+def dihedral_inverse(x: torch.Tensor, index: int) -> torch.Tensor:
+    """The inverse of :func:`dihedral` ``index``."""
+    turns, flip = DIHEDRAL[index]
+    if turns:
+        x = torch.rot90(x, -turns, dims=(-2, -1))
+    return x.flip(-1) if flip else x
+
+
+class ConjugatedOperator(SEILinearPhysics):
+    """``A_T = T A T^-1`` for a dihedral transform ``T``: ``A_T x = T A (T^-1 x)``, and likewise for the
+    adjoint and the proximal operator (exact: ``T`` is orthogonal), so a closed-form ``prox_l2`` stays one.
+
+    :param physics: the operator ``A``; its noise model is shared (white noise is invariant under ``T``).
+    :param index: the transform (0-7, see :data:`DIHEDRAL`).
+    """
+
+    def __init__(self, physics, index: int) -> None:
+        super().__init__(noise_model=getattr(physics, "noise_model", None))
+        object.__setattr__(self, "base", physics)  # not a submodule: the base operator stays where it is
+        self.index = int(index)
+        self.upscale = physics_upscale(physics)
+
+    @property
+    def margin(self) -> tuple[int, int]:
+        mh, mw = physics_margin(self.base)
+        return (mw, mh) if DIHEDRAL[self.index][0] % 2 else (mh, mw)
+
+    def _conjugate(self, function: Callable[..., torch.Tensor], *tensors: torch.Tensor, **kwargs) -> torch.Tensor:
+        inputs = [dihedral_inverse(t, self.index) for t in tensors]
+        return dihedral(function(*inputs, **kwargs), self.index)
+
+    def A(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self._conjugate(self.base.A, x, **kwargs)
+
+    def A_adjoint(self, y: torch.Tensor, **kwargs) -> torch.Tensor:
+        if "img_size" in kwargs and kwargs["img_size"] is not None and DIHEDRAL[self.index][0] % 2:
+            kwargs["img_size"] = tuple(kwargs["img_size"])[::-1]
+        return self._conjugate(self.base.A_adjoint, y, **kwargs)
+
+    def prox_l2(self, z: torch.Tensor, y: torch.Tensor, gamma, **kwargs) -> torch.Tensor:
+        inner_z, inner_y = dihedral_inverse(z, self.index), dihedral_inverse(y, self.index)
+        return dihedral(self.base.prox_l2(inner_z, inner_y, gamma, **kwargs), self.index)
+
+
+@torch.no_grad()
+def commutes(physics, index: int, size: int = 24, tolerance: float = 1e-5) -> bool:
+    """Whether ``A T = T A`` for transform ``index``, checked numerically on random square images.
+
+    Exact for any linear operator up to ``tolerance`` (relative): it decides which transforms a plain network
+    trained for ``physics`` may see. The test image is ``size * upscale`` pixels wide.
+    """
+    if index == 0:
+        return True
+    side = size * physics_upscale(physics)
+    kernel = getattr(physics, "kernel", None)
+    if isinstance(kernel, torch.Tensor) and kernel.ndim >= 2:
+        side = max(side, 2 * max(kernel.shape[-2:]))
+    generator = torch.Generator().manual_seed(index)
+    x = torch.rand(2, 1, side, side, generator=generator, dtype=torch.float64)
+    left, right = physics.A(dihedral(x, index)), dihedral(physics.A(x), index)
+    return bool((left - right).abs().max() <= tolerance * right.abs().max().clamp_min(1e-12))
+
+
+def physics_aware_networks(reconstructor: nn.Module) -> list[nn.Module]:
+    """The modules inside ``reconstructor`` that run an operator themselves (they have ``set_physics``)."""
+    if not isinstance(reconstructor, nn.Module):
+        return [reconstructor] if hasattr(reconstructor, "set_physics") else []
+    return [module for module in reconstructor.modules() if hasattr(module, "set_physics")]
+
+
+class SelfEnsemble(nn.Module):
+    """``y -> mean_T T^-1 f_T(T y)`` over the valid dihedral transforms (see the module docstring).
+
+    :param reconstructor: measurement -> estimate, any size (a network, a :class:`NetworkReconstructor`).
+    :param physics: the operator the measurements come from.
+    :param transforms: the transforms to use (indices into :data:`DIHEDRAL`); default: all that are valid.
+    :raises ConfigError: if no transform other than the identity is valid, or a requested one is not.
+    """
+
+    def __init__(self, reconstructor: Callable[[torch.Tensor], torch.Tensor], physics,
+                 transforms: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.reconstructor = reconstructor
+        object.__setattr__(self, "_physics", physics)
+        self.aware = physics_aware_networks(reconstructor)
+        if self.aware:
+            valid = list(range(len(DIHEDRAL)))  # the operator is conjugated along with the measurement
+        else:
+            valid = [index for index in range(len(DIHEDRAL)) if commutes(physics, index)]
+        if transforms is None:
+            transforms = valid
+        invalid = [index for index in transforms if index not in valid]
+        if invalid:
+            raise ConfigError(f"self-ensemble transforms {invalid} do not commute with the operator, and the network "
+                              "does not run the operator itself")
+        if list(transforms) in ([], [0]):
+            raise ConfigError(
+                "a self-ensemble needs flips or rotations that leave the operator unchanged; this operator (e.g. a "
+                "motion kernel) has none, so a network trained for it cannot be ensembled; a physics-aware backbone "
+                "(unrolled-*) can, because it is given the transformed operator")
+        self.transforms = list(transforms)
+        self.upscale = physics_upscale(physics)
+
+    @torch.no_grad()
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        originals = [network.physics for network in self.aware]
+        total = None
+        try:
+            for index in self.transforms:
+                for network in self.aware:
+                    network.set_physics(ConjugatedOperator(self._physics, index) if index else self._physics)
+                estimate = dihedral_inverse(self.reconstructor(dihedral(y, index)), index).float()
+                total = estimate if total is None else total + estimate
+        finally:
+            for network, physics in zip(self.aware, originals):
+                network.set_physics(physics)
+        return (total / len(self.transforms)).to(y.dtype)
+
+
+def self_ensemble(reconstructor: Callable[[torch.Tensor], torch.Tensor], physics,
+                  transforms: Sequence[int] | None = None) -> SelfEnsemble:
+    """Wrap a reconstructor in a test-time self-ensemble for measurements of ``physics`` (``--ensemble``).
+
+    :raises ConfigError: when the operator has no flip/rotation symmetry and the network is not physics-aware.
+    """
+    return SelfEnsemble(reconstructor, physics, transforms)

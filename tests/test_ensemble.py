@@ -1,0 +1,119 @@
+"""Test-time self-ensemble: the dihedral transforms, which ones an operator allows, and physics-aware networks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sei.ensemble import (DIHEDRAL, ConjugatedOperator, SelfEnsemble, commutes, dihedral, dihedral_inverse,
+                          self_ensemble)
+from sei.errors import ConfigError
+from sei.models import build_backbone
+from sei.physics import make_physics
+
+
+def motion_kernel() -> torch.Tensor:
+    """A 9x9 motion-like PSF with no flip or rotation symmetry."""
+    kernel = torch.zeros(9, 9)
+    kernel[4, 1:8] = torch.linspace(1, 2, 7)
+    kernel[3, 6] = 1.0
+    return kernel / kernel.sum()
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_each_transform_is_undone_by_its_inverse(index):
+    x = torch.rand(2, 3, 5, 7)
+    assert torch.equal(dihedral_inverse(dihedral(x, index), index), x)
+
+
+def test_the_eight_transforms_are_distinct():
+    x = torch.arange(12.0).reshape(1, 1, 3, 4)
+    images = [dihedral(x, index) for index in range(len(DIHEDRAL))]
+    assert len({tuple(image.flatten().tolist()) + tuple(image.shape) for image in images}) == 8
+
+
+def test_which_transforms_commute_with_the_operator():
+    assert all(commutes(make_physics("deblurring", "Gaussian_R2", None, 5.0), i) for i in range(8))
+    assert all(commutes(make_physics("deblurring", "Box_R3", None, 5.0), i) for i in range(8))
+    assert all(commutes(make_physics("sr", None, 2, 5.0), i) for i in range(8))
+    motion = make_physics("deblurring", motion_kernel(), None, 5.0)
+    assert [commutes(motion, i) for i in range(8)] == [True] + [False] * 7
+
+
+def test_conjugated_operator_is_exact(natural_image):
+    physics = make_physics("deblurring", motion_kernel(), None, 5.0)
+    x = natural_image[None, :, :40, :52].double()
+    for index in range(8):
+        conjugated = ConjugatedOperator(physics, index)
+        torch.testing.assert_close(conjugated.A(dihedral(x, index)), dihedral(physics.A(x), index))
+        y = dihedral(physics.A(x), index)
+        z = dihedral(x, index)
+        torch.testing.assert_close(conjugated.prox_l2(z, y, 3.0), dihedral(physics.prox_l2(x, physics.A(x), 3.0), index))
+
+
+def test_equivariant_reconstructor_is_unchanged(natural_image):
+    """Wiener filtering with a symmetric kernel is exactly equivariant: the ensemble equals the single estimate."""
+    from sei.baselines import build_baseline
+
+    physics = make_physics("deblurring", "Gaussian_R1", None, 5.0)
+    wiener = build_baseline("wiener", physics)
+    y = physics.A(natural_image[None, :, :40, :56])
+    ensemble = self_ensemble(wiener, physics)
+    assert ensemble.transforms == list(range(8))
+    torch.testing.assert_close(ensemble(y), wiener(y), atol=1e-5, rtol=1e-5)
+
+
+def test_averaging_a_non_equivariant_network(natural_image):
+    physics = make_physics("sr", None, 2, 5.0)
+    torch.manual_seed(0)
+    network = build_backbone("unet-tiny", upscale=2)
+    with torch.no_grad():
+        network.tail.weight.normal_(0, 0.1)
+    y = physics.A(natural_image[None, :, :40, :56])
+    with torch.no_grad():
+        expected = sum(dihedral_inverse(network(dihedral(y, i)), i) for i in range(8)) / 8
+        assert torch.allclose(self_ensemble(network, physics)(y), expected, atol=1e-6)
+        assert not torch.allclose(expected, network(y), atol=1e-4)
+
+
+def test_plain_network_and_motion_kernel_is_refused():
+    physics = make_physics("deblurring", motion_kernel(), None, 5.0)
+    with pytest.raises(ConfigError, match="unrolled"):
+        self_ensemble(build_backbone("unet-tiny"), physics)
+
+
+def test_plain_network_uses_the_kernels_own_symmetries():
+    """A kernel symmetric under a half turn only allows the identity and the half turn."""
+    kernel = torch.zeros(7, 7)
+    kernel[3, 1:6] = torch.tensor([1.0, 2.0, 3.0, 2.0, 1.0])
+    kernel[2, 4] = kernel[4, 2] = 1.0
+    physics = make_physics("deblurring", kernel, None, 5.0)
+    ensemble = self_ensemble(build_backbone("unet-tiny"), physics)
+    assert ensemble.transforms == [0, 2]
+    with pytest.raises(ConfigError, match="commute"):
+        SelfEnsemble(build_backbone("unet-tiny"), physics, transforms=[0, 1])
+
+
+def test_unrolled_network_gets_the_transformed_operator(natural_image):
+    """An untrained unrolled network is a chain of exact proximal steps, equivariant when the operator is
+    transformed with the measurement: its ensemble equals its single estimate even for a motion kernel. Feeding
+    transformed measurements with the untransformed operator would not."""
+    physics = make_physics("deblurring", motion_kernel(), None, 5.0)
+    network = build_backbone("unrolled-tiny", physics=physics)
+    y = physics.A(natural_image[None, :, :36, :48])
+    ensemble = self_ensemble(network, physics)
+    assert ensemble.transforms == list(range(8))
+    with torch.no_grad():
+        single = network(y)
+        torch.testing.assert_close(ensemble(y), single, atol=1e-5, rtol=1e-5)
+        naive = sum(dihedral_inverse(network(dihedral(y, i)), i) for i in range(8)) / 8
+    assert (naive - single).abs().max() > 1e-3
+    assert network.physics is physics  # restored after the ensemble
+
+
+def test_unrolled_super_resolution_with_non_square_images(natural_image):
+    physics = make_physics("sr", None, 2, 5.0)
+    network = build_backbone("unrolled-tiny", upscale=2, physics=physics)
+    y = physics.A(natural_image[None, :, :36, :52])
+    with torch.no_grad():
+        torch.testing.assert_close(self_ensemble(network, physics)(y), network(y), atol=1e-5, rtol=1e-5)
