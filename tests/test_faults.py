@@ -33,7 +33,7 @@ from sei.errors import (
 from sei.training import train
 from sei.training.checkpointing import read_checkpoint
 
-STEPS = 12  # 3 epochs of 4 steps (8 crops per epoch, batch 2)
+STEPS = 8  # 2 epochs of 4 steps (8 crops per epoch, batch 2); checkpoints at steps 4 and 8
 TINY = {"data.dataset": "sample", "physics.kernel": "Gaussian_R1", "model.backbone": "unet-tiny",
         "data.batch_size": 2, "data.crop_size": 24, "data.samples_per_epoch": 8, "train.progress": False,
         "train.checkpoint_every": 1, "train.steps": STEPS}
@@ -75,12 +75,19 @@ class StopAt(L.Callback):
             raise RuntimeError("simulated kill")
 
 
-def interrupted_run(folder: Path, step: int = 9) -> Path:
-    """A run stopped after ``step`` steps (checkpoints at steps 4 and 8)."""
-    run = folder / "run"
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory) -> Path:
+    """A run stopped after 6 steps: its checkpoints (``last.ckpt``, ``epoch=0000.ckpt``) hold step 4."""
+    run = tmp_path_factory.mktemp("interrupted") / "run"
     with pytest.raises(RuntimeError, match="simulated kill"):
-        train(from_flat({**TINY, "out_dir": str(run)}), callbacks=[StopAt(step)])
+        train(from_flat({**TINY, "out_dir": str(run)}), callbacks=[StopAt(6)])
     return run
+
+
+def copy_of(run: Path, folder: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, folder / "run"))
 
 
 class TestKillAndResume:
@@ -92,7 +99,7 @@ class TestKillAndResume:
         deadline = time.monotonic() + 60
         while not last.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(random.Random(os.getpid()).uniform(0.0, 0.3))  # somewhere in the second or third epoch
+        time.sleep(random.Random(os.getpid()).uniform(0.0, 0.3))  # somewhere in the second epoch, or after the end
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         assert main(["train", "--out-dir", str(run), "--resume", "--quiet"]) == 0
@@ -100,10 +107,7 @@ class TestKillAndResume:
         assert not list(run.rglob("*.tmp"))
 
     def test_resuming_a_finished_run_changes_nothing(self, tmp_path, reference, capsys):
-        import shutil
-
-        run = tmp_path / "run"
-        shutil.copytree(reference, run)
+        run = copy_of(reference, tmp_path)
         before = (run / "train_summary.json").read_bytes()
         assert main(["train", "--out-dir", str(run), "--resume", "--quiet"]) == 0
         assert "already finished" in capsys.readouterr().out
@@ -131,7 +135,7 @@ class TestDiskFull:
         assert str(run / "checkpoints") in message
         assert "Traceback" not in message
         assert not list(run.rglob("*.tmp")) and not (run / "weights.pt").exists()
-        assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 4  # epoch 1's, intact
+        assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 4  # the first epoch's, intact
         monkeypatch.setattr(sei.files.torch, "save", real_save)
         assert main(["train", "--out-dir", str(run), "--resume", "--quiet"]) == 0
         assert same_weights(run / "weights.pt", reference / "weights.pt")
@@ -151,8 +155,8 @@ class TestDiskFull:
 
 class TestDamagedCheckpoints:
     @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
-    def test_damaged_last_checkpoint_names_the_intact_one(self, tmp_path, reference, damage, capsys):
-        run = interrupted_run(tmp_path)
+    def test_damaged_last_checkpoint_names_the_intact_one(self, tmp_path, reference, interrupted, damage, capsys):
+        run = copy_of(interrupted, tmp_path)
         last = run / "checkpoints" / "last.ckpt"
         content = last.read_bytes()
         last.write_bytes({"truncated": content[: len(content) // 2], "garbage": b"not a checkpoint" * 64,
@@ -161,7 +165,7 @@ class TestDamagedCheckpoints:
         orphan.write_bytes(b"partial")
         assert main(["train", "--out-dir", str(run), "--resume", "--quiet"]) == 2
         message = capsys.readouterr().err
-        intact = run / "checkpoints" / "epoch=0001.ckpt"
+        intact = run / "checkpoints" / "epoch=0000.ckpt"
         assert f"--resume {intact}" in message and "weights_only" not in message and "Traceback" not in message
         assert {"truncated": "truncated", "garbage": "not a PyTorch file", "empty": "empty file"}[damage] in message
         assert not orphan.exists()
@@ -169,8 +173,8 @@ class TestDamagedCheckpoints:
             assert main(["train", "--out-dir", str(run), "--resume", str(intact), "--quiet"]) == 0
             assert same_weights(run / "weights.pt", reference / "weights.pt")
 
-    def test_a_pickled_payload_is_never_run(self, tmp_path, capsys):
-        run = interrupted_run(tmp_path)
+    def test_a_pickled_payload_is_never_run(self, tmp_path, interrupted, capsys):
+        run = copy_of(interrupted, tmp_path)
         marker = tmp_path / "payload_ran"
         evil = tmp_path / "evil.ckpt"
         checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)

@@ -24,7 +24,6 @@ SUMMARY_FILE = "train_summary.json"
 WEIGHTS_FILE = "weights.pt"
 # The sections of a configuration sei writes (see sei.config.ExperimentConfig).
 _RUN_SECTIONS = {"physics", "data", "model", "loss", "train"}
-_RUN_KEYS = _RUN_SECTIONS | {"name", "out_dir"}
 
 
 def _positive_number(value: Any) -> bool:
@@ -50,13 +49,14 @@ def check_train_settings(train: Any) -> None:
 
 
 def is_sei_run(folder: str | Path) -> bool:
-    """Whether ``folder``'s ``config.yaml`` is one sei wrote: a mapping of sei's configuration sections."""
+    """Whether ``folder``'s ``config.yaml`` is one sei wrote: a mapping holding all of sei's configuration
+    sections (a later version may add keys, so others are allowed)."""
     path = Path(folder) / CONFIG_FILE
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False
-    return isinstance(data, dict) and _RUN_SECTIONS <= set(data) and set(data) <= _RUN_KEYS
+    return isinstance(data, dict) and _RUN_SECTIONS <= set(data)
 
 
 def check_out_dir(out_dir: str | Path) -> None:
