@@ -67,10 +67,12 @@ def test_tasks_are_labelled_and_values_escaped(tmp_path):
 def test_unfinished_runs_are_said(tmp_path):
     training_run(tmp_path, "done", finished=True)
     training_run(tmp_path, "killed", finished=False)
+    (training_run(tmp_path, "early", finished=False) / "logs" / "csv" / "metrics.csv").unlink()
     runs, _ = discover([tmp_path])
-    assert {run.label: run.finished for run in runs} == {"done": True, "killed": False}
+    assert {run.label: run.finished for run in runs} == {"done": True, "killed": False, "early": False}
     page = render([tmp_path])
     assert page.count("unfinished: stopped after step 19") == 1
+    assert page.count("unfinished: stopped before its first logged step") == 1
 
 
 def test_error_titles_clear_the_crops_above(tmp_path, monkeypatch):

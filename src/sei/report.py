@@ -1,6 +1,6 @@
 """One self-contained HTML page for training runs and evaluations: curves, metrics table, image crops.
 
-Given folders, the report finds training runs (``config.yaml`` with ``logs/csv/metrics.csv``) and evaluations
+Given folders, the report finds training runs (``config.yaml`` with ``logs/``) and evaluations
 (``summary.json`` with ``metrics.csv``, and the ``images/`` that ``sei test --save-images`` writes). It draws each
 run's loss terms and learning rate, tabulates the evaluations, and shows the same crop of a few images for every
 evaluation side by side with the measurement, the reference and the error maps. Plots use matplotlib; every
@@ -156,9 +156,10 @@ def discover(paths: list[str | Path], depth: int = 3) -> tuple[list[Run], list[E
             return
         seen.add(folder)
         metrics = folder / "logs" / "csv" / "metrics.csv"
-        if (folder / "config.yaml").is_file() and metrics.is_file():
+        # a run killed before its first logged step has a config and a logs folder, but no metrics.csv yet
+        if (folder / "config.yaml").is_file() and (metrics.is_file() or (folder / "logs").is_dir()):
             config = _read_mapping(folder / "config.yaml", "yaml")
-            runs.append(Run(folder, config, read_series(metrics)))
+            runs.append(Run(folder, config, read_series(metrics) if metrics.is_file() else {}))
         if (folder / "summary.json").is_file() and (folder / "metrics.csv").is_file():
             try:
                 with open(folder / "metrics.csv", newline="") as file:
@@ -313,7 +314,9 @@ def _number(value: Any, digits: int) -> str:
 def _cell(summary: dict[str, Any], metric: str, digits: int) -> str:
     if metric not in summary:
         return "n/a"
-    return f"{_number(summary[metric], digits)} ± {_number(summary.get(metric + '_std', float('nan')), digits)}"
+    if metric + "_std" not in summary:
+        return _number(summary[metric], digits)
+    return f"{_number(summary[metric], digits)} ± {_number(summary[metric + '_std'], digits)}"
 
 
 def _settings_text(config: dict[str, Any]) -> str:
