@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sei.errors import ConfigError, KernelError, UnknownNameError
-from sei.physics import BicubicDownsampling, FFTBlur, GaussianNoise, make_physics, noise_sigma
+from sei.physics import BicubicDownsampling, BlurDownsampling, FFTBlur, GaussianNoise, make_physics, gaussian_sigma
 
 
 class TestGaussianNoise:
@@ -48,36 +48,51 @@ class TestFactory:
         physics = make_physics("deblurring", kernel="Gaussian_R2", noise_level=5)
         assert isinstance(physics, FFTBlur)
         assert physics.kernel.shape == (13, 13)
-        assert noise_sigma(physics) == pytest.approx(5 / 255)
+        assert gaussian_sigma(physics) == pytest.approx(5 / 255)
 
     @pytest.mark.parametrize("factor", [2, 3, 4])
     def test_super_resolution(self, factor):
         physics = make_physics("sr", sr_factor=factor, noise_level=2)
         assert isinstance(physics, BicubicDownsampling)
         assert physics.upscale == factor
-        assert noise_sigma(physics) == pytest.approx(2 / 255)
+        assert gaussian_sigma(physics) == pytest.approx(2 / 255)
 
     def test_task_aliases(self):
         assert isinstance(make_physics("super-resolution", sr_factor=2), BicubicDownsampling)
         assert isinstance(make_physics("Deblur", kernel="Box_R2"), FFTBlur)
 
+    def test_super_resolution_with_a_kernel_blurs_then_decimates(self):
+        physics = make_physics("sr", sr_factor=3, kernel="box_r2")
+        assert isinstance(physics, BlurDownsampling) and physics.upscale == 3
+        assert physics.spec.kernel == "Box_R2"  # canonical spelling
+
+    def test_operators_without_gaussian_noise_are_refused(self):
+        import deepinv
+
+        with pytest.raises(ConfigError, match="Gaussian noise"):
+            gaussian_sigma(deepinv.physics.LinearPhysics())  # ZeroNoise
+        with pytest.raises(ConfigError, match="PoissonNoise"):
+            gaussian_sigma(deepinv.physics.Denoising(noise_model=deepinv.physics.PoissonNoise()))
+
     def test_noise_sigma_of_a_plain_deepinv_operator(self):
         import deepinv
 
         physics = deepinv.physics.Denoising(noise_model=deepinv.physics.GaussianNoise(sigma=0.1))
-        assert noise_sigma(physics) == pytest.approx(0.1)
+        assert gaussian_sigma(physics) == pytest.approx(0.1)
 
     @pytest.mark.parametrize(
         "kwargs, error, message",
         [
             (dict(task="denoising"), UnknownNameError, "deblurring"),
-            (dict(task="deblurring"), ConfigError, "needs a kernel"),
+            (dict(task="deblurring"), ConfigError, "needs the blur kernel"),
             (dict(task="deblurring", kernel="Gaussian_R9x"), UnknownNameError, "Gaussian_R2"),
             (dict(task="deblurring", kernel="Box_R2", sr_factor=2), ConfigError, "no super-resolution factor"),
-            (dict(task="sr"), ConfigError, "needs a factor"),
+            (dict(task="sr"), ConfigError, "needs --sr-factor"),
+            (dict(task="sr", sr_factor=1), ConfigError, ">= 2"),
+            (dict(task="deblurring", kernel="Box_R2", noise_level=float("nan")), ConfigError, "finite"),
+            (dict(task="deblurring", kernel="Box_R2", noise_level=-1), ConfigError, ">= 0"),
             (dict(task="sr", sr_factor=2.5), ConfigError, "integer"),
             (dict(task="sr", sr_factor="two"), ConfigError, "integer"),
-            (dict(task="sr", sr_factor=2, kernel="Box_R2"), ConfigError, "no kernel"),
             (dict(task="deblurring", kernel="missing_kernel.npy"), KernelError, "not found"),
         ],
     )
@@ -95,4 +110,4 @@ def test_operators_are_picklable(kwargs):
     copy = pickle.loads(pickle.dumps(physics))
     x = torch.rand(1, 3, 24, 24)
     assert torch.equal(copy.A(x), physics.A(x))
-    assert noise_sigma(copy) == pytest.approx(7 / 255)
+    assert gaussian_sigma(copy) == pytest.approx(7 / 255)

@@ -1,15 +1,18 @@
-"""Measurement operators ``y = A x + e``: FFT blur, bicubic down-sampling, Gaussian noise, and their factory."""
+"""Measurement operators ``y = A x + e``: the physics spec, FFT blur, bicubic and PSF down-sampling, noise."""
 
 from sei.physics.base import SEILinearPhysics, physics_margin, physics_upscale
 from sei.physics.blur import FFTBlur, transfer_function
+from sei.physics.blur_downsampling import BlurDownsampling
 from sei.physics.downsampling import BicubicDownsampling, bicubic_downsample, downsampling_matrix
-from sei.physics.factory import TASKS, canonical_task, make_physics, noise_sigma
+from sei.physics.factory import make_physics
 from sei.physics.kernels import PAPER_KERNELS, box_kernel, gaussian_kernel, kernel_from_file, kernel_from_name, load_kernel
-from sei.physics.noise import GaussianNoise, gaussian_noise_like
+from sei.physics.noise import GaussianNoise, add_noise, gaussian_noise_like, gaussian_sigma, measure
+from sei.physics.spec import TASKS, PhysicsSpec, canonical_task, resolve_spec
 
 __all__ = [
-    "PAPER_KERNELS", "TASKS", "BicubicDownsampling", "FFTBlur", "GaussianNoise", "SEILinearPhysics",
-    "bicubic_downsample", "box_kernel", "canonical_task", "downsampling_matrix", "gaussian_kernel",
-    "gaussian_noise_like", "kernel_from_file", "kernel_from_name", "load_kernel", "make_physics", "noise_sigma",
-    "physics_margin", "physics_upscale", "transfer_function",
+    "PAPER_KERNELS", "TASKS", "BicubicDownsampling", "BlurDownsampling", "FFTBlur", "GaussianNoise", "PhysicsSpec",
+    "SEILinearPhysics", "add_noise", "bicubic_downsample", "box_kernel", "canonical_task", "downsampling_matrix",
+    "gaussian_kernel", "gaussian_noise_like", "gaussian_sigma", "kernel_from_file", "kernel_from_name",
+    "load_kernel", "make_physics", "measure", "physics_margin", "physics_upscale", "resolve_spec",
+    "transfer_function",
 ]

@@ -17,10 +17,6 @@ import torch
 
 from sei.errors import ShapeError
 
-# FFTs and the cached matrices have no half-precision kernels; such inputs are computed in float32.
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype an operator computes in for input ``x``: float64 stays, anything else is float32."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -37,13 +33,24 @@ def check_image_batch(x: torch.Tensor, name: str = "x") -> None:
 
 
 def physics_upscale(physics: deepinv.physics.Physics) -> int:
-    """Image pixels per measurement pixel along each axis (1 unless the operator says otherwise)."""
-    return int(getattr(physics, "upscale", 1))
+    """Image pixels per measurement pixel along each axis: ``upscale`` of our operators, ``factor`` of deepinv's
+    ``Downsampling``, 1 otherwise."""
+    upscale = getattr(physics, "upscale", None)
+    if upscale is None and isinstance(physics, deepinv.physics.Downsampling):
+        upscale = physics.factor
+    return int(upscale or 1)
 
 
 def physics_margin(physics: deepinv.physics.Physics) -> tuple[int, int]:
-    """Rows and columns to leave out at each border of a measurement (0 unless the operator says otherwise)."""
-    margin = getattr(physics, "margin", (0, 0))
+    """Rows and columns to leave out at each border of a measurement: ``margin`` of our operators; for deepinv's
+    ``Blur`` and ``Downsampling``, the half-size of their filter (in measurement pixels); 0 otherwise."""
+    margin = getattr(physics, "margin", None)
+    if margin is None:
+        kernel = getattr(physics, "filter", None)
+        if not isinstance(kernel, torch.Tensor) or kernel.ndim < 2:
+            return (0, 0)
+        upscale = physics_upscale(physics)
+        margin = tuple(-(-((size - 1) // 2) // upscale) for size in kernel.shape[-2:])
     return (int(margin[0]), int(margin[1]))
 
 

@@ -24,11 +24,11 @@ from sei.physics.base import SEILinearPhysics, SizeCache, check_image_batch, com
 from sei.physics.kernels import load_kernel
 
 
-def transfer_function(kernel: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Real-input DFT of ``kernel`` zero-padded to ``height x width`` with its centre moved to pixel (0, 0).
+def centred_kernel(kernel: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``kernel`` zero-padded to ``height x width`` with its centre moved to pixel (0, 0).
 
     :param kernel: ``(kh, kw)`` tensor, ``kh <= height`` and ``kw <= width``.
-    :return: complex tensor of shape ``(height, width // 2 + 1)``.
+    :raises ImageTooSmallError: if the image is smaller than the kernel.
     """
     kh, kw = kernel.shape
     if kh > height or kw > width:
@@ -38,8 +38,15 @@ def transfer_function(kernel: torch.Tensor, height: int, width: int) -> torch.Te
         )
     padded = kernel.new_zeros(height, width)
     padded[:kh, :kw] = kernel
-    padded = torch.roll(padded, shifts=(-(kh // 2), -(kw // 2)), dims=(0, 1))
-    return torch.fft.rfft2(padded)
+    return torch.roll(padded, shifts=(-(kh // 2), -(kw // 2)), dims=(0, 1))
+
+
+def transfer_function(kernel: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Real-input DFT of ``kernel`` zero-padded to ``height x width`` with its centre moved to pixel (0, 0).
+
+    :return: complex tensor of shape ``(height, width // 2 + 1)``.
+    """
+    return torch.fft.rfft2(centred_kernel(kernel, height, width))
 
 
 def laplacian_power(height: int, width: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:

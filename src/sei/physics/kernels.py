@@ -147,3 +147,28 @@ def load_kernel(spec: str | Path | torch.Tensor) -> torch.Tensor:
     if isinstance(spec, Path) or (isinstance(spec, str) and Path(spec).suffix.lower() in KERNEL_FILE_SUFFIXES):
         return kernel_from_file(spec)
     return kernel_from_name(spec)
+
+
+def save_kernel(kernel: torch.Tensor, path: str | Path) -> tuple[Path, Path]:
+    """Write a kernel as ``.npy`` (float32, what ``--kernel`` reads) and a PNG preview beside it (scaled to its
+    maximum and enlarged so that each kernel pixel is visible).
+
+    :return: the ``.npy`` and ``.png`` paths.
+    """
+    from PIL import Image
+
+    from sei.files import atomic_write
+
+    kernel = validate_kernel(kernel)
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        raise KernelError(f"kernel files are written as .npy, got {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = kernel.numpy()
+    atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
+    preview = np.round(255 * array / array.max()).astype(np.uint8)
+    zoom = max(1, 256 // max(array.shape))
+    png = path.with_suffix(".png")
+    image = Image.fromarray(preview).resize((array.shape[1] * zoom, array.shape[0] * zoom), Image.NEAREST)
+    atomic_write(png, lambda handle: image.save(handle, format="PNG"))
+    return path, png

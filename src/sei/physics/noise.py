@@ -1,10 +1,18 @@
-"""Additive white Gaussian noise drawn from an explicit generator."""
+"""Noise models, and noise drawn from an explicit generator for any operator's Gaussian noise model.
+
+Every noisy quantity SEI makes (simulated measurements, the fresh noise e' of the equivariance term, CSS's e'')
+comes from the operator's own noise model through :func:`add_noise`, drawn from a generator that ``sei`` seeds:
+a run is reproducible and a resumed run repeats an uninterrupted one. A noise model we cannot seed or do not
+know how to account for in SURE (not Gaussian, no noise model at all) is an error, never silent unseeded noise
+or sigma = 0.
+"""
 
 from __future__ import annotations
 
 import deepinv
 import torch
 
+from sei.errors import ConfigError
 from sei.physics.base import identity
 
 
@@ -26,8 +34,8 @@ class GaussianNoise(deepinv.physics.GaussianNoise):
     """
 
     def __init__(self, noise_level: float = 5.0) -> None:
-        if noise_level < 0:
-            raise ValueError(f"noise level must be >= 0, got {noise_level}")
+        if not noise_level >= 0:  # also refuses NaN
+            raise ConfigError(f"noise level must be >= 0, got {noise_level}")
         super().__init__(sigma=noise_level / 255.0)
         self.noise_model = identity  # deepinv's default is a lambda, which cannot be pickled
         self.noise_level = float(noise_level)
@@ -38,3 +46,32 @@ class GaussianNoise(deepinv.physics.GaussianNoise):
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(seed)
         return x + gaussian_noise_like(x, self.noise_level / 255.0, generator)
+
+
+def gaussian_sigma(physics) -> float:
+    """The standard deviation (in [0, 1] units) of an operator's Gaussian noise model.
+
+    :raises ConfigError: if the operator has no noise model, a non-Gaussian one, or a per-image sigma.
+    """
+    model = getattr(physics, "noise_model", None)
+    if isinstance(model, GaussianNoise):
+        return model.noise_level / 255.0
+    if isinstance(model, deepinv.physics.GaussianNoise):
+        sigma = torch.as_tensor(model.sigma)
+        if sigma.numel() != 1:
+            raise ConfigError(f"the operator's Gaussian noise has {sigma.numel()} noise levels; SEI needs one")
+        return float(sigma)
+    name = type(model).__name__ if model is not None else "none"
+    raise ConfigError(
+        f"{type(physics).__name__} has noise model {name}; SEI's SURE and its simulated noise need Gaussian noise of a "
+        "known level: give the operator noise_model=deepinv.physics.GaussianNoise(sigma=...) (sigma in [0, 1] units)")
+
+
+def add_noise(physics, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``clean + e`` with ``e`` from ``physics``' Gaussian noise model, drawn from ``generator``."""
+    return clean + gaussian_noise_like(clean, gaussian_sigma(physics), generator)
+
+
+def measure(physics, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A simulated measurement ``A x + e`` of ``(B, C, H, W)`` images, the noise drawn from ``generator``."""
+    return add_noise(physics, physics.A(x), generator)
