@@ -271,7 +271,7 @@ def write_float_tiff(path: Path, poison: float | None) -> Path:
     array = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
     if poison is not None:
         array[3, 4, 1] = poison
-    tifffile.imwrite(path, array)
+    tifffile.imwrite(path, array, photometric="rgb")
     return path
 
 
