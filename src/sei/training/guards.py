@@ -55,8 +55,12 @@ class DivergenceGuard(L.Callback):
         return str(trainer.precision) in _SCALED_PRECISIONS
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
-        # Checked before the backward pass and the step: the weights are still those of the previous step.
-        if not self._scaled(trainer) and not bool(torch.isfinite(loss.detach()).all()):
+        # Checked before the backward pass and the step: the weights are still those of the previous step. With
+        # several processes, only the gradient check (after their all-reduce, so every rank sees the same
+        # values) may stop the run: a rank stopping alone here would leave the others waiting forever.
+        if trainer.world_size > 1 or self._scaled(trainer):
+            return
+        if not bool(torch.isfinite(loss.detach()).all()):
             raise _divergence(f"the loss is {loss.detach().float().flatten()[0].item()}", trainer.global_step,
                               self.checkpoint_dir)
 
