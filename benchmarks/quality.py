@@ -30,7 +30,8 @@ from sei.files import atomic_write_text
 from sei.models.weights import load_backbone
 from sei.physics import make_physics
 from sei.reconstructors import NetworkReconstructor
-from sei.training.run import WEIGHTS_FILE, train_or_reuse
+from sei.training.run import train_or_reuse
+from sei.training.run_folder import WEIGHTS_FILE
 
 TASKS = {"deblurring": {"physics.task": "deblurring", "physics.kernel": "Gaussian_R2"},
          "sr": {"physics.task": "sr", "physics.sr_factor": 2}}

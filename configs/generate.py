@@ -21,6 +21,11 @@ TASKS = {
     "deblurring_box_r4": ("box blur, 9x9", {"task": "deblurring", "kernel": "Box_R4"}),
     "sr_x2": ("x2 super-resolution (bicubic, antialiased)", {"task": "sr", "sr_factor": 2}),
     "sr_x4": ("x4 super-resolution (bicubic, antialiased)", {"task": "sr", "sr_factor": 4}),
+    # beyond the paper: super-resolution as the optics make it, blur by the system's PSF then decimation
+    "sr_x2_gaussian_r1": ("x2 super-resolution with a PSF (Gaussian std 1 px, then decimation)",
+                          {"task": "sr", "sr_factor": 2, "kernel": "Gaussian_R1"}),
+    "sr_x4_gaussian_r2": ("x4 super-resolution with a PSF (Gaussian std 2 px, then decimation)",
+                          {"task": "sr", "sr_factor": 4, "kernel": "Gaussian_R2"}),
 }
 METHODS = {
     "sei": ("SEI: SURE + scale equivariance, stop-gradient (the paper's method)", {"method": "sei"}),

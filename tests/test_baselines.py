@@ -34,9 +34,10 @@ class TestShapes:
         physics = make_physics("deblurring", kernel="Gaussian_R1", noise_level=5)
         assert build_baseline(kind, physics, FAST)(measure(physics, crop)).shape == crop.shape
 
+    @pytest.mark.parametrize("kernel", [None, "Box_R2"])
     @pytest.mark.parametrize("kind", SR_KINDS)
-    def test_super_resolution(self, kind, crop):
-        physics = make_physics("sr", sr_factor=2, noise_level=5)
+    def test_super_resolution(self, kind, kernel, crop):
+        physics = make_physics("sr", sr_factor=2, kernel=kernel, noise_level=5)
         assert build_baseline(kind, physics, FAST)(measure(physics, crop)).shape == crop.shape
 
     def test_kinds_that_do_not_apply_say_so(self):
@@ -59,13 +60,19 @@ class TestQuality:
         y = measure(physics, x)
         assert psnr(build_baseline(kind, physics)(y), x).item() > psnr(y, x).item() + 1.0
 
-    def test_super_resolution_wiener_and_tv_beat_nearest(self, natural_image):
-        physics = make_physics("sr", sr_factor=2, noise_level=5)
+    @pytest.mark.parametrize("kernel", [None, "Gaussian_R1"])  # bicubic, and the PSF then decimation
+    def test_super_resolution_wiener_and_tv_beat_nearest_and_bicubic(self, natural_image, kernel):
+        physics = make_physics("sr", sr_factor=2, kernel=kernel, noise_level=5)
         x = natural_image[None]
         y = measure(physics, x)
         nearest = psnr(build_baseline("identity", physics)(y), x).item()
+        bicubic = psnr(build_baseline("bicubic", physics)(y), x).item()
         for kind in ("wiener", "tv"):
-            assert psnr(build_baseline(kind, physics)(y), x).item() > nearest + 1.0
+            estimate = build_baseline(kind, physics)(y)
+            assert estimate.shape == x.shape
+            assert psnr(estimate, x).item() > nearest + 1.0
+            if kernel is not None:  # bicubic enlargement knows nothing of the PSF; the model-based ones do
+                assert psnr(estimate, x).item() > bicubic
 
     def test_dip_improves_over_its_first_iterate(self, crop):
         physics = make_physics("deblurring", kernel="Gaussian_R1", noise_level=5)

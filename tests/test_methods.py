@@ -7,7 +7,7 @@ import torch
 
 from sei.errors import MissingGroundTruthError, ShapeError, UnknownNameError
 from sei.losses import equivariance_loss
-from sei.methods import METHODS, build_method, canonical_method
+from sei.methods import METHOD_REGISTRY, SEILoss, build_method, canonical_method, method_entry, methods_help
 from sei.metrics import psnr
 from sei.models import build_backbone
 from sei.physics import make_physics
@@ -43,10 +43,17 @@ class TestRegistry:
             build_method("noise2noise")
 
     def test_every_registered_method_builds(self):
-        for name in METHODS:
-            method = build_method(name)
-            assert method.name == name
-            assert method.needs_ground_truth == METHODS[name].needs_ground_truth
+        for entry in METHOD_REGISTRY:
+            method = build_method(entry.name)
+            assert method.name == entry.name
+            assert method.needs_ground_truth == entry.needs_ground_truth
+            for alias in entry.aliases:
+                assert method_entry(alias) is entry and canonical_method(alias.upper().replace("-", "_")) == entry.name
+
+    def test_the_sei_loss_has_a_name(self):
+        assert isinstance(build_method("proposed"), SEILoss)
+        assert isinstance(build_method("sei-no-stop-grad"), SEILoss)
+        assert "sei (proposed)" in methods_help() and "supervised (sup)" in methods_help()
 
     def test_stop_gradient_flag(self):
         assert build_method("sei").stop_gradient
@@ -61,7 +68,7 @@ class TestGroundTruth:
         with pytest.raises(MissingGroundTruthError, match="needs clean images"):
             build_method("sup")(build_backbone("unet-tiny"), physics, torch.rand(2, 3, 16, 16))
 
-    @pytest.mark.parametrize("name", [n for n, info in METHODS.items() if not info.needs_ground_truth])
+    @pytest.mark.parametrize("name", [e.name for e in METHOD_REGISTRY if not e.needs_ground_truth])
     def test_self_supervised_methods_need_no_x(self, name):
         physics = make_physics("deblurring", kernel="Box_R2")
         out = build_method(name)(build_backbone("unet-tiny"), physics, torch.rand(2, 3, 16, 16),
@@ -94,7 +101,7 @@ class TestStopGradient:
 
     def _terms(self, stop_gradient: bool):
         estimate = self.model(self.y)
-        loss, target = equivariance_loss(self.model, self.physics, estimate, RandomScale(), 5 / 255,
+        loss, target = equivariance_loss(self.model, self.physics, estimate, RandomScale(),
                                          torch.Generator().manual_seed(3), stop_gradient=stop_gradient)
         return estimate, loss, target
 
@@ -151,7 +158,7 @@ class TestShortTraining:
         input_psnr = psnr(baseline, x).mean().item()
         return before, after, input_psnr
 
-    @pytest.mark.parametrize("name", list(METHODS))
+    @pytest.mark.parametrize("name", [e.name for e in METHOD_REGISTRY])
     def test_deblurring(self, name, natural_image):
         (loss0, psnr0), (loss1, psnr1), input_psnr = self._train(name, "deblurring", natural_image)
         assert loss1 < 0.5 * loss0

@@ -67,7 +67,8 @@ class TestCommandLine:
         assert main(["train", *TINY_FLAGS, "--steps", "2", *flags]) == 0
         config = yaml.safe_load((run / "config.yaml").read_text())
         assert config["loss"]["method"] == "sei-no-stop-grad" and config["physics"]["sr_factor"] == 2
-        assert config["physics"]["noise_level"] == 3.0 and config["physics"]["kernel"] is None
+        # TINY_FLAGS name a kernel: with --task sr that is super-resolution with a PSF (blur, then decimate)
+        assert config["physics"]["noise_level"] == 3.0 and config["physics"]["kernel"] == "Gaussian_R1"
 
     def test_config_file_with_overrides(self, tmp_path):
         path = tmp_path / "experiment.yaml"

@@ -152,9 +152,10 @@ def demo(tmp_path_factory):
 
 class TestReportAndDemo:
     def test_quick_demo(self, demo):
-        assert set(demo.summaries) == {"input", "sei", "supervised"}
+        assert set(demo.summaries) == {"input", "tv", "sei", "supervised"}  # BM3D joins them in the full demo
+        assert demo.best_classical == "tv"
         summary = json.loads((demo.out_dir / "demo_summary.json").read_text())
-        assert summary["quick"] and set(summary["psnr"]) == {"input", "sei", "supervised"}
+        assert summary["quick"] and set(summary["psnr"]) == {"input", "tv", "sei", "supervised"}
         assert (demo.out_dir / "eval" / "sei" / "images").is_dir()
 
     def test_demo_reuses_finished_runs(self, demo):

@@ -12,13 +12,16 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
+    "PhysicsSpec": "sei.physics",
     "make_physics": "sei.physics",
+    "BlurDownsampling": "sei.physics",
     "FFTBlur": "sei.physics",
     "BicubicDownsampling": "sei.physics",
     "GaussianNoise": "sei.physics",
     "load_kernel": "sei.physics",
     "build_method": "sei.methods",
-    "METHODS": "sei.methods",
+    "METHOD_REGISTRY": "sei.methods",
+    "SEILoss": "sei.methods",
     "build_backbone": "sei.models",
     "load_backbone": "sei.models",
     "save_weights": "sei.models",

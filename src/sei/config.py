@@ -23,7 +23,8 @@ from typing import Any
 
 import yaml
 
-from sei.errors import ConfigError
+from sei.errors import ConfigError, MissingGroundTruthError
+from sei.physics.spec import DEFAULT_KERNEL, PhysicsSpec, read_degradation_spec, resolve_spec
 
 PAPER_LR = {"deblurring": 1e-4, "sr": 2e-4}
 PAPER_EPOCHS = 500
@@ -31,15 +32,10 @@ PAPER_EPOCHS = 500
 SAMPLE_BACKBONE = "unet-small"
 SAMPLE_STEPS = 1000
 SAMPLE_LR = 1e-3
-SAMPLE_SAMPLES_PER_EPOCH = 200
 
 
-@dataclass
-class PhysicsConfig:
-    task: str = "deblurring"
-    kernel: str | None = None
-    sr_factor: int | None = None
-    noise_level: float = 5.0
+# The physics section is the one physics spec (see sei.physics.spec).
+PhysicsConfig = PhysicsSpec
 
 
 @dataclass
@@ -51,11 +47,12 @@ class DataConfig:
     resize: Any = "auto"  # shorter side in px, null to keep, "auto": 256 for named datasets
     crop_size: int = 48
     batch_size: int = 8
-    samples_per_epoch: int | None = None  # default: one crop per image
+    samples_per_epoch: int | None = None  # default: one crop per image (at least 25 batches for step budgets)
     num_workers: int | None = None  # default: 0 on CPU, up to 8 on GPU
     noise_seed: int = 0
     val_dataset: str | None = None  # default: the dataset's "val" split when it has one
     val_max_images: int | None = None
+    strict: bool = False  # an unreadable image fails the run instead of being skipped (always named)
 
 
 @dataclass
@@ -94,6 +91,7 @@ class TrainConfig:
     compile: bool = False
     release_memory: bool = False  # glibc: return freed memory to the system (see sei.memory)
     checkpoint_every: int = 10  # epochs; the latest checkpoint is also kept at every epoch
+    checkpoint_keep: int = 3  # periodic checkpoints kept (the newest); 0 keeps all
     val_every: int = 0  # epochs; 0 turns validation off
     log_every: int = 10  # steps
     progress: bool = True
@@ -110,7 +108,9 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        values["physics"] = self.physics.to_dict()
+        return values
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -197,9 +197,20 @@ def _is_named_dataset(dataset: str) -> bool:
 
 def default_name(config: ExperimentConfig) -> str:
     physics = config.physics
-    detail = physics.kernel if physics.task == "deblurring" else f"x{physics.sr_factor}"
     dataset = Path(str(config.data.dataset)).name if not _is_named_dataset(config.data.dataset) else config.data.dataset
-    return f"{dataset}_{physics.task}_{Path(str(detail)).stem}_noise{physics.noise_level:g}_{config.loss.method}"
+    detail = physics.operator.rsplit(".", 1)[-1] if physics.operator else physics.short_name()
+    return f"{dataset}_{physics.task}_{detail}_noise{physics.noise_level:g}_{config.loss.method}"
+
+
+def resolve_physics(physics: PhysicsSpec, data: DataConfig) -> PhysicsSpec:
+    """The run's physics spec: clean datasets default to the paper's kernel; a folder of measurements takes what
+    its ``degradation.yaml`` records, and otherwise must be told its kernel."""
+    if physics.operator:  # handed over from Python (train(config, physics=...)): recorded as it is
+        return physics
+    if data.kind == "measurements":
+        return resolve_spec(physics, None, read_degradation_spec(data.dataset) if Path(str(data.dataset)).is_dir()
+                            else None)
+    return resolve_spec(physics, DEFAULT_KERNEL)
 
 
 def resolve(config: ExperimentConfig) -> ExperimentConfig:
@@ -207,25 +218,19 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
 
     :raises ConfigError: for inconsistent or invalid settings.
     """
-    from sei.methods import canonical_method
-    from sei.physics.factory import canonical_task
+    from sei.methods import canonical_method, method_entry
+    from sei.training.validation import check_train_settings
 
     config = from_flat({}, config)
-    physics, data, model, loss, train = config.physics, config.data, config.model, config.loss, config.train
-    physics.task = canonical_task(physics.task)
-    if physics.task == "sr":
-        physics.kernel = None
-        if physics.sr_factor is None:
-            raise ConfigError("super-resolution needs --sr-factor (2, 3 or 4 in the paper)")
-    else:
-        physics.sr_factor = None
-        if physics.kernel is None:
-            physics.kernel = "Gaussian_R2"
-    loss.method = canonical_method(loss.method)
-    if not loss.stop_gradient and loss.method == "sei":
-        loss.method = "sei-no-stop-grad"
+    data, model, loss, train = config.data, config.model, config.loss, config.train
     if data.kind not in ("clean", "measurements"):
         raise ConfigError(f"data.kind must be 'clean' or 'measurements', got {data.kind!r}")
+    loss.method = canonical_method(loss.method, loss.stop_gradient)
+    if method_entry(loss.method).needs_ground_truth and data.kind == "measurements":
+        raise MissingGroundTruthError(
+            f"method {loss.method!r} needs clean images, but {data.dataset} holds measurements only; "
+            "use a self-supervised method (sei, css, ei-shift, ei-rotate, sure)")
+    config.physics = physics = resolve_physics(config.physics, data)
     on_sample = str(data.dataset).lower() == "sample"
     if model.backbone is None and not model.weights:  # with initial weights, they say which backbone
         model.backbone = SAMPLE_BACKBONE if on_sample else "swinir"
@@ -241,10 +246,9 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
     if train.lr is None:
         small = model.backbone == SAMPLE_BACKBONE or (model.backbone is None and on_sample)
         train.lr = SAMPLE_LR if on_sample and small else PAPER_LR[physics.task]
-    if data.samples_per_epoch is None and on_sample:
-        data.samples_per_epoch = SAMPLE_SAMPLES_PER_EPOCH
     if data.batch_size < 1 or data.crop_size < 1:
         raise ConfigError("batch size and crop size must be positive")
+    check_train_settings(train)
     if not 0.0 <= train.lr_decay_start <= 1.0 or not 0.0 < train.lr_final_factor <= 1.0:
         raise ConfigError("lr_decay_start must lie in [0, 1] and lr_final_factor in (0, 1]")
     if data.val_dataset is None and _is_named_dataset(data.dataset) and data.kind == "clean":

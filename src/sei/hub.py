@@ -12,7 +12,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sei.errors import OptionalDependencyError, ResourceUnavailableError, WeightsError
+from sei.errors import ResourceUnavailableError, UnknownNameError, WeightsError
+from sei.methods import method_entry
+from sei.physics.spec import PhysicsSpec, resolve_spec
 
 HUB_REPO = "jscanvic/scale-equivariant-imaging"
 # Names confirmed by the reference implementation's documentation; `sei weights list --remote` shows all files.
@@ -20,9 +22,6 @@ KNOWN_NAMES = (
     "Div2K-Train_Deblurring_Gaussian_R2_Noise5_SEI",
     "Deblurring_Gaussian_R2_Noise5_Proposed",
 )
-_METHOD_WORDS = {"sei": "sei", "proposed": "sei", "supervised": "supervised", "sup": "supervised", "css": "css",
-                 "ei-shift": "ei-shift", "eishift": "ei-shift", "ei-rotate": "ei-rotate", "eirotate": "ei-rotate",
-                 "sure": "sure"}
 _NAME = re.compile(
     r"^(?:(?P<dataset>[A-Za-z0-9]+)-Train_)?"
     r"(?:(?P<deblur>Deblurring)_(?P<kernel>(?:Gaussian|Box)_R\d+)|(?P<sr>SR|SuperResolution|Super-Resolution)_[xX]?(?P<factor>\d+))"
@@ -46,6 +45,12 @@ class PublishedWeights:
     def upscale(self) -> int:
         return self.sr_factor or 1
 
+    @property
+    def spec(self) -> PhysicsSpec:
+        """The physics spec the name describes."""
+        return resolve_spec(PhysicsSpec(task=self.task, kernel=self.kernel, sr_factor=self.sr_factor,
+                                        noise_level=self.noise_level))
+
     def describe(self) -> str:
         task = f"{self.kernel} deblurring" if self.task == "deblurring" else f"x{self.sr_factor} super-resolution"
         trained = f", trained on {self.dataset}" if self.dataset else ""
@@ -57,7 +62,10 @@ def parse_name(name: str) -> PublishedWeights | None:
     match = _NAME.match(Path(str(name)).name.removesuffix(".pt"))
     if match is None:
         return None
-    method = _METHOD_WORDS.get(match["method"].lower(), match["method"].lower())
+    try:
+        method = method_entry(match["method"]).name
+    except UnknownNameError:
+        method = match["method"].lower()
     if match["deblur"]:
         return PublishedWeights(match.string, "deblurring", match["kernel"], None, float(match["noise"]), method,
                                 match["dataset"])
@@ -66,11 +74,10 @@ def parse_name(name: str) -> PublishedWeights | None:
 
 
 def _hub():
-    try:
-        import huggingface_hub
-        import huggingface_hub.errors  # noqa: F401 - the submodule is not loaded by the package itself
-    except ImportError as error:
-        raise OptionalDependencyError("published weights need huggingface_hub: pip install huggingface_hub") from error
+    """``huggingface_hub``, imported on first use (``import sei`` stays light)."""
+    import huggingface_hub
+    import huggingface_hub.errors  # noqa: F401 - the submodule is not loaded by the package itself
+
     return huggingface_hub
 
 
@@ -89,9 +96,32 @@ def cached_names(cache_dir: str | Path | None = None) -> list[str]:
     return sorted(names)
 
 
+def _endpoint() -> str:
+    """The hub's address (``HF_ENDPOINT`` when set, as huggingface_hub reads it)."""
+    from huggingface_hub import constants
+
+    return str(constants.ENDPOINT)
+
+
+def _offline_reason() -> str | None:
+    """Why the hub cannot be reached now (``HF_HUB_OFFLINE``, no name server, no connection), or None.
+
+    Checked before asking huggingface_hub, whose retries take tens of seconds on a machine with no network.
+    """
+    from sei.data.download import unreachable
+
+    return unreachable(_endpoint())
+
+
 def remote_names() -> list[str]:
-    """Every ``.pt`` file of the hub repository (needs the network)."""
+    """Every ``.pt`` file of the hub repository (needs the network).
+
+    :raises ResourceUnavailableError: within seconds when the hub cannot be reached.
+    """
     hub = _hub()
+    reason = _offline_reason()
+    if reason is not None:
+        raise ResourceUnavailableError(f"cannot list {HUB_REPO} on the Hugging Face hub: {reason}")
     try:
         files = hub.list_repo_files(HUB_REPO)
     except Exception as error:  # offline, proxy, hub errors: all mean "cannot list now"
@@ -102,27 +132,36 @@ def remote_names() -> list[str]:
 def fetch_weights(name: str, download: bool = False, cache_dir: str | Path | None = None) -> Path:
     """The local path of published weights ``name``, downloading them only if ``download`` is True.
 
+    A cached file is used without asking the network (published files do not change). Without a network the
+    download fails within a few seconds (``HF_HUB_OFFLINE`` set, or the hub unreachable).
+
     :raises ResourceUnavailableError: if they are not cached and cannot or may not be downloaded.
     :raises WeightsError: if the hub has no file of that name.
     """
     hub = _hub()
-    filename = f"{Path(name).name.removesuffix('.pt')}.pt"
+    stem = Path(name).name.removesuffix(".pt")
+    filename = f"{stem}.pt"
+    # The cache is read directly: even with local_files_only, huggingface_hub may ask the network for its own
+    # purposes (building request headers), which stalls on a machine without one.
+    cached = hub.try_to_load_from_cache(HUB_REPO, filename, cache_dir=cache_dir)
+    if isinstance(cached, str) and Path(cached).is_file():
+        return Path(cached)
+    if not download:
+        raise ResourceUnavailableError(
+            f"published weights {stem} are unavailable: they are not in the local Hugging Face cache; run "
+            f"`sei weights fetch {stem}` (or pass --download) where the network is available")
+    failed = f"published weights {stem} are unavailable: the download failed"
+    reason = _offline_reason()
+    if reason is not None:
+        raise ResourceUnavailableError(f"{failed} ({reason})")
     try:
-        return Path(hub.hf_hub_download(HUB_REPO, filename, cache_dir=cache_dir, local_files_only=not download))
-    except hub.errors.LocalEntryNotFoundError as error:  # before its parent class, EntryNotFoundError
-        how = ("the download failed (no network?)" if download else
-               "they are not in the local Hugging Face cache; run `sei weights fetch "
-               f"{filename[:-3]}` (or pass --download) where the network is available")
-        raise ResourceUnavailableError(f"published weights {filename[:-3]} are unavailable: {how}") from error
+        return Path(hub.hf_hub_download(HUB_REPO, filename, cache_dir=cache_dir))
+    except (hub.errors.LocalEntryNotFoundError, hub.errors.OfflineModeIsEnabled) as error:
+        raise ResourceUnavailableError(f"{failed} (no network?)") from error
     except hub.errors.EntryNotFoundError as error:
         raise WeightsError(f"{HUB_REPO} has no file {filename}; `sei weights list --remote` shows what exists") from error
     except Exception as error:  # connection and HTTP errors from the hub client
         raise ResourceUnavailableError(f"cannot fetch {filename} from {HUB_REPO}: {error}") from error
-
-
-def looks_published(source: str) -> bool:
-    """Whether ``source`` names published weights rather than a local file."""
-    return not Path(source).exists() and (source in KNOWN_NAMES or parse_name(source) is not None)
 
 
 def resolve_weights(source: str | Path, download: bool = False, cache_dir: str | Path | None = None

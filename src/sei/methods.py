@@ -15,7 +15,7 @@ name (aliases)          loss                                                    
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -26,7 +26,7 @@ from sei.losses.equivariance import equivariance_loss
 from sei.losses.supervised import css_loss, supervised_loss
 from sei.losses.sure import sure_gaussian
 from sei.physics.base import check_image_batch, physics_margin, physics_upscale
-from sei.physics.factory import noise_sigma
+from sei.physics.noise import gaussian_sigma
 from sei.transforms import DEFAULT_SCALE_FACTORS, RandomRotate, RandomScale, RandomShift
 
 
@@ -92,7 +92,7 @@ class CSS(Method):
     name = "css"
 
     def compute(self, model, physics, y, x, generator) -> LossOutput:
-        loss = css_loss(model, physics, y, noise_sigma(physics), generator)
+        loss = css_loss(model, physics, y, generator)
         return LossOutput(loss, {"css": loss.detach()})
 
 
@@ -121,14 +121,14 @@ class SureEquivariant(Method):
         self.batched_probe = bool(batched_probe)
 
     def compute(self, model, physics, y, x, generator) -> LossOutput:
-        sigma = noise_sigma(physics)
+        sigma = gaussian_sigma(physics)
         sure = sure_gaussian(model, physics, y, sigma, generator, margin=physics_margin(physics), tau=self.tau,
                              constant=self.sure_constant, batched_probe=self.batched_probe)
         parts = {"sure": sure.loss.detach(), "sure_residual": sure.residual.detach(),
                  "sure_divergence": sure.divergence.detach()}
         loss = sure.loss
         if self.transform is not None:
-            equivariance, _ = equivariance_loss(model, physics, sure.estimate, self.transform, sigma, generator,
+            equivariance, _ = equivariance_loss(model, physics, sure.estimate, self.transform, generator,
                                                 alpha=self.alpha, stop_gradient=self.stop_gradient)
             parts["equivariance"] = equivariance.detach()
             loss = loss + equivariance
@@ -139,35 +139,78 @@ class SureEquivariant(Method):
                 f"sure_constant={self.sure_constant!r}")
 
 
+class SEILoss(SureEquivariant):
+    """The SEI loss: ``SURE(y, f) + alpha * ||f(A T x_hat + e') - T x_hat||^2`` with ``T`` a random down-scaling
+    (factor drawn from ``scale_factors``) and, by default, stop-gradient on ``T x_hat``."""
+
+    def __init__(self, alpha: float = 1.0, stop_gradient: bool = True,
+                 scale_factors: Sequence[float] = DEFAULT_SCALE_FACTORS, **options) -> None:
+        name = "sei" if stop_gradient else "sei-no-stop-grad"
+        super().__init__(name, RandomScale(scale_factors), alpha=alpha, stop_gradient=stop_gradient, **options)
+
+
+MethodFactory = Callable[..., Method]
+
+
+def _sure_options(options: dict) -> dict:
+    return {k: options[k] for k in ("alpha", "tau", "sure_constant", "batched_probe") if k in options}
+
+
 @dataclass(frozen=True)
-class MethodInfo:
-    """Registry entry: what a method is, for help texts and reports."""
+class MethodEntry:
+    """One training method: its name, the other names it answers to, what it is, and how to build it.
+
+    :ivar factory: ``factory(**options) -> Method`` with the options of :func:`build_method`.
+    """
 
     name: str
+    aliases: tuple[str, ...]
     description: str
     needs_ground_truth: bool
+    factory: MethodFactory
 
 
-METHODS: dict[str, MethodInfo] = {
-    "sei": MethodInfo("sei", "SURE + scale equivariance with stop-gradient (the paper's method)", False),
-    "supervised": MethodInfo("supervised", "MSE to clean images", True),
-    "css": MethodInfo("css", "supervised on re-degraded measurement pairs (A y + e'', y)", False),
-    "ei-shift": MethodInfo("ei-shift", "SURE + circular-shift equivariance", False),
-    "ei-rotate": MethodInfo("ei-rotate", "SURE + rotation equivariance", False),
-    "sure": MethodInfo("sure", "SURE only (measurement consistency)", False),
-    "sei-no-stop-grad": MethodInfo("sei-no-stop-grad", "SEI without stop-gradient (ablation)", False),
-}
-METHOD_ALIASES = {"proposed": "sei", "sup": "supervised", "sei-no-stop-gradient": "sei-no-stop-grad",
-                  "sure-only": "sure"}
+METHOD_REGISTRY: tuple[MethodEntry, ...] = (
+    MethodEntry("sei", ("proposed",), "SURE + scale equivariance with stop-gradient (the paper's method)", False,
+                lambda **o: SEILoss(stop_gradient=o.get("stop_gradient", True),
+                                    scale_factors=o.get("scale_factors", DEFAULT_SCALE_FACTORS), **_sure_options(o))),
+    MethodEntry("supervised", ("sup",), "MSE to clean images", True, lambda **o: Supervised()),
+    MethodEntry("css", (), "supervised on re-degraded measurement pairs (A y + e'', y)", False, lambda **o: CSS()),
+    MethodEntry("ei-shift", ("eishift",), "SURE + circular-shift equivariance", False,
+                lambda **o: SureEquivariant("ei-shift", RandomShift(), stop_gradient=o.get("stop_gradient", True),
+                                            **_sure_options(o))),
+    MethodEntry("ei-rotate", ("eirotate",), "SURE + rotation equivariance", False,
+                lambda **o: SureEquivariant("ei-rotate", RandomRotate(o.get("rotation_multiples", 1.0)),
+                                            stop_gradient=o.get("stop_gradient", True), **_sure_options(o))),
+    MethodEntry("sure", ("sure-only",), "SURE only (measurement consistency)", False,
+                lambda **o: SureEquivariant("sure", None, **_sure_options(o))),
+    MethodEntry("sei-no-stop-grad", ("sei-no-stop-gradient",), "SEI without stop-gradient (ablation)", False,
+                lambda **o: SEILoss(stop_gradient=False, scale_factors=o.get("scale_factors", DEFAULT_SCALE_FACTORS),
+                                    **_sure_options(o))),
+)
 
 
-def canonical_method(name: str) -> str:
-    """The registry name for ``name`` or one of its aliases (case-insensitive, ``_`` read as ``-``)."""
+def method_entry(name: str) -> MethodEntry:
+    """The registry entry for ``name`` or one of its aliases (case-insensitive, ``_`` read as ``-``).
+
+    :raises UnknownNameError: listing every valid name and alias.
+    """
     key = str(name).strip().lower().replace("_", "-")
-    key = METHOD_ALIASES.get(key, key)
-    if key not in METHODS:
-        raise UnknownNameError("method", name, list(METHODS) + list(METHOD_ALIASES))
-    return key
+    for entry in METHOD_REGISTRY:
+        if key == entry.name or key in entry.aliases:
+            return entry
+    raise UnknownNameError("method", name, [n for e in METHOD_REGISTRY for n in (e.name, *e.aliases)])
+
+
+def canonical_method(name: str, stop_gradient: bool = True) -> str:
+    """The registry name of a method; ``sei`` without stop-gradient is the ``sei-no-stop-grad`` ablation."""
+    key = method_entry(name).name
+    return "sei-no-stop-grad" if key == "sei" and not stop_gradient else key
+
+
+def methods_help() -> str:
+    """``sei (alias proposed), supervised (sup), ...`` for help texts."""
+    return ", ".join(e.name + (f" ({', '.join(e.aliases)})" if e.aliases else "") for e in METHOD_REGISTRY)
 
 
 def build_method(
@@ -185,20 +228,6 @@ def build_method(
     :param stop_gradient: ``False`` turns ``sei``, ``ei-shift`` and ``ei-rotate`` into their
         no-stop-gradient ablations (``sei-no-stop-grad`` is ``sei`` with this set).
     """
-    key = canonical_method(name)
-    if key == "supervised":
-        return Supervised()
-    if key == "css":
-        return CSS()
-    options = dict(alpha=alpha, tau=tau, sure_constant=sure_constant, batched_probe=batched_probe)
-    if key == "sure":
-        return SureEquivariant(key, None, **options)
-    if key in ("sei", "sei-no-stop-grad"):
-        transform = RandomScale(scale_factors)
-        stop_gradient = stop_gradient and key == "sei"
-        key = "sei" if stop_gradient else "sei-no-stop-grad"
-    elif key == "ei-shift":
-        transform = RandomShift()
-    else:
-        transform = RandomRotate(rotation_multiples)
-    return SureEquivariant(key, transform, stop_gradient=stop_gradient, **options)
+    entry = method_entry(canonical_method(name, stop_gradient))
+    return entry.factory(alpha=alpha, tau=tau, scale_factors=scale_factors, rotation_multiples=rotation_multiples,
+                         sure_constant=sure_constant, batched_probe=batched_probe, stop_gradient=stop_gradient)

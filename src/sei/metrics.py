@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sei.errors import ImageTooSmallError, OptionalDependencyError, ResourceUnavailableError, ShapeError
+from sei.errors import ImageTooSmallError, ResourceUnavailableError, ShapeError
 from sei.physics.base import check_image_batch
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -101,26 +101,23 @@ def lpips_weights_path() -> Path:
 class LPIPS(nn.Module):
     """LPIPS (AlexNet) distance on RGB, one value per image; lower is better.
 
-    Built on ``torchmetrics``' implementation, whose linear calibration layers ship with the package; the
+    ``torchmetrics``' ``LearnedPerceptualImagePatchSimilarity``, whose linear calibration layers ship with it; the
     AlexNet backbone weights come from torchvision's cache and are never downloaded unless ``download=True``.
 
     :raises ResourceUnavailableError: if the AlexNet weights are not cached and ``download`` is False.
-    :raises OptionalDependencyError: if torchmetrics is not installed.
     """
 
     def __init__(self, download: bool = False) -> None:
         super().__init__()
-        try:
-            from torchmetrics.functional.image.lpips import _NoTrainLpips
-        except ImportError as error:
-            raise OptionalDependencyError("LPIPS needs torchmetrics: pip install torchmetrics") from error
+        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
         path = lpips_weights_path()
         if not path.is_file() and not download:
             raise ResourceUnavailableError(
                 f"LPIPS needs the AlexNet weights {_ALEXNET_FILE}, not found in {path.parent}. "
                 f"Download {_ALEXNET_URL} and place it there, or allow downloading (download=True / --download)."
             )
-        self.net = _NoTrainLpips(net="alex").eval()
+        self.metric = LearnedPerceptualImagePatchSimilarity(net_type="alex", reduction="none").eval()
 
     @torch.no_grad()
     def forward(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -133,4 +130,5 @@ class LPIPS(nn.Module):
         # LPIPS expects [-1, 1] inputs.
         estimate = quantize(estimate.float()) * 2 - 1
         reference = quantize(reference.float()) * 2 - 1
-        return self.net(estimate, reference, normalize=False).flatten()
+        self.metric.reset()
+        return self.metric(estimate, reference).flatten()

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from sei.errors import WeightsError
+from sei.physics.spec import PhysicsSpec
+from sei.physics.base import physics_upscale
 from sei.tiling import tiled_apply
 
-RUN_CONFIG = "config.yaml"
-RUN_WEIGHTS = "weights.pt"
 
 
 @dataclass
@@ -27,12 +27,13 @@ class NetworkSource:
     """Where a network came from, and what its origin says about the measurements it expects.
 
     :ivar weights: the local weights file.
-    :ivar physics: ``{"task", "kernel", "sr_factor", "noise_level"}`` when known (run folder or published name).
+    :ivar physics: the physics spec the network was trained for, when known (the run's configuration, the
+        weights file's record, or what a published name says).
     :ivar run_config: the training run's resolved configuration, when the source is a run folder.
     """
 
     weights: Path
-    physics: dict[str, Any] | None = None
+    physics: PhysicsSpec | None = None
     run_config: Any = None
     backbone: str | None = None
 
@@ -42,26 +43,59 @@ def locate_network(source: str | Path, download: bool = False) -> NetworkSource:
 
     :raises WeightsError: if the source is none of these.
     """
+    from sei.models.weights import read_physics
+
     path = Path(source)
     if path.is_dir():
-        if not (path / RUN_WEIGHTS).is_file():
-            raise WeightsError(f"{path} is a folder without {RUN_WEIGHTS}; is it a finished training run?")
-        if (path / RUN_CONFIG).is_file():
-            from sei.config import from_dict, load_yaml
+        from sei.training.run_folder import RunFolder
 
-            config = from_dict(load_yaml(path / RUN_CONFIG))
-            physics = {"task": config.physics.task, "kernel": config.physics.kernel,
-                       "sr_factor": config.physics.sr_factor, "noise_level": config.physics.noise_level}
-            return NetworkSource(path / RUN_WEIGHTS, physics, config, config.model.backbone)
-        return NetworkSource(path / RUN_WEIGHTS)
+        folder = RunFolder(path)
+        if not folder.is_finished():
+            raise WeightsError(f"{path} is a folder without {folder.weights_path.name}; is it a finished training run?")
+        if folder.has_config():
+            config = folder.config
+            physics = None if config.physics.operator else config.physics
+            return NetworkSource(folder.weights_path, physics, config, config.model.backbone)
+        return NetworkSource(folder.weights_path, read_physics(folder.weights_path))
     from sei.hub import resolve_weights
 
     weights, published = resolve_weights(source, download=download)
     if published is None:
-        return NetworkSource(weights)
-    physics = {"task": published.task, "kernel": published.kernel, "sr_factor": published.sr_factor,
-               "noise_level": published.noise_level}
-    return NetworkSource(weights, physics, None, published.backbone)
+        return NetworkSource(weights, read_physics(weights))
+    return NetworkSource(weights, published.spec, None, published.backbone)
+
+
+def choose_physics(given: PhysicsSpec, source: NetworkSource | None = None, measurements: str | Path | None = None,
+                   required: bool = True, default_kernel: str | None = None) -> tuple[PhysicsSpec | None, str]:
+    """The operator to restore or evaluate with, and where it came from.
+
+    Options the user gave win; what they leave open comes from the network (its run, weights record or published
+    name), else from the measurement folder's ``degradation.yaml``, else from ``default_kernel`` (simulated
+    measurements of clean images).
+
+    :param given: the spec of the options given (``None`` fields where an option was not given).
+    :param measurements: a measurement folder or file whose folder may hold ``degradation.yaml``.
+    :param required: raise when nothing says what the operator is (baselines always need it; plain networks not).
+    :return: ``(spec, origin)``, ``spec`` None only when not required and unknown.
+    :raises ConfigError: when required and unknown, or when the options do not describe an operator.
+    """
+    from sei.physics.spec import read_degradation_spec, resolve_spec
+
+    recorded, origin = None, "the options"
+    if source is not None and source.physics is not None:
+        recorded, origin = source.physics, f"the network's record ({source.weights})"
+    elif measurements is not None:
+        folder = Path(measurements) if Path(measurements).is_dir() else Path(measurements).parent
+        recorded = read_degradation_spec(folder)
+        origin = f"{folder / 'degradation.yaml'}" if recorded is not None else origin
+    given_any = any(v is not None for v in (given.task, given.kernel, given.sr_factor, given.noise_level))
+    if given_any:
+        origin = "the options" if recorded is None else f"the options, then {origin}"
+    elif recorded is None and default_kernel is None:
+        if not required:
+            return None, "unknown"
+        resolve_spec(given)  # raises: deblurring needs the blur kernel ...
+    return resolve_spec(given, default_kernel, recorded), origin
 
 
 class NetworkReconstructor(nn.Module):
@@ -86,11 +120,13 @@ class NetworkReconstructor(nn.Module):
         return self.network(y)
 
 
-def load_network(source: NetworkSource, upscale: int | None = None, backbone: str | None = None) -> nn.Module:
-    """The backbone with its weights, checking that it fits ``upscale`` when given."""
+def load_network(source: NetworkSource, physics=None, backbone: str | None = None) -> nn.Module:
+    """The backbone with its weights, checking that it fits ``physics``' upscale when given (physics-aware
+    backbones also run ``physics`` inside)."""
     from sei.models.weights import load_backbone
 
-    return load_backbone(source.weights, backbone=backbone or source.backbone, upscale=upscale)
+    upscale = physics_upscale(physics) if physics is not None else None
+    return load_backbone(source.weights, backbone=backbone or source.backbone, upscale=upscale, physics=physics)
 
 
 def open_reconstructor(kind: str, physics, source: NetworkSource | None = None, options: dict | None = None,
@@ -108,5 +144,5 @@ def open_reconstructor(kind: str, physics, source: NetworkSource | None = None, 
     if source is None:
         raise ConfigError("a trained network needs --weights (a file, a run folder or a published name); "
                           "or choose a baseline with --model-kind")
-    network = load_network(source, upscale=getattr(physics, "upscale", None), backbone=backbone)
+    network = load_network(source, physics, backbone=backbone)
     return NetworkReconstructor(network, tile=tile, overlap=overlap)

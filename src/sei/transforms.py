@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sei.errors import ConfigError, ImageTooSmallError, UnknownNameError
+from sei.errors import ConfigError, ImageTooSmallError
 from sei.physics.base import check_image_batch
 
 DEFAULT_SCALE_FACTORS = (0.75, 0.5)
@@ -203,12 +203,3 @@ class RandomRotate(nn.Module):
     def extra_repr(self) -> str:
         return f"multiples={self.multiples}, mode={self.mode!r}"
 
-
-TRANSFORMS = {"scale": RandomScale, "shift": RandomShift, "rotate": RandomRotate}
-
-
-def make_transform(name: str, **options) -> nn.Module:
-    """A transform module by name: ``"scale"``, ``"shift"`` or ``"rotate"``."""
-    if name not in TRANSFORMS:
-        raise UnknownNameError("transform", name, TRANSFORMS)
-    return TRANSFORMS[name](**options)

@@ -9,8 +9,9 @@ from torch import nn
 from sei.errors import ConfigError
 from sei.physics.base import physics_upscale
 from sei.physics.blur import FFTBlur, laplacian_power
+from sei.physics.blur_downsampling import BlurDownsampling
 from sei.physics.downsampling import BicubicDownsampling
-from sei.physics.factory import noise_sigma
+from sei.physics.noise import gaussian_sigma
 
 # Noise floor used to set the regularisation when the noise level is 0 (8-bit quantisation noise).
 MIN_SIGMA = 1.0 / 255.0
@@ -52,7 +53,8 @@ class Wiener(nn.Module):
     equations ``(A^T A + lam L^T L) x = A^T y`` are solved by conjugate gradients (deepinv), from the bicubic
     enlargement.
 
-    :param physics: an :class:`FFTBlur` or :class:`BicubicDownsampling` with its Gaussian noise model.
+    :param physics: an :class:`FFTBlur`, :class:`BicubicDownsampling` or :class:`BlurDownsampling` with its Gaussian
+        noise model.
     :param strength: multiplier of ``sigma^2`` (defaults tuned on the sample training photographs).
     """
 
@@ -60,10 +62,11 @@ class Wiener(nn.Module):
 
     def __init__(self, physics, strength: float | None = None, iterations: int = 100) -> None:
         super().__init__()
-        if not isinstance(physics, (FFTBlur, BicubicDownsampling)):
-            raise ConfigError(f"the Wiener filter needs sei's FFTBlur or BicubicDownsampling, got {type(physics).__name__}")
+        if not isinstance(physics, (FFTBlur, BicubicDownsampling, BlurDownsampling)):
+            raise ConfigError("the Wiener filter needs sei's FFTBlur, BicubicDownsampling or BlurDownsampling, got "
+                              f"{type(physics).__name__}")
         self.physics = physics
-        self.task = "sr" if isinstance(physics, BicubicDownsampling) else "deblurring"
+        self.task = "deblurring" if isinstance(physics, FFTBlur) else "sr"
         self.strength = float(strength if strength is not None else self.DEFAULT_STRENGTH[self.task])
         if self.strength <= 0:
             raise ConfigError(f"Wiener strength must be > 0, got {self.strength}")
@@ -71,7 +74,7 @@ class Wiener(nn.Module):
         self.iterations = iterations
 
     def regularisation(self) -> float:
-        return self.strength * max(noise_sigma(self.physics), MIN_SIGMA) ** 2
+        return self.strength * max(gaussian_sigma(self.physics), MIN_SIGMA) ** 2
 
     @torch.no_grad()
     def forward(self, y: torch.Tensor) -> torch.Tensor:

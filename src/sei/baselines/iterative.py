@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sei.errors import ConfigError, ResourceUnavailableError
+from sei.errors import ConfigError, ResourceUnavailableError, WeightsError
 from sei.physics.base import physics_upscale
-from sei.physics.factory import noise_sigma
+from sei.physics.noise import gaussian_sigma
 
 DRUNET_FILE = "drunet_deepinv_color_finetune_22k.pth"
 DRUNET_URL = f"https://huggingface.co/deepinv/drunet/resolve/main/{DRUNET_FILE}"
@@ -42,7 +42,7 @@ class TotalVariation(nn.Module):
 
         self.physics = physics
         self.upscale = physics_upscale(physics)
-        sigma = max(noise_sigma(physics), 1.0 / 255.0)
+        sigma = max(gaussian_sigma(physics), 1.0 / 255.0)
         self.weight = float(weight if weight is not None else self.DEFAULT_STRENGTH * sigma)
         if self.weight <= 0 or iterations < 1 or inner_iterations < 1 or stepsize <= 0:
             raise ConfigError("TV needs a positive weight, step size and iteration counts")
@@ -60,6 +60,24 @@ def drunet_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / DRUNET_FILE
 
 
+def read_drunet_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A DRUNet state dict, read with ``weights_only=True`` (deepinv's own loader would unpickle anything).
+
+    :raises WeightsError: if the file cannot be read or holds no state dict.
+    """
+    from sei.files import describe_load_failure
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # damaged files and forbidden pickled objects
+        raise WeightsError(f"DRUNet weights file {path} cannot be read: {describe_load_failure(path, error)}") from error
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"DRUNet weights file {path} holds no state dict")
+    return state
+
+
 class PnP(nn.Module):
     """Plug-and-play DPIR (Zhang et al.): 8 half-quadratic-splitting iterations with a DRUNet denoiser whose
     noise level decreases from 49/255 to the measurement's (deepinv's ``DPIR``).
@@ -74,6 +92,8 @@ class PnP(nn.Module):
         from deepinv.models import DRUNet
         from deepinv.optim import DPIR
 
+        from sei.data.download import unreachable
+
         self.physics = physics
         self.upscale = physics_upscale(physics)
         if weights is None:
@@ -86,8 +106,23 @@ class PnP(nn.Module):
                     f"{DRUNET_URL} and place it there, pass --pnp-weights FILE, or allow downloading (--download).")
         elif not Path(weights).is_file():
             raise ResourceUnavailableError(f"DRUNet weights file not found: {weights}")
-        denoiser = DRUNet(in_channels=3, out_channels=3, pretrained=str(weights) if weights else "download")
-        self.solver = DPIR(sigma=max(noise_sigma(physics), 1.0 / 255.0), denoiser=denoiser.eval())
+        if weights is None:  # allowed to download: into the cache deepinv uses, then read like any file
+            weights = drunet_weights_path()
+            reason = unreachable(DRUNET_URL)
+            if reason is not None:
+                raise ResourceUnavailableError(f"cannot download the DRUNet weights {DRUNET_URL}: {reason}")
+            weights.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                torch.hub.download_url_to_file(DRUNET_URL, str(weights), progress=False)
+            except Exception as error:  # network and HTTP errors
+                raise ResourceUnavailableError(f"cannot download the DRUNet weights {DRUNET_URL}: {error}") from error
+        denoiser = DRUNet(in_channels=3, out_channels=3, pretrained=None)
+        try:
+            denoiser.load_state_dict(read_drunet_weights(weights), strict=True)
+        except RuntimeError as error:  # missing, unexpected or mis-shaped keys
+            raise WeightsError(f"{weights} does not hold the weights of deepinv's colour DRUNet: "
+                               f"{str(error).splitlines()[0]}") from error
+        self.solver = DPIR(sigma=max(gaussian_sigma(physics), 1.0 / 255.0), denoiser=denoiser.eval())
 
     @torch.no_grad()
     def forward(self, y: torch.Tensor) -> torch.Tensor:

@@ -58,11 +58,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        if getattr(args, "strict", False):  # `--strict` of train and test: unreadable images fail the set
-            from sei.data.sources import strict_images
-
-            with strict_images():
-                return int(args.run(args) or 0)
         return int(args.run(args) or 0)
     except (SEIError, OSError) as error:
         if args.debug:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sei.cli.options import _resize, add_physics_options, physics_from_args, physics_settings
+from sei.cli.options import _resize, add_physics_options, physics_spec
 
 EPILOG = """examples:
   sei degrade clean/ blurry/ --kernel Gaussian_R2 --noise-level 5
   sei degrade clean/ low_res/ --task sr --sr-factor 4 --bits 16
+  sei degrade clean/ blurry/ --kernel psf.npy --noise-level 3      # psf.npy from `sei psf`
+  sei degrade clean/ low_res/ --task sr --sr-factor 2 --kernel psf.npy   # blur by the PSF, then decimate
 """
 
 
@@ -35,39 +37,19 @@ def add_parser(subparsers) -> None:
 def run_command(args: argparse.Namespace) -> int:
     import sys
 
-    import torch
-    import yaml
-    from tqdm.auto import tqdm
-
-    from sei.data.preprocess import resize_shorter_side
-    from sei.errors import SEIError
-    from sei.files import atomic_write_text
-    from sei.io import read_image, write_image
+    from sei.degradation import degrade_files, write_degradation_record
+    from sei.physics.spec import DEFAULT_KERNEL, resolve_spec
     from sei.restoration import output_paths
-    from sei.rng import make_generator
 
-    physics = physics_from_args(args)
+    spec = resolve_spec(physics_spec(args), DEFAULT_KERNEL)
     output = Path(args.output)
     pairs = output_paths(Path(args.input), output, "png")
-    written, failed = 0, []
-    for index, (source, target) in enumerate(tqdm(pairs, desc="degrading", unit="image", disable=args.quiet)):
-        try:
-            image = read_image(source)
-            if args.resize:
-                image = resize_shorter_side(image, args.resize)
-            r = physics.upscale
-            image = image[:, : image.shape[1] - image.shape[1] % r, : image.shape[2] - image.shape[2] % r]
-            with torch.no_grad():
-                measurement = physics(image[None], generator=make_generator("measurement", args.seed, index))[0]
-            write_image(target, measurement, bits=args.bits)
-            written += 1
-        except SEIError as error:
-            failed.append((source, str(error)))
-    settings = {**physics_settings(args), "sr_factor": physics.upscale if physics.upscale > 1 else None,
-                "seed": args.seed, "resize": args.resize, "bits": args.bits, "images": written}
+    print(f"operator: {spec.describe()}")
+    report = degrade_files(spec, pairs, args.seed, args.resize, args.bits, progress=not args.quiet)
     target_dir = output if output.suffix == "" else output.parent
-    atomic_write_text(target_dir / "degradation.yaml", yaml.safe_dump(settings, sort_keys=False))
-    print(f"wrote {written} measurement(s) to {target_dir}")
-    for source, reason in failed:
+    write_degradation_record(target_dir, spec, seed=args.seed, resize=args.resize, bits=args.bits,
+                             images=len(report.written))
+    print(f"wrote {len(report.written)} measurement(s) and degradation.yaml to {target_dir}")
+    for source, reason in report.failed:
         print(f"  failed: {source}: {reason}", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if report.failed else 0

@@ -15,20 +15,20 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from sei import __version__
-    from sei.methods import METHOD_ALIASES, METHODS
+    from sei.methods import METHOD_REGISTRY
     from sei.models.registry import BACKBONES
     from sei.physics.kernels import PAPER_KERNELS
 
-    aliases = {target: [a for a, t in METHOD_ALIASES.items() if t == target] for target in METHODS}
     print(f"sei {__version__} (torch {torch.__version__}, "
           f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU only'})")
-    print("\ntasks: deblurring (--kernel NAME|FILE), sr (--sr-factor 2|3|4)")
-    print(f"kernels: {', '.join(PAPER_KERNELS)}; any Gaussian_R<int>/Box_R<int>; or a .pt/.npy/image file")
+    print("\ntasks: deblurring (--kernel NAME|FILE), sr (--sr-factor 2|3|4, bicubic; with --kernel: blur then decimate)")
+    print(f"kernels: {', '.join(PAPER_KERNELS)}; any Gaussian_R<int>/Box_R<int>; or a .pt/.npy/image file "
+          "(`sei psf` makes Gaussian, motion, defocus and diffraction PSFs)")
     print("\nmethods:")
-    for name, info in METHODS.items():
-        alias = f" (alias {', '.join(aliases[name])})" if aliases[name] else ""
-        truth = "needs clean images" if info.needs_ground_truth else "measurements only"
-        print(f"  {name:<18}{info.description}; {truth}{alias}")
+    for entry in METHOD_REGISTRY:
+        alias = f" (alias {', '.join(entry.aliases)})" if entry.aliases else ""
+        truth = "needs clean images" if entry.needs_ground_truth else "measurements only"
+        print(f"  {entry.name:<18}{entry.description}; {truth}{alias}")
     print("\nbackbones:")
     for name, preset in BACKBONES.items():
         print(f"  {name:<18}{preset.description}")

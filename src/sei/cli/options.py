@@ -8,6 +8,8 @@ Hyphenated names are canonical; the reference implementation's underscore spelli
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from typing import Any
 
 
@@ -18,6 +20,33 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class LazyHelp:
+    """A help text computed only when help is printed: registries that import deepinv stay out of start-up.
+
+    argparse formats help strings with ``%``; this object does the same on the text it computes.
+    """
+
+    def __init__(self, text: Callable[[], str]) -> None:
+        self.text = text
+
+    def __mod__(self, params: dict[str, Any]) -> str:
+        return self.text() % params
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+def method_help() -> LazyHelp:
+    """``--method``'s help, from the method registry."""
+
+    def text() -> str:
+        from sei.methods import methods_help
+
+        return f"training method: {methods_help()}"
+
+    return LazyHelp(text)
+
+
 def option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *flags: str, dest: str, **kwargs: Any) -> None:
     """Add an option whose value, when given, lands at ``dest`` (a dotted configuration key)."""
     parser.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, **kwargs)
@@ -25,32 +54,38 @@ def option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *flags: st
 
 def add_physics_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("measurements")
-    option(group, "--task", dest="physics.task", help="deblurring or sr")
+    option(group, "--task", dest="physics.task", help="deblurring (default) or sr")
     option(group, "--kernel", dest="physics.kernel",
-           help="blur kernel: Gaussian_R1..R3, Box_R2..R4, or a .pt/.npy/grayscale image file")
+           help="blur kernel (the PSF): Gaussian_R1..R3, Box_R2..R4, or a .npy/.pt/grayscale image file (`sei psf` "
+                "makes one); with --task sr: blur by it, then decimate (default for sr: bicubic down-sampling)")
     option(group, "--sr-factor", "--sr_factor", dest="physics.sr_factor", type=_positive_int,
            help="super-resolution factor (2, 3, 4)")
-    option(group, "--noise-level", "--noise_level", dest="physics.noise_level", type=float,
+    option(group, "--noise-level", "--noise_level", dest="physics.noise_level", type=_noise_level,
            help="Gaussian noise standard deviation in 8-bit grey levels (default 5)")
 
 
-def physics_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """``task``, ``kernel``, ``sr_factor``, ``noise_level`` the physics options describe (deblurring with
-    Gaussian_R2 and noise level 5 by default)."""
-    from sei.physics.factory import canonical_task
-
-    task = canonical_task(getattr(args, "physics.task", "deblurring"))
-    return {"task": task,
-            "kernel": getattr(args, "physics.kernel", "Gaussian_R2") if task == "deblurring" else None,
-            "sr_factor": getattr(args, "physics.sr_factor", None),
-            "noise_level": getattr(args, "physics.noise_level", 5.0)}
+def _noise_level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text}") from error
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
 
 
-def physics_from_args(args: argparse.Namespace):
-    """The operator the physics options describe (see :func:`physics_settings`)."""
-    from sei.physics.factory import make_physics
+def physics_spec(args: argparse.Namespace):
+    """The physics the options describe, unresolved: ``None`` where an option was not given."""
+    from sei.physics.spec import PhysicsSpec
 
-    return make_physics(**physics_settings(args))
+    return PhysicsSpec(task=getattr(args, "physics.task", None), kernel=getattr(args, "physics.kernel", None),
+                       sr_factor=getattr(args, "physics.sr_factor", None),
+                       noise_level=getattr(args, "physics.noise_level", None))
+
+
+def physics_given(args: argparse.Namespace) -> bool:
+    """Whether any physics option was given."""
+    return any(key.startswith("physics.") for key in vars(args))
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:

@@ -2,8 +2,9 @@
 
 Images keep their names (written as PNG by default); grayscale, RGB and RGBA inputs are handled (alpha is
 carried over); networks restore any size in bounded memory by overlapping tiles; a file that cannot be read is
-reported without stopping the others. Baselines (``--model-kind wiener`` ...) need the measurement settings
-(``--task``, ``--kernel`` or ``--sr-factor``, ``--noise-level``) and process whole images.
+reported without stopping the others. Networks carry the operator they were trained for in their weights;
+baselines (``--model-kind wiener`` ...) take it from the options (``--task``, ``--kernel``, ``--sr-factor``,
+``--noise-level``) or from the ``degradation.yaml`` of the input folder, and process whole images.
 """
 
 from __future__ import annotations
@@ -12,14 +13,23 @@ import argparse
 from pathlib import Path
 
 from sei.cli.options import (
-    add_device_option, add_physics_options, add_reconstructor_options, baseline_options, physics_from_args,
+    add_device_option, add_physics_options, add_reconstructor_options, baseline_options, physics_spec,
 )
 
 EPILOG = """examples:
   sei restore photos/ restored/ --weights runs/my_run
   sei restore scan.tif scan_restored.png --weights Div2K-Train_Deblurring_Gaussian_R2_Noise5_SEI --tile 256
   sei restore blurry/ wiener/ --model-kind wiener --kernel psf.npy --noise-level 3
+  sei restore blurry/ tv/ --model-kind tv                   # blurry/degradation.yaml (from sei degrade) says how
 """
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type: checked when the command is parsed, not per file."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive number of pixels, got {value}")
+    return value
 
 
 def add_parser(subparsers) -> None:
@@ -32,9 +42,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--model", help="backbone, for weights files without an architecture record")
     add_physics_options(parser)  # baselines need them; networks carry their task in their weights
     parser.add_argument("--download", action="store_true", help="download published weights if not cached")
-    parser.add_argument("--tile", type=int, default=512,
+    parser.add_argument("--tile", type=_non_negative_int, default=512,
                         help="tile size in input pixels for large images (default 512; 0: whole images)")
-    parser.add_argument("--overlap", type=int, default=32, help="overlap between tiles in pixels (default 32)")
+    parser.add_argument("--overlap", type=_non_negative_int, default=32, help="overlap between tiles in pixels (default 32)")
     parser.add_argument("--bits", type=int, choices=(8, 16), default=8, help="bit depth of the output (8 or 16)")
     parser.add_argument("--format", choices=("png", "tif"), default="png", help="output format (default png)")
     add_device_option(parser)
@@ -48,13 +58,16 @@ def run_command(args: argparse.Namespace) -> int:
     from sei.baselines import canonical_kind
     from sei.devices import torch_device
     from sei.errors import ImageError
-    from sei.reconstructors import locate_network, open_reconstructor
+    from sei.reconstructors import choose_physics, locate_network, open_reconstructor
     from sei.restoration import output_paths, restore_files
 
     device = torch_device(getattr(args, "train.device", "auto"))
     kind = canonical_kind(args.model_kind)
     source = locate_network(args.weights, download=args.download) if args.weights and kind == "network" else None
-    physics = physics_from_args(args).to(device) if kind != "network" else None
+    spec, origin = choose_physics(physics_spec(args), source, args.input, required=kind != "network")
+    physics = spec.build().to(device) if spec is not None else None
+    if spec is not None:
+        print(f"operator: {spec.describe()} (from {origin})")
     reconstructor = open_reconstructor(kind, physics, source, baseline_options(args, args.download, not args.quiet),
                                        backbone=args.model, tile=args.tile, overlap=args.overlap).to(device)
     pairs = output_paths(Path(args.input), Path(args.output), args.format)

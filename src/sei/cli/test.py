@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sei.cli.options import (
     _positive_int, add_data_options, add_device_option, add_physics_options, add_reconstructor_options,
-    baseline_options, option, overrides,
+    baseline_options, option, overrides, physics_spec,
 )
 
 EPILOG = """examples:
@@ -37,29 +37,24 @@ def add_parser(subparsers) -> None:
     lpips.add_argument("--no-lpips", dest="lpips", action="store_const", const=False, help="skip LPIPS")
     add_device_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--strict", action="store_true", help="stop on an unreadable image instead of skipping it")
     parser.set_defaults(run=run_command)
 
 
 def settings_for(args: argparse.Namespace, source):
-    """The configuration to evaluate with: the run's or the published weights' settings, then the options."""
+    """The configuration to evaluate with: the run's settings (or defaults), the options over them, and the physics
+    the options give over what the network was trained for (measurements simulated from clean images default to
+    the paper's kernel)."""
     from sei.config import ExperimentConfig, from_flat
-    from sei.physics.factory import canonical_task
+    from sei.physics.spec import DEFAULT_KERNEL
+    from sei.reconstructors import choose_physics
 
-    values = overrides(args)
+    values = {k: v for k, v in overrides(args).items() if not k.startswith("physics.")}
     base = (source.run_config if source else None) or ExperimentConfig()
     if source and source.run_config is not None and "data.dataset" not in values:
         values["data.dataset"] = base.data.val_dataset or base.data.dataset
-    if source and source.physics and source.run_config is None:
-        base = from_flat({f"physics.{k}": v for k, v in source.physics.items()}, base)
     config = from_flat(values, base)
-    physics = config.physics
-    physics.task = canonical_task(physics.task)
-    if physics.task == "sr":
-        physics.kernel = None
-        physics.sr_factor = physics.sr_factor or 2
-    else:
-        physics.kernel = physics.kernel or "Gaussian_R2"
-        physics.sr_factor = None
+    config.physics, _ = choose_physics(physics_spec(args), source, default_kernel=DEFAULT_KERNEL)
     return config
 
 
@@ -88,19 +83,17 @@ def run_command(args: argparse.Namespace) -> int:
     from sei.data.sources import load_image_set
     from sei.devices import torch_device
     from sei.evaluation import evaluate, format_table, write_evaluation
-    from sei.physics.factory import make_physics
     from sei.reconstructors import locate_network, open_reconstructor
 
     download = bool(getattr(args, "data.download", False))
     kind = canonical_kind(args.model_kind)
     source = locate_network(args.weights, download=download) if args.weights and kind == "network" else None
     config = settings_for(args, source)
-    physics_config = config.physics
+    spec = config.physics
     device = torch_device(config.train.device)
-    physics = make_physics(physics_config.task, physics_config.kernel, physics_config.sr_factor,
-                           physics_config.noise_level)
+    physics = spec.build()
     images = load_image_set(config.data.dataset, args.split, config.data.datasets_dir, config.data.download, True,
-                            config.data.resize, progress=not args.quiet)
+                            config.data.resize, progress=not args.quiet, strict=args.strict)
     if args.max_images:
         images.names, images.images = images.names[: args.max_images], images.images[: args.max_images]
     measurements = MeasurementSet(images, physics, config.data.noise_seed)  # simulated on the CPU, seeded
@@ -112,15 +105,14 @@ def run_command(args: argparse.Namespace) -> int:
         label = args.label or (source.weights.parent.name if source.run_config else source.weights.stem)
         root = source.weights.parent if source.run_config else Path("results") / source.weights.stem
     else:
-        task_name = physics_config.kernel if physics.upscale == 1 else f"sr_x{physics.upscale}"
         label = args.label or kind
-        root = Path("results") / f"{kind}_{Path(str(task_name)).stem}_noise{physics_config.noise_level:g}"
+        root = Path("results") / f"{kind}_{spec.task}_{spec.short_name()}_noise{spec.noise_level:g}"
     out_dir = Path(args.out_dir) if args.out_dir else root / f"test_{Path(str(config.data.dataset)).name}_{args.split}"
     settings = {
         "label": label, "model_kind": kind, "weights": str(source.weights) if source else None,
         "backbone": getattr(getattr(reconstructor, "network", None), "sei_architecture", None),
         "baseline_options": {k: v for k, v in baseline_options(args).items() if v is not None and k != "progress"},
-        "physics": vars(physics_config), "dataset": str(config.data.dataset), "split": args.split,
+        "physics": spec.to_dict(), "dataset": str(config.data.dataset), "split": args.split,
         "resize": config.data.resize, "noise_seed": config.data.noise_seed, "device": str(device),
         "sei": sei.__version__, "torch": torch.__version__,
     }
@@ -128,8 +120,7 @@ def run_command(args: argparse.Namespace) -> int:
                           image_dir=out_dir / "images" if args.save_images else None, settings=settings,
                           progress=not args.quiet)
     metrics_path, summary_path = write_evaluation(evaluation, out_dir)
-    task = (f"{physics_config.kernel} deblurring" if physics.upscale == 1 else f"x{physics.upscale} super-resolution")
-    print(f"{task}, noise level {physics_config.noise_level:g}, {images.name} ({len(images)} images)")
+    print(f"{spec.describe()}; {images.name} ({len(images)} images)")
     print(format_table([(label, evaluation.summary)]))
     print(f"wrote {metrics_path} and {summary_path}")
     return 0

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sei.cli.options import _positive_int, add_data_options, add_device_option, add_physics_options, option, overrides
+from sei.cli.options import (
+    _positive_int, add_data_options, add_device_option, add_physics_options, method_help, option, overrides,
+    physics_given,
+)
 
 EPILOG = """examples:
   sei train --dataset sample                                   # SEI, Gaussian_R2, the laptop demo budget
@@ -21,12 +24,12 @@ def add_parser(subparsers) -> None:
                                    description=__doc__, epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML experiment file; other options override its values")
-    option(parser, "--method", dest="loss.method",
-           help="sei (alias proposed), supervised (sup), css, ei-shift, ei-rotate, sure, sei-no-stop-grad")
+    option(parser, "--method", dest="loss.method", help=method_help())
     add_physics_options(parser)
     add_data_options(parser)
     option(parser, "--measurements", dest="measurements",
-           help="train on a folder of measurements only (your own blurry or low-resolution images)")
+           help="train on a folder of measurements only (your own blurry or low-resolution images); the operator "
+                "comes from --kernel/--task/--sr-factor, or from the folder's degradation.yaml")
     model = parser.add_argument_group("model")
     option(model, "--model", dest="model.backbone", help="backbone: swinir (the paper's), unet-small, unet-base, ...")
     option(model, "--weights", dest="model.weights", help="initial weights (fine-tuning)")
@@ -60,10 +63,15 @@ def add_parser(subparsers) -> None:
     option(run, "--compile", dest="train.compile", action="store_const", const=True, help="torch.compile the backbone")
     option(run, "--num-workers", dest="data.num_workers", type=int, help="data loader worker processes")
     option(run, "--val-every", dest="train.val_every", type=int, help="validation PSNR every N epochs (0: off)")
-    option(run, "--checkpoint-every", dest="train.checkpoint_every", type=int, help="keep a checkpoint every N epochs")
+    option(run, "--checkpoint-every", dest="train.checkpoint_every", type=int,
+           help="write a checkpoint every N epochs (default 10; last.ckpt is rewritten every epoch)")
+    option(run, "--checkpoint-keep", dest="train.checkpoint_keep", type=int,
+           help="periodic checkpoints kept, the newest (default 3; 0 keeps all)")
     option(run, "--quiet", dest="train.progress", action="store_const", const=False, help="no progress bar")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                         help="continue the run in --out-dir (or from CHECKPOINT)")
+    option(parser, "--strict", dest="data.strict", action="store_const", const=True,
+           help="stop on an unreadable image instead of skipping it")
     parser.set_defaults(run=run_command)
 
 
@@ -87,9 +95,11 @@ def quiet_lightning() -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from sei.config import ExperimentConfig, from_flat, load_config
+    from sei.config import ExperimentConfig, from_flat, load_config, resolve
+    from sei.physics.spec import DEGRADATION_FILE
     from sei.training import train
-    from sei.training.run import CONFIG_FILE, load_run_config
+    from sei.training.run import load_run_config
+    from sei.training.run_folder import CONFIG_FILE
 
     values = overrides(args)
     for key in ("out_dir", "name"):
@@ -108,6 +118,12 @@ def run_command(args: argparse.Namespace) -> int:
         config = from_flat(values, load_run_config(values["out_dir"]))  # resume with the run's own settings
     else:
         config = from_flat(values, ExperimentConfig())
+    config = resolve(config)
+    if config.data.kind == "measurements" and not physics_given(args) and not args.config:
+        recorded = Path(str(config.data.dataset)) / DEGRADATION_FILE
+        if recorded.is_file():
+            print(f"read the measurements' operator from {recorded}")
+    print(f"operator: {config.physics.describe()}")
     if not config.train.progress:
         quiet_lightning()
     result = train(config, resume=args.resume)

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, Sampler
 from sei.data.sources import ImageSet
 from sei.errors import ImageTooSmallError, ShapeError
 from sei.physics.base import physics_upscale
+from sei.physics.noise import measure
 from sei.rng import make_generator
 
 
@@ -50,7 +51,7 @@ class MeasurementSet:
                 width = image.shape[-1] - image.shape[-1] % self.upscale
                 image = image[..., :height, :width].contiguous()
                 generator = make_generator("measurement", noise_seed, index)
-                measurement = physics(image[None], generator=generator)[0].float()
+                measurement = measure(physics, image[None], generator)[0].float()
                 self.measurements.append(measurement)
                 self.targets.append(image)
 
@@ -66,14 +67,14 @@ class CropDataset(Dataset):
     """Random crops of a :class:`MeasurementSet`, addressed by ``(epoch, sample)`` keys.
 
     Sample ``k`` of an epoch is a crop of image ``k mod N`` (``N`` usable images); ``samples_per_epoch``
-    defaults to ``N`` (one crop per image per epoch, as in the paper). Images smaller than the crop are
+    defaults to ``N`` (one crop per image per epoch, as in the paper), and to at least ``minimum_samples``. Images smaller than the crop are
     left out with a warning.
 
     :return: items ``{"y": (C, c, c)}`` plus ``"x": (C, c r, c r)`` when the set has ground truth.
     """
 
     def __init__(self, measurements: MeasurementSet, crop_size: int, seed: int = 0,
-                 samples_per_epoch: int | None = None) -> None:
+                 samples_per_epoch: int | None = None, minimum_samples: int = 0) -> None:
         if crop_size < 1:
             raise ShapeError(f"crop size must be positive, got {crop_size}")
         self.data = measurements
@@ -90,7 +91,7 @@ class CropDataset(Dataset):
         if too_small:
             warnings.warn(f"{len(too_small)} image(s) of {measurements.name} are smaller than the "
                           f"{crop_size}x{crop_size} crop and are left out: {', '.join(too_small[:5])}", stacklevel=2)
-        self.samples_per_epoch = samples_per_epoch or len(self.usable)
+        self.samples_per_epoch = samples_per_epoch or max(len(self.usable), minimum_samples)
 
     def __len__(self) -> int:
         return self.samples_per_epoch

@@ -20,10 +20,8 @@ folders keep their size unless asked otherwise.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,18 +37,6 @@ SPLITS = ("train", "val")
 PAPER_SHORTER_SIDE = 256
 MAX_LISTED = 5  # skipped files named in a message; the rest are counted
 log = logging.getLogger("sei")
-# Whether an unreadable file in a folder fails the whole set (`--strict`) instead of being skipped with a warning.
-_STRICT: contextvars.ContextVar[bool] = contextvars.ContextVar("sei_strict_images", default=False)
-
-
-@contextlib.contextmanager
-def strict_images(strict: bool = True) -> Iterator[None]:
-    """Within this block, image sets fail on an unreadable file instead of skipping it (``--strict``)."""
-    token = _STRICT.set(strict)
-    try:
-        yield
-    finally:
-        _STRICT.reset(token)
 
 
 def describe_skipped(skipped: list[tuple[str, str]], set_name: str) -> str:
@@ -125,12 +111,17 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
     if not images:
         reasons = "; ".join(reason for _, reason in skipped[:3])
         raise ImageError(f"no readable images in {set_name}" + (f" ({reasons})" if reasons else ""))
-    if skipped:
-        message = describe_skipped(skipped, set_name)
-        if _STRICT.get():
+    return ImageSet(set_name, names, images, ground_truth, skipped)
+
+
+def _report_skipped(images: ImageSet, strict: bool) -> ImageSet:
+    """Say which files were skipped (a warning), or fail on them when ``strict``."""
+    if images.skipped:
+        message = describe_skipped(images.skipped, images.name)
+        if strict:
             raise ImageError(f"{message} (--strict: stopping; remove or fix them)")
         log.warning("%s; going on with %d image(s) (--strict to stop instead)", message, len(images))
-    return ImageSet(set_name, names, images, ground_truth, skipped)
+    return images
 
 
 def _div2k(split: str, root: Path, download: bool, resize: int | None, progress: bool) -> ImageSet:
@@ -217,6 +208,7 @@ def load_image_set(
     ground_truth: bool = True,
     resize: int | None | str = "auto",
     progress: bool = False,
+    strict: bool = False,
 ) -> ImageSet:
     """Images of ``dataset``'s ``split``.
 
@@ -227,6 +219,8 @@ def load_image_set(
     :param ground_truth: for folders: True if they hold clean images, False if they hold measurements.
     :param resize: shorter side in pixels, ``None`` to keep sizes, ``"auto"`` for 256 on named datasets and
         none on folders.
+    :param strict: fail on an unreadable file instead of skipping it (skipped files are always named in a
+        warning).
     :raises UnknownNameError: for a name that is neither a dataset nor an existing folder.
     :raises ResourceUnavailableError: for a named dataset that is missing offline.
     """
@@ -236,12 +230,10 @@ def load_image_set(
         if not ground_truth:
             raise ConfigError(f"{key} holds clean images, not measurements")
         size = PAPER_SHORTER_SIDE if resize == "auto" else resize
-        return NAMED_DATASETS[key.lower()](split, Path(datasets_dir), download, size, progress)
+        return _report_skipped(NAMED_DATASETS[key.lower()](split, Path(datasets_dir), download, size, progress), strict)
     path = Path(key).expanduser()
-    if path.is_dir():
+    if path.is_dir() or path.is_file():
         size = None if resize == "auto" else resize
-        return _read_files(list_images(path), str(path), ground_truth, size, progress)
-    if path.is_file():
-        size = None if resize == "auto" else resize
-        return _read_files([path], str(path), ground_truth, size, progress)
+        files = list_images(path) if path.is_dir() else [path]
+        return _report_skipped(_read_files(files, str(path), ground_truth, size, progress), strict)
     raise UnknownNameError("dataset", dataset, NAMED_DATASETS, hint="or pass an existing folder of images")

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 
 import torch
 
-from sei.physics.noise import gaussian_noise_like
+from sei.physics.noise import measure
 
 
 def equivariance_loss(
@@ -21,7 +21,6 @@ def equivariance_loss(
     physics,
     estimate: torch.Tensor,
     transform: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor],
-    sigma: float,
     generator: torch.Generator | None = None,
     alpha: float = 1.0,
     stop_gradient: bool = True,
@@ -29,10 +28,9 @@ def equivariance_loss(
     """The weighted equivariance loss and the transformed target.
 
     :param model: network ``f``.
-    :param physics: operator with ``A``.
+    :param physics: operator with ``A`` and a Gaussian noise model (the source of ``e'``).
     :param estimate: ``x_hat = f(y)``, ``(B, C, H, W)``.
     :param transform: ``transform(x, generator) -> x`` drawing its own random parameters.
-    :param sigma: standard deviation of the fresh noise ``e'``.
     :param generator: source of the transform's parameters and of ``e'``.
     :param alpha: weight of the term.
     :param stop_gradient: compute ``T x_hat`` without gradient.
@@ -41,7 +39,6 @@ def equivariance_loss(
     context = torch.no_grad() if stop_gradient else nullcontext()
     with context:
         target = transform(estimate.detach() if stop_gradient else estimate, generator)
-    measurement = physics.A(target)
-    measurement = measurement + gaussian_noise_like(measurement, sigma, generator)
+    measurement = measure(physics, target, generator)
     reconstruction = model(measurement.to(estimate.dtype))
     return alpha * (reconstruction.float() - target.float()).pow(2).mean(), target

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sei.physics.noise import gaussian_noise_like
+from sei.physics.noise import measure
 
 
 def supervised_loss(model, y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -13,20 +13,19 @@ def supervised_loss(model, y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tens
     return (estimate.float() - x.float()).pow(2).mean(), estimate
 
 
-def css_pair(physics, y: torch.Tensor, sigma: float, generator: torch.Generator | None = None
+def css_pair(physics, y: torch.Tensor, generator: torch.Generator | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """CSS training pair from a measurement alone: input ``A y + e''``, target ``y``.
 
     The measurement plays the role of the clean image: the network learns to undo one more application of
     the operator. For super-resolution the input is ``y`` down-sampled once more.
     """
-    degraded = physics.A(y)
-    degraded = degraded + gaussian_noise_like(degraded, sigma, generator)
+    degraded = measure(physics, y, generator)
     return degraded.to(y.dtype), y
 
 
-def css_loss(model, physics, y: torch.Tensor, sigma: float, generator: torch.Generator | None = None
+def css_loss(model, physics, y: torch.Tensor, generator: torch.Generator | None = None
              ) -> torch.Tensor:
     """``mean((f(A y + e'') - y)^2)``."""
-    degraded, target = css_pair(physics, y, sigma, generator)
+    degraded, target = css_pair(physics, y, generator)
     return (model(degraded).float() - target.float()).pow(2).mean()

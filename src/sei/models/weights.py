@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from sei.errors import WeightsError
-from sei.files import atomic_torch_save
+from sei.errors import SEIError, WeightsError
+from sei.physics.spec import PhysicsSpec, resolve_spec
+from sei.files import atomic_torch_save, describe_load_failure
 from sei.models.registry import backbone_from_architecture, build_backbone
 
 # Prefixes added by our LightningModule, DistributedDataParallel and torch.compile.
@@ -27,12 +28,15 @@ _PREFIXES = ("backbone.", "module.", "_orig_mod.")
 _DERIVED_BUFFERS = ("attn_mask", "relative_position_index")
 
 
-def save_weights(model: nn.Module, path: str | Path) -> Path:
-    """Write ``model``'s weights (and architecture record, if it has one) atomically to ``path``."""
+def save_weights(model: nn.Module, path: str | Path, physics: PhysicsSpec | None = None) -> Path:
+    """Write ``model``'s weights atomically to ``path``, with its architecture record (if it has one) and the
+    physics spec it was trained for (a kernel file's content embedded), so the file alone can restore images."""
     payload: dict[str, Any] = {"params": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     architecture = getattr(model, "sei_architecture", None)
     if architecture is not None:
         payload["sei_architecture"] = architecture
+    if physics is not None and not physics.operator:
+        payload["sei_physics"] = physics.record()
     return atomic_torch_save(payload, path)
 
 
@@ -48,11 +52,23 @@ def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     return result
 
 
-def read_weights(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict | None]:
-    """The state dict and architecture record (or None) held by a weights file or an in-memory dict.
+def read_physics(source: str | Path | Mapping[str, Any]) -> PhysicsSpec | None:
+    """The physics spec a weights file records (``None`` for files without one, e.g. the authors' published ones).
 
-    :raises WeightsError: if the file is missing, unreadable, or holds no state dict.
+    :raises WeightsError: if the file cannot be read or its record is malformed.
     """
+    data, where = _load_payload(source)
+    record = data.get("sei_physics") if isinstance(data, Mapping) else None
+    if record is None:
+        return None
+    try:
+        return resolve_spec(PhysicsSpec.from_dict(dict(record)))
+    except SEIError as error:
+        raise WeightsError(f"{where} hold a malformed physics record: {error}") from error
+
+
+def _load_payload(source: str | Path | Mapping[str, Any]) -> tuple[Any, str]:
+    """What a weights file holds (or the in-memory dict itself), and how to name it in messages."""
     where = "weights"
     if isinstance(source, (str, Path)):
         where = f"weights file {source}"
@@ -62,9 +78,18 @@ def read_weights(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, torc
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # corrupted zip, pickle with forbidden globals, ...
-            raise WeightsError(f"{where} cannot be read: {error}") from error
+            raise WeightsError(f"{where} cannot be read: {describe_load_failure(path, error)}") from error
     else:
         data = source
+    return data, where
+
+
+def read_weights(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The state dict and architecture record (or None) held by a weights file or an in-memory dict.
+
+    :raises WeightsError: if the file is missing, unreadable, or holds no state dict.
+    """
+    data, where = _load_payload(source)
     if not isinstance(data, Mapping):
         raise WeightsError(f"{where} holds a {type(data).__name__}, not a state dict")
     architecture = data.get("sei_architecture")

@@ -187,8 +187,14 @@ def make_psf(kind: str, size: int | None = None, **params: float | None) -> torc
         only("wavelength", "pixel_size", "na", "f_number", "rings")
         return airy_psf(params["wavelength"], params["pixel_size"], params.get("na"), params.get("f_number"),
                         int(params.get("rings", 3)), size)
-    from sei.physics.kernels import kernel_from_name
+    from sei.errors import UnknownNameError
+    from sei.physics.kernels import PAPER_KERNELS, kernel_from_name
 
+    try:
+        kernel = kernel_from_name(str(kind))
+    except UnknownNameError:
+        raise UnknownNameError("PSF kind", kind, (*PSF_KINDS, *PAPER_KERNELS),
+                               hint="any Gaussian_R<int> or Box_R<int> works too") from None
     if params or size is not None:
         raise KernelError(f"the named kernel {kind} takes no parameters")
-    return kernel_from_name(str(kind))
+    return kernel

@@ -112,6 +112,10 @@ class PhysicsSpec:
             return "psf"
         return Path(str(self.kernel)).stem if self.kernel_is_file else str(self.kernel)
 
+    def kernel_copy_name(self) -> str:
+        """The file name a copy of this spec's kernel gets in a run or measurement folder (``psf.npy``)."""
+        return f"{Path(str(self.kernel)).stem}.npy" if self.kernel_is_file else "kernel.npy"
+
     def short_name(self) -> str:
         """``Gaussian_R2``, ``x2`` or ``x2_Box_R3``: the operator's part of a run name."""
         if self.task == "deblurring":

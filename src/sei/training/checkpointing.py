@@ -151,10 +151,12 @@ class LatestCheckpoint(L.Callback):
             trainer.save_checkpoint(self.path, weights_only=False)
 
 
-def checkpoint_callbacks(directory: str | Path, every_n_epochs: int) -> list[L.Callback]:
-    """``last.ckpt`` at every epoch end, plus ``epoch=NNNN.ckpt`` every ``every_n_epochs`` epochs (0: none)."""
+def checkpoint_callbacks(directory: str | Path, every_n_epochs: int, keep: int = 3) -> list[L.Callback]:
+    """``last.ckpt`` at every epoch end, plus ``epoch=NNNN.ckpt`` every ``every_n_epochs`` epochs (0: none), of which
+    the newest ``keep`` are kept (0: all) so that a long run does not fill the disk."""
     callbacks: list[L.Callback] = [LatestCheckpoint(directory)]
     if every_n_epochs and every_n_epochs > 0:
-        callbacks.append(ModelCheckpoint(dirpath=directory, filename="{epoch:04d}", save_top_k=-1,
-                                         every_n_epochs=every_n_epochs, save_on_train_epoch_end=True))
+        callbacks.append(ModelCheckpoint(dirpath=directory, filename="{epoch:04d}", monitor="step", mode="max",
+                                         save_top_k=keep if keep > 0 else -1, every_n_epochs=every_n_epochs,
+                                         save_on_train_epoch_end=True))
     return callbacks

@@ -11,9 +11,10 @@ from torch.utils.data import DataLoader
 from sei.config import ExperimentConfig
 from sei.data.pairs import CropDataset, EpochSampler, FullImageDataset, MeasurementSet
 from sei.data.sources import NAMED_DATASETS, load_image_set
-from sei.errors import ConfigError, MissingGroundTruthError
-from sei.methods import METHODS
-from sei.physics.factory import make_physics
+from sei.errors import ConfigError
+
+
+STEP_BUDGET_EPOCH = 25  # batches per epoch at least, for runs with a step budget (progress, checkpoints)
 
 
 def default_num_workers(accelerator_is_gpu: bool) -> int:
@@ -24,22 +25,22 @@ def default_num_workers(accelerator_is_gpu: bool) -> int:
 
 
 class SEIDataModule(L.LightningDataModule):
-    """Training crops (and optional full validation images) for one experiment configuration."""
+    """Training crops (and optional full validation images) for one experiment configuration.
 
-    def __init__(self, config: ExperimentConfig) -> None:
+    :param physics: the run's operator, built once by the caller (default: built from ``config``'s physics spec).
+    """
+
+    def __init__(self, config: ExperimentConfig, physics=None) -> None:
         super().__init__()
         self.config = config
+        self.physics = physics if physics is not None else config.physics.build()
         self.train_set: CropDataset | None = None
         self.val_set: FullImageDataset | None = None
-
-    def _physics(self):
-        physics = self.config.physics
-        return make_physics(physics.task, physics.kernel, physics.sr_factor, physics.noise_level)
 
     def _load(self, dataset: str, split: str, ground_truth: bool):
         data = self.config.data
         return load_image_set(dataset, split, data.datasets_dir, data.download, ground_truth, data.resize,
-                              progress=self.config.train.progress)
+                              progress=self.config.train.progress, strict=data.strict)
 
     def prepare_data(self) -> None:
         # Runs on one process per node before `setup`: downloads happen here, once.
@@ -52,16 +53,15 @@ class SEIDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        data, loss = self.config.data, self.config.loss
+        data = self.config.data
         ground_truth = data.kind == "clean"
-        if METHODS[loss.method].needs_ground_truth and not ground_truth:
-            raise MissingGroundTruthError(
-                f"method {loss.method!r} needs clean images, but {data.dataset} holds measurements only; "
-                "use a self-supervised method (sei, css, ei-shift, ei-rotate, sure)")
-        physics = self._physics()
+        physics = self.physics
         images = self._load(data.dataset, "train", ground_truth)
         measurements = MeasurementSet(images, physics, data.noise_seed)
-        self.train_set = CropDataset(measurements, data.crop_size, self.config.train.seed, data.samples_per_epoch)
+        # a step budget on a few images: epochs of at least STEP_BUDGET_EPOCH batches, not one step each
+        minimum = STEP_BUDGET_EPOCH * data.batch_size if self.config.train.steps is not None else 0
+        self.train_set = CropDataset(measurements, data.crop_size, self.config.train.seed, data.samples_per_epoch,
+                                     minimum)
         if data.val_dataset and self.config.train.val_every:
             val_images = self._load(data.val_dataset, "val", True)
             if data.val_max_images:

@@ -1,4 +1,4 @@
-"""Guards that stop a diverging run before anything non-finite reaches the disk, and a quieter console.
+"""Guards that stop a diverging run before anything non-finite reaches the disk.
 
 :class:`DivergenceGuard` checks the loss before the backward pass and the gradients before each optimiser step
 (one ``torch.isfinite`` on the loss, one fused norm of all gradients), so the weights never take a non-finite
@@ -8,13 +8,10 @@ untouched. :func:`check_finite_weights` is the last line before ``weights.pt`` i
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
 from torch import nn
 
 from sei.errors import DivergenceError
@@ -97,28 +94,3 @@ def check_finite_weights(model: nn.Module, checkpoint_dir: str | Path | None = N
         where = Path(checkpoint_dir) if checkpoint_dir is not None else None
         raise _divergence(f"{len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[0]})",
                           step if step is not None else -1, where)
-
-
-class QuietProgressBar(TQDMProgressBar):
-    """Lightning's progress bar without the logger version (``v_num``), which our loggers' fixed version names
-    ("csv", "tensorboard") would show as a meaningless tail such as ``v_num=oard``."""
-
-    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
-        metrics = super().get_metrics(trainer, pl_module)
-        metrics.pop("v_num", None)
-        return metrics
-
-
-class _DropTips(logging.Filter):
-    """Drops Lightning's advertising ("💡 Tip: ... try installing litlogger") from its log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in str(record.msg)
-
-
-def silence_lightning_tips() -> None:
-    """Keep Lightning's product tips off the terminal (its other messages are untouched). Idempotent."""
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropTips) for f in logger.filters):
-            logger.addFilter(_DropTips())

@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from deepinv.physics import LinearPhysics
 
 from sei.config import ExperimentConfig, from_dict
 from sei.errors import ConfigError
@@ -16,7 +17,7 @@ from sei.metrics import psnr, ssim
 from sei.models.registry import build_backbone
 from sei.models.unet import UNet
 from sei.models.weights import load_backbone
-from sei.physics.factory import make_physics
+from sei.physics.base import physics_upscale
 from sei.reconstructors import locate_network
 from sei.rng import make_generator
 from sei.training.schedule import paper_scheduler
@@ -29,21 +30,23 @@ class SEIModule(L.LightningModule):
     generator seeded by (run seed, global step, rank), so a resumed run repeats an uninterrupted one.
 
     :param config: the resolved experiment configuration, as a dict (stored in checkpoints).
+    :param physics: the run's operator, built once by the caller (default: built from ``config``'s physics spec).
     """
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], physics: LinearPhysics | None = None) -> None:
         super().__init__()
         self.save_hyperparameters({"config": config})
         self.config: ExperimentConfig = from_dict(config)
-        physics, model, loss = self.config.physics, self.config.model, self.config.loss
-        self.physics = make_physics(physics.task, physics.kernel, physics.sr_factor, physics.noise_level)
-        upscale = self.physics.upscale
+        model, loss = self.config.model, self.config.loss
+        self.physics = physics if physics is not None else self.config.physics.build()
+        upscale = physics_upscale(self.physics)
         if model.weights:  # a file, a training run's folder, or a published name
             source = locate_network(model.weights, download=self.config.data.download)
-            self.backbone = load_backbone(source.weights, backbone=model.backbone or source.backbone, upscale=upscale)
+            self.backbone = load_backbone(source.weights, backbone=model.backbone or source.backbone, upscale=upscale,
+                                          physics=self.physics)
             model.backbone = self.backbone.sei_architecture["backbone"]
         else:
-            self.backbone = build_backbone(model.backbone, upscale=upscale)
+            self.backbone = build_backbone(model.backbone, upscale=upscale, physics=self.physics)
         if model.checkpointing:
             if not hasattr(self.backbone, "checkpointing"):
                 raise ConfigError(f"activation checkpointing is available for SwinIR backbones, not {model.backbone}")
@@ -56,6 +59,7 @@ class SEIModule(L.LightningModule):
         object.__setattr__(self, "_network", self.backbone)
         self._step_started: float | None = None
         self._step_ended: float | None = None
+        self._waited = self._computed = 0.0  # seconds over the measured steps (data_wait_fraction)
 
     def on_fit_start(self) -> None:
         if self.config.train.release_memory:  # in every process, spawned data-parallel ranks included
@@ -81,7 +85,10 @@ class SEIModule(L.LightningModule):
         return output.loss
 
     def on_train_epoch_start(self) -> None:
-        self._step_ended = None  # the wait before an epoch's first batch includes starting the data loader
+        # The wait before an epoch's first batch includes starting the loader's worker processes, which the
+        # steady state does not pay: counted only without workers (then it is just fetching that batch).
+        loader = self.trainer.train_dataloader
+        self._step_ended = time.perf_counter() if getattr(loader, "num_workers", 1) == 0 else None
 
     def on_train_batch_start(self, batch: Any, batch_index: int) -> None:
         self._step_started = time.perf_counter()
@@ -93,8 +100,13 @@ class SEIModule(L.LightningModule):
             samples = batch["y"].shape[0] * self.trainer.world_size
             self.log("train/samples_per_s", samples / max(compute, 1e-9), prog_bar=True, batch_size=1)
             if self._step_ended is not None:  # time between the previous step's end and this one's start
-                waited = self._step_started - self._step_ended
-                self.log("train/data_wait_fraction", waited / max(waited + compute, 1e-9), batch_size=1)
+                self._waited += self._step_started - self._step_ended
+                self._computed += compute
+            # Logged at every step as the run's running fraction over the measured steps: logged only on steps
+            # that were not an epoch's first, it never appeared with one step per epoch, or when the logging
+            # interval landed on first steps.
+            if self._computed > 0:
+                self.log("train/data_wait_fraction", self._waited / (self._waited + self._computed), batch_size=1)
         self._step_ended = now
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:

@@ -12,27 +12,26 @@ from typing import Any
 
 import lightning as L
 import torch
+from deepinv.physics import LinearPhysics
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from sei.config import ExperimentConfig, from_dict, load_yaml, resolve
+from sei.config import ExperimentConfig, from_flat, resolve
 from sei.devices import lightning_devices
 from sei.errors import ConfigError
 from sei.files import atomic_write_text
 from sei.models.weights import save_weights
+from sei.physics.base import physics_upscale
+from sei.physics.noise import gaussian_sigma
+from sei.physics.spec import PhysicsSpec
 from sei.training.budget import StepBudget
-from sei.training.checkpointing import LAST_CHECKPOINT, AtomicCheckpointIO, checkpoint_callbacks
+from sei.training.checkpointing import (
+    AtomicCheckpointIO, check_resumable, checkpoint_callbacks, remove_orphans,
+)
 from sei.training.datamodule import SEIDataModule
+from sei.training.guards import DivergenceGuard, check_finite_weights
+from sei.training.progress import RunProgressBar, silence_lightning_tips
 from sei.training.module import SEIModule
-
-CONFIG_FILE = "config.yaml"
-WEIGHTS_FILE = "weights.pt"
-SUMMARY_FILE = "train_summary.json"
-# Settings a resumed run may change: where and how fast it runs, and how long.
-RESUMABLE_CHANGES = {
-    "train.epochs", "train.steps", "train.device", "train.devices", "train.num_nodes", "train.strategy",
-    "train.progress", "train.log_every", "train.compile", "data.num_workers", "data.download", "data.datasets_dir",
-}
-
+from sei.training.run_folder import BUDGET, LOG_DIR, RESUMABLE_CHANGES, RunFolder
 
 @dataclass
 class TrainResult:
@@ -46,60 +45,49 @@ class TrainResult:
     rank: int = 0
 
 
-def flatten_config(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _check_resume(saved: dict[str, Any], config: ExperimentConfig) -> None:
-    old, new = flatten_config(saved), flatten_config(config.to_dict())
-    # a backbone left open (initial weights decide it) matches the one the run recorded
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
-                     and not (k == "model.backbone" and new.get(k) is None))
-    if changed:
-        details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
-        raise ConfigError(f"a resumed run must keep its settings; these differ from the saved run: {details}")
-
-
 def _prepare_output(config: ExperimentConfig, resume: bool | str | Path) -> Path | None:
     """Check the output folder and return the checkpoint to resume from (or None)."""
-    out_dir = Path(config.out_dir)
-    last = out_dir / "checkpoints" / LAST_CHECKPOINT
+    folder = RunFolder(config.out_dir)
+    last = folder.last_checkpoint
+    folder.check_writable()  # never overwrite a config.yaml that sei did not write
+    # temporary files of killed saves: removed when the run is known to be stopped (resumed, or reused empty),
+    # never while another process may still be writing it
+    orphans = (folder.checkpoint_dir, *([folder.path] if folder.is_sei_run() else []))
     if resume:
+        remove_orphans(*orphans)
+        folder.check_not_finished(config.train.steps, config.train.epochs)
         checkpoint = Path(resume) if isinstance(resume, (str, Path)) and not isinstance(resume, bool) else last
         if not checkpoint.is_file():
             raise ConfigError(f"nothing to resume: no checkpoint at {checkpoint}")
-        if (out_dir / CONFIG_FILE).is_file():
-            _check_resume(load_yaml(out_dir / CONFIG_FILE), config)
+        check_resumable(checkpoint)  # a damaged one: the error names the newest intact one
+        if folder.has_config():
+            changed = folder.changed_settings(config)
+            if changed:
+                raise ConfigError("a resumed run must keep its settings; these differ from the saved run: "
+                                  + ", ".join(changed))
         return checkpoint
-    if last.is_file() or (out_dir / WEIGHTS_FILE).is_file():
-        raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it, or choose another --out-dir")
+    if last.is_file() or folder.is_finished():
+        raise ConfigError(f"{folder.path} already holds a run; pass --resume to continue it, or choose another "
+                          "--out-dir")
+    remove_orphans(*orphans)
     return None
 
 
 def build_trainer(config: ExperimentConfig, callbacks: Sequence[L.Callback] = (), **overrides: Any) -> L.Trainer:
     """The Lightning trainer for a resolved configuration (``overrides`` go to ``L.Trainer``)."""
-    train, out_dir = config.train, Path(config.out_dir)
-    loggers = [CSVLogger(out_dir, name="logs", version="csv")]
-    try:
-        loggers.append(TensorBoardLogger(out_dir, name="logs", version="tensorboard", default_hp_metric=False))
-    except ModuleNotFoundError:  # tensorboard is optional: the CSV log is always written
-        warnings.warn("tensorboard is not installed; writing CSV logs only", stacklevel=2)
+    train, folder = config.train, RunFolder(config.out_dir)
+    loggers = [CSVLogger(folder.path, name=LOG_DIR, version="csv"),
+               TensorBoardLogger(folder.path, name=LOG_DIR, version="tensorboard", default_hp_metric=False)]
     settings = dict(
         **lightning_devices(train.device, train.devices),
         num_nodes=train.num_nodes,
         strategy=train.strategy,
         precision=train.precision,
         max_epochs=train.epochs if train.epochs is not None else -1,  # step budgets: see StepBudget
-        default_root_dir=out_dir,
+        default_root_dir=folder.path,
         logger=loggers,
-        callbacks=[*checkpoint_callbacks(out_dir / "checkpoints", train.checkpoint_every),
+        callbacks=[DivergenceGuard(folder.checkpoint_dir), *([RunProgressBar(train.steps)] if train.progress else []),
+                   *checkpoint_callbacks(folder.checkpoint_dir, train.checkpoint_every, train.checkpoint_keep),
                    *([StepBudget(train.steps)] if train.steps is not None else []), *callbacks],
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,  # EpochSampler shards samples across ranks itself
@@ -111,25 +99,36 @@ def build_trainer(config: ExperimentConfig, callbacks: Sequence[L.Callback] = ()
         enable_model_summary=train.progress,
     )
     settings.update(overrides)
+    silence_lightning_tips()
     return L.Trainer(**settings)
 
 
 def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks: Sequence[L.Callback] = (),
-          **trainer_overrides: Any) -> TrainResult:
+          physics: LinearPhysics | None = None, **trainer_overrides: Any) -> TrainResult:
     """Train as ``config`` says; write ``config.yaml``, checkpoints, logs and ``weights.pt`` to its ``out_dir``.
 
     :param resume: True to continue from ``out_dir/checkpoints/last.ckpt``, or a checkpoint path.
+    :param physics: any deepinv ``LinearPhysics`` with a Gaussian noise model, instead of the operator that
+        ``config.physics`` describes (e.g. ``deepinv.physics.Blur`` with a motion kernel). Operators that ``sei``
+        builds are recorded in ``config.yaml`` as their spec; others cannot be, which is said, and such a run can
+        only be continued from Python.
     :raises ConfigError: if ``out_dir`` already holds a run and ``resume`` is not set, or settings conflict.
     """
+    if physics is not None:
+        config = from_flat({}, config)
+        config.physics = spec_of_operator(physics)
     config = resolve(config)
     checkpoint = _prepare_output(config, resume)
-    out_dir = Path(config.out_dir)
+    folder = RunFolder(config.out_dir)
+    if not config.physics.operator:
+        config.physics = folder.store_kernel(config.physics)  # the run keeps its own copy of a kernel file
+    if physics is None:
+        physics = config.physics.build()
     torch.manual_seed(config.train.seed)  # the backbone's initial weights
-    module = SEIModule(config.to_dict())
+    module = SEIModule(config.to_dict(), physics=physics)
     config.model.backbone = module.config.model.backbone  # known once initial weights are read
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / CONFIG_FILE, config.to_yaml())
-    datamodule = SEIDataModule(config)
+    folder.write_config(config)
+    datamodule = SEIDataModule(config, physics=physics)
     trainer = build_trainer(config, callbacks, **trainer_overrides)
     started = time.perf_counter()
     with warnings.catch_warnings():
@@ -142,18 +141,40 @@ def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
     seconds = time.perf_counter() - started
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
-    weights = out_dir / WEIGHTS_FILE
+    weights = folder.weights_path
     if trainer.global_rank == 0:
-        save_weights(module.backbone, weights)
+        check_finite_weights(module.backbone, folder.checkpoint_dir, trainer.global_step)
+        save_weights(module.backbone, weights, physics=config.physics)
         summary = {"epochs": trainer.current_epoch, "steps": trainer.global_step, "seconds": seconds,
                    "metrics": metrics, "weights": str(weights)}
-        atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
-    return TrainResult(out_dir, weights, config, metrics, seconds, trainer.global_rank)
+        atomic_write_text(folder.summary_path, json.dumps(summary, indent=2))
+    return TrainResult(folder.path, weights, config, metrics, seconds, trainer.global_rank)
 
 
 def load_run_config(run_dir: str | Path) -> ExperimentConfig:
-    """The configuration a run recorded in its folder."""
-    return from_dict(load_yaml(Path(run_dir) / CONFIG_FILE))
+    """The configuration a run recorded in its folder (a kernel stored there resolved against the folder)."""
+    return RunFolder(run_dir).config
+
+
+def spec_of_operator(physics: LinearPhysics) -> PhysicsSpec:
+    """The physics spec of an operator handed over from Python: its own spec when ``sei`` built it; otherwise a
+    record of its class, upscale and noise level, which cannot rebuild it (said with a warning).
+
+    :raises ConfigError: if it is not a deepinv ``LinearPhysics`` with a Gaussian noise model of one level.
+    """
+    if not isinstance(physics, LinearPhysics):
+        raise ConfigError(f"train(physics=...) needs a deepinv LinearPhysics, got {type(physics).__name__}")
+    sigma = gaussian_sigma(physics)
+    spec = getattr(physics, "spec", None)
+    if isinstance(spec, PhysicsSpec):
+        return spec
+    upscale = physics_upscale(physics)
+    name = f"{type(physics).__module__}.{type(physics).__qualname__}"
+    warnings.warn(f"the operator {name} cannot be written to config.yaml (only its class and noise level are); "
+                  "this run can be reproduced and resumed from Python only, by passing the same operator",
+                  stacklevel=3)
+    return PhysicsSpec(task="sr" if upscale > 1 else "deblurring", sr_factor=upscale if upscale > 1 else None,
+                       noise_level=sigma * 255.0, operator=name)
 
 
 def train_or_reuse(config: ExperimentConfig) -> Path:
@@ -161,15 +182,13 @@ def train_or_reuse(config: ExperimentConfig) -> Path:
 
     :raises ConfigError: if the folder holds a run with other settings (nothing is overwritten).
     """
-    out_dir = Path(config.out_dir)
-    if (out_dir / CONFIG_FILE).is_file():
-        saved, wanted = flatten_config(load_yaml(out_dir / CONFIG_FILE)), flatten_config(config.to_dict())
-        ignored = {"train.device", "train.devices", "train.progress", "data.num_workers"}
-        changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k) and k not in ignored)
+    config = resolve(config)
+    folder = RunFolder(config.out_dir)
+    if folder.has_config():
+        changed = folder.changed_settings(config, RESUMABLE_CHANGES - BUDGET)
         if changed:
-            raise ConfigError(f"{out_dir} holds a run with other settings ({', '.join(changed)}); remove it or "
+            raise ConfigError(f"{folder.path} holds a run with other settings ({', '.join(changed)}); remove it or "
                               "choose another --out-dir")
-    if (out_dir / WEIGHTS_FILE).is_file():
-        return out_dir / WEIGHTS_FILE
-    resume = (out_dir / "checkpoints" / "last.ckpt").is_file()
-    return train(config, resume=resume).weights
+    if folder.is_finished():
+        return folder.weights_path
+    return train(config, resume=folder.last_checkpoint.is_file()).weights

@@ -1,0 +1,68 @@
+"""Simulated measurements of clean image files, and the ``degradation.yaml`` that records how they were made.
+
+The record is the physics spec (plus the seed, resizing and bit depth), with a kernel file copied into the output
+folder, so the folder is self-contained: ``sei train --measurements`` and ``sei restore`` read the operator from
+it and need no physics options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from sei.errors import SEIError
+from sei.files import atomic_write, atomic_write_text
+from sei.physics.spec import DEGRADATION_FILE, PhysicsSpec
+from sei.restoration import RestoreReport
+
+
+def write_degradation_record(folder: str | Path, spec: PhysicsSpec, **details) -> Path:
+    """Write ``folder/degradation.yaml`` for resolved ``spec``, a kernel file or tensor copied into the folder."""
+    from sei.physics.kernels import load_kernel
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    values = spec.to_dict()
+    if spec.kernel is not None and (spec.kernel_is_file or isinstance(spec.kernel, torch.Tensor)):
+        kernel = load_kernel(spec.kernel).numpy()
+        name = spec.kernel_copy_name()
+        atomic_write(folder / name, lambda handle: np.save(handle, kernel, allow_pickle=False))
+        values["kernel"] = name
+    values.pop("operator", None)
+    return atomic_write_text(folder / DEGRADATION_FILE, yaml.safe_dump({**values, **details}, sort_keys=False))
+
+
+def degrade_files(spec: PhysicsSpec, pairs: Sequence[tuple[Path, Path]], seed: int = 0, resize: int | None = None,
+                  bits: int = 8, progress: bool = True) -> RestoreReport:
+    """Write the measurement ``A x + e`` of each input file to its output file (noise seeded by (seed, index)).
+
+    Images are cropped at the bottom/right to a multiple of the super-resolution factor. A file that cannot be
+    read is recorded in the report and the others go on.
+    """
+    from tqdm.auto import tqdm
+
+    from sei.data.preprocess import resize_shorter_side
+    from sei.io import read_image, write_image
+    from sei.physics.noise import measure
+    from sei.rng import make_generator
+
+    physics = spec.build()
+    report = RestoreReport()
+    for index, (source, target) in enumerate(tqdm(pairs, desc="degrading", unit="image", disable=not progress)):
+        try:
+            image = read_image(source)
+            if resize:
+                image = resize_shorter_side(image, resize)
+            r = spec.upscale
+            image = image[:, : image.shape[1] - image.shape[1] % r, : image.shape[2] - image.shape[2] % r]
+            with torch.no_grad():
+                measurement = measure(physics, image[None], make_generator("measurement", seed, index))[0]
+            write_image(target, measurement, bits=bits)
+            report.written.append(target)
+        except SEIError as error:
+            report.failed.append((source, str(error)))
+    return report

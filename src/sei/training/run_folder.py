@@ -1,0 +1,161 @@
+"""A training run's folder: the one owner of its paths, of reading and writing its ``config.yaml``, and of the
+question "may this configuration continue (or reuse) that run?".
+
+A run folder is self-contained and can be moved: a kernel file is copied into it (``psf.pt`` as ``psf.npy``) and
+recorded by its name inside the folder, and settings are compared, never the folder's spelling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from sei.config import ExperimentConfig, from_dict, load_yaml
+from sei.errors import ConfigError, RunFinishedError
+from sei.files import atomic_write
+from sei.physics.spec import PhysicsSpec
+
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "weights.pt"
+SUMMARY_FILE = "train_summary.json"
+CHECKPOINT_DIR = "checkpoints"
+LOG_DIR = "logs"
+# Settings a resumed run may change: where and how fast it runs, and how long (not what it learns).
+RESUMABLE_CHANGES = frozenset({
+    "out_dir", "train.epochs", "train.steps", "train.device", "train.devices", "train.num_nodes", "train.strategy",
+    "train.progress", "train.log_every", "train.compile", "data.num_workers", "data.download", "data.datasets_dir",
+    "data.strict", "train.checkpoint_every", "train.checkpoint_keep",
+})
+BUDGET = frozenset({"train.epochs", "train.steps"})
+# The sections of a configuration sei writes (see sei.config.ExperimentConfig).
+RUN_SECTIONS = frozenset({"physics", "data", "model", "loss", "train"})
+
+
+def flatten_config(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+class RunFolder:
+    """The files of one training run under ``path``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    config_path = property(lambda self: self.path / CONFIG_FILE)
+    weights_path = property(lambda self: self.path / WEIGHTS_FILE)
+    summary_path = property(lambda self: self.path / SUMMARY_FILE)
+    checkpoint_dir = property(lambda self: self.path / CHECKPOINT_DIR)
+    last_checkpoint = property(lambda self: self.path / CHECKPOINT_DIR / "last.ckpt")
+
+    def has_config(self) -> bool:
+        return self.config_path.is_file()
+
+    def is_sei_run(self) -> bool:
+        """Whether the folder's ``config.yaml`` is one sei wrote: a mapping holding all of sei's configuration
+        sections (a later version may add keys, so others are allowed)."""
+        try:
+            data = yaml.safe_load(self.config_path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return False
+        return isinstance(data, dict) and RUN_SECTIONS <= set(data)
+
+    def check_writable(self) -> None:
+        """Refuse a folder that is a file, or that holds a ``config.yaml`` sei did not write (it would be overwritten).
+
+        :raises ConfigError: naming the file.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"--out-dir {self.path} is a file, not a folder")
+        if self.config_path.exists() and not self.is_sei_run():
+            raise ConfigError(f"{self.path} holds a {CONFIG_FILE} that sei did not write; it would be overwritten. "
+                              "Choose another --out-dir")
+
+    def check_not_finished(self, steps: int | None, epochs: int | None) -> None:
+        """Refuse to resume a run that already reached its budget (``steps`` or ``epochs``).
+
+        :raises RunFinishedError: (exit status 0 on the command line) naming the run's weights.
+        """
+        if not (self.summary_path.is_file() and self.weights_path.is_file()):
+            return
+        try:
+            summary = json.loads(self.summary_path.read_text())
+            done_steps, done_epochs = int(summary.get("steps", -1)), int(summary.get("epochs", -1))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return  # an unreadable summary says nothing about being finished: let the resume go on
+        if (steps is not None and done_steps >= steps) or (epochs is not None and done_epochs >= epochs):
+            raise RunFinishedError(f"{self.path} already finished ({done_steps} steps); its weights are "
+                                   f"{self.weights_path}. Nothing to resume (raise --steps or --epochs to train it "
+                                   "further)")
+
+    def is_finished(self) -> bool:
+        return self.weights_path.is_file()
+
+    @cached_property
+    def config(self) -> ExperimentConfig:
+        """The configuration the run recorded, read once; a kernel file inside the folder is made absolute."""
+        if not self.has_config():
+            raise ConfigError(f"{self.path} holds no {CONFIG_FILE}; is it a training run's folder?")
+        config = from_dict(load_yaml(self.config_path))
+        kernel = config.physics.kernel
+        if isinstance(kernel, str) and config.physics.kernel_is_file and not Path(kernel).is_absolute():
+            config.physics.kernel = str((self.path / kernel).resolve())
+        config.out_dir = str(self.path)
+        return config
+
+    def store_kernel(self, physics: PhysicsSpec) -> PhysicsSpec:
+        """Copy a file or tensor kernel into the folder; the spec then points at the copy."""
+        named = isinstance(physics.kernel, str) and not physics.kernel_is_file
+        if physics.kernel is None or named:
+            return physics
+        from sei.physics.kernels import load_kernel
+
+        kernel = load_kernel(physics.kernel).numpy()
+        copy = self.path / physics.kernel_copy_name()
+        if copy.resolve() != Path(str(physics.kernel)).resolve():
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic_write(copy, lambda handle: np.save(handle, kernel, allow_pickle=False))
+        return dataclasses.replace(physics, kernel=str(copy.resolve()))
+
+    def write_config(self, config: ExperimentConfig) -> None:
+        """Write ``config.yaml``, recording a kernel stored in the folder by its name there."""
+        from sei.files import atomic_write_text
+
+        values = config.to_dict()
+        kernel = values["physics"].get("kernel")
+        if isinstance(kernel, str) and Path(kernel).is_absolute() and Path(kernel).parent == self.path.resolve():
+            values["physics"]["kernel"] = Path(kernel).name
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config_path, yaml.safe_dump(values, sort_keys=False))
+        self.__dict__.pop("config", None)
+
+    def changed_settings(self, config: ExperimentConfig, may_change: frozenset[str] = RESUMABLE_CHANGES) -> list[str]:
+        """``"key: old -> new"`` for each setting of ``config`` that differs from the run's and may not.
+
+        The operator is compared as an operator (a kernel file by its content), a backbone left open (initial
+        weights decide it) matches the recorded one, and the folder's own path never counts.
+        """
+        saved = self.config
+        old = flatten_config({k: v for k, v in saved.to_dict().items() if k != "physics"})
+        new = flatten_config({k: v for k, v in config.to_dict().items() if k != "physics"})
+        changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                   if old.get(k) != new.get(k) and k not in may_change
+                   and not (k == "model.backbone" and new.get(k) is None)]
+        if not saved.physics.operator and not config.physics.operator:
+            if not saved.physics.same_operator(config.physics):
+                changed.insert(0, f"physics: {saved.physics.describe()} -> {config.physics.describe()}")
+        elif saved.physics.operator != config.physics.operator:
+            changed.insert(0, f"physics.operator: {saved.physics.operator!r} -> {config.physics.operator!r}")
+        return changed
