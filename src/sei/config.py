@@ -199,7 +199,7 @@ def default_name(config: ExperimentConfig) -> str:
     physics = config.physics
     dataset = Path(str(config.data.dataset)).name if not _is_named_dataset(config.data.dataset) else config.data.dataset
     detail = physics.operator.rsplit(".", 1)[-1] if physics.operator else physics.short_name()
-    return f"{dataset}_{physics.task}_{detail}_noise{physics.noise_level:g}_{config.loss.method}"
+    return f"{dataset}_{physics.task}_{detail}_noise{physics.noise_label()}_{config.loss.method}"
 
 
 def resolve_physics(physics: PhysicsSpec, data: DataConfig) -> PhysicsSpec:

@@ -47,7 +47,7 @@ def degrade_files(spec: PhysicsSpec, pairs: Sequence[tuple[Path, Path]], seed: i
 
     from sei.data.preprocess import resize_shorter_side
     from sei.io import read_image, write_image
-    from sei.physics.noise import measure
+    from sei.physics.noise import check_photon_data, measure
     from sei.rng import make_generator
 
     physics = spec.build()
@@ -59,6 +59,8 @@ def degrade_files(spec: PhysicsSpec, pairs: Sequence[tuple[Path, Path]], seed: i
                 image = resize_shorter_side(image, resize)
             r = spec.upscale
             image = image[:, : image.shape[1] - image.shape[1] % r, : image.shape[2] - image.shape[2] % r]
+            if spec.noise == "poisson-gaussian":
+                check_photon_data(image, str(source))
             with torch.no_grad():
                 measurement = measure(physics, image[None], make_generator("measurement", seed, index))[0]
             write_image(target, measurement, bits=bits)

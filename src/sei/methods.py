@@ -15,6 +15,7 @@ name (aliases)          loss                                                    
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,9 +25,9 @@ from torch import nn
 from sei.errors import ConfigError, MissingGroundTruthError, ShapeError, UnknownNameError
 from sei.losses.equivariance import equivariance_loss
 from sei.losses.supervised import css_loss, supervised_loss
-from sei.losses.sure import sure_gaussian
+from sei.losses.sure import sure_gaussian, sure_poisson_gaussian
 from sei.physics.base import check_image_batch, physics_margin, physics_upscale
-from sei.physics.noise import gaussian_sigma
+from sei.physics.noise import noise_parameters
 from sei.transforms import DEFAULT_SCALE_FACTORS, RandomRotate, RandomScale, RandomShift
 
 
@@ -96,6 +97,10 @@ class CSS(Method):
         return LossOutput(loss, {"css": loss.detach()})
 
 
+# UNSURE's step on log sigma^2 per unit of divergence: 1 % per step at a divergence of 0.5 (f = identity has 1).
+UNSURE_STEP = 0.01
+
+
 class SureEquivariant(Method):
     """``SURE(y, f) + alpha * ||f(A T x_hat + e') - T x_hat||^2``, or SURE alone when ``transform`` is None.
 
@@ -105,6 +110,13 @@ class SureEquivariant(Method):
     :param tau: SURE finite-difference step.
     :param sure_constant: ``"unbiased"`` or ``"reference"`` (see :func:`sei.losses.sure.sure_gaussian`).
     :param batched_probe: evaluate ``f(y)`` and ``f(y + tau b)`` in one batch.
+
+    When the operator's spec says its Gaussian noise level is ``learned`` (``--noise-level learn``), sigma is
+    learned with the network as in UNSURE (Tachella et al., 2024): the variance starts at the operator's level and
+    takes a gradient-ascent step on the SURE objective after each training batch (the gradient of
+    ``2 sigma^2 div`` in sigma^2 is ``2 div``; the step is taken on log sigma^2 so that it is relative), and the
+    equivariance term's noise e' is drawn at the learned level. The learned variance is the buffer
+    ``noise_variance`` (saved in checkpoints, so a resumed run continues it); ``learned_noise_level`` reads it.
     """
 
     def __init__(self, name: str, transform: nn.Module | None, alpha: float = 1.0, stop_gradient: bool = True,
@@ -119,11 +131,34 @@ class SureEquivariant(Method):
         self.tau = float(tau)
         self.sure_constant = sure_constant
         self.batched_probe = bool(batched_probe)
+        # -1 until a level is learned (a finite value: the divergence guard checks every saved tensor)
+        self.register_buffer("noise_variance", torch.tensor(-1.0, dtype=torch.float64))
+
+    @property
+    def learned_noise_level(self) -> float | None:
+        """The learned Gaussian noise level in 8-bit grey levels, ``None`` when none is learned."""
+        variance = float(self.noise_variance)
+        return None if variance < 0 else math.sqrt(variance) * 255.0
+
+    def _learned_sigma(self, physics, sigma: float) -> float:
+        """The learned sigma (starting at ``sigma``), set as the operator's level so that e' is drawn at it."""
+        if float(self.noise_variance) < 0:
+            self.noise_variance.fill_(sigma**2)
+        learned = math.sqrt(float(self.noise_variance))
+        physics.noise_model.noise_level = learned * 255.0  # sei's GaussianNoise: the level e' is drawn at
+        return learned
 
     def compute(self, model, physics, y, x, generator) -> LossOutput:
-        sigma = gaussian_sigma(physics)
-        sure = sure_gaussian(model, physics, y, sigma, generator, margin=physics_margin(physics), tau=self.tau,
-                             constant=self.sure_constant, batched_probe=self.batched_probe)
+        gain, sigma = noise_parameters(physics)  # the one place the SURE flavour follows the noise model
+        learn = getattr(getattr(physics, "spec", None), "noise_source", None) == "learned"
+        if learn:
+            sigma = self._learned_sigma(physics, sigma)
+        options = dict(margin=physics_margin(physics), tau=self.tau, constant=self.sure_constant,
+                       batched_probe=self.batched_probe)
+        if gain > 0:
+            sure = sure_poisson_gaussian(model, physics, y, gain, sigma, generator, **options)
+        else:
+            sure = sure_gaussian(model, physics, y, sigma, generator, **options)
         parts = {"sure": sure.loss.detach(), "sure_residual": sure.residual.detach(),
                  "sure_divergence": sure.divergence.detach()}
         loss = sure.loss
@@ -132,6 +167,10 @@ class SureEquivariant(Method):
                                                 alpha=self.alpha, stop_gradient=self.stop_gradient)
             parts["equivariance"] = equivariance.detach()
             loss = loss + equivariance
+        if learn:
+            parts["sigma"] = torch.tensor(sigma * 255.0)
+            if self.training:  # UNSURE's ascent step, relative: d log sigma^2 = step * 2 div
+                self.noise_variance.mul_(math.exp(UNSURE_STEP * 2.0 * float(sure.divergence.detach())))
         return LossOutput(loss, parts, sure.estimate.detach())
 
     def extra_repr(self) -> str:

@@ -38,10 +38,14 @@ def run_command(args: argparse.Namespace) -> int:
     import sys
 
     from sei.degradation import degrade_files, write_degradation_record
+    from sei.errors import ConfigError
     from sei.physics.spec import DEFAULT_KERNEL, resolve_spec
     from sei.restoration import output_paths
 
     spec = resolve_spec(physics_spec(args), DEFAULT_KERNEL)
+    if spec.needs_estimate:
+        raise ConfigError("sei degrade simulates the noise, so it needs numbers: --noise-level NUMBER (and --gain "
+                          "NUMBER for poisson-gaussian); auto is for measurements you already have")
     output = Path(args.output)
     pairs = output_paths(Path(args.input), output, "png")
     print(f"operator: {spec.describe()}")

@@ -61,16 +61,37 @@ def add_physics_options(parser: argparse.ArgumentParser) -> None:
     option(group, "--sr-factor", "--sr_factor", dest="physics.sr_factor", type=_positive_int,
            help="super-resolution factor (2, 3, 4)")
     option(group, "--noise-level", "--noise_level", dest="physics.noise_level", type=_noise_level,
-           help="Gaussian noise standard deviation in 8-bit grey levels (default 5)")
+           help="Gaussian (read-)noise standard deviation in 8-bit grey levels (default 5); auto: estimated from "
+                "the measurements (printed, recorded in config.yaml); learn: estimated, then learned with the network "
+                "(UNSURE; logged as train/sigma, recorded in the weights)")
+    option(group, "--noise", dest="physics.noise", choices=("gaussian", "poisson-gaussian"),
+           help="noise model: gaussian (default) or poisson-gaussian, y = gain * Poisson(A x / gain) + N(0, sigma^2) "
+                "(photon noise plus read noise; needs --gain)")
+    option(group, "--gain", dest="physics.gain", type=_gain,
+           help="poisson-gaussian: intensity of one photon in [0, 1] image units (1 / peak photon count), or auto")
 
 
-def _noise_level(text: str) -> float:
+def _gain(text: str) -> float | str:
+    if text.strip().lower() == "auto":
+        return "auto"
     try:
         value = float(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text}") from error
+        raise argparse.ArgumentTypeError(f"expected a number > 0 or auto, got {text}") from error
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"the gain must be a finite number > 0 (or auto), got {text}")
+    return value
+
+
+def _noise_level(text: str) -> float | str:
+    if text.strip().lower() in ("auto", "learn"):
+        return text.strip().lower()
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a number, auto or learn, got {text}") from error
     if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0 (or auto, learn), got {text}")
     return value
 
 
@@ -80,7 +101,8 @@ def physics_spec(args: argparse.Namespace):
 
     return PhysicsSpec(task=getattr(args, "physics.task", None), kernel=getattr(args, "physics.kernel", None),
                        sr_factor=getattr(args, "physics.sr_factor", None),
-                       noise_level=getattr(args, "physics.noise_level", None))
+                       noise=getattr(args, "physics.noise", "gaussian"),
+                       noise_level=getattr(args, "physics.noise_level", None), gain=getattr(args, "physics.gain", None))
 
 
 def physics_given(args: argparse.Namespace) -> bool:

@@ -11,6 +11,15 @@ difference with a Gaussian probe ``b`` that is non-zero on the interior only:
 For deblurring by circular convolution the ``margin`` rows/columns at each border of a measurement crop
 mix in pixels from the opposite border of the image, which a crop does not have, so both terms are
 computed on the interior only (margin = (kernel size - 1) // 2; 0 for super-resolution).
+
+For Poisson-Gaussian noise ``y = gain * Poisson(A x / gain) + N(0, sigma^2)`` (Le Montagner et al., 2014; deepinv's
+``SurePGLoss`` is the formula reference), the same terms on the same interior with the divergence weighted by
+the local noise variance ``gain * y + sigma^2``:
+
+    PG-SURE(y) = ||A f(y) - y||^2 / m  -  gain * mean(y)  -  sigma^2
+                 +  2 mean(b * (gain y + sigma^2) * (A f(y + tau b) - A f(y))) / tau
+
+(the second-derivative correction, of order ``gain * sigma^2``, is left out as in deepinv's default).
 """
 
 from __future__ import annotations
@@ -66,6 +75,21 @@ class SureTerms:
     estimate: torch.Tensor
 
 
+def _probe_pair(model, physics, y: torch.Tensor, generator: torch.Generator | None, margin: tuple[int, int],
+                tau: float, batched_probe: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(f(y), A f(y), A f(y + tau b), b)`` for an interior probe ``b``, after checking ``tau`` and the margin."""
+    if tau <= 0:
+        raise ConfigError(f"SURE finite-difference step tau must be > 0, got {tau}")
+    interior(y, margin)  # fail early, with a clear message, on crops smaller than the margin
+    probe = interior_probe(y, margin, generator)
+    perturbed = y + tau * probe
+    if batched_probe:
+        estimate, estimate_perturbed = model(torch.cat([y, perturbed])).chunk(2)
+    else:
+        estimate, estimate_perturbed = model(y), model(perturbed)
+    return estimate, physics.A(estimate), physics.A(estimate_perturbed), probe
+
+
 def sure_gaussian(
     model,
     physics,
@@ -92,19 +116,47 @@ def sure_gaussian(
     """
     if constant not in SURE_CONSTANTS:
         raise ConfigError(f"unknown SURE constant {constant!r}; use one of {', '.join(SURE_CONSTANTS)}")
-    if tau <= 0:
-        raise ConfigError(f"SURE finite-difference step tau must be > 0, got {tau}")
-    interior(y, margin)  # fail early, with a clear message, on crops smaller than the margin
-    probe = interior_probe(y, margin, generator)
-    perturbed = y + tau * probe
-    if batched_probe:
-        estimate, estimate_perturbed = model(torch.cat([y, perturbed])).chunk(2)
-    else:
-        estimate, estimate_perturbed = model(y), model(perturbed)
-    predicted = physics.A(estimate)
-    predicted_perturbed = physics.A(estimate_perturbed)
+    estimate, predicted, predicted_perturbed, probe = _probe_pair(model, physics, y, generator, margin, tau,
+                                                                  batched_probe)
     residual = interior(predicted - y, margin).pow(2).mean()
     divergence = interior(probe * (predicted_perturbed - predicted), margin).mean() / tau
     offset = sigma**2 if constant == "unbiased" else sigma**2 / y.shape[0]
     loss = residual + 2.0 * sigma**2 * divergence - offset
+    return SureTerms(loss=loss, residual=residual, divergence=divergence, estimate=estimate)
+
+
+def sure_poisson_gaussian(
+    model,
+    physics,
+    y: torch.Tensor,
+    gain: float,
+    sigma: float,
+    generator: torch.Generator | None = None,
+    margin: tuple[int, int] = (0, 0),
+    tau: float = 0.01,
+    constant: str = "unbiased",
+    batched_probe: bool = True,
+) -> SureTerms:
+    """SURE for Poisson-Gaussian noise ``gain * Poisson(A x / gain) + N(0, sigma^2)`` (see the module docstring).
+
+    Parameters as :func:`sure_gaussian`; ``gain`` is the intensity of one photon and ``sigma`` the read noise, both
+    in [0, 1] units. ``constant="reference"`` divides the constant ``gain * mean(y) + sigma^2`` by the batch size,
+    as the Gaussian reference code does (same gradients). ``SureTerms.divergence`` is the unweighted divergence,
+    for logs comparable with the Gaussian one.
+    """
+    if constant not in SURE_CONSTANTS:
+        raise ConfigError(f"unknown SURE constant {constant!r}; use one of {', '.join(SURE_CONSTANTS)}")
+    if not gain > 0:
+        raise ConfigError(f"the Poisson gain must be > 0, got {gain}")
+    estimate, predicted, predicted_perturbed, probe = _probe_pair(model, physics, y, generator, margin, tau,
+                                                                  batched_probe)
+    inner_y = interior(y, margin)
+    residual = interior(predicted - y, margin).pow(2).mean()
+    change = interior(probe * (predicted_perturbed - predicted), margin)
+    divergence = change.mean() / tau
+    weighted_divergence = (change * (gain * inner_y + sigma**2)).mean() / tau
+    offset = gain * inner_y.mean() + sigma**2
+    if constant == "reference":
+        offset = offset / y.shape[0]
+    loss = residual + 2.0 * weighted_divergence - offset
     return SureTerms(loss=loss, residual=residual, divergence=divergence, estimate=estimate)

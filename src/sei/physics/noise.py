@@ -2,17 +2,20 @@
 
 Every noisy quantity SEI makes (simulated measurements, the fresh noise e' of the equivariance term, CSS's e'')
 comes from the operator's own noise model through :func:`add_noise`, drawn from a generator that ``sei`` seeds:
-a run is reproducible and a resumed run repeats an uninterrupted one. A noise model we cannot seed or do not
-know how to account for in SURE (not Gaussian, no noise model at all) is an error, never silent unseeded noise
-or sigma = 0.
+a run is reproducible and a resumed run repeats an uninterrupted one. Gaussian and Poisson-Gaussian
+(``gain * Poisson(u / gain) + N(0, sigma^2)``, photon noise plus read noise) models are known; a noise model we
+cannot seed or do not know how to account for in SURE (another kind, no noise model at all) is an error, never
+silent unseeded noise or sigma = 0.
 """
 
 from __future__ import annotations
 
+import math
+
 import deepinv
 import torch
 
-from sei.errors import ConfigError
+from sei.errors import ConfigError, ImageError
 from sei.physics.base import identity
 
 
@@ -48,6 +51,69 @@ class GaussianNoise(deepinv.physics.GaussianNoise):
         return x + gaussian_noise_like(x, self.noise_level / 255.0, generator)
 
 
+class PoissonGaussianNoise(deepinv.physics.PoissonGaussianNoise):
+    """deepinv's Poisson-Gaussian noise model, ``gain * Poisson(u / gain) + N(0, sigma^2)``, with a per-call
+    ``generator``.
+
+    :param gain: intensity of one photon, in the images' [0, 1] units (1 / peak photons), > 0.
+    :param noise_level: read-noise standard deviation in 8-bit grey levels; ``sigma = noise_level / 255``.
+    """
+
+    def __init__(self, gain: float, noise_level: float = 0.0) -> None:
+        if not gain > 0 or not math.isfinite(gain):  # also refuses NaN
+            raise ConfigError(f"the Poisson gain must be a finite number > 0, got {gain}")
+        if not noise_level >= 0:
+            raise ConfigError(f"noise level must be >= 0, got {noise_level}")
+        super().__init__(gain=float(gain), sigma=noise_level / 255.0)
+        self.noise_model = identity
+        self.gain_value = float(gain)
+        self.noise_level = float(noise_level)
+
+    def forward(self, x: torch.Tensor, seed: int | None = None, generator: torch.Generator | None = None,
+                **kwargs) -> torch.Tensor:
+        """Noisy ``x`` drawn from ``generator`` (or one seeded by ``seed``); see :func:`poisson_gaussian_like`."""
+        if generator is None and seed is not None:
+            generator = torch.Generator().manual_seed(seed)
+        return poisson_gaussian_like(x, self.gain_value, self.noise_level / 255.0, generator)
+
+
+def poisson_gaussian_like(mean: torch.Tensor, gain: float, sigma: float,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """``gain * Poisson(mean / gain) + N(0, sigma^2)`` of ``mean``'s shape, dtype and device.
+
+    Negative means (a network's estimate dipping below zero, in the equivariance term) count as zero photons.
+    Drawn on the generator's device then moved, as :func:`gaussian_noise_like`.
+    """
+    source = generator.device if generator is not None else mean.device
+    rate = (mean.detach().to(device=source, dtype=torch.float32) / gain).clamp_min(0)
+    photons = torch.poisson(rate, generator=generator)
+    noisy = gain * photons + gaussian_noise_like(photons, sigma, generator)
+    return noisy.to(device=mean.device, dtype=mean.dtype)
+
+
+def check_photon_data(image: torch.Tensor, what: str = "the data") -> None:
+    """Poisson noise needs non-negative intensities (a mean photon count).
+
+    :raises ImageError: naming ``what`` and its minimum, if any value is below zero.
+    """
+    minimum = float(image.min())
+    if minimum < 0:
+        raise ImageError(f"{what} has negative values (minimum {minimum:.4g}): a Poisson (photon-count) noise model "
+                         "needs intensities >= 0; remove the offset (e.g. a subtracted background) or use "
+                         "--noise gaussian")
+
+
+def noise_parameters(physics) -> tuple[float, float]:
+    """``(gain, sigma)`` of an operator's noise model, ``gain = 0`` for Gaussian noise (sigma in [0, 1] units).
+
+    :raises ConfigError: as :func:`gaussian_sigma` for a model that is neither.
+    """
+    model = getattr(physics, "noise_model", None)
+    if isinstance(model, PoissonGaussianNoise):
+        return model.gain_value, model.noise_level / 255.0
+    return 0.0, gaussian_sigma(physics)
+
+
 def gaussian_sigma(physics) -> float:
     """The standard deviation (in [0, 1] units) of an operator's Gaussian noise model.
 
@@ -68,8 +134,15 @@ def gaussian_sigma(physics) -> float:
 
 
 def add_noise(physics, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``clean + e`` with ``e`` from ``physics``' Gaussian noise model, drawn from ``generator``."""
-    return clean + gaussian_noise_like(clean, gaussian_sigma(physics), generator)
+    """``clean`` with noise from ``physics``' noise model (Gaussian or Poisson-Gaussian), drawn from ``generator``.
+
+    For Poisson-Gaussian noise the photon noise is drawn without gradient (it is a sample, not a function of
+    ``clean`` that training could differentiate).
+    """
+    gain, sigma = noise_parameters(physics)
+    if gain > 0:
+        return poisson_gaussian_like(clean, gain, sigma, generator)
+    return clean + gaussian_noise_like(clean, sigma, generator)
 
 
 def measure(physics, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -29,7 +29,12 @@ _TASK_ALIASES = {
     "deblurring": "deblurring", "deblur": "deblurring", "blur": "deblurring",
     "sr": "sr", "super-resolution": "sr", "superresolution": "sr",
 }
-NOISE_MODELS = ("gaussian",)
+NOISE_MODELS = ("gaussian", "poisson-gaussian")
+# A noise level (or gain) the measurements themselves give: estimated before the operator is built.
+ESTIMATED = "auto"
+# A Gaussian noise level learned with the network (UNSURE), starting from the measurements' estimate.
+LEARNED = "learn"
+NOISE_SOURCES = ("given", "estimated", "learned")
 PADDINGS = ("circular",)
 PAPER_SR_FACTORS = (2, 3, 4)
 # The paper's default kernel, used only where measurements are simulated from clean images.
@@ -75,8 +80,15 @@ class PhysicsSpec:
         memory only, e.g. read from a weights file). For ``sr``: ``None`` is the paper's bicubic down-sampling,
         a kernel means blur by it then keep every ``sr_factor``-th pixel.
     :ivar sr_factor: super-resolution factor (``sr`` only).
-    :ivar noise: noise model, ``"gaussian"``.
-    :ivar noise_level: noise standard deviation in 8-bit grey levels (sigma = noise_level / 255).
+    :ivar noise: noise model, ``"gaussian"`` (``y = A x + N(0, sigma^2)``) or ``"poisson-gaussian"``
+        (``y = gain * Poisson(A x / gain) + N(0, sigma^2)``).
+    :ivar noise_level: Gaussian noise standard deviation in 8-bit grey levels (sigma = noise_level / 255), or
+        ``"auto"``: estimated from the measurements (:func:`sei.physics.noise_estimation.estimate_spec_noise`)
+        before :meth:`build`, or ``"learn"``: estimated, then learned with the network (UNSURE, Gaussian only).
+    :ivar gain: Poisson gain (intensity of one photon, in [0, 1] image units) for ``poisson-gaussian``, or
+        ``"auto"``; ``None`` for Gaussian noise.
+    :ivar noise_source: ``"given"``, ``"estimated"`` (from the measurements) or ``"learned"`` (the level is the
+        starting point of one learned in training; a trained network's weights record the learned value).
     :ivar padding: boundary model of the blur, ``"circular"``.
     :ivar operator: set when the operator was handed over from Python and cannot be rebuilt from these words
         (its class name); :meth:`build` then refuses.
@@ -86,15 +98,27 @@ class PhysicsSpec:
     kernel: Any = None
     sr_factor: int | None = None
     noise: str = "gaussian"
-    noise_level: float | None = None
+    noise_level: float | str | None = None
+    gain: float | str | None = None
+    noise_source: str = "given"
     padding: str = "circular"
     operator: str | None = None
 
     # -- derived ------------------------------------------------------------------------------------------
     @property
     def sigma(self) -> float:
-        """Noise standard deviation in [0, 1] units."""
+        """Noise standard deviation in [0, 1] units.
+
+        :raises ConfigError: while the level is still to be estimated (``"auto"``)."""
+        if self.needs_estimate:
+            raise ConfigError(f"the noise level is still {self.noise_level!r}: estimate it from the measurements first "
+                              "(sei.physics.noise_estimation.estimate_spec_noise)")
         return float(self.noise_level) / 255.0
+
+    @property
+    def needs_estimate(self) -> bool:
+        """Whether the noise level or gain is ``"auto"``, still to be estimated from measurements."""
+        return self.noise_level in (ESTIMATED, LEARNED) or self.gain == ESTIMATED
 
     @property
     def upscale(self) -> int:
@@ -122,6 +146,14 @@ class PhysicsSpec:
             return self.kernel_label()
         return f"x{self.sr_factor}" + (f"_{self.kernel_label()}" if self.kernel is not None else "")
 
+    def noise_label(self) -> str:
+        """The noise's part of a run name: ``5``, ``auto``, or ``pg0.02_2`` (Poisson gain, read-noise level)."""
+        def text(value: Any) -> str:
+            return value if isinstance(value, str) else f"{value:g}"
+
+        level = text(self.noise_level)
+        return f"pg{text(self.gain)}_{level}" if self.noise == "poisson-gaussian" else level
+
     def describe(self) -> str:
         """One line for people: ``Gaussian_R2 deblurring, Gaussian noise 5/255``."""
         if self.operator:
@@ -131,7 +163,12 @@ class PhysicsSpec:
         else:
             how = "bicubic" if self.kernel is None else f"{self.kernel_label()} blur then decimation"
             what = f"x{self.sr_factor} super-resolution ({how})"
-        return f"{what}, {self.noise} noise {self.noise_level:g}/255"
+        level = self.noise_level if isinstance(self.noise_level, str) else f"{self.noise_level:g}/255"
+        noise = f"{self.noise} noise {level}"
+        if self.noise == "poisson-gaussian":
+            gain = self.gain if isinstance(self.gain, str) or self.gain is None else f"{self.gain:.4g}"
+            noise += f", gain {gain}"
+        return f"{what}, {noise}" + (" (estimated from the measurements)" if self.noise_source == "estimated" else "")
 
     # -- conversions --------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -187,10 +224,14 @@ class PhysicsSpec:
         from sei.physics.blur import FFTBlur
         from sei.physics.blur_downsampling import BlurDownsampling
         from sei.physics.downsampling import BicubicDownsampling
-        from sei.physics.noise import GaussianNoise
+        from sei.physics.noise import GaussianNoise, PoissonGaussianNoise
 
         spec = resolve_spec(self)
-        noise = GaussianNoise(spec.noise_level)
+        if spec.needs_estimate:
+            raise ConfigError("the noise level or gain is 'auto' or 'learn': estimate it from the measurements before "
+                              "building the operator (sei.physics.noise_estimation.estimate_spec_noise)")
+        noise = (PoissonGaussianNoise(spec.gain, spec.noise_level) if spec.noise == "poisson-gaussian"
+                 else GaussianNoise(spec.noise_level))
         if spec.task == "deblurring":
             operator = FFTBlur(spec.kernel, noise_model=noise)
         elif spec.kernel is None:
@@ -201,14 +242,36 @@ class PhysicsSpec:
         return operator
 
 
-def _check_noise_level(value: Any) -> float:
+def _check_noise_level(value: Any) -> float | str:
+    if isinstance(value, str) and value.strip().lower() in (ESTIMATED, LEARNED):
+        return value.strip().lower()
     try:
         level = float(value)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"noise level must be a number, got {value!r}") from error
+        raise ConfigError(f"noise level must be a number, '{ESTIMATED}' or '{LEARNED}', got {value!r}") from error
     if not math.isfinite(level) or level < 0:
         raise ConfigError(f"noise level must be a finite number >= 0 (8-bit grey levels), got {value!r}")
     return level
+
+
+def _check_gain(value: Any, noise: str) -> float | str | None:
+    """A Poisson-Gaussian model's gain (a finite number > 0, or ``"auto"``); ``None`` for Gaussian noise."""
+    if noise != "poisson-gaussian":
+        if value is not None:
+            raise ConfigError(f"a gain ({value!r}) is for --noise poisson-gaussian, not {noise} noise")
+        return None
+    if value is None:
+        raise ConfigError("Poisson-Gaussian noise needs its gain (the intensity of one photon in [0, 1] image units, "
+                          f"e.g. 1/50 for a peak of 50 photons): --gain NUMBER or --gain {ESTIMATED}")
+    if isinstance(value, str) and value.strip().lower() == ESTIMATED:
+        return ESTIMATED
+    try:
+        gain = float(value)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"the Poisson gain must be a number > 0 or '{ESTIMATED}', got {value!r}") from error
+    if not math.isfinite(gain) or gain <= 0:
+        raise ConfigError(f"the Poisson gain must be a finite number > 0 (intensity of one photon), got {value!r}")
+    return gain
 
 
 def _check_factor(value: Any) -> int:
@@ -245,7 +308,8 @@ def resolve_spec(spec: PhysicsSpec | dict[str, Any], default_kernel: str | None 
         if spec.task is None and spec.kernel is None and spec.sr_factor is None:
             spec.task, spec.kernel, spec.sr_factor = recorded.task, recorded.kernel, recorded.sr_factor
         if spec.noise_level is None:
-            spec.noise, spec.noise_level = recorded.noise, recorded.noise_level
+            spec.noise, spec.noise_level, spec.gain = recorded.noise, recorded.noise_level, recorded.gain
+            spec.noise_source = recorded.noise_source
     spec.task = canonical_task(spec.task if spec.task is not None else "deblurring")
     if spec.noise_level is None:
         spec.noise_level = DEFAULT_NOISE_LEVEL
@@ -254,6 +318,11 @@ def resolve_spec(spec: PhysicsSpec | dict[str, Any], default_kernel: str | None 
         raise UnknownNameError("noise model", spec.noise, NOISE_MODELS)
     spec.noise = noise
     spec.noise_level = _check_noise_level(spec.noise_level)
+    spec.gain = _check_gain(spec.gain, noise)
+    if noise == "poisson-gaussian" and spec.noise_level == LEARNED:
+        raise ConfigError("--noise-level learn is for Gaussian noise; Poisson-Gaussian noise takes numbers or auto")
+    if spec.noise_source not in NOISE_SOURCES:
+        raise UnknownNameError("noise source", spec.noise_source, NOISE_SOURCES)
     if spec.padding not in PADDINGS:
         raise UnknownNameError("padding", spec.padding, PADDINGS)
     if spec.task == "deblurring":

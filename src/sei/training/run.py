@@ -23,6 +23,7 @@ from sei.models.weights import save_weights
 from sei.physics.base import physics_upscale
 from sei.physics.noise import gaussian_sigma
 from sei.physics.spec import PhysicsSpec
+from sei.training.measured_noise import estimate_run_noise, learned_physics
 from sei.training.budget import StepBudget
 from sei.training.checkpointing import (
     AtomicCheckpointIO, check_resumable, checkpoint_callbacks, remove_orphans,
@@ -118,6 +119,7 @@ def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks
         config = from_flat({}, config)
         config.physics = spec_of_operator(physics)
     config = resolve(config)
+    config.physics = estimate_run_noise(config)  # --noise-level auto: a number before the operator is built
     checkpoint = _prepare_output(config, resume)
     folder = RunFolder(config.out_dir)
     if not config.physics.operator:
@@ -144,7 +146,7 @@ def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks
     weights = folder.weights_path
     if trainer.global_rank == 0:
         check_finite_weights(module.backbone, folder.checkpoint_dir, trainer.global_step)
-        save_weights(module.backbone, weights, physics=config.physics)
+        save_weights(module.backbone, weights, physics=learned_physics(config.physics, module.method))
         summary = {"epochs": trainer.current_epoch, "steps": trainer.global_step, "seconds": seconds,
                    "metrics": metrics, "weights": str(weights)}
         atomic_write_text(folder.summary_path, json.dumps(summary, indent=2))

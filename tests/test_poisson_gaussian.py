@@ -1,0 +1,79 @@
+"""Poisson-Gaussian noise: the spec, seeded noise with the right mean and variance, PG-SURE unbiased, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_sure import crops, fixed_network
+
+from sei.errors import ConfigError, ImageError
+from sei.losses import interior, sure_poisson_gaussian
+from sei.methods import build_method
+from sei.physics import PhysicsSpec, add_noise, make_physics, measure, noise_parameters, resolve_spec
+from sei.physics.noise import check_photon_data
+
+
+def test_noise_is_seeded_with_poisson_gaussian_moments():
+    physics = make_physics("deblurring", kernel="Box_R2", noise="poisson-gaussian", gain=0.02, noise_level=3)
+    assert noise_parameters(physics) == (0.02, pytest.approx(3 / 255))
+    mean = torch.full((1, 1, 200, 200), 0.4)
+    a = add_noise(physics, mean, torch.Generator().manual_seed(0))
+    b = add_noise(physics, mean, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    assert a.mean().item() == pytest.approx(0.4, rel=0.01)
+    assert a.var().item() == pytest.approx(0.02 * 0.4 + (3 / 255) ** 2, rel=0.05)
+
+
+def test_spec_records_gain_and_rejects_bad_ones():
+    spec = resolve_spec(PhysicsSpec(kernel="Box_R2", noise="poisson_gaussian", gain=0.01, noise_level=2))
+    assert (spec.noise, spec.gain) == ("poisson-gaussian", 0.01)
+    assert "gain 0.01" in spec.describe()
+    assert resolve_spec(PhysicsSpec.from_dict(spec.to_dict())) == spec
+    for gain, message in ((-1, "> 0"), (0, "> 0"), (float("nan"), "> 0"), (None, "needs its gain")):
+        with pytest.raises(ConfigError, match=message):
+            resolve_spec(PhysicsSpec(kernel="Box_R2", noise="poisson-gaussian", gain=gain))
+    with pytest.raises(ConfigError, match="poisson-gaussian"):
+        resolve_spec(PhysicsSpec(kernel="Box_R2", gain=0.01))
+
+
+def test_auto_waits_for_an_estimate():
+    spec = resolve_spec(PhysicsSpec(kernel="Box_R2", noise_level="AUTO"))
+    assert spec.noise_level == "auto" and spec.needs_estimate
+    with pytest.raises(ConfigError, match="auto"):
+        spec.build()
+    with pytest.raises(ConfigError, match="auto"):
+        _ = spec.sigma
+
+
+def test_negative_data_is_refused_by_name():
+    with pytest.raises(ImageError, match="negative values"):
+        check_photon_data(torch.tensor([0.2, -0.1]), "clean image 3")
+
+
+def test_pg_sure_matches_the_true_error_in_expectation(natural_image):
+    gain, sigma = 1 / 30, 3 / 255
+    physics = make_physics("deblurring", kernel="Gaussian_R1", noise="poisson-gaussian", gain=gain, noise_level=3)
+    model, margin = fixed_network(), physics.margin
+    clean = physics.A(natural_image[None])
+    generator = torch.Generator().manual_seed(0)
+    sure_values, truth_values, naive_values = [], [], []
+    for _ in range(8):
+        y = measure(physics, natural_image[None], generator)
+        y_crops, clean_crops = crops(y, 32), crops(clean, 32)
+        with torch.no_grad():
+            terms = sure_poisson_gaussian(model, physics, y_crops, gain, sigma, generator, margin=margin)
+            predicted = physics.A(terms.estimate)
+        truth_values.append(interior(predicted - clean_crops, margin).pow(2).mean())
+        sure_values.append(terms.loss)
+        naive_values.append(terms.residual - gain * interior(y_crops, margin).mean() - sigma**2)
+    sure, truth, naive = (torch.stack(v).mean().item() for v in (sure_values, truth_values, naive_values))
+    assert sure == pytest.approx(truth, rel=0.05)
+    assert abs(naive - truth) / truth > 0.2  # the weighted divergence matters at this photon count
+
+
+def test_sei_trains_with_pg_sure():
+    physics = make_physics("deblurring", kernel="Box_R2", noise="poisson-gaussian", gain=0.02, noise_level=1)
+    y = measure(physics, torch.rand(2, 3, 24, 24), torch.Generator().manual_seed(0))
+    output = build_method("sei")(fixed_network().train(), physics, y, generator=torch.Generator().manual_seed(1))
+    output.loss.backward()
+    assert torch.isfinite(output.loss) and {"sure", "equivariance"} <= set(output.parts)
