@@ -60,6 +60,7 @@ class ModelConfig:
     backbone: str | None = None  # default: swinir, or the small backbone on the sample dataset
     weights: str | None = None  # initial weights (fine-tuning)
     checkpointing: bool = False  # SwinIR: recompute block activations in the backward pass (less memory)
+    channels: int | None = None  # image channels of the network: None = 1 for grayscale data, else 3 (at training)
 
 
 @dataclass

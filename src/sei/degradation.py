@@ -54,7 +54,9 @@ def degrade_files(spec: PhysicsSpec, pairs: Sequence[tuple[Path, Path]], seed: i
     report = RestoreReport()
     for index, (source, target) in enumerate(tqdm(pairs, desc="degrading", unit="image", disable=not progress)):
         try:
-            image = read_image(source)
+            image = read_image(source, channels=None)  # grayscale stays one channel: its noise is one draw
+            if image.shape[0] in (2, 4):  # alpha is not measured
+                image = image[:-1]
             if resize:
                 image = resize_shorter_side(image, resize)
             r = spec.upscale

@@ -113,9 +113,17 @@ class NetworkReconstructor(nn.Module):
         self.tile = tile
         self.overlap = overlap
         self.upscale = int(getattr(network, "sei_architecture", {}).get("upscale", 1))
+        self.in_chans = int(getattr(network, "sei_architecture", {}).get("in_chans", 3))
 
     @torch.no_grad()
     def forward(self, y: torch.Tensor) -> torch.Tensor:
+        """Estimates of ``(B, C, h, w)`` measurements, any ``C`` routed to the network's channels
+        (:func:`sei.data.channels.apply_by_channels`)."""
+        from sei.data.channels import apply_by_channels
+
+        return apply_by_channels(self._restore, y, self.in_chans)
+
+    def _restore(self, y: torch.Tensor) -> torch.Tensor:
         if self.tile and max(y.shape[-2:]) > self.tile:
             return tiled_apply(self.network, y, self.tile, min(self.overlap, self.tile // 2), self.upscale)
         return self.network(y)

@@ -33,6 +33,9 @@ def add_parser(subparsers) -> None:
     model = parser.add_argument_group("model")
     option(model, "--model", dest="model.backbone", help="backbone: swinir (the paper's), unet-small, unet-base, ...")
     option(model, "--weights", dest="model.weights", help="initial weights (fine-tuning)")
+    option(model, "--channels", dest="model.channels", type=int, choices=(1, 3),
+           help="image channels of the network: 1 (grayscale) or 3 (RGB); default: 1 when every training image is "
+                "grayscale, else 3")
     option(model, "--checkpointing", dest="model.checkpointing", action="store_const", const=True,
            help="SwinIR: recompute activations in the backward pass (several times less memory, ~1/3 slower)")
     model.add_argument("--lean-memory", action="store_true",

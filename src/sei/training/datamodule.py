@@ -38,9 +38,16 @@ class SEIDataModule(L.LightningDataModule):
         self.val_set: FullImageDataset | None = None
 
     def _load(self, dataset: str, split: str, ground_truth: bool):
+        """The images of a split in the network's channels (:mod:`sei.data.channels`; validation colour images
+        become luma for a 1-channel network)."""
+        from sei.data.channels import to_channels
+
         data = self.config.data
-        return load_image_set(dataset, split, data.datasets_dir, data.download, ground_truth, data.resize,
-                              progress=self.config.train.progress, strict=data.strict)
+        images = load_image_set(dataset, split, data.datasets_dir, data.download, ground_truth, data.resize,
+                                progress=self.config.train.progress, strict=data.strict)
+        channels = self.config.model.channels or 3
+        images.images = [to_channels(image, channels, colour_to_luma=split == "val") for image in images.images]
+        return images
 
     def prepare_data(self) -> None:
         # Runs on one process per node before `setup`: downloads happen here, once.

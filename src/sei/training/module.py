@@ -46,7 +46,9 @@ class SEIModule(L.LightningModule):
                                           physics=self.physics)
             model.backbone = self.backbone.sei_architecture["backbone"]
         else:
-            self.backbone = build_backbone(model.backbone, upscale=upscale, physics=self.physics)
+            self.backbone = build_backbone(model.backbone, upscale=upscale, in_chans=model.channels or 3,
+                                           physics=self.physics)
+        model.channels = int(self.backbone.sei_architecture.get("in_chans", 3))  # initial weights say theirs
         if model.checkpointing:
             if not hasattr(self.backbone, "checkpointing"):
                 raise ConfigError(f"activation checkpointing is available for SwinIR backbones, not {model.backbone}")

@@ -16,6 +16,7 @@ from deepinv.physics import LinearPhysics
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from sei.config import ExperimentConfig, from_flat, resolve
+from sei.data.channels import training_channels
 from sei.devices import lightning_devices
 from sei.errors import ConfigError
 from sei.files import atomic_write_text
@@ -23,13 +24,13 @@ from sei.models.weights import save_weights
 from sei.physics.base import physics_upscale
 from sei.physics.noise import gaussian_sigma
 from sei.physics.spec import PhysicsSpec
-from sei.training.measured_noise import estimate_run_noise, learned_physics
 from sei.training.budget import StepBudget
 from sei.training.checkpointing import (
     AtomicCheckpointIO, check_resumable, checkpoint_callbacks, remove_orphans,
 )
 from sei.training.datamodule import SEIDataModule
 from sei.training.guards import DivergenceGuard, check_finite_weights
+from sei.training.measured_noise import estimate_run_noise, learned_physics
 from sei.training.progress import RunProgressBar, silence_lightning_tips
 from sei.training.module import SEIModule
 from sei.training.run_folder import BUDGET, LOG_DIR, RESUMABLE_CHANGES, RunFolder
@@ -120,6 +121,9 @@ def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks
         config.physics = spec_of_operator(physics)
     config = resolve(config)
     config.physics = estimate_run_noise(config)  # --noise-level auto: a number before the operator is built
+    if config.model.channels is None and not config.model.weights:  # grayscale data: a 1-channel network
+        config.model.channels = training_channels(config.data.dataset, config.data.datasets_dir, config.data.kind,
+                                                  config.data.resize, config.data.strict)
     checkpoint = _prepare_output(config, resume)
     folder = RunFolder(config.out_dir)
     if not config.physics.operator:
@@ -129,6 +133,7 @@ def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks
     torch.manual_seed(config.train.seed)  # the backbone's initial weights
     module = SEIModule(config.to_dict(), physics=physics)
     config.model.backbone = module.config.model.backbone  # known once initial weights are read
+    config.model.channels = module.config.model.channels
     folder.write_config(config)
     datamodule = SEIDataModule(config, physics=physics)
     trainer = build_trainer(config, callbacks, **trainer_overrides)

@@ -144,15 +144,16 @@ class RunFolder:
     def changed_settings(self, config: ExperimentConfig, may_change: frozenset[str] = RESUMABLE_CHANGES) -> list[str]:
         """``"key: old -> new"`` for each setting of ``config`` that differs from the run's and may not.
 
-        The operator is compared as an operator (a kernel file by its content), a backbone left open (initial
-        weights decide it) matches the recorded one, and the folder's own path never counts.
+        The operator is compared as an operator (a kernel file by its content), a backbone or channel count left
+        open (initial weights or the data decide it) matches the recorded one, and the folder's own path never
+        counts.
         """
         saved = self.config
         old = flatten_config({k: v for k, v in saved.to_dict().items() if k != "physics"})
         new = flatten_config({k: v for k, v in config.to_dict().items() if k != "physics"})
         changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
                    if old.get(k) != new.get(k) and k not in may_change
-                   and not (k == "model.backbone" and new.get(k) is None)]
+                   and not (k in ("model.backbone", "model.channels") and new.get(k) is None)]
         if not saved.physics.operator and not config.physics.operator:
             if not saved.physics.same_operator(config.physics):
                 changed.insert(0, f"physics: {saved.physics.describe()} -> {config.physics.describe()}")
