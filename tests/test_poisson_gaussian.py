@@ -77,3 +77,14 @@ def test_sei_trains_with_pg_sure():
     output = build_method("sei")(fixed_network().train(), physics, y, generator=torch.Generator().manual_seed(1))
     output.loss.backward()
     assert torch.isfinite(output.loss) and {"sure", "equivariance"} <= set(output.parts)
+
+
+def test_gaussian_restorers_take_the_noise_at_mid_grey():
+    from sei.baselines.classical import Wiener
+    from sei.physics import equivalent_sigma
+
+    physics = make_physics("deblurring", kernel="Box_R2", noise="poisson-gaussian", gain=0.02, noise_level=2)
+    assert equivalent_sigma(physics) == pytest.approx((0.02 * 0.5 + (2 / 255) ** 2) ** 0.5)
+    assert equivalent_sigma(make_physics("deblurring", kernel="Box_R2", noise_level=5)) == pytest.approx(5 / 255)
+    y = measure(physics, torch.rand(1, 3, 24, 24), torch.Generator().manual_seed(0))
+    assert torch.isfinite(Wiener(physics)(y)).all()

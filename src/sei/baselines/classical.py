@@ -11,7 +11,7 @@ from sei.physics.base import physics_upscale
 from sei.physics.blur import FFTBlur, laplacian_power
 from sei.physics.blur_downsampling import BlurDownsampling
 from sei.physics.downsampling import BicubicDownsampling
-from sei.physics.noise import gaussian_sigma
+from sei.physics.noise import equivalent_sigma
 
 # Noise floor used to set the regularisation when the noise level is 0 (8-bit quantisation noise).
 MIN_SIGMA = 1.0 / 255.0
@@ -74,7 +74,7 @@ class Wiener(nn.Module):
         self.iterations = iterations
 
     def regularisation(self) -> float:
-        return self.strength * max(gaussian_sigma(self.physics), MIN_SIGMA) ** 2
+        return self.strength * max(equivalent_sigma(self.physics), MIN_SIGMA) ** 2
 
     @torch.no_grad()
     def forward(self, y: torch.Tensor) -> torch.Tensor:

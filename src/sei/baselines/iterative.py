@@ -14,7 +14,7 @@ from torch import nn
 
 from sei.errors import ConfigError, ResourceUnavailableError, WeightsError
 from sei.physics.base import physics_upscale
-from sei.physics.noise import gaussian_sigma
+from sei.physics.noise import equivalent_sigma
 
 DRUNET_FILE = "drunet_deepinv_color_finetune_22k.pth"
 DRUNET_URL = f"https://huggingface.co/deepinv/drunet/resolve/main/{DRUNET_FILE}"
@@ -42,7 +42,7 @@ class TotalVariation(nn.Module):
 
         self.physics = physics
         self.upscale = physics_upscale(physics)
-        sigma = max(gaussian_sigma(physics), 1.0 / 255.0)
+        sigma = max(equivalent_sigma(physics), 1.0 / 255.0)
         self.weight = float(weight if weight is not None else self.DEFAULT_STRENGTH * sigma)
         if self.weight <= 0 or iterations < 1 or inner_iterations < 1 or stepsize <= 0:
             raise ConfigError("TV needs a positive weight, step size and iteration counts")
@@ -122,7 +122,7 @@ class PnP(nn.Module):
         except RuntimeError as error:  # missing, unexpected or mis-shaped keys
             raise WeightsError(f"{weights} does not hold the weights of deepinv's colour DRUNet: "
                                f"{str(error).splitlines()[0]}") from error
-        self.solver = DPIR(sigma=max(gaussian_sigma(physics), 1.0 / 255.0), denoiser=denoiser.eval())
+        self.solver = DPIR(sigma=max(equivalent_sigma(physics), 1.0 / 255.0), denoiser=denoiser.eval())
 
     @torch.no_grad()
     def forward(self, y: torch.Tensor) -> torch.Tensor:

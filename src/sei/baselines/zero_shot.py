@@ -12,7 +12,7 @@ from torch import nn
 from sei.errors import ConfigError, OptionalDependencyError
 from sei.physics.base import physics_upscale
 from sei.physics.blur import FFTBlur
-from sei.physics.noise import gaussian_sigma
+from sei.physics.noise import equivalent_sigma
 from sei.rng import make_generator
 
 
@@ -114,7 +114,7 @@ class BM3DDeblurring(nn.Module):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         import bm3d
 
-        sigma = max(gaussian_sigma(self.physics), 1.0 / 255.0)
+        sigma = max(equivalent_sigma(self.physics), 1.0 / 255.0)
         kernel = self.physics.kernel.double().cpu().numpy()
         estimates = []
         for image in y.float().cpu():

@@ -114,6 +114,21 @@ def noise_parameters(physics) -> tuple[float, float]:
     return 0.0, gaussian_sigma(physics)
 
 
+# Where a Poisson-Gaussian model's signal-dependent noise is summed up as one standard deviation, for restorers that
+# assume Gaussian noise (Wiener, TV, BM3D, DPIR): mid-grey.
+REFERENCE_INTENSITY = 0.5
+
+
+def equivalent_sigma(physics) -> float:
+    """One Gaussian standard deviation (in [0, 1] units) for restorers that assume Gaussian noise: the model's own
+    for Gaussian noise, ``sqrt(gain * 0.5 + sigma^2)`` (the noise at mid-grey) for Poisson-Gaussian noise.
+
+    :raises ConfigError: as :func:`gaussian_sigma` for a model that is neither.
+    """
+    gain, sigma = noise_parameters(physics)
+    return math.sqrt(gain * REFERENCE_INTENSITY + sigma**2)
+
+
 def gaussian_sigma(physics) -> float:
     """The standard deviation (in [0, 1] units) of an operator's Gaussian noise model.
 

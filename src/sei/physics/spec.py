@@ -168,7 +168,9 @@ class PhysicsSpec:
         if self.noise == "poisson-gaussian":
             gain = self.gain if isinstance(self.gain, str) or self.gain is None else f"{self.gain:.4g}"
             noise += f", gain {gain}"
-        return f"{what}, {noise}" + (" (estimated from the measurements)" if self.noise_source == "estimated" else "")
+        origin = {"estimated": " (estimated from the measurements)",
+                  "learned": " (estimated from the measurements, then learned with the network)"}
+        return f"{what}, {noise}" + origin.get(self.noise_source, "")
 
     # -- conversions --------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ def estimate_run_noise(config: ExperimentConfig) -> PhysicsSpec:
     if not physics.needs_estimate:
         return physics
     if data.kind != "measurements":
-        raise ConfigError("--noise-level auto (and --gain auto) estimate the noise of measurements you have "
+        raise ConfigError("--noise-level auto or learn (and --gain auto) start from the noise of measurements you have "
                           "(--measurements FOLDER); clean images are measured with the noise you give: "
                           "--noise-level NUMBER")
     measurements = load_image_set(data.dataset, "train", data.datasets_dir, False, ground_truth=False,
