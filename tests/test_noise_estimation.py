@@ -188,3 +188,8 @@ class TestLearnedLevel:
         assert method.learned_noise_level == frozen  # evaluation does not learn
         recorded = learned_physics(physics.spec, method)
         assert recorded.noise_level == pytest.approx(frozen, rel=1e-3) and recorded.noise_source == "learned"
+
+
+def test_grayscale_read_as_rgb_is_one_noise_draw():
+    noise = 0.05 * torch.randn(1, 64, 64, generator=torch.Generator().manual_seed(3))
+    assert estimate_sigma((0.5 + noise).expand(3, -1, -1)) == pytest.approx(0.05, rel=0.05)

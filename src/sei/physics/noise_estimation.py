@@ -132,6 +132,8 @@ def patches_and_texture(y: torch.Tensor, patch_size: int = PATCH_SIZE) -> tuple[
     :raises ImageError: for an image too small for either.
     """
     _check_image(y, patch_size)
+    if bool((y == y[:1]).all()):  # grayscale read as RGB: equal channels carry one noise draw, not three
+        y = y[:1]
     for channels in dict.fromkeys((y.shape[0], 1)):
         parts = [y] if channels == y.shape[0] else [c[None] for c in y]
         stride = adaptive_stride(parts[0], patch_size)
@@ -196,7 +198,7 @@ def estimate_poisson_gaussian(images: Sequence[torch.Tensor], patch_size: int = 
         raise ImageError("noise estimation needs at least one measurement")
     pooled, textures = [], []
     for y in images:
-        for channel in y:
+        for channel in (y[:1] if bool((y == y[:1]).all()) else y):  # grayscale read as RGB: one channel
             patches, texture, _ = patches_and_texture(channel[None], patch_size)
             pooled.append(patches)
             textures.append(texture)
