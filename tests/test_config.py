@@ -49,14 +49,24 @@ class TestLoading:
 
 
 class TestResolve:
-    def test_paper_defaults(self):
+    def test_paper_defaults_on_a_gpu(self, monkeypatch):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # device "auto" then means the GPU
         config = resolve(ExperimentConfig())
         assert config.physics.kernel == "Gaussian_R2" and config.model.backbone == "swinir"
         assert config.train.epochs == 500 and config.train.lr == 1e-4 and config.data.val_dataset == "div2k"
         sr = resolve(from_flat({"physics.task": "sr", "physics.sr_factor": 2, "physics.kernel": "Box_R2"}))
         assert sr.train.lr == 2e-4 and sr.physics.kernel == "Box_R2"  # SR with a PSF: blur, then decimate
+        assert resolve(from_flat({"model.backbone": "unet-base"})).train.lr == 1e-3  # the rate follows the backbone
         assert "x2_Box_R2" in sr.name
         assert resolve(from_flat({"physics.kernel": "gaussian_r2"})).name == config.name  # canonical kernel names
+
+    def test_a_cpu_never_gets_the_papers_swinir_unless_asked(self, monkeypatch):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        for values in ({}, {"data.dataset": "/some/folder", "data.kind": "measurements", "physics.kernel": "Box_R2"}):
+            config = resolve(from_flat(values))
+            assert config.model.backbone == "unet-small" and config.train.steps == 1000 and config.train.lr == 1e-3
+        asked = resolve(from_flat({"model.backbone": "swinir", "train.epochs": 500}))
+        assert asked.model.backbone == "swinir" and asked.train.lr == 1e-4 and asked.train.epochs == 500
 
     def test_sample_defaults_to_the_demo_budget(self):
         config = resolve(from_flat({"data.dataset": "sample", "loss.method": "supervised"}))

@@ -66,6 +66,25 @@ class TestRestore:
         with Image.open(tmp_path / "out" / "gray.png") as image:
             assert image.size == (80, 100) and image.mode.startswith("I")
 
+    def test_self_ensemble(self, photos, weights, tmp_path, capsys):
+        colour = str(photos / "colour.png")
+        # the identity network is equivariant: the ensemble gives back the input too
+        assert main(["restore", colour, str(tmp_path / "e.png"), "--weights", str(weights), "--kernel", "Box_R2",
+                     "--ensemble", "--quiet"]) == 0
+        assert torch.allclose(read_image(tmp_path / "e.png"), read_image(photos / "colour.png"), atol=1 / 255)
+        # a kernel with no flip or rotation symmetry (a straight motion blur has one: a half-turn): a plain network
+        # cannot be ensembled, and is told so
+        kernel = np.zeros((7, 7), np.float32)
+        kernel[3, 3:] = 1.0  # an L of unequal arms
+        kernel[4:6, 3] = 1.0
+        np.save(tmp_path / "motion.npy", kernel)
+        assert main(["restore", colour, str(tmp_path / "m.png"), "--weights", str(weights), "--kernel",
+                     str(tmp_path / "motion.npy"), "--ensemble", "--quiet"]) == 2
+        assert "self-ensemble" in capsys.readouterr().err
+        # and an ensemble needs to know the operator
+        assert main(["restore", colour, str(tmp_path / "n.png"), "--weights", str(weights), "--ensemble",
+                     "--quiet"]) == 2
+
     def test_refuses_to_overwrite_inputs(self, photos, weights, capsys):
         assert main(["restore", str(photos), str(photos), "--weights", str(weights), "--quiet"]) == 2
         assert "overwrite" in capsys.readouterr().err

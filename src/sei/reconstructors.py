@@ -139,10 +139,13 @@ def load_network(source: NetworkSource, physics=None, backbone: str | None = Non
 
 
 def open_reconstructor(kind: str, physics, source: NetworkSource | None = None, options: dict | None = None,
-                       backbone: str | None = None, tile: int = 0, overlap: int = 32) -> nn.Module:
+                       backbone: str | None = None, tile: int = 0, overlap: int = 32,
+                       ensemble: bool = False) -> nn.Module:
     """The reconstructor of a model kind: a trained network from ``source``, or a baseline for ``physics``.
 
-    :raises ConfigError: if a network is asked for without weights.
+    :param ensemble: average the network's estimates over the flips and 90-degree rotations that the operator
+        allows (:mod:`sei.ensemble`); networks only.
+    :raises ConfigError: if a network is asked for without weights, or an ensemble without an operator.
     """
     from sei.baselines import build_baseline, canonical_kind
     from sei.errors import ConfigError
@@ -153,5 +156,12 @@ def open_reconstructor(kind: str, physics, source: NetworkSource | None = None, 
     if source is None:
         raise ConfigError("a trained network needs --weights (a file, a run folder or a published name); "
                           "or choose a baseline with --model-kind")
-    network = load_network(source, physics, backbone=backbone)
-    return NetworkReconstructor(network, tile=tile, overlap=overlap)
+    network = NetworkReconstructor(load_network(source, physics, backbone=backbone), tile=tile, overlap=overlap)
+    if not ensemble:
+        return network
+    if physics is None:
+        raise ConfigError("--ensemble needs the operator the measurements come from (--kernel, --task ...), which "
+                          "these weights do not record")
+    from sei.ensemble import SelfEnsemble
+
+    return SelfEnsemble(network, physics)

@@ -145,6 +145,9 @@ def add_reconstructor_options(parser: argparse.ArgumentParser, weights_required:
     group.add_argument("--model-kind", "--model_kind", default="network",
                        help="network (default; needs --weights), identity, bicubic, wiener, tv, dip, pnp, bm3d "
                             "(the reference's swinir, id and up are accepted)")
+    group.add_argument("--ensemble", action="store_true",
+                       help="networks: average over the flips and 90-degree rotations the operator allows (up to 8x "
+                            "slower, usually a little better)")
     group.add_argument("--wiener-strength", type=float, help="Wiener regularisation, in units of sigma^2")
     group.add_argument("--tv-weight", type=float, help="TV weight (default 0.05 sigma)")
     group.add_argument("--tv-iterations", type=_positive_int, help="ADMM iterations for TV (default 100)")

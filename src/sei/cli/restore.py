@@ -69,7 +69,8 @@ def run_command(args: argparse.Namespace) -> int:
     if spec is not None:
         print(f"operator: {spec.describe()} (from {origin})")
     reconstructor = open_reconstructor(kind, physics, source, baseline_options(args, args.download, not args.quiet),
-                                       backbone=args.model, tile=args.tile, overlap=args.overlap).to(device)
+                                       backbone=args.model, tile=args.tile, overlap=args.overlap,
+                                       ensemble=args.ensemble).to(device)
     pairs = output_paths(Path(args.input), Path(args.output), args.format)
     report = restore_files(reconstructor, pairs, device, bits=args.bits, progress=not args.quiet)
     print(f"restored {len(report.written)} of {len(pairs)} image(s) into {Path(args.output)}")

@@ -31,7 +31,9 @@ def add_parser(subparsers) -> None:
            help="train on a folder of measurements only (your own blurry or low-resolution images); the operator "
                 "comes from --kernel/--task/--sr-factor, or from the folder's degradation.yaml")
     model = parser.add_argument_group("model")
-    option(model, "--model", dest="model.backbone", help="backbone: swinir (the paper's), unet-small, unet-base, ...")
+    option(model, "--model", dest="model.backbone",
+           help="backbone: swinir (the paper's; the default on a GPU), unet-small (the default on a CPU and on the "
+                "sample set), unet-base, unrolled-small, ... (`sei info` lists them)")
     option(model, "--weights", dest="model.weights", help="initial weights (fine-tuning)")
     option(model, "--channels", dest="model.channels", type=int, choices=(1, 3),
            help="image channels of the network: 1 (grayscale) or 3 (RGB); default: 1 when every training image is "
@@ -51,9 +53,11 @@ def add_parser(subparsers) -> None:
            help="measurement crop size in pixels (default 48)")
     option(budget, "--samples-per-epoch", dest="data.samples_per_epoch", type=_positive_int,
            help="crops per epoch (default: one per image)")
-    option(budget, "--epochs", dest="train.epochs", type=_positive_int, help="default 500 (paper)")
+    option(budget, "--epochs", dest="train.epochs", type=_positive_int,
+           help="default 500 (the paper's) on a GPU; a CPU trains 1000 steps instead")
     option(budget, "--steps", dest="train.steps", type=_positive_int, help="train for a number of steps instead")
-    option(budget, "--lr", dest="train.lr", type=float, help="default 1e-4 (deblurring) or 2e-4 (sr)")
+    option(budget, "--lr", dest="train.lr", type=float,
+           help="default: by backbone, 1e-4 (deblurring) or 2e-4 (sr) for SwinIR, 1e-3 for the small networks")
     option(budget, "--seed", dest="train.seed", type=int, help="run seed (default 0)")
     run = parser.add_argument_group("run")
     option(run, "--out-dir", "--out_dir", dest="out_dir", help="output folder (default runs/<name>)")
@@ -98,7 +102,7 @@ def quiet_lightning() -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from sei.config import ExperimentConfig, from_flat, load_config, resolve
+    from sei.config import ExperimentConfig, describe_recipe, from_flat, load_config, resolve
     from sei.physics.spec import DEGRADATION_FILE
     from sei.training import train
     from sei.training.run import load_run_config
@@ -127,6 +131,7 @@ def run_command(args: argparse.Namespace) -> int:
         if recorded.is_file():
             print(f"read the measurements' operator from {recorded}")
     print(f"operator: {config.physics.describe()}")
+    print(f"training: {describe_recipe(config)}")
     if not config.train.progress:
         quiet_lightning()
     result = train(config, resume=args.resume)
