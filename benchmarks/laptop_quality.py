@@ -129,10 +129,10 @@ ROWS: dict[str, tuple[str, str, bool]] = {
     "SEI unrolled-small": ("unrolled", "raw", False),
     "SEI unrolled-small + EMA": ("unrolled", "ema", False),
     "SEI unrolled-small + EMA + ensemble": ("unrolled", "ema", True),
-    "SEI unrolled + EMA, linear decay": ("unrolled-linear", "ema", False),
-    "SEI unrolled + EMA, lr 2e-3": ("unrolled-lr2e-3", "ema", False),
-    "SEI unrolled + EMA, batch 16": ("unrolled-b16", "ema", False),
-    "SEI unrolled + EMA, crop 64": ("unrolled-c64", "ema", False),
+    "SEI unrolled + EMA (linear decay)": ("unrolled-linear", "ema", False),
+    "SEI unrolled + EMA (lr 2e-3)": ("unrolled-lr2e-3", "ema", False),
+    "SEI unrolled + EMA (batch 16)": ("unrolled-b16", "ema", False),
+    "SEI unrolled + EMA (crop 64)": ("unrolled-c64", "ema", False),
 }
 SCENARIO_ROWS = {
     "gaussian": ["SEI unrolled-small", "SEI unrolled-small + EMA", "SEI unrolled-small + EMA + ensemble",
