@@ -64,7 +64,7 @@ class TestResolve:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
         for values in ({}, {"data.dataset": "/some/folder", "data.kind": "measurements", "physics.kernel": "Box_R2"}):
             config = resolve(from_flat(values))
-            assert config.model.backbone == "unet-small" and config.train.steps == 1000 and config.train.lr == 1e-3
+            assert config.model.backbone == "unet-small" and config.train.steps == 2400 and config.train.lr == 1e-3
         asked = resolve(from_flat({"model.backbone": "swinir", "train.epochs": 500}))
         assert asked.model.backbone == "swinir" and asked.train.lr == 1e-4 and asked.train.epochs == 500
 

@@ -100,3 +100,14 @@ def test_resuming_with_another_decay_is_refused(tmp_path):
         train(from_flat(settings), callbacks=[Interrupt(5), EMA(decay=0.8)])
     with pytest.raises(ConfigError, match="EMA decay"):
         train(from_flat(settings), resume=True, callbacks=[EMA(decay=0.9)])
+
+
+def test_the_ema_setting_adds_the_callback(tmp_path):
+    from sei.config import from_flat, resolve
+    from sei.training import build_trainer
+    from sei.training.ema import EMA
+
+    config = resolve(from_flat({"data.dataset": "sample", "train.ema_decay": 0.99, "out_dir": str(tmp_path / "r")}))
+    assert [c.decay for c in build_trainer(config).callbacks if isinstance(c, EMA)] == [0.99]
+    config.train.ema_decay = None
+    assert not any(isinstance(c, EMA) for c in build_trainer(config).callbacks)

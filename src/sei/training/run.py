@@ -29,6 +29,7 @@ from sei.training.checkpointing import (
     AtomicCheckpointIO, check_resumable, checkpoint_callbacks, remove_orphans,
 )
 from sei.training.datamodule import SEIDataModule
+from sei.training.ema import EMA
 from sei.training.guards import DivergenceGuard, check_finite_weights
 from sei.training.measured_noise import estimate_run_noise, learned_physics
 from sei.training.progress import RunProgressBar, silence_lightning_tips
@@ -90,7 +91,8 @@ def build_trainer(config: ExperimentConfig, callbacks: Sequence[L.Callback] = ()
         logger=loggers,
         callbacks=[DivergenceGuard(folder.checkpoint_dir), *([RunProgressBar(train.steps)] if train.progress else []),
                    *checkpoint_callbacks(folder.checkpoint_dir, train.checkpoint_every, train.checkpoint_keep),
-                   *([StepBudget(train.steps)] if train.steps is not None else []), *callbacks],
+                   *([StepBudget(train.steps)] if train.steps is not None else []),
+                   *([EMA(train.ema_decay)] if train.ema_decay else []), *callbacks],
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,  # EpochSampler shards samples across ranks itself
         check_val_every_n_epoch=max(train.val_every, 1),
