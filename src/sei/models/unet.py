@@ -39,16 +39,19 @@ class UNet(nn.Module):
     :param width: channels at full resolution, doubled at each level.
     :param levels: number of 2x down-samplings.
     :param blocks: residual blocks per stage.
+    :param condition_channels: per-image values given to ``forward`` as constant extra input channels (e.g. a
+        noise level, as in DRUNet); 0 for none.
     """
 
-    def __init__(self, upscale: int = 1, in_chans: int = 3, width: int = 32, levels: int = 2, blocks: int = 2) -> None:
+    def __init__(self, upscale: int = 1, in_chans: int = 3, width: int = 32, levels: int = 2, blocks: int = 2,
+                 condition_channels: int = 0) -> None:
         super().__init__()
         if upscale < 1 or levels < 0 or blocks < 1 or width < 1:
             raise ConfigError(f"invalid U-Net settings: upscale={upscale}, width={width}, levels={levels}, blocks={blocks}")
         self.upscale = upscale
         self.levels = levels
         widths = [width * 2**level for level in range(levels + 1)]
-        self.head = nn.Conv2d(in_chans, width, 3, padding=1)
+        self.head = nn.Conv2d(in_chans + condition_channels, width, 3, padding=1)
         self.encoders = nn.ModuleList(_stage(widths[level], blocks) for level in range(levels))
         self.downs = nn.ModuleList(nn.Conv2d(widths[level], widths[level + 1], 3, stride=2, padding=1)
                                    for level in range(levels))
@@ -62,7 +65,8 @@ class UNet(nn.Module):
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """:param condition: ``(B, condition_channels)`` values, each given as a constant input channel."""
         height, width = x.shape[-2:]
         multiple = 2**self.levels
         pad_h, pad_w = (-height) % multiple, (-width) % multiple
@@ -70,6 +74,9 @@ class UNet(nn.Module):
         if pad_h or pad_w:
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             features = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        if condition is not None:
+            maps = condition.to(features.dtype).reshape(*condition.shape[:2], 1, 1)
+            features = torch.cat([features, maps.expand(-1, -1, *features.shape[-2:])], dim=1)
         features = self.head(features)
         skips = []
         for encoder, down in zip(self.encoders, self.downs):

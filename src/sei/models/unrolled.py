@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sei.errors import ConfigError, ShapeError
-from sei.models.unet import _stage
+from sei.models.unet import UNet
 from sei.physics.base import physics_upscale
 
 # Noise level assumed when the operator has no (Gaussian) noise model: the paper's 5 grey levels.
@@ -70,11 +70,12 @@ def hqs_schedule(iterations: int, noise_sigma: float, first_sigma: float = _FIRS
     return gammas, sigmas
 
 
-class NoiseConditionalUNet(nn.Module):
+class NoiseConditionalUNet(UNet):
     """Residual U-Net denoiser ``D(x, sigma)``: ``(B, C, H, W)`` and a noise level -> ``(B, C, H, W)``.
 
-    The noise level enters as a constant extra input channel (as in DRUNet), so one network serves every
-    iteration of the unrolled loop. The last convolution starts at zero: an untrained denoiser is the identity.
+    The residual U-Net of :mod:`sei.models.unet` with the noise level as a constant extra input channel (as in
+    DRUNet), so one network serves every iteration of the unrolled loop. Its last convolution starts at zero: an
+    untrained denoiser is the identity.
 
     :param channels: image channels.
     :param width: channels at full resolution, doubled at each level.
@@ -83,45 +84,15 @@ class NoiseConditionalUNet(nn.Module):
     """
 
     def __init__(self, channels: int = 3, width: int = 32, levels: int = 2, blocks: int = 1) -> None:
-        super().__init__()
         if channels < 1 or width < 1 or levels < 0 or blocks < 1:
             raise ConfigError(f"invalid denoiser settings: channels={channels}, width={width}, levels={levels}, "
                               f"blocks={blocks}")
-        self.levels = levels
-        widths = [width * 2**level for level in range(levels + 1)]
-        self.head = nn.Conv2d(channels + 1, width, 3, padding=1)
-        self.encoders = nn.ModuleList(_stage(widths[level], blocks) for level in range(levels))
-        self.downs = nn.ModuleList(nn.Conv2d(widths[level], widths[level + 1], 3, stride=2, padding=1)
-                                   for level in range(levels))
-        self.bottleneck = _stage(widths[levels], blocks)
-        self.ups = nn.ModuleList(nn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2)
-                                 for level in range(levels))
-        self.decoders = nn.ModuleList(_stage(widths[level], blocks) for level in range(levels))
-        self.tail = nn.Conv2d(width, channels, 3, padding=1)
-        nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)
+        super().__init__(upscale=1, in_chans=channels, width=width, levels=levels, blocks=blocks, condition_channels=1)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """:param sigma: noise level in [0, 1] units, a number or a tensor broadcastable to ``(B,)``."""
-        height, width = x.shape[-2:]
-        multiple = 2**self.levels
-        pad_h, pad_w = (-height) % multiple, (-width) % multiple
-        features = x
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-            features = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        level = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
-        level = level.expand(x.shape[0], 1, *features.shape[-2:])
-        features = self.head(torch.cat([features, level], dim=1))
-        skips = []
-        for encoder, down in zip(self.encoders, self.downs):
-            features = encoder(features)
-            skips.append(features)
-            features = down(features)
-        features = self.bottleneck(features)
-        for index in reversed(range(self.levels)):
-            features = self.decoders[index](self.ups[index](features) + skips[index])
-        return x + self.tail(features)[..., :height, :width]
+        level = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1).expand(x.shape[0], 1)
+        return super().forward(x, level)
 
 
 class UnrolledHQS(nn.Module):
