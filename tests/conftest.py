@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightning as L
 import pytest
 import torch
 
@@ -18,3 +19,20 @@ def natural_image() -> torch.Tensor:
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
+
+
+class Interrupt(L.Callback):
+    """Simulates a run killed after ``step`` optimiser steps (raises ``RuntimeError("simulated kill")``)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_index) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated kill")
+
+
+@pytest.fixture(scope="session")
+def interrupt() -> type[Interrupt]:
+    """The :class:`Interrupt` callback class: ``interrupt(step)`` stops a training run after ``step`` steps."""
+    return Interrupt

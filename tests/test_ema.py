@@ -46,13 +46,6 @@ def test_invalid_decay_is_refused():
         EMA(decay=1.0)
 
 
-class Interrupt(L.Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_index) -> None:
-        if trainer.global_step == self.step:
-            raise RuntimeError("simulated kill")
 
 
 class RecordRaw(L.Callback):
@@ -84,20 +77,20 @@ def test_validation_uses_the_average_and_training_continues_from_the_raw_weights
 
 
 @pytest.mark.parametrize("budget", [{"train.steps": 11}, {"train.epochs": 3}])
-def test_resumed_run_with_ema_matches_an_uninterrupted_one(tmp_path, budget):
+def test_resumed_run_with_ema_matches_an_uninterrupted_one(tmp_path, budget, interrupt):
     settings = {**TINY, **budget}
     reference = train(from_flat({**settings, "out_dir": str(tmp_path / "a")}), callbacks=[EMA(decay=0.8)])
     with pytest.raises(RuntimeError, match="simulated kill"):
-        train(from_flat({**settings, "out_dir": str(tmp_path / "b")}), callbacks=[Interrupt(6), EMA(decay=0.8)])
+        train(from_flat({**settings, "out_dir": str(tmp_path / "b")}), callbacks=[interrupt(6), EMA(decay=0.8)])
     resumed = train(from_flat({**settings, "out_dir": str(tmp_path / "b")}), resume=True, callbacks=[EMA(decay=0.8)])
     first, second = params(reference.weights), params(resumed.weights)
     assert all(torch.equal(first[key], second[key]) for key in first)
 
 
-def test_resuming_with_another_decay_is_refused(tmp_path):
+def test_resuming_with_another_decay_is_refused(tmp_path, interrupt):
     settings = {**TINY, "train.steps": 8, "out_dir": str(tmp_path / "run")}
     with pytest.raises(RuntimeError):
-        train(from_flat(settings), callbacks=[Interrupt(5), EMA(decay=0.8)])
+        train(from_flat(settings), callbacks=[interrupt(5), EMA(decay=0.8)])
     with pytest.raises(ConfigError, match="EMA decay"):
         train(from_flat(settings), resume=True, callbacks=[EMA(decay=0.9)])
 

@@ -64,23 +64,14 @@ def reference(tmp_path_factory) -> Path:
     return run
 
 
-class StopAt(L.Callback):
-    """Simulates a run killed after ``step`` optimiser steps."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_index) -> None:
-        if trainer.global_step == self.step:
-            raise RuntimeError("simulated kill")
 
 
 @pytest.fixture(scope="module")
-def interrupted(tmp_path_factory) -> Path:
+def interrupted(tmp_path_factory, interrupt) -> Path:
     """A run stopped after 6 steps: its checkpoints (``last.ckpt``, ``epoch=0000.ckpt``) hold step 4."""
     run = tmp_path_factory.mktemp("interrupted") / "run"
     with pytest.raises(RuntimeError, match="simulated kill"):
-        train(from_flat({**TINY, "out_dir": str(run)}), callbacks=[StopAt(6)])
+        train(from_flat({**TINY, "out_dir": str(run)}), callbacks=[interrupt(6)])
     return run
 
 

@@ -129,40 +129,31 @@ class TestMeasurementsOnly:
             train(config)
 
 
-class Interrupt(L.Callback):
-    """Simulates a run killed after ``step`` optimiser steps."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_index) -> None:
-        if trainer.global_step == self.step:
-            raise RuntimeError("simulated kill")
 
 
 class TestResume:
     @pytest.mark.parametrize("budget", [{"train.steps": 11}, {"train.epochs": 3}])
-    def test_resumed_run_matches_an_uninterrupted_one(self, tmp_path, budget):
+    def test_resumed_run_matches_an_uninterrupted_one(self, tmp_path, budget, interrupt):
         settings = {**TINY, **budget, "loss.method": "sei"}
         reference = train(from_flat({**settings, "out_dir": str(tmp_path / "a")}))
         with pytest.raises(RuntimeError, match="simulated kill"):
-            train(from_flat({**settings, "out_dir": str(tmp_path / "b")}), callbacks=[Interrupt(6)])
+            train(from_flat({**settings, "out_dir": str(tmp_path / "b")}), callbacks=[interrupt(6)])
         assert not (tmp_path / "b" / "weights.pt").exists()
         resumed = train(from_flat({**settings, "out_dir": str(tmp_path / "b")}), resume=True)
         first, second = read_weights(reference.weights), read_weights(resumed.weights)
         assert all(torch.equal(first[key], second[key]) for key in first)
 
-    def test_resume_through_the_command_line(self, tmp_path):
+    def test_resume_through_the_command_line(self, tmp_path, interrupt):
         run = tmp_path / "run"
         with pytest.raises(RuntimeError):
-            train(from_flat({**TINY, "train.steps": 8, "out_dir": str(run)}), callbacks=[Interrupt(5)])
+            train(from_flat({**TINY, "train.steps": 8, "out_dir": str(run)}), callbacks=[interrupt(5)])
         assert main(["train", "--out-dir", str(run), "--resume", "--quiet"]) == 0
         assert json.loads((run / "train_summary.json").read_text())["steps"] == 8
 
-    def test_resume_refuses_changed_settings(self, tmp_path):
+    def test_resume_refuses_changed_settings(self, tmp_path, interrupt):
         run = str(tmp_path / "run")
         with pytest.raises(RuntimeError):
-            train(from_flat({**TINY, "train.steps": 8, "out_dir": run}), callbacks=[Interrupt(5)])
+            train(from_flat({**TINY, "train.steps": 8, "out_dir": run}), callbacks=[interrupt(5)])
         with pytest.raises(ConfigError, match="loss.method"):
             train(from_flat({**TINY, "train.steps": 8, "out_dir": run, "loss.method": "css"}), resume=True)
 

@@ -76,8 +76,12 @@ class SureTerms:
 
 
 def _probe_pair(model, physics, y: torch.Tensor, generator: torch.Generator | None, margin: tuple[int, int],
-                tau: float, batched_probe: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(f(y), A f(y), A f(y + tau b), b)`` for an interior probe ``b``, after checking ``tau`` and the margin."""
+                tau: float, batched_probe: bool, constant: str
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(f(y), A f(y), A f(y + tau b), b)`` for an interior probe ``b``, after checking ``tau``, the margin and the
+    name of the constant."""
+    if constant not in SURE_CONSTANTS:
+        raise ConfigError(f"unknown SURE constant {constant!r}; use one of {', '.join(SURE_CONSTANTS)}")
     if tau <= 0:
         raise ConfigError(f"SURE finite-difference step tau must be > 0, got {tau}")
     interior(y, margin)  # fail early, with a clear message, on crops smaller than the margin
@@ -114,10 +118,8 @@ def sure_gaussian(
         constant, so gradients and training are identical; only the logged value changes.
     :param batched_probe: evaluate ``f(y)`` and ``f(y + tau b)`` as one batch of ``2B`` (same result, one pass).
     """
-    if constant not in SURE_CONSTANTS:
-        raise ConfigError(f"unknown SURE constant {constant!r}; use one of {', '.join(SURE_CONSTANTS)}")
     estimate, predicted, predicted_perturbed, probe = _probe_pair(model, physics, y, generator, margin, tau,
-                                                                  batched_probe)
+                                                                  batched_probe, constant)
     residual = interior(predicted - y, margin).pow(2).mean()
     divergence = interior(probe * (predicted_perturbed - predicted), margin).mean() / tau
     offset = sigma**2 if constant == "unbiased" else sigma**2 / y.shape[0]
@@ -144,12 +146,10 @@ def sure_poisson_gaussian(
     as the Gaussian reference code does (same gradients). ``SureTerms.divergence`` is the unweighted divergence,
     for logs comparable with the Gaussian one.
     """
-    if constant not in SURE_CONSTANTS:
-        raise ConfigError(f"unknown SURE constant {constant!r}; use one of {', '.join(SURE_CONSTANTS)}")
     if not gain > 0:
         raise ConfigError(f"the Poisson gain must be > 0, got {gain}")
     estimate, predicted, predicted_perturbed, probe = _probe_pair(model, physics, y, generator, margin, tau,
-                                                                  batched_probe)
+                                                                  batched_probe, constant)
     inner_y = interior(y, margin)
     residual = interior(predicted - y, margin).pow(2).mean()
     change = interior(probe * (predicted_perturbed - predicted), margin)
