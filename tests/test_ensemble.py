@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.ensemble import (DIHEDRAL, ConjugatedOperator, SelfEnsemble, commutes, dihedral, dihedral_inverse,
-                          self_ensemble)
+from sei.ensemble import DIHEDRAL, ConjugatedOperator, SelfEnsemble, commutes, dihedral, dihedral_inverse
 from sei.errors import ConfigError
 from sei.models import build_backbone
 from sei.physics import make_physics
@@ -58,7 +57,7 @@ def test_equivariant_reconstructor_is_unchanged(natural_image):
     physics = make_physics("deblurring", "Gaussian_R1", None, 5.0)
     wiener = build_baseline("wiener", physics)
     y = physics.A(natural_image[None, :, :40, :56])
-    ensemble = self_ensemble(wiener, physics)
+    ensemble = SelfEnsemble(wiener, physics)
     assert ensemble.transforms == list(range(8))
     torch.testing.assert_close(ensemble(y), wiener(y), atol=1e-5, rtol=1e-5)
 
@@ -72,14 +71,14 @@ def test_averaging_a_non_equivariant_network(natural_image):
     y = physics.A(natural_image[None, :, :40, :56])
     with torch.no_grad():
         expected = sum(dihedral_inverse(network(dihedral(y, i)), i) for i in range(8)) / 8
-        assert torch.allclose(self_ensemble(network, physics)(y), expected, atol=1e-6)
+        assert torch.allclose(SelfEnsemble(network, physics)(y), expected, atol=1e-6)
         assert not torch.allclose(expected, network(y), atol=1e-4)
 
 
 def test_plain_network_and_motion_kernel_is_refused():
     physics = make_physics("deblurring", motion_kernel(), None, 5.0)
     with pytest.raises(ConfigError, match="unrolled"):
-        self_ensemble(build_backbone("unet-tiny"), physics)
+        SelfEnsemble(build_backbone("unet-tiny"), physics)
 
 
 def test_plain_network_uses_the_kernels_own_symmetries():
@@ -88,7 +87,7 @@ def test_plain_network_uses_the_kernels_own_symmetries():
     kernel[3, 1:6] = torch.tensor([1.0, 2.0, 3.0, 2.0, 1.0])
     kernel[2, 4] = kernel[4, 2] = 1.0
     physics = make_physics("deblurring", kernel, None, 5.0)
-    ensemble = self_ensemble(build_backbone("unet-tiny"), physics)
+    ensemble = SelfEnsemble(build_backbone("unet-tiny"), physics)
     assert ensemble.transforms == [0, 2]
     with pytest.raises(ConfigError, match="commute"):
         SelfEnsemble(build_backbone("unet-tiny"), physics, transforms=[0, 1])
@@ -101,7 +100,7 @@ def test_unrolled_network_gets_the_transformed_operator(natural_image):
     physics = make_physics("deblurring", motion_kernel(), None, 5.0)
     network = build_backbone("unrolled-tiny", physics=physics)
     y = physics.A(natural_image[None, :, :36, :48])
-    ensemble = self_ensemble(network, physics)
+    ensemble = SelfEnsemble(network, physics)
     assert ensemble.transforms == list(range(8))
     with torch.no_grad():
         single = network(y)
@@ -116,4 +115,4 @@ def test_unrolled_super_resolution_with_non_square_images(natural_image):
     network = build_backbone("unrolled-tiny", upscale=2, physics=physics)
     y = physics.A(natural_image[None, :, :36, :52])
     with torch.no_grad():
-        torch.testing.assert_close(self_ensemble(network, physics)(y), network(y), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(SelfEnsemble(network, physics)(y), network(y), atol=1e-5, rtol=1e-5)

@@ -10,28 +10,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
 from sei.errors import SEIError
-from sei.files import atomic_write, atomic_write_text
+from sei.files import atomic_write_text
 from sei.physics.spec import DEGRADATION_FILE, PhysicsSpec
 from sei.restoration import RestoreReport
 
 
 def write_degradation_record(folder: str | Path, spec: PhysicsSpec, **details) -> Path:
     """Write ``folder/degradation.yaml`` for resolved ``spec``, a kernel file or tensor copied into the folder."""
-    from sei.physics.kernels import load_kernel
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     values = spec.to_dict()
-    if spec.kernel is not None and (spec.kernel_is_file or isinstance(spec.kernel, torch.Tensor)):
-        kernel = load_kernel(spec.kernel).numpy()
-        name = spec.kernel_copy_name()
-        atomic_write(folder / name, lambda handle: np.save(handle, kernel, allow_pickle=False))
-        values["kernel"] = name
+    copy = spec.copy_kernel(folder)
+    if copy is not None:
+        values["kernel"] = copy.name
     values.pop("operator", None)
     return atomic_write_text(folder / DEGRADATION_FILE, yaml.safe_dump({**values, **details}, sort_keys=False))
 

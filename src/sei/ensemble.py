@@ -154,12 +154,3 @@ class SelfEnsemble(nn.Module):
             for network, physics in zip(self.aware, originals):
                 network.set_physics(physics)
         return (total / len(self.transforms)).to(y.dtype)
-
-
-def self_ensemble(reconstructor: Callable[[torch.Tensor], torch.Tensor], physics,
-                  transforms: Sequence[int] | None = None) -> SelfEnsemble:
-    """Wrap a reconstructor in a test-time self-ensemble for measurements of ``physics`` (``--ensemble``).
-
-    :raises ConfigError: when the operator has no flip/rotation symmetry and the network is not physics-aware.
-    """
-    return SelfEnsemble(reconstructor, physics, transforms)

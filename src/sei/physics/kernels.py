@@ -149,6 +149,18 @@ def load_kernel(spec: str | Path | torch.Tensor) -> torch.Tensor:
     return kernel_from_name(spec)
 
 
+def write_kernel(kernel: torch.Tensor, path: str | Path) -> Path:
+    """Write a kernel, checked and normalised, as a float32 ``.npy`` file (what ``--kernel`` reads), atomically."""
+    from sei.files import atomic_write
+
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        raise KernelError(f"kernel files are written as .npy, got {path.name}")
+    array = validate_kernel(kernel).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
+
+
 def save_kernel(kernel: torch.Tensor, path: str | Path) -> tuple[Path, Path]:
     """Write a kernel as ``.npy`` (float32, what ``--kernel`` reads) and a PNG preview beside it (scaled to its
     maximum and enlarged so that each kernel pixel is visible).
@@ -159,13 +171,8 @@ def save_kernel(kernel: torch.Tensor, path: str | Path) -> tuple[Path, Path]:
 
     from sei.files import atomic_write
 
-    kernel = validate_kernel(kernel)
-    path = Path(path)
-    if path.suffix.lower() != ".npy":
-        raise KernelError(f"kernel files are written as .npy, got {path.name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    array = kernel.numpy()
-    atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
+    path = write_kernel(kernel, path)
+    array = np.load(path)
     preview = np.round(255 * array / array.max()).astype(np.uint8)
     zoom = max(1, 256 // max(array.shape))
     png = path.with_suffix(".png")

@@ -140,6 +140,21 @@ class PhysicsSpec:
         """The file name a copy of this spec's kernel gets in a run or measurement folder (``psf.npy``)."""
         return f"{Path(str(self.kernel)).stem}.npy" if self.kernel_is_file else "kernel.npy"
 
+    def copy_kernel(self, folder: str | Path) -> Path | None:
+        """Write a file or tensor kernel into ``folder`` (as :meth:`kernel_copy_name`), so that the folder does not
+        depend on the original file; ``None`` for named kernels and bicubic SR, which need no copy.
+
+        :return: the copy's path.
+        """
+        from sei.physics.kernels import load_kernel, write_kernel
+
+        if self.kernel is None or (isinstance(self.kernel, str) and not self.kernel_is_file):
+            return None
+        copy = Path(folder) / self.kernel_copy_name()
+        if not self.kernel_is_file or copy.resolve() != Path(str(self.kernel)).resolve():
+            write_kernel(load_kernel(self.kernel), copy)
+        return copy
+
     def short_name(self) -> str:
         """``Gaussian_R2``, ``x2`` or ``x2_Box_R3``: the operator's part of a run name."""
         if self.task == "deblurring":

@@ -13,12 +13,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from sei.config import ExperimentConfig, from_dict, load_yaml
 from sei.errors import ConfigError, RunFinishedError
-from sei.files import atomic_write
 from sei.physics.spec import PhysicsSpec
 
 CONFIG_FILE = "config.yaml"
@@ -117,17 +115,8 @@ class RunFolder:
 
     def store_kernel(self, physics: PhysicsSpec) -> PhysicsSpec:
         """Copy a file or tensor kernel into the folder; the spec then points at the copy."""
-        named = isinstance(physics.kernel, str) and not physics.kernel_is_file
-        if physics.kernel is None or named:
-            return physics
-        from sei.physics.kernels import load_kernel
-
-        kernel = load_kernel(physics.kernel).numpy()
-        copy = self.path / physics.kernel_copy_name()
-        if copy.resolve() != Path(str(physics.kernel)).resolve():
-            self.path.mkdir(parents=True, exist_ok=True)
-            atomic_write(copy, lambda handle: np.save(handle, kernel, allow_pickle=False))
-        return dataclasses.replace(physics, kernel=str(copy.resolve()))
+        copy = physics.copy_kernel(self.path)
+        return physics if copy is None else dataclasses.replace(physics, kernel=str(copy.resolve()))
 
     def write_config(self, config: ExperimentConfig) -> None:
         """Write ``config.yaml``, recording a kernel stored in the folder by its name there."""
