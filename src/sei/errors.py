@@ -42,6 +42,10 @@ class ImageError(SEIError, ValueError):
     """An image file cannot be read or has an unsupported layout."""
 
 
+class IntensityError(ImageError):
+    """Image data cannot be mapped to the network's intensities (a float image with no range, a bad map record)."""
+
+
 class ShapeError(SEIError, ValueError):
     """A tensor has the wrong number of dimensions, channels or a size the operation cannot handle."""
 

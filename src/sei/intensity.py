@@ -1,0 +1,160 @@
+"""The affine map between an image's own intensities and the network's, recorded so that it can be undone.
+
+Networks work on float32 values around [0, 1]; measurements come as 8-bit, 16-bit or float data. One map,
+``u = (x - offset) / scale``, takes data ``x`` to network units ``u`` and back (:class:`IntensityMap`). It is affine
+and never clips, so no dynamic range is lost, and it is chosen so the way back is exact:
+
+- **integer data** (8 and 16 bits, signed or not): the dtype's full range, ``[min, max] -> [0, 1]`` (``x / 65535`` for
+  ``uint16``). It depends on the dtype only, so a 16-bit set, each file of it and a network trained on it agree with
+  no record needed, and ``read -> map -> unmap -> write`` gives back the same integers (float32 holds ``x / 65535``
+  to 6e-8, far below the half step that rounding forgives).
+- **float data**: there is no natural range, so a robust one is measured: ``offset = min(p_low, 0)`` and ``scale =
+  p_high - offset`` where ``p_low``, ``p_high`` are the 0.1th and 99.9th percentiles (the lowest and highest over a
+  set of images). A few hot pixels do not squeeze the rest; values beyond the percentiles land outside [0, 1] and
+  are kept. Zero stays zero for non-negative data (``offset = 0``), so photon counts keep their Poisson model;
+  negative values (a subtracted background) move the offset below zero. For training the range is the training
+  set's (one map for the set, recorded in ``config.yaml``, so that one noise level holds for every image); for
+  restoring, the map the network was trained with when its run records one, else each file's own (a stack's pages
+  share one).
+
+A float image (or set) with no spread at zero or below (all pixels equal, and not positive) has no range to map:
+:class:`~sei.errors.IntensityError`. Integer images never do, whatever their content.
+
+Noise levels (``--noise-level``) are in grey levels of the mapped range: ``sigma`` in network units times 255,
+i.e. a noise of ``s`` data units is ``255 * s / scale`` (for 16-bit data, ``255 * s / 65535``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from sei.errors import ImageError, IntensityError
+
+# Robust range of float data: the percentiles that become 0 and 1 (in %).
+LOW_PERCENTILE = 0.1
+HIGH_PERCENTILE = 99.9
+# Integer images wider than 16 bits do not survive float32 network units exactly (24-bit mantissa).
+INTEGER_DTYPES = ("uint8", "uint16", "int8", "int16")
+FLOAT_DTYPES = ("float16", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class IntensityMap:
+    """``u = (x - offset) / scale`` from data ``x`` to network units ``u``, and back to the data's dtype.
+
+    :ivar offset: the data value that becomes 0, in data units.
+    :ivar scale: the data span that becomes 1, in data units (> 0).
+    :ivar dtype: the data's numpy dtype name (``"uint16"``, ``"float32"`` ...), what :meth:`from_network` returns.
+    """
+
+    offset: float
+    scale: float
+    dtype: str
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.offset) and np.isfinite(self.scale) and self.scale > 0):
+            raise IntensityError(f"an intensity map needs a finite offset and a scale > 0, got offset {self.offset}, "
+                                 f"scale {self.scale}")
+        check_dtype(self.dtype)
+
+    @property
+    def is_integer(self) -> bool:
+        return np.issubdtype(np.dtype(self.dtype), np.integer)
+
+    @property
+    def data_range(self) -> float:
+        """The span of data units that the network's [0, 1] covers (what PSNR on such data calls the peak)."""
+        return self.scale
+
+    def to_network(self, array: np.ndarray) -> np.ndarray:
+        """Data of any shape in data units -> float32 network units, same shape (computed in float64)."""
+        return ((np.asarray(array, dtype=np.float64) - self.offset) / self.scale).astype(np.float32)
+
+    def from_network(self, array: np.ndarray) -> np.ndarray:
+        """Network units of any shape -> the data's dtype, same shape: integers rounded and kept within the dtype's
+        range (the only clipping: an integer file cannot hold more), floats as computed."""
+        values = np.asarray(array, dtype=np.float64) * self.scale + self.offset
+        if self.is_integer:
+            info = np.iinfo(self.dtype)
+            return np.clip(np.round(values), info.min, info.max).astype(self.dtype)
+        return values.astype(self.dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for ``config.yaml`` and JSON records."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> IntensityMap:
+        """The map a record holds (:meth:`to_dict`).
+
+        :raises IntensityError: for a record without ``offset``, ``scale`` and ``dtype`` or with invalid values.
+        """
+        try:
+            return cls(float(values["offset"]), float(values["scale"]), str(values["dtype"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise IntensityError(f"not an intensity map record: {values!r} ({error})") from error
+
+    def describe(self) -> str:
+        """``uint16 [0, 65535] -> [0, 1]``."""
+        return f"{self.dtype} [{self.offset:.6g}, {self.offset + self.scale:.6g}] -> [0, 1]"
+
+
+def check_dtype(dtype: str | np.dtype) -> str:
+    """The name of a dtype the maps support.
+
+    :raises ImageError: for other pixel types (32-bit integers and wider, complex, objects).
+    """
+    name = np.dtype(dtype).name
+    if name not in INTEGER_DTYPES + FLOAT_DTYPES:
+        raise ImageError(f"unsupported pixel type {name}; images must be 8- or 16-bit integers or floats "
+                         "(convert 32-bit integer data to float)")
+    return name
+
+
+def integer_map(dtype: str | np.dtype) -> IntensityMap:
+    """The full range of an integer dtype onto [0, 1] (``uint16``: ``x / 65535``)."""
+    name = check_dtype(dtype)
+    if name not in INTEGER_DTYPES:
+        raise ImageError(f"{name} is not an integer pixel type")
+    info = np.iinfo(name)
+    return IntensityMap(float(info.min), float(info.max) - float(info.min), name)
+
+
+def float_map(arrays: Sequence[np.ndarray], dtype: str | np.dtype | None = None, name: str = "the data") -> IntensityMap:
+    """The robust range of float data (one or more arrays, e.g. a stack's pages or a training set) onto [0, 1].
+
+    ``offset = min(p_low, 0)``, ``scale = p_high - offset`` (see the module's rule).
+
+    :param dtype: the dtype to restore to (default: the first array's).
+    :param name: what the data are, for the error message.
+    :raises IntensityError: when the range is empty (constant data at zero or below) or not finite.
+    """
+    if not arrays:
+        raise IntensityError(f"{name}: no data to measure an intensity range on")
+    low = min(float(np.percentile(a, LOW_PERCENTILE)) for a in arrays)
+    high = max(float(np.percentile(a, HIGH_PERCENTILE)) for a in arrays)
+    offset = min(low, 0.0)
+    scale = high - offset
+    if not (np.isfinite(scale) and scale > 0):
+        raise IntensityError(f"{name}: float data from {low:g} to {high:g} have no positive range to map onto the "
+                             "network's [0, 1] (a constant image at zero or below); such an image has nothing to "
+                             "restore or learn from")
+    return IntensityMap(offset, scale, check_dtype(dtype if dtype is not None else arrays[0].dtype))
+
+
+def data_map(arrays: Sequence[np.ndarray], name: str = "the data") -> IntensityMap:
+    """The map of arrays of one dtype: :func:`integer_map` for integers, :func:`float_map` for floats.
+
+    :raises ImageError: for arrays of several dtypes, or an unsupported one.
+    :raises IntensityError: for float data with no range.
+    """
+    dtypes = sorted({np.dtype(a.dtype).name for a in arrays})
+    if len(dtypes) != 1:
+        raise ImageError(f"{name}: one map needs one pixel type, got {', '.join(dtypes) or 'none'}")
+    if dtypes[0] in FLOAT_DTYPES:
+        return float_map(arrays, dtypes[0], name)
+    return integer_map(dtypes[0])
