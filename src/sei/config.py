@@ -54,6 +54,7 @@ class DataConfig:
     val_dataset: str | None = None  # default: the dataset's "val" split when it has one
     val_max_images: int | None = None
     strict: bool = False  # an unreadable image fails the run instead of being skipped (always named)
+    intensity: dict | None = None  # the folder's map to network units {offset, scale, dtype} (sei.intensity), set by train
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Where images come from: the paper's datasets, an embedded sample, or the user's own folders.
 
-Every source yields an :class:`ImageSet`: named ``(C, H, W)`` float tensors in [0, 1], either clean images
+Every source yields an :class:`ImageSet`: named ``(C, H, W)`` float tensors in the network's units (8-bit and
+16-bit files in [0, 1], float files by the set's recorded range: :mod:`sei.intensity`), either clean images
 (measurements are then simulated from them) or measurements only (the user's blurry or low-resolution
 images, for self-supervised training and restoration).
 
@@ -31,7 +32,8 @@ import torch
 from sei.data.download import RemoteFile, fetch
 from sei.data.preprocess import resize_shorter_side
 from sei.errors import ConfigError, ImageError, ResourceUnavailableError, UnknownNameError
-from sei.io import list_images, read_image
+from sei.intensity import IntensityMap, float_map, integer_map
+from sei.io import image_tensor, list_images, read_image_file
 
 SPLITS = ("train", "val")
 PAPER_SHORTER_SIDE = 256
@@ -77,6 +79,9 @@ class ImageSet:
     :ivar images: ``(C, H, W)`` float32 tensors in [0, 1].
     :ivar ground_truth: True for clean images, False for measurements only.
     :ivar skipped: files that could not be read, with the reason.
+    :ivar intensity: the map from the files' intensities to the images' (:mod:`sei.intensity`) when one holds for
+        the whole set (one dtype), ``None`` for the named datasets (8-bit photographs in [0, 1]) and for sets that
+        mix 8- and 16-bit files (each by its dtype's full range).
     """
 
     name: str
@@ -84,6 +89,7 @@ class ImageSet:
     images: list[torch.Tensor]
     ground_truth: bool = True
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    intensity: IntensityMap | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -96,22 +102,44 @@ def _check_split(split: str) -> str:
 
 
 def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: int | None,
-                progress: bool = False) -> ImageSet:
+                progress: bool = False, intensity: IntensityMap | None = None) -> ImageSet:
+    """Read files into an :class:`ImageSet` in network units (:mod:`sei.intensity`): integer files by their dtype's
+    full range, float files by one robust range for the whole set (or ``intensity``, the map a run recorded), so
+    that one noise level holds for every image. A stack contributes each page as an image (``name_0000`` ...).
+
+    :raises ImageError: when no file is readable, or the set mixes float and integer files (one noise level
+        cannot hold for both).
+    :raises IntensityError: for float files with no intensity range.
+    """
     from tqdm.auto import tqdm
 
-    names, images, skipped = [], [], []
+    names, pages, skipped = [], [], []
     for path in tqdm(files, desc=f"reading {set_name}", unit="image", disable=not progress or len(files) < 20):
         try:
-            image = read_image(path)
+            file = read_image_file(path)
         except ImageError as error:
             skipped.append((str(path), str(error)))
             continue
-        names.append(path.stem)
-        images.append(resize_shorter_side(image, resize) if resize else image)
-    if not images:
+        names += [f"{path.stem}_{i:04d}" for i in range(len(file.pages))] if file.is_stack else [path.stem]
+        pages += file.pages
+    if not pages:
         reasons = "; ".join(reason for _, reason in skipped[:3])
         raise ImageError(f"no readable images in {set_name}" + (f" ({reasons})" if reasons else ""))
-    return ImageSet(set_name, names, images, ground_truth, skipped)
+    floats = [page for page in pages if np.issubdtype(page.dtype, np.floating)]
+    if floats and len(floats) < len(pages):
+        raise ImageError(f"{set_name} mixes float and integer image files; their intensities have no common scale "
+                         "(convert them to one type)")
+    if floats:
+        set_map = intensity if intensity is not None else float_map(floats, np.float32, set_name)
+    else:
+        dtypes = {page.dtype.name for page in pages}
+        set_map = integer_map(dtypes.pop()) if len(dtypes) == 1 else None  # mixed 8/16 bits: each its full range
+    images = []
+    for page in pages:
+        mapped = (set_map if floats else integer_map(page.dtype)).to_network(page)
+        image = image_tensor(mapped, 3, set_name)
+        images.append(resize_shorter_side(image, resize) if resize else image)
+    return ImageSet(set_name, names, images, ground_truth, skipped, set_map)
 
 
 def _report_skipped(images: ImageSet, strict: bool) -> ImageSet:
@@ -209,6 +237,7 @@ def load_image_set(
     resize: int | None | str = "auto",
     progress: bool = False,
     strict: bool = False,
+    intensity: IntensityMap | dict | None = None,
 ) -> ImageSet:
     """Images of ``dataset``'s ``split``.
 
@@ -221,6 +250,7 @@ def load_image_set(
         none on folders.
     :param strict: fail on an unreadable file instead of skipping it (skipped files are always named in a
         warning).
+    :param intensity: for folders of float files: the map to use (a run's record) instead of the set's own range.
     :raises UnknownNameError: for a name that is neither a dataset nor an existing folder.
     :raises ResourceUnavailableError: for a named dataset that is missing offline.
     """
@@ -235,5 +265,21 @@ def load_image_set(
     if path.is_dir() or path.is_file():
         size = None if resize == "auto" else resize
         files = list_images(path) if path.is_dir() else [path]
-        return _report_skipped(_read_files(files, str(path), ground_truth, size, progress), strict)
+        if isinstance(intensity, dict):
+            intensity = IntensityMap.from_dict(intensity)
+        return _report_skipped(_read_files(files, str(path), ground_truth, size, progress, intensity), strict)
     raise UnknownNameError("dataset", dataset, NAMED_DATASETS, hint="or pass an existing folder of images")
+
+
+def folder_intensity(dataset: str | Path, datasets_dir: str | Path = "datasets", ground_truth: bool = False,
+                     resize: int | None | str = "auto", strict: bool = False) -> dict | None:
+    """The record of a training folder's intensity map (:attr:`ImageSet.intensity` as a dict), for ``config.yaml``;
+    ``None`` for the named datasets (8-bit photographs) and for folders mixing 8- and 16-bit files.
+
+    :raises ImageError: as :func:`load_image_set`.
+    """
+    if str(dataset).strip().lower() in NAMED_DATASETS:
+        return None
+    images = load_image_set(dataset, "train", datasets_dir, False, ground_truth=ground_truth, resize=resize,
+                            strict=strict)
+    return images.intensity.to_dict() if images.intensity is not None else None

@@ -17,6 +17,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from sei.config import ExperimentConfig, from_flat, resolve
 from sei.data.channels import training_channels
+from sei.data.sources import folder_intensity
 from sei.devices import lightning_devices
 from sei.errors import ConfigError
 from sei.files import atomic_write_text
@@ -126,6 +127,9 @@ def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks
     if config.model.channels is None and not config.model.weights:  # grayscale data: a 1-channel network
         config.model.channels = training_channels(config.data.dataset, config.data.datasets_dir, config.data.kind,
                                                   config.data.resize, config.data.strict)
+    # the folder's map to network units (sei.intensity), recorded so that restoring float data can reuse it
+    config.data.intensity = folder_intensity(config.data.dataset, config.data.datasets_dir, config.data.kind == "clean",
+                                             config.data.resize, config.data.strict)
     checkpoint = _prepare_output(config, resume)
     folder = RunFolder(config.out_dir)
     if not config.physics.operator:
