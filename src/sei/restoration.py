@@ -1,41 +1,62 @@
-"""Restoring the user's own image files: reading, channel handling, reconstruction, writing.
+"""Restoring the user's own image files: reading, intensity map, channel handling, reconstruction, writing.
 
-Each file is read in its own channels: RGB goes through the network as is, grayscale is repeated to RGB and
-averaged back, and an alpha channel is set aside and reattached (enlarged for super-resolution). A file that
-cannot be read or restored is recorded and the others go on.
+Each file is read in its own channels and dtype, mapped to the network's units by :mod:`sei.intensity` (8- and
+16-bit data by their dtype's full range, float data by the network's recorded map or the file's robust range),
+restored, and written back in its dtype and units (16-bit in, 16-bit out, same scale; a float TIFF keeps its
+negative or large values) unless ``bits`` asks for 8 or 16 bits of the network's [0, 1]. A multi-page TIFF is a
+stack of 2-D images: each page is restored and the stack written back (resolution and ImageJ unit carried over).
+The channels follow :mod:`sei.data.channels`; an alpha channel is set aside and reattached (enlarged for
+super-resolution). A file that cannot be read or restored is recorded and the others go on.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from sei.errors import ImageError, SEIError
-from sei.io import is_image_file, list_images, read_image, write_image
+from sei.files import atomic_write_text
+from sei.intensity import IntensityMap, data_map, integer_map
+from sei.io import ImageFile, image_tensor, is_image_file, list_images, read_image_file, write_image_file
+
+INTENSITY_RECORD = "intensity.json"
+TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 @dataclass
 class RestoreReport:
-    """Files written and files that failed (with the reason)."""
+    """Files written and files that failed (with the reason), and the intensity map of each file written."""
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    intensity: dict[Path, IntensityMap] = field(default_factory=dict)
 
 
-def output_paths(source: Path, destination: Path, suffix: str = "png") -> list[tuple[Path, Path]]:
+def output_paths(source: Path, destination: Path, suffix: str | None = "png") -> list[tuple[Path, Path]]:
     """``(input, output)`` pairs: a folder maps to a folder of the same names, a file to a file or a folder.
+
+    :param suffix: the output format; ``None``: TIFF inputs stay TIFF (they may hold floats or stacks, which
+        only TIFF can hold), others become PNG.
 
     :raises ImageError: if the input does not exist, the output would overwrite an input, or two inputs would
         be written to one output (``b.jpg`` and ``b.jpeg`` both give ``b.png``).
     """
+    def name(path: Path) -> str:
+        if suffix is None:
+            return path.stem + (path.suffix if path.suffix.lower() in TIFF_SUFFIXES else ".png")
+        return f"{path.stem}.{suffix}"
+
     if source.is_dir():
-        pairs = [(path, destination / f"{path.stem}.{suffix}") for path in list_images(source)]
+        pairs = [(path, destination / name(path)) for path in list_images(source)]
     elif source.is_file():
-        target = destination if is_image_file(destination) else destination / f"{source.stem}.{suffix}"
+        target = destination if is_image_file(destination) else destination / name(source)
         pairs = [(source, target)]
     else:
         raise ImageError(f"input not found: {source}")
@@ -72,20 +93,81 @@ def restore_image(reconstruct: Callable[[torch.Tensor], torch.Tensor], image: to
     return estimate
 
 
+def file_intensity(file: ImageFile, recorded: IntensityMap | None = None, name: str = "image") -> IntensityMap:
+    """The map of one file to network units: its dtype's full range for integers; for floats the ``recorded``
+    map (the network's training set), in the file's own dtype, else the robust range of the file's pages."""
+    if recorded is not None and np.issubdtype(file.dtype, np.floating) and not recorded.is_integer:
+        return dataclasses.replace(recorded, dtype=file.dtype.name)
+    return data_map(file.pages, name)
+
+
+def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Path, target: Path,
+                 device: torch.device | str = "cpu", bits: int | None = None, upscale: int = 1,
+                 recorded: IntensityMap | None = None) -> IntensityMap:
+    """Restore every page of ``source`` into ``target`` in the input's dtype and units (or ``bits`` of [0, 1]).
+
+    :param upscale: the super-resolution factor, to scale a TIFF's resolution (pixels per unit) by.
+    :param recorded: the map the network was trained with, used for float files (see :func:`file_intensity`).
+    :return: the map of the file written (data units <-> network units).
+    :raises SEIError: for a file that cannot be read, mapped or written.
+    """
+    file = read_image_file(source)
+    into = file_intensity(file, recorded, str(source))
+    out = into if bits is None else integer_map(f"uint{bits}")
+    pages = []
+    for page in file.pages:
+        estimate = restore_image(reconstruct, image_tensor(into.to_network(page), None, source), device)
+        if estimate.shape[0] == 2:  # image files have no gray+alpha layout we can write: store it as RGBA
+            estimate = torch.cat([estimate[:1].expand(3, -1, -1), estimate[1:]])
+        pages.append(out.from_network(estimate.numpy().transpose(1, 2, 0)))
+    resolution = None
+    if file.resolution is not None:  # pixels per unit grow with the super-resolution factor
+        (x, y), unit = file.resolution
+        resolution = ((x * upscale, y * upscale), unit)
+    write_image_file(target, ImageFile(pages, resolution, file.imagej))
+    return out
+
+
 def restore_files(reconstruct: Callable[[torch.Tensor], torch.Tensor], pairs: list[tuple[Path, Path]],
-                  device: torch.device | str = "cpu", bits: int = 8, progress: bool = True) -> RestoreReport:
-    """Restore each input file into its output file; failures are recorded, not raised."""
+                  device: torch.device | str = "cpu", bits: int | None = None, progress: bool = True,
+                  upscale: int = 1, recorded: IntensityMap | None = None) -> RestoreReport:
+    """Restore each input file into its output file (:func:`restore_file`); failures are recorded, not raised.
+
+    :param bits: ``None`` to write each file in its input's dtype and units, 8 or 16 for that many bits of the
+        network's [0, 1].
+    """
     from tqdm.auto import tqdm
 
     report = RestoreReport()
     for source, target in tqdm(pairs, desc="restoring", unit="image", disable=not progress):
         try:
-            image = read_image(source, channels=None)
-            estimate = restore_image(reconstruct, image, device)
-            if estimate.shape[0] == 2:  # image files have no gray+alpha layout we can write: store it as RGBA
-                estimate = torch.cat([estimate[:1].expand(3, -1, -1), estimate[1:]])
-            write_image(target, estimate, bits=bits)
+            report.intensity[target] = restore_file(reconstruct, source, target, device, bits, upscale, recorded)
             report.written.append(target)
         except (SEIError, RuntimeError, OSError) as error:
             report.failed.append((source, str(error)))
     return report
+
+
+def write_intensity_record(report: RestoreReport) -> list[Path]:
+    """Write, next to the outputs, ``intensity.json``: each output file's map between its values and the network's
+    [0, 1] (``{name: {offset, scale, dtype}}``), in every output folder where a file is not plain 8-bit; merged
+    with a record already there.
+
+    :return: the records written.
+    """
+    plain = integer_map("uint8")
+    by_folder: dict[Path, dict[str, dict]] = {}
+    for target, mapping in report.intensity.items():
+        by_folder.setdefault(target.parent, {})[target.name] = mapping.to_dict()
+    written = []
+    for folder, maps in by_folder.items():
+        if all(IntensityMap.from_dict(m) == plain for m in maps.values()):
+            continue
+        path = folder / INTENSITY_RECORD
+        try:
+            previous = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):  # an unreadable record is replaced, not merged
+            previous = {}
+        atomic_write_text(path, json.dumps({**previous, **maps}, indent=2, sort_keys=True))
+        written.append(path)
+    return written

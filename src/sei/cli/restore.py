@@ -1,7 +1,10 @@
 """``sei restore``: restore your own blurry or low-resolution images with a trained network or a baseline.
 
-Images keep their names (written as PNG by default); grayscale, RGB and RGBA inputs are handled (alpha is
-carried over); networks restore any size in bounded memory by overlapping tiles; a file that cannot be read is
+Images keep their names and come back in their own dtype and units: 8-bit as 8-bit, 16-bit as 16-bit on the same
+scale, float TIFFs as float TIFFs (negative or large values kept), multi-page TIFF stacks as stacks; TIFF stays
+TIFF and the rest is written as PNG (``--format``, ``--bits`` override). 16-bit and float data reach the network
+through a recorded affine map (``intensity.json`` next to the outputs; see sei.intensity). Grayscale, RGB and
+RGBA inputs are handled (alpha is carried over); networks restore any size in bounded memory by overlapping tiles; a file that cannot be read is
 reported without stopping the others. Networks carry the operator they were trained for in their weights;
 baselines (``--model-kind wiener`` ...) take it from the options (``--task``, ``--kernel``, ``--sr-factor``,
 ``--noise-level``) or from the ``degradation.yaml`` of the input folder, and process whole images.
@@ -19,6 +22,7 @@ from sei.cli.options import (
 EPILOG = """examples:
   sei restore photos/ restored/ --weights runs/my_run
   sei restore scan.tif scan_restored.png --weights Div2K-Train_Deblurring_Gaussian_R2_Noise5_SEI --tile 256
+  sei restore stack.tif restored/ --weights runs/cells      # 16-bit stack in, 16-bit stack out, same scale
   sei restore blurry/ wiener/ --model-kind wiener --kernel psf.npy --noise-level 3
   sei restore blurry/ tv/ --model-kind tv                   # blurry/degradation.yaml (from sei degrade) says how
 """
@@ -45,8 +49,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--tile", type=_non_negative_int, default=512,
                         help="tile size in input pixels for large images (default 512; 0: whole images)")
     parser.add_argument("--overlap", type=_non_negative_int, default=32, help="overlap between tiles in pixels (default 32)")
-    parser.add_argument("--bits", type=int, choices=(8, 16), default=8, help="bit depth of the output (8 or 16)")
-    parser.add_argument("--format", choices=("png", "tif"), default="png", help="output format (default png)")
+    parser.add_argument("--bits", type=int, choices=(8, 16), default=None,
+                        help="write 8 or 16 bits of the network's [0, 1] (default: the input's own dtype and units)")
+    parser.add_argument("--format", choices=("png", "tif"), default=None,
+                        help="output format (default: TIFF inputs stay TIFF, the others become PNG; float data and "
+                             "stacks need TIFF)")
     add_device_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_command)
@@ -58,8 +65,9 @@ def run_command(args: argparse.Namespace) -> int:
     from sei.baselines import canonical_kind
     from sei.devices import torch_device
     from sei.errors import ImageError
+    from sei.intensity import IntensityMap
     from sei.reconstructors import choose_physics, locate_network, open_reconstructor
-    from sei.restoration import output_paths, restore_files
+    from sei.restoration import output_paths, restore_files, write_intensity_record
 
     device = torch_device(getattr(args, "train.device", "auto"))
     kind = canonical_kind(args.model_kind)
@@ -72,8 +80,15 @@ def run_command(args: argparse.Namespace) -> int:
                                        backbone=args.model, tile=args.tile, overlap=args.overlap,
                                        ensemble=args.ensemble).to(device)
     pairs = output_paths(Path(args.input), Path(args.output), args.format)
-    report = restore_files(reconstructor, pairs, device, bits=args.bits, progress=not args.quiet)
+    # float data go through the map the network was trained with, when its run recorded one
+    recorded = getattr(getattr(source, "run_config", None), "data", None)
+    recorded = IntensityMap.from_dict(recorded.intensity) if getattr(recorded, "intensity", None) else None
+    upscale = spec.upscale if spec is not None else getattr(reconstructor, "upscale", 1)
+    report = restore_files(reconstructor, pairs, device, bits=args.bits, progress=not args.quiet, upscale=upscale,
+                           recorded=recorded)
     print(f"restored {len(report.written)} of {len(pairs)} image(s) into {Path(args.output)}")
+    for record in write_intensity_record(report):
+        print(f"intensity maps (data units <-> the network's [0, 1]) recorded in {record}")
     for path, reason in report.failed:
         print(f"  failed: {path}: {reason}", file=sys.stderr)
     if report.failed and not report.written:
