@@ -4,6 +4,10 @@ Estimates and references are rounded to 8 bits and clamped to [0, 1]; PSNR and S
 full-range luma ``Y = 0.299 R + 0.587 G + 0.114 B`` (grayscale images are their own luma); LPIPS on RGB.
 All functions take ``(B, C, H, W)`` batches of any size and return one value per image, ``(B,)``.
 
+Scientific data (16-bit, float) are scored in their own units with ``data_range``: no 8-bit rounding, no clamping,
+and the peak of PSNR (and SSIM's constants) is the data range instead of 1 (255 grey levels), e.g. 65535 for
+16-bit data or :attr:`sei.intensity.IntensityMap.data_range` for the recorded map of float data.
+
 SSIM is Wang et al.'s: an 11x11 Gaussian window of standard deviation 1.5, ``K1 = 0.01``, ``K2 = 0.03``,
 data range 1, averaged over the positions where the window fits (what ``skimage.metrics.structural_similarity``
 computes with ``gaussian_weights=True, use_sample_covariance=False, data_range=1``).
@@ -41,21 +45,30 @@ def rgb_to_luma(x: torch.Tensor) -> torch.Tensor:
     return (x * weights).sum(dim=1, keepdim=True)
 
 
-def _prepare(estimate: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _prepare(estimate: torch.Tensor, reference: torch.Tensor,
+             data_range: float | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Luma of both in float64: 8-bit quantised in [0, 1] (range 1), or as given in data units (``data_range``)."""
     check_image_batch(estimate, "estimate")
     check_image_batch(reference, "reference")
     if estimate.shape != reference.shape:
         raise ShapeError(f"estimate {tuple(estimate.shape)} and reference {tuple(reference.shape)} differ in shape")
-    estimate = quantize(estimate.detach().to(torch.float64))
-    reference = quantize(reference.detach().to(torch.float64))
-    return rgb_to_luma(estimate), rgb_to_luma(reference)
+    estimate, reference = estimate.detach().to(torch.float64), reference.detach().to(torch.float64)
+    if data_range is None:
+        estimate, reference, data_range = quantize(estimate), quantize(reference), 1.0
+    elif not (data_range > 0 and torch.isfinite(torch.tensor(data_range))):
+        raise ValueError(f"data_range must be a finite number > 0, got {data_range}")
+    return rgb_to_luma(estimate), rgb_to_luma(reference), float(data_range)
 
 
-def psnr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB on the 8-bit quantised luma, one value per image ``(B,)``; ``inf`` for identical images."""
-    estimate, reference = _prepare(estimate, reference)
+def psnr(estimate: torch.Tensor, reference: torch.Tensor, data_range: float | None = None) -> torch.Tensor:
+    """PSNR in dB on the luma, one value per image ``(B,)``; ``inf`` for identical images.
+
+    :param data_range: ``None``: the paper's protocol (8-bit quantised images in [0, 1]); a number: images in data
+        units (e.g. 16-bit counts) scored as they are, with this peak (65535 for 16-bit data).
+    """
+    estimate, reference, peak = _prepare(estimate, reference, data_range)
     mse = (estimate - reference).pow(2).flatten(1).mean(dim=1)
-    return (10.0 * torch.log10(1.0 / mse)).float()
+    return (10.0 * torch.log10(peak**2 / mse)).float()
 
 
 def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -65,12 +78,13 @@ def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.
     return torch.outer(profile, profile).view(1, 1, size, size)
 
 
-def ssim(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """SSIM on the 8-bit quantised luma, one value per image ``(B,)``.
+def ssim(estimate: torch.Tensor, reference: torch.Tensor, data_range: float | None = None) -> torch.Tensor:
+    """SSIM on the luma, one value per image ``(B,)``.
 
+    :param data_range: as in :func:`psnr` (the constants become ``(0.01 L)^2`` and ``(0.03 L)^2``).
     :raises ImageTooSmallError: for images smaller than the 11x11 window.
     """
-    estimate, reference = _prepare(estimate, reference)
+    estimate, reference, peak = _prepare(estimate, reference, data_range)
     height, width = estimate.shape[-2:]
     if height < SSIM_WINDOW or width < SSIM_WINDOW:
         raise ImageTooSmallError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {height}x{width}")
@@ -79,7 +93,7 @@ def ssim(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     def blur(t: torch.Tensor) -> torch.Tensor:
         return F.conv2d(t, window)
 
-    c1, c2 = 0.01**2, 0.03**2
+    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
     mu_x, mu_y = blur(estimate), blur(reference)
     var_x = blur(estimate * estimate) - mu_x**2
     var_y = blur(reference * reference) - mu_y**2
