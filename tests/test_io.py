@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from PIL import Image
 
 from sei.errors import ImageError
-from sei.io import list_images, read_image, write_image
+from sei.io import list_images, read_image, read_image_file, write_image
 
 
 class TestRead:
@@ -38,6 +39,18 @@ class TestRead:
         Image.fromarray(array).save(tmp_path / "d.png")
         image = read_image(tmp_path / "d.png", channels=1)
         assert torch.allclose(image[0], torch.from_numpy(array / 65535.0).float(), atol=1e-6)
+
+    def test_dark_sixteen_bit_png_stays_sixteen_bit(self, tmp_path):
+        # a 16-bit file whose values all fit in 8 bits is still 16-bit data (scaled by 65535, not 255)
+        array = np.array([[0, 200], [17, 255]], dtype=np.uint16)
+        Image.fromarray(array).save(tmp_path / "dark.png")
+        assert read_image_file(tmp_path / "dark.png").pages[0].dtype == np.uint16
+        assert torch.allclose(read_image(tmp_path / "dark.png", channels=1)[0], torch.from_numpy(array / 65535.0).float())
+
+    def test_a_stack_is_not_one_image(self, tmp_path):
+        tifffile.imwrite(tmp_path / "s.tif", np.zeros((2, 8, 8), np.uint16), photometric="minisblack")
+        with pytest.raises(ImageError, match="stack of 2 pages"):
+            read_image(tmp_path / "s.tif")
 
     def test_palette_and_jpeg(self, tmp_path):
         Image.fromarray(np.zeros((6, 6, 3), dtype=np.uint8)).convert("P").save(tmp_path / "p.png")
