@@ -61,7 +61,9 @@ def add_physics_options(parser: argparse.ArgumentParser) -> None:
     option(group, "--sr-factor", "--sr_factor", dest="physics.sr_factor", type=_positive_int,
            help="super-resolution factor (2, 3, 4)")
     option(group, "--noise-level", "--noise_level", dest="physics.noise_level", type=_noise_level,
-           help="Gaussian (read-)noise standard deviation in 8-bit grey levels (default 5); auto: estimated from "
+           help="Gaussian (read-)noise standard deviation in 8-bit grey levels of the network's range (default 5): "
+                "for 8-bit data their grey levels; for 16-bit data 255 * counts / 65535 (a noise of 500 counts is "
+                "1.95); for float data 255 * sigma / scale of the map in config.yaml (sei.intensity); auto: estimated from "
                 "the measurements (printed, recorded in config.yaml); learn: estimated, then learned with the network "
                 "(UNSURE; logged as train/sigma, recorded in the weights)")
     option(group, "--noise", dest="physics.noise", choices=("gaussian", "poisson-gaussian"),
