@@ -64,11 +64,14 @@ class ImageFile:
         return len(self.pages) > 1
 
 
-def _check_pixels(array: np.ndarray, path: Path) -> np.ndarray:
-    """``array`` in a supported dtype (bool as uint8 0/255), with finite values."""
+def _check_pixels(array: np.ndarray, path: Path, pillow: bool = False) -> np.ndarray:
+    """``array`` in a supported dtype (bool as uint8 0/255), with finite values.
+
+    :param pillow: the array is Pillow's decoding, whose 32-bit 'I' mode holds 8- and 16-bit PGMs and the like.
+    """
     if array.dtype == np.bool_:
         return array.astype(np.uint8) * np.uint8(255)
-    if array.dtype in (np.int32, np.int64, np.uint32):  # Pillow's 'I' mode holds 16-bit PGMs and the like
+    if pillow and array.dtype in (np.int32, np.int64, np.uint32):
         if array.min(initial=0) >= 0 and array.max(initial=0) <= 65535:
             return array.astype(np.uint8 if array.max(initial=0) <= 255 else np.uint16)
     try:
@@ -164,7 +167,7 @@ def read_image_file(path: str | Path) -> ImageFile:
             array = np.asarray(image)
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise ImageError(f"cannot read image {path}: {error}") from error
-    return ImageFile([_check_pixels(array, path)])
+    return ImageFile([_check_pixels(array, path, pillow=True)])
 
 
 def read_image_array(path: str | Path) -> np.ndarray:
