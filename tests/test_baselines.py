@@ -94,6 +94,55 @@ class TestQuality:
         assert default_dip_iterations(make_physics("sr", sr_factor=4)) == 1000
 
 
+class TestTotalVariationSolver:
+    """The lean ADMM/Chambolle-Pock solve is deepinv's (the path it replaces) to float32 solver tolerance."""
+
+    @staticmethod
+    def deepinv_tv(physics, weight: float, iterations: int, y: torch.Tensor) -> torch.Tensor:
+        from deepinv.optim import optim_builder
+        from deepinv.optim.data_fidelity import L2
+        from deepinv.optim.prior import TVPrior
+
+        solver = optim_builder(iteration="ADMM", prior=TVPrior(n_it_max=20), data_fidelity=L2(),
+                               params_algo={"stepsize": 10.0, "lambda": weight}, max_iter=iterations,
+                               early_stop=False)
+        with torch.no_grad():
+            return solver(y.float(), physics)
+
+    @pytest.mark.parametrize("task", ["deblurring", "sr"])
+    def test_matches_deepinv_admm_on_an_awkward_size(self, task, natural_image, tmp_path):
+        import numpy as np
+
+        kernel = np.outer(*[np.exp(-(np.arange(15) - 7.0) ** 2 / 8)] * 2)  # a 15x15 Gaussian kernel file
+        np.save(tmp_path / "psf.npy", kernel / kernel.sum())
+        physics = make_physics(task, kernel=str(tmp_path / "psf.npy"), sr_factor=2 if task == "sr" else None,
+                               noise_level=5)
+        x = natural_image[None, :, :41 * 2, :47 * 2].contiguous()  # prime-sized measurements for SR
+        y = measure(physics, x[..., :41, :47] if task == "deblurring" else x)
+        tv = build_baseline("tv", physics, {"tv_iterations": 15})
+        assert torch.allclose(tv(y), self.deepinv_tv(physics, tv.weight, 15, y), atol=1e-4)
+
+    def test_each_image_starts_afresh(self, crop):
+        # deepinv's TV prox warm-starts from the previous call, so its estimate of an image depended on the image
+        # restored before it
+        physics = make_physics("deblurring", kernel="Gaussian_R1", noise_level=5)
+        tv = build_baseline("tv", physics, FAST)
+        first, second = measure(physics, crop), measure(physics, crop.flip(-1))
+        alone = tv(second)
+        tv(first)
+        assert torch.equal(tv(second), alone)
+
+    def test_small_solves_run_on_one_thread_and_restore_the_setting(self):
+        from sei.baselines.iterative import ELEMENTS_PER_THREAD, solver_threads
+
+        before = torch.get_num_threads()
+        with solver_threads(3 * 256 * 410):
+            assert torch.get_num_threads() == 1
+        with solver_threads(before * ELEMENTS_PER_THREAD):
+            assert torch.get_num_threads() == before
+        assert torch.get_num_threads() == before
+
+
 class TestPlugAndPlay:
     def test_missing_denoiser_weights_name_the_file(self, tmp_path, monkeypatch):
         monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))

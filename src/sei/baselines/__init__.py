@@ -6,7 +6,7 @@ kind (aliases)    what                                                          
 ``identity`` (id) the measurement (nearest-neighbour enlargement for SR)                 yes           yes
 ``bicubic`` (up)  bicubic up-sampling                                                    no            yes
 ``wiener``        Laplacian-regularised inverse, regularisation from the noise level     yes (exact)   yes
-``tv``            TV-regularised least squares, ADMM (deepinv)                           yes           yes
+``tv``            TV-regularised least squares, ADMM with Chambolle-Pock TV steps        yes           yes
 ``dip``           Deep Image Prior (deepinv's ConvDecoder)                               yes           yes
 ``pnp``           plug-and-play DPIR with a DRUNet denoiser (deepinv)                    yes           yes
 ``bm3d``          BM3D deblurring (optional ``bm3d`` package)                            yes           no
