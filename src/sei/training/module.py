@@ -14,6 +14,7 @@ from sei.errors import ConfigError
 from sei.methods import build_method
 from sei.memory import release_freed_memory
 from sei.metrics import psnr, ssim
+from sei.models.compilation import compile_network
 from sei.models.registry import build_backbone
 from sei.models.unet import UNet
 from sei.models.weights import load_backbone
@@ -71,7 +72,7 @@ class SEIModule(L.LightningModule):
         if isinstance(self.backbone, UNet):  # convolutions run faster on channels-last tensors (same numbers)
             self.backbone.to(memory_format=torch.channels_last)
         if self.config.train.compile and self._network is self.backbone:
-            object.__setattr__(self, "_network", torch.compile(self.backbone))
+            object.__setattr__(self, "_network", compile_network(self.backbone))
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self._network(y)

@@ -1,0 +1,184 @@
+"""The GPU path: operators, noise, losses, fast paths and a short training run on CUDA agree with the CPU.
+
+Marked ``cuda`` and skipped where PyTorch sees no GPU (CI has none); run them on a GPU machine with
+``python -m pytest -m cuda``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sei.methods import build_method
+from sei.models import build_backbone
+from sei.physics import make_physics
+from sei.physics.noise import add_noise
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+CUDA = torch.device("cuda")
+OPERATORS = {
+    "blur": dict(task="deblurring", kernel="Gaussian_R2"),
+    "bicubic-x2": dict(task="sr", sr_factor=2),
+    "psf-x2": dict(task="sr", sr_factor=2, kernel="Gaussian_R1"),
+}
+SMALL_SWIN = dict(embed_dim=24, depths=(2, 2), num_heads=(3, 3))
+
+
+def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().float().cpu(), b.detach().float().cpu()
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(autouse=True)
+def exact_float32_matmul():
+    # TF32 would make CPU/GPU comparisons of convolutions meaningless at 1e-4; training may use it
+    previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+
+
+class TestOperators:
+    @pytest.mark.parametrize("name", list(OPERATORS))
+    def test_forward_and_adjoint_match_the_cpu(self, name):
+        physics = make_physics(**OPERATORS[name], noise_level=5)
+        x = torch.rand(2, 3, 32, 48, generator=seeded(0))
+        y = physics.A(x)
+        gpu = make_physics(**OPERATORS[name], noise_level=5).to(CUDA)
+        assert relative_difference(gpu.A(x.to(CUDA)), y) < 1e-5
+        assert relative_difference(gpu.A_adjoint(y.to(CUDA)), physics.A_adjoint(y)) < 1e-5
+
+    @pytest.mark.parametrize("name", list(OPERATORS))
+    def test_adjointness_on_the_gpu(self, name):
+        physics = make_physics(**OPERATORS[name], noise_level=5).to(CUDA)
+        x = torch.randn(2, 3, 32, 48, generator=seeded(1)).to(CUDA)
+        y = torch.randn_like(physics.A(x))
+        lhs = (physics.A(x) * y).sum().item()
+        rhs = (x * physics.A_adjoint(y)).sum().item()
+        assert lhs == pytest.approx(rhs, rel=1e-4)
+
+
+class TestNoise:
+    @pytest.mark.parametrize("noise", [dict(noise="gaussian", noise_level=5),
+                                       dict(noise="poisson-gaussian", gain=0.02, noise_level=2)])
+    def test_seeded_noise_is_the_same_on_both_devices(self, noise):
+        physics = make_physics("deblurring", kernel="Gaussian_R1", **noise)
+        clean = torch.rand(2, 3, 24, 24, generator=seeded(2))
+        on_cpu = add_noise(physics, clean, seeded(3))
+        on_gpu = add_noise(physics.to(CUDA), clean.to(CUDA), seeded(3))
+        assert on_gpu.device.type == "cuda"
+        assert torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-6)
+
+
+def loss_and_gradients(method_name: str, physics_options: dict, device: torch.device, backbone: str = "unet-tiny",
+                       autocast: bool = False, **backbone_options) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One method evaluation and its parameter gradients, from fixed weights, data and generator."""
+    physics = make_physics(**physics_options, noise_level=5).to(device)
+    torch.manual_seed(0)
+    model = build_backbone(backbone, upscale=physics.upscale, **backbone_options).to(device)
+    r = physics.upscale
+    y = torch.rand(2, 3, 32, 32, generator=seeded(4)).to(device)
+    x = torch.rand(2, 3, 32 * r, 32 * r, generator=seeded(5)).to(device)
+    context = torch.autocast("cuda", dtype=torch.bfloat16) if autocast else torch.autocast("cuda", enabled=False)
+    with context:
+        loss = build_method(method_name)(model, physics, y, x, generator=seeded(6)).loss
+    loss.backward()
+    return loss.detach(), [p.grad for p in model.parameters() if p.grad is not None]
+
+
+class TestLosses:
+    @pytest.mark.parametrize("method", ["sei", "supervised", "sure", "css"])
+    @pytest.mark.parametrize("operator", ["blur", "bicubic-x2"])
+    def test_loss_and_gradients_match_the_cpu(self, method, operator):
+        loss_cpu, grads_cpu = loss_and_gradients(method, OPERATORS[operator], torch.device("cpu"))
+        loss_gpu, grads_gpu = loss_and_gradients(method, OPERATORS[operator], CUDA)
+        assert relative_difference(loss_gpu, loss_cpu) < 1e-4
+        assert len(grads_gpu) == len(grads_cpu)
+        for g_gpu, g_cpu in zip(grads_gpu, grads_cpu):
+            assert relative_difference(g_gpu, g_cpu) < 1e-3
+
+    def test_bf16_autocast_loss_stays_close_to_float32(self):
+        loss_fp32, grads_fp32 = loss_and_gradients("sei", OPERATORS["blur"], CUDA, backbone="unet-small")
+        loss_bf16, grads_bf16 = loss_and_gradients("sei", OPERATORS["blur"], CUDA, backbone="unet-small",
+                                                   autocast=True)
+        assert loss_bf16.dtype == torch.float32  # the reductions stay in float32
+        assert relative_difference(loss_bf16, loss_fp32) < 0.05
+        cosine = torch.nn.functional.cosine_similarity(torch.cat([g.flatten().float() for g in grads_bf16]),
+                                                       torch.cat([g.flatten() for g in grads_fp32]), dim=0)
+        assert cosine > 0.95
+
+
+class TestFastPaths:
+    @pytest.mark.parametrize("upscale", [1, 2])
+    def test_fused_attention_matches_the_reference_attention(self, upscale):
+        from sei.models.swinir import SwinIR
+
+        torch.manual_seed(0)
+        reference = SwinIR(upscale=upscale, fused_attention=False, **SMALL_SWIN).to(CUDA)
+        fused = SwinIR(upscale=upscale, fused_attention=True, **SMALL_SWIN).to(CUDA)
+        fused.load_state_dict(reference.state_dict())
+        x = torch.rand(2, 3, 40, 56, generator=seeded(7)).to(CUDA)
+        out_reference, out_fused = reference(x), fused(x)
+        assert relative_difference(out_fused, out_reference) < 1e-4
+        out_reference.square().mean().backward()
+        out_fused.square().mean().backward()
+        for p_ref, p_fused in zip(reference.parameters(), fused.parameters()):
+            assert relative_difference(p_fused.grad, p_ref.grad) < 1e-3
+
+    def test_compiled_network_gives_the_eager_loss(self):
+        physics = make_physics(**OPERATORS["blur"], noise_level=5).to(CUDA)
+        torch.manual_seed(0)
+        model = build_backbone("unet-tiny").to(CUDA)
+        y = torch.rand(2, 3, 32, 32, generator=seeded(8)).to(CUDA)
+        method = build_method("sei")
+        eager = method(model, physics, y, generator=seeded(9)).loss
+        compiled = method(torch.compile(model), physics, y, generator=seeded(9)).loss
+        assert relative_difference(compiled, eager) < 1e-4
+
+
+TINY = {"data.dataset": "sample", "physics.kernel": "Gaussian_R1", "model.backbone": "unet-tiny",
+        "data.batch_size": 2, "data.crop_size": 24, "data.samples_per_epoch": 8, "train.progress": False,
+        "train.device": "cuda"}
+
+
+class TestTraining:
+    def test_three_steps_on_the_gpu_give_the_cpu_weights(self, tmp_path):
+        from sei.config import from_flat
+        from sei.training import train
+
+        weights = {}
+        for device in ("cpu", "cuda"):
+            result = train(from_flat({**TINY, "train.device": device, "train.steps": 3,
+                                      "out_dir": str(tmp_path / device)}))
+            weights[device] = torch.load(result.weights, weights_only=True)["params"]
+        for key, value in weights["cpu"].items():
+            assert torch.allclose(weights["cuda"][key], value, atol=2e-5), key
+
+    @pytest.mark.parametrize("precision,compile_", [("32-true", False), ("bf16-mixed", True)])
+    def test_short_training_improves_psnr(self, tmp_path, precision, compile_):
+        from sei.config import from_flat
+        from sei.data.pairs import MeasurementSet
+        from sei.data.sources import load_image_set
+        from sei.evaluation import evaluate
+        from sei.models import load_backbone
+        from sei.reconstructors import NetworkReconstructor
+        from sei.training import train
+
+        result = train(from_flat({**TINY, "model.backbone": "unet-small", "train.steps": 150, "train.lr": 1e-3,
+                                  "data.batch_size": 8, "data.crop_size": 48, "data.samples_per_epoch": 400,
+                                  "train.precision": precision, "train.compile": compile_,
+                                  "out_dir": str(tmp_path / "run")}))
+        images = load_image_set("sample", "val")
+        images.names, images.images = images.names[:2], [im[:, :128, :128] for im in images.images[:2]]
+        physics = make_physics("deblurring", kernel="Gaussian_R1", noise_level=5)
+        measurements = MeasurementSet(images, physics, 0)
+        blurry = evaluate(NetworkReconstructor(torch.nn.Identity()), measurements, "cuda", progress=False)
+        restored = evaluate(NetworkReconstructor(load_backbone(result.weights).to(CUDA)), measurements, "cuda",
+                            progress=False)
+        assert restored.summary["psnr"] > blurry.summary["psnr"] + 0.1  # measured on an H100: +0.15 dB
