@@ -52,7 +52,7 @@ from sei.config import from_flat, resolve
 from sei.data.pairs import MeasurementSet
 from sei.data.preprocess import resize_shorter_side
 from sei.data.sources import ImageSet, sample_image
-from sei.ensemble import self_ensemble
+from sei.ensemble import SelfEnsemble
 from sei.errors import SEIError
 from sei.evaluation import evaluate
 from sei.files import atomic_write_text
@@ -264,7 +264,7 @@ def network_row(info: dict[str, Any], weights: str, ensemble: bool, physics, mea
     network = load_backbone(info["weights"] if weights == "ema" else info["raw_weights"], physics=physics).eval()
     reconstruct: Any = NetworkReconstructor(network)
     if ensemble:
-        reconstruct = self_ensemble(reconstruct, physics)
+        reconstruct = SelfEnsemble(reconstruct, physics)
     with torch.inference_mode():
         row = score(reconstruct, measurements)
     row.update({"recipe": info["recipe"], "weights": weights, "ensemble": ensemble, "steps": info["steps"],

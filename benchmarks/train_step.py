@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py [--backbones swinir,unet-small] [--tasks deblurring,sr] [--batches 2,8]
                                     [--methods sei,supervised,...] [--modes baseline,fast,checkpointing,lean,bf16]
-                                    [--steps 3] [--device cpu] [--compile] [--skip-memory]
+                                    [--steps 3] [--device cpu] [--compile] [--skip-memory] [--peak-tflops P]
 
 Modes:
 
@@ -14,11 +14,15 @@ Modes:
 - ``lean``: ``checkpointing`` plus freed memory returned to the system (``sei train --lean-memory``);
 - ``bf16``: ``fast`` under bfloat16 autocast (other numerics: reported apart).
 
-Speed: the modes of a configuration run in one process, their steps interleaved, after one warm-up step each, so
-the speed-ups are ratios measured side by side (median of ``--steps``). Memory: each mode runs one step in a
-process of its own, because a process's peak resident set (VmHWM on a CPU; max_memory_allocated on a GPU) and
-the allocator's retained memory carry over from mode to mode. Out-of-memory failures are recorded. Prints a
-table and writes benchmarks/results/train_step.json (merged with earlier runs' records).
+Speed: on a CPU the modes of a configuration run in one process, their steps interleaved, after one warm-up step
+each, so the speed-ups are ratios measured side by side (median of ``--steps``); memory: each mode runs one step in
+a process of its own, because a process's peak resident set (VmHWM) and the allocator's retained memory carry over
+from mode to mode. On a GPU the modes run one after the other in one process (a compiled mode is compiled once),
+each timed after its warm-up, with its peak ``max_memory_allocated`` measured from a reset after the previous mode
+was freed. Model-FLOP utilisation (MFU) is the step's floating-point operations, counted once per configuration with
+``torch.utils.flop_counter`` on the eager model, per second, over ``--peak-tflops`` (default: the dense bf16 peak of
+an H100/H200, 989 TFLOP/s, on those GPUs). Out-of-memory failures are recorded. Prints a table and writes
+benchmarks/results/train_step.json, or train_step_cuda.json on a GPU (merged with earlier runs' records).
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from pathlib import Path
 
 import torch
 
-RESULTS = Path("benchmarks/results/train_step.json")
+RESULTS_DIR = Path("benchmarks/results")
+DENSE_BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}  # NVIDIA's dense (no sparsity) bf16 tensor-core peaks
 ALL_METHODS = "sei,supervised,css,ei-shift,ei-rotate,sure,sei-no-stop-grad"
 
 
@@ -56,6 +61,7 @@ def build(backbone: str, task: str, mode: str, method_name: str, device: torch.d
     """Operator, network (as called), parameters and method of one mode."""
     from sei.methods import build_method
     from sei.models import build_backbone
+    from sei.models.compilation import compile_network
     from sei.physics import make_physics
 
     physics = make_physics(task, kernel="Gaussian_R2" if task == "deblurring" else None,
@@ -67,7 +73,7 @@ def build(backbone: str, task: str, mode: str, method_name: str, device: torch.d
     model = build_backbone(backbone, upscale=physics.upscale, **options).to(device)
     if mode != "baseline" and backbone.startswith("unet"):
         model = model.to(memory_format=torch.channels_last)
-    network = torch.compile(model) if compile_ and mode != "baseline" else model
+    network = compile_network(model) if compile_ and mode != "baseline" else model
     method = build_method(method_name, batched_probe=mode != "baseline")
     return physics, network, model, method
 
@@ -107,6 +113,57 @@ class Mode:
         return time.perf_counter() - started
 
 
+def step_flops(args, device: torch.device) -> float:
+    """Floating-point operations of one training step (forward and backward), counted on the eager model."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    saved_compile, args.compile = args.compile, False
+    runner = Mode(args, "baseline", device)
+    args.compile = saved_compile
+    counter = FlopCounterMode(display=False)
+    with counter:
+        runner.step(0)
+    return float(counter.get_total_flops())
+
+
+def default_peak_tflops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in DENSE_BF16_PEAK_TFLOPS.items() if key in name), None)
+
+
+def compile_warmup_steps(args, mode: str) -> int:
+    """Warm-up steps: one, or four for a compiled mode, whose steps see new input sizes (random scales)."""
+    return 4 if args.compile and mode != "baseline" else 1
+
+
+def child_sequential(args, device: torch.device) -> dict:
+    """GPU: each mode built, warmed up (compiled), timed and measured alone, then freed."""
+    import gc
+
+    results: dict[str, dict] = {}
+    for name in swin_only_modes(args.modes, args.backbone):
+        runner = None
+        try:
+            gc.collect()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+            runner = Mode(args, name, device)
+            warmup = compile_warmup_steps(args, name)
+            for index in range(warmup):  # compilation: one graph per input size the method draws
+                runner.step(index)
+            times = sorted(runner.step(index) for index in range(warmup, warmup + args.steps))
+            seconds = times[len(times) // 2]
+            results[name] = {"seconds_per_step": seconds, "samples_per_s": args.batch / seconds,
+                             "loss": runner.loss, "peak_memory_mb": peak_memory_mb(device)}
+        except (RuntimeError, MemoryError) as error:
+            results[name] = {"error": str(error).splitlines()[0][:200]}
+        del runner
+    results["flops_per_step"] = step_flops(args, device)
+    return results
+
+
 def child_timing(args, device: torch.device) -> dict:
     modes = swin_only_modes(args.modes, args.backbone)
     results: dict[str, dict] = {}
@@ -116,7 +173,8 @@ def child_timing(args, device: torch.device) -> dict:
             continue  # its memory settings are process-wide: timed in its own process (child_memory)
         try:
             runner = Mode(args, name, device)
-            runner.step(0)  # warm-up (and compilation)
+            for index in range(compile_warmup_steps(args, name)):  # warm-up (and compilation)
+                runner.step(index)
             runners.append(runner)
         except (RuntimeError, MemoryError) as error:
             results[name] = {"error": str(error).splitlines()[0][:200]}
@@ -165,12 +223,20 @@ def run_child(args, what: str, modes: str) -> dict:
                "--device", args.device, "--memory-limit-gb", str(args.memory_limit_gb)]
     if args.compile:
         command.append("--compile")
-    result = subprocess.run(command, capture_output=True, text=True)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=args.child_timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"stopped after {args.child_timeout} s"}
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if not lines:
         tail = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
         return {"error": f"process failed ({'killed, out of memory?' if result.returncode < 0 else tail[:150]})"}
     return json.loads(lines[-1])
+
+
+def results_path(device: torch.device) -> Path:
+    """One file per kind of device: records measured on a CPU and on a GPU are never mixed."""
+    return RESULTS_DIR / ("train_step_cuda.json" if device.type == "cuda" else "train_step.json")
 
 
 def save_results(previous: list[dict], records: list[dict], device: torch.device) -> None:
@@ -181,8 +247,8 @@ def save_results(previous: list[dict], records: list[dict], device: torch.device
     keys = {key(r) for r in records}
     kept = [r for r in previous if key(r) not in keys]
     device_name = torch.cuda.get_device_name(0) if device.type == "cuda" else (platform.processor() or "cpu")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"records": kept + records, "device": device_name, "cpu_count": os.cpu_count(),
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    results_path(device).write_text(json.dumps({"records": kept + records, "device": device_name, "cpu_count": os.cpu_count(),
                                    "threads": torch.get_num_threads(), "torch": torch.__version__,
                                    "platform": platform.platform()}, indent=2))
 
@@ -198,8 +264,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true", help="torch.compile the optimised modes")
     parser.add_argument("--skip-memory", action="store_true", help="time only")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's peak for model-FLOP utilisation (default: dense bf16 on H100/H200)")
     parser.add_argument("--memory-limit-gb", type=float, default=20.0,
                         help="address-space limit per process on a CPU, so that running out of memory is recorded")
+    parser.add_argument("--child-timeout", type=float, default=1800, help="seconds allowed per configuration")
     parser.add_argument("--child", choices=("timing", "memory"), help=argparse.SUPPRESS)
     parser.add_argument("--backbone", help=argparse.SUPPRESS)
     parser.add_argument("--task", help=argparse.SUPPRESS)
@@ -211,13 +280,18 @@ def main() -> None:
         if device.type == "cpu" and args.memory_limit_gb:
             limit = int(args.memory_limit_gb * 2**30)
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        result = child_timing(args, device) if args.child == "timing" else child_memory(args, device)
+        if args.child == "timing":
+            result = child_sequential(args, device) if device.type == "cuda" else child_timing(args, device)
+        else:
+            result = child_memory(args, device)
         print(json.dumps(result))
         return
-    previous = json.loads(RESULTS.read_text())["records"] if RESULTS.is_file() else []
+    results = results_path(device)
+    previous = json.loads(results.read_text())["records"] if results.is_file() else []
     records = []
+    peak_tflops = args.peak_tflops or default_peak_tflops(device)
     print(f"{'backbone':<12}{'task':<12}{'batch':>6} {'method':<18}{'mode':<10}{'s/step':>9}{'samples/s':>11}"
-          f"{'speed-up':>10}{'peak MB':>10}")
+          f"{'speed-up':>10}{'peak MB':>10}{'TFLOP/s':>9}{'MFU':>7}")
     for backbone in args.backbones.split(","):
         for task in args.tasks.split(","):
             for batch in (int(b) for b in args.batches.split(",")):
@@ -225,11 +299,17 @@ def main() -> None:
                     args.backbone, args.task, args.batch, args.method = backbone, task, batch, method
                     modes = swin_only_modes(args.modes, backbone)
                     timing = run_child(args, "timing", ",".join(modes))
+                    flops = timing.pop("flops_per_step", None)
                     record = {"backbone": backbone, "task": task, "batch": batch, "method": method,
-                              "compile": args.compile, "modes": {}}
+                              "compile": args.compile, "flops_per_step": flops, "peak_tflops": peak_tflops,
+                              "modes": {}}
                     for mode in modes:
                         values = dict(timing.get(mode, {})) if "error" not in timing else {"error": timing["error"]}
-                        if not args.skip_memory or mode == "lean":
+                        if flops and "seconds_per_step" in values:
+                            values["tflops_per_s"] = flops / values["seconds_per_step"] / 1e12
+                            if peak_tflops:
+                                values["mfu"] = values["tflops_per_s"] / peak_tflops
+                        if device.type != "cuda" and (not args.skip_memory or mode == "lean"):  # GPU: measured above
                             memory = run_child(args, "memory", mode)
                             values.update({k: v for k, v in memory.items() if k != "error" or "error" not in values})
                         record["modes"][mode] = values
@@ -243,11 +323,13 @@ def main() -> None:
                                  f"{values.get('speedup_vs_baseline', float('nan')):>9.2f}x"
                                  if "seconds_per_step" in values else f"{'-':>9}{'-':>11}{'-':>10}")
                         memory = f"{values['peak_memory_mb']:>10.0f}" if "peak_memory_mb" in values else f"{'-':>10}"
+                        rate = (f"{values['tflops_per_s']:>9.1f}" if "tflops_per_s" in values else f"{'-':>9}")
+                        rate += f"{values['mfu']:>7.1%}" if "mfu" in values else f"{'-':>7}"
                         note = f"  {values['error']}" if "error" in values else ""
-                        print(f"{backbone:<12}{task:<12}{batch:>6} {method:<18}{mode:<10}{speed}{memory}{note}",
+                        print(f"{backbone:<12}{task:<12}{batch:>6} {method:<18}{mode:<10}{speed}{memory}{rate}{note}",
                               flush=True)
                     save_results(previous, records, device)  # after every configuration: a stopped run keeps them
-    print(f"wrote {RESULTS}")
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,19 @@ class TestFastPaths:
         for p_ref, p_fused in zip(reference.parameters(), fused.parameters()):
             assert relative_difference(p_fused.grad, p_ref.grad) < 1e-3
 
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+    def test_window_attention_runs_on_the_memory_efficient_kernel(self, dtype):
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        from sei.models.swinir import SwinIR
+
+        model = SwinIR(upscale=1, embed_dim=60, depths=(2,), num_heads=(2,)).to(CUDA)  # 30 channels per head
+        x = torch.rand(2, 3, 40, 56, generator=seeded(10)).to(CUDA)
+        with sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION), torch.autocast("cuda", dtype=dtype,
+                                                                          enabled=dtype != torch.float32):
+            model(x).float().square().mean().backward()  # raises if the kernel cannot take these inputs
+        assert model.layers[0].residual_group.blocks[0].attn.relative_position_bias_table.grad.abs().sum() > 0
+
     def test_compiled_network_gives_the_eager_loss(self):
         physics = make_physics(**OPERATORS["blur"], noise_level=5).to(CUDA)
         torch.manual_seed(0)
