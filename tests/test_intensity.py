@@ -170,11 +170,12 @@ class TestTrainingData:
         estimate = estimate_gaussian([image[:1] for image in images.images])
         assert estimate.noise_level == pytest.approx(500 * 255 / 65535, rel=0.15)
 
-    def test_a_set_mixing_float_and_integer_files_is_refused(self, tmp_path):
-        tifffile.imwrite(tmp_path / "a.tif", np.ones((16, 16), np.float32))
-        Image.fromarray(np.ones((16, 16), np.uint16)).save(tmp_path / "b.png")
-        with pytest.raises(ImageError, match="mixes float and integer"):
-            load_image_set(tmp_path, ground_truth=False)
+    def test_a_set_mixing_float_and_integer_files_is_warned_about(self, tmp_path, caplog):
+        tifffile.imwrite(tmp_path / "a.tif", np.full((16, 16), 2000.0, np.float32))
+        Image.fromarray(np.full((16, 16), 65535, np.uint16)).save(tmp_path / "b.png")
+        images = load_image_set(tmp_path, ground_truth=False)
+        assert "mixes float and integer" in caplog.text
+        assert float(images.images[0].max()) == pytest.approx(1.0) and float(images.images[1].max()) == 1.0
 
 
 class TestBadInput:

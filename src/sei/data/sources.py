@@ -107,8 +107,8 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
     full range, float files by one robust range for the whole set (or ``intensity``, the map a run recorded), so
     that one noise level holds for every image. A stack contributes each page as an image (``name_0000`` ...).
 
-    :raises ImageError: when no file is readable, or the set mixes float and integer files (one noise level
-        cannot hold for both).
+    :raises ImageError: when no file is readable (a set mixing float and integer files is warned about: the two
+        maps need not share a scale).
     :raises IntensityError: for float files with no intensity range.
     """
     from tqdm.auto import tqdm
@@ -126,9 +126,9 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
         reasons = "; ".join(reason for _, reason in skipped[:3])
         raise ImageError(f"no readable images in {set_name}" + (f" ({reasons})" if reasons else ""))
     floats = [page for page in pages if np.issubdtype(page.dtype, np.floating)]
-    if floats and len(floats) < len(pages):
-        raise ImageError(f"{set_name} mixes float and integer image files; their intensities have no common scale "
-                         "(convert them to one type)")
+    if floats and len(floats) < len(pages):  # each kind keeps its own map; only the user can say how they relate
+        log.warning("%s mixes float and integer image files: the floats are mapped by their own range, the integers "
+                    "by their dtype's, so their intensities may not share a scale (convert them to one type)", set_name)
     if floats:
         set_map = intensity if intensity is not None else float_map(floats, np.float32, set_name)
     else:
@@ -136,7 +136,8 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
         set_map = integer_map(dtypes.pop()) if len(dtypes) == 1 else None  # mixed 8/16 bits: each its full range
     images = []
     for page in pages:
-        mapped = (set_map if floats else integer_map(page.dtype)).to_network(page)
+        is_float = np.issubdtype(page.dtype, np.floating)
+        mapped = (set_map if is_float else integer_map(page.dtype)).to_network(page)
         image = image_tensor(mapped, 3, set_name)
         images.append(resize_shorter_side(image, resize) if resize else image)
     return ImageSet(set_name, names, images, ground_truth, skipped, set_map)
