@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from sei.cli import main
 
 
@@ -40,3 +42,12 @@ def test_import_is_light():
     assert result.stdout.strip() == ""
     code = "import sei; sei.make_physics; import sys; print('deepinv' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("command", ["train", "test", "restore", "degrade", "demo", "psf", "report", "weights", "info"])
+def test_every_command_prints_its_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: sei") and ("training method: " in out) == (command == "train")

@@ -35,6 +35,12 @@ class LazyHelp:
     def __str__(self) -> str:
         return self.text()
 
+    def strip(self, characters: str | None = None) -> str:  # argparse tests whether a help text is blank
+        return self.text().strip(characters)
+
+    def __contains__(self, part: str) -> bool:  # ArgumentDefaultsHelpFormatter looks for "%(default)"
+        return part in self.text()
+
 
 def method_help() -> LazyHelp:
     """``--method``'s help, from the method registry."""
