@@ -17,9 +17,8 @@ Modes:
 Speed: on a CPU the modes of a configuration run in one process, their steps interleaved, after one warm-up step
 each, so the speed-ups are ratios measured side by side (median of ``--steps``); memory: each mode runs one step in
 a process of its own, because a process's peak resident set (VmHWM) and the allocator's retained memory carry over
-from mode to mode. On a GPU the modes run one after the other in one process (a compiled mode is compiled once),
-each timed after its warm-up, with its peak ``max_memory_allocated`` measured from a reset after the previous mode
-was freed. Model-FLOP utilisation (MFU) is the step's floating-point operations, counted once per configuration with
+from mode to mode. On a GPU each mode runs in a process of its own (a compiled mode is compiled once), timed after its
+warm-up, with its peak ``max_memory_allocated``. Model-FLOP utilisation (MFU) is the step's floating-point operations, counted once per configuration with
 ``torch.utils.flop_counter`` on the eager model, per second, over ``--peak-tflops`` (default: the dense bf16 peak of
 an H100/H200, 989 TFLOP/s, on those GPUs). Out-of-memory failures are recorded. Prints a table and writes
 benchmarks/results/train_step.json, or train_step_cuda.json on a GPU (merged with earlier runs' records).
@@ -139,15 +138,11 @@ def compile_warmup_steps(args, mode: str) -> int:
 
 
 def child_sequential(args, device: torch.device) -> dict:
-    """GPU: each mode built, warmed up (compiled), timed and measured alone, then freed."""
-    import gc
-
+    """GPU: each given mode built, warmed up (compiled), timed and measured, one after the other."""
     results: dict[str, dict] = {}
     for name in swin_only_modes(args.modes, args.backbone):
         runner = None
         try:
-            gc.collect()
-            torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
             runner = Mode(args, name, device)
             warmup = compile_warmup_steps(args, name)
@@ -298,7 +293,12 @@ def main() -> None:
                 for method in args.methods.split(","):
                     args.backbone, args.task, args.batch, args.method = backbone, task, batch, method
                     modes = swin_only_modes(args.modes, backbone)
-                    timing = run_child(args, "timing", ",".join(modes))
+                    if device.type == "cuda":  # one process per mode: a mode that ran out of memory leaves nothing
+                        timing = {}
+                        for mode in modes:
+                            timing.update(run_child(args, "timing", mode))
+                    else:
+                        timing = run_child(args, "timing", ",".join(modes))
                     flops = timing.pop("flops_per_step", None)
                     record = {"backbone": backbone, "task": task, "batch": batch, "method": method,
                               "compile": args.compile, "flops_per_step": flops, "peak_tflops": peak_tflops,
