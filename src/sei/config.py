@@ -61,7 +61,7 @@ class DataConfig:
 class ModelConfig:
     backbone: str | None = None  # default: swinir, or the small backbone on the sample dataset
     weights: str | None = None  # initial weights (fine-tuning)
-    checkpointing: bool = False  # SwinIR: recompute block activations in the backward pass (less memory)
+    checkpointing: bool = False  # SwinIR recomputes block activations in the backward pass: set from train.memory
     channels: int | None = None  # image channels of the network: None = 1 for grayscale data, else 3 (at training)
 
 
@@ -92,7 +92,8 @@ class TrainConfig:
     strategy: str = "auto"
     precision: str = "32-true"
     compile: bool = False
-    release_memory: bool = False  # glibc: return freed memory to the system (see sei.memory)
+    memory: str = "auto"  # auto (measured before training), none, checkpointing, lean: sei.training.memory_plan
+    release_memory: bool = False  # glibc returns freed memory to the system (sei.memory): set from train.memory
     checkpoint_every: int = 10  # epochs; the latest checkpoint is also kept at every epoch
     checkpoint_keep: int = 3  # periodic checkpoints kept (the newest); 0 keeps all
     ema_decay: float | None = None  # an exponential moving average of the weights for validation and weights.pt
@@ -257,6 +258,16 @@ def describe_recipe(config: ExperimentConfig) -> str:
             f"of {config.data.crop_size}x{config.data.crop_size} crops, lr {train.lr:g}, {config.loss.method}")
 
 
+def _resolve_memory_mode(config: ExperimentConfig) -> None:
+    """A memory mode given (``train.memory``, or the older ``model.checkpointing``/``train.release_memory``) is
+    recorded and its switches set; ``auto`` is left for the run to measure (``sei.training.memory_plan``)."""
+    from sei.training.memory_plan import AUTO, requested_mode, set_memory_mode
+
+    mode = requested_mode(config.train, config.model)
+    if mode != AUTO:
+        set_memory_mode(config, mode, _backbone_of_weights(config.model.weights) if not config.model.backbone else None)
+
+
 def resolve(config: ExperimentConfig) -> ExperimentConfig:
     """Fill the automatic values and check the configuration's consistency.
 
@@ -292,6 +303,7 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
     if data.batch_size < 1 or data.crop_size < 1:
         raise ConfigError("batch size and crop size must be positive")
     check_train_settings(train)
+    _resolve_memory_mode(config)
     if not 0.0 <= train.lr_decay_start <= 1.0 or not 0.0 < train.lr_final_factor <= 1.0:
         raise ConfigError("lr_decay_start must lie in [0, 1] and lr_final_factor in (0, 1]")
     if data.val_dataset is None and _is_named_dataset(data.dataset) and data.kind == "clean":

@@ -86,3 +86,7 @@ class RunFinishedError(SEIError):
     """A finished run was asked to resume: nothing to do (the command line exits with status 0)."""
 
     exit_code = 0
+
+
+class InsufficientMemoryError(SEIError, MemoryError):
+    """A training step would not fit in the memory available, in any memory mode; the message says what would."""

@@ -38,11 +38,14 @@ def add_parser(subparsers) -> None:
     option(model, "--channels", dest="model.channels", type=int, choices=(1, 3),
            help="image channels of the network: 1 (grayscale) or 3 (RGB); default: 1 when every training image is "
                 "grayscale, else 3")
-    option(model, "--checkpointing", dest="model.checkpointing", action="store_const", const=True,
-           help="SwinIR: recompute activations in the backward pass (several times less memory, ~1/3 slower)")
-    model.add_argument("--lean-memory", action="store_true",
-                       help="--checkpointing, and return freed memory to the system (the paper's SwinIR at batch 8 "
-                            "in under 3 GB on a CPU; steps about 2.4x slower)")
+    option(model, "--memory", dest="train.memory", choices=("auto", "none", "checkpointing", "lean"),
+           help="how the step holds its memory: auto (default: the fastest mode whose peak, measured before training, "
+                "fits in the memory available; printed and recorded), none (keep every activation), checkpointing "
+                "(SwinIR recomputes activations in the backward pass: several times less memory, ~1/3 slower), lean "
+                "(checkpointing, and freed memory returned to the system: the least memory on a CPU)")
+    option(model, "--checkpointing", dest="train.memory", action="store_const", const="checkpointing",
+           help="--memory checkpointing")
+    option(model, "--lean-memory", dest="train.memory", action="store_const", const="lean", help="--memory lean")
     loss = parser.add_argument_group("loss")
     option(loss, "--no-stop-gradient", "--no-stop_gradient", dest="loss.stop_gradient", action="store_const",
            const=False, help="let gradients flow through the transformed target (ablation)")
@@ -117,8 +120,6 @@ def run_command(args: argparse.Namespace) -> int:
     if "measurements" in vars(args):
         values["data.dataset"] = args.measurements
         values["data.kind"] = "measurements"
-    if args.lean_memory:
-        values.update({"model.checkpointing": True, "train.release_memory": True})
     if "train.devices" in values:
         values["train.devices"] = _devices(values["train.devices"])
     if args.config:

@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from deepinv.physics import LinearPhysics
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from sei.config import ExperimentConfig, from_flat, resolve
 from sei.data.channels import training_channels
@@ -33,6 +34,7 @@ from sei.training.datamodule import SEIDataModule
 from sei.training.ema import EMA
 from sei.training.guards import DivergenceGuard, check_finite_weights
 from sei.training.measured_noise import estimate_run_noise, learned_physics
+from sei.training.memory_plan import AUTO, MemorySetup, plan_memory, requested_mode, set_memory_mode
 from sei.training.progress import RunProgressBar, silence_lightning_tips
 from sei.training.module import SEIModule
 from sei.training.run_folder import BUDGET, LOG_DIR, RESUMABLE_CHANGES, RunFolder
@@ -130,14 +132,23 @@ def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks
     # the folder's map to network units (sei.intensity), recorded so that restoring float data can reuse it
     config.data.intensity = folder_intensity(config.data.dataset, config.data.datasets_dir, config.data.kind == "clean",
                                              config.data.resize, config.data.strict)
-    checkpoint = _prepare_output(config, resume)
     folder = RunFolder(config.out_dir)
+    if resume and config.train.memory == AUTO and folder.has_config() and folder.is_sei_run():
+        recorded = requested_mode(folder.config.train, folder.config.model)  # a resumed run keeps its mode
+        set_memory_mode(config, "none" if recorded == AUTO else recorded)
+    checkpoint = _prepare_output(config, resume)
     if not config.physics.operator:
         config.physics = folder.store_kernel(config.physics)  # the run keeps its own copy of a kernel file
     if physics is None:
         physics = config.physics.build()
+    if config.train.memory == AUTO:  # measured before training; recorded in config.yaml
+        plan = plan_memory(config, physics)
+        rank_zero_only(print)(plan.describe())
+        set_memory_mode(config, plan.mode)
     torch.manual_seed(config.train.seed)  # the backbone's initial weights
     module = SEIModule(config.to_dict(), physics=physics)
+    memory = MemorySetup(config.train.memory)
+    memory.prepare_network(module.backbone)
     config.model.backbone = module.config.model.backbone  # known once initial weights are read
     config.model.channels = module.config.model.channels
     folder.write_config(config)

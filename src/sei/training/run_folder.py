@@ -24,11 +24,13 @@ WEIGHTS_FILE = "weights.pt"
 SUMMARY_FILE = "train_summary.json"
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
-# Settings a resumed run may change: where and how fast it runs, and how long (not what it learns).
+# Settings a resumed run may change: where and how fast it runs, and how long (not what it learns). The memory mode
+# is one (recomputed activations are the same numbers): a resumed run keeps its recorded mode unless one is given.
+MEMORY_SETTINGS = frozenset({"train.memory", "model.checkpointing", "train.release_memory"})
 RESUMABLE_CHANGES = frozenset({
     "out_dir", "train.epochs", "train.steps", "train.device", "train.devices", "train.num_nodes", "train.strategy",
     "train.progress", "train.log_every", "train.compile", "data.num_workers", "data.download", "data.datasets_dir",
-    "data.strict", "train.checkpoint_every", "train.checkpoint_keep",
+    "data.strict", "train.checkpoint_every", "train.checkpoint_keep", *MEMORY_SETTINGS,
 })
 BUDGET = frozenset({"train.epochs", "train.steps"})
 # The sections of a configuration sei writes (see sei.config.ExperimentConfig).

@@ -31,6 +31,9 @@ def check_train_settings(train: Any) -> None:
     betas = list(train.betas) if isinstance(train.betas, (list, tuple)) else None
     if betas is None or len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
         raise ConfigError(f"train.betas must be two numbers in [0, 1), got {train.betas!r}")
+    from sei.training.memory_plan import check_memory_mode
+
+    check_memory_mode(train.memory)
     if str(train.precision) not in PRECISIONS:
         raise ConfigError(f"unknown precision {train.precision!r}; valid precisions: {', '.join(PRECISIONS)}")
     for name, minimum in (("log_every", 1), ("checkpoint_every", 0), ("checkpoint_keep", 0), ("val_every", 0),
