@@ -103,3 +103,28 @@ def test_lean_memory_training_option(tmp_path):
     with pytest.raises(ConfigError, match="SwinIR"):
         train(from_flat({"data.dataset": "sample", "model.backbone": "unet-tiny", "model.checkpointing": True,
                          "train.steps": 1, "out_dir": str(tmp_path / "other"), "train.progress": False}))
+
+
+@pytest.mark.parametrize("policy", [True, "alternate"])
+def test_checkpointing_policies_give_the_loss_and_gradients_of_none(policy):
+    physics = make_physics("deblurring", kernel="Box_R2", noise_level=5)
+    torch.manual_seed(0)
+    reference = SwinIR(upscale=1, checkpointing=False, **SMALL)
+    recomputing = SwinIR(upscale=1, checkpointing=policy, **SMALL)
+    recomputing.load_state_dict(reference.state_dict())
+    y = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(3))
+    method = build_method("sei")
+    expected = method(reference, physics, y, generator=torch.Generator().manual_seed(7)).loss
+    loss = method(recomputing, physics, y, generator=torch.Generator().manual_seed(7)).loss
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    expected.backward()
+    loss.backward()
+    for p_ref, p in zip(reference.parameters(), recomputing.parameters()):
+        assert relative_difference(p.grad, p_ref.grad) < 1e-5
+
+
+def test_unknown_checkpointing_policy():
+    from sei.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="checkpointing"):
+        SwinIR(upscale=1, checkpointing="sometimes", **SMALL)

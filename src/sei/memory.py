@@ -10,11 +10,13 @@ SwinIR SEI step at batch 2 with checkpointing (two threads, ``benchmarks/memory_
 
 - glibc's defaults: 3.4 GB peak, 0.1 million page faults;
 - 4 MiB (which at batch 8 corresponds to 16 MiB: tensors scale with the batch): 2.5 GB, 3.0 million;
-- 1 MiB (``lean`` before): 1.4 GB, 8.3 million, 2.2-3x the step time of the defaults.
+- 1 MiB: 1.4 GB, 8.3 million, 2.2-3x the step time of the defaults.
 
-Trimming the heap (``malloc_trim``) after every Swin block instead gave 2.9 GB with 2.5 million faults: the excess
-is fragmentation within a block's computation, which no trim between blocks removes. ``lean`` uses
-:data:`THRESHOLD_BYTES`.
+At batch 8, 16 MiB peaked at 7.9 GB against 9.8 GB with the defaults and 2.9 GB with 1 MiB. Trimming the heap
+(``malloc_trim``) after every Swin block instead gave 2.9 GB with 2.5 million faults at batch 2: the excess is
+fragmentation within a block's computation, which no trim between blocks removes. ``lean`` is the last resort of
+``--memory auto`` (taken only when checkpointing alone does not fit), so it keeps the least memory:
+:data:`THRESHOLD_BYTES` is 1 MiB.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import sys
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-THRESHOLD_BYTES = 16 << 20  # bytes: see the measurements above and benchmarks/memory_modes.py
+THRESHOLD_BYTES = 1 << 20  # bytes: the least memory; see the measurements above and benchmarks/memory_modes.py
 
 
 def _glibc() -> ctypes.CDLL | None:

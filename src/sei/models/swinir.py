@@ -13,7 +13,8 @@ the parameters or their names:
   blocks (deepinv recomputes one per block per call);
 - optional activation checkpointing per Swin block (``checkpointing=True``): a training step keeps only the
   blocks' inputs and recomputes the rest during the backward pass, trading about a third more compute for a
-  several-fold smaller memory peak.
+  several-fold smaller memory peak; ``checkpointing="alternate"`` recomputes every other block only (half the
+  recomputation, about half the activations kept).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch.utils.checkpoint import checkpoint
 from sei.errors import ConfigError
 from sei.physics.base import SizeCache
 
+CHECKPOINTING = (False, True, "none", "blocks", "alternate")  # see SwinIR's checkpointing parameter
 PAPER_SWINIR = dict(
     img_size=48,
     patch_size=1,
@@ -118,12 +120,13 @@ class SwinIR(deepinv.models.SwinIR):
     :param drop_path_rate: stochastic depth; 0 by default so that every random draw of a training run is
         explicit (stochastic depth would draw from PyTorch's global generator).
     :param fused_attention: compute window attention with ``scaled_dot_product_attention``.
-    :param checkpointing: recompute each block's activations in the backward pass instead of keeping them.
+    :param checkpointing: recompute each block's activations in the backward pass instead of keeping them: True
+        (or ``"blocks"``) for every Swin block, ``"alternate"`` for every other one, False for none.
     :param options: any other ``deepinv.models.SwinIR`` argument, overriding the paper's configuration.
     """
 
     def __init__(self, upscale: int = 1, in_chans: int = 3, drop_path_rate: float = 0.0, fused_attention: bool = True,
-                 checkpointing: bool = False, **options) -> None:
+                 checkpointing: bool | str = False, **options) -> None:
         if upscale < 1:
             raise ConfigError(f"SwinIR upscale must be >= 1, got {upscale}")
         config = dict(PAPER_SWINIR)
@@ -133,6 +136,8 @@ class SwinIR(deepinv.models.SwinIR):
         with warnings.catch_warnings():  # deepinv's SwinIR calls torch.meshgrid without `indexing`
             warnings.filterwarnings("ignore", message=".*torch.meshgrid.*")
             super().__init__(**config)
+        if checkpointing not in CHECKPOINTING:
+            raise ConfigError(f"SwinIR checkpointing must be one of {CHECKPOINTING}, got {checkpointing!r}")
         self.checkpointing = checkpointing
         self.fused_attention = fused_attention
         masks = SizeCache(capacity=8)
@@ -161,11 +166,14 @@ class SwinIR(deepinv.models.SwinIR):
         if self.ape:
             x = x + self.absolute_pos_embed
         x = self.pos_drop(x)
-        recompute = self.checkpointing and torch.is_grad_enabled()
+        stride = {True: 1, "blocks": 1, "alternate": 2}.get(self.checkpointing) if torch.is_grad_enabled() else None
+        index = 0
         for layer in self.layers:
             shortcut = x
             for block in layer.residual_group.blocks:
+                recompute = stride is not None and index % stride == 0
                 x = checkpoint(block, x, x_size, use_reentrant=False) if recompute else block(x, x_size)
+                index += 1
             x = layer.patch_embed(layer.conv(layer.patch_unembed(x, x_size))) + shortcut
         x = self.norm(x)
         return self.patch_unembed(x, x_size)

@@ -1,0 +1,160 @@
+"""The memory-versus-time trade-off of ``sei train --memory none|checkpointing|lean`` for one training step.
+
+    python benchmarks/memory_modes.py [--backbone swinir] [--task deblurring] [--method sei] [--batch 8]
+                                     [--crop 48] [--threads 2] [--steps 3] [--modes none,checkpointing,lean]
+
+Default: the paper's SwinIR SEI step (Gaussian_R2 deblurring, noise level 5, batch 8 of 48x48 crops) on two CPU
+threads. Each mode runs in a process of its own (a process's peak resident set, VmHWM, and the allocator's
+settings and retained memory would carry over), set up as ``sei train`` sets it up (:mod:`sei.training.memory_plan`),
+with an address-space limit of ``--limit-fraction`` of the memory available so that a mode that does not fit is
+recorded as out of memory instead of bringing the machine down. Seconds per step are the median of ``--steps``
+steps after one warm-up step; the ratios are to mode ``none`` (to ``checkpointing`` where ``none`` did not fit). ``--thp`` adds each mode again with PyTorch's transparent-huge-page allocation (``THP_MEM_ALLOC_ENABLE=1``, an
+environment variable PyTorch reads once at start-up, set here for the child process only). Prints a table and
+writes ``benchmarks/results/memory_modes.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path("benchmarks/results/memory_modes.json")
+
+
+def child(args: argparse.Namespace) -> dict:
+    """One mode: build the step as ``sei train`` does, time it, report the peak resident set."""
+    import torch
+
+    from sei.methods import build_method
+    from sei.models import build_backbone
+    from sei.physics import make_physics
+    from sei.rng import make_generator
+    from sei.training.memory_plan import MemorySetup
+
+    torch.set_num_threads(args.threads)
+    mode = args.child
+    physics = make_physics(args.task, kernel="Gaussian_R2" if args.task == "deblurring" else None,
+                           sr_factor=2 if args.task == "sr" else None, noise_level=5)
+    torch.manual_seed(0)
+    model = build_backbone(args.backbone, upscale=physics.upscale)
+    mode, _, threshold = mode.partition("@")  # lean@MiB: another allocator threshold, for the curve
+    setup = MemorySetup(mode, int(threshold) << 20 if threshold else None)
+    setup.prepare_process()
+    setup.prepare_network(model)
+    method = build_method(args.method)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    generator = torch.Generator().manual_seed(1)
+    r = physics.upscale
+    y = torch.rand(args.batch, 3, args.crop, args.crop, generator=generator)
+    x = torch.rand(args.batch, 3, args.crop * r, args.crop * r, generator=generator)
+    seconds, loss = [], float("nan")
+    try:
+        for index in range(args.steps + 1):
+            started = time.perf_counter()
+            output = method(model, physics, y, x, generator=make_generator(0, "loss", index))
+            optimizer.zero_grad(set_to_none=True)
+            output.loss.backward()
+            optimizer.step()
+            seconds.append(time.perf_counter() - started)
+            loss = float(output.loss.detach())
+            del output
+    except (MemoryError, RuntimeError) as error:
+        return {"error": str(error).splitlines()[0][:200]}
+    timed = sorted(seconds[1:])
+    status = Path("/proc/self/status").read_text()
+    return {"peak_rss_gb": int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 2**20,
+            "seconds_per_step": timed[len(timed) // 2], "seconds": seconds, "loss": loss}
+
+
+def run_mode(args: argparse.Namespace, mode: str, thp: bool) -> dict:
+    command = [sys.executable, __file__, "--child", mode, *(f"--{k}={v}" for k, v in
+               (("backbone", args.backbone), ("task", args.task), ("method", args.method), ("batch", args.batch),
+                ("crop", args.crop), ("threads", args.threads), ("steps", args.steps)))]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    if thp:
+        env["THP_MEM_ALLOC_ENABLE"] = "1"
+    available = int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) * 1024
+    limit = int(available * args.limit_fraction)
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    result = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=limit_memory)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        tail = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+        return {"error": f"process failed ({'killed' if result.returncode < 0 else tail[:200]})"}
+    record = json.loads(lines[-1])
+    record["address_space_limit_gb"] = limit / 2**30
+    return record
+
+
+def add_ratios(records: list[dict]) -> None:
+    """Time and memory ratios to mode ``none``, or to ``checkpointing`` where ``none`` did not fit, or to the first
+    mode that ran."""
+    ran = [r for r in records if "seconds_per_step" in r and not r.get("thp")]
+    reference = next((r for name in ("none", "checkpointing") for r in ran if r["mode"] == name), ran[0] if ran else None)
+    for r in records:
+        if reference is not None and "seconds_per_step" in r:
+            r["time_ratio"] = r["seconds_per_step"] / reference["seconds_per_step"]
+            r["memory_ratio"] = r["peak_rss_gb"] / reference["peak_rss_gb"]
+            r["ratio_to"] = reference["mode"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="swinir")
+    parser.add_argument("--task", default="deblurring", choices=("deblurring", "sr"))
+    parser.add_argument("--method", default="sei")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per mode, after one warm-up step")
+    parser.add_argument("--modes", default="none,checkpointing,lean",
+                        help="modes in order; lean@N: lean with allocations above N MiB mapped individually")
+    parser.add_argument("--thp", action="store_true", help="also each mode with THP_MEM_ALLOC_ENABLE=1")
+    parser.add_argument("--limit-fraction", type=float, default=0.9,
+                        help="address-space limit per mode, as a fraction of the memory available")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args)), flush=True)
+        return
+    runs = [(mode, False) for mode in args.modes.split(",")]
+    if args.thp:
+        runs += [(mode, True) for mode in args.modes.split(",")]
+    records = []
+    print(f"{args.backbone} {args.method} {args.task}, batch {args.batch} of {args.crop}x{args.crop}, "
+          f"{args.threads} threads")
+    print(f"{'mode':<20}{'peak RSS GB':>12}{'s/step':>9}{'x time':>8}{'x memory':>10}")
+    for mode, thp in runs:
+        record = {"mode": mode, "thp": thp, **run_mode(args, mode, thp)}
+        records.append(record)
+        add_ratios(records)
+        name = mode + (" + THP" if thp else "")
+        if "error" in record:
+            print(f"{name:<20}  {record['error']}", flush=True)
+        else:
+            print(f"{name:<20}{record['peak_rss_gb']:>12.2f}{record['seconds_per_step']:>9.1f}"
+                  f"{record['time_ratio']:>7.2f}x{record['memory_ratio']:>9.2f}x", flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({
+            "setting": {k: getattr(args, k) for k in ("backbone", "task", "method", "batch", "crop", "threads",
+                                                      "steps")},
+            "records": records, "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "command": " ".join(["python", "benchmarks/memory_modes.py",
+                                                                 *sys.argv[1:]])}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
