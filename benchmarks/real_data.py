@@ -2,6 +2,7 @@
 
     python benchmarks/real_data.py [--sigmas 1 2 5 10 20] [--out benchmarks/results/real_data.json]
     python benchmarks/real_data.py --only microscopy [--microscopy-steps 300]
+    python benchmarks/real_data.py --only sigma photon [--steps 250] [--threads 1]
 
 For each task (Gaussian_R2 deblurring, x2 bicubic down-sampling) and each sigma (8-bit grey levels), every sample
 photograph (14: train and validation) is measured with seeded Gaussian noise (float measurements, no 8-bit
@@ -17,6 +18,24 @@ The 16-bit case ("microscopy-like", simulated from the sample photographs): thei
 ``sei train --measurements`` with ``--noise-level auto`` (a short budget, ``--microscopy-steps``), ``sei restore`` of
 the stack (16-bit stack out), and TV at the estimated level; PSNR in counts with the clean image's own range
 (max - min) as the peak, and with 65535.
+
+Training with the noise setting (``--only sigma photon``): the 11 training photographs of the ``sample`` dataset,
+shorter side 256, are measured once (``sei degrade``'s path: Gaussian_R2 blur, seeded noise) and written as 16-bit
+PNGs, clipped to [0, 1] as a camera does; every row trains SEI on that same folder (``data.kind="measurements"``)
+with the laptop recipe (unet-small, lr 1e-3), the same seed and ``--steps`` steps, so rows differ only in the noise
+setting. Each network is scored on the held-out photographs of ``benchmarks/laptop_quality.py`` (never trained
+on), measured the same way (seed 0, clipped), with the paper's protocol (8-bit luma PSNR/SSIM).
+
+- ``sigma``: Gaussian noise 5 and 15 (``--levels``); rows: the true level, ``auto``, ``learn`` and a wrong level
+  (x0.5, x2); at the first level also ``learn`` started from the wrong levels (its ``train/sigma`` trajectory says
+  where the learned level goes) and the true level with a second seed (``--repeat-seed``: its gap to seed 0 is the
+  run-to-run noise the other gaps compare with).
+- ``photon``: Poisson-Gaussian noise, peak 40 photons (gain 1/40) and read noise 2 grey levels; rows: SEI with the
+  Poisson-Gaussian SURE (gain and read noise given), SEI with the Gaussian SURE at the
+  equivalent sigma ``sqrt(gain * mean(y) + sigma^2)`` of the training measurements and at x0.5 and x2 of it (the
+  best one is the comparison; choosing it on the held-out photographs favours the Gaussian SURE), the
+  Poisson-Gaussian and equivalent-sigma rows again with the second seed, Wiener and TV (the noise level at
+  mid-grey, see ``sei.physics.noise``).
 """
 
 from __future__ import annotations
@@ -31,9 +50,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from laptop_quality import HELD_OUT, RECIPES, SHORTER_SIDE, baseline_row, held_out_images, score  # benchmarks/
 from sei.data.sources import SAMPLE_SPLITS, sample_image
 from sei.physics import make_physics
 from sei.physics.noise_estimation import estimate_gaussian, estimate_poisson_gaussian
+from sei.physics.spec import PhysicsSpec
 
 TASKS = {"Gaussian_R2 deblurring": dict(task="deblurring", kernel="Gaussian_R2"),
          "x2 down-sampling": dict(task="sr", sr_factor=2)}
@@ -156,6 +177,150 @@ def microscopy_rows(steps: int, workdir: Path) -> dict:
             "intensity": config["data"].get("intensity"), "clean_mean_counts": float(reference.mean())}
 
 
+# ---- training with the noise setting -----------------------------------------------------------------------
+KERNEL = "Gaussian_R2"
+PHOTON_PEAK, READ_NOISE = 40.0, 2.0  # photons at intensity 1 (gain 1 / 40), read noise in grey levels
+
+
+def write_clean_photographs(folder: Path) -> Path:
+    """The ``sample`` dataset's training photographs, shorter side 256, as 16-bit PNGs: ``sei degrade``'s input.
+
+    Resized here and clipped to [0, 1] by the writer: ``degrade_files(resize=...)`` resizes after reading, and the
+    resampling's overshoot below 0 makes it refuse a Poisson model on these photographs."""
+    from sei.data.preprocess import resize_shorter_side
+    from sei.io import write_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SAMPLE_SPLITS["train"]:
+        write_image(folder / f"{name}.png", resize_shorter_side(sample_image(name), SHORTER_SIDE), bits=16)
+    return folder
+
+
+def write_measurements(spec: PhysicsSpec, clean: Path, folder: Path) -> Path:
+    """``clean``'s photographs measured as ``spec`` says (noise seed 0), as 16-bit PNGs (clipped to [0, 1])."""
+    from sei.degradation import degrade_files
+    from sei.restoration import output_paths
+
+    report = degrade_files(spec, output_paths(clean, folder, "png"), seed=0, bits=16, progress=False)
+    if report.failed:
+        raise RuntimeError(f"could not measure {report.failed}")
+    return folder
+
+
+def held_out_measurements(spec: PhysicsSpec):
+    """The held-out photographs measured as ``spec`` says (seed 0) and clipped to [0, 1] as the training files are."""
+    from sei.data.pairs import MeasurementSet
+
+    measurements = MeasurementSet(held_out_images(list(HELD_OUT)), spec.build(), noise_seed=0)
+    measurements.measurements = [m.clamp(0.0, 1.0) for m in measurements.measurements]
+    return measurements
+
+
+def sigma_trajectory(run: Path, every: int = 50) -> list[tuple[int, float]]:
+    """``(step, train/sigma)`` from a run's CSV log, about every ``every`` steps, and the last logged value."""
+    import csv
+
+    with open(run / "logs" / "csv" / "metrics.csv", newline="") as file:
+        logged = [(int(row["step"]), float(row["train/sigma"])) for row in csv.DictReader(file)
+                  if row.get("train/sigma")]
+    picked = [point for point in logged if point[0] % every < 10]
+    return picked + ([logged[-1]] if logged and logged[-1] not in picked else [])
+
+
+def train_and_score(label: str, physics: dict, folder: Path, run: Path, steps: int, seed: int, measurements) -> dict:
+    """SEI trained on the measurement folder with the laptop recipe and the noise setting ``physics``; its score on
+    the held-out measurements, the noise parameters it used, and where a learned level went."""
+    from sei.config import from_flat
+    from sei.models.weights import load_backbone, read_physics
+    from sei.reconstructors import NetworkReconstructor
+    from sei.training import train
+
+    overrides = {"data.dataset": str(folder), "data.kind": "measurements", "physics.kernel": KERNEL,
+                 **{f"physics.{key}": value for key, value in physics.items()}, **RECIPES["unet"],
+                 "loss.method": "sei", "train.steps": steps, "train.seed": seed, "train.device": "cpu",
+                 "train.progress": False, "train.checkpoint_every": 0, "out_dir": str(run)}
+    started = time.perf_counter()
+    result = train(from_flat(overrides))
+    seconds = time.perf_counter() - started
+    network = load_backbone(result.weights).eval()
+    with torch.inference_mode():
+        row = score(NetworkReconstructor(network), measurements)
+    used, recorded = result.config.physics, read_physics(result.weights)
+    row.update(label=label, setting={k: v for k, v in physics.items()}, noise_level_used=used.noise_level,
+               gain_used=used.gain, noise_source=used.noise_source, seed=seed, steps=steps, train_s=seconds)
+    if used.noise_source == "learned":
+        row.update(learned_noise_level=recorded.noise_level, sigma_trajectory=sigma_trajectory(run))
+    return row
+
+
+def sigma_rows(levels: list[float], steps: int, repeat_seed: int | None, workdir: Path, clean: Path) -> dict:
+    """Gaussian_R2 at each noise level: SEI with the true, estimated, learned and wrong levels (see the docstring)."""
+    cases = {}
+    for level in levels:
+        spec = PhysicsSpec(task="deblurring", kernel=KERNEL, noise_level=level)
+        folder = write_measurements(spec, clean, workdir / f"gaussian{level:g}")
+        measurements = held_out_measurements(spec)
+        settings = [("true σ", {"noise_level": level}, 0), ("auto", {"noise_level": "auto"}, 0),
+                    ("learn", {"noise_level": "learn"}, 0), ("σ × 0.5", {"noise_level": level / 2}, 0),
+                    ("σ × 2", {"noise_level": level * 2}, 0)]
+        if level == levels[0]:  # the budget allows these at one level
+            settings += [("learn from σ × 0.5", {"noise_level": level / 2, "noise_source": "learned"}, 0),
+                         ("learn from σ × 2", {"noise_level": level * 2, "noise_source": "learned"}, 0)]
+            if repeat_seed is not None:
+                settings.append((f"true σ (seed {repeat_seed})", {"noise_level": level}, repeat_seed))
+        rows = []
+        for index, (label, physics, seed) in enumerate(settings):
+            rows.append(train_and_score(label, physics, folder, workdir / f"gaussian{level:g}_{index}", steps, seed,
+                                        measurements))
+            print(format_training_row(rows[-1], rows[0]["psnr"]), flush=True)
+        rows.append({**baseline_row("identity", spec.build(), measurements), "label": "blurry input"})
+        print(format_training_row(rows[-1], rows[0]["psnr"]), flush=True)
+        cases[f"{level:g}"] = {"noise_level": level, "rows": rows}
+    return cases
+
+
+def photon_rows(steps: int, repeat_seed: int | None, workdir: Path, clean: Path) -> dict:
+    """Photon-limited Gaussian_R2: SEI with the Poisson-Gaussian SURE against the Gaussian SURE and Wiener/TV."""
+    from sei.io import read_image
+
+    gain = 1.0 / PHOTON_PEAK
+    spec = PhysicsSpec(task="deblurring", kernel=KERNEL, noise="poisson-gaussian", gain=gain, noise_level=READ_NOISE)
+    folder = write_measurements(spec, clean, workdir / "photon")
+    measurements = held_out_measurements(spec)
+    mean = float(torch.stack([read_image(path).mean() for path in sorted(folder.glob("*.png"))]).mean())
+    equivalent = 255.0 * (gain * mean + (READ_NOISE / 255.0) ** 2) ** 0.5
+    pg = {"noise": "poisson-gaussian"}
+    settings = [("Poisson-Gaussian SURE (gain, read noise given)", {**pg, "gain": gain, "noise_level": READ_NOISE})]
+    levels = {factor: round(factor * equivalent, 1) for factor in (0.5, 1.0, 2.0)}
+    settings += [(f"Gaussian SURE, σ = {factor:g} × equivalent ({level:g})", {"noise_level": level})
+                 for factor, level in levels.items()]
+    settings = [(label, physics, 0) for label, physics in settings]
+    if repeat_seed is not None:  # Poisson-Gaussian and the equivalent sigma again: run-to-run noise of their gap
+        settings += [(f"{label} (seed {repeat_seed})", physics, repeat_seed) for label, physics, _ in settings[:3:2]]
+    rows = []
+    for index, (label, physics, seed) in enumerate(settings):
+        rows.append(train_and_score(label, physics, folder, workdir / f"photon_{index}", steps, seed, measurements))
+        print(format_training_row(rows[-1], rows[0]["psnr"]), flush=True)
+    physics = spec.build()
+    for kind in ("wiener", "tv"):
+        row = baseline_row(kind, physics, measurements)
+        if isinstance(row, dict):
+            rows.append({**row, "label": f"{kind} (noise level at mid-grey)"})
+            print(format_training_row(rows[-1], rows[0]["psnr"]), flush=True)
+    return {"peak_photons": PHOTON_PEAK, "gain": gain, "noise_level": READ_NOISE, "mean_measurement": mean,
+            "equivalent_noise_level": equivalent, "rows": rows}
+
+
+def format_training_row(row: dict, reference: float) -> str:
+    used = row.get("noise_level_used")
+    text = f"| {row['label']} | " + (f"{used:.3g}" if isinstance(used, float) else "-")
+    if row.get("gain_used"):
+        text += f", gain {row['gain_used']:.4g}"
+    learned = f" | {row['learned_noise_level']:.3g}" if "learned_noise_level" in row else " | -"
+    return (text + learned + f" | {row['psnr']:.2f} ± {row['psnr_std']:.2f} | {row['ssim']:.4f} | "
+            f"{row['psnr'] - reference:+.2f} |" + (f" {row['train_s']:.0f} s |" if "train_s" in row else " - |"))
+
+
 def format_row(row: dict) -> str:
     text = (f"| {row['task']} | {row['noise_level']:g} | {row['estimate']:.2f} | {100 * row['set_error']:.1f} % | "
             f"{100 * row['image_mean_error']:.1f} % | {100 * row['image_worst_error']:.1f} % |")
@@ -165,36 +330,71 @@ def format_row(row: dict) -> str:
     return text
 
 
+PARTS = ("estimator", "microscopy", "sigma", "photon")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sigmas", type=float, nargs="+", default=[1, 2, 5, 10, 20])
     parser.add_argument("--no-deepinv", action="store_true", help="skip deepinv's estimator")
     parser.add_argument("--out", default="benchmarks/results/real_data.json")
-    parser.add_argument("--only", choices=("estimator", "microscopy"), help="run one part (default: both)")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="the parts to run (default: all)")
     parser.add_argument("--microscopy-steps", type=int, default=300,
                         help="training steps of the 16-bit case (default 300: a short budget; the laptop recipe defaults to 2400)")
     parser.add_argument("--workdir", default="runs/real_data_16bit", help="where the 16-bit case writes its files")
+    parser.add_argument("--steps", type=int, default=250,
+                        help="training steps of each sigma and photon row (default 250: 19 rows in about 45 minutes "
+                             "on one thread of a shared 2-core machine)")
+    parser.add_argument("--levels", type=float, nargs="+", default=[5, 15], help="noise levels of the sigma part")
+    parser.add_argument("--repeat-seed", type=int, default=1,
+                        help="a second seed for the true-level row and the two main photon rows (run-to-run noise); "
+                             "-1: none")
+    parser.add_argument("--training-workdir", default="runs/real_data_training",
+                        help="where the sigma and photon parts write measurements and runs")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: the machine is shared; OpenMP barriers stall otherwise)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
-    results = json.loads(out.read_text()) if out.is_file() else {}  # a part run alone keeps the other's numbers
-    if args.only != "microscopy":
+    results = json.loads(out.read_text()) if out.is_file() else {}  # a part run alone keeps the others' numbers
+    if "estimator" in args.only:
         images = [sample_image(name) for split in ("train", "val") for name in SAMPLE_SPLITS[split]]
         print("| task | noise level | set estimate | set error | per-image mean error | per-image worst |"
               + ("" if args.no_deepinv else " deepinv set | deepinv mean | deepinv worst |"))
         results["estimator_accuracy"] = gaussian_rows(images, args.sigmas, not args.no_deepinv)
         results["poisson_gaussian_estimator"] = poisson_gaussian_rows(images, [(30.0, 2.0), (50.0, 1.0), (200.0, 2.0)])
         results["images"] = len(images)
-    if args.only != "estimator":
+    if "microscopy" in args.only:
         workdir = Path(args.workdir)
         if workdir.exists():
             shutil.rmtree(workdir)  # a fresh run folder: sei train never overwrites one
         print("| 16-bit Gaussian_R2, noise 600 counts | output | PSNR (dB, clean range) | PSNR (dB, 65535) | mean counts |")
         results["microscopy_16bit"] = microscopy_rows(args.microscopy_steps, workdir)
+    if "sigma" in args.only or "photon" in args.only:
+        workdir = Path(args.training_workdir)
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        clean = write_clean_photographs(workdir / "clean")
+        budget = {"steps": args.steps, "threads": args.threads, "recipe": RECIPES["unet"], "seed": 0,
+                  "training_images": list(SAMPLE_SPLITS["train"]), "held_out": list(HELD_OUT)}
+        header = "| row | noise level used | learned level | PSNR (dB) | SSIM | vs first row | train |"
+        for part in ("sigma", "photon"):
+            if part not in args.only:
+                continue
+            print(f"\n{part}: {args.steps} steps per row, {args.threads} thread(s)\n{header}", flush=True)
+            started = time.perf_counter()
+            repeat_seed = None if args.repeat_seed < 0 else args.repeat_seed
+            if part == "sigma":
+                measured = {"cases": sigma_rows(args.levels, args.steps, repeat_seed, workdir, clean)}
+            else:
+                measured = photon_rows(args.steps, repeat_seed, workdir, clean)
+            results[f"training_{part}"] = {**budget, "wall_s": time.perf_counter() - started, **measured}
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=2))
     results.update(machine=platform.platform(), torch_threads=torch.get_num_threads())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out}")
-
 
 if __name__ == "__main__":
     main()
