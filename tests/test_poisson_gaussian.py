@@ -88,3 +88,20 @@ def test_gaussian_restorers_take_the_noise_at_mid_grey():
     assert equivalent_sigma(make_physics("deblurring", kernel="Box_R2", noise_level=5)) == pytest.approx(5 / 255)
     y = measure(physics, torch.rand(1, 3, 24, 24), torch.Generator().manual_seed(0))
     assert torch.isfinite(Wiener(physics)(y)).all()
+
+
+def test_degrading_a_resized_photograph_with_photon_noise(tmp_path):
+    # bicubic resizing undershoots below 0 at sharp edges; photon noise must not refuse the photograph for it
+    import numpy as np
+    from PIL import Image
+
+    from sei.degradation import degrade_files
+    from sei.physics.spec import PhysicsSpec
+
+    image = np.zeros((64, 96, 3), dtype=np.uint8)
+    image[:, 40:] = 255  # one sharp edge
+    Image.fromarray(image).save(tmp_path / "edge.png")
+    spec = PhysicsSpec(task="deblurring", kernel="Gaussian_R1", noise="poisson-gaussian", gain=1 / 40,
+                       noise_level=2)
+    report = degrade_files(spec, [(tmp_path / "edge.png", tmp_path / "out.png")], resize=40, progress=False)
+    assert report.failed == [] and report.written == [tmp_path / "out.png"]

@@ -54,6 +54,8 @@ def degrade_files(spec: PhysicsSpec, pairs: Sequence[tuple[Path, Path]], seed: i
                 image = image[:-1]
             if resize:
                 image = resize_shorter_side(image, resize)
+                if spec.noise == "poisson-gaussian":  # bicubic undershoot near edges is no negative light
+                    image = image.clamp_min(0)
             r = spec.upscale
             image = image[:, : image.shape[1] - image.shape[1] % r, : image.shape[2] - image.shape[2] % r]
             if spec.noise == "poisson-gaussian":
