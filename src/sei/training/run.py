@@ -162,6 +162,8 @@ def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks
         warnings.filterwarnings("ignore", message=".*Experiment logs directory.*exists and is not empty.*")
         warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
         warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")  # Lightning internals
+        # the summary's size estimate for bf16 weights kept in float32: a note about the summary, not the run
+        warnings.filterwarnings("ignore", message=".*is not supported by the model summary.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
     seconds = time.perf_counter() - started
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
