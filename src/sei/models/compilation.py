@@ -26,9 +26,6 @@ def compile_network(model: nn.Module) -> nn.Module:
     blocks = swin_blocks(model)
     if not blocks:
         return torch.compile(model)
-    for block in blocks:
-        # The attention mask comes from a Python-side cache shared by all blocks: looked up eagerly, so that
-        # the compiled graph neither guards on the cache's contents nor breaks inside it.
-        block.calculate_mask = torch.compiler.disable(block.calculate_mask)
+    for block in blocks:  # their attention masks stay eager (CachedMaskBlock.calculate_mask)
         block.compile(dynamic=False)  # one graph per input size: the sizes of a run are few and fixed
     return model

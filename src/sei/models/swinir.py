@@ -105,6 +105,9 @@ class CachedMaskBlock(SwinTransformerBlock):
 
     mask_cache: SizeCache | None = None
 
+    # Looked up eagerly under torch.compile: a compiled block then neither guards on the shared cache's contents
+    # nor breaks inside it (``sei.models.compilation``).
+    @torch.compiler.disable
     def calculate_mask(self, x_size):
         device = self.attn.relative_position_bias_table.device
         if self.mask_cache is None:
