@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_fast_paths import relative_difference
+from test_training import TINY as TRAINING_TINY
 
 from sei.methods import build_method
 from sei.models import build_backbone
@@ -24,11 +26,6 @@ OPERATORS = {
     "psf-x2": dict(task="sr", sr_factor=2, kernel="Gaussian_R1"),
 }
 SMALL_SWIN = dict(embed_dim=24, depths=(2, 2), num_heads=(3, 3))
-
-
-def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.detach().float().cpu(), b.detach().float().cpu()
-    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -155,9 +152,7 @@ class TestFastPaths:
         assert relative_difference(compiled, eager) < 1e-4
 
 
-TINY = {"data.dataset": "sample", "physics.kernel": "Gaussian_R1", "model.backbone": "unet-tiny",
-        "data.batch_size": 2, "data.crop_size": 24, "data.samples_per_epoch": 8, "train.progress": False,
-        "train.device": "cuda"}
+TINY = {**TRAINING_TINY, "train.device": "cuda"}
 
 
 class TestTraining:

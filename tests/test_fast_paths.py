@@ -23,6 +23,8 @@ def pair(upscale: int):
 
 
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest absolute difference over the largest magnitude of ``b``, on any devices and dtypes."""
+    a, b = a.detach().float().cpu(), b.detach().float().cpu()
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
 
 
