@@ -155,7 +155,8 @@ def child_sequential(args, device: torch.device) -> dict:
         except (RuntimeError, MemoryError) as error:
             results[name] = {"error": str(error).splitlines()[0][:200]}
         del runner
-    results["flops_per_step"] = step_flops(args, device)
+    if args.count_flops:  # the same for every mode of a configuration: counted once
+        results["flops_per_step"] = step_flops(args, device)
     return results
 
 
@@ -212,12 +213,14 @@ def child_memory(args, device: torch.device) -> dict:
         return {"error": str(error).splitlines()[0][:200]}
 
 
-def run_child(args, what: str, modes: str) -> dict:
+def run_child(args, what: str, modes: str, count_flops: bool = False) -> dict:
     command = [sys.executable, __file__, "--child", what, "--backbone", args.backbone, "--task", args.task,
                "--batch", str(args.batch), "--method", args.method, "--modes", modes, "--steps", str(args.steps),
                "--device", args.device, "--memory-limit-gb", str(args.memory_limit_gb)]
     if args.compile:
         command.append("--compile")
+    if count_flops:
+        command.append("--count-flops")
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=args.child_timeout)
     except subprocess.TimeoutExpired:
@@ -264,6 +267,7 @@ def main() -> None:
     parser.add_argument("--memory-limit-gb", type=float, default=20.0,
                         help="address-space limit per process on a CPU, so that running out of memory is recorded")
     parser.add_argument("--child-timeout", type=float, default=1800, help="seconds allowed per configuration")
+    parser.add_argument("--count-flops", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=("timing", "memory"), help=argparse.SUPPRESS)
     parser.add_argument("--backbone", help=argparse.SUPPRESS)
     parser.add_argument("--task", help=argparse.SUPPRESS)
@@ -296,7 +300,8 @@ def main() -> None:
                     if device.type == "cuda":  # one process per mode: a mode that ran out of memory leaves nothing
                         timing = {}
                         for mode in modes:
-                            timing.update(run_child(args, "timing", mode))
+                            result = run_child(args, "timing", mode, count_flops="flops_per_step" not in timing)
+                            timing.update({mode: result} if "error" in result else result)  # a failure is its own
                     else:
                         timing = run_child(args, "timing", ",".join(modes))
                     flops = timing.pop("flops_per_step", None)
