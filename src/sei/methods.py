@@ -25,7 +25,7 @@ from torch import nn
 from sei.errors import ConfigError, MissingGroundTruthError, ShapeError, UnknownNameError
 from sei.losses.equivariance import equivariance_loss
 from sei.losses.supervised import css_loss, supervised_loss
-from sei.losses.sure import sure_gaussian, sure_poisson_gaussian
+from sei.losses.sure import residual_noise_variance, sure_gaussian, sure_poisson_gaussian
 from sei.physics.base import check_image_batch, physics_margin, physics_upscale
 from sei.physics.noise import noise_parameters
 from sei.transforms import DEFAULT_SCALE_FACTORS, RandomRotate, RandomScale, RandomShift
@@ -97,8 +97,9 @@ class CSS(Method):
         return LossOutput(loss, {"css": loss.detach()})
 
 
-# UNSURE's step on log sigma^2 per unit of divergence: 1 % per step at a divergence of 0.5 (f = identity has 1).
-UNSURE_STEP = 0.01
+# Weight of one batch's estimate in the learned noise variance's running average: a memory of about 20 batches,
+# which averages the batches' different content and follows the network as it fits (tests/test_learned_noise.py).
+NOISE_VARIANCE_MOMENTUM = 0.05
 
 
 class SureEquivariant(Method):
@@ -111,12 +112,24 @@ class SureEquivariant(Method):
     :param sure_constant: ``"unbiased"`` or ``"reference"`` (see :func:`sei.losses.sure.sure_gaussian`).
     :param batched_probe: evaluate ``f(y)`` and ``f(y + tau b)`` in one batch.
 
-    When the operator's spec says its Gaussian noise level is ``learned`` (``--noise-level learn``), sigma is
-    learned with the network as in UNSURE (Tachella et al., 2024): the variance starts at the operator's level and
-    takes a gradient-ascent step on the SURE objective after each training batch (the gradient of
-    ``2 sigma^2 div`` in sigma^2 is ``2 div``; the step is taken on log sigma^2 so that it is relative), and the
-    equivariance term's noise e' is drawn at the learned level. The learned variance is the buffer
-    ``noise_variance`` (saved in checkpoints, so a resumed run continues it); ``learned_noise_level`` reads it.
+    When the operator's spec says its Gaussian noise level is ``learned`` (``--noise-level learn``), sigma^2 is
+    learned with the network: it starts at the operator's level (the measurements' estimate) and, after each
+    training batch, moves to ``(1 - m) sigma^2 + m * residual / noise_gain`` (``m`` = ``NOISE_VARIANCE_MOMENTUM``),
+    the running average of the residual estimate of :func:`sei.losses.sure.residual_noise_variance`: the noise power
+    left in ``A f(y) - y`` over the share of the noise that the residual keeps, both from the SURE evaluation the
+    batch already made. SURE and the equivariance term's noise e' use the learned level.
+
+    Why not UNSURE's multiplier (Tachella et al., 2024), the ascent ``sigma^2 += step * 2 div``: its fixed point is
+    where the network's divergence is 0 (``sigma^2 / (1 - d)`` with ``d`` the per-pixel divergence of the MMSE
+    denoiser), and a network trained by SURE at a level above the truth only reaches a divergence <= 0 by learning
+    to subtract the noise (a gain ``1 - level / sigma^2`` < 0 on noise-only directions), which a network early in
+    training does not: its divergence is > 0 (the blur's own share, ``A``'s centre tap, to begin with) at any
+    level, so the level rose from every start, at a rate set by the divergence, not by the distance to the truth.
+    The residual estimate is an upper bound on sigma^2 whatever the level the network is trained at, and tightens
+    as the network fits, so it converges from above as from below.
+
+    The learned variance is the buffer ``noise_variance``, the running average's only state (saved in checkpoints,
+    so a resumed run continues it exactly); ``learned_noise_level`` reads it. Only training batches update it.
     """
 
     def __init__(self, name: str, transform: nn.Module | None, alpha: float = 1.0, stop_gradient: bool = True,
@@ -169,8 +182,10 @@ class SureEquivariant(Method):
             loss = loss + equivariance
         if learn:
             parts["sigma"] = torch.tensor(sigma * 255.0)
-            if self.training:  # UNSURE's ascent step, relative: d log sigma^2 = step * 2 div
-                self.noise_variance.mul_(math.exp(UNSURE_STEP * 2.0 * float(sure.divergence.detach())))
+            estimate = residual_noise_variance(sure) if self.training else None
+            if estimate is not None:  # None: this batch's residual says nothing about the noise
+                variance = float(self.noise_variance)
+                self.noise_variance.fill_(variance + NOISE_VARIANCE_MOMENTUM * (estimate - variance))
         return LossOutput(loss, parts, sure.estimate.detach())
 
     def extra_repr(self) -> str:

@@ -20,11 +20,17 @@ the local noise variance ``gain * y + sigma^2``:
                  +  2 mean(b * (gain y + sigma^2) * (A f(y + tau b) - A f(y))) / tau
 
 (the second-derivative correction, of order ``gain * sigma^2``, is left out as in deepinv's default).
+
+The same probe gives the noise power that the residual ``r(y) = A f(y) - y`` passes, ``||J - I||_F^2 / m`` for the
+Jacobian ``J`` of ``A f`` (Hutchinson: ``E_b ||(J - I) b||^2``), from which :func:`residual_noise_variance`
+estimates the Gaussian noise variance (``--noise-level learn``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import math
 
 import torch
 
@@ -67,12 +73,38 @@ class SureTerms:
     :ivar residual: mean of ``(A f(y) - y)^2`` over the interior.
     :ivar divergence: Monte-Carlo divergence estimate (per interior pixel).
     :ivar estimate: ``f(y)``, with its graph, for reuse by other loss terms.
+    :ivar noise_gain: mean of ``((A f(y + tau b) - A f(y)) / tau - b)^2`` over the interior, without graph: an
+        estimate of ``||J - I||_F^2 / m``, the part of a unit noise variance that the residual keeps.
     """
 
     loss: torch.Tensor
     residual: torch.Tensor
     divergence: torch.Tensor
     estimate: torch.Tensor
+    noise_gain: torch.Tensor
+
+
+def _noise_gain(predicted: torch.Tensor, predicted_perturbed: torch.Tensor, probe: torch.Tensor,
+                margin: tuple[int, int], tau: float) -> torch.Tensor:
+    """``mean(((A f(y + tau b) - A f(y)) / tau - b)^2)`` over the interior: ``||(J - I) b||^2 / m``."""
+    with torch.no_grad():  # a statistic for the noise estimate, not a loss term
+        return interior((predicted_perturbed - predicted) / tau - probe, margin).pow(2).mean()
+
+
+def residual_noise_variance(terms: SureTerms) -> float | None:
+    """The Gaussian noise variance (``sigma^2``, [0, 1] units) that a SURE evaluation's residual implies,
+    ``residual / noise_gain``; ``None`` when it says nothing (a residual that keeps no noise, or non-finite terms).
+
+    Near the measurements the residual ``r(y) = A f(y) - y`` is affine in the noise ``e``:
+    ``r(A x + e) ~ r(A x) + (J - I) e``, so ``E ||r||^2 / m = ||r(A x)||^2 / m + sigma^2 ||J - I||_F^2 / m``. The
+    ratio is therefore (to first order in the noise) an upper bound on sigma^2, whatever level the network was
+    trained at, and tight as the network reproduces the clean measurement (``r(A x) -> 0``). Why it replaces
+    UNSURE's multiplier: :class:`sei.methods.SureEquivariant`.
+    """
+    residual, gain = float(terms.residual.detach()), float(terms.noise_gain)
+    if not (gain > 0 and math.isfinite(gain) and math.isfinite(residual)):
+        return None
+    return residual / gain
 
 
 def _probe_pair(model, physics, y: torch.Tensor, generator: torch.Generator | None, margin: tuple[int, int],
@@ -124,7 +156,8 @@ def sure_gaussian(
     divergence = interior(probe * (predicted_perturbed - predicted), margin).mean() / tau
     offset = sigma**2 if constant == "unbiased" else sigma**2 / y.shape[0]
     loss = residual + 2.0 * sigma**2 * divergence - offset
-    return SureTerms(loss=loss, residual=residual, divergence=divergence, estimate=estimate)
+    return SureTerms(loss=loss, residual=residual, divergence=divergence, estimate=estimate,
+                     noise_gain=_noise_gain(predicted, predicted_perturbed, probe, margin, tau))
 
 
 def sure_poisson_gaussian(
@@ -159,4 +192,5 @@ def sure_poisson_gaussian(
     if constant == "reference":
         offset = offset / y.shape[0]
     loss = residual + 2.0 * weighted_divergence - offset
-    return SureTerms(loss=loss, residual=residual, divergence=divergence, estimate=estimate)
+    return SureTerms(loss=loss, residual=residual, divergence=divergence, estimate=estimate,
+                     noise_gain=_noise_gain(predicted, predicted_perturbed, probe, margin, tau))
