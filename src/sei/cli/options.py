@@ -71,7 +71,7 @@ def add_physics_options(parser: argparse.ArgumentParser) -> None:
                 "for 8-bit data their grey levels; for 16-bit data 255 * counts / 65535 (a noise of 500 counts is "
                 "1.95); for float data 255 * sigma / scale of the map in config.yaml (sei.intensity); auto: estimated from "
                 "the measurements (printed, recorded in config.yaml); learn: estimated, then learned with the network "
-                "(UNSURE; logged as train/sigma, recorded in the weights)")
+                "from the SURE residual (logged as train/sigma, recorded in the weights)")
     option(group, "--noise", dest="physics.noise", choices=("gaussian", "poisson-gaussian"),
            help="noise model: gaussian (default) or poisson-gaussian, y = gain * Poisson(A x / gain) + N(0, sigma^2) "
                 "(photon noise plus read noise; needs --gain)")

@@ -32,7 +32,7 @@ _TASK_ALIASES = {
 NOISE_MODELS = ("gaussian", "poisson-gaussian")
 # A noise level (or gain) the measurements themselves give: estimated before the operator is built.
 ESTIMATED = "auto"
-# A Gaussian noise level learned with the network (UNSURE), starting from the measurements' estimate.
+# A Gaussian noise level learned with the network (sei.methods.SureEquivariant), from the measurements' estimate.
 LEARNED = "learn"
 NOISE_SOURCES = ("given", "estimated", "learned")
 PADDINGS = ("circular",)
@@ -84,7 +84,8 @@ class PhysicsSpec:
         (``y = gain * Poisson(A x / gain) + N(0, sigma^2)``).
     :ivar noise_level: Gaussian noise standard deviation in 8-bit grey levels (sigma = noise_level / 255), or
         ``"auto"``: estimated from the measurements (:func:`sei.physics.noise_estimation.estimate_spec_noise`)
-        before :meth:`build`, or ``"learn"``: estimated, then learned with the network (UNSURE, Gaussian only).
+        before :meth:`build`, or ``"learn"``: estimated, then learned with the network from the SURE residual
+        (Gaussian only; :class:`sei.methods.SureEquivariant`).
     :ivar gain: Poisson gain (intensity of one photon, in [0, 1] image units) for ``poisson-gaussian``, or
         ``"auto"``; ``None`` for Gaussian noise.
     :ivar noise_source: ``"given"``, ``"estimated"`` (from the measurements) or ``"learned"`` (the level is the
