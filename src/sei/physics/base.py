@@ -14,8 +14,10 @@ from typing import Any
 
 import deepinv
 import torch
+from torch import nn
 
 from sei.errors import ShapeError
+
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype an operator computes in for input ``x``: float64 stays, anything else is float32."""
@@ -101,3 +103,85 @@ class SEILinearPhysics(deepinv.physics.LinearPhysics):
     @property
     def margin(self) -> tuple[int, int]:
         return (0, 0)
+
+
+class Float32Physics(nn.Module):
+    """Any operator, its calls made in float32 outside autocast: what training hands to the losses.
+
+    Under bf16 autocast a deepinv operator (``Blur``'s convolution) would compute in bf16, which SURE's finite
+    difference (``tau = 0.01`` times a unit probe) and the measurement-consistency residual cannot afford; only the
+    network should run in bf16. Each call of the linear-operator interface disables autocast on its inputs' device
+    and widens bf16/float16 inputs to float32 (float32 and float64 inputs are passed unchanged, so float32 runs
+    compute exactly as before). Any other attribute (``noise_model``, ``filter``, ``factor``, ``spec``, ...) is
+    the operator's own.
+
+    :param operator: the operator (a deepinv ``Physics``), registered as the submodule ``operator`` so that it
+        moves with the adapter.
+    """
+
+    def __init__(self, operator: deepinv.physics.Physics) -> None:
+        super().__init__()
+        self.operator = operator
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)  # the adapter's own submodule (the operator), parameters, buffers
+        except AttributeError:
+            if name == "operator" or name.startswith("__"):  # not yet set (unpickling), or Python's protocols
+                raise
+            return getattr(self.operator, name)
+
+    @property
+    def upscale(self) -> int:
+        # read from the operator here: deepinv's Downsampling says it with its class and ``factor``
+        return physics_upscale(self.operator)
+
+    @property
+    def margin(self) -> tuple[int, int]:
+        return physics_margin(self.operator)
+
+    def _in_float32(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``method(*args, **kwargs)`` with autocast off and bf16/float16 tensors widened to float32."""
+        tensors = [value for value in (*args, *kwargs.values()) if isinstance(value, torch.Tensor)]
+        device_type = tensors[0].device.type if tensors else "cpu"
+        with torch.autocast(device_type, enabled=False):
+            return method(*(_widened(value) for value in args), **{k: _widened(v) for k, v in kwargs.items()})
+
+    def forward(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self._in_float32(self.operator, x, **kwargs)
+
+    def A(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self._in_float32(self.operator.A, x, **kwargs)
+
+    def A_adjoint(self, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self._in_float32(self.operator.A_adjoint, y, **kwargs)
+
+    def A_adjoint_A(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self._in_float32(self.operator.A_adjoint_A, x, **kwargs)
+
+    def A_A_adjoint(self, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self._in_float32(self.operator.A_A_adjoint, y, **kwargs)
+
+    def A_dagger(self, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self._in_float32(self.operator.A_dagger, y, **kwargs)
+
+    def prox_l2(self, z: torch.Tensor, y: torch.Tensor, gamma: float | torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self._in_float32(self.operator.prox_l2, z, y, gamma, **kwargs)
+
+    def noise(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self._in_float32(self.operator.noise, x, **kwargs)
+
+    def extra_repr(self) -> str:
+        return "computes in float32 outside autocast"
+
+
+def _widened(value: Any) -> Any:
+    """A bf16/float16 tensor as float32; anything else unchanged."""
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.to(compute_dtype(value))
+    return value
+
+
+def float32_physics(physics: deepinv.physics.Physics) -> Float32Physics:
+    """``physics`` behind a :class:`Float32Physics` (itself when it already is one)."""
+    return physics if isinstance(physics, Float32Physics) else Float32Physics(physics)

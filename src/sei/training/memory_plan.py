@@ -235,10 +235,13 @@ class StepProbe:
     def __init__(self, module: Any, physics: LinearPhysics, config: ExperimentConfig, device: torch.device) -> None:
         import torch
 
+        from sei.physics.base import float32_physics
+
         self.config = config
         self.device = device
         self.method = module.method
-        self.physics = physics.to(device) if hasattr(physics, "to") else physics
+        # called as the training steps call it: in float32 outside autocast (see sei.physics.base.Float32Physics)
+        self.physics = float32_physics(physics).to(device)
         self.backbone = copy.deepcopy(module.backbone).to(device)
         self.autocast, dtype = _precision_context(config.train.precision, device.type)
         self.dtype = dtype or torch.float32

@@ -18,7 +18,7 @@ from sei.models.compilation import compile_network
 from sei.models.registry import build_backbone
 from sei.models.unet import UNet
 from sei.models.weights import load_backbone
-from sei.physics.base import physics_upscale
+from sei.physics.base import Float32Physics, float32_physics, physics_upscale
 from sei.reconstructors import locate_network
 from sei.rng import make_generator
 from sei.training.schedule import paper_scheduler
@@ -39,16 +39,21 @@ class SEIModule(L.LightningModule):
         self.save_hyperparameters({"config": config})
         self.config: ExperimentConfig = from_dict(config)
         model, loss = self.config.model, self.config.loss
+        # The operator as given, a submodule: it moves with the module and its state-dict keys stay ``physics.*``.
         self.physics = physics if physics is not None else self.config.physics.build()
+        # What every physics call of the steps (losses, physics-aware backbones) goes through: the operator in
+        # float32 outside autocast, whatever its kind (see Float32Physics); kept outside the module tree, like
+        # `_network`, so that it adds no state-dict keys.
+        object.__setattr__(self, "_float32_physics", float32_physics(self.physics))
         upscale = physics_upscale(self.physics)
         if model.weights:  # a file, a training run's folder, or a published name
             source = locate_network(model.weights, download=self.config.data.download)
             self.backbone = load_backbone(source.weights, backbone=model.backbone or source.backbone, upscale=upscale,
-                                          physics=self.physics)
+                                          physics=self.float32_physics)
             model.backbone = self.backbone.sei_architecture["backbone"]
         else:
             self.backbone = build_backbone(model.backbone, upscale=upscale, in_chans=model.channels or 3,
-                                           physics=self.physics)
+                                           physics=self.float32_physics)
         model.channels = int(self.backbone.sei_architecture.get("in_chans", 3))  # initial weights say theirs
         if model.checkpointing:
             if not hasattr(self.backbone, "checkpointing"):
@@ -63,6 +68,11 @@ class SEIModule(L.LightningModule):
         self._step_started: float | None = None
         self._step_ended: float | None = None
         self._waited = self._computed = 0.0  # seconds over the measured steps (data_wait_fraction)
+
+    @property
+    def float32_physics(self) -> Float32Physics:
+        """The run's operator as the training steps call it: in float32, outside autocast."""
+        return self._float32_physics
 
     def on_fit_start(self) -> None:
         if self.config.train.release_memory:  # in every process, spawned data-parallel ranks included
@@ -79,7 +89,7 @@ class SEIModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
         generator = make_generator(self.config.train.seed, "loss", self.global_step, self.global_rank)
-        output = self.method(self._network, self.physics, batch["y"], batch.get("x"), generator=generator)
+        output = self.method(self._network, self.float32_physics, batch["y"], batch.get("x"), generator=generator)
         size = batch["y"].shape[0]
         self.log("train/loss", output.loss.detach(), prog_bar=True, batch_size=size)
         for name, value in output.parts.items():

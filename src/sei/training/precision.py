@@ -4,7 +4,9 @@ Measured (``benchmarks/precision_quality.py``, held-out photographs, Gaussian_R2
 trains to within 0.02 dB of float32 (unet-small, 1000 steps: SEI -0.01 dB, supervised -0.02 dB; the paper's
 SwinIR, SEI, 300 steps: +0.00 dB); on this project's CPU (avx512_bf16) within 0.07 dB (unet-small, SEI, 400 steps),
 with a unet-small SEI step 1.5-2x faster and the paper's SwinIR step 2.6-2.8x faster.
-The losses keep their reductions and SURE's finite difference in float32 (see :mod:`sei.losses`).
+The losses keep their reductions and SURE's finite difference in float32 (see :mod:`sei.losses`), and training calls
+every operator, whoever built it, in float32 outside autocast (:class:`sei.physics.base.Float32Physics`): only the
+network runs in bf16.
 """
 
 from __future__ import annotations
