@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import sys
 import tarfile
 import warnings
 import zipfile
@@ -151,6 +152,11 @@ class TestNamedDatasets:
         assert train.names == list(SAMPLE_SPLITS["train"]) and val.names == list(SAMPLE_SPLITS["val"])
         assert not set(train.names) & set(val.names)
         assert all(min(image.shape[-2:]) == 256 and image.shape[0] == 3 for image in train.images + val.images)
+
+    def test_sample_photograph_without_its_package(self, monkeypatch):
+        monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # as if scikit-learn were not installed
+        with pytest.raises(ResourceUnavailableError, match="pip install scikit-learn"):
+            sources.sample_image("china")
 
     def test_unknown_name(self, tmp_path):
         with pytest.raises(UnknownNameError, match="div2k"):

@@ -11,7 +11,7 @@ name       images                                      splits
 div2k      DIV2K high-resolution photographs            train: 0001-0800, val: 0801-0900
 urban100   Urban100 high-resolution city photographs     train: img_001-090, val: img_091-100
 ct         CT slices of the paper (HDF5, grayscale)      train: x_train, val: x_test; repeated to RGB
-sample     photographs shipped with scikit-image         train: 11 images, val: 3 images (no network needed)
+sample     photographs shipped with installed packages    train: 13 images, val: 3 images (no network needed)
 PATH       a folder of image files                       all images (the split is ignored)
 ========== ========================================== ===================================================
 
@@ -62,11 +62,17 @@ CT_FILE = RemoteFile(
     "dinv_dataset0.h5", "https://huggingface.co/jtachella/equivariant_bootstrap/resolve/main/Tomography/dinv_dataset0.h5",
     "6f1e1a4f5c0a1f0e0a4b6e6b9a8b4b4b", checksum_verified=False)
 
-# scikit-image photographs that ship inside its wheel (no download); grayscale ones are repeated to RGB.
+# Photographs that ship inside installed wheels (no download): scikit-image's, and the two natural photographs of
+# scikit-learn (SAMPLE_LICENCES); grayscale ones are repeated to RGB.
 SAMPLE_SPLITS = {
     "train": ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "moon", "brick",
-              "grass", "gravel", "coins", "cell"),
+              "grass", "gravel", "coins", "cell", "china", "flower"),
     "val": ("chelsea", "coffee", "camera"),
+}
+# The photographs that are not scikit-image's: the package that ships them, and their licence.
+SCIKIT_LEARN_PHOTOS = {
+    "china": "scikit-learn datasets/images/china.jpg: Summer Palace, Beijing, by danielbuechele (Flickr), CC BY 2.0",
+    "flower": "scikit-learn datasets/images/flower.jpg: a dahlia, by vultilion (Flickr), CC BY 2.0",
 }
 
 
@@ -208,10 +214,22 @@ def _ct(split: str, root: Path, download: bool, resize: int | None, progress: bo
 
 
 def sample_image(name: str) -> torch.Tensor:
-    """A scikit-image photograph as a ``(3, H, W)`` float tensor in [0, 1]."""
-    from skimage import data
+    """A photograph of the ``sample`` set (scikit-image's, or scikit-learn's for :data:`SCIKIT_LEARN_PHOTOS`) as a
+    ``(3, H, W)`` float tensor in [0, 1].
 
-    array = np.asarray(getattr(data, name)())
+    :raises ResourceUnavailableError: if the package that ships it is not installed.
+    """
+    if name in SCIKIT_LEARN_PHOTOS:
+        try:
+            from sklearn.datasets import load_sample_image
+        except ImportError as error:
+            raise ResourceUnavailableError(f"the sample photograph {name!r} ships with scikit-learn, which is not "
+                                           "installed: pip install scikit-learn") from error
+        array = np.asarray(load_sample_image(f"{name}.jpg"))
+    else:
+        from skimage import data
+
+        array = np.asarray(getattr(data, name)())
     tensor = torch.from_numpy(array.astype(np.float32) / 255.0)
     if tensor.ndim == 2:
         return tensor.expand(3, -1, -1).clone()
