@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import sys
 
 import pytest
@@ -180,6 +182,27 @@ class TestCommandLine:
 
         summary = json.loads((out / "summary.json").read_text())
         assert summary["settings"]["model_kind"] == "wiener" and summary["n"] == 1
+
+    def test_sei_test_scores_16_bit_data_without_8_bit_rounding(self, tmp_path, capsys):
+        import json
+
+        from sei.evaluation import metric_data_range
+        from sei.intensity import integer_map
+        from sei.io import write_image
+
+        folder = tmp_path / "dim16"
+        generator = torch.Generator().manual_seed(0)
+        for index in range(2):  # dim images: their detail lies below an 8-bit step
+            write_image(folder / f"im{index}.png", 0.002 * torch.rand(1, 40, 40, generator=generator) + 0.3, bits=16)
+        out = tmp_path / "eval16"
+        assert main(["test", "--model-kind", "identity", "--kernel", "Box_R2", "--noise-level", "0", "--dataset",
+                     str(folder), "--no-lpips", "--quiet", "--out-dir", str(out)]) == 0
+        assert "uint16 data, its full range" in capsys.readouterr().out
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["settings"]["data_range"] == 1.0 and summary["settings"]["intensity"]["dtype"] == "uint16"
+        # 8-bit rounding would have made the blur invisible (every pixel rounds to the same level): infinite PSNR
+        assert math.isfinite(summary["psnr"]) and summary["psnr"] > 40
+        assert metric_data_range(None) is None and metric_data_range(integer_map("uint8")) is None
 
     def test_reference_spellings_and_missing_weights(self, tmp_path, capsys):
         assert main(["test", "--model_kind", "up", "--task", "sr", "--sr_factor", "2", "--dataset", "sample",

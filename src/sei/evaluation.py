@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from sei.data.pairs import MeasurementSet
 from sei.files import atomic_write_text
+from sei.intensity import IntensityMap
 from sei.io import write_image
 from sei.metrics import psnr, ssim
 
@@ -57,6 +59,15 @@ def summarise(rows: list[dict[str, Any]], settings: dict[str, Any] | None = None
 
 
 @torch.no_grad()
+def metric_data_range(intensity: IntensityMap | None) -> float | None:
+    """The ``data_range`` that scores a set in its own precision: ``None`` (the paper's 8-bit protocol) for 8-bit
+    photographs and the named datasets, ``1.0`` for 16-bit and float data, whose full range the network's [0, 1]
+    holds (PSNR is the same in data units with the map's range as peak), so 8-bit rounding hides nothing."""
+    if intensity is None or np.dtype(intensity.dtype).itemsize == 1:
+        return None
+    return 1.0
+
+
 def evaluate(
     reconstruct: Reconstructor,
     measurements: MeasurementSet,
@@ -65,12 +76,15 @@ def evaluate(
     image_dir: str | Path | None = None,
     settings: dict[str, Any] | None = None,
     progress: bool = True,
+    data_range: float | None = None,
 ) -> Evaluation:
     """Reconstruct every measurement of a set with ground truth and score it.
 
     :param reconstruct: ``(1, C, h, w)`` measurement -> ``(1, C, h r, w r)`` estimate.
     :param lpips: optional LPIPS metric (see :class:`sei.metrics.LPIPS`).
     :param image_dir: if given, write ``<name>_input.png``, ``<name>_estimate.png``, ``<name>_reference.png``.
+    :param data_range: PSNR/SSIM peak in network units: ``None`` for the paper's protocol (8-bit quantised
+        photographs), ``1.0`` for 16-bit or float data (no 8-bit rounding; see :func:`metric_data_range`).
     """
     from tqdm.auto import tqdm
 
@@ -84,7 +98,8 @@ def evaluate(
         estimate = reconstruct(y).float()
         row: dict[str, Any] = {"index": index, "name": measurements.names[index],
                                "height": x.shape[-2], "width": x.shape[-1],
-                               "psnr": psnr(estimate, x).item(), "ssim": ssim(estimate, x).item()}
+                               "psnr": psnr(estimate, x, data_range).item(),
+                               "ssim": ssim(estimate, x, data_range).item()}
         if lpips is not None:
             row["lpips"] = lpips(estimate, x).item()
         rows.append(row)

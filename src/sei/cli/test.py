@@ -82,7 +82,7 @@ def run_command(args: argparse.Namespace) -> int:
     from sei.data.pairs import MeasurementSet
     from sei.data.sources import load_image_set
     from sei.devices import torch_device
-    from sei.evaluation import evaluate, format_table, write_evaluation
+    from sei.evaluation import evaluate, format_table, metric_data_range, write_evaluation
     from sei.reconstructors import locate_network, open_reconstructor
 
     download = bool(getattr(args, "data.download", False))
@@ -97,6 +97,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.max_images:
         images.names, images.images = images.names[: args.max_images], images.images[: args.max_images]
     measurements = MeasurementSet(images, physics, config.data.noise_seed)  # simulated on the CPU, seeded
+    data_range = metric_data_range(images.intensity)  # 16-bit and float data are scored without 8-bit rounding
     backbone = config.model.backbone if ("model.backbone" in vars(args) or (source and source.backbone)) else None
     reconstructor = open_reconstructor(kind, physics.to(device), source,
                                        baseline_options(args, download, not args.quiet), backbone=backbone,
@@ -116,12 +117,14 @@ def run_command(args: argparse.Namespace) -> int:
         "physics": spec.to_dict(), "dataset": str(config.data.dataset), "split": args.split,
         "resize": config.data.resize, "noise_seed": config.data.noise_seed, "device": str(device),
         "sei": sei.__version__, "torch": torch.__version__,
+        "data_range": data_range, "intensity": images.intensity.to_dict() if images.intensity else None,
     }
     evaluation = evaluate(reconstructor, measurements, device, lpips,
                           image_dir=out_dir / "images" if args.save_images else None, settings=settings,
-                          progress=not args.quiet)
+                          progress=not args.quiet, data_range=data_range)
     metrics_path, summary_path = write_evaluation(evaluation, out_dir)
-    print(f"{spec.describe()}; {images.name} ({len(images)} images)")
+    scoring = "8-bit, as in the paper" if data_range is None else f"{images.intensity.dtype} data, its full range"
+    print(f"{spec.describe()}; {images.name} ({len(images)} images); PSNR/SSIM on {scoring}")
     print(format_table([(label, evaluation.summary)]))
     print(f"wrote {metrics_path} and {summary_path}")
     return 0
