@@ -67,3 +67,21 @@ def test_grayscale_folder_trains_a_one_channel_network_that_restores_rgb(tmp_pat
     Image.fromarray((np.random.default_rng(0).random((40, 40, 4)) * 255).astype(np.uint8), "RGBA").save(photo)
     assert main(["restore", str(photo), str(tmp_path / "out.png"), "--weights", str(run), "--quiet"]) == 0
     assert np.asarray(Image.open(tmp_path / "out.png")).shape == (40, 40, 4)
+
+
+def test_degrade_keeps_the_bit_depth_of_its_inputs(tmp_path):
+    from sei.cli import main
+    from sei.io import read_image_file, write_image
+
+    clean = tmp_path / "clean"
+    generator = torch.Generator().manual_seed(0)
+    write_image(clean / "photo.png", torch.rand(3, 24, 24, generator=generator), bits=8)
+    write_image(clean / "microscope.png", torch.rand(1, 24, 24, generator=generator), bits=16)
+    blurry = tmp_path / "blurry"
+    assert main(["degrade", str(clean), str(blurry), "--kernel", "Box_R2", "--noise-level", "1", "--quiet"]) == 0
+    assert read_image_file(blurry / "photo.png").dtype == np.uint8
+    assert read_image_file(blurry / "microscope.png").dtype == np.uint16
+    forced = tmp_path / "forced"
+    assert main(["degrade", str(clean), str(forced), "--kernel", "Box_R2", "--noise-level", "1", "--bits", "8",
+                 "--quiet"]) == 0
+    assert read_image_file(forced / "microscope.png").dtype == np.uint8

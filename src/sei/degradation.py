@@ -32,16 +32,19 @@ def write_degradation_record(folder: str | Path, spec: PhysicsSpec, **details) -
 
 
 def degrade_files(spec: PhysicsSpec, pairs: Sequence[tuple[Path, Path]], seed: int = 0, resize: int | None = None,
-                  bits: int = 8, progress: bool = True) -> RestoreReport:
+                  bits: int | None = None, progress: bool = True) -> RestoreReport:
     """Write the measurement ``A x + e`` of each input file to its output file (noise seeded by (seed, index)).
 
     Images are cropped at the bottom/right to a multiple of the super-resolution factor. A file that cannot be
     read is recorded in the report and the others go on.
+
+    :param bits: 8 or 16 bits of [0, 1] per output file; ``None``: 8 for 8-bit inputs, 16 for wider ones (16-bit
+        and float files), so that a scientific image's measurement keeps its precision.
     """
     from tqdm.auto import tqdm
 
     from sei.data.preprocess import resize_shorter_side
-    from sei.io import read_image, write_image
+    from sei.io import image_tensor, read_image_file, single_page_array, write_image
     from sei.physics.noise import check_photon_data, measure
     from sei.rng import make_generator
 
@@ -49,7 +52,8 @@ def degrade_files(spec: PhysicsSpec, pairs: Sequence[tuple[Path, Path]], seed: i
     report = RestoreReport()
     for index, (source, target) in enumerate(tqdm(pairs, desc="degrading", unit="image", disable=not progress)):
         try:
-            image = read_image(source, channels=None)  # grayscale stays one channel: its noise is one draw
+            file = read_image_file(source)
+            image = image_tensor(single_page_array(file, source), None, source)  # grayscale: one noise draw
             if image.shape[0] in (2, 4):  # alpha is not measured
                 image = image[:-1]
             if resize:
@@ -62,7 +66,7 @@ def degrade_files(spec: PhysicsSpec, pairs: Sequence[tuple[Path, Path]], seed: i
                 check_photon_data(image, str(source))
             with torch.no_grad():
                 measurement = measure(physics, image[None], make_generator("measurement", seed, index))[0]
-            write_image(target, measurement, bits=bits)
+            write_image(target, measurement, bits=bits or (8 if file.dtype.itemsize == 1 else 16))
             report.written.append(target)
         except SEIError as error:
             report.failed.append((source, str(error)))

@@ -176,7 +176,14 @@ def read_image_array(path: str | Path) -> np.ndarray:
 
     :raises ImageError: if the file is missing, cannot be decoded, or is a stack of pages.
     """
-    file = read_image_file(path)
+    return single_page_array(read_image_file(path), path)
+
+
+def single_page_array(file: ImageFile, path: str | Path = "image") -> np.ndarray:
+    """The one page of ``file`` as :func:`read_image_array` returns it (integers to [0, 1], floats as stored).
+
+    :raises ImageError: if the file is a stack of pages.
+    """
     if file.is_stack:
         raise ImageError(f"{path}: a stack of {len(file.pages)} pages where one image is expected; "
                          "save one 2-D image per file")

@@ -29,7 +29,9 @@ def add_parser(subparsers) -> None:
     add_physics_options(parser)
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     parser.add_argument("--resize", type=_resize, help="resize clean images to this shorter side first")
-    parser.add_argument("--bits", type=int, choices=(8, 16), default=8, help="bit depth of the output (8 or 16)")
+    parser.add_argument("--bits", type=int, choices=(8, 16), default=None,
+                        help="bit depth of the output, 8 or 16 (default: 8 for 8-bit inputs, 16 for 16-bit and float "
+                             "inputs)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_command)
 
@@ -51,7 +53,7 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"operator: {spec.describe()}")
     report = degrade_files(spec, pairs, args.seed, args.resize, args.bits, progress=not args.quiet)
     target_dir = output if output.suffix == "" else output.parent
-    write_degradation_record(target_dir, spec, seed=args.seed, resize=args.resize, bits=args.bits,
+    write_degradation_record(target_dir, spec, seed=args.seed, resize=args.resize, bits=args.bits or "input's",
                              images=len(report.written))
     print(f"wrote {len(report.written)} measurement(s) and degradation.yaml to {target_dir}")
     for source, reason in report.failed:
