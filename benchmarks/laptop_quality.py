@@ -11,13 +11,15 @@ and DPIR (when its DRUNet weights are cached) on the same measurements.
 
 Scenarios:
 
-- ``gaussian``: Gaussian_R2 deblurring, trained on the embedded ``sample`` photographs (11 images), the full
+- ``gaussian``: Gaussian_R2 deblurring, trained on the embedded ``sample`` photographs (13 images), the full
   ablation (plain U-Net, unrolled, EMA, schedule, batch/crop, self-ensemble);
 - ``box``: Box_R3 deblurring, the same training data;
 - ``sr``: x2 super-resolution, the same training data;
 - ``own``: the own-measurements workflow: the held-out photographs are degraded (Gaussian_R2, noise 5, written as
   8-bit PNG as a camera would), SEI is trained on those blurry images alone (``data.kind="measurements"``) and
-  restores the very same images; baselines restore the same 8-bit measurements.
+  restores the very same images; baselines restore the same 8-bit measurements;
+- ``own-finetune``: the same, starting from the weights that ``gaussian-bf16`` trained on the sample photographs
+  (``sei train --measurements DIR --weights RUN``): run ``gaussian-bf16`` first.
 
 Budget: every recipe gets the same compute, ``--budget`` seconds of two idle cores. The machine is shared, so
 wall-clock budgets would penalise whichever recipe ran while others were busy (and busy OpenMP threads inflate
@@ -121,6 +123,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "unrolled-lr2e-3": {"model.backbone": "unrolled-small", "train.lr": 2e-3},
     "unrolled-b16": {"model.backbone": "unrolled-small", "train.lr": 1e-3, "data.batch_size": 16},
     "unrolled-c64": {"model.backbone": "unrolled-small", "train.lr": 1e-3, "data.crop_size": 64},
+    # fine-tuning on the user's own measurements from the weights the gaussian-bf16 scenario trained on the
+    # sample photographs (run that scenario first): what `sei train --measurements DIR --weights RUN` does
+    "unet-bf16-finetune": {"model.backbone": "unet-small", "train.lr": 1e-3, "train.precision": "bf16-mixed",
+                           "model.weights": str(RUNS / "gaussian-bf16_unet-bf16_b600_s0" / "weights.pt")},
 }
 # row label -> (recipe, weights: "raw" or "ema", self-ensemble)
 ROWS: dict[str, tuple[str, str, bool]] = {
@@ -137,6 +143,9 @@ ROWS: dict[str, tuple[str, str, bool]] = {
     "SEI unrolled + EMA (lr 2e-3)": ("unrolled-lr2e-3", "ema", False),
     "SEI unrolled + EMA (batch 16)": ("unrolled-b16", "ema", False),
     "SEI unrolled + EMA (crop 64)": ("unrolled-c64", "ema", False),
+    "SEI unet-small bf16 fine-tuned": ("unet-bf16-finetune", "raw", False),
+    "SEI unet-small bf16 fine-tuned + EMA": ("unet-bf16-finetune", "ema", False),
+    "SEI unet-small bf16 fine-tuned + EMA + ensemble": ("unet-bf16-finetune", "ema", True),
 }
 SCENARIO_ROWS = {
     "gaussian": ["SEI unrolled-small", "SEI unrolled-small + EMA", "SEI unrolled-small + EMA + ensemble",
@@ -148,6 +157,9 @@ SCENARIO_ROWS = {
     "box": ["SEI unrolled-small + EMA", "SEI unrolled-small + EMA + ensemble"],
     "sr": ["SEI unrolled-small + EMA", "SEI unrolled-small + EMA + ensemble"],
     "own": ["SEI unrolled-small + EMA", "SEI unrolled-small + EMA + ensemble"],
+    # own measurements, starting from the sample run's weights (gaussian-bf16) instead of from scratch
+    "own-finetune": ["SEI unet-small bf16 fine-tuned", "SEI unet-small bf16 fine-tuned + EMA",
+                     "SEI unet-small bf16 fine-tuned + EMA + ensemble"],
 }
 SCENARIO_PHYSICS = {
     "gaussian": {"physics.task": "deblurring", "physics.kernel": "Gaussian_R2"},
@@ -156,6 +168,7 @@ SCENARIO_PHYSICS = {
     "box": {"physics.task": "deblurring", "physics.kernel": "Box_R3"},
     "sr": {"physics.task": "sr", "physics.sr_factor": 2},
     "own": {"physics.task": "deblurring", "physics.kernel": "Gaussian_R2"},
+    "own-finetune": {"physics.task": "deblurring", "physics.kernel": "Gaussian_R2"},
 }
 BASELINES = {"deblurring": ["identity", "wiener", "tv", "bm3d", "pnp"], "sr": ["bicubic", "wiener", "tv", "pnp"]}
 
@@ -365,7 +378,7 @@ def main() -> None:
         physics = scenario_physics(scenario)
         task = SCENARIO_PHYSICS[scenario]["physics.task"]
         data: dict[str, Any] = {"data.dataset": "sample"}
-        if scenario == "own":
+        if scenario.startswith("own"):
             measurements, folder = own_measurements(images, physics, RUNS / "own_measurements")
             data = {"data.dataset": str(folder), "data.kind": "measurements", "data.samples_per_epoch": 200}
         else:
@@ -397,7 +410,9 @@ def main() -> None:
                  "gaussian-bf16": "Gaussian_R2 deblurring, trained on the sample photographs, bf16 mixed precision",
                  "box": "Box_R3 deblurring, trained on the sample photographs",
                  "sr": "x2 super-resolution, trained on the sample photographs",
-                 "own": "own measurements: Gaussian_R2, trained on the blurry held-out images themselves"}[scenario]
+                 "own": "own measurements: Gaussian_R2, trained on the blurry held-out images themselves",
+                 "own-finetune": "own measurements: Gaussian_R2, the gaussian-bf16 run fine-tuned on the blurry "
+                                 "held-out images themselves"}[scenario]
         print(f"\n== {title}; noise 5; {len(images)} held-out photographs; budget {args.budget:g} s per training ==")
         print(format_rows(rows, reference), flush=True)
         save(scenario, {"rows": rows, "budget_s": args.budget, "images": args.images.split(","),
