@@ -58,7 +58,6 @@ def summarise(rows: list[dict[str, Any]], settings: dict[str, Any] | None = None
     return summary
 
 
-@torch.no_grad()
 def metric_data_range(intensity: IntensityMap | None) -> float | None:
     """The ``data_range`` that scores a set in its own precision: ``None`` (the paper's 8-bit protocol) for 8-bit
     photographs and the named datasets, ``1.0`` for 16-bit and float data, whose full range the network's [0, 1]
@@ -68,6 +67,7 @@ def metric_data_range(intensity: IntensityMap | None) -> float | None:
     return 1.0
 
 
+@torch.no_grad()
 def evaluate(
     reconstruct: Reconstructor,
     measurements: MeasurementSet,

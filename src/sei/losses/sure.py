@@ -28,9 +28,8 @@ estimates the Gaussian noise variance (``--noise-level learn``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import torch
 
