@@ -128,7 +128,8 @@ def available_memory(device: torch.device) -> int:
 
 class MemorySetup:
     """How a memory mode is applied: to the process (allocator settings) and to the network (checkpointing).
-    ``sei train``, the probe and ``benchmarks/memory_modes.py`` all apply modes through it.
+    The probe and ``benchmarks/memory_modes.py`` apply modes through it; ``sei train`` through the configuration
+    that :func:`set_memory_mode` writes (``model.checkpointing``, read by the training module).
     """
 
     def __init__(self, mode: str, release_threshold: int | None = None) -> None:
@@ -235,7 +236,7 @@ class StepProbe:
     def __init__(self, module: Any, physics: LinearPhysics, config: ExperimentConfig, device: torch.device) -> None:
         import torch
 
-        from sei.physics.base import float32_physics
+        from sei.physics.base import float32_physics, physics_upscale
 
         self.config = config
         self.device = device
@@ -248,7 +249,7 @@ class StepProbe:
         if dtype is not None:
             self.backbone = self.backbone.to(dtype)
         self.channels = int(module.backbone.sei_architecture.get("in_chans", 3))
-        self.upscale = int(getattr(self.physics, "upscale", 1) or 1)
+        self.upscale = physics_upscale(physics)
 
     def __call__(self, mode: str, batch: int) -> int:
         """Peak memory increase of one step in ``mode`` at ``batch``, in bytes.

@@ -55,10 +55,10 @@ class SEIModule(L.LightningModule):
             self.backbone = build_backbone(model.backbone, upscale=upscale, in_chans=model.channels or 3,
                                            physics=self.float32_physics)
         model.channels = int(self.backbone.sei_architecture.get("in_chans", 3))  # initial weights say theirs
-        if model.checkpointing:
-            if not hasattr(self.backbone, "checkpointing"):
-                raise ConfigError(f"activation checkpointing is available for SwinIR backbones, not {model.backbone}")
-            self.backbone.checkpointing = True
+        if hasattr(self.backbone, "checkpointing"):  # as the run's memory mode says, whatever initial weights had
+            self.backbone.checkpointing = model.checkpointing
+        elif model.checkpointing:
+            raise ConfigError(f"activation checkpointing is available for SwinIR backbones, not {model.backbone}")
         self.method = build_method(loss.method, alpha=loss.alpha, tau=loss.tau, scale_factors=loss.scale_factors,
                                    rotation_multiples=loss.rotation_multiples, sure_constant=loss.sure_constant,
                                    batched_probe=loss.batched_probe, stop_gradient=loss.stop_gradient)

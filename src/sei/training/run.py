@@ -34,7 +34,7 @@ from sei.training.datamodule import SEIDataModule
 from sei.training.ema import EMA
 from sei.training.guards import DivergenceGuard, check_finite_weights
 from sei.training.measured_noise import estimate_run_noise, learned_physics
-from sei.training.memory_plan import AUTO, MemorySetup, plan_memory, requested_mode, set_memory_mode
+from sei.training.memory_plan import AUTO, plan_memory, requested_mode, set_memory_mode
 from sei.training.progress import RunProgressBar, silence_lightning_tips
 from sei.training.module import SEIModule
 from sei.training.run_folder import BUDGET, LOG_DIR, RESUMABLE_CHANGES, RunFolder
@@ -147,8 +147,6 @@ def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks
         set_memory_mode(config, plan.mode)
     torch.manual_seed(config.train.seed)  # the backbone's initial weights
     module = SEIModule(config.to_dict(), physics=physics)
-    memory = MemorySetup(config.train.memory)
-    memory.prepare_network(module.backbone)
     config.model.backbone = module.config.model.backbone  # known once initial weights are read
     config.model.channels = module.config.model.channels
     folder.write_config(config)
