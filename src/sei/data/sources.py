@@ -63,7 +63,7 @@ CT_FILE = RemoteFile(
     "6f1e1a4f5c0a1f0e0a4b6e6b9a8b4b4b", checksum_verified=False)
 
 # Photographs that ship inside installed wheels (no download): scikit-image's, and the two natural photographs of
-# scikit-learn (SAMPLE_LICENCES); grayscale ones are repeated to RGB.
+# scikit-learn (SCIKIT_LEARN_PHOTOS, with their licences); grayscale ones are repeated to RGB.
 SAMPLE_SPLITS = {
     "train": ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "moon", "brick",
               "grass", "gravel", "coins", "cell", "china", "flower"),
