@@ -92,6 +92,8 @@ class TestMeasured:
         none, checkpointing = probe("none", 4), probe("checkpointing", 4)
         assert 0 < checkpointing < none
         assert all(p.grad is None for p in module.backbone.parameters())  # the run's network is untouched
+        # a throwaway module (plan_memory's) lends its network instead of having it copied
+        assert StepProbe(module, physics, config, torch.device("cpu"), copy_network=False).backbone is module.backbone
 
     def test_scarce_memory_picks_checkpointing(self, tmp_path):
         config = small_run(tmp_path, **{"data.crop_size": 48})

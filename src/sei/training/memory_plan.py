@@ -231,9 +231,12 @@ class StepProbe:
     :param module: the run's :class:`sei.training.module.SEIModule` (its backbone is copied, never trained).
     :param physics: the run's operator.
     :param device: where the run trains.
+    :param copy_network: False when ``module`` is a throwaway built for the probe: its backbone is then used
+        (and changed: mode, dtype, device) instead of copied, which saves a network copy's time and memory.
     """
 
-    def __init__(self, module: Any, physics: LinearPhysics, config: ExperimentConfig, device: torch.device) -> None:
+    def __init__(self, module: Any, physics: LinearPhysics, config: ExperimentConfig, device: torch.device,
+                 copy_network: bool = True) -> None:
         import torch
 
         from sei.physics.base import float32_physics, physics_upscale
@@ -243,7 +246,7 @@ class StepProbe:
         self.method = module.method
         # called as the training steps call it: in float32 outside autocast (see sei.physics.base.Float32Physics)
         self.physics = float32_physics(physics).to(device)
-        self.backbone = copy.deepcopy(module.backbone).to(device)
+        self.backbone = (copy.deepcopy(module.backbone) if copy_network else module.backbone).to(device)
         self.autocast, dtype = _precision_context(config.train.precision, device.type)
         self.dtype = dtype or torch.float32
         if dtype is not None:
@@ -432,7 +435,7 @@ def plan_memory(config: ExperimentConfig, physics: LinearPhysics, available: int
         module = SEIModule(probe_config.to_dict(), physics=physics)
     finally:
         torch.random.set_rng_state(state)  # building the copy draws initial weights: the run's are unchanged
-    probe = StepProbe(module, physics, config, device)
+    probe = StepProbe(module, physics, config, device, copy_network=False)
     modes = candidate_modes(hasattr(module.backbone, "checkpointing"), device.type)
     del module
     return choose_memory_mode(probe, modes, config.data.batch_size, config.data.crop_size, available, str(device))
