@@ -229,11 +229,14 @@ def uses_laptop_recipe(config: ExperimentConfig) -> bool:
 
 
 def default_lr(backbone: str | None, task: str) -> float:
-    """The learning rate follows the backbone: the paper's rate by task for SwinIR, the laptop rate for the small
-    convolutional and unrolled networks (measured: 1e-4 leaves them far from converged in a laptop budget)."""
+    """The learning rate follows the backbone: a preset's own rate where it has one, else the paper's rate by task
+    for SwinIR and the laptop rate for the convolutional and unrolled networks (measured: 1e-4 leaves them far
+    from converged in a laptop budget)."""
     from sei.models.registry import BACKBONES
 
     preset = BACKBONES.get(str(backbone))
+    if preset is not None and preset.lr is not None:
+        return preset.lr
     return PAPER_LR[task] if preset is None or preset.family == "swinir" else LAPTOP_LR
 
 

@@ -16,12 +16,15 @@ class BackbonePreset:
 
     :ivar needs_physics: the network holds the measurement operator (physics-aware backbones): it must be
         built with ``physics=`` and is tied to operators of the same kind and upscale.
+    :ivar lr: the learning rate it trains with when none is given; None for its family's (see
+        :func:`sei.config.default_lr`).
     """
 
     family: str
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     needs_physics: bool = False
+    lr: float | None = None
 
 
 BACKBONES: dict[str, BackbonePreset] = {
@@ -32,8 +35,10 @@ BACKBONES: dict[str, BackbonePreset] = {
     "unet-tiny": BackbonePreset("unet", {"width": 8, "levels": 2, "blocks": 1}, "tiny residual U-Net, for tests"),
     "unet-small": BackbonePreset("unet", {"width": 32, "levels": 2, "blocks": 2},
                                  "small residual U-Net (~1.1 M parameters), fast on a CPU"),
+    # measured (benchmarks/laptop_quality.py, bf16): at the small U-Net's 1e-3 its gradient norm overflowed at
+    # step 153; 5e-4 trains
     "unet-base": BackbonePreset("unet", {"width": 64, "levels": 2, "blocks": 2},
-                                "larger residual U-Net (~4.4 M parameters)"),
+                                "larger residual U-Net (~4.4 M parameters)", lr=5e-4),
     "unrolled-tiny": BackbonePreset(
         "unrolled", {"iterations": 2, "width": 8, "levels": 2, "blocks": 1},
         "half-quadratic splitting, 2 iterations, tiny denoiser; needs the operator; for tests", needs_physics=True),
