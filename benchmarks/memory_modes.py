@@ -2,13 +2,16 @@
 
     python benchmarks/memory_modes.py [--backbone swinir] [--task deblurring] [--method sei] [--batch 8]
                                      [--crop 48] [--threads 2] [--steps 3] [--modes none,checkpointing,lean]
+                                     [--precision 32-true|bf16-mixed]
 
 Default: the paper's SwinIR SEI step (Gaussian_R2 deblurring, noise level 5, batch 8 of 48x48 crops) on two CPU
 threads. Each mode runs in a process of its own (a process's peak resident set, VmHWM, and the allocator's
 settings and retained memory would carry over), set up as ``sei train`` sets it up (:mod:`sei.training.memory_plan`),
 with an address-space limit of ``--limit-fraction`` of the memory available so that a mode that does not fit is
 recorded as out of memory instead of bringing the machine down. Seconds per step are the median of ``--steps``
-steps after one warm-up step; the ratios are to mode ``none`` (to ``checkpointing`` where ``none`` did not fit). ``--thp`` adds each mode again with PyTorch's transparent-huge-page allocation (``THP_MEM_ALLOC_ENABLE=1``, an
+steps after one warm-up step; the ratios are to mode ``none`` (to ``checkpointing`` where ``none`` did not fit).
+``--precision bf16-mixed`` runs the step as ``sei train`` does under ``--precision auto`` on a CPU with native bf16:
+the network under bf16 autocast, the operator in float32 (:func:`sei.physics.base.float32_physics`). ``--thp`` adds each mode again with PyTorch's transparent-huge-page allocation (``THP_MEM_ALLOC_ENABLE=1``, an
 environment variable PyTorch reads once at start-up, set here for the child process only). Prints a table and
 writes ``benchmarks/results/memory_modes.json``.
 """
@@ -36,6 +39,7 @@ def child(args: argparse.Namespace) -> dict:
     from sei.methods import build_method
     from sei.models import build_backbone
     from sei.physics import make_physics
+    from sei.physics.base import float32_physics
     from sei.rng import make_generator
     from sei.training.memory_plan import MemorySetup
 
@@ -43,6 +47,8 @@ def child(args: argparse.Namespace) -> dict:
     mode = args.child
     physics = make_physics(args.task, kernel="Gaussian_R2" if args.task == "deblurring" else None,
                            sr_factor=2 if args.task == "sr" else None, noise_level=5)
+    physics = float32_physics(physics)
+    bf16 = args.precision == "bf16-mixed"
     torch.manual_seed(0)
     model = build_backbone(args.backbone, upscale=physics.upscale)
     mode, _, threshold = mode.partition("@")  # lean@MiB: another allocator threshold, for the curve
@@ -59,7 +65,8 @@ def child(args: argparse.Namespace) -> dict:
     try:
         for index in range(args.steps + 1):
             started = time.perf_counter()
-            output = method(model, physics, y, x, generator=make_generator(0, "loss", index))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                output = method(model, physics, y, x, generator=make_generator(0, "loss", index))
             optimizer.zero_grad(set_to_none=True)
             output.loss.backward()
             optimizer.step()
@@ -77,7 +84,8 @@ def child(args: argparse.Namespace) -> dict:
 def run_mode(args: argparse.Namespace, mode: str, thp: bool) -> dict:
     command = [sys.executable, __file__, "--child", mode, *(f"--{k}={v}" for k, v in
                (("backbone", args.backbone), ("task", args.task), ("method", args.method), ("batch", args.batch),
-                ("crop", args.crop), ("threads", args.threads), ("steps", args.steps)))]
+                ("crop", args.crop), ("threads", args.threads), ("steps", args.steps),
+                ("precision", args.precision)))]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     if thp:
         env["THP_MEM_ALLOC_ENABLE"] = "1"
@@ -120,6 +128,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per mode, after one warm-up step")
     parser.add_argument("--modes", default="none,checkpointing,lean",
                         help="modes in order; lean@N: lean with allocations above N MiB mapped individually")
+    parser.add_argument("--precision", default="32-true", choices=("32-true", "bf16-mixed"))
     parser.add_argument("--thp", action="store_true", help="also each mode with THP_MEM_ALLOC_ENABLE=1")
     parser.add_argument("--limit-fraction", type=float, default=0.9,
                         help="address-space limit per mode, as a fraction of the memory available")
@@ -134,7 +143,7 @@ def main() -> None:
         runs += [(mode, True) for mode in args.modes.split(",")]
     records = []
     print(f"{args.backbone} {args.method} {args.task}, batch {args.batch} of {args.crop}x{args.crop}, "
-          f"{args.threads} threads")
+          f"{args.threads} threads, {args.precision}")
     print(f"{'mode':<20}{'peak RSS GB':>12}{'s/step':>9}{'x time':>8}{'x memory':>10}")
     for mode, thp in runs:
         record = {"mode": mode, "thp": thp, **run_mode(args, mode, thp)}
@@ -149,7 +158,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
             "setting": {k: getattr(args, k) for k in ("backbone", "task", "method", "batch", "crop", "threads",
-                                                      "steps")},
+                                                      "steps", "precision")},
             "records": records, "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "platform": platform.platform(), "command": " ".join(["python", "benchmarks/memory_modes.py",
                                                                  *sys.argv[1:]])}, indent=2))
