@@ -64,6 +64,19 @@ class TestResolve:
         assert "x2_Box_R2" in sr.name
         assert resolve(from_flat({"physics.kernel": "gaussian_r2"})).name == config.name  # canonical kernel names
 
+    def test_gradient_clipping_follows_the_recipe(self, monkeypatch):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        assert resolve(from_flat({"data.dataset": "sample"})).train.grad_clip == 1.0  # the laptop recipe
+        assert resolve(from_flat({"train.grad_clip": "none"})).train.grad_clip is None
+        assert resolve(from_flat({"train.grad_clip": 0})).train.grad_clip is None
+        assert resolve(from_flat({"train.grad_clip": "0.5"})).train.grad_clip == 0.5
+        for bad in (-1, "big", float("nan")):
+            with pytest.raises(ConfigError, match="grad_clip"):
+                resolve(from_flat({"train.grad_clip": bad}))
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True, raising=False)
+        assert resolve(from_flat({"data.dataset": "div2k"})).train.grad_clip is None  # the paper's does not clip
+
     def test_a_cpu_never_gets_the_papers_swinir_unless_asked(self, monkeypatch):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
         for values in ({}, {"data.dataset": "/some/folder", "data.kind": "measurements", "physics.kernel": "Box_R2"}):

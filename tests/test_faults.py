@@ -23,6 +23,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from sei.cli import main
@@ -246,6 +247,36 @@ class TestDivergence:
         assert not (run / "weights.pt").exists()
         for checkpoint in (run / "checkpoints").glob("*.ckpt") if (run / "checkpoints").exists() else []:
             assert all_finite(checkpoint)
+
+    @pytest.mark.parametrize("bound", [1e-5, None])
+    def test_gradient_clipping_bounds_every_step(self, tmp_path, bound):
+        norms = []
+
+        class ClippedNorms(L.Callback):  # after the optimiser step the gradients are those it used
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_index) -> None:
+                grads = [p.grad for p in pl_module.backbone.parameters() if p.grad is not None]
+                norms.append(float(torch.nn.utils.get_total_norm(grads)))
+
+        config = from_flat({**TINY, "train.steps": 4, "train.grad_clip": "none" if bound is None else bound,
+                            "out_dir": str(tmp_path / "run")})
+        train(config, callbacks=[ClippedNorms()])
+        assert len(norms) == 4
+        if bound is None:
+            assert max(norms) > 1e-4  # the raw gradients are larger than the bound: the bound is what holds them
+        else:
+            assert max(norms) <= bound * (1 + 1e-4)
+
+    def test_runs_recorded_before_gradient_clipping_resume_without_it(self, tmp_path):
+        from sei.training.run_folder import RunFolder
+
+        run = tmp_path / "run"
+        train(from_flat({**TINY, "train.steps": 1, "out_dir": str(run)}))
+        config_file = run / "config.yaml"
+        assert yaml.safe_load(config_file.read_text())["train"]["grad_clip"] == 1.0  # the laptop recipe's, recorded
+        values = yaml.safe_load(config_file.read_text())
+        del values["train"]["grad_clip"]
+        config_file.write_text(yaml.safe_dump(values))
+        assert RunFolder(run).config.train.grad_clip is None
 
     def test_nan_weights_are_never_written(self, tmp_path):
         from sei.training.checkpointing import AtomicCheckpointIO

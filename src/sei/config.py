@@ -35,6 +35,10 @@ LAPTOP_BACKBONE = "unet-small"
 # 411 -> 1158 fp32 steps gained 0.56 dB, 3920 bf16 steps only 0.05 dB more, so bf16's speed shortens the run.
 LAPTOP_STEPS = 2400
 LAPTOP_LR = 1e-3
+# The laptop recipe's bound on the global gradient norm. Its gradients' norm is 0.005-0.3 once training settles;
+# at twice the rate one batch's norm jumped to 5e7 and training diverged, which this bound stops (measured,
+# benchmarks/laptop_quality.py's data: 1200 steps gave the same held-out PSNR, +0.02 dB, with and without it).
+LAPTOP_GRAD_CLIP = 1.0
 
 
 # The physics section is the one physics spec (see sei.physics.spec).
@@ -99,6 +103,8 @@ class TrainConfig:
     checkpoint_every: int = 10  # epochs; the latest checkpoint is also kept at every epoch
     checkpoint_keep: int = 3  # periodic checkpoints kept (the newest); 0 keeps all
     ema_decay: float | None = None  # an exponential moving average of the weights for validation and weights.pt
+    grad_clip: Any = "auto"  # bound on the global gradient norm; auto: LAPTOP_GRAD_CLIP for the laptop recipe,
+    # none for the paper's (which does not clip); none or 0: off
     val_every: int = 0  # epochs; 0 turns validation off
     log_every: int = 10  # steps
     progress: bool = True
@@ -240,6 +246,25 @@ def default_lr(backbone: str | None, task: str) -> float:
     return PAPER_LR[task] if preset is None or preset.family == "swinir" else LAPTOP_LR
 
 
+def resolve_grad_clip(value: Any, laptop: bool) -> float | None:
+    """The gradient-norm bound a run trains with: ``auto`` gives :data:`LAPTOP_GRAD_CLIP` to the laptop recipe and
+    none to the paper's; ``none``, None and 0 turn it off.
+
+    :raises ConfigError: for a negative or non-numeric value.
+    """
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return LAPTOP_GRAD_CLIP if laptop else None
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
+    try:
+        bound = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"grad_clip must be a positive number, auto or none, got {value!r}") from None
+    if not bound >= 0.0 or bound == float("inf"):
+        raise ConfigError(f"grad_clip must be a positive number, auto or none, got {value!r}")
+    return bound or None
+
+
 def _backbone_of_weights(weights: str | None) -> str | None:
     """The backbone that initial weights hold (a run folder, a weights file with a record, a published name)."""
     if not weights:
@@ -260,7 +285,8 @@ def describe_recipe(config: ExperimentConfig) -> str:
     train, model = config.train, config.model
     budget = f"{train.steps} steps" if train.steps is not None else f"{train.epochs} epochs"
     return (f"{model.backbone or 'backbone of the initial weights'}, {budget}, batch {config.data.batch_size} "
-            f"of {config.data.crop_size}x{config.data.crop_size} crops, lr {train.lr:g}, {config.loss.method}, "
+            f"of {config.data.crop_size}x{config.data.crop_size} crops, lr {train.lr:g}"
+            f"{f' (gradient norm clipped at {train.grad_clip:g})' if train.grad_clip else ''}, {config.loss.method}, "
             f"precision {train.precision}")
 
 
@@ -309,6 +335,7 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError("the number of epochs or steps must be positive")
     if train.lr is None:
         train.lr = default_lr(model.backbone or _backbone_of_weights(model.weights), physics.task)
+    train.grad_clip = resolve_grad_clip(train.grad_clip, laptop)
     if data.batch_size < 1 or data.crop_size < 1:
         raise ConfigError("batch size and crop size must be positive")
     check_train_settings(train)

@@ -62,6 +62,9 @@ def add_parser(subparsers) -> None:
     option(budget, "--lr", dest="train.lr", type=float,
            help="default: by backbone, 1e-4 (deblurring) or 2e-4 (sr) for SwinIR, 1e-3 for the small networks")
     option(budget, "--seed", dest="train.seed", type=int, help="run seed (default 0)")
+    option(budget, "--grad-clip", dest="train.grad_clip", metavar="NORM",
+           help="bound on the global gradient norm (default auto: 1 for the laptop recipe, which it keeps from "
+                "diverging on a spike; none for the paper's SwinIR recipe); none or 0 turns it off")
     option(budget, "--ema", dest="train.ema_decay", type=float, metavar="DECAY",
            help="validate and save an exponential moving average of the weights (e.g. 0.999; default off)")
     run = parser.add_argument_group("run")

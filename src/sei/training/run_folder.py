@@ -108,7 +108,10 @@ class RunFolder:
         """The configuration the run recorded, read once; a kernel file inside the folder is made absolute."""
         if not self.has_config():
             raise ConfigError(f"{self.path} holds no {CONFIG_FILE}; is it a training run's folder?")
-        config = from_dict(load_yaml(self.config_path))
+        values = load_yaml(self.config_path)
+        if isinstance(values, dict) and isinstance(values.get("train"), dict):
+            values["train"].setdefault("grad_clip", None)  # runs recorded before it existed did not clip
+        config = from_dict(values)
         kernel = config.physics.kernel
         if isinstance(kernel, str) and config.physics.kernel_is_file and not Path(kernel).is_absolute():
             config.physics.kernel = str((self.path / kernel).resolve())
