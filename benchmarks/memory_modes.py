@@ -10,6 +10,7 @@ settings and retained memory would carry over), set up as ``sei train`` sets it 
 with an address-space limit of ``--limit-fraction`` of the memory available so that a mode that does not fit is
 recorded as out of memory instead of bringing the machine down. Seconds per step are the median of ``--steps``
 steps after one warm-up step; the ratios are to mode ``none`` (to ``checkpointing`` where ``none`` did not fit).
+The trade-off curve (peak memory against seconds per step, a point per mode) goes next to the JSON as a PNG.
 ``--precision bf16-mixed`` runs the step as ``sei train`` does under ``--precision auto`` on a CPU with native bf16:
 the network under bf16 autocast, the operator in float32 (:func:`sei.physics.base.float32_physics`). ``--thp`` adds each mode again with PyTorch's transparent-huge-page allocation (``THP_MEM_ALLOC_ENABLE=1``, an
 environment variable PyTorch reads once at start-up, set here for the child process only). Prints a table and
@@ -117,6 +118,34 @@ def add_ratios(records: list[dict]) -> None:
             r["ratio_to"] = reference["mode"]
 
 
+def plot_tradeoff(records: list[dict], setting: str, path: Path) -> Path | None:
+    """Peak memory against time per step, one point per mode that ran: the trade-off curve, as a PNG."""
+    ran = [r for r in records if "seconds_per_step" in r]
+    if not ran:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
+    for record in ran:
+        label = record["mode"] + (" + THP" if record.get("thp") else "")
+        axes.scatter(record["peak_rss_gb"], record["seconds_per_step"], color="tab:red" if record.get("thp") else "tab:blue")
+        axes.annotate(label, (record["peak_rss_gb"], record["seconds_per_step"]), textcoords="offset points",
+                      xytext=(5, 5), fontsize=9)
+    axes.set_xlabel("peak resident memory (GB)")
+    axes.set_ylabel("seconds per step")
+    axes.set_xlim(left=0)
+    axes.set_ylim(bottom=0)
+    axes.set_title(setting, fontsize=9)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default="swinir")
@@ -142,8 +171,9 @@ def main() -> None:
     if args.thp:
         runs += [(mode, True) for mode in args.modes.split(",")]
     records = []
-    print(f"{args.backbone} {args.method} {args.task}, batch {args.batch} of {args.crop}x{args.crop}, "
-          f"{args.threads} threads, {args.precision}")
+    setting = (f"{args.backbone} {args.method} {args.task}, batch {args.batch} of {args.crop}x{args.crop}, "
+               f"{args.threads} threads, {args.precision}")
+    print(setting)
     print(f"{'mode':<20}{'peak RSS GB':>12}{'s/step':>9}{'x time':>8}{'x memory':>10}")
     for mode, thp in runs:
         record = {"mode": mode, "thp": thp, **run_mode(args, mode, thp)}
@@ -162,7 +192,8 @@ def main() -> None:
             "records": records, "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "platform": platform.platform(), "command": " ".join(["python", "benchmarks/memory_modes.py",
                                                                  *sys.argv[1:]])}, indent=2))
-    print(f"wrote {args.out}")
+    figure = plot_tradeoff(records, setting, args.out.with_suffix(".png"))
+    print(f"wrote {args.out}" + (f" and {figure}" if figure else ""))
 
 
 if __name__ == "__main__":
