@@ -3,6 +3,7 @@ training batches move it, it is recorded in the weights and a resumed run contin
 
 from __future__ import annotations
 
+import lightning as L
 import pytest
 import torch
 
@@ -78,14 +79,12 @@ def test_only_training_batches_move_the_level_and_it_is_recorded(natural_image):
     assert fresh.learned_noise_level == learned
 
 
-def test_resumed_run_continues_the_learned_level_exactly(tmp_path, interrupt):
+def learning_run(tmp_path) -> dict:
+    """Settings of a tiny SURE run that learns the level from 16-bit measurements (noise 8) of two 64x64 crops."""
     from PIL import Image
     from skimage import data
 
     from sei.cli import main
-    from sei.config import from_flat
-    from sei.models.weights import read_physics
-    from sei.training import train
 
     clean = tmp_path / "clean"
     clean.mkdir()
@@ -94,10 +93,18 @@ def test_resumed_run_continues_the_learned_level_exactly(tmp_path, interrupt):
     folder = tmp_path / "blurry"
     assert main(["degrade", str(clean), str(folder), "--kernel", "Gaussian_R1", "--noise-level", "8", "--bits", "16",
                  "--quiet"]) == 0
-    settings = {"data.dataset": str(folder), "data.kind": "measurements", "physics.kernel": "Gaussian_R1",
-                "physics.noise_level": "learn", "model.backbone": "unet-tiny", "data.batch_size": 2,
-                "data.crop_size": 24, "data.samples_per_epoch": 4, "train.progress": False, "loss.method": "sure",
-                "train.steps": 5}
+    return {"data.dataset": str(folder), "data.kind": "measurements", "physics.kernel": "Gaussian_R1",
+            "physics.noise_level": "learn", "model.backbone": "unet-tiny", "data.batch_size": 2,
+            "data.crop_size": 24, "data.samples_per_epoch": 4, "train.progress": False, "loss.method": "sure",
+            "train.steps": 5}
+
+
+def test_resumed_run_continues_the_learned_level_exactly(tmp_path, interrupt):
+    from sei.config import from_flat
+    from sei.models.weights import read_physics
+    from sei.training import train
+
+    settings = learning_run(tmp_path)
     reference = train(from_flat({**settings, "out_dir": str(tmp_path / "a")}))
     with pytest.raises(RuntimeError, match="simulated kill"):
         train(from_flat({**settings, "out_dir": str(tmp_path / "b")}), callbacks=[interrupt(3)])
@@ -108,3 +115,30 @@ def test_resumed_run_continues_the_learned_level_exactly(tmp_path, interrupt):
     assert read_physics(resumed.weights).noise_source == "learned"
     weights = [torch.load(r.weights, weights_only=True)["params"] for r in (reference, resumed)]
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+
+
+class RecordLevel(L.Callback):
+    """Writes each rank's learned variance after every step to ``<folder>/rank<r>.pt``."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.levels: list[torch.Tensor] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_index) -> None:
+        self.levels.append(pl_module.method.noise_variance.detach().clone())
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        torch.save(torch.stack(self.levels), f"{self.folder}/rank{trainer.global_rank}.pt")
+
+
+def test_data_parallel_ranks_learn_one_level(tmp_path):
+    from sei.config import from_flat
+    from sei.training import train
+
+    settings = {**learning_run(tmp_path), "train.steps": 3, "train.devices": 2, "train.device": "cpu",
+                "out_dir": str(tmp_path / "run")}
+    train(from_flat(settings), callbacks=[RecordLevel(str(tmp_path))], strategy="ddp_spawn")
+    rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert rank0.numel() == 3
+    assert not torch.equal(rank0[0], rank0[-1])  # the level moved ...
+    assert torch.equal(rank0, rank1)  # ... identically on both ranks, though each trains on its own crops

@@ -25,7 +25,7 @@ from torch import nn
 from sei.errors import ConfigError, MissingGroundTruthError, ShapeError, UnknownNameError
 from sei.losses.equivariance import equivariance_loss
 from sei.losses.supervised import css_loss, supervised_loss
-from sei.losses.sure import residual_noise_variance, sure_gaussian, sure_poisson_gaussian
+from sei.losses.sure import pooled_noise_variance, sure_gaussian, sure_poisson_gaussian
 from sei.physics.base import check_image_batch, physics_margin, physics_upscale
 from sei.physics.noise import noise_parameters
 from sei.transforms import DEFAULT_SCALE_FACTORS, RandomRotate, RandomScale, RandomShift
@@ -117,7 +117,9 @@ class SureEquivariant(Method):
     training batch, moves to ``(1 - m) sigma^2 + m * residual / noise_gain`` (``m`` = ``NOISE_VARIANCE_MOMENTUM``),
     the running average of the residual estimate of :func:`sei.losses.sure.residual_noise_variance`: the noise power
     left in ``A f(y) - y`` over the share of the noise that the residual keeps, both from the SURE evaluation the
-    batch already made. SURE and the equivariance term's noise e' use the learned level.
+    batch already made. SURE and the equivariance term's noise e' use the learned level. In a data-parallel run
+    the ranks pool their residuals (:func:`sei.losses.sure.pooled_noise_variance`), so the level is the same on
+    every rank.
 
     Why not UNSURE's multiplier (Tachella et al., 2024), the ascent ``sigma^2 += step * 2 div``: its fixed point is
     where the network's divergence is 0 (``sigma^2 / (1 - d)`` with ``d`` the per-pixel divergence of the MMSE
@@ -183,7 +185,7 @@ class SureEquivariant(Method):
             loss = loss + equivariance
         if learn:
             parts["sigma"] = torch.tensor(sigma * 255.0)
-            estimate = residual_noise_variance(sure) if self.training else None
+            estimate = pooled_noise_variance(sure) if self.training else None  # all ranks' batches in DDP
             if estimate is not None:  # None: this batch's residual says nothing about the noise
                 variance = float(self.noise_variance)
                 self.noise_variance.fill_(variance + NOISE_VARIANCE_MOMENTUM * (estimate - variance))

@@ -106,6 +106,26 @@ def residual_noise_variance(terms: SureTerms) -> float | None:
     return residual / gain
 
 
+def pooled_noise_variance(terms: SureTerms) -> float | None:
+    """:func:`residual_noise_variance` over every process of a data-parallel run: the ranks' residuals and noise
+    gains are summed before their ratio (one all-reduce), so every rank gets the estimate of the global batch and
+    a learned level stays identical on all of them. In a single process, :func:`residual_noise_variance` itself.
+
+    Every rank must call it at the same step (as training steps do): a rank whose terms say nothing contributes
+    zeros, and the estimate is ``None`` only when no rank's terms say anything.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return residual_noise_variance(terms)
+    estimate = residual_noise_variance(terms)
+    residual, gain = (float(terms.residual.detach()), float(terms.noise_gain)) if estimate is not None else (0.0, 0.0)
+    totals = torch.tensor([residual, gain], dtype=torch.float64, device=terms.residual.device)
+    dist.all_reduce(totals)
+    total_residual, total_gain = (float(value) for value in totals)
+    return total_residual / total_gain if total_gain > 0 else None
+
+
 def _probe_pair(model, physics, y: torch.Tensor, generator: torch.Generator | None, margin: tuple[int, int],
                 tau: float, batched_probe: bool, constant: str
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
