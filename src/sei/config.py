@@ -16,6 +16,7 @@ budget by dataset), and the resolved configuration is what a run records in its 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,15 +253,16 @@ def resolve_grad_clip(value: Any, laptop: bool) -> float | None:
 
     :raises ConfigError: for a negative or non-numeric value.
     """
-    if isinstance(value, str) and value.strip().lower() == "auto":
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word == "auto":
         return LAPTOP_GRAD_CLIP if laptop else None
-    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+    if value is None or word == "none":
         return None
     try:
         bound = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"grad_clip must be a positive number, auto or none, got {value!r}") from None
-    if not bound >= 0.0 or bound == float("inf"):
+        bound = math.nan
+    if not (math.isfinite(bound) and bound >= 0.0):
         raise ConfigError(f"grad_clip must be a positive number, auto or none, got {value!r}")
     return bound or None
 
