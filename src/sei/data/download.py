@@ -3,7 +3,8 @@
 Nothing is fetched unless ``download=True``. A file that is missing offline raises an error naming the file,
 its checksum, where it comes from and where to put it, so it can be fetched by hand. Downloads go to a
 ``.part`` file that is renamed only after its MD5 matches, so an interrupted or corrupted download never
-passes for a good one. Archives are extracted once; small marker files record verification and extraction.
+passes for a good one. Archives (zip, tar, Debian packages) are extracted once; small marker files record
+verification and extraction.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from sei.data.debian import AR_MAGIC, extract_deb_files
 from sei.errors import ResourceUnavailableError
 
 _CHUNK = 1 << 20
@@ -38,6 +40,7 @@ class RemoteFile:
     md5: str
     extract: bool = False
     checksum_verified: bool = True  # False: the MD5 comes from one source and was not confirmed independently
+    members: tuple[str, ...] = ()  # a Debian package (.deb) extracts only these installed files (sei.data.debian)
 
 
 def file_md5(path: str | Path) -> str:
@@ -165,9 +168,18 @@ def verify(remote: RemoteFile, path: Path) -> None:
     marker.write_text(_stamp(path))
 
 
-def _extract(path: Path, destination: Path) -> None:
+def _is_deb(path: Path) -> bool:
+    with open(path, "rb") as file:
+        return file.read(len(AR_MAGIC)) == AR_MAGIC
+
+
+def _extract(path: Path, destination: Path, members: tuple[str, ...] = ()) -> None:
     destination = destination.resolve()
-    if zipfile.is_zipfile(path):
+    if _is_deb(path):
+        if not members:
+            raise ResourceUnavailableError(f"{path} is a Debian package: name the installed files to extract")
+        extract_deb_files(path, members, destination)
+    elif zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             for member in archive.namelist():
                 if not (destination / member).resolve().is_relative_to(destination):
@@ -192,7 +204,7 @@ def _extract(path: Path, destination: Path) -> None:
                     member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
                 archive.extractall(destination)
     else:
-        raise ResourceUnavailableError(f"{path} is neither a zip nor a tar archive")
+        raise ResourceUnavailableError(f"{path} is neither a zip or tar archive nor a Debian package")
 
 
 def fetch(remote: RemoteFile, directory: str | Path, download: bool = False, progress: bool = True) -> Path:
@@ -214,6 +226,6 @@ def fetch(remote: RemoteFile, directory: str | Path, download: bool = False, pro
         _download(remote, path, progress)
     verify(remote, path)
     if remote.extract:
-        _extract(path, directory)
+        _extract(path, directory, remote.members)
         extracted.write_text(_stamp(path))
     return path
