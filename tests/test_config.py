@@ -62,6 +62,9 @@ class TestResolve:
         assert resolve(from_flat({"model.backbone": "unet-small"})).train.lr == 1e-3
         assert resolve(from_flat({"model.backbone": "unet-base"})).train.lr == 5e-4
         assert "x2_Box_R2" in sr.name
+        # the small embedded and downloadable photograph sets get the laptop recipe on a GPU too
+        photos = resolve(from_flat({"data.dataset": "photos"}))
+        assert photos.model.backbone == "unet-small" and photos.data.val_dataset == "photos"
         assert resolve(from_flat({"physics.kernel": "gaussian_r2"})).name == config.name  # canonical kernel names
 
     def test_gradient_clipping_follows_the_recipe(self, monkeypatch):

@@ -95,6 +95,139 @@ class TestDownload:
         assert not (tmp_path / "escape.txt").exists()
 
 
+def ar_archive(members: list[tuple[str, bytes]]) -> bytes:
+    """An ``ar`` archive, the container of a Debian package."""
+    out = bytearray(b"!<arch>\n")
+    for name, data in members:
+        out += f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()
+        out += data + (b"\n" if len(data) % 2 else b"")
+    return bytes(out)
+
+
+def tar_bytes(files: dict[str, bytes], links: dict[str, str] | None = None, compression: str = "xz") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=f"w:{compression}") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            archive.addfile(info)
+    return buffer.getvalue()
+
+
+def make_deb(path: Path, files: dict[str, bytes], links: dict[str, str] | None = None,
+             data_member: str = "data.tar.xz") -> Path:
+    """A Debian package whose payload installs ``files`` (paths like ``./usr/share/a.png``)."""
+    compression = {"data.tar.xz": "xz", "data.tar.gz": "gz"}.get(data_member, "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(ar_archive([("debian-binary", b"2.0\n"), ("control.tar.xz", tar_bytes({})),
+                                 (data_member, tar_bytes(files, links, compression or "xz"))]))
+    return path
+
+
+class TestDebianPackages:
+    def package(self, tmp_path: Path, **kwargs) -> Path:
+        rng = np.random.default_rng(5)
+        files = {"./usr/share/backgrounds/a.png": random_png(rng), "./usr/share/backgrounds/b.png": random_png(rng),
+                 "./usr/share/doc/pkg/copyright": b"GPL-2+ (odd length)"}
+        return make_deb(tmp_path / "server" / "pkg_1.0_all.deb", files, **kwargs)
+
+    def test_fetch_extracts_only_the_named_files(self, tmp_path):
+        deb = self.package(tmp_path)
+        spec = RemoteFile(deb.name, deb.as_uri(), hashlib.md5(deb.read_bytes()).hexdigest(), True,
+                          members=("usr/share/backgrounds/b.png",))
+        store = tmp_path / "store"
+        fetch(spec, store, download=True, progress=False)
+        extracted = [p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file() and p.suffix != ".deb"
+                     and not p.name.startswith(".")]
+        assert extracted == ["usr/share/backgrounds/b.png"]
+        assert np.asarray(Image.open(store / extracted[0])).shape == (40, 52, 3)
+
+    def test_gzip_payload(self, tmp_path):
+        from sei.data.debian import extract_deb_files
+
+        deb = make_deb(tmp_path / "p.deb", {"./x/a.txt": b"abc"}, data_member="data.tar.gz")
+        (path,) = extract_deb_files(deb, ("x/a.txt",), tmp_path / "out")
+        assert path.read_bytes() == b"abc"
+
+    def test_missing_member_is_named(self, tmp_path):
+        from sei.data.debian import extract_deb_files
+
+        with pytest.raises(ResourceUnavailableError, match="has no file usr/share/nothing.png"):
+            extract_deb_files(self.package(tmp_path), ("usr/share/nothing.png",), tmp_path / "out")
+
+    def test_link_member_is_refused(self, tmp_path):
+        from sei.data.debian import extract_deb_files
+
+        deb = self.package(tmp_path, links={"./usr/share/backgrounds/c.png": "a.png"})
+        with pytest.raises(ResourceUnavailableError, match="not a regular file"):
+            extract_deb_files(deb, ("usr/share/backgrounds/c.png",), tmp_path / "out")
+
+    def test_member_outside_the_destination_is_refused(self, tmp_path):
+        from sei.data.debian import extract_deb_files
+
+        with pytest.raises(ResourceUnavailableError, match="not a path inside"):
+            extract_deb_files(self.package(tmp_path), ("../escape.png",), tmp_path / "out")
+
+    @pytest.mark.parametrize("content, message", [
+        (b"PK\x03\x04 not a package", "not a Debian package"),
+        (ar_archive([("debian-binary", b"2.0\n")]), "no data.tar member"),
+        (ar_archive([("data.tar.zst", b"\x28\xb5\x2f\xfd")]), "dpkg-deb -x"),
+        (b"!<arch>\ndebian-binary   0           0     0     100644  4         XX", "damaged ar header"),
+    ])
+    def test_unreadable_packages(self, tmp_path, content, message):
+        from sei.data.debian import extract_deb_files
+
+        (tmp_path / "bad.deb").write_bytes(content)
+        with pytest.raises(ResourceUnavailableError, match=message):
+            extract_deb_files(tmp_path / "bad.deb", ("a",), tmp_path / "out")
+
+    def test_truncated_payload(self, tmp_path):
+        from sei.data.debian import extract_deb_files
+
+        deb = self.package(tmp_path)
+        deb.write_bytes(deb.read_bytes()[:-200])
+        with pytest.raises(ResourceUnavailableError, match="cannot read the files"):
+            extract_deb_files(deb, ("usr/share/backgrounds/b.png",), tmp_path / "out")
+        assert not (tmp_path / "out" / "usr/share/backgrounds/b.png").exists()
+
+
+class TestPhotosDataset:
+    def test_the_table_is_consistent(self):
+        from sei.data.photos import PHOTO_PACKAGES
+
+        names = [photo.name for package in PHOTO_PACKAGES for photo in package.photos]
+        assert len(names) == len(set(names)) and not set(names) & {n for s in SAMPLE_SPLITS.values() for n in s}
+        for package in PHOTO_PACKAGES:
+            assert package.remote.members == tuple(photo.member for photo in package.photos)
+            assert package.remote.url.startswith("https://deb.debian.org/") and len(package.remote.md5) == 32
+            assert all(photo.credit for photo in package.photos)
+
+    def test_sample_plus_packaged_photographs(self, tmp_path, monkeypatch):
+        from sei.data.photos import PackagedPhoto, PhotoPackage
+
+        rng = np.random.default_rng(6)
+        deb = make_deb(tmp_path / "server" / "pics_1_all.deb",
+                       {"./usr/share/bg/one.png": random_png(rng, 300, 400), "./usr/share/bg/art.png": random_png(rng)})
+        package = PhotoPackage(RemoteFile(deb.name, deb.as_uri(), hashlib.md5(deb.read_bytes()).hexdigest(), True,
+                                          members=("usr/share/bg/one.png",)),
+                               (PackagedPhoto("one", "usr/share/bg/one.png", "someone, CC0"),))
+        monkeypatch.setattr(sources, "PHOTO_PACKAGES", (package,))
+        with pytest.raises(ResourceUnavailableError, match="--download"):
+            load_image_set("photos", "train", tmp_path / "datasets")
+        train = load_image_set("photos", "train", tmp_path / "datasets", download=True)
+        assert train.names == list(SAMPLE_SPLITS["train"]) + ["one"] and train.images[-1].shape == (3, 256, 341)
+        assert not (tmp_path / "datasets" / "photos" / "pics" / "usr/share/bg/art.png").exists()
+        val = load_image_set("photos", "val", tmp_path / "datasets")
+        assert val.names == list(SAMPLE_SPLITS["val"])
+        (tmp_path / "datasets" / "photos" / "pics" / "usr/share/bg/one.png").unlink()
+        with pytest.raises(ResourceUnavailableError, match="delete .* and download again"):
+            load_image_set("photos", "train", tmp_path / "datasets")
+
+
 class TestNamedDatasets:
     def test_div2k_from_a_verified_local_archive(self, tmp_path, monkeypatch):
         rng = np.random.default_rng(0)

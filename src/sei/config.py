@@ -30,7 +30,7 @@ from sei.physics.spec import DEFAULT_KERNEL, PhysicsSpec, read_degradation_spec,
 PAPER_LR = {"deblurring": 1e-4, "sr": 2e-4}
 PAPER_EPOCHS = 500
 # The laptop recipe: what trains best in about 10 minutes on two CPU cores (benchmarks/laptop_quality.py). A run
-# gets it on a CPU, and on the embedded sample dataset anywhere; the paper's SwinIR and budget need a GPU.
+# gets it on a CPU, and on the sample and photos datasets anywhere; the paper's SwinIR and budget need a GPU.
 LAPTOP_BACKBONE = "unet-small"
 # About 10 minutes at 0.25 s per fp32 step on 2 cores, 6 with bf16. Held-out PSNR (benchmarks/laptop_quality.py):
 # 411 -> 1158 fp32 steps gained 0.56 dB, 3920 bf16 steps only 0.05 dB more, so bf16's speed shortens the run.
@@ -40,6 +40,8 @@ LAPTOP_LR = 1e-3
 # at twice the rate one batch's norm jumped to 5e7 and training diverged, which this bound stops (measured,
 # benchmarks/laptop_quality.py's data: 1200 steps gave the same held-out PSNR, +0.02 dB, with and without it).
 LAPTOP_GRAD_CLIP = 1.0
+# The named datasets small enough that the laptop recipe suits them on any device (sei.data.sources).
+LAPTOP_DATASETS = ("sample", "photos")
 
 
 # The physics section is the one physics spec (see sei.physics.spec).
@@ -66,7 +68,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str | None = None  # default: swinir, or the small backbone on the sample dataset
+    backbone: str | None = None  # default: swinir, or the small backbone on the sample and photos datasets
     weights: str | None = None  # initial weights (fine-tuning)
     checkpointing: bool = False  # SwinIR recomputes block activations in the backward pass: set from train.memory
     channels: int | None = None  # image channels of the network: None = 1 for grayscale data, else 3 (at training)
@@ -229,10 +231,10 @@ def resolve_physics(physics: PhysicsSpec, data: DataConfig) -> PhysicsSpec:
 
 def uses_laptop_recipe(config: ExperimentConfig) -> bool:
     """Whether defaults left open get the laptop recipe: on a CPU (the paper's SwinIR does not train there in any
-    sensible time), and on the embedded sample dataset (too small for the paper's budget) anywhere."""
+    sensible time), and on the sample and photos datasets (too small for the paper's budget) anywhere."""
     from sei.devices import torch_device
 
-    return str(config.data.dataset).lower() == "sample" or torch_device(config.train.device).type != "cuda"
+    return str(config.data.dataset).lower() in LAPTOP_DATASETS or torch_device(config.train.device).type != "cuda"
 
 
 def default_lr(backbone: str | None, task: str) -> float:

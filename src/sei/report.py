@@ -85,9 +85,11 @@ class EvaluationRecord:
     @property
     def data(self) -> str:
         """The dataset and split; a folder's path alone (folders have no splits)."""
+        from sei.data.sources import NAMED_DATASETS  # here: torch is not needed to read a report otherwise
+
         settings = self.summary.get("settings", {})
         dataset = str(settings.get("dataset", "?"))
-        if dataset.lower() in ("div2k", "urban100", "ct", "sample"):
+        if dataset.lower() in NAMED_DATASETS:
             return f"{dataset}/{settings.get('split', '?')}"
         return dataset.rstrip("/\\") or dataset
 

@@ -15,6 +15,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from sei import __version__
+    from sei.data.sources import NAMED_DATASETS
     from sei.methods import METHOD_REGISTRY
     from sei.models.registry import BACKBONES
     from sei.physics.kernels import PAPER_KERNELS
@@ -24,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     print("\ntasks: deblurring (--kernel NAME|FILE), sr (--sr-factor 2|3|4, bicubic; with --kernel: blur then decimate)")
     print(f"kernels: {', '.join(PAPER_KERNELS)}; any Gaussian_R<int>/Box_R<int>; or a .pt/.npy/image file "
           "(`sei psf` makes Gaussian, motion, defocus and diffraction PSFs)")
+    print(f"datasets: {', '.join(NAMED_DATASETS)} (sample needs no network; --download fetches the others), "
+          "or a folder of images")
     print("\nmethods:")
     for entry in METHOD_REGISTRY:
         alias = f" (alias {', '.join(entry.aliases)})" if entry.aliases else ""

