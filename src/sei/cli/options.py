@@ -121,7 +121,7 @@ def physics_given(args: argparse.Namespace) -> bool:
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     option(group, "--dataset", dest="data.dataset",
-           help="div2k, urban100, ct, sample (embedded, no network), photos (sample and 35 downloaded photographs: "
+           help="div2k, urban100, ct, sample (embedded, no network), photos (sample and 25 downloaded photographs: "
                 "the best training set for photographs the network never saw), or a folder of clean images")
     option(group, "--datasets-dir", "--datasets_dir", dest="data.datasets_dir",
            help="where named datasets are stored and downloaded (default ./datasets)")

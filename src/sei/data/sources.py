@@ -12,8 +12,8 @@ div2k      DIV2K high-resolution photographs            train: 0001-0800, val: 0
 urban100   Urban100 high-resolution city photographs     train: img_001-090, val: img_091-100
 ct         CT slices of the paper (HDF5, grayscale)      train: x_train, val: x_test; repeated to RGB
 sample     photographs shipped with installed packages    train: 13 images, val: 3 images (no network needed)
-photos     sample + 35 photographs of Debian's wallpaper   train: 48 images, val: sample's 3
-           packages (downloaded, 156 MB; sei.data.photos)
+photos     sample + 25 photographs of Debian's wallpaper   train: 38 images, val: sample's 3
+           packages (downloaded, 62 MB; sei.data.photos)
 PATH       a folder of image files                       all images (the split is ignored)
 ========== ========================================== ===================================================
 
