@@ -109,9 +109,13 @@ def extract_deb_files(path: str | Path, members: tuple[str, ...], destination: s
                 partial = target.with_name(target.name + ".part")
                 source = archive.extractfile(info)
                 assert source is not None  # a regular file always has contents
-                with open(partial, "wb") as out:
-                    while chunk := source.read(1 << 20):
-                        out.write(chunk)
+                try:
+                    with open(partial, "wb") as out:
+                        while chunk := source.read(1 << 20):
+                            out.write(chunk)
+                except BaseException:  # a damaged payload or an interruption leaves no half-written file
+                    partial.unlink(missing_ok=True)
+                    raise
                 partial.replace(target)
                 written[name] = target
                 if len(written) == len(wanted):  # the rest of the payload need not be decompressed
