@@ -2,8 +2,9 @@
 packages, for a network that restores photographs it was never trained on.
 
 The packages come from Debian's archive (``deb.debian.org``; the versions of Debian 13, the stable release in
-2026), checksum-verified against the MD5 that Debian's package index records, and only the photographs are extracted (graphics and illustrations are left out). Every
-photograph's author and licence, as the package's copyright file gives them, is in :data:`PHOTO_PACKAGES`.
+2026), checksum-verified against the MD5 that Debian's package index records, and only the photographs are
+extracted (graphics and illustrations are left out). Every photograph's author and licence, as the package's
+copyright file gives them, is in :data:`PHOTO_PACKAGES`.
 Training on them instead of on the 13 sample photographs alone raised held-out PSNR (README, "Is it worth
 training?"): the number was set by the amount of natural training data. The 10 photographs of
 ``plasma-workspace-wallpapers`` (94 MB more, mostly bokeh and heavily processed) were tried and left out: they
@@ -61,7 +62,8 @@ _MATE_CREDITS = {
 }
 
 PHOTO_PACKAGES: tuple[PhotoPackage, ...] = (
-    debian_package("l/lomiri-wallpapers/lomiri-wallpapers-16.04_20.04.0-4_all.deb", "51a8275bf9ead1647755e3eb3ff793b6", [
+    debian_package("l/lomiri-wallpapers/lomiri-wallpapers-16.04_20.04.0-4_all.deb",
+                   "51a8275bf9ead1647755e3eb3ff793b6", [
         ("bridge", f"{_LOMIRI}/Bridge_by_Sander_Klootwijk.jpg", "Sander Klootwijk, CC BY-SA 4.0"),
         ("dragonfly", f"{_LOMIRI}/Dragonfly_by_Bolly.jpg", "Bolly, CC BY-SA 4.0"),
         ("fig", f"{_LOMIRI}/Picture_0B_by_freespace.jpg", "Trevor 'Freespace', CC BY 4.0"),
