@@ -165,3 +165,74 @@ def test_a_resumed_run_keeps_its_recorded_mode(tmp_path, interrupt):
     result = train(resumed, resume=True)
     assert result.config.train.memory == "checkpointing" and result.config.model.checkpointing
     assert RunFolder(result.out_dir).config.train.memory == "checkpointing"
+
+
+glibc_only = pytest.mark.skipif(not __import__("sei.memory").memory.is_glibc(), reason="glibc's allocator only")
+COALESCING = "glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0"
+
+
+class TestCoalescingAllocator:
+    def test_parse_tunables(self):
+        from sei.memory import parse_tunables
+
+        assert parse_tunables("") == {}
+        assert parse_tunables("a.b=1:c=2::junk") == {"a.b": "1", "c": "2"}
+
+    @glibc_only
+    def test_adds_both_tunables_to_an_environment_without_them(self):
+        from sei.memory import coalescing_active, coalescing_environment
+
+        environment = coalescing_environment({"PATH": "/bin"})
+        assert environment == {"PATH": "/bin", "GLIBC_TUNABLES": COALESCING}
+        assert coalescing_active(environment) and not coalescing_active({"PATH": "/bin"})
+
+    @glibc_only
+    def test_keeps_other_tunables_and_a_users_own_setting(self):
+        from sei.memory import coalescing_active, coalescing_environment
+
+        environment = coalescing_environment({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=7:glibc.cpu.x86_ibt=on"})
+        assert environment["GLIBC_TUNABLES"] == ("glibc.malloc.tcache_count=7:glibc.cpu.x86_ibt=on:"
+                                                 "glibc.malloc.mxfast=0")
+        assert not coalescing_active(environment)
+        assert coalescing_environment(environment) is None  # nothing left to add: no second restart
+
+    def test_nothing_to_do_without_glibc(self, monkeypatch):
+        import sei.memory
+
+        monkeypatch.setattr(sei.memory, "is_glibc", lambda: False)
+        assert sei.memory.coalescing_environment({}) is None
+        assert not sei.memory.coalescing_active({"GLIBC_TUNABLES": COALESCING})
+
+    @glibc_only
+    def test_restart_replaces_the_process_once_and_survives_a_failed_exec(self, monkeypatch):
+        import sei.memory
+
+        calls = []
+
+        def execve(path, argv, environment):
+            calls.append((path, argv, environment["GLIBC_TUNABLES"]))
+            raise PermissionError("exec refused")
+
+        monkeypatch.setattr(sei.memory.os, "execve", execve)
+        monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+        sei.memory.restart_with_coalescing(["/usr/bin/python3", "-m", "sei", "info"])  # returns: exec failed
+        assert calls == [("/usr/bin/python3", ["/usr/bin/python3", "-m", "sei", "info"], COALESCING)]
+        monkeypatch.setenv("GLIBC_TUNABLES", COALESCING)
+        sei.memory.restart_with_coalescing(["/usr/bin/python3", "-m", "sei", "info"])
+        assert len(calls) == 1  # already set: no restart
+
+    @glibc_only
+    @pytest.mark.parametrize("tunables, expected", [(None, "freed tensors merge"),
+                                                    ("glibc.malloc.tcache_count=7", "with its own settings")])
+    def test_the_command_line_runs_with_the_tunables_unless_the_user_set_them(self, tunables, expected):
+        import os
+        import subprocess
+        import sys
+
+        environment = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+        if tunables:
+            environment["GLIBC_TUNABLES"] = tunables
+        result = subprocess.run([sys.executable, "-m", "sei", "info"], env=environment, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert expected in result.stdout

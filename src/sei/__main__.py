@@ -1,5 +1,5 @@
 """``python -m sei``: the same command line as ``sei``."""
 
-from sei.cli import main
+from sei.cli import console
 
-raise SystemExit(main())
+raise SystemExit(console())

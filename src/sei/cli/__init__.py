@@ -43,6 +43,16 @@ def _one_line(error: BaseException) -> str:
     return text
 
 
+def console() -> int:
+    """The ``sei`` console script (and ``python -m sei``): :func:`main` in a process whose glibc allocator lets
+    freed tensors merge (:func:`sei.memory.restart_with_coalescing`; it restarts the process once, before
+    anything runs, and halved the memory of a checkpointed SwinIR step)."""
+    from sei.memory import restart_with_coalescing
+
+    restart_with_coalescing([sys.executable, "-m", "sei", *sys.argv[1:]])
+    return main()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sei`` console script; returns the exit status.
 

@@ -12,16 +12,24 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     import torch
 
     from sei import __version__
     from sei.data.sources import NAMED_DATASETS
     from sei.methods import METHOD_REGISTRY
     from sei.models.registry import BACKBONES
+    from sei.memory import COALESCING_TUNABLES, coalescing_active, is_glibc
     from sei.physics.kernels import PAPER_KERNELS
 
     print(f"sei {__version__} (torch {torch.__version__}, "
           f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU only'})")
+    if coalescing_active(os.environ):
+        print(f"memory allocator: glibc, freed tensors merge ({', '.join(COALESCING_TUNABLES)} = 0)")
+    elif is_glibc():
+        print("memory allocator: glibc with its own settings (GLIBC_TUNABLES sets the tcache or fast bins, or sei "
+              "runs from Python instead of its command line): a training step may hold more memory")
     print("\ntasks: deblurring (--kernel NAME|FILE), sr (--sr-factor 2|3|4, bicubic; with --kernel: blur then decimate)")
     print(f"kernels: {', '.join(PAPER_KERNELS)}; any Gaussian_R<int>/Box_R<int>; or a .pt/.npy/image file "
           "(`sei psf` makes Gaussian, motion, defocus and diffraction PSFs)")
