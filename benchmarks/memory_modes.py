@@ -2,7 +2,7 @@
 
     python benchmarks/memory_modes.py [--backbone swinir] [--task deblurring] [--method sei] [--batch 8]
                                      [--crop 48] [--threads 2] [--steps 3] [--modes none,checkpointing,lean]
-                                     [--precision 32-true|bf16-mixed]
+                                     [--precision 32-true|bf16-mixed] [--allocators sei,glibc]
 
 Default: the paper's SwinIR SEI step (Gaussian_R2 deblurring, noise level 5, batch 8 of 48x48 crops) on two CPU
 threads. Each mode runs in a process of its own (a process's peak resident set, VmHWM, and the allocator's
@@ -12,9 +12,11 @@ recorded as out of memory instead of bringing the machine down. Seconds per step
 steps after one warm-up step; the ratios are to mode ``none`` (to ``checkpointing`` where ``none`` did not fit).
 The trade-off curve (peak memory against seconds per step, a point per mode) goes next to the JSON as a PNG.
 ``--precision bf16-mixed`` runs the step as ``sei train`` does under ``--precision auto`` on a CPU with native bf16:
-the network under bf16 autocast, the operator in float32 (:func:`sei.physics.base.float32_physics`). ``--thp`` adds each mode again with PyTorch's transparent-huge-page allocation (``THP_MEM_ALLOC_ENABLE=1``, an
-environment variable PyTorch reads once at start-up, set here for the child process only). Prints a table and
-writes ``benchmarks/results/memory_modes.json``.
+the network under bf16 autocast, the operator in float32 (:func:`sei.physics.base.float32_physics`).
+``--allocators``: ``sei`` runs a mode with the glibc settings the ``sei`` command starts with
+(:data:`sei.memory.COALESCING_TUNABLES`), ``glibc`` with glibc's defaults, ``thp`` with glibc's defaults and
+PyTorch's transparent-huge-page allocation (``THP_MEM_ALLOC_ENABLE=1``, read once at start-up); each mode runs
+once per allocator. Prints a table (with page faults per step) and writes ``benchmarks/results/memory_modes.json``.
 """
 
 from __future__ import annotations
@@ -62,9 +64,10 @@ def child(args: argparse.Namespace) -> dict:
     r = physics.upscale
     y = torch.rand(args.batch, 3, args.crop, args.crop, generator=generator)
     x = torch.rand(args.batch, 3, args.crop * r, args.crop * r, generator=generator)
-    seconds, loss = [], float("nan")
+    seconds, faults, loss = [], [], float("nan")
     try:
         for index in range(args.steps + 1):
+            faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             started = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 output = method(model, physics, y, x, generator=make_generator(0, "loss", index))
@@ -72,6 +75,7 @@ def child(args: argparse.Namespace) -> dict:
             output.loss.backward()
             optimizer.step()
             seconds.append(time.perf_counter() - started)
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before)
             loss = float(output.loss.detach())
             del output
     except (MemoryError, RuntimeError) as error:
@@ -79,17 +83,32 @@ def child(args: argparse.Namespace) -> dict:
     timed = sorted(seconds[1:])
     status = Path("/proc/self/status").read_text()
     return {"peak_rss_gb": int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 2**20,
-            "seconds_per_step": timed[len(timed) // 2], "seconds": seconds, "loss": loss}
+            "seconds_per_step": timed[len(timed) // 2], "seconds": seconds, "loss": loss,
+            "page_faults_per_step": sorted(faults[1:])[len(faults[1:]) // 2]}
 
 
-def run_mode(args: argparse.Namespace, mode: str, thp: bool) -> dict:
+def allocator_environment(allocator: str, threads: int) -> dict[str, str]:
+    """The child's environment for ``allocator`` (``sei``, ``glibc`` or ``thp``)."""
+    from sei.memory import COALESCING_TUNABLES, TUNABLES_VARIABLE, coalescing_environment, parse_tunables
+
+    environment = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    own = {k: v for k, v in parse_tunables(environment.pop(TUNABLES_VARIABLE, "")).items()
+           if k not in COALESCING_TUNABLES}
+    if own:
+        environment[TUNABLES_VARIABLE] = ":".join(f"{k}={v}" for k, v in own.items())
+    if allocator == "sei":
+        return coalescing_environment(environment) or environment
+    if allocator == "thp":
+        environment["THP_MEM_ALLOC_ENABLE"] = "1"
+    return environment
+
+
+def run_mode(args: argparse.Namespace, mode: str, allocator: str) -> dict:
     command = [sys.executable, __file__, "--child", mode, *(f"--{k}={v}" for k, v in
                (("backbone", args.backbone), ("task", args.task), ("method", args.method), ("batch", args.batch),
                 ("crop", args.crop), ("threads", args.threads), ("steps", args.steps),
                 ("precision", args.precision)))]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    if thp:
-        env["THP_MEM_ALLOC_ENABLE"] = "1"
+    env = allocator_environment(allocator, args.threads)
     available = int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) * 1024
     limit = int(available * args.limit_fraction)
 
@@ -108,9 +127,11 @@ def run_mode(args: argparse.Namespace, mode: str, thp: bool) -> dict:
 
 def add_ratios(records: list[dict]) -> None:
     """Time and memory ratios to mode ``none``, or to ``checkpointing`` where ``none`` did not fit, or to the first
-    mode that ran."""
-    ran = [r for r in records if "seconds_per_step" in r and not r.get("thp")]
-    reference = next((r for name in ("none", "checkpointing") for r in ran if r["mode"] == name), ran[0] if ran else None)
+    mode that ran, with the first allocator that ran."""
+    ran = [r for r in records if "seconds_per_step" in r]
+    ran = [r for r in ran if r["allocator"] == ran[0]["allocator"]] if ran else ran
+    reference = next((r for name in ("none", "checkpointing") for r in ran if r["mode"] == name),
+                     ran[0] if ran else None)
     for r in records:
         if reference is not None and "seconds_per_step" in r:
             r["time_ratio"] = r["seconds_per_step"] / reference["seconds_per_step"]
@@ -129,9 +150,10 @@ def plot_tradeoff(records: list[dict], setting: str, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
+    colours = dict(zip(dict.fromkeys(r["allocator"] for r in ran), ("tab:blue", "tab:red", "tab:green")))
     for record in ran:
-        label = record["mode"] + (" + THP" if record.get("thp") else "")
-        axes.scatter(record["peak_rss_gb"], record["seconds_per_step"], color="tab:red" if record.get("thp") else "tab:blue")
+        label = f"{record['mode']}, {record['allocator']}"
+        axes.scatter(record["peak_rss_gb"], record["seconds_per_step"], color=colours[record["allocator"]])
         axes.annotate(label, (record["peak_rss_gb"], record["seconds_per_step"]), textcoords="offset points",
                       xytext=(5, 5), fontsize=9)
     axes.set_xlabel("peak resident memory (GB)")
@@ -158,7 +180,9 @@ def main() -> None:
     parser.add_argument("--modes", default="none,checkpointing,lean",
                         help="modes in order; lean@N: lean with allocations above N MiB mapped individually")
     parser.add_argument("--precision", default="32-true", choices=("32-true", "bf16-mixed"))
-    parser.add_argument("--thp", action="store_true", help="also each mode with THP_MEM_ALLOC_ENABLE=1")
+    parser.add_argument("--allocators", default="sei",
+                        help="comma-separated: sei (the sei command's glibc settings), glibc (its defaults), thp "
+                             "(defaults and THP_MEM_ALLOC_ENABLE=1); each mode runs with each")
     parser.add_argument("--limit-fraction", type=float, default=0.9,
                         help="address-space limit per mode, as a fraction of the memory available")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -167,28 +191,30 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args)), flush=True)
         return
-    runs = [(mode, False) for mode in args.modes.split(",")]
-    if args.thp:
-        runs += [(mode, True) for mode in args.modes.split(",")]
+    allocators = args.allocators.split(",")
+    if unknown := set(allocators) - {"sei", "glibc", "thp"}:
+        parser.error(f"unknown allocators {sorted(unknown)}; valid: sei, glibc, thp")
+    runs = [(mode, allocator) for allocator in allocators for mode in args.modes.split(",")]
     records = []
     setting = (f"{args.backbone} {args.method} {args.task}, batch {args.batch} of {args.crop}x{args.crop}, "
                f"{args.threads} threads, {args.precision}")
     print(setting)
-    print(f"{'mode':<20}{'peak RSS GB':>12}{'s/step':>9}{'x time':>8}{'x memory':>10}")
-    for mode, thp in runs:
-        record = {"mode": mode, "thp": thp, **run_mode(args, mode, thp)}
+    print(f"{'mode':<16}{'allocator':<11}{'peak RSS GB':>12}{'s/step':>9}{'x time':>8}{'x memory':>10}"
+          f"{'faults/step':>13}")
+    for mode, allocator in runs:
+        record = {"mode": mode, "allocator": allocator, **run_mode(args, mode, allocator)}
         records.append(record)
         add_ratios(records)
-        name = mode + (" + THP" if thp else "")
         if "error" in record:
-            print(f"{name:<20}  {record['error']}", flush=True)
+            print(f"{mode:<16}{allocator:<11}  {record['error']}", flush=True)
         else:
-            print(f"{name:<20}{record['peak_rss_gb']:>12.2f}{record['seconds_per_step']:>9.1f}"
-                  f"{record['time_ratio']:>7.2f}x{record['memory_ratio']:>9.2f}x", flush=True)
+            print(f"{mode:<16}{allocator:<11}{record['peak_rss_gb']:>12.2f}{record['seconds_per_step']:>9.1f}"
+                  f"{record['time_ratio']:>7.2f}x{record['memory_ratio']:>9.2f}x"
+                  f"{record['page_faults_per_step']:>13,}", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
             "setting": {k: getattr(args, k) for k in ("backbone", "task", "method", "batch", "crop", "threads",
-                                                      "steps", "precision")},
+                                                      "steps", "precision", "allocators")},
             "records": records, "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "platform": platform.platform(), "command": " ".join(["python", "benchmarks/memory_modes.py",
                                                                  *sys.argv[1:]])}, indent=2))
