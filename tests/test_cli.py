@@ -51,3 +51,16 @@ def test_every_command_prints_its_help(command, capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: sei") and ("training method: " in out) == (command == "train")
+
+
+def test_a_closed_pipe_stops_quietly(monkeypatch, capsys):
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    assert main(["info"]) == 141
+    assert capsys.readouterr().err == ""

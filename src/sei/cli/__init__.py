@@ -43,6 +43,20 @@ def _one_line(error: BaseException) -> str:
     return text
 
 
+def _silence_stdout() -> None:
+    """Point standard output at the null device, so that flushing it at exit does not fail again."""
+    import io
+    import os
+
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):  # replaced by a non-file object
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, descriptor)
+    os.close(null)
+
+
 def console() -> int:
     """The ``sei`` console script (and ``python -m sei``): :func:`main` in a process whose glibc allocator lets
     freed tensors merge (:func:`sei.memory.restart_with_coalescing`; it restarts the process once, before
@@ -69,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.run(args) or 0)
+    except BrokenPipeError:  # the reader stopped early (``sei info | head``): not an error of this command
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a command that a closed pipe stopped
     except (SEIError, OSError) as error:
         if args.debug:
             raise
