@@ -168,7 +168,8 @@ def test_a_resumed_run_keeps_its_recorded_mode(tmp_path, interrupt):
 
 
 glibc_only = pytest.mark.skipif(not __import__("sei.memory").memory.is_glibc(), reason="glibc's allocator only")
-COALESCING = "glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0"
+COALESCING = ("glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0:glibc.malloc.trim_threshold=1099511627776:"
+              "glibc.malloc.mmap_threshold=33554432")
 
 
 class TestCoalescingAllocator:
@@ -192,7 +193,7 @@ class TestCoalescingAllocator:
 
         environment = coalescing_environment({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=7:glibc.cpu.x86_ibt=on"})
         assert environment["GLIBC_TUNABLES"] == ("glibc.malloc.tcache_count=7:glibc.cpu.x86_ibt=on:"
-                                                 "glibc.malloc.mxfast=0")
+                                                 + COALESCING.partition(":")[2])
         assert not coalescing_active(environment)
         assert coalescing_environment(environment) is None  # nothing left to add: no second restart
 

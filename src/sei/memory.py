@@ -6,14 +6,16 @@ after the aligned block. Slivers that small go to glibc's per-thread cache (tcac
 chunks marked in use, so a freed tensor cannot merge with its neighbours; the next tensor of the same size asks for
 96 bytes more than its hole and goes elsewhere. A training step that frees and reallocates hundreds of large
 tensors every step grows the heap by gigabytes of holes. Turning the cache and the fast bins off
-(:data:`COALESCING_TUNABLES`) lets freed tensors merge. They can be set only before a process starts
+(:data:`COALESCING_TUNABLES`) lets freed tensors merge. Merged chunks then reach the top of the heap, which glibc
+returns to the system and the next step faults in again (up to 0.7 million page faults per step), so the tunables
+also keep the heap's top. They can be set only before a process starts
 (``GLIBC_TUNABLES``), so the ``sei`` command restarts itself once with them (:func:`restart_with_coalescing`).
 Measured on the paper's SwinIR SEI step (Gaussian_R2, 48x48 crops, two threads; ``benchmarks/memory_modes.py
 --allocators sei,glibc``), glibc's defaults against coalescing, per step:
 
-- batch 8, fp32, checkpointing: 9.3 GB and 39.7 s against 4.6 GB and 36.7 s;
-- batch 8, bf16, checkpointing: 4.9 GB and 15.4 s against 3.0 GB and 15.4 s; no checkpointing: 16.3 GB and
-  13.4 s against 15.3 GB and 12.2 s;
+- batch 8, fp32, checkpointing: 9.3 GB and 39.7 s against 4.5 GB and 37.4 s;
+- batch 8, bf16, checkpointing: 4.9 GB and 15.4 s against 3.1 GB and 14.2 s; no checkpointing: 16.3 GB and
+  13.4 s against 15.3 GB and 12.6 s;
 - unet-small, batch 8, bf16: 0.9 GB and 0.14 s in both.
 
 **Returning freed memory (``--memory lean``).** glibc serves large allocations from its heap once its adaptive
@@ -45,8 +47,11 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 THRESHOLD_BYTES = 1 << 20  # bytes: the least memory; see the measurements above and benchmarks/memory_modes.py
 TUNABLES_VARIABLE = "GLIBC_TUNABLES"
-# glibc tunables under which freed tensors merge with their neighbours (see the module's docstring)
-COALESCING_TUNABLES = {"glibc.malloc.tcache_count": "0", "glibc.malloc.mxfast": "0"}
+# glibc tunables under which freed tensors merge with their neighbours (see the module's docstring): no per-thread
+# cache and no fast bins; the heap's free top kept instead of returned (1 TiB: never, in practice), which pins
+# glibc's mmap threshold, so it is set to the ceiling its adaptive rule reaches anyway (32 MiB on 64-bit systems)
+COALESCING_TUNABLES = {"glibc.malloc.tcache_count": "0", "glibc.malloc.mxfast": "0",
+                       "glibc.malloc.trim_threshold": str(1 << 40), "glibc.malloc.mmap_threshold": str(32 << 20)}
 
 
 def is_glibc() -> bool:

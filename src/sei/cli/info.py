@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"sei {__version__} (torch {torch.__version__}, "
           f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU only'})")
     if coalescing_active(os.environ):
-        print(f"memory allocator: glibc, freed tensors merge ({', '.join(COALESCING_TUNABLES)} = 0)")
+        settings = ":".join(f"{name}={value}" for name, value in COALESCING_TUNABLES.items())
+        print(f"memory allocator: glibc, freed tensors merge (GLIBC_TUNABLES={settings})")
     elif is_glibc():
         print("memory allocator: glibc with its own settings (GLIBC_TUNABLES sets the tcache or fast bins, or sei "
               "runs from Python instead of its command line): a training step may hold more memory")
