@@ -89,13 +89,15 @@ def child(args: argparse.Namespace) -> dict:
 
 def allocator_environment(allocator: str, threads: int) -> dict[str, str]:
     """The child's environment for ``allocator`` (``sei``, ``glibc`` or ``thp``)."""
-    from sei.memory import COALESCING_TUNABLES, TUNABLES_VARIABLE, coalescing_environment, parse_tunables
+    from sei.memory import (
+        COALESCING_TUNABLES, TUNABLES_VARIABLE, coalescing_environment, format_tunables, parse_tunables,
+    )
 
     environment = dict(os.environ, OMP_NUM_THREADS=str(threads))
     own = {k: v for k, v in parse_tunables(environment.pop(TUNABLES_VARIABLE, "")).items()
            if k not in COALESCING_TUNABLES}
     if own:
-        environment[TUNABLES_VARIABLE] = ":".join(f"{k}={v}" for k, v in own.items())
+        environment[TUNABLES_VARIABLE] = format_tunables(own)
     if allocator == "sei":
         return coalescing_environment(environment) or environment
     if allocator == "thp":

@@ -173,14 +173,16 @@ COALESCING = ("glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0:glibc.malloc.tr
 
 
 class TestCoalescingAllocator:
-    def test_parse_tunables(self):
-        from sei.memory import parse_tunables
+    def test_parse_and_format_tunables(self):
+        from sei.memory import format_tunables, parse_tunables
 
         assert parse_tunables("") == {}
         assert parse_tunables("a.b=1:c=2::junk") == {"a.b": "1", "c": "2"}
+        assert format_tunables({"a.b": "1", "c": "2"}) == "a.b=1:c=2"
+        assert parse_tunables(format_tunables({"x": "0", "y.z": "33554432"})) == {"x": "0", "y.z": "33554432"}
 
     @glibc_only
-    def test_adds_both_tunables_to_an_environment_without_them(self):
+    def test_adds_all_tunables_to_an_environment_without_them(self):
         from sei.memory import coalescing_active, coalescing_environment
 
         environment = coalescing_environment({"PATH": "/bin"})

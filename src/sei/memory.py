@@ -65,10 +65,15 @@ def parse_tunables(value: str) -> dict[str, str]:
     return {name: setting for name, separator, setting in pairs if separator}
 
 
+def format_tunables(tunables: Mapping[str, str]) -> str:
+    """The ``GLIBC_TUNABLES`` value of ``{name: value}`` (the inverse of :func:`parse_tunables`)."""
+    return ":".join(f"{name}={value}" for name, value in tunables.items())
+
+
 def coalescing_environment(environment: Mapping[str, str]) -> dict[str, str] | None:
     """A copy of ``environment`` whose ``GLIBC_TUNABLES`` adds :data:`COALESCING_TUNABLES` to its own entries.
 
-    A tunable that ``environment`` already sets is left as it is (a user's choice wins), so setting either one
+    A tunable that ``environment`` already sets is left as it is (a user's choice wins), so setting one of them
     yourself, e.g. ``GLIBC_TUNABLES=glibc.malloc.tcache_count=7``, keeps glibc's behaviour for it.
 
     :return: the new environment, or None when there is nothing to add or the C library is not glibc.
@@ -79,8 +84,7 @@ def coalescing_environment(environment: Mapping[str, str]) -> dict[str, str] | N
     missing = {name: value for name, value in COALESCING_TUNABLES.items() if name not in current}
     if not missing:
         return None
-    tunables = ":".join(f"{name}={value}" for name, value in {**current, **missing}.items())
-    return {**environment, TUNABLES_VARIABLE: tunables}
+    return {**environment, TUNABLES_VARIABLE: format_tunables({**current, **missing})}
 
 
 def coalescing_active(environment: Mapping[str, str]) -> bool:

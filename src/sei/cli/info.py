@@ -20,16 +20,15 @@ def run(args: argparse.Namespace) -> int:
     from sei.data.sources import NAMED_DATASETS
     from sei.methods import METHOD_REGISTRY
     from sei.models.registry import BACKBONES
-    from sei.memory import COALESCING_TUNABLES, coalescing_active, is_glibc
+    from sei.memory import COALESCING_TUNABLES, coalescing_active, format_tunables, is_glibc
     from sei.physics.kernels import PAPER_KERNELS
 
     print(f"sei {__version__} (torch {torch.__version__}, "
           f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU only'})")
     if coalescing_active(os.environ):
-        settings = ":".join(f"{name}={value}" for name, value in COALESCING_TUNABLES.items())
-        print(f"memory allocator: glibc, freed tensors merge (GLIBC_TUNABLES={settings})")
+        print(f"memory allocator: glibc, freed tensors merge (GLIBC_TUNABLES={format_tunables(COALESCING_TUNABLES)})")
     elif is_glibc():
-        print("memory allocator: glibc with its own settings (GLIBC_TUNABLES sets the tcache or fast bins, or sei "
+        print("memory allocator: glibc with its own settings (GLIBC_TUNABLES sets one of sei's tunables, or sei "
               "runs from Python instead of its command line): a training step may hold more memory")
     print("\ntasks: deblurring (--kernel NAME|FILE), sr (--sr-factor 2|3|4, bicubic; with --kernel: blur then decimate)")
     print(f"kernels: {', '.join(PAPER_KERNELS)}; any Gaussian_R<int>/Box_R<int>; or a .pt/.npy/image file "
