@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.models.compilation import compile_network, swin_blocks
+from sei.errors import ConfigError
+from sei.models.compilation import COMPILE_MODES, compile_mode, compile_network, swin_blocks, uses_cuda_graphs
 from sei.models.swinir import SwinIR, fused_window_attention
 
 
@@ -55,3 +56,37 @@ class TestCompileNetwork:
         network = torch.nn.Conv2d(3, 3, 3)
         assert swin_blocks(network) == []
         assert compile_network(network) is not network
+
+    def test_cuda_graph_mode_gives_the_eager_output_and_gradients_on_a_cpu(self):
+        # reduce-overhead replays CUDA graphs on GPUs only (tests/test_cuda.py); on a CPU it must compile as usual
+        torch.manual_seed(0)
+        eager = SwinIR(upscale=1, embed_dim=12, depths=(2,), num_heads=(2,))
+        model = SwinIR(upscale=1, embed_dim=12, depths=(2,), num_heads=(2,))
+        model.load_state_dict(eager.state_dict())
+        compiled = compile_network(model, "reduce-overhead")
+        x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+        compiled(x).square().mean().backward()
+        eager(x).square().mean().backward()
+        for (name, got), want in zip(model.named_parameters(), eager.parameters()):
+            assert torch.allclose(got.grad, want.grad, atol=1e-5), name
+
+    def test_unknown_mode_is_refused(self):
+        with pytest.raises(ConfigError, match="reduce-overhead"):
+            compile_network(torch.nn.Conv2d(3, 3, 3), "fastest")
+
+
+class TestCompileMode:
+    @pytest.mark.parametrize("value,expected", [(False, None), (None, None), ("off", None), ("false", None),
+                                                (True, "default"), ("true", "default"), ("default", "default"),
+                                                ("Reduce-Overhead", "reduce-overhead")])
+    def test_settings_name_a_mode_or_none(self, value, expected):
+        assert compile_mode(value) == expected
+
+    @pytest.mark.parametrize("value", ["fast", 3, "max_autotune"])
+    def test_other_values_are_refused_with_the_modes_listed(self, value):
+        with pytest.raises(ConfigError, match="max-autotune-no-cudagraphs"):
+            compile_mode(value)
+
+    def test_only_graph_replaying_modes_mark_steps(self):
+        assert [mode for mode in COMPILE_MODES if uses_cuda_graphs(mode)] == ["reduce-overhead", "max-autotune"]
+        assert not uses_cuda_graphs(None)

@@ -93,6 +93,18 @@ class TestResolve:
         assert config.model.backbone == "unet-small" and config.train.steps is not None
         assert config.train.epochs is None
 
+    @pytest.mark.parametrize("flags, recorded", [([], False), (["--compile"], "default"),
+                                                 (["--compile", "reduce-overhead"], "reduce-overhead")])
+    def test_compile_flag_names_a_torch_compile_mode(self, flags, recorded):
+        from sei.cli import build_parser
+        from sei.cli.options import overrides
+
+        args = build_parser().parse_args(["train", *flags, "--steps", "3"])
+        assert resolve(from_flat(overrides(args))).train.compile == recorded
+
+    def test_older_configs_compile_true_is_the_default_mode(self):
+        assert resolve(from_flat({"train.compile": True})).train.compile == "default"
+
     def test_no_stop_gradient_is_the_ablation(self):
         assert resolve(from_flat({"loss.stop_gradient": False})).loss.method == "sei-no-stop-grad"
 
@@ -102,6 +114,7 @@ class TestResolve:
         ({"loss.method": "noise2self"}, UnknownNameError),
         ({"data.kind": "noisy"}, ConfigError),
         ({"train.lr_final_factor": 0}, ConfigError),
+        ({"train.compile": "fastest"}, ConfigError),
     ])
     def test_errors(self, overrides, error):
         with pytest.raises(error):

@@ -182,6 +182,23 @@ def test_two_process_data_parallel_training_on_cpu(tmp_path):
     assert all(not torch.equal(a, b) for a in rank0 for b in rank1)
 
 
+def test_compiled_training_with_cuda_graph_mode_gives_the_eager_weights(tmp_path):
+    # on a CPU, reduce-overhead compiles without CUDA graphs: this checks the run's compile path and its step marks
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    weights = {}
+    for compile_ in (False, "reduce-overhead"):
+        result = train(from_flat({**TINY, "train.steps": 2, "train.compile": compile_,
+                                  "out_dir": str(tmp_path / str(compile_))}))
+        weights[compile_] = read_weights(result.weights)
+    assert yaml.safe_load((tmp_path / "reduce-overhead" / "config.yaml").read_text())["train"]["compile"] == \
+        "reduce-overhead"
+    assert counters["stats"]["unique_graphs"] > 0  # the network was compiled
+    for key, value in weights[False].items():
+        assert torch.allclose(weights["reduce-overhead"][key], value, atol=1e-5), key
+
+
 def test_fine_tuning_starts_from_the_given_weights(tmp_path):
     from sei.config import resolve
     from sei.training.module import SEIModule

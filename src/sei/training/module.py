@@ -14,7 +14,7 @@ from sei.errors import ConfigError
 from sei.methods import build_method
 from sei.memory import release_freed_memory
 from sei.metrics import psnr, ssim
-from sei.models.compilation import compile_network
+from sei.models.compilation import compile_mode, compile_network, mark_step_begin
 from sei.models.registry import build_backbone
 from sei.models.unet import UNet
 from sei.models.weights import load_backbone
@@ -81,13 +81,15 @@ class SEIModule(L.LightningModule):
     def configure_model(self) -> None:
         if isinstance(self.backbone, UNet):  # convolutions run faster on channels-last tensors (same numbers)
             self.backbone.to(memory_format=torch.channels_last)
-        if self.config.train.compile and self._network is self.backbone:
-            object.__setattr__(self, "_network", compile_network(self.backbone))
+        mode = compile_mode(self.config.train.compile)
+        if mode is not None and self._network is self.backbone:
+            object.__setattr__(self, "_network", compile_network(self.backbone, mode))
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self._network(y)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
+        mark_step_begin(compile_mode(self.config.train.compile))
         generator = make_generator(self.config.train.seed, "loss", self.global_step, self.global_rank)
         output = self.method(self._network, self.float32_physics, batch["y"], batch.get("x"), generator=generator)
         size = batch["y"].shape[0]
@@ -123,6 +125,7 @@ class SEIModule(L.LightningModule):
         self._step_ended = now
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
+        mark_step_begin(compile_mode(self.config.train.compile))
         estimate = self(batch["y"])
         reference = batch["x"]
         self.log("val/psnr", psnr(estimate, reference).mean(), prog_bar=True, batch_size=1, sync_dist=True)
