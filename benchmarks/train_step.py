@@ -2,14 +2,16 @@
 
     python benchmarks/train_step.py [--backbones swinir,unet-small] [--tasks deblurring,sr] [--batches 2,8]
                                     [--methods sei,supervised,...] [--modes baseline,fast,checkpointing,lean,bf16]
-                                    [--steps 3] [--device cpu] [--compile] [--skip-memory] [--peak-tflops P]
+                                    [--steps 3] [--device cpu] [--compile [MODE]] [--crop 48] [--profile]
+                                    [--skip-memory] [--peak-tflops P]
 
 Modes:
 
 - ``baseline``: the straightforward implementation: deepinv's window attention, f(y) and the SURE probe
   f(y + tau b) as two separate evaluations, no checkpointing, eager fp32, default memory allocator settings;
 - ``fast``: the probe batched with f(y) in one pass; fused attention (scaled_dot_product_attention) on GPUs;
-  channels-last convolutions for the U-Net; ``--compile`` adds torch.compile. Same numerics as ``baseline``;
+  channels-last convolutions for the U-Net; ``--compile`` adds torch.compile (``--compile reduce-overhead``: with
+  CUDA graphs on GPUs, each step marked as one). Same numerics as ``baseline``;
 - ``checkpointing``: ``fast`` plus activation checkpointing per Swin block (``sei train --checkpointing``);
 - ``lean``: ``checkpointing`` plus freed memory returned to the system (``sei train --lean-memory``);
 - ``bf16``: ``fast`` under bfloat16 autocast (other numerics: reported apart).
@@ -20,8 +22,12 @@ a process of its own, because a process's peak resident set (VmHWM) and the allo
 from mode to mode. On a GPU each mode runs in a process of its own (a compiled mode is compiled once), timed after its
 warm-up, with its peak ``max_memory_allocated``. Model-FLOP utilisation (MFU) is the step's floating-point operations, counted once per configuration with
 ``torch.utils.flop_counter`` on the eager model, per second, over ``--peak-tflops`` (default: the dense bf16 peak of
-an H100/H200, 989 TFLOP/s, on those GPUs). Out-of-memory failures are recorded. Prints a table and writes
-benchmarks/results/train_step.json, or train_step_cuda.json on a GPU (merged with earlier runs' records).
+an H100/H200, 989 TFLOP/s, on those GPUs). Out-of-memory failures are recorded. ``--profile`` runs one more step
+of each mode under ``torch.profiler`` and records where a step goes: operator calls (each one a dispatch, and on a
+GPU at least one kernel launch), kernels launched, and the GPU's busy time against the step's time (a step whose GPU
+is busy a small fraction of it is bound by launches, not arithmetic); the operators that took most time are written
+to benchmarks/results/train_step_profile[_cuda].txt. Prints a table and writes benchmarks/results/train_step.json,
+or train_step_cuda.json on a GPU (merged with earlier runs' records).
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ def swin_only_modes(modes: str, backbone: str) -> list[str]:
     return [m for m in modes.split(",") if m not in ("checkpointing", "lean") or backbone.startswith("swinir")]
 
 
-def build(backbone: str, task: str, mode: str, method_name: str, device: torch.device, compile_: bool):
+def build(backbone: str, task: str, mode: str, method_name: str, device: torch.device, compile_: str | None):
     """Operator, network (as called), parameters and method of one mode."""
     from sei.methods import build_method
     from sei.models import build_backbone
@@ -72,7 +78,7 @@ def build(backbone: str, task: str, mode: str, method_name: str, device: torch.d
     model = build_backbone(backbone, upscale=physics.upscale, **options).to(device)
     if mode != "baseline" and backbone.startswith("unet"):
         model = model.to(memory_format=torch.channels_last)
-    network = compile_network(model) if compile_ and mode != "baseline" else model
+    network = compile_network(model, compile_) if compile_ and mode != "baseline" else model
     method = build_method(method_name, batched_probe=mode != "baseline")
     return physics, network, model, method
 
@@ -81,18 +87,21 @@ class Mode:
     """One mode's objects and a function running one training step."""
 
     def __init__(self, args, mode: str, device: torch.device) -> None:
+        from sei.models.compilation import mark_step_begin
         from sei.rng import make_generator
 
         self.name = mode
+        self.compile_mode = args.compile if mode != "baseline" else None
         self.physics, self.network, self.model, self.method = build(args.backbone, args.task, mode, args.method,
                                                                     device, args.compile)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
         generator = torch.Generator().manual_seed(1)
         r = self.physics.upscale
-        self.y = torch.rand(args.batch, 3, 48, 48, generator=generator).to(device)
-        self.x = torch.rand(args.batch, 3, 48 * r, 48 * r, generator=generator).to(device)
+        self.y = torch.rand(args.batch, 3, args.crop, args.crop, generator=generator).to(device)
+        self.x = torch.rand(args.batch, 3, args.crop * r, args.crop * r, generator=generator).to(device)
         self.device = device
         self.make_generator = make_generator
+        self.mark_step_begin = mark_step_begin
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if mode == "bf16" else nullcontext()
         self.loss = float("nan")
 
@@ -100,6 +109,7 @@ class Mode:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         started = time.perf_counter()
+        self.mark_step_begin(self.compile_mode)
         with self.autocast:
             loss = self.method(self.network, self.physics, self.y, self.x,
                                generator=self.make_generator(0, "loss", index)).loss
@@ -112,11 +122,41 @@ class Mode:
         return time.perf_counter() - started
 
 
+def profile_step(runner: Mode, index: int, seconds_per_step: float, label: str) -> dict:
+    """Where one more step of ``runner`` goes, under ``torch.profiler``: operator calls (the outermost; those they
+    make in turn counted apart), kernels launched and the GPU's busy time against ``seconds_per_step`` (the unprofiled step), and the operators
+    that took most time, appended to the profile text file under ``label``."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    on_gpu = runner.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    with profile(activities=activities) as profiler:
+        runner.step(index)
+    events = profiler.events()
+    kernels = [event for event in events if event.device_type == DeviceType.CUDA]
+    busy_s = sum(event.time_range.elapsed_us() for event in kernels) / 1e6
+    operators = [event for event in events if event.name.startswith("aten::")]
+    outermost = [event for event in operators  # the calls a step makes, without those the operators make
+                 if event.cpu_parent is None or not event.cpu_parent.name.startswith("aten::")]
+    result = {"operator_calls": len(outermost), "nested_operator_calls": len(operators) - len(outermost),
+              "kernels": len(kernels)}
+    if on_gpu:
+        result.update(gpu_busy_s=busy_s, gpu_busy_fraction=busy_s / seconds_per_step)
+    sort_by = "self_cuda_time_total" if on_gpu else "self_cpu_time_total"
+    table = profiler.key_averages().table(sort_by=sort_by, row_limit=20, max_name_column_width=60)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"train_step_profile{'_cuda' if on_gpu else ''}.txt"
+    with path.open("a") as text:
+        text.write(f"== {label}: {json.dumps(result)}\n{table}\n")
+    return result
+
+
 def step_flops(args, device: torch.device) -> float:
     """Floating-point operations of one training step (forward and backward), counted on the eager model."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    saved_compile, args.compile = args.compile, False
+    saved_compile, args.compile = args.compile, None
     runner = Mode(args, "baseline", device)
     args.compile = saved_compile
     counter = FlopCounterMode(display=False)
@@ -130,6 +170,12 @@ def default_peak_tflops(device: torch.device) -> float | None:
         return None
     name = torch.cuda.get_device_name(device)
     return next((peak for key, peak in DENSE_BF16_PEAK_TFLOPS.items() if key in name), None)
+
+
+def label(args, mode: str) -> str:
+    """One configuration and mode, in words."""
+    compiled = f", compile {args.compile}" if args.compile and mode != "baseline" else ""
+    return f"{args.backbone} {args.task} {args.method} batch {args.batch} crop {args.crop} {mode}{compiled}"
 
 
 def compile_warmup_steps(args, mode: str) -> int:
@@ -152,6 +198,8 @@ def child_sequential(args, device: torch.device) -> dict:
             seconds = times[len(times) // 2]
             results[name] = {"seconds_per_step": seconds, "samples_per_s": args.batch / seconds,
                              "loss": runner.loss, "peak_memory_mb": peak_memory_mb(device)}
+            if args.profile:
+                results[name]["profile"] = profile_step(runner, warmup + args.steps, seconds, label(args, name))
         except (RuntimeError, MemoryError) as error:
             results[name] = {"error": str(error).splitlines()[0][:200]}
         del runner
@@ -187,6 +235,8 @@ def child_timing(args, device: torch.device) -> dict:
         seconds = sorted(times[runner.name])[len(times[runner.name]) // 2]
         results[runner.name] = {"seconds_per_step": seconds, "samples_per_s": args.batch / seconds,
                                 "loss": runner.loss}
+        if args.profile:
+            results[runner.name]["profile"] = profile_step(runner, args.steps + 1, seconds, label(args, runner.name))
     return results
 
 
@@ -216,9 +266,11 @@ def child_memory(args, device: torch.device) -> dict:
 def run_child(args, what: str, modes: str, count_flops: bool = False) -> dict:
     command = [sys.executable, __file__, "--child", what, "--backbone", args.backbone, "--task", args.task,
                "--batch", str(args.batch), "--method", args.method, "--modes", modes, "--steps", str(args.steps),
-               "--device", args.device, "--memory-limit-gb", str(args.memory_limit_gb)]
+               "--device", args.device, "--memory-limit-gb", str(args.memory_limit_gb), "--crop", str(args.crop)]
     if args.compile:
-        command.append("--compile")
+        command += ["--compile", args.compile]
+    if args.profile and what == "timing":
+        command.append("--profile")
     if count_flops:
         command.append("--count-flops")
     try:
@@ -240,7 +292,8 @@ def results_path(device: torch.device) -> Path:
 def save_results(previous: list[dict], records: list[dict], device: torch.device) -> None:
     """Write this run's records over earlier runs' records of the same configurations."""
     def key(record: dict) -> tuple:
-        return record["backbone"], record["task"], record["batch"], record["method"], record.get("compile")
+        return (record["backbone"], record["task"], record["batch"], record["method"], record.get("compile"),
+                record.get("crop", 48))
 
     keys = {key(r) for r in records}
     kept = [r for r in previous if key(r) not in keys]
@@ -260,7 +313,12 @@ def main() -> None:
     parser.add_argument("--modes", default="baseline,fast,checkpointing,lean,bf16")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per mode after one warm-up step")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the optimised modes")
+    parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                        help="torch.compile the optimised modes, in torch.compile's MODE (default; reduce-overhead "
+                             "replays CUDA graphs on GPUs; max-autotune; max-autotune-no-cudagraphs)")
+    parser.add_argument("--crop", type=int, default=48, help="crop size in pixels of the measurements (paper: 48)")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile one more step per mode (operator calls, kernels, GPU busy time)")
     parser.add_argument("--skip-memory", action="store_true", help="time only")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the device's peak for model-FLOP utilisation (default: dense bf16 on H100/H200)")
@@ -306,7 +364,8 @@ def main() -> None:
                         timing = run_child(args, "timing", ",".join(modes))
                     flops = timing.pop("flops_per_step", None)
                     record = {"backbone": backbone, "task": task, "batch": batch, "method": method,
-                              "compile": args.compile, "flops_per_step": flops, "peak_tflops": peak_tflops,
+                              "compile": args.compile or False, "crop": args.crop, "flops_per_step": flops,
+                              "peak_tflops": peak_tflops,
                               "modes": {}}
                     for mode in modes:
                         values = dict(timing.get(mode, {})) if "error" not in timing else {"error": timing["error"]}
@@ -333,6 +392,12 @@ def main() -> None:
                         note = f"  {values['error']}" if "error" in values else ""
                         print(f"{backbone:<12}{task:<12}{batch:>6} {method:<18}{mode:<10}{speed}{memory}{rate}{note}",
                               flush=True)
+                        if "profile" in values:
+                            profile = values["profile"]
+                            busy = (f", GPU busy {profile['gpu_busy_fraction']:.0%} of the step"
+                                    if "gpu_busy_fraction" in profile else "")
+                            print(f"{'':<12}profile: {profile['operator_calls']} operator calls, "
+                                  f"{profile['kernels']} kernels{busy}", flush=True)
                     save_results(previous, records, device)  # after every configuration: a stopped run keeps them
     print(f"wrote {results}")
 
