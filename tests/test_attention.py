@@ -70,6 +70,17 @@ class TestCompileNetwork:
         for (name, got), want in zip(model.named_parameters(), eager.parameters()):
             assert torch.allclose(got.grad, want.grad, atol=1e-5), name
 
+    def test_checkpointing_networks_compile_without_cuda_graphs(self, monkeypatch):
+        modes = []
+        monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **options: modes.append(options["mode"]))
+        model = SwinIR(upscale=1, embed_dim=12, depths=(2,), num_heads=(2,), checkpointing=True)
+        with pytest.warns(UserWarning, match="checkpointing"):
+            compile_network(model, "max-autotune")
+        assert modes == ["max-autotune-no-cudagraphs"] * 2
+        modes.clear()
+        compile_network(SwinIR(upscale=1, embed_dim=12, depths=(2,), num_heads=(2,)), "reduce-overhead")
+        assert modes == ["reduce-overhead"] * 2
+
     def test_unknown_mode_is_refused(self):
         with pytest.raises(ConfigError, match="reduce-overhead"):
             compile_network(torch.nn.Conv2d(3, 3, 3), "fastest")

@@ -13,6 +13,7 @@ by arithmetic (the paper's SwinIR on 48x48 crops, measured on an H100). On a CPU
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -52,6 +53,11 @@ def uses_cuda_graphs(mode: str | None) -> bool:
     return mode in CUDA_GRAPH_MODES
 
 
+def without_cuda_graphs(mode: str) -> str:
+    """The mode that compiles as ``mode`` does but replays no CUDA graphs."""
+    return {"reduce-overhead": "default", "max-autotune": "max-autotune-no-cudagraphs"}.get(mode, mode)
+
+
 def swin_blocks(model: nn.Module) -> list[nn.Module]:
     """The Swin transformer blocks of a :class:`sei.models.swinir.SwinIR` (empty for other networks)."""
     from sei.models.swinir import CachedMaskBlock
@@ -63,11 +69,18 @@ def compile_network(model: nn.Module, mode: str = "default") -> nn.Module:
     """The network to call in training steps: ``model`` with its Swin blocks compiled in place, or
     ``torch.compile(model)`` when it has none. Outputs and gradients are those of ``model``.
 
-    :param mode: one of :data:`COMPILE_MODES`.
+    :param mode: one of :data:`COMPILE_MODES`; a mode with CUDA graphs compiles without them (with a warning)
+        for a network that checkpoints its activations.
     :raises ConfigError: for an unknown mode.
     """
     if mode not in COMPILE_MODES:
         raise ConfigError(f"unknown compile mode {mode!r}; valid: {', '.join(COMPILE_MODES)}")
+    if uses_cuda_graphs(mode) and getattr(model, "checkpointing", False) not in (False, "none"):
+        # A CUDA-graphed region recomputed by non-reentrant checkpointing fails in CUDA-graph trees (PyTorch issue
+        # 154306): activations are recomputed, so compile without graphs.
+        warnings.warn(f"compile mode {mode!r} replays CUDA graphs, which do not work with activation "
+                      f"checkpointing: compiling in {without_cuda_graphs(mode)!r} mode instead", stacklevel=2)
+        mode = without_cuda_graphs(mode)
     blocks = swin_blocks(model)
     if not blocks:
         return torch.compile(model, mode=mode)
