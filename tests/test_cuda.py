@@ -182,6 +182,21 @@ class TestFastPaths:
 TINY = {**TRAINING_TINY, "train.device": "cuda"}
 
 
+class TestMemoryPlan:
+    def test_the_gpu_probe_measures_free_device_memory_and_scarce_memory_picks_checkpointing(self, tmp_path):
+        from test_memory import small_run
+
+        from sei.training.memory_plan import USABLE_FRACTION, available_memory, plan_memory
+
+        assert 0 < available_memory(CUDA) <= torch.cuda.get_device_properties(CUDA).total_memory
+        config = small_run(tmp_path, **{"data.crop_size": 48, "train.device": "cuda"})
+        physics = make_physics("deblurring", kernel="Box_R2", noise_level=5)
+        plan = plan_memory(config, physics)  # the GPU's own free memory: a small SwinIR step fits
+        assert plan.mode == "none" and plan.device.startswith("cuda") and plan.estimates[0].needed > 0
+        scarce = plan_memory(config, physics, available=int(plan.estimates[0].needed / USABLE_FRACTION * 0.9))
+        assert scarce.mode == "checkpointing"
+
+
 class TestTraining:
     def test_three_steps_on_the_gpu_give_the_cpu_weights(self, tmp_path):
         from sei.config import from_flat
