@@ -143,7 +143,7 @@ def profile_step(runner: Mode, index: int, seconds_per_step: float, label: str) 
               "kernels": len(kernels)}
     if on_gpu:
         result.update(gpu_busy_s=busy_s, gpu_busy_fraction=busy_s / seconds_per_step)
-    sort_by = "self_cuda_time_total" if on_gpu else "self_cpu_time_total"
+    sort_by = "self_device_time_total" if on_gpu else "self_cpu_time_total"
     table = profiler.key_averages().table(sort_by=sort_by, row_limit=20, max_name_column_width=60)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"train_step_profile{'_cuda' if on_gpu else ''}.txt"
