@@ -90,8 +90,8 @@ def compile_network(model: nn.Module, mode: str = "default") -> nn.Module:
 
 
 def mark_step_begin(mode: str | None) -> None:
-    """Tell PyTorch's CUDA-graph trees that a new training step begins, so that the previous step's graph outputs
-    may be overwritten (a SEI step's forward passes are not all followed by a backward pass, which the trees
-    would otherwise wait for). Nothing for modes without CUDA graphs."""
+    """Tell PyTorch's CUDA-graph trees that a new training or validation step begins, so that the graphs' outputs of
+    the previous step may be overwritten (without the mark the trees guess the boundary, and record new graphs when
+    an output of an earlier step is still referenced). Nothing for modes without CUDA graphs."""
     if uses_cuda_graphs(mode):
         torch.compiler.cudagraph_mark_step_begin()
