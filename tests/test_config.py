@@ -105,6 +105,13 @@ class TestResolve:
     def test_older_configs_compile_true_is_the_default_mode(self):
         assert resolve(from_flat({"train.compile": True})).train.compile == "default"
 
+    def test_the_recipe_line_says_how_the_network_is_compiled(self):
+        from sei.config import describe_recipe
+
+        compiled = resolve(from_flat({"train.compile": "reduce-overhead"}))
+        assert "compiled (reduce-overhead mode)" in describe_recipe(compiled)
+        assert "compiled" not in describe_recipe(resolve(from_flat({})))
+
     def test_no_stop_gradient_is_the_ablation(self):
         assert resolve(from_flat({"loss.stop_gradient": False})).loss.method == "sei-no-stop-grad"
 

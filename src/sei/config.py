@@ -291,7 +291,7 @@ def describe_recipe(config: ExperimentConfig) -> str:
     return (f"{model.backbone or 'backbone of the initial weights'}, {budget}, batch {config.data.batch_size} "
             f"of {config.data.crop_size}x{config.data.crop_size} crops, lr {train.lr:g}"
             f"{f' (gradient norm clipped at {train.grad_clip:g})' if train.grad_clip else ''}, {config.loss.method}, "
-            f"precision {train.precision}")
+            f"precision {train.precision}{f', compiled ({train.compile} mode)' if train.compile else ''}")
 
 
 def _resolve_memory_mode(config: ExperimentConfig) -> None:
