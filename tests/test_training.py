@@ -58,6 +58,7 @@ class TestCommandLine:
         summary = json.loads((test_dir / "summary.json").read_text())
         assert summary["n"] == 2 and {"psnr", "ssim", "psnr_std", "settings"} <= set(summary)
         assert summary["settings"]["physics"]["kernel"] == "Gaussian_R1"
+        assert summary["settings"]["precision"] == "32-true"
         assert (test_dir / "images" / "chelsea_estimate.png").is_file()
 
     def test_reference_flag_spellings(self, tmp_path):

@@ -85,6 +85,30 @@ class TestRestore:
         assert main(["restore", colour, str(tmp_path / "n.png"), "--weights", str(weights), "--ensemble",
                      "--quiet"]) == 2
 
+    def test_bf16_precision_stays_within_grey_levels_of_float32(self, photos, tmp_path):
+        torch.manual_seed(0)
+        network = build_backbone("unet-tiny")
+        with torch.no_grad():  # no longer the identity it starts as
+            for parameter in network.parameters():
+                parameter.add_(0.05 * torch.randn_like(parameter))
+        weights = save_weights(network, tmp_path / "perturbed.pt")
+        for precision in ("32-true", "bf16-mixed"):  # tiled, so that tiles are blended from bf16 estimates
+            assert main(["restore", str(photos / "colour.png"), str(tmp_path / f"{precision}.png"), "--weights",
+                         str(weights), "--precision", precision, "--tile", "32", "--overlap", "8", "--quiet"]) == 0
+        exact, fast = (read_image(tmp_path / f"{precision}.png") for precision in ("32-true", "bf16-mixed"))
+        assert not torch.equal(exact, fast)  # the network did compute in bf16
+        assert (exact - fast).abs().max() <= 4 / 255
+
+    def test_precision_is_checked(self, photos, weights, tmp_path, capsys):
+        colour = str(photos / "colour.png")
+        assert main(["restore", colour, str(tmp_path / "a.png"), "--weights", str(weights), "--precision", "fp8",
+                     "--quiet"]) == 2
+        assert "32-true, bf16-mixed" in capsys.readouterr().err
+        assert main(["restore", colour, str(tmp_path / "b.png"), "--model-kind", "tv", "--kernel", "Box_R2",
+                     "--precision", "bf16-mixed", "--quiet"]) == 2
+        assert "trained networks" in capsys.readouterr().err
+        assert not (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
+
     def test_refuses_to_overwrite_inputs(self, photos, weights, capsys):
         assert main(["restore", str(photos), str(photos), "--weights", str(weights), "--quiet"]) == 2
         assert "overwrite" in capsys.readouterr().err

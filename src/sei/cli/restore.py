@@ -78,7 +78,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"operator: {spec.describe()} (from {origin})")
     reconstructor = open_reconstructor(kind, physics, source, baseline_options(args, args.download, not args.quiet),
                                        backbone=args.model, tile=args.tile, overlap=args.overlap,
-                                       ensemble=args.ensemble).to(device)
+                                       ensemble=args.ensemble, precision=args.precision).to(device)
     pairs = output_paths(Path(args.input), Path(args.output), args.format)
     # float data go through the map the network was trained with, when its run recorded one
     recorded = getattr(getattr(source, "run_config", None), "data", None)

@@ -101,7 +101,7 @@ def run_command(args: argparse.Namespace) -> int:
     backbone = config.model.backbone if ("model.backbone" in vars(args) or (source and source.backbone)) else None
     reconstructor = open_reconstructor(kind, physics.to(device), source,
                                        baseline_options(args, download, not args.quiet), backbone=backbone,
-                                       ensemble=args.ensemble).to(device)
+                                       ensemble=args.ensemble, precision=args.precision).to(device)
     lpips = open_lpips(args.lpips, download, device)
     if source is not None:
         label = args.label or (source.weights.parent.name if source.run_config else source.weights.stem)
@@ -111,7 +111,8 @@ def run_command(args: argparse.Namespace) -> int:
         root = Path("results") / f"{kind}_{spec.task}_{spec.short_name()}_noise{spec.noise_level:g}"
     out_dir = Path(args.out_dir) if args.out_dir else root / f"test_{Path(str(config.data.dataset)).name}_{args.split}"
     settings = {
-        "label": label, "model_kind": kind, "ensemble": args.ensemble, "weights": str(source.weights) if source else None,
+        "label": label, "model_kind": kind, "ensemble": args.ensemble, "precision": args.precision,
+        "weights": str(source.weights) if source else None,
         "backbone": getattr(getattr(reconstructor, "network", None), "sei_architecture", None),
         "baseline_options": {k: v for k, v in baseline_options(args).items() if v is not None and k != "progress"},
         "physics": spec.to_dict(), "dataset": str(config.data.dataset), "split": args.split,
