@@ -175,7 +175,8 @@ def test_training_and_reloading_through_the_api(tmp_path):
     assert load_backbone(result.weights, physics=physics)(torch.rand(1, 3, 30, 30)).shape == (1, 3, 30, 30)
 
 
-def test_bf16_inference_keeps_the_operator_in_float32(tmp_path):
+@pytest.mark.parametrize("ensemble", [False, True])  # the ensemble hands the network conjugated operators
+def test_bf16_inference_keeps_the_operator_in_float32(tmp_path, ensemble):
     # under bf16 autocast the bicubic down-sampling computes garbage (measured: estimates off by 1.1); the network's
     # operator must be called in float32, as in training
     from sei.reconstructors import locate_network, open_reconstructor
@@ -184,7 +185,7 @@ def test_bf16_inference_keeps_the_operator_in_float32(tmp_path):
     torch.manual_seed(0)
     weights = save_weights(build_backbone("unrolled-tiny", upscale=2, physics=physics), tmp_path / "unrolled.pt")
     y = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(1))
-    exact, fast = (open_reconstructor("network", physics, locate_network(weights), precision=precision)(y)
-                   for precision in ("32-true", "bf16-mixed"))
+    exact, fast = (open_reconstructor("network", physics, locate_network(weights), precision=precision,
+                                      ensemble=ensemble)(y) for precision in ("32-true", "bf16-mixed"))
     assert fast.dtype == torch.float32 and (fast - exact).abs().max() < 0.02
 
