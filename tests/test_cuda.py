@@ -151,6 +151,16 @@ class TestFastPaths:
         compiled = method(torch.compile(model), physics, y, generator=seeded(9)).loss
         assert relative_difference(compiled, eager) < 1e-4
 
+    def test_bf16_inference_stays_close_to_float32(self):
+        from sei.reconstructors import NetworkReconstructor
+
+        torch.manual_seed(0)
+        network = build_backbone("swinir", **SMALL_SWIN).to(CUDA)
+        y = torch.rand(1, 3, 40, 56, generator=seeded(11)).to(CUDA)
+        exact, fast = (NetworkReconstructor(network, tile=32, overlap=8, precision=precision)(y)
+                       for precision in ("32-true", "bf16-mixed"))
+        assert fast.dtype == torch.float32 and (fast - exact).abs().max() < 0.02
+
     def test_cuda_graph_compiled_swinir_trains_as_the_eager_one(self):
         # reduce-overhead: every Swin block replays CUDA graphs; three SEI steps must give the eager losses and
         # weights, which also proves that marking the step boundary lets a step's graphs be replayed again
