@@ -21,8 +21,8 @@ from sei.physics.base import float32_physics, physics_upscale
 from sei.tiling import tiled_apply
 
 # How a trained network computes its estimates: float32 (exact, the default), or under bf16 autocast (measured on
-# this project's CPU, avx512_bf16: the paper's SwinIR 2.1x faster on a 256x256 image; on 8-bit photographs the
-# unet-small demo network within 0.005 dB, its outputs within 2.2 grey levels).
+# this project's CPU, avx512_bf16: `sei restore` of a 256x256 photograph with the paper's SwinIR in 13.1 s against
+# 39.4 s; on 8-bit photographs the unet-small demo network within 0.005 dB, its outputs within 2.2 grey levels).
 INFERENCE_PRECISIONS = ("32-true", "bf16-mixed")
 
 

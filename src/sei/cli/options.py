@@ -159,7 +159,7 @@ def add_reconstructor_options(parser: argparse.ArgumentParser, weights_required:
                             "slower, usually a little better)")
     group.add_argument("--precision", default="32-true",
                        help="networks: 32-true (default, exact) or bf16-mixed (the network in bf16 autocast: the "
-                            "paper's SwinIR about 2x faster on CPUs with avx512_bf16, estimates within a few grey "
+                            "paper's SwinIR about 3x faster on CPUs with avx512_bf16, estimates within a few grey "
                             "levels; slow where bf16 is emulated)")
     group.add_argument("--wiener-strength", type=float, help="Wiener regularisation, in units of sigma^2")
     group.add_argument("--tv-weight", type=float, help="TV weight (default 0.05 sigma)")
