@@ -9,8 +9,8 @@ Modes:
 
 - ``baseline``: the straightforward implementation: deepinv's window attention, f(y) and the SURE probe
   f(y + tau b) as two separate evaluations, no checkpointing, eager fp32, default memory allocator settings;
-- ``fast``: the probe batched with f(y) in one pass; fused attention (scaled_dot_product_attention) on GPUs;
-  channels-last convolutions for the U-Net; ``--compile`` adds torch.compile (``--compile reduce-overhead``: with
+- ``fast``: the probe batched with f(y) in one pass; fused attention (scaled_dot_product_attention) and the fused
+  Adam on GPUs; channels-last convolutions for the U-Net; ``--compile`` adds torch.compile (``--compile reduce-overhead``: with
   CUDA graphs on GPUs, each step marked as one). Same numerics as ``baseline``;
 - ``checkpointing``: ``fast`` plus activation checkpointing per Swin block (``sei train --checkpointing``);
 - ``lean``: ``checkpointing`` plus freed memory returned to the system (``sei train --lean-memory``);
@@ -94,7 +94,8 @@ class Mode:
         self.compile_mode = args.compile if mode != "baseline" else None
         self.physics, self.network, self.model, self.method = build(args.backbone, args.task, mode, args.method,
                                                                     device, args.compile)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
+        fused = device.type == "cuda" and mode != "baseline"  # as sei train: the fused Adam on GPUs
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4, fused=fused or None)
         generator = torch.Generator().manual_seed(1)
         r = self.physics.upscale
         self.y = torch.rand(args.batch, 3, args.crop, args.crop, generator=generator).to(device)

@@ -192,6 +192,15 @@ class TestFastPaths:
 TINY = {**TRAINING_TINY, "train.device": "cuda"}
 
 
+class TestOptimiser:
+    def test_adam_is_fused_on_the_gpu(self):
+        from sei.config import from_flat, resolve
+        from sei.training.module import SEIModule
+
+        module = SEIModule(resolve(from_flat({**TINY, "train.steps": 3})).to_dict()).to(CUDA)
+        assert module.configure_optimizers()["optimizer"].defaults["fused"]
+
+
 class TestMemoryPlan:
     def test_the_gpu_probe_measures_free_device_memory_and_scarce_memory_picks_checkpointing(self, tmp_path):
         from test_memory import small_run

@@ -183,6 +183,15 @@ def test_two_process_data_parallel_training_on_cpu(tmp_path):
     assert all(not torch.equal(a, b) for a in rank0 for b in rank1)
 
 
+def test_cpu_runs_keep_the_for_loop_adam():
+    # the fused Adam is for GPUs (tests/test_cuda.py); CPU runs keep the implementation their numbers came from
+    from sei.config import resolve
+    from sei.training.module import SEIModule
+
+    module = SEIModule(resolve(from_flat({**TINY, "train.steps": 3})).to_dict())
+    assert not module.configure_optimizers()["optimizer"].defaults["fused"]
+
+
 def test_compiled_training_with_cuda_graph_mode_gives_the_eager_weights(tmp_path):
     # on a CPU, reduce-overhead compiles without CUDA graphs: this checks the run's compile path and its step marks
     from torch._dynamo.utils import counters
