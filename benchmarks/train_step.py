@@ -10,8 +10,9 @@ Modes:
 - ``baseline``: the straightforward implementation: deepinv's window attention, f(y) and the SURE probe
   f(y + tau b) as two separate evaluations, no checkpointing, eager fp32, default memory allocator settings;
 - ``fast``: the probe batched with f(y) in one pass; fused attention (scaled_dot_product_attention) and the fused
-  Adam on GPUs; channels-last convolutions for the U-Net; ``--compile`` adds torch.compile (``--compile reduce-overhead``: with
-  CUDA graphs on GPUs, each step marked as one). Same numerics as ``baseline``;
+  Adam on GPUs; channels-last convolutions for the U-Net; ``--compile`` adds torch.compile (``--compile
+  reduce-overhead``: with CUDA graphs on GPUs, each step marked as one). Same numerics as ``baseline`` (up to
+  float rounding);
 - ``checkpointing``: ``fast`` plus activation checkpointing per Swin block (``sei train --checkpointing``);
 - ``lean``: ``checkpointing`` plus freed memory returned to the system (``sei train --lean-memory``);
 - ``bf16``: ``fast`` under bfloat16 autocast (other numerics: reported apart).
