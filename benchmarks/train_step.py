@@ -17,18 +17,18 @@ Modes:
 - ``lean``: ``checkpointing`` plus freed memory returned to the system (``sei train --lean-memory``);
 - ``bf16``: ``fast`` under bfloat16 autocast (other numerics: reported apart).
 
-Speed: on a CPU the modes of a configuration run in one process, their steps interleaved, after one warm-up step
-each, so the speed-ups are ratios measured side by side (median of ``--steps``); memory: each mode runs one step in
-a process of its own, because a process's peak resident set (VmHWM) and the allocator's retained memory carry over
-from mode to mode. On a GPU each mode runs in a process of its own (a compiled mode is compiled once), timed after its
-warm-up, with its peak ``max_memory_allocated``. Model-FLOP utilisation (MFU) is the step's floating-point operations, counted once per configuration with
-``torch.utils.flop_counter`` on the eager model, per second, over ``--peak-tflops`` (default: the dense bf16 peak of
-an H100/H200, 989 TFLOP/s, on those GPUs). Out-of-memory failures are recorded. ``--profile`` runs one more step
-of each mode under ``torch.profiler`` and records where a step goes: operator calls (each one a dispatch, and on a
-GPU at least one kernel launch), kernels launched, and the GPU's busy time against the step's time (a step whose GPU
-is busy a small fraction of it is bound by launches, not arithmetic); the operators that took most time are written
-to benchmarks/results/train_step_profile[_cuda].txt. Prints a table and writes benchmarks/results/train_step.json,
-or train_step_cuda.json on a GPU (merged with earlier runs' records).
+Speed: on a CPU the modes of a configuration run in one process, their steps interleaved, after one warm-up step each,
+so the speed-ups are ratios measured side by side (median of ``--steps``); memory: each mode runs one step in a
+process of its own, because a process's peak resident set (VmHWM) and the allocator's retained memory carry over from
+mode to mode. On a GPU each mode runs in a process of its own (a compiled mode is compiled once), timed after its
+warm-up, with its peak ``max_memory_allocated``. Model-FLOP utilisation (MFU) is the step's floating-point operations,
+counted once per configuration with ``torch.utils.flop_counter`` on the eager model, per second, over
+``--peak-tflops`` (default: the dense bf16 peak of an H100/H200, 989 TFLOP/s, on those GPUs). Out-of-memory failures
+are recorded. ``--profile`` runs one more step of each mode under ``torch.profiler`` and records where a step goes:
+operator calls (each one a dispatch, most of them a kernel launch on a GPU), kernels launched, and the GPU's busy
+time against the step's time (a step whose GPU is busy a small fraction of it is bound by launches, not arithmetic);
+the operators that took most time are written to benchmarks/results/train_step_profile[_cuda].txt. Prints a table and
+writes benchmarks/results/train_step.json, or train_step_cuda.json on a GPU (merged with earlier runs' records).
 """
 
 from __future__ import annotations
@@ -126,8 +126,8 @@ class Mode:
 
 def profile_step(runner: Mode, index: int, seconds_per_step: float, label: str) -> dict:
     """Where one more step of ``runner`` goes, under ``torch.profiler``: operator calls (the outermost; those they
-    make in turn counted apart), kernels launched and the GPU's busy time against ``seconds_per_step`` (the unprofiled step), and the operators
-    that took most time, appended to the profile text file under ``label``."""
+    make in turn counted apart), kernels launched and the GPU's busy time against ``seconds_per_step`` (the
+    unprofiled step), and the operators that took most time, appended to the profile text file under ``label``."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
@@ -301,9 +301,10 @@ def save_results(previous: list[dict], records: list[dict], device: torch.device
     kept = [r for r in previous if key(r) not in keys]
     device_name = torch.cuda.get_device_name(0) if device.type == "cuda" else (platform.processor() or "cpu")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    results_path(device).write_text(json.dumps({"records": kept + records, "device": device_name, "cpu_count": os.cpu_count(),
-                                   "threads": torch.get_num_threads(), "torch": torch.__version__,
-                                   "platform": platform.platform()}, indent=2))
+    results_path(device).write_text(json.dumps({"records": kept + records, "device": device_name,
+                                                "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+                                                "torch": torch.__version__, "platform": platform.platform()},
+                                               indent=2))
 
 
 def main() -> None:
