@@ -63,8 +63,13 @@ def swin_only_modes(modes: str, backbone: str) -> list[str]:
     return [m for m in modes.split(",") if m not in ("checkpointing", "lean") or backbone.startswith("swinir")]
 
 
+def mode_compile(args, mode: str) -> str | None:
+    """The torch.compile mode a benchmark mode runs in: ``--compile``'s, except for the eager baseline."""
+    return args.compile if mode != "baseline" else None
+
+
 def build(backbone: str, task: str, mode: str, method_name: str, device: torch.device, compile_: str | None):
-    """Operator, network (as called), parameters and method of one mode."""
+    """Operator, network (as called), parameters and method of one mode (compiled in ``compile_`` unless None)."""
     from sei.methods import build_method
     from sei.models import build_backbone
     from sei.models.compilation import compile_network
@@ -79,7 +84,7 @@ def build(backbone: str, task: str, mode: str, method_name: str, device: torch.d
     model = build_backbone(backbone, upscale=physics.upscale, **options).to(device)
     if mode != "baseline" and backbone.startswith("unet"):
         model = model.to(memory_format=torch.channels_last)
-    network = compile_network(model, compile_) if compile_ and mode != "baseline" else model
+    network = compile_network(model, compile_) if compile_ else model
     method = build_method(method_name, batched_probe=mode != "baseline")
     return physics, network, model, method
 
@@ -92,9 +97,9 @@ class Mode:
         from sei.rng import make_generator
 
         self.name = mode
-        self.compile_mode = args.compile if mode != "baseline" else None
+        self.compile_mode = mode_compile(args, mode)
         self.physics, self.network, self.model, self.method = build(args.backbone, args.task, mode, args.method,
-                                                                    device, args.compile)
+                                                                    device, self.compile_mode)
         fused = device.type == "cuda" and mode != "baseline"  # as sei train: the fused Adam on GPUs
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4, fused=fused or None)
         generator = torch.Generator().manual_seed(1)
@@ -158,9 +163,7 @@ def step_flops(args, device: torch.device) -> float:
     """Floating-point operations of one training step (forward and backward), counted on the eager model."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    saved_compile, args.compile = args.compile, None
-    runner = Mode(args, "baseline", device)
-    args.compile = saved_compile
+    runner = Mode(args, "baseline", device)  # the baseline is never compiled (mode_compile)
     counter = FlopCounterMode(display=False)
     with counter:
         runner.step(0)
@@ -176,13 +179,13 @@ def default_peak_tflops(device: torch.device) -> float | None:
 
 def label(args, mode: str) -> str:
     """One configuration and mode, in words."""
-    compiled = f", compile {args.compile}" if args.compile and mode != "baseline" else ""
+    compiled = f", compile {mode_compile(args, mode)}" if mode_compile(args, mode) else ""
     return f"{args.backbone} {args.task} {args.method} batch {args.batch} crop {args.crop} {mode}{compiled}"
 
 
 def compile_warmup_steps(args, mode: str) -> int:
     """Warm-up steps: one, or four for a compiled mode, whose steps see new input sizes (random scales)."""
-    return 4 if args.compile and mode != "baseline" else 1
+    return 4 if mode_compile(args, mode) else 1
 
 
 def child_sequential(args, device: torch.device) -> dict:

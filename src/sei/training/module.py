@@ -65,6 +65,7 @@ class SEIModule(L.LightningModule):
         # The network the steps call: the backbone, or its compiled wrapper (`configure_model`), kept outside
         # the module tree so that state-dict keys stay those of the backbone.
         object.__setattr__(self, "_network", self.backbone)
+        self._compile_mode = compile_mode(self.config.train.compile)  # None: not compiled
         self._step_started: float | None = None
         self._step_ended: float | None = None
         self._waited = self._computed = 0.0  # seconds over the measured steps (data_wait_fraction)
@@ -81,15 +82,14 @@ class SEIModule(L.LightningModule):
     def configure_model(self) -> None:
         if isinstance(self.backbone, UNet):  # convolutions run faster on channels-last tensors (same numbers)
             self.backbone.to(memory_format=torch.channels_last)
-        mode = compile_mode(self.config.train.compile)
-        if mode is not None and self._network is self.backbone:
-            object.__setattr__(self, "_network", compile_network(self.backbone, mode))
+        if self._compile_mode is not None and self._network is self.backbone:
+            object.__setattr__(self, "_network", compile_network(self.backbone, self._compile_mode))
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self._network(y)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
-        mark_step_begin(compile_mode(self.config.train.compile))
+        mark_step_begin(self._compile_mode)
         generator = make_generator(self.config.train.seed, "loss", self.global_step, self.global_rank)
         output = self.method(self._network, self.float32_physics, batch["y"], batch.get("x"), generator=generator)
         size = batch["y"].shape[0]
@@ -125,7 +125,7 @@ class SEIModule(L.LightningModule):
         self._step_ended = now
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
-        mark_step_begin(compile_mode(self.config.train.compile))
+        mark_step_begin(self._compile_mode)
         estimate = self(batch["y"])
         reference = batch["x"]
         self.log("val/psnr", psnr(estimate, reference).mean(), prog_bar=True, batch_size=1, sync_dist=True)
