@@ -192,6 +192,25 @@ def test_cpu_runs_keep_the_for_loop_adam():
     assert not module.configure_optimizers()["optimizer"].defaults["fused"]
 
 
+def test_fused_adam_under_bf16_clips_like_the_for_loop_adam(tmp_path, monkeypatch):
+    # GPU runs use the fused Adam; Lightning's mixed-precision plugin refuses to clip for it, so the module clips
+    # itself. Forced here on the CPU: the same clipped steps as the for-loop Adam, and the clipping did bite.
+    weights = {}
+    for name, fused, clip in (("loop", False, 1e-3), ("fused", True, 1e-3), ("unclipped", False, "none")):
+        if fused:
+            class FusedAdam(torch.optim.Adam):
+                def __init__(self, *args, **kwargs):
+                    super().__init__(*args, **{**kwargs, "fused": True})
+            monkeypatch.setattr(torch.optim, "Adam", FusedAdam)
+        result = train(from_flat({**TINY, "train.steps": 2, "train.precision": "bf16-mixed", "train.grad_clip": clip,
+                                  "out_dir": str(tmp_path / name)}))
+        monkeypatch.undo()
+        weights[name] = read_weights(result.weights)
+    for key, value in weights["loop"].items():
+        torch.testing.assert_close(weights["fused"][key], value, rtol=1e-5, atol=1e-6)
+    assert any(not torch.allclose(weights["unclipped"][key], value) for key, value in weights["loop"].items())
+
+
 def test_compiled_training_with_cuda_graph_mode_gives_the_eager_weights(tmp_path):
     # on a CPU, reduce-overhead compiles without CUDA graphs: this checks the run's compile path and its step marks
     from torch._dynamo.utils import counters

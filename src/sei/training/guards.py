@@ -16,9 +16,7 @@ from torch import nn
 
 from sei.errors import DivergenceError
 from sei.training.checkpointing import LAST_CHECKPOINT, nonfinite_tensors, periodic_checkpoints
-
-# Precisions whose gradient scaler expects overflowing gradients now and then (it skips those steps itself).
-_SCALED_PRECISIONS = ("16-mixed", "16", "16-true")
+from sei.training.precision import is_fp16
 
 
 def last_good_checkpoint(directory: str | Path) -> Path | None:
@@ -49,7 +47,7 @@ class DivergenceGuard(L.Callback):
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
     def _scaled(self, trainer: L.Trainer) -> bool:
-        return str(trainer.precision) in _SCALED_PRECISIONS
+        return is_fp16(trainer.precision)
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
         # Checked before the backward pass and the step: the weights are still those of the previous step. With

@@ -21,6 +21,7 @@ from sei.models.weights import load_backbone
 from sei.physics.base import Float32Physics, float32_physics, physics_upscale
 from sei.reconstructors import locate_network
 from sei.rng import make_generator
+from sei.training.precision import is_fp16
 from sei.training.schedule import paper_scheduler
 
 
@@ -137,9 +138,23 @@ class SEIModule(L.LightningModule):
         parameters = list(self.backbone.parameters())
         # On GPUs the fused Adam updates all parameters in a few kernels instead of hundreds of launches (SwinIR has
         # 490 tensors), which counts once CUDA graphs remove the network's launches; CPU runs keep the for-loop
-        # implementation that their published numbers were measured with.
-        fused = bool(parameters) and all(parameter.is_cuda for parameter in parameters)
+        # implementation that their published numbers were measured with. Not under float16: its gradient scaler
+        # lets a fused step unscale internally, and the gradients could then not be clipped before it.
+        fused = (bool(parameters) and all(parameter.is_cuda for parameter in parameters)
+                 and not is_fp16(train.precision))
         optimizer = torch.optim.Adam(parameters, lr=train.lr, betas=tuple(train.betas), fused=fused or None)
         total = train.steps if train.steps is not None else int(self.trainer.estimated_stepping_batches)
         scheduler = paper_scheduler(optimizer, total, train.lr_decay_start, train.lr_final_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        # Lightning's mixed-precision plugin refuses to clip for any fused optimiser (it assumes a gradient scaler
+        # whose unscaling the fused step does internally). The fused Adam is never used under float16, so its
+        # gradients are true ones (bf16-mixed keeps float32 gradients, no scaler): clip their global norm here.
+        if gradient_clip_val and optimizer.defaults.get("fused") and gradient_clip_algorithm in (None, "norm"):
+            parameters = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(parameters, gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val,
+                            gradient_clip_algorithm=gradient_clip_algorithm)

@@ -17,6 +17,13 @@ import torch
 
 AUTO_PRECISION = "auto"
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that compute bf16 dot products
+FP16_PRECISIONS = ("16-mixed", "16", "16-true")  # float16: gradients may overflow, a scaler may rescale them
+
+
+def is_fp16(precision: str) -> bool:
+    """Whether Lightning's ``precision`` computes in float16, whose gradients may overflow now and then (under
+    ``16-mixed`` a gradient scaler multiplies them and skips the overflowing steps itself)."""
+    return str(precision) in FP16_PRECISIONS
 
 
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
