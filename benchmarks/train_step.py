@@ -49,6 +49,7 @@ import torch
 
 RESULTS_DIR = Path("benchmarks/results")
 DENSE_BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}  # NVIDIA's dense (no sparsity) bf16 tensor-core peaks
+FLOP_COUNT_BATCH = 8  # step_flops counts at this batch at most, then scales to the batch
 ALL_METHODS = "sei,supervised,css,ei-shift,ei-rotate,sure,sei-no-stop-grad"
 
 
@@ -160,14 +161,19 @@ def profile_step(runner: Mode, index: int, seconds_per_step: float, label: str) 
 
 
 def step_flops(args, device: torch.device) -> float:
-    """Floating-point operations of one training step (forward and backward), counted on the eager model."""
+    """Floating-point operations of one training step (forward and backward), counted on the eager model.
+
+    Counted at batch :data:`FLOP_COUNT_BATCH` at most and scaled to the batch (the work is per sample): the eager
+    float32 step of a large batch may not fit where its optimised modes do.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
-    runner = Mode(args, "baseline", device)  # the baseline is never compiled (mode_compile)
+    counted = argparse.Namespace(**{**vars(args), "batch": min(args.batch, FLOP_COUNT_BATCH)})
+    runner = Mode(counted, "baseline", device)  # the baseline is never compiled (mode_compile)
     counter = FlopCounterMode(display=False)
     with counter:
         runner.step(0)
-    return float(counter.get_total_flops())
+    return float(counter.get_total_flops()) * args.batch / counted.batch
 
 
 def default_peak_tflops(device: torch.device) -> float | None:

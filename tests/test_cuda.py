@@ -223,7 +223,8 @@ class TestTraining:
 
         weights = {}
         for device in ("cpu", "cuda"):
-            result = train(from_flat({**TINY, "train.device": device, "train.steps": 3,
+            # float32 on both sides: "auto" picks bf16-mixed on the GPU (and on CPUs with native bf16)
+            result = train(from_flat({**TINY, "train.device": device, "train.steps": 3, "train.precision": "32-true",
                                       "out_dir": str(tmp_path / device)}))
             weights[device] = torch.load(result.weights, weights_only=True)["params"]
         for key, value in weights["cpu"].items():
