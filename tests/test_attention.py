@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from sei.errors import ConfigError
-from sei.models.compilation import COMPILE_MODES, compile_mode, compile_network, swin_blocks, uses_cuda_graphs
+from sei.models.compilation import (COMPILE_MODES, compile_mode, compile_network, resolve_compile, running_eagerly,
+                                    swin_blocks, uses_cuda_graphs)
 from sei.models.swinir import SwinIR, fused_window_attention
 
 
@@ -97,6 +98,25 @@ class TestCompileMode:
     def test_other_values_are_refused_with_the_modes_listed(self, value):
         with pytest.raises(ConfigError, match="max-autotune-no-cudagraphs"):
             compile_mode(value)
+
+    def test_auto_compiles_with_cuda_graphs_on_gpus_and_not_on_cpus(self):
+        assert resolve_compile("auto", torch.device("cuda")) == "reduce-overhead"
+        assert resolve_compile("Auto", torch.device("cpu")) is None
+        assert resolve_compile("default", torch.device("cpu")) == "default"
+        assert resolve_compile(False, torch.device("cuda")) is None
+
+    def test_running_eagerly_runs_a_compiled_function_without_compiling_it(self):
+        from torch._dynamo.utils import counters
+
+        torch._dynamo.reset()
+        counters.clear()
+        compiled = torch.compile(lambda x: torch.sin(x) * 2)
+        x = torch.randn(5)
+        with running_eagerly("default"):
+            torch.testing.assert_close(compiled(x), torch.sin(x) * 2)
+        assert counters["stats"]["unique_graphs"] == 0
+        compiled(x)
+        assert counters["stats"]["unique_graphs"] == 1
 
     def test_only_graph_replaying_modes_mark_steps(self):
         assert [mode for mode in COMPILE_MODES if uses_cuda_graphs(mode)] == ["reduce-overhead", "max-autotune"]

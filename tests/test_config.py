@@ -93,13 +93,14 @@ class TestResolve:
         assert config.model.backbone == "unet-small" and config.train.steps is not None
         assert config.train.epochs is None
 
-    @pytest.mark.parametrize("flags, recorded", [([], False), (["--compile"], "default"),
+    @pytest.mark.parametrize("flags, recorded", [([], False), (["--compile"], "default"), (["--compile", "off"], False),
                                                  (["--compile", "reduce-overhead"], "reduce-overhead")])
     def test_compile_flag_names_a_torch_compile_mode(self, flags, recorded):
+        # on a CPU, auto (the default) compiles nothing; on GPUs it is reduce-overhead (tests/test_attention.py)
         from sei.cli import build_parser
         from sei.cli.options import overrides
 
-        args = build_parser().parse_args(["train", *flags, "--steps", "3"])
+        args = build_parser().parse_args(["train", *flags, "--steps", "3", "--device", "cpu"])
         assert resolve(from_flat(overrides(args))).train.compile == recorded
 
     def test_older_configs_compile_true_is_the_default_mode(self):

@@ -192,6 +192,24 @@ def test_cpu_runs_keep_the_for_loop_adam():
     assert not module.configure_optimizers()["optimizer"].defaults["fused"]
 
 
+def test_validation_of_a_compiled_network_compiles_nothing(recwarn):
+    # validation images come in any size: a compiled (and, on GPUs, CUDA-graphed) network validates eagerly
+    from torch._dynamo.utils import counters
+
+    from sei.config import resolve
+    from sei.training.module import SEIModule
+
+    module = SEIModule(resolve(from_flat({**TINY, "train.steps": 3, "train.compile": "default"})).to_dict())
+    module.configure_model()
+    torch._dynamo.reset()
+    counters.clear()
+    y, x = torch.rand(1, 3, 40, 36), torch.rand(1, 3, 40, 36)
+    module.validation_step({"y": y, "x": x}, 0)
+    assert counters["stats"]["unique_graphs"] == 0
+    module(y)  # a training-time call compiles
+    assert counters["stats"]["unique_graphs"] > 0
+
+
 def test_fused_adam_under_bf16_clips_like_the_for_loop_adam(tmp_path, monkeypatch):
     # GPU runs use the fused Adam; Lightning's mixed-precision plugin refuses to clip for it, so the module clips
     # itself. Forced here on the CPU: the same clipped steps as the for-loop Adam, and the clipping did bite.

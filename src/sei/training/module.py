@@ -10,11 +10,12 @@ import torch
 from deepinv.physics import LinearPhysics
 
 from sei.config import ExperimentConfig, from_dict
+from sei.devices import torch_device
 from sei.errors import ConfigError
 from sei.methods import build_method
 from sei.memory import release_freed_memory
 from sei.metrics import psnr, ssim
-from sei.models.compilation import compile_mode, compile_network, mark_step_begin
+from sei.models.compilation import compile_network, mark_step_begin, resolve_compile, running_eagerly
 from sei.models.registry import build_backbone
 from sei.models.unet import UNet
 from sei.models.weights import load_backbone
@@ -66,7 +67,8 @@ class SEIModule(L.LightningModule):
         # The network the steps call: the backbone, or its compiled wrapper (`configure_model`), kept outside
         # the module tree so that state-dict keys stay those of the backbone.
         object.__setattr__(self, "_network", self.backbone)
-        self._compile_mode = compile_mode(self.config.train.compile)  # None: not compiled
+        # None: not compiled; a configuration not yet resolved may still say "auto"
+        self._compile_mode = resolve_compile(self.config.train.compile, torch_device(self.config.train.device))
         self._step_started: float | None = None
         self._step_ended: float | None = None
         self._waited = self._computed = 0.0  # seconds over the measured steps (data_wait_fraction)
@@ -126,8 +128,8 @@ class SEIModule(L.LightningModule):
         self._step_ended = now
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
-        mark_step_begin(self._compile_mode)
-        estimate = self(batch["y"])
+        with running_eagerly(self._compile_mode):  # validation images come in any size: no graph for each
+            estimate = self(batch["y"])
         reference = batch["x"]
         self.log("val/psnr", psnr(estimate, reference).mean(), prog_bar=True, batch_size=1, sync_dist=True)
         if min(reference.shape[-2:]) >= 11:
