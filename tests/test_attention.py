@@ -104,6 +104,8 @@ class TestCompileMode:
         assert resolve_compile("Auto", torch.device("cpu")) is None
         assert resolve_compile("default", torch.device("cpu")) == "default"
         assert resolve_compile(False, torch.device("cuda")) is None
+        assert resolve_compile("auto", torch.device("cuda"), processes=2) is None  # data-parallel runs stay eager
+        assert resolve_compile("reduce-overhead", torch.device("cuda"), processes=2) == "reduce-overhead"
 
     def test_running_eagerly_runs_a_compiled_function_without_compiling_it(self):
         from torch._dynamo.utils import counters

@@ -174,3 +174,28 @@ class TestSchedule:
                 assert optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-12, abs=0)
                 optimizer.step()
                 scheduler.step()
+
+
+class TestTrainingProcesses:
+    @pytest.mark.parametrize("devices, nodes, expected", [(1, 1, 1), ("auto", 1, 1), (-1, 1, 1), (4, 2, 8),
+                                                          ([0, 1], 1, 2), ("0,1", 1, 2), ("3", 1, 3)])
+    def test_counts_devices_per_node_times_nodes(self, devices, nodes, expected):
+        from sei.devices import training_processes
+
+        assert training_processes("cpu", devices, nodes) == expected
+
+    def test_an_unreadable_device_count_is_refused(self):
+        from sei.devices import training_processes
+
+        with pytest.raises(ConfigError, match="devices must be"):
+            training_processes("cpu", "many")
+
+    def test_auto_compiles_a_single_gpu_run_but_not_a_data_parallel_one(self, monkeypatch):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with 4 GPUs, as resolve sees it
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+        gpu = {"train.device": "cuda", "train.precision": "32-true"}
+        assert resolve(from_flat(gpu)).train.compile == "reduce-overhead"
+        assert resolve(from_flat({**gpu, "train.devices": "auto"})).train.compile is False
+        assert resolve(from_flat({**gpu, "train.devices": 2})).train.compile is False
+        assert resolve(from_flat({**gpu, "train.devices": 2, "train.compile": "reduce-overhead"})).train.compile == \
+            "reduce-overhead"

@@ -100,7 +100,7 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "auto"  # auto: bf16-mixed where the device computes bf16 natively, else 32-true
-    compile: Any = "auto"  # auto: reduce-overhead (CUDA graphs) on GPUs, off on CPUs; false; a torch.compile mode
+    compile: Any = "auto"  # auto: reduce-overhead (CUDA graphs) on a single GPU, else off; false; a torch.compile mode
     memory: str = "auto"  # auto (measured before training), none, checkpointing, lean: sei.training.memory_plan
     release_memory: bool = False  # glibc returns freed memory to the system (sei.memory): set from train.memory
     checkpoint_every: int = 10  # epochs; the latest checkpoint is also kept at every epoch
@@ -309,7 +309,7 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
 
     :raises ConfigError: for inconsistent or invalid settings.
     """
-    from sei.devices import torch_device
+    from sei.devices import torch_device, training_processes
     from sei.methods import canonical_method, method_entry
     from sei.models.compilation import resolve_compile
     from sei.training.precision import resolve_precision
@@ -341,7 +341,8 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
     if train.lr is None:
         train.lr = default_lr(model.backbone or _backbone_of_weights(model.weights), physics.task)
     train.grad_clip = resolve_grad_clip(train.grad_clip, laptop)
-    train.compile = resolve_compile(train.compile, torch_device(train.device)) or False
+    train.compile = resolve_compile(train.compile, torch_device(train.device),
+                                    training_processes(train.device, train.devices, train.num_nodes)) or False
     if data.batch_size < 1 or data.crop_size < 1:
         raise ConfigError("batch size and crop size must be positive")
     check_train_settings(train)

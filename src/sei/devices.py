@@ -35,3 +35,26 @@ def lightning_devices(device: str = "auto", devices: Any = 1) -> dict[str, Any]:
     if resolved.type == "cuda":
         return {"accelerator": "gpu", "devices": [resolved.index] if resolved.index is not None else devices}
     return {"accelerator": resolved.type, "devices": 1}
+
+
+def training_processes(device: str = "auto", devices: Any = 1, num_nodes: int = 1) -> int:
+    """How many processes a run trains in: the devices per node times the nodes.
+
+    :param devices: a count; ``auto`` or -1 (every visible GPU on a GPU, one process on a CPU); or GPU indices, as a
+        list or a string such as ``"0,1"``. A device string naming one GPU (``cuda:1``) trains in one process.
+    """
+    resolved = torch_device(device)
+    if resolved.type == "cuda" and resolved.index is not None:
+        per_node = 1
+    elif isinstance(devices, (list, tuple)):
+        per_node = len(devices)
+    elif str(devices).strip() in ("auto", "-1"):
+        per_node = torch.cuda.device_count() if resolved.type == "cuda" else 1
+    elif isinstance(devices, str) and "," in devices:
+        per_node = len([index for index in devices.split(",") if index.strip()])
+    else:
+        try:
+            per_node = int(devices)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"devices must be a count, auto or GPU indices such as 0,1; got {devices!r}") from error
+    return max(per_node, 1) * max(int(num_nodes), 1)

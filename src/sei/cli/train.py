@@ -77,9 +77,9 @@ def add_parser(subparsers) -> None:
     option(run, "--precision", dest="train.precision", help="auto (default: bf16-mixed where the CPU or GPU computes bf16 natively, "
            "measured within 0.1 dB of fp32 and up to 2x faster; else 32-true), 32-true, bf16-mixed or 16-mixed")
     option(run, "--compile", dest="train.compile", nargs="?", const="default", metavar="MODE",
-           help="torch.compile the backbone (SwinIR block by block). MODE: auto (the default: reduce-overhead on GPUs, "
-                "off on CPUs), off, or torch.compile's: default (the flag alone), reduce-overhead (also replays CUDA "
-                "graphs on GPUs), max-autotune, max-autotune-no-cudagraphs")
+           help="torch.compile the backbone (SwinIR block by block). MODE: auto (the default: reduce-overhead on a "
+                "single GPU, else off), off, or torch.compile's: default (the flag alone), reduce-overhead (also "
+                "replays CUDA graphs on GPUs), max-autotune, max-autotune-no-cudagraphs")
     option(run, "--num-workers", dest="data.num_workers", type=int, help="data loader worker processes")
     option(run, "--val-every", dest="train.val_every", type=int, help="validation PSNR every N epochs (0: off)")
     option(run, "--checkpoint-every", dest="train.checkpoint_every", type=int,

@@ -417,7 +417,7 @@ def plan_memory(config: ExperimentConfig, physics: LinearPhysics, available: int
     """
     import torch
 
-    from sei.devices import torch_device
+    from sei.devices import torch_device, training_processes
     from sei.training.module import SEIModule
 
     device = device or torch_device(config.train.device)
@@ -425,7 +425,7 @@ def plan_memory(config: ExperimentConfig, physics: LinearPhysics, available: int
         return MemoryPlan("none", (), 0, config.data.batch_size, str(device))  # nothing to measure with
     if available is None:
         available = available_memory(device)
-        processes = config.train.devices if isinstance(config.train.devices, int) else 1
+        processes = training_processes(config.train.device, config.train.devices)  # on this node
         if device.type == "cpu" and processes > 1:
             available //= processes
     probe_config = copy.deepcopy(config)

@@ -10,7 +10,7 @@ import torch
 from deepinv.physics import LinearPhysics
 
 from sei.config import ExperimentConfig, from_dict
-from sei.devices import torch_device
+from sei.devices import torch_device, training_processes
 from sei.errors import ConfigError
 from sei.methods import build_method
 from sei.memory import release_freed_memory
@@ -68,7 +68,9 @@ class SEIModule(L.LightningModule):
         # the module tree so that state-dict keys stay those of the backbone.
         object.__setattr__(self, "_network", self.backbone)
         # None: not compiled; a configuration not yet resolved may still say "auto"
-        self._compile_mode = resolve_compile(self.config.train.compile, torch_device(self.config.train.device))
+        train = self.config.train
+        self._compile_mode = resolve_compile(train.compile, torch_device(train.device),
+                                             training_processes(train.device, train.devices, train.num_nodes))
         self._step_started: float | None = None
         self._step_ended: float | None = None
         self._waited = self._computed = 0.0  # seconds over the measured steps (data_wait_fraction)
