@@ -249,6 +249,19 @@ def default_lr(backbone: str | None, task: str) -> float:
     return PAPER_LR[task] if preset is None or preset.family == "swinir" else LAPTOP_LR
 
 
+def resolve_train_compile(train: TrainConfig) -> str | None:
+    """The torch.compile mode ``train`` runs in (None: not compiled), ``auto`` resolved for its device and number of
+    processes (:func:`sei.models.compilation.resolve_compile`).
+
+    :raises ConfigError: for an unknown mode, device or device count.
+    """
+    from sei.devices import torch_device, training_processes
+    from sei.models.compilation import resolve_compile
+
+    return resolve_compile(train.compile, torch_device(train.device),
+                           training_processes(train.device, train.devices, train.num_nodes))
+
+
 def resolve_grad_clip(value: Any, laptop: bool) -> float | None:
     """The gradient-norm bound a run trains with: ``auto`` gives :data:`LAPTOP_GRAD_CLIP` to the laptop recipe and
     none to the paper's; ``none``, None and 0 turn it off.
@@ -309,9 +322,8 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
 
     :raises ConfigError: for inconsistent or invalid settings.
     """
-    from sei.devices import torch_device, training_processes
+    from sei.devices import torch_device
     from sei.methods import canonical_method, method_entry
-    from sei.models.compilation import resolve_compile
     from sei.training.precision import resolve_precision
     from sei.training.validation import check_train_settings
 
@@ -341,8 +353,7 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
     if train.lr is None:
         train.lr = default_lr(model.backbone or _backbone_of_weights(model.weights), physics.task)
     train.grad_clip = resolve_grad_clip(train.grad_clip, laptop)
-    train.compile = resolve_compile(train.compile, torch_device(train.device),
-                                    training_processes(train.device, train.devices, train.num_nodes)) or False
+    train.compile = resolve_train_compile(train) or False
     if data.batch_size < 1 or data.crop_size < 1:
         raise ConfigError("batch size and crop size must be positive")
     check_train_settings(train)

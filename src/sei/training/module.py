@@ -9,13 +9,12 @@ import lightning as L
 import torch
 from deepinv.physics import LinearPhysics
 
-from sei.config import ExperimentConfig, from_dict
-from sei.devices import torch_device, training_processes
+from sei.config import ExperimentConfig, from_dict, resolve_train_compile
 from sei.errors import ConfigError
 from sei.methods import build_method
 from sei.memory import release_freed_memory
 from sei.metrics import psnr, ssim
-from sei.models.compilation import compile_network, mark_step_begin, resolve_compile, running_eagerly
+from sei.models.compilation import compile_network, mark_step_begin, running_eagerly
 from sei.models.registry import build_backbone
 from sei.models.unet import UNet
 from sei.models.weights import load_backbone
@@ -68,9 +67,7 @@ class SEIModule(L.LightningModule):
         # the module tree so that state-dict keys stay those of the backbone.
         object.__setattr__(self, "_network", self.backbone)
         # None: not compiled; a configuration not yet resolved may still say "auto"
-        train = self.config.train
-        self._compile_mode = resolve_compile(train.compile, torch_device(train.device),
-                                             training_processes(train.device, train.devices, train.num_nodes))
+        self._compile_mode = resolve_train_compile(self.config.train)
         self._step_started: float | None = None
         self._step_ended: float | None = None
         self._waited = self._computed = 0.0  # seconds over the measured steps (data_wait_fraction)
