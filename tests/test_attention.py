@@ -41,6 +41,34 @@ class TestFusedWindowAttention:
             assert torch.allclose(got, want, atol=1e-4)
 
 
+class TestFusedKernelPreconditions:
+    """PyTorch's fused CUDA attention kernels take 4-D inputs whose last dimension is contiguous, the additive mask
+    included, a head size that is a multiple of 8 and a mask that broadcasts over the batch only; given anything
+    else, ``scaled_dot_product_attention`` silently computes unfused. Checked on the arguments it receives."""
+
+    @pytest.mark.parametrize("shifted", [False, True])
+    def test_scaled_dot_product_attention_gets_what_the_fused_kernels_need(self, monkeypatch, shifted):
+        calls = []
+        attention_function = torch.nn.functional.scaled_dot_product_attention
+
+        def recording(q, k, v, attn_mask=None, **options):
+            calls.append((q, k, v, attn_mask))
+            return attention_function(q, k, v, attn_mask=attn_mask, **options)
+
+        monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+        model = SwinIR(upscale=1, embed_dim=60, depths=(2,), num_heads=(2,))  # 30 channels per head, as the paper's
+        block = model.layers[0].residual_group.blocks[int(shifted)]
+        assert (block.shift_size > 0) == shifted
+        mask = block.calculate_mask((16, 32)) if shifted else None  # 2 x 4 windows of 8 x 8 tokens
+        q, k, v = (torch.randn(8, 2, 64, 30, generator=torch.Generator().manual_seed(i)) for i in range(3))
+        fused_window_attention(q, k, v, block.attn.relative_bias(), mask, block.attn.scale)
+        (q, k, v, attn_mask), = calls
+        for tensor in (q, k, v, attn_mask):
+            assert tensor.dim() == 4 and tensor.stride(-1) == 1
+        assert q.shape[-1] % 8 == 0
+        assert attn_mask.shape[0] == 1 and attn_mask.shape[1] == q.shape[1]
+
+
 class TestCompileNetwork:
     def test_swinir_blocks_compiled_in_place_give_the_eager_output(self):
         torch.manual_seed(0)

@@ -128,13 +128,20 @@ class TestFastPaths:
         for p_ref, p_fused in zip(reference.parameters(), fused.parameters()):
             assert relative_difference(p_fused.grad, p_ref.grad) < 1e-3
 
+    @pytest.mark.parametrize("compiled", [False, True])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-    def test_window_attention_runs_on_the_memory_efficient_kernel(self, dtype):
+    def test_window_attention_runs_on_the_memory_efficient_kernel(self, dtype, compiled):
+        # compiled: the kernel is chosen when the block is traced (an H100 profile of the compiled SEI step showed
+        # half the blocks on the unfused path: their bias was not contiguous in its last dimension)
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
+        from sei.models.compilation import compile_network
         from sei.models.swinir import SwinIR
 
         model = SwinIR(upscale=1, embed_dim=60, depths=(2,), num_heads=(2,)).to(CUDA)  # 30 channels per head
+        if compiled:
+            torch._dynamo.reset()
+            compile_network(model, "default")
         x = torch.rand(2, 3, 40, 56, generator=seeded(10)).to(CUDA)
         with sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION), torch.autocast("cuda", dtype=dtype,
                                                                           enabled=dtype != torch.float32):

@@ -57,13 +57,15 @@ def fused_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bi
     broadcasts over the batch only; the paper's SwinIR has 30 channels per head and a mask per window position,
     which sent PyTorch to its unfused path (measured on an H100: the same peak memory as without fusion). So the
     head size is zero-padded (q k^T and the first d outputs are unchanged) and the windows of an image become
-    heads, so that bias and mask broadcast over images.
+    heads, so that bias and mask broadcast over images. The fused kernels also need every input, the additive
+    mask included, to be contiguous in its last dimension; the relative-position bias, gathered from its table
+    and permuted to heads first, is not, so it is copied (``heads x N x N`` values, once per call).
     """
     windows, heads, tokens, size = q.shape
     padding = -size % 8
     if padding:
         q, k, v = (F.pad(t, (0, padding)) for t in (q, k, v))
-    bias = bias.to(q.dtype)
+    bias = bias.to(q.dtype).contiguous()
     if mask is None:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0), scale=scale)
     else:
