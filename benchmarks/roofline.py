@@ -138,11 +138,14 @@ def bounds(kinds: dict[str, KindTotals], peak_flops: float, bandwidth: float) ->
 
 
 def measured_mfu(args, mode: str) -> float | None:
-    """MFU measured by ``train_step.py --device cuda`` for this configuration and mode, if recorded."""
+    """MFU measured by ``train_step.py --device cuda`` on ``args.gpu`` for this configuration and mode, if recorded."""
     path = RESULTS_DIR / "train_step_cuda.json"
     if not path.exists():
         return None
-    for record in json.loads(path.read_text())["records"]:
+    measured = json.loads(path.read_text())
+    if args.gpu.upper() not in str(measured.get("device", "")).upper():
+        return None
+    for record in measured["records"]:
         same = all(record.get(key) == getattr(args, key) for key in ("backbone", "task", "method", "batch", "crop"))
         if same and mode in record.get("modes", {}) and "mfu" in record["modes"][mode]:
             return record["modes"][mode]["mfu"]
