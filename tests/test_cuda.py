@@ -131,8 +131,8 @@ class TestFastPaths:
     @pytest.mark.parametrize("compiled", [False, True])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
     def test_window_attention_runs_on_the_memory_efficient_kernel(self, dtype, compiled):
-        # compiled: the kernel is chosen when the block is traced (an H100 profile of the compiled SEI step showed
-        # half the blocks on the unfused path: their bias was not contiguous in its last dimension)
+        # compiled: the kernel is chosen when the block is traced. An H100 profile of the compiled SEI step showed
+        # half the attention calls unfused, as many as the unshifted blocks, whose bias was then not contiguous
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         from sei.models.compilation import compile_network
