@@ -39,8 +39,8 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import flop_registry
 
 RESULTS_DIR = Path("benchmarks/results")
-# NVIDIA's datasheet figures: dense (no sparsity) bf16 tensor-core peak in TFLOP/s, memory bandwidth in TB/s.
-GPUS = {"h100": (989.0, 3.35), "h200": (989.0, 4.8)}
+# NVIDIA's datasheet memory bandwidth in TB/s; the bf16 peaks are train_step.py's DENSE_BF16_PEAK_TFLOPS.
+BANDWIDTH_TBS = {"H100": 3.35, "H200": 4.8}
 MATMUL_CATEGORIES = ("linear", "attention", "convolution")
 
 
@@ -139,11 +139,13 @@ def bounds(kinds: dict[str, KindTotals], peak_flops: float, bandwidth: float) ->
 
 def measured_mfu(args, mode: str) -> float | None:
     """MFU measured by ``train_step.py --device cuda`` on ``args.gpu`` for this configuration and mode, if recorded."""
-    path = RESULTS_DIR / "train_step_cuda.json"
+    from train_step import results_path
+
+    path = results_path(torch.device("cuda"))
     if not path.exists():
         return None
     measured = json.loads(path.read_text())
-    if args.gpu.upper() not in str(measured.get("device", "")).upper():
+    if args.gpu not in str(measured.get("device", "")):
         return None
     for record in measured["records"]:
         same = all(record.get(key) == getattr(args, key) for key in ("backbone", "task", "method", "batch", "crop"))
@@ -189,12 +191,14 @@ def main() -> None:
     parser.add_argument("--methods", default="sei,supervised")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--crop", type=int, default=48, help="crop size in pixels of the measurements (paper: 48)")
-    parser.add_argument("--gpu", choices=sorted(GPUS), default="h100", help="whose peak and bandwidth to use")
+    parser.add_argument("--gpu", type=str.upper, choices=sorted(BANDWIDTH_TBS), default="H100",
+                        help="whose peak and bandwidth to use")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
                         help="the step's precision (bf16: the GPU default; the peak is the bf16 one either way)")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    peak_tflops, bandwidth_tbs = GPUS[args.gpu]
+    from train_step import DENSE_BF16_PEAK_TFLOPS
+
+    peak_tflops, bandwidth_tbs = DENSE_BF16_PEAK_TFLOPS[args.gpu], BANDWIDTH_TBS[args.gpu]
     records = []
     for backbone in args.backbones.split(","):
         for task in args.tasks.split(","):
@@ -202,7 +206,7 @@ def main() -> None:
                 config = argparse.Namespace(**vars(args), backbone=backbone, task=task, method=method, compile=None)
                 result = analyse(config, peak_tflops * 1e12, bandwidth_tbs * 1e12)
                 print_report(f"{backbone} {task} {method} batch {args.batch} crop {args.crop} {args.precision}, "
-                             f"{args.gpu.upper()} ({peak_tflops:.0f} TFLOP/s, {bandwidth_tbs} TB/s)", result)
+                             f"{args.gpu} ({peak_tflops:.0f} TFLOP/s, {bandwidth_tbs} TB/s)", result)
                 records.append({"backbone": backbone, "task": task, "method": method, "batch": args.batch,
                                 "crop": args.crop, "precision": args.precision, "gpu": args.gpu,
                                 "peak_tflops": peak_tflops, "bandwidth_tbs": bandwidth_tbs, **result})
