@@ -8,14 +8,27 @@ import torch
 from sei.errors import ConfigError
 from sei.models import build_backbone
 from sei.reconstructors import NetworkReconstructor
-from sei.tiling import blend_window, tile_starts, tiled_apply
+from sei.tiling import blend_window, tile_layout, tiled_apply
 
 
-def test_tiles_cover_the_image_with_the_overlap():
-    starts = tile_starts(1000, 256, 32)
-    assert starts[0] == 0 and starts[-1] == 1000 - 256
-    assert all(b - a <= 256 - 32 for a, b in zip(starts, starts[1:]))
-    assert tile_starts(100, 256, 32) == [0]
+@pytest.mark.parametrize("tile, overlap, multiple", [(256, 32, 1), (512, 32, 8), (64, 32, 4), (48, 12, 16)])
+def test_fewest_equal_tiles_cover_the_image_with_the_overlap(tile, overlap, multiple):
+    for length in range(1, 1300, 7):
+        size, starts = tile_layout(length, tile, overlap, multiple)
+        assert starts[0] == 0 and starts[-1] + size == length and size <= min(tile, length)
+        assert all(end - start <= size - overlap for start, end in zip(starts, starts[1:]))
+        if len(starts) > 1:  # tiles on the grid: all starts but the last, and the size
+            assert size % multiple == 0 and all(start % multiple == 0 for start in starts[:-1])
+        fewer = len(starts) - 1  # one tile fewer, even at full size, would leave a gap
+        assert multiple > 1 or fewer == 0 or fewer * tile - (fewer - 1) * overlap < length
+
+
+def test_tiles_share_the_length_evenly():
+    # fixed 512 px tiles would compute 1536 px for 1024; three equal ones, on the window multiple, 1104
+    assert tile_layout(1024, 512, 32, 8) == (368, [0, 336, 656])
+    assert tile_layout(600, 512, 32) == (316, [0, 284])
+    assert tile_layout(1000, 40, 32, 16) == (40, list(range(0, 961, 8)))  # no step of 16 px fits: not aligned
+    assert tile_layout(100, 256, 32) == (100, [0])
 
 
 def test_window_is_positive_and_flat_inside():
@@ -44,7 +57,7 @@ def test_network_output_has_no_seams():
     y = torch.rand(1, 3, 130, 170)
     with torch.no_grad():
         whole = model(y)
-        tiled = tiled_apply(model, y, tile=64, overlap=32)
+        tiled = tiled_apply(model, y, tile=64, overlap=32, multiple=model.size_multiple)
     correction = (whole - y).abs().max()
     # inside the image (the image border is padded differently whole and tiled), the blend of tiles follows
     # the whole-image output closely: no seam stands out
@@ -66,6 +79,19 @@ def test_reconstructor_tiles_only_large_images():
     calls.clear()
     assert reconstructor(torch.rand(1, 3, 90, 70)).shape == (1, 3, 180, 140)
     assert all(h <= 40 and w <= 40 for h, w in calls) and len(calls) > 1
+    # tiles on the U-Net's multiple (4 for two levels), so that it pads none of them
+    assert all(h % model.size_multiple == 0 and w % model.size_multiple == 0 for h, w in calls)
+
+
+@pytest.mark.parametrize("name, upscale, multiple", [("unet-small", 1, 4), ("unet-small", 3, 4), ("swinir-small", 2, 8),
+                                                     ("unrolled-tiny", 1, 4), ("unrolled-tiny", 2, 2),
+                                                     ("unrolled-tiny", 3, 4)])
+def test_size_multiple_is_what_the_network_computes_unpadded(name, upscale, multiple):
+    from sei.physics.spec import PhysicsSpec
+
+    task = "deblurring" if upscale == 1 else "sr"
+    physics = PhysicsSpec(task=task, kernel="Gaussian_R2", sr_factor=upscale).build()
+    assert build_backbone(name, upscale=upscale, physics=physics).size_multiple == multiple
 
 
 def test_bad_tile_settings():

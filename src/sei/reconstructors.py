@@ -135,7 +135,8 @@ class NetworkReconstructor(nn.Module):
 
     def _restore(self, y: torch.Tensor) -> torch.Tensor:
         if self.tile and max(y.shape[-2:]) > self.tile:
-            return tiled_apply(self._estimate, y, self.tile, min(self.overlap, self.tile // 2), self.upscale)
+            return tiled_apply(self._estimate, y, self.tile, min(self.overlap, self.tile // 2), self.upscale,
+                               multiple=getattr(self.network, "size_multiple", 1))
         return self._estimate(y)
 
     def _estimate(self, y: torch.Tensor) -> torch.Tensor:

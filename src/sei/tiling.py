@@ -14,14 +14,29 @@ import torch
 from sei.errors import ConfigError
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size ``tile`` covering ``[0, length)`` with at least ``overlap`` px overlap."""
+def tile_layout(length: int, tile: int, overlap: int, multiple: int = 1) -> tuple[int, list[int]]:
+    """Size and start offsets of equal tiles, at most ``tile`` px, covering ``[0, length)`` with at least
+    ``overlap`` px between neighbours.
+
+    Every repeated pixel is computed again, so the tiles are as few and as small as cover the length: fixed-size
+    tiles can repeat most of one (1024 px in 512 px tiles: three tiles, 1536 px, where three of 368 px do).
+    With ``multiple`` (a network's window or total stride), tiles have sizes and, but for the last one, starts on
+    its multiples: a network whose output depends on the position of its input on that grid (strided
+    convolutions, windows) then computes each tile as it computes the whole image, so tiles agree where they
+    overlap; if no such tile fits within ``tile``, they are not aligned.
+    """
     if length <= tile:
-        return [0]
-    step = tile - overlap
-    starts = list(range(0, length - tile, step))
-    starts.append(length - tile)
-    return starts
+        return length, [0]
+    if tile // multiple * multiple - overlap < multiple:
+        multiple = 1
+    count = -(-(length - overlap) // (tile - overlap))  # the fewest tiles of full size
+    while True:
+        size = -(-(length + (count - 1) * overlap) // count)  # the smallest that ``count`` tiles can have
+        for size in range(-(-size // multiple) * multiple, tile + 1, multiple):
+            step = (size - overlap) // multiple * multiple
+            if (count - 1) * step + size >= length:
+                return size, sorted({min(index * step, length - size) for index in range(count)})
+        count += 1
 
 
 def blend_window(height: int, width: int, ramp: int, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -42,7 +57,7 @@ def blend_window(height: int, width: int, ramp: int, dtype=torch.float32, device
 
 @torch.no_grad()
 def tiled_apply(restore: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, tile: int = 256,
-                overlap: int = 32, upscale: int = 1) -> torch.Tensor:
+                overlap: int = 32, upscale: int = 1, multiple: int = 1) -> torch.Tensor:
     """``restore(y)`` computed tile by tile.
 
     :param restore: ``(B, C, h, w) -> (B, C, h r, w r)``, for any tile size.
@@ -50,6 +65,8 @@ def tiled_apply(restore: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor
     :param tile: tile size in measurement pixels; an image no larger than one tile is restored whole.
     :param overlap: overlap between neighbouring tiles in measurement pixels (the blending ramp's width).
     :param upscale: ``r``, the output's size ratio.
+    :param multiple: the size ``restore`` computes without padding (e.g. a network's window), which tiles are
+        rounded up to when that keeps them within ``tile``.
     :return: ``(B, C, H r, W r)``.
     """
     if tile < 1 or overlap < 0 or overlap >= tile:
@@ -57,12 +74,13 @@ def tiled_apply(restore: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor
     height, width = y.shape[-2:]
     if height <= tile and width <= tile:
         return restore(y)
-    tile_h, tile_w = min(tile, height), min(tile, width)
+    tile_h, tops = tile_layout(height, tile, overlap, multiple)
+    tile_w, lefts = tile_layout(width, tile, overlap, multiple)
     output = None
     total = None
     window = blend_window(tile_h * upscale, tile_w * upscale, overlap * upscale, device=y.device)
-    for top in tile_starts(height, tile_h, overlap):
-        for left in tile_starts(width, tile_w, overlap):
+    for top in tops:
+        for left in lefts:
             piece = restore(y[..., top:top + tile_h, left:left + tile_w]).float()
             if output is None:
                 output = piece.new_zeros(*piece.shape[:2], height * upscale, width * upscale)

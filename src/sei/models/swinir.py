@@ -154,6 +154,11 @@ class SwinIR(deepinv.models.SwinIR):
                 module.__class__ = CachedMaskBlock
                 module.mask_cache = masks
 
+    @property
+    def size_multiple(self) -> int:
+        """Input sizes that are multiples of this (the window) are computed without padding."""
+        return self.window_size
+
     def check_img_size(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         pad_h = (-height) % self.window_size

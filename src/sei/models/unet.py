@@ -65,10 +65,15 @@ class UNet(nn.Module):
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
+    @property
+    def size_multiple(self) -> int:
+        """Input sizes that are multiples of this are computed without padding."""
+        return 2**self.levels
+
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """:param condition: ``(B, condition_channels)`` values, each given as a constant input channel."""
         height, width = x.shape[-2:]
-        multiple = 2**self.levels
+        multiple = self.size_multiple
         pad_h, pad_w = (-height) % multiple, (-width) % multiple
         features = x
         if pad_h or pad_w:

@@ -142,6 +142,12 @@ class UnrolledHQS(nn.Module):
             raise ConfigError(f"operator upscale {physics_upscale(physics)} does not match the network's {self.upscale}")
         object.__setattr__(self, "_physics", physics)
 
+    @property
+    def size_multiple(self) -> int:
+        """Measurement sizes that are multiples of this reach the denoiser (at ``r`` times the size) unpadded."""
+        multiple = self.denoiser.size_multiple
+        return multiple // math.gcd(multiple, self.upscale)
+
     def extra_repr(self) -> str:
         return f"iterations={self.iterations}, upscale={self.upscale}, physics={type(self._physics).__name__}"
 
