@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from sei.errors import ImageError
-from sei.io import list_images, read_image, read_image_file, write_image
+from sei.io import holds_8bit_pixels, list_images, read_image, read_image_file, write_image
 
 
 class TestRead:
@@ -88,6 +88,26 @@ class TestWriteAndList:
             write_image(tmp_path / "d.png", torch.rand(2, 4, 4))
         with pytest.raises(ImageError, match="16-bit"):
             write_image(tmp_path / "e.jpg", torch.rand(1, 4, 4), bits=16)
+
+    def test_8bit_pixels_are_told_from_the_header(self, tmp_path):
+        import tifffile
+
+        rng = np.random.default_rng(0)
+        colour = rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)
+        Image.fromarray(colour).save(tmp_path / "rgb.png")
+        Image.fromarray(colour).save(tmp_path / "rgb.jpg")
+        Image.fromarray(colour[..., 0]).save(tmp_path / "gray.bmp")
+        Image.fromarray(colour).convert("P").save(tmp_path / "palette.png")
+        Image.fromarray(colour[..., 0].astype(np.uint16) * 257).save(tmp_path / "gray16.png")
+        tifffile.imwrite(tmp_path / "rgb.tif", colour)
+        tifffile.imwrite(tmp_path / "rgb16.tif", colour.astype(np.uint16))
+        tifffile.imwrite(tmp_path / "float.tif", colour.astype(np.float32), photometric="rgb")
+        (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+        eight_bit = {path.name: holds_8bit_pixels(path) for path in sorted(tmp_path.iterdir())}
+        assert eight_bit == {"corrupt.png": False, "float.tif": False, "gray.bmp": True, "gray16.png": False,
+                             "palette.png": True, "rgb.jpg": True, "rgb.png": True, "rgb.tif": True,
+                             "rgb16.tif": False}
+        assert not holds_8bit_pixels(tmp_path / "missing.png")
 
     def test_list_images(self, tmp_path):
         for name in ("b.png", "a.JPG", "notes.txt"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sei.reconstructors import resolve_inference_precision
 from sei.training.precision import cpu_has_native_bf16, resolve_precision
 
 SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: fpu vme sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
@@ -25,6 +26,18 @@ class TestResolvePrecision:
     @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "16-mixed"])
     def test_an_explicit_precision_is_kept(self, precision):
         assert resolve_precision(precision, torch.device("cpu")) == precision
+
+
+class TestInferencePrecision:
+    @pytest.mark.parametrize("native, eight_bit, expected", [(True, True, "bf16-mixed"), (True, False, "32-true"),
+                                                             (False, True, "32-true")])
+    def test_auto_is_bf16_only_for_8bit_data_on_native_hardware(self, monkeypatch, native, eight_bit, expected):
+        monkeypatch.setattr("sei.training.precision.has_native_bf16", lambda device: native)
+        assert resolve_inference_precision("auto", torch.device("cpu"), eight_bit) == expected
+
+    @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+    def test_an_explicit_precision_is_kept(self, precision):
+        assert resolve_inference_precision(precision, torch.device("cpu"), eight_bit=False) == precision
 
 
 def test_bf16_autocast_keeps_the_sei_loss_in_float32():

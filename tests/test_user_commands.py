@@ -99,11 +99,39 @@ class TestRestore:
         assert not torch.equal(exact, fast)  # the network did compute in bf16
         assert (exact - fast).abs().max() <= 4 / 255
 
+    @pytest.mark.parametrize("native", [True, False])
+    def test_auto_precision_is_bf16_for_8bit_data_where_native(self, photos, tmp_path, capsys, monkeypatch, native):
+        import tifffile
+
+        monkeypatch.setattr("sei.training.precision.has_native_bf16", lambda device: native)
+        torch.manual_seed(0)
+        network = build_backbone("unet-tiny")
+        with torch.no_grad():  # no longer the identity it starts as
+            for parameter in network.parameters():
+                parameter.add_(0.05 * torch.randn_like(parameter))
+        weights = str(save_weights(network, tmp_path / "perturbed.pt"))
+        colour = photos / "colour.png"
+        tifffile.imwrite(tmp_path / "deep.tif", np.asarray(Image.open(colour)).astype(np.uint16) * 257)
+        for name, source, extra in [("auto", colour, []), ("bits16", colour, ["--bits", "16"]),
+                                    ("deep", tmp_path / "deep.tif", [])]:
+            assert main(["restore", str(source), str(tmp_path / f"{name}_auto{source.suffix}"), "--weights", weights,
+                         "--quiet", *extra]) == 0
+            chosen = "bf16-mixed" if native and name == "auto" else "32-true"
+            assert f"precision: {chosen} (" in capsys.readouterr().out
+            assert main(["restore", str(source), str(tmp_path / f"{name}_explicit{source.suffix}"), "--weights",
+                         weights, "--quiet", "--precision", chosen, *extra]) == 0
+            assert torch.equal(read_image(tmp_path / f"{name}_auto{source.suffix}"),
+                               read_image(tmp_path / f"{name}_explicit{source.suffix}"))
+        # a baseline computes in its own precision: auto is not an error for it
+        assert main(["restore", str(colour), str(tmp_path / "tv.png"), "--model-kind", "tv", "--kernel", "Box_R2",
+                     "--quiet"]) == 0
+
     def test_precision_is_checked(self, photos, weights, tmp_path, capsys):
         colour = str(photos / "colour.png")
-        assert main(["restore", colour, str(tmp_path / "a.png"), "--weights", str(weights), "--precision", "fp8",
-                     "--quiet"]) == 2
-        assert "32-true, bf16-mixed" in capsys.readouterr().err
+        with pytest.raises(SystemExit) as parsed:
+            main(["restore", colour, str(tmp_path / "a.png"), "--weights", str(weights), "--precision", "fp8",
+                  "--quiet"])
+        assert parsed.value.code == 2 and "'auto', '32-true', 'bf16-mixed'" in capsys.readouterr().err
         assert main(["restore", colour, str(tmp_path / "b.png"), "--model-kind", "tv", "--kernel", "Box_R2",
                      "--precision", "bf16-mixed", "--quiet"]) == 2
         assert "trained networks" in capsys.readouterr().err

@@ -131,6 +131,29 @@ def _read_tiff(path: Path) -> ImageFile:
     return ImageFile(pages, resolution, imagej)
 
 
+EIGHT_BIT_PILLOW_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr")
+
+
+def holds_8bit_pixels(path: str | Path) -> bool:
+    """Whether the file's header says that its pixels are 8-bit integers (or fewer bits); False when it says
+    otherwise (16-bit, float) or cannot be read. Reads headers only."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tiff:
+                return all(np.dtype(series.dtype) in (np.uint8, np.bool_) for series in tiff.series)
+        if path.suffix.lower() == ".png":
+            return 0 < _png_bit_depth(path) <= 8
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return image.mode in EIGHT_BIT_PILLOW_MODES
+    except Exception:  # an unreadable file is reported when it is read
+        return False
+
+
 def read_image_file(path: str | Path) -> ImageFile:
     """Read an image file's pages in its own dtype and units (no scaling): see :class:`ImageFile`.
 

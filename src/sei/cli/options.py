@@ -146,8 +146,13 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in vars(args).items() if "." in key}
 
 
-def add_reconstructor_options(parser: argparse.ArgumentParser, weights_required: bool = False) -> None:
-    """``--weights`` / ``--model-kind`` and the baselines' settings."""
+def add_reconstructor_options(parser: argparse.ArgumentParser, weights_required: bool = False,
+                              auto_precision: bool = False) -> None:
+    """``--weights`` / ``--model-kind`` and the baselines' settings.
+
+    :param auto_precision: ``--precision`` defaults to ``auto`` (``sei restore``: bf16 for 8-bit data where it is
+        native) instead of ``32-true``.
+    """
     group = parser.add_argument_group("reconstruction")
     group.add_argument("--weights", required=weights_required,
                        help="a weights file, a training run's folder, or a published weights name")
@@ -157,10 +162,14 @@ def add_reconstructor_options(parser: argparse.ArgumentParser, weights_required:
     group.add_argument("--ensemble", action="store_true",
                        help="networks: average over the flips and 90-degree rotations the operator allows (up to 8x "
                             "slower, usually a little better)")
-    group.add_argument("--precision", default="32-true",
-                       help="networks: 32-true (default, exact) or bf16-mixed (the network in bf16 autocast: the "
-                            "paper's SwinIR about 3x faster on CPUs with avx512_bf16, estimates within a few grey "
-                            "levels; slow where bf16 is emulated)")
+    bf16 = ("bf16-mixed (the network in bf16 autocast: the paper's SwinIR about 3x faster on CPUs with avx512_bf16, "
+            "estimates within a few grey levels; slow where bf16 is emulated)")
+    if auto_precision:
+        group.add_argument("--precision", default="auto", choices=("auto", "32-true", "bf16-mixed"),
+                           help=f"networks: auto (default: bf16-mixed for 8-bit inputs and outputs on a device with "
+                                f"native bf16, else 32-true), 32-true (exact) or {bf16}")
+    else:
+        group.add_argument("--precision", default="32-true", help=f"networks: 32-true (default, exact) or {bf16}")
     group.add_argument("--wiener-strength", type=float, help="Wiener regularisation, in units of sigma^2")
     group.add_argument("--tv-weight", type=float, help="TV weight (default 0.05 sigma)")
     group.add_argument("--tv-iterations", type=_positive_int, help="ADMM iterations for TV (default 100)")

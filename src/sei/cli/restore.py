@@ -42,7 +42,7 @@ def add_parser(subparsers) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="an image file or a folder of images")
     parser.add_argument("output", help="output folder (or file name for a single input file)")
-    add_reconstructor_options(parser)
+    add_reconstructor_options(parser, auto_precision=True)
     parser.add_argument("--model", help="backbone, for weights files without an architecture record")
     add_physics_options(parser)  # baselines need them; networks carry their task in their weights
     parser.add_argument("--download", action="store_true", help="download published weights if not cached")
@@ -66,7 +66,10 @@ def run_command(args: argparse.Namespace) -> int:
     from sei.devices import torch_device
     from sei.errors import ImageError
     from sei.intensity import IntensityMap
-    from sei.reconstructors import choose_physics, locate_network, open_reconstructor
+    from sei.io import holds_8bit_pixels
+    from sei.reconstructors import (
+        AUTO_INFERENCE_PRECISION, choose_physics, locate_network, open_reconstructor, resolve_inference_precision,
+    )
     from sei.restoration import output_paths, restore_files, write_intensity_record
 
     device = torch_device(getattr(args, "train.device", "auto"))
@@ -76,10 +79,19 @@ def run_command(args: argparse.Namespace) -> int:
     physics = spec.build().to(device) if spec is not None else None
     if spec is not None:
         print(f"operator: {spec.describe()} (from {origin})")
+    pairs = output_paths(Path(args.input), Path(args.output), args.format)
+    precision = args.precision
+    if precision == AUTO_INFERENCE_PRECISION and kind != "network":
+        precision = "32-true"  # the baselines compute in their own precision
+    elif precision == AUTO_INFERENCE_PRECISION:
+        eight_bit = args.bits in (None, 8) and all(holds_8bit_pixels(path) for path, _ in pairs)
+        precision = resolve_inference_precision(precision, device, eight_bit)
+        why = ("8-bit data, native bf16" if precision == "bf16-mixed" else
+               f"no native bf16 on {device}" if eight_bit else "inputs or outputs not all 8-bit")
+        print(f"precision: {precision} ({why}; --precision 32-true or bf16-mixed to choose)")
     reconstructor = open_reconstructor(kind, physics, source, baseline_options(args, args.download, not args.quiet),
                                        backbone=args.model, tile=args.tile, overlap=args.overlap,
-                                       ensemble=args.ensemble, precision=args.precision).to(device)
-    pairs = output_paths(Path(args.input), Path(args.output), args.format)
+                                       ensemble=args.ensemble, precision=precision).to(device)
     # float data go through the map the network was trained with, when its run recorded one
     recorded = getattr(getattr(source, "run_config", None), "data", None)
     recorded = IntensityMap.from_dict(recorded.intensity) if getattr(recorded, "intensity", None) else None
