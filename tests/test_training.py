@@ -117,6 +117,26 @@ class TestMeasurementsOnly:
                      "--crop-size", "24", "--batch-size", "2", "--steps", "3", "--out-dir", str(run), "--quiet"]) == 0
         assert (run / "weights.pt").is_file()
 
+    def test_the_folder_is_read_once(self, blurry_folder, tmp_path, monkeypatch, caplog):
+        # noise level, channels, intensity map and training all come from one reading, which names a bad file once
+        import tifffile
+
+        import sei.data.sources as sources
+
+        tifffile.imwrite(blurry_folder / "deep.tif", np.random.default_rng(1).integers(0, 65536, (40, 50, 3), np.uint16))
+        (blurry_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+        reads, read = [], sources.read_image_file
+        monkeypatch.setattr(sources, "read_image_file", lambda path: reads.append(Path(path).name) or read(path))
+        run = tmp_path / "run"
+        assert main(["train", "--measurements", str(blurry_folder), "--kernel", "Box_R2", "--noise-level", "auto",
+                     "--model", "unet-tiny", "--crop-size", "24", "--batch-size", "2", "--steps", "2", "--out-dir",
+                     str(run), "--quiet"]) == 0
+        assert sorted(reads) == ["0.png", "1.png", "2.png", "broken.png", "deep.tif"]
+        assert sum("broken.png" in record.getMessage() for record in caplog.records) == 1
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert config["model"]["channels"] == 3 and config["physics"]["noise_level"] > 0
+        assert config["data"]["intensity"] is None  # 8- and 16-bit files: each by its dtype's range
+
     def test_supervised_method_is_refused(self, blurry_folder, tmp_path, capsys):
         code = main(["train", "--measurements", str(blurry_folder), "--method", "sup", "--model", "unet-tiny",
                      "--crop-size", "24", "--steps", "3", "--out-dir", str(tmp_path / "run"), "--quiet"])

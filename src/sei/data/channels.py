@@ -77,16 +77,15 @@ def luma(image: torch.Tensor) -> torch.Tensor:
     return (image[:3] * weights[:, None, None]).sum(0, keepdim=True)
 
 
-def training_channels(dataset: str, datasets_dir: str, kind: str, resize, strict: bool) -> int:
+def training_channels(dataset: str, images: Sequence[torch.Tensor] | None) -> int:
     """The network channels a training set calls for: 1 when all its images are grayscale, else 3.
 
-    Named datasets are known (``ct`` is grayscale); a folder is read.
+    :param dataset: the set's name or folder; named datasets are known (``ct`` is grayscale).
+    :param images: a folder's ``(C, H, W)`` images, as read (ignored for named datasets).
     """
-    from sei.data.sources import NAMED_DATASETS, load_image_set
+    from sei.data.sources import NAMED_DATASETS
 
     key = str(dataset).strip().lower()
     if key in NAMED_DATASETS:
         return 1 if key == "ct" else 3
-    images = load_image_set(dataset, "train", datasets_dir, False, ground_truth=kind == "clean", resize=resize,
-                            strict=strict)
-    return dataset_channels(images.images)
+    return dataset_channels(images)

@@ -313,17 +313,3 @@ def load_image_set(
             intensity = IntensityMap.from_dict(intensity)
         return _report_skipped(_read_files(files, str(path), ground_truth, size, progress, intensity), strict)
     raise UnknownNameError("dataset", dataset, NAMED_DATASETS, hint="or pass an existing folder of images")
-
-
-def folder_intensity(dataset: str | Path, datasets_dir: str | Path = "datasets", ground_truth: bool = False,
-                     resize: int | None | str = "auto", strict: bool = False) -> dict | None:
-    """The record of a training folder's intensity map (:attr:`ImageSet.intensity` as a dict), for ``config.yaml``;
-    ``None`` for the named datasets (8-bit photographs) and for folders mixing 8- and 16-bit files.
-
-    :raises ImageError: as :func:`load_image_set`.
-    """
-    if str(dataset).strip().lower() in NAMED_DATASETS:
-        return None
-    images = load_image_set(dataset, "train", datasets_dir, False, ground_truth=ground_truth, resize=resize,
-                            strict=strict)
-    return images.intensity.to_dict() if images.intensity is not None else None

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from sei.config import ExperimentConfig
 from sei.data.pairs import CropDataset, EpochSampler, FullImageDataset, MeasurementSet
-from sei.data.sources import NAMED_DATASETS, load_image_set
+from sei.data.sources import NAMED_DATASETS, ImageSet, load_image_set
 from sei.errors import ConfigError
 
 
@@ -24,27 +24,41 @@ def default_num_workers(accelerator_is_gpu: bool) -> int:
     return min(8, os.cpu_count() or 1)
 
 
+def read_training_folder(config: ExperimentConfig) -> ImageSet | None:
+    """A run's training images when they come from a folder (``None`` for named datasets), read once: the run
+    measures their noise, channels and intensity map on them, then trains on them."""
+    data = config.data
+    if str(data.dataset).strip().lower() in NAMED_DATASETS:
+        return None
+    return load_image_set(data.dataset, "train", data.datasets_dir, False, ground_truth=data.kind == "clean",
+                          resize=data.resize, progress=config.train.progress, strict=data.strict)
+
+
 class SEIDataModule(L.LightningDataModule):
     """Training crops (and optional full validation images) for one experiment configuration.
 
     :param physics: the run's operator, built once by the caller (default: built from ``config``'s physics spec).
+    :param train_images: the training images as read by the caller (:func:`read_training_folder`), so that a
+        folder is read once (default: read in :meth:`setup`).
     """
 
-    def __init__(self, config: ExperimentConfig, physics=None) -> None:
+    def __init__(self, config: ExperimentConfig, physics=None, train_images: ImageSet | None = None) -> None:
         super().__init__()
         self.config = config
         self.physics = physics if physics is not None else config.physics.build()
+        self.train_images = train_images
         self.train_set: CropDataset | None = None
         self.val_set: FullImageDataset | None = None
 
-    def _load(self, dataset: str, split: str, ground_truth: bool):
-        """The images of a split in the network's channels (:mod:`sei.data.channels`; validation colour images
-        become luma for a 1-channel network)."""
+    def _load(self, dataset: str, split: str, ground_truth: bool, images: ImageSet | None = None):
+        """The images of a split (read unless given) in the network's channels (:mod:`sei.data.channels`;
+        validation colour images become luma for a 1-channel network)."""
         from sei.data.channels import to_channels
 
         data = self.config.data
-        images = load_image_set(dataset, split, data.datasets_dir, data.download, ground_truth, data.resize,
-                                progress=self.config.train.progress, strict=data.strict)
+        if images is None:
+            images = load_image_set(dataset, split, data.datasets_dir, data.download, ground_truth, data.resize,
+                                    progress=self.config.train.progress, strict=data.strict)
         channels = self.config.model.channels or 3
         images.images = [to_channels(image, channels, colour_to_luma=split == "val") for image in images.images]
         return images
@@ -63,7 +77,8 @@ class SEIDataModule(L.LightningDataModule):
         data = self.config.data
         ground_truth = data.kind == "clean"
         physics = self.physics
-        images = self._load(data.dataset, "train", ground_truth)
+        images = self._load(data.dataset, "train", ground_truth, self.train_images)
+        self.train_images = None  # the crops hold the images now
         measurements = MeasurementSet(images, physics, data.noise_seed)
         # a step budget on a few images: epochs of at least STEP_BUDGET_EPOCH batches, not one step each
         minimum = STEP_BUDGET_EPOCH * data.batch_size if self.config.train.steps is not None else 0

@@ -18,7 +18,6 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from sei.config import ExperimentConfig, from_flat, resolve
 from sei.data.channels import training_channels
-from sei.data.sources import folder_intensity
 from sei.devices import lightning_devices
 from sei.errors import ConfigError
 from sei.files import atomic_write_text
@@ -30,7 +29,7 @@ from sei.training.budget import StepBudget
 from sei.training.checkpointing import (
     AtomicCheckpointIO, check_resumable, checkpoint_callbacks, remove_orphans,
 )
-from sei.training.datamodule import SEIDataModule
+from sei.training.datamodule import SEIDataModule, read_training_folder
 from sei.training.ema import EMA
 from sei.training.guards import DivergenceGuard, check_finite_weights
 from sei.training.measured_noise import estimate_run_noise, learned_physics
@@ -127,13 +126,15 @@ def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks
         config = from_flat({}, config)
         config.physics = spec_of_operator(physics)
     config = resolve(config)
-    config.physics = estimate_run_noise(config)  # --noise-level auto: a number before the operator is built
+    train_images = read_training_folder(config)
+    # --noise-level auto: a number before the operator is built
+    config.physics = estimate_run_noise(config, train_images)
     if config.model.channels is None and not config.model.weights:  # grayscale data: a 1-channel network
-        config.model.channels = training_channels(config.data.dataset, config.data.datasets_dir, config.data.kind,
-                                                  config.data.resize, config.data.strict)
+        config.model.channels = training_channels(config.data.dataset,
+                                                  train_images.images if train_images is not None else None)
     # the folder's map to network units (sei.intensity), recorded so that restoring float data can reuse it
-    config.data.intensity = folder_intensity(config.data.dataset, config.data.datasets_dir, config.data.kind == "clean",
-                                             config.data.resize, config.data.strict)
+    intensity = train_images.intensity if train_images is not None else None
+    config.data.intensity = intensity.to_dict() if intensity is not None else None
     folder = RunFolder(config.out_dir)
     if resume and config.train.memory == AUTO and folder.has_config() and folder.is_sei_run():
         recorded = requested_mode(folder.config.train, folder.config.model)  # a resumed run keeps its mode
@@ -152,7 +153,7 @@ def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks
     config.model.backbone = module.config.model.backbone  # known once initial weights are read
     config.model.channels = module.config.model.channels
     folder.write_config(config)
-    datamodule = SEIDataModule(config, physics=physics)
+    datamodule = SEIDataModule(config, physics=physics, train_images=train_images)
     trainer = build_trainer(config, callbacks, **trainer_overrides)
     started = time.perf_counter()
     with warnings.catch_warnings():
