@@ -123,7 +123,8 @@ class TestMeasurementsOnly:
 
         import sei.data.sources as sources
 
-        tifffile.imwrite(blurry_folder / "deep.tif", np.random.default_rng(1).integers(0, 65536, (40, 50, 3), np.uint16))
+        deep = np.random.default_rng(1).integers(0, 65536, (40, 50, 3), np.uint16)
+        tifffile.imwrite(blurry_folder / "deep.tif", deep)
         (blurry_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
         reads, read = [], sources.read_image_file
         monkeypatch.setattr(sources, "read_image_file", lambda path: reads.append(Path(path).name) or read(path))
