@@ -31,11 +31,12 @@ def tile_layout(length: int, tile: int, overlap: int, multiple: int = 1) -> tupl
         multiple = 1
     count = -(-(length - overlap) // (tile - overlap))  # the fewest tiles of full size
     while True:
-        size = -(-(length + (count - 1) * overlap) // count)  # the smallest that ``count`` tiles can have
-        for size in range(-(-size // multiple) * multiple, tile + 1, multiple):
+        smallest = -(-(length + (count - 1) * overlap) // count)  # the smallest size ``count`` tiles can have
+        for size in range(-(-smallest // multiple) * multiple, tile + 1, multiple):
             step = (size - overlap) // multiple * multiple
             if (count - 1) * step + size >= length:
-                return size, sorted({min(index * step, length - size) for index in range(count)})
+                # count - 1 tiles fell short at every size, so the last start is past the others
+                return size, [index * step for index in range(count - 1)] + [length - size]
         count += 1
 
 
@@ -65,8 +66,8 @@ def tiled_apply(restore: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor
     :param tile: tile size in measurement pixels; an image no larger than one tile is restored whole.
     :param overlap: overlap between neighbouring tiles in measurement pixels (the blending ramp's width).
     :param upscale: ``r``, the output's size ratio.
-    :param multiple: the size ``restore`` computes without padding (e.g. a network's window), which tiles are
-        rounded up to when that keeps them within ``tile``.
+    :param multiple: the grid ``restore`` computes on (e.g. a network's window), which tile sizes and starts
+        are aligned to when such tiles fit within ``tile`` (:func:`tile_layout`).
     :return: ``(B, C, H r, W r)``.
     """
     if tile < 1 or overlap < 0 or overlap >= tile:
