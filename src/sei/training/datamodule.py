@@ -25,10 +25,13 @@ def default_num_workers(accelerator_is_gpu: bool) -> int:
 
 
 def read_training_folder(config: ExperimentConfig) -> ImageSet | None:
-    """A run's training images when they come from a folder (``None`` for named datasets), read once: the run
-    measures their noise, channels and intensity map on them, then trains on them."""
+    """A run's training images when they come from a folder (``None`` for a named dataset of clean images), read
+    once: the run measures their noise, channels and intensity map on them, then trains on them.
+
+    :raises ConfigError: for a named dataset given as measurements (they hold clean images).
+    """
     data = config.data
-    if str(data.dataset).strip().lower() in NAMED_DATASETS:
+    if data.kind == "clean" and str(data.dataset).strip().lower() in NAMED_DATASETS:
         return None
     return load_image_set(data.dataset, "train", data.datasets_dir, False, ground_truth=data.kind == "clean",
                           resize=data.resize, progress=config.train.progress, strict=data.strict)

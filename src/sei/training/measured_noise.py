@@ -12,16 +12,16 @@ if TYPE_CHECKING:
     from sei.data.sources import ImageSet
 
 
-def estimate_run_noise(config: ExperimentConfig, measurements: ImageSet | None = None) -> PhysicsSpec:
+def estimate_run_noise(config: ExperimentConfig, measurements: ImageSet | None) -> PhysicsSpec:
     """The run's physics spec with its ``"auto"`` noise level (and gain) estimated from its training measurements,
     said on the terminal; the spec unchanged if nothing is ``"auto"``.
 
     :param config: a resolved configuration.
-    :param measurements: the training measurements, when already read (read from ``config.data`` otherwise).
+    :param measurements: the run's training images as read (:func:`sei.training.datamodule.read_training_folder`;
+        ``None`` for a named dataset of clean images).
     :raises ConfigError: for ``auto`` on clean images (their measurements are simulated with the level given).
     :raises ImageError: when the measurements do not allow an estimate (constant or too small images).
     """
-    from sei.data.sources import load_image_set
     from sei.physics.noise_estimation import estimate_spec_noise
 
     physics, data = config.physics, config.data
@@ -31,9 +31,6 @@ def estimate_run_noise(config: ExperimentConfig, measurements: ImageSet | None =
         raise ConfigError("--noise-level auto or learn (and --gain auto) start from the noise of measurements you have "
                           "(--measurements FOLDER); clean images are measured with the noise you give: "
                           "--noise-level NUMBER")
-    if measurements is None:
-        measurements = load_image_set(data.dataset, "train", data.datasets_dir, False, ground_truth=False,
-                                      resize=data.resize, strict=data.strict)
     spec = estimate_spec_noise(physics, measurements.images)
     gain = f", gain {spec.gain:.4g}" if spec.gain is not None else ""
     print(f"noise estimated from {len(measurements)} measurements: level {spec.noise_level:.4g}/255{gain}")
