@@ -27,6 +27,17 @@ def weights(tmp_path) -> Path:
 
 
 @pytest.fixture
+def perturbed_weights(tmp_path) -> Path:
+    """A tiny network that is no longer the identity it starts as, so that its precision shows in its outputs."""
+    torch.manual_seed(0)
+    network = build_backbone("unet-tiny")
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    return save_weights(network, tmp_path / "perturbed.pt")
+
+
+@pytest.fixture
 def photos(tmp_path) -> Path:
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -85,13 +96,8 @@ class TestRestore:
         assert main(["restore", colour, str(tmp_path / "n.png"), "--weights", str(weights), "--ensemble",
                      "--quiet"]) == 2
 
-    def test_bf16_precision_stays_within_grey_levels_of_float32(self, photos, tmp_path):
-        torch.manual_seed(0)
-        network = build_backbone("unet-tiny")
-        with torch.no_grad():  # no longer the identity it starts as
-            for parameter in network.parameters():
-                parameter.add_(0.05 * torch.randn_like(parameter))
-        weights = save_weights(network, tmp_path / "perturbed.pt")
+    def test_bf16_precision_stays_within_grey_levels_of_float32(self, photos, perturbed_weights, tmp_path):
+        weights = perturbed_weights
         for precision in ("32-true", "bf16-mixed"):  # tiled, so that tiles are blended from bf16 estimates
             assert main(["restore", str(photos / "colour.png"), str(tmp_path / f"{precision}.png"), "--weights",
                          str(weights), "--precision", precision, "--tile", "32", "--overlap", "8", "--quiet"]) == 0
@@ -100,16 +106,12 @@ class TestRestore:
         assert (exact - fast).abs().max() <= 4 / 255
 
     @pytest.mark.parametrize("native", [True, False])
-    def test_auto_precision_is_bf16_for_8bit_data_where_native(self, photos, tmp_path, capsys, monkeypatch, native):
+    def test_auto_precision_is_bf16_for_8bit_data_where_native(self, photos, perturbed_weights, tmp_path, capsys,
+                                                              monkeypatch, native):
         import tifffile
 
         monkeypatch.setattr("sei.training.precision.has_native_bf16", lambda device: native)
-        torch.manual_seed(0)
-        network = build_backbone("unet-tiny")
-        with torch.no_grad():  # no longer the identity it starts as
-            for parameter in network.parameters():
-                parameter.add_(0.05 * torch.randn_like(parameter))
-        weights = str(save_weights(network, tmp_path / "perturbed.pt"))
+        weights = str(perturbed_weights)
         colour = photos / "colour.png"
         tifffile.imwrite(tmp_path / "deep.tif", np.asarray(Image.open(colour)).astype(np.uint16) * 257)
         for name, source, extra in [("auto", colour, []), ("bits16", colour, ["--bits", "16"]),
