@@ -31,13 +31,14 @@ import torch
 from sei.cli import main as sei_main
 from sei.data.pairs import MeasurementSet
 from sei.data.sources import load_image_set
-from sei.errors import SEIError
-from sei.evaluation import evaluate
-from sei.io import read_image, write_image
+from sei.core.errors import SEIError
+from sei.inference.evaluation import evaluate
+from sei.io.images import read_image, write_image
 from sei.metrics import psnr
 from sei.physics import make_physics
 from sei.physics.base import physics_upscale
-from sei.reconstructors import locate_network, open_reconstructor
+from sei.config.sources import locate_network
+from sei.inference.reconstructors import open_reconstructor
 
 TASKS = {"Gaussian_R2": dict(task="deblurring", kernel="Gaussian_R2"), "SR x2": dict(task="sr", sr_factor=2)}
 # The same operators as sei restore's options, for the restore timing.

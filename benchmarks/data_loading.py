@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from sei.config import from_flat
+from sei.config.schema import from_flat
 from sei.training import train
 
 RESULTS = Path("benchmarks/results/data_loading.json")

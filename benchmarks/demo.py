@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from sei.demo import run_demo
-from sei.evaluation import format_table
+from sei.inference.evaluation import format_table
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
     python benchmarks/laptop_quality.py [--scenarios gaussian,box,sr,own] [--budget 240] [--rows ROW,...]
                                         [--baselines bm3d,tv,wiener,pnp] [--threads 2] [--seed 0]
 
-Trains recipes through the Python API (``sei.config.from_flat`` + ``sei.training.train``) for a fixed compute
+Trains recipes through the Python API (``sei.config.schema.from_flat`` + ``sei.training.train``) for a fixed compute
 budget each and evaluates them, with the paper's protocol (whole images, shorter side 256, noise level 5, one
 measurement per image seeded by its index, 8-bit luma PSNR/SSIM), on natural photographs that no training
 set of ``sei`` contains and that ship offline with installed packages (see HELD_OUT), next to BM3D, TV, Wiener
@@ -52,19 +52,20 @@ import numpy as np
 import torch
 import yaml
 
-from sei.baselines import build_baseline
-from sei.config import from_flat, resolve
+from sei.inference.baselines import build_baseline
+from sei.config.resolve import resolve
+from sei.config.schema import from_flat
 from sei.data.pairs import MeasurementSet
 from sei.data.preprocess import resize_shorter_side
 from sei.data.sources import ImageSet, sample_image
-from sei.ensemble import SelfEnsemble
-from sei.errors import SEIError
-from sei.evaluation import evaluate
-from sei.files import atomic_write_text
-from sei.io import read_image, write_image
+from sei.inference.ensemble import SelfEnsemble
+from sei.core.errors import SEIError
+from sei.inference.evaluation import evaluate
+from sei.core.files import atomic_write_text
+from sei.io.images import read_image, write_image
 from sei.models.weights import load_backbone
 from sei.physics import make_physics
-from sei.reconstructors import NetworkReconstructor
+from sei.inference.reconstructors import NetworkReconstructor
 from sei.training import train
 from sei.training.ema import EMA
 

@@ -14,7 +14,7 @@ The trade-off curve (peak memory against seconds per step, a point per mode) goe
 ``--precision bf16-mixed`` runs the step as ``sei train`` does under ``--precision auto`` on a CPU with native bf16:
 the network under bf16 autocast, the operator in float32 (:func:`sei.physics.base.float32_physics`).
 ``--allocators``: ``sei`` runs a mode with the glibc settings the ``sei`` command starts with
-(:data:`sei.memory.COALESCING_TUNABLES`), ``glibc`` with glibc's defaults, ``thp`` with glibc's defaults and
+(:data:`sei.core.memory.COALESCING_TUNABLES`), ``glibc`` with glibc's defaults, ``thp`` with glibc's defaults and
 PyTorch's transparent-huge-page allocation (``THP_MEM_ALLOC_ENABLE=1``, read once at start-up); each mode runs
 once per allocator. Prints a table (with page faults per step) and writes ``benchmarks/results/memory_modes.json``.
 """
@@ -39,11 +39,11 @@ def child(args: argparse.Namespace) -> dict:
     """One mode: build the step as ``sei train`` does, time it, report the peak resident set."""
     import torch
 
-    from sei.methods import build_method
+    from sei.losses.registry import build_method
     from sei.models import build_backbone
     from sei.physics import make_physics
     from sei.physics.base import float32_physics
-    from sei.rng import make_generator
+    from sei.core.rng import make_generator
     from sei.training.memory_plan import MemorySetup
 
     torch.set_num_threads(args.threads)
@@ -89,7 +89,7 @@ def child(args: argparse.Namespace) -> dict:
 
 def allocator_environment(allocator: str, threads: int) -> dict[str, str]:
     """The child's environment for ``allocator`` (``sei``, ``glibc`` or ``thp``)."""
-    from sei.memory import (
+    from sei.core.memory import (
         COALESCING_TUNABLES, TUNABLES_VARIABLE, coalescing_environment, format_tunables, parse_tunables,
     )
 

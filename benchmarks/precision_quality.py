@@ -31,10 +31,10 @@ KERNEL, NOISE_LEVEL = "Gaussian_R2", 5.0
 
 def train_and_score(backbone: str, steps: int, method: str, precision: str, device: str, measurements,
                     workdir: Path) -> dict:
-    from sei.config import from_flat
-    from sei.evaluation import evaluate
+    from sei.config.schema import from_flat
+    from sei.inference.evaluation import evaluate
     from sei.models import load_backbone
-    from sei.reconstructors import NetworkReconstructor
+    from sei.inference.reconstructors import NetworkReconstructor
     from sei.training import train
 
     config = from_flat({"data.dataset": "sample", "physics.kernel": KERNEL, "physics.noise_level": NOISE_LEVEL,

@@ -21,17 +21,18 @@ from pathlib import Path
 
 import torch
 
-from sei.baselines import build_baseline
-from sei.config import from_flat, resolve
+from sei.inference.baselines import build_baseline
+from sei.config.resolve import resolve
+from sei.config.schema import from_flat
 from sei.data.pairs import MeasurementSet
 from sei.data.sources import load_image_set
-from sei.evaluation import evaluate
-from sei.files import atomic_write_text
+from sei.inference.evaluation import evaluate
+from sei.core.files import atomic_write_text
 from sei.models.weights import load_backbone
 from sei.physics import make_physics
-from sei.reconstructors import NetworkReconstructor
+from sei.inference.reconstructors import NetworkReconstructor
 from sei.training.run import train_or_reuse
-from sei.training.run_folder import WEIGHTS_FILE
+from sei.config.run_folder import WEIGHTS_FILE
 
 TASKS = {"deblurring": {"physics.task": "deblurring", "physics.kernel": "Gaussian_R2"},
          "sr": {"physics.task": "sr", "physics.sr_factor": 2}}

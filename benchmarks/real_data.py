@@ -188,7 +188,7 @@ def write_clean_photographs(folder: Path) -> Path:
     Resized here and clipped to [0, 1] by the writer: ``degrade_files(resize=...)`` resizes after reading, and the
     resampling's overshoot below 0 makes it refuse a Poisson model on these photographs."""
     from sei.data.preprocess import resize_shorter_side
-    from sei.io import write_image
+    from sei.io.images import write_image
 
     folder.mkdir(parents=True, exist_ok=True)
     for name in SAMPLE_SPLITS["train"]:
@@ -198,8 +198,8 @@ def write_clean_photographs(folder: Path) -> Path:
 
 def write_measurements(spec: PhysicsSpec, clean: Path, folder: Path) -> Path:
     """``clean``'s photographs measured as ``spec`` says (noise seed 0), as 16-bit PNGs (clipped to [0, 1])."""
-    from sei.degradation import degrade_files
-    from sei.restoration import output_paths
+    from sei.data.degradation import degrade_files
+    from sei.io.outputs import output_paths
 
     report = degrade_files(spec, output_paths(clean, folder, "png"), seed=0, bits=16, progress=False)
     if report.failed:
@@ -230,9 +230,9 @@ def sigma_trajectory(run: Path, every: int = 50) -> list[tuple[int, float]]:
 def train_and_score(label: str, physics: dict, folder: Path, run: Path, steps: int, seed: int, measurements) -> dict:
     """SEI trained on the measurement folder with the laptop recipe and the noise setting ``physics``; its score on
     the held-out measurements, the noise parameters it used, and where a learned level went."""
-    from sei.config import from_flat
+    from sei.config.schema import from_flat
     from sei.models.weights import load_backbone, read_physics
-    from sei.reconstructors import NetworkReconstructor
+    from sei.inference.reconstructors import NetworkReconstructor
     from sei.training import train
 
     overrides = {"data.dataset": str(folder), "data.kind": "measurements", "physics.kernel": KERNEL,
@@ -281,7 +281,7 @@ def sigma_rows(levels: list[float], steps: int, repeat_seed: int | None, workdir
 
 def photon_rows(steps: int, repeat_seed: int | None, workdir: Path, clean: Path) -> dict:
     """Photon-limited Gaussian_R2: SEI with the Poisson-Gaussian SURE against the Gaussian SURE and Wiener/TV."""
-    from sei.io import read_image
+    from sei.io.images import read_image
 
     gain = 1.0 / PHOTON_PEAK
     spec = PhysicsSpec(task="deblurring", kernel=KERNEL, noise="poisson-gaussian", gain=gain, noise_level=READ_NOISE)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from sei.models import build_backbone
-from sei.reconstructors import NetworkReconstructor
+from sei.inference.reconstructors import NetworkReconstructor
 
 RESULTS = Path("benchmarks/results/restore_tiles.json")
 

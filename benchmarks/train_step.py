@@ -71,7 +71,7 @@ def mode_compile(args, mode: str) -> str | None:
 
 def build(backbone: str, task: str, mode: str, method_name: str, device: torch.device, compile_: str | None):
     """Operator, network (as called), parameters and method of one mode (compiled in ``compile_`` unless None)."""
-    from sei.methods import build_method
+    from sei.losses.registry import build_method
     from sei.models import build_backbone
     from sei.models.compilation import compile_network
     from sei.physics import make_physics
@@ -95,7 +95,7 @@ class Mode:
 
     def __init__(self, args, mode: str, device: torch.device) -> None:
         from sei.models.compilation import mark_step_begin
-        from sei.rng import make_generator
+        from sei.core.rng import make_generator
 
         self.name = mode
         self.compile_mode = mode_compile(args, mode)
@@ -252,7 +252,7 @@ def child_timing(args, device: torch.device) -> dict:
 
 
 def child_memory(args, device: torch.device) -> dict:
-    from sei.memory import release_freed_memory
+    from sei.core.memory import release_freed_memory
 
     mode = args.modes
     if mode == "lean":

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.errors import ConfigError
-from sei.models.compilation import (COMPILE_MODES, compile_mode, compile_network, resolve_compile, running_eagerly,
-                                    swin_blocks, uses_cuda_graphs)
+from sei.core.errors import ConfigError
+from sei.config.recipe import resolve_compile
+from sei.models.compilation import (
+    COMPILE_MODES, compile_mode, compile_network, running_eagerly, swin_blocks, uses_cuda_graphs,
+)
 from sei.models.swinir import SwinIR, fused_window_attention
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.errors import ImageTooSmallError, ShapeError
+from sei.core.errors import ImageTooSmallError, ShapeError
 from sei.physics import FFTBlur
 from sei.physics.kernels import PAPER_KERNELS
 

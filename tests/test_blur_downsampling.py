@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.errors import ConfigError, ShapeError
+from sei.core.errors import ConfigError, ShapeError
 from sei.physics import BlurDownsampling, FFTBlur, make_physics, physics_margin
 
 

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from sei.data.channels import apply_by_channels, dataset_channels, is_grayscale, luma, to_channels
-from sei.errors import ConfigError, ShapeError
+from sei.core.errors import ConfigError, ShapeError
 from sei.models import build_backbone
-from sei.reconstructors import NetworkReconstructor
+from sei.inference.reconstructors import NetworkReconstructor
 
 TINY_FLAGS = ["--model", "unet-tiny", "--batch-size", "2", "--crop-size", "24", "--samples-per-epoch", "4",
               "--quiet", "--steps", "2"]
@@ -71,7 +71,7 @@ def test_grayscale_folder_trains_a_one_channel_network_that_restores_rgb(tmp_pat
 
 def test_degrade_keeps_the_bit_depth_of_its_inputs(tmp_path):
     from sei.cli import main
-    from sei.io import read_image_file, write_image
+    from sei.io.images import read_image_file, write_image
 
     clean = tmp_path / "clean"
     generator = torch.Generator().manual_seed(0)

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sei.config import ExperimentConfig, from_dict, from_flat, load_config, resolve
-from sei.errors import ConfigError, UnknownNameError
+from sei.config.resolve import resolve
+from sei.config.schema import ExperimentConfig, from_dict, from_flat, load_config
+from sei.core.errors import ConfigError, UnknownNameError
 from sei.training.schedule import lr_factor
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -107,7 +108,7 @@ class TestResolve:
         assert resolve(from_flat({"train.compile": True})).train.compile == "default"
 
     def test_the_recipe_line_says_how_the_network_is_compiled(self):
-        from sei.config import describe_recipe
+        from sei.config.resolve import describe_recipe
 
         compiled = resolve(from_flat({"train.compile": "reduce-overhead"}))
         assert "compiled (reduce-overhead mode)" in describe_recipe(compiled)
@@ -180,12 +181,12 @@ class TestTrainingProcesses:
     @pytest.mark.parametrize("devices, nodes, expected", [(1, 1, 1), ("auto", 1, 1), (-1, 1, 1), (4, 2, 8),
                                                           ([0, 1], 1, 2), ("0,1", 1, 2), ("3", 1, 3)])
     def test_counts_devices_per_node_times_nodes(self, devices, nodes, expected):
-        from sei.devices import training_processes
+        from sei.core.devices import training_processes
 
         assert training_processes("cpu", devices, nodes) == expected
 
     def test_an_unreadable_device_count_is_refused(self):
-        from sei.devices import training_processes
+        from sei.core.devices import training_processes
 
         with pytest.raises(ConfigError, match="devices must be"):
             training_processes("cpu", "many")

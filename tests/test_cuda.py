@@ -11,7 +11,7 @@ import torch
 from test_fast_paths import relative_difference
 from test_training import TINY as TRAINING_TINY
 
-from sei.methods import build_method
+from sei.losses.registry import build_method
 from sei.models import build_backbone
 from sei.physics import make_physics
 from sei.physics.noise import add_noise
@@ -159,7 +159,7 @@ class TestFastPaths:
         assert relative_difference(compiled, eager) < 1e-4
 
     def test_bf16_inference_stays_close_to_float32(self):
-        from sei.reconstructors import NetworkReconstructor
+        from sei.inference.reconstructors import NetworkReconstructor
 
         torch.manual_seed(0)
         network = build_backbone("swinir", **SMALL_SWIN).to(CUDA)
@@ -201,7 +201,8 @@ TINY = {**TRAINING_TINY, "train.device": "cuda"}
 
 class TestOptimiser:
     def test_adam_is_fused_on_the_gpu(self):
-        from sei.config import from_flat, resolve
+        from sei.config.resolve import resolve
+        from sei.config.schema import from_flat
         from sei.training.module import SEIModule
 
         module = SEIModule(resolve(from_flat({**TINY, "train.steps": 3})).to_dict()).to(CUDA)
@@ -225,7 +226,7 @@ class TestMemoryPlan:
 
 class TestTraining:
     def test_three_steps_on_the_gpu_give_the_cpu_weights(self, tmp_path):
-        from sei.config import from_flat
+        from sei.config.schema import from_flat
         from sei.training import train
 
         weights = {}
@@ -240,12 +241,12 @@ class TestTraining:
     @pytest.mark.parametrize("precision,compile_", [("32-true", False), ("bf16-mixed", True),
                                                     ("bf16-mixed", "reduce-overhead")])
     def test_short_training_improves_psnr(self, tmp_path, precision, compile_):
-        from sei.config import from_flat
+        from sei.config.schema import from_flat
         from sei.data.pairs import MeasurementSet
         from sei.data.sources import load_image_set
-        from sei.evaluation import evaluate
+        from sei.inference.evaluation import evaluate
         from sei.models import load_backbone
-        from sei.reconstructors import NetworkReconstructor
+        from sei.inference.reconstructors import NetworkReconstructor
         from sei.training import train
 
         result = train(from_flat({**TINY, "model.backbone": "unet-small", "train.steps": 150, "train.lr": 1e-3,

@@ -18,7 +18,7 @@ from PIL import Image
 import sei.data.sources as sources
 from sei.data import CropDataset, EpochSampler, MeasurementSet, RemoteFile, fetch, load_image_set
 from sei.data.sources import SAMPLE_SPLITS, ImageSet, read_ct_slices
-from sei.errors import ConfigError, ImageError, ImageTooSmallError, ResourceUnavailableError, UnknownNameError
+from sei.core.errors import ConfigError, ImageError, ImageTooSmallError, ResourceUnavailableError, UnknownNameError
 from sei.physics import make_physics
 
 
@@ -147,27 +147,27 @@ class TestDebianPackages:
         assert np.asarray(Image.open(store / extracted[0])).shape == (40, 52, 3)
 
     def test_gzip_payload(self, tmp_path):
-        from sei.data.debian import extract_deb_files
+        from sei.io.debian import extract_deb_files
 
         deb = make_deb(tmp_path / "p.deb", {"./x/a.txt": b"abc"}, data_member="data.tar.gz")
         (path,) = extract_deb_files(deb, ("x/a.txt",), tmp_path / "out")
         assert path.read_bytes() == b"abc"
 
     def test_missing_member_is_named(self, tmp_path):
-        from sei.data.debian import extract_deb_files
+        from sei.io.debian import extract_deb_files
 
         with pytest.raises(ResourceUnavailableError, match="has no file usr/share/nothing.png"):
             extract_deb_files(self.package(tmp_path), ("usr/share/nothing.png",), tmp_path / "out")
 
     def test_link_member_is_refused(self, tmp_path):
-        from sei.data.debian import extract_deb_files
+        from sei.io.debian import extract_deb_files
 
         deb = self.package(tmp_path, links={"./usr/share/backgrounds/c.png": "a.png"})
         with pytest.raises(ResourceUnavailableError, match="not a regular file"):
             extract_deb_files(deb, ("usr/share/backgrounds/c.png",), tmp_path / "out")
 
     def test_member_outside_the_destination_is_refused(self, tmp_path):
-        from sei.data.debian import extract_deb_files
+        from sei.io.debian import extract_deb_files
 
         with pytest.raises(ResourceUnavailableError, match="not a path inside"):
             extract_deb_files(self.package(tmp_path), ("../escape.png",), tmp_path / "out")
@@ -179,14 +179,14 @@ class TestDebianPackages:
         (b"!<arch>\ndebian-binary   0           0     0     100644  4         XX", "damaged ar header"),
     ])
     def test_unreadable_packages(self, tmp_path, content, message):
-        from sei.data.debian import extract_deb_files
+        from sei.io.debian import extract_deb_files
 
         (tmp_path / "bad.deb").write_bytes(content)
         with pytest.raises(ResourceUnavailableError, match=message):
             extract_deb_files(tmp_path / "bad.deb", ("a",), tmp_path / "out")
 
     def test_truncated_payload(self, tmp_path):
-        from sei.data.debian import extract_deb_files
+        from sei.io.debian import extract_deb_files
 
         big = np.random.default_rng(7).bytes(600_000)  # incompressible: the cut falls inside this file
         deb = make_deb(tmp_path / "p.deb", {"./usr/share/big.bin": big})

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sei.errors import ConfigError, ImageTooSmallError, ShapeError
+from sei.core.errors import ConfigError, ImageTooSmallError, ShapeError
 from sei.physics import BicubicDownsampling, downsampling_matrix
 
 FACTORS = (2, 3, 4)

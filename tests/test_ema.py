@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from sei.config import from_flat
-from sei.errors import ConfigError
+from sei.config.schema import from_flat
+from sei.core.errors import ConfigError
 from sei.training import train
 from sei.training.ema import EMA, ema_decay, swap_weights, update_average
 
@@ -96,11 +96,12 @@ def test_resuming_with_another_decay_is_refused(tmp_path, interrupt):
 
 
 def test_the_ema_setting_adds_the_callback(tmp_path):
-    from sei.config import from_flat, resolve
+    from sei.config.resolve import resolve
+    from sei.config.schema import from_flat
     from sei.training import build_trainer
     from sei.training.ema import EMA
 
     config = resolve(from_flat({"data.dataset": "sample", "train.ema_decay": 0.99, "out_dir": str(tmp_path / "r")}))
     assert [c.decay for c in build_trainer(config).callbacks if isinstance(c, EMA)] == [0.99]
-    config.train.ema_decay = None
+    config = resolve(from_flat({"train.ema_decay": None}, config))
     assert not any(isinstance(c, EMA) for c in build_trainer(config).callbacks)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.ensemble import DIHEDRAL, ConjugatedOperator, SelfEnsemble, commutes, dihedral, dihedral_inverse
-from sei.errors import ConfigError
+from sei.inference.ensemble import DIHEDRAL, ConjugatedOperator, SelfEnsemble, commutes, dihedral, dihedral_inverse
+from sei.core.errors import ConfigError
 from sei.models import build_backbone
 from sei.physics import make_physics
 
@@ -52,7 +52,7 @@ def test_conjugated_operator_is_exact(natural_image):
 
 def test_equivariant_reconstructor_is_unchanged(natural_image):
     """Wiener filtering with a symmetric kernel is exactly equivariant: the ensemble equals the single estimate."""
-    from sei.baselines import build_baseline
+    from sei.inference.baselines import build_baseline
 
     physics = make_physics("deblurring", "Gaussian_R1", None, 5.0)
     wiener = build_baseline("wiener", physics)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from deepinv.models.swinir import SwinTransformerBlock
 
-from sei.methods import build_method
+from sei.losses.registry import build_method
 from sei.models.swinir import CachedMaskBlock, FusedWindowAttention, SwinIR
 from sei.physics import make_physics
 
@@ -80,7 +80,7 @@ def test_release_freed_memory_in_a_fresh_process():
     import subprocess
     import sys
 
-    code = ("import torch; from sei.memory import release_freed_memory; ok = release_freed_memory(); "
+    code = ("import torch; from sei.core.memory import release_freed_memory; ok = release_freed_memory(); "
             "x = torch.ones(1 << 22); print(ok, float(x.sum()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == ("True" if sys.platform.startswith("linux") else "False")
@@ -98,8 +98,8 @@ def test_lean_memory_training_option(tmp_path):
                  "--out-dir", str(run)]) == 0
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["model"]["checkpointing"] and config["train"]["release_memory"]
-    from sei.config import from_flat
-    from sei.errors import ConfigError
+    from sei.config.schema import from_flat
+    from sei.core.errors import ConfigError
     from sei.training import train
 
     with pytest.raises(ConfigError, match="SwinIR"):
@@ -126,7 +126,7 @@ def test_checkpointing_policies_give_the_loss_and_gradients_of_none(policy):
 
 
 def test_unknown_checkpointing_policy():
-    from sei.errors import ConfigError
+    from sei.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="checkpointing"):
         SwinIR(upscale=1, checkpointing="sometimes", **SMALL)

@@ -13,9 +13,9 @@ from PIL import Image
 
 from sei.cli import main
 from sei.data.sources import load_image_set
-from sei.errors import ImageError, IntensityError
-from sei.intensity import IntensityMap, data_map, float_map, integer_map
-from sei.io import ImageFile, read_image_file, write_image_file
+from sei.core.errors import ImageError, IntensityError
+from sei.io.intensity import IntensityMap, data_map, float_map, integer_map
+from sei.io.images import ImageFile, read_image_file, write_image_file
 from sei.metrics import psnr, ssim
 from sei.models import build_backbone, save_weights
 from sei.physics.noise_estimation import estimate_gaussian

@@ -8,8 +8,8 @@ import tifffile
 import torch
 from PIL import Image
 
-from sei.errors import ImageError
-from sei.io import holds_8bit_pixels, list_images, read_image, read_image_file, write_image
+from sei.core.errors import ImageError
+from sei.io.images import holds_8bit_pixels, list_images, read_image, read_image_file, write_image
 
 
 class TestRead:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sei.errors import KernelError, UnknownNameError
+from sei.core.errors import KernelError, UnknownNameError
 from sei.physics.kernels import (
     PAPER_KERNELS, canonical_kernel_name, kernel_from_file, kernel_from_name, load_kernel, validate_kernel,
 )

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sei.losses.sure import residual_noise_variance, sure_gaussian
-from sei.methods import build_method
+from sei.losses.registry import build_method
 from sei.models import build_backbone
 from sei.physics import PhysicsSpec, make_physics
 
@@ -46,7 +46,33 @@ def test_learned_level_converges_towards_the_truth(natural_image, factor):
     learned = method.learned_noise_level
     # from half or twice the truth to within 20 % of it: a level that did not move stays 50 % or 100 % off
     assert abs(learned / TRUTH - 1) < 0.2, learned
-    assert physics.noise_model.noise_level == pytest.approx(float(output.parts["sigma"]))  # e' drawn at that level
+    assert float(output.parts["sigma"]) == pytest.approx(method.learned_noise_level, rel=0.05)
+    assert physics.noise_model.noise_level == start  # the loss keeps the level; the operator is left as built
+
+
+def test_the_equivariance_noise_is_drawn_at_the_learned_level(natural_image, monkeypatch):
+    import sei.losses.sei as sei_loss
+
+    drawn = []
+    equivariance_loss = sei_loss.equivariance_loss
+
+    def spy(*args, **kwargs):
+        drawn.append(kwargs["sigma"])
+        return equivariance_loss(*args, **kwargs)
+
+    monkeypatch.setattr(sei_loss, "equivariance_loss", spy)
+    physics = PhysicsSpec(kernel="Gaussian_R1", noise_level=2 * TRUTH, noise_source="learned").build()
+    generator = torch.Generator().manual_seed(0)
+    y = noisy_measurement(natural_image, generator)[..., :32, :32]
+    torch.manual_seed(0)
+    model, method = build_backbone("unet-tiny", upscale=1), build_method("sei").train()
+    for _ in range(3):
+        output = method(model, physics, y, generator=generator)
+        assert drawn[-1] * 255 == pytest.approx(float(output.parts["sigma"]))  # e' at the level SURE used
+    assert drawn[0] * 255 == pytest.approx(2 * TRUTH) and drawn[-1] != drawn[0]  # from the start, then learned
+    unlearned = make_physics("deblurring", kernel="Gaussian_R1", noise_level=TRUTH)
+    build_method("sei")(model, unlearned, y, generator=generator)
+    assert drawn[-1] is None  # a level that is not learned is the noise model's own
 
 
 def test_residual_estimate_bounds_the_variance_from_above(natural_image):
@@ -100,7 +126,7 @@ def learning_run(tmp_path) -> dict:
 
 
 def test_resumed_run_continues_the_learned_level_exactly(tmp_path, interrupt):
-    from sei.config import from_flat
+    from sei.config.schema import from_flat
     from sei.models.weights import read_physics
     from sei.training import train
 
@@ -132,7 +158,7 @@ class RecordLevel(L.Callback):
 
 
 def test_data_parallel_ranks_learn_one_level(tmp_path):
-    from sei.config import from_flat
+    from sei.config.schema import from_flat
     from sei.training import train
 
     settings = {**learning_run(tmp_path), "train.steps": 3, "train.devices": 2, "train.device": "cpu",

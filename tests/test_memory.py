@@ -6,8 +6,9 @@ import pytest
 import torch
 import yaml
 
-from sei.config import from_flat, resolve
-from sei.errors import ConfigError, InsufficientMemoryError
+from sei.config.resolve import resolve
+from sei.config.schema import from_flat
+from sei.core.errors import ConfigError, InsufficientMemoryError
 from sei.physics import make_physics
 from sei.training.memory_plan import (
     GIB, USABLE_FRACTION, PeakMeter, StepProbe, choose_memory_mode, estimate_mode, plan_memory,
@@ -88,12 +89,13 @@ class TestMeasured:
 
         physics = make_physics("deblurring", kernel="Box_R2", noise_level=5)
         module = SEIModule(config.to_dict(), physics=physics)
-        probe = StepProbe(module, physics, config, torch.device("cpu"))
+        probe = StepProbe(module.backbone, module.method, physics, config, torch.device("cpu"))
         none, checkpointing = probe("none", 4), probe("checkpointing", 4)
         assert 0 < checkpointing < none
         assert all(p.grad is None for p in module.backbone.parameters())  # the run's network is untouched
-        # a throwaway module (plan_memory's) lends its network instead of having it copied
-        assert StepProbe(module, physics, config, torch.device("cpu"), copy_network=False).backbone is module.backbone
+        # a throwaway network (plan_memory's) is lent instead of copied
+        assert StepProbe(module.backbone, module.method, physics, config, torch.device("cpu"),
+                         copy_network=False).backbone is module.backbone
 
     def test_scarce_memory_picks_checkpointing(self, tmp_path):
         config = small_run(tmp_path, **{"data.crop_size": 48})
@@ -154,7 +156,7 @@ class TestForcedModes:
 
 def test_a_resumed_run_keeps_its_recorded_mode(tmp_path, interrupt):
     from sei.training import train
-    from sei.training.run_folder import RunFolder
+    from sei.config.run_folder import RunFolder
 
     epochs_of_two_steps = {"data.samples_per_epoch": 4, "train.steps": None, "train.epochs": 2}
     config = small_run(tmp_path, **{"train.memory": "checkpointing", **epochs_of_two_steps})
@@ -167,14 +169,14 @@ def test_a_resumed_run_keeps_its_recorded_mode(tmp_path, interrupt):
     assert RunFolder(result.out_dir).config.train.memory == "checkpointing"
 
 
-glibc_only = pytest.mark.skipif(not __import__("sei.memory").memory.is_glibc(), reason="glibc's allocator only")
+glibc_only = pytest.mark.skipif(not __import__("sei.core.memory").core.memory.is_glibc(), reason="glibc's allocator only")
 COALESCING = ("glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0:glibc.malloc.trim_threshold=1099511627776:"
               "glibc.malloc.mmap_threshold=33554432")
 
 
 class TestCoalescingAllocator:
     def test_parse_and_format_tunables(self):
-        from sei.memory import format_tunables, parse_tunables
+        from sei.core.memory import format_tunables, parse_tunables
 
         assert parse_tunables("") == {}
         assert parse_tunables("a.b=1:c=2::junk") == {"a.b": "1", "c": "2"}
@@ -183,7 +185,7 @@ class TestCoalescingAllocator:
 
     @glibc_only
     def test_adds_all_tunables_to_an_environment_without_them(self):
-        from sei.memory import coalescing_active, coalescing_environment
+        from sei.core.memory import coalescing_active, coalescing_environment
 
         environment = coalescing_environment({"PATH": "/bin"})
         assert environment == {"PATH": "/bin", "GLIBC_TUNABLES": COALESCING}
@@ -191,7 +193,7 @@ class TestCoalescingAllocator:
 
     @glibc_only
     def test_keeps_other_tunables_and_a_users_own_setting(self):
-        from sei.memory import coalescing_active, coalescing_environment
+        from sei.core.memory import coalescing_active, coalescing_environment
 
         environment = coalescing_environment({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=7:glibc.cpu.x86_ibt=on"})
         assert environment["GLIBC_TUNABLES"] == ("glibc.malloc.tcache_count=7:glibc.cpu.x86_ibt=on:"
@@ -200,15 +202,15 @@ class TestCoalescingAllocator:
         assert coalescing_environment(environment) is None  # nothing left to add: no second restart
 
     def test_nothing_to_do_without_glibc(self, monkeypatch):
-        import sei.memory
+        import sei.core.memory
 
-        monkeypatch.setattr(sei.memory, "is_glibc", lambda: False)
-        assert sei.memory.coalescing_environment({}) is None
-        assert not sei.memory.coalescing_active({"GLIBC_TUNABLES": COALESCING})
+        monkeypatch.setattr(sei.core.memory, "is_glibc", lambda: False)
+        assert sei.core.memory.coalescing_environment({}) is None
+        assert not sei.core.memory.coalescing_active({"GLIBC_TUNABLES": COALESCING})
 
     @glibc_only
     def test_restart_replaces_the_process_once_and_survives_a_failed_exec(self, monkeypatch):
-        import sei.memory
+        import sei.core.memory
 
         calls = []
 
@@ -216,12 +218,12 @@ class TestCoalescingAllocator:
             calls.append((path, argv, environment["GLIBC_TUNABLES"]))
             raise PermissionError("exec refused")
 
-        monkeypatch.setattr(sei.memory.os, "execve", execve)
+        monkeypatch.setattr(sei.core.memory.os, "execve", execve)
         monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-        sei.memory.restart_with_coalescing(["/usr/bin/python3", "-m", "sei", "info"])  # returns: exec failed
+        sei.core.memory.restart_with_coalescing(["/usr/bin/python3", "-m", "sei", "info"])  # returns: exec failed
         assert calls == [("/usr/bin/python3", ["/usr/bin/python3", "-m", "sei", "info"], COALESCING)]
         monkeypatch.setenv("GLIBC_TUNABLES", COALESCING)
-        sei.memory.restart_with_coalescing(["/usr/bin/python3", "-m", "sei", "info"])
+        sei.core.memory.restart_with_coalescing(["/usr/bin/python3", "-m", "sei", "info"])
         assert len(calls) == 1  # already set: no restart
 
     @glibc_only

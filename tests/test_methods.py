@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.errors import MissingGroundTruthError, ShapeError, UnknownNameError
+from sei.core.errors import MissingGroundTruthError, ShapeError, UnknownNameError
 from sei.losses import equivariance_loss
-from sei.methods import METHOD_REGISTRY, SEILoss, build_method, canonical_method, method_entry, methods_help
+from sei.losses.registry import METHOD_REGISTRY, build_method, canonical_method, method_entry, methods_help
+from sei.losses.sei import SEILoss
 from sei.metrics import psnr
 from sei.models import build_backbone
 from sei.physics import make_physics

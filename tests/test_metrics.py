@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sei.errors import ImageTooSmallError, ResourceUnavailableError, ShapeError
+from sei.core.errors import ImageTooSmallError, ResourceUnavailableError, ShapeError
 from sei.metrics import LPIPS, psnr, quantize, rgb_to_luma, ssim
 
 

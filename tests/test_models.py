@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.errors import ConfigError, UnknownNameError, WeightsError
+from sei.core.errors import ConfigError, UnknownNameError, WeightsError
 from sei.models import BACKBONES, build_backbone, load_backbone, read_weights, save_weights
 
 

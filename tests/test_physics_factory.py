@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.errors import ConfigError, KernelError, UnknownNameError
+from sei.core.errors import ConfigError, KernelError, UnknownNameError
 from sei.physics import BicubicDownsampling, BlurDownsampling, FFTBlur, GaussianNoise, make_physics, gaussian_sigma
 
 

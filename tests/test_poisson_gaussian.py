@@ -6,9 +6,9 @@ import pytest
 import torch
 from test_sure import crops, fixed_network
 
-from sei.errors import ConfigError, ImageError
+from sei.core.errors import ConfigError, ImageError
 from sei.losses import interior, sure_poisson_gaussian
-from sei.methods import build_method
+from sei.losses.registry import build_method
 from sei.physics import PhysicsSpec, add_noise, make_physics, measure, noise_parameters, resolve_spec
 from sei.physics.noise import check_photon_data
 
@@ -80,7 +80,7 @@ def test_sei_trains_with_pg_sure():
 
 
 def test_gaussian_restorers_take_the_noise_at_mid_grey():
-    from sei.baselines.classical import Wiener
+    from sei.inference.baselines.classical import Wiener
     from sei.physics import equivalent_sigma
 
     physics = make_physics("deblurring", kernel="Box_R2", noise="poisson-gaussian", gain=0.02, noise_level=2)
@@ -95,7 +95,7 @@ def test_degrading_a_resized_photograph_with_photon_noise(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from sei.degradation import degrade_files
+    from sei.data.degradation import degrade_files
     from sei.physics.spec import PhysicsSpec
 
     image = np.zeros((64, 96, 3), dtype=np.uint8)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.reconstructors import resolve_inference_precision
-from sei.training.precision import cpu_has_native_bf16, resolve_precision
+from sei.config.recipe import resolve_inference_precision
+from sei.config.recipe import resolve_precision
+from sei.core.devices import cpu_has_native_bf16
 
 SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: fpu vme sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
 SKYLAKE = "processor\t: 0\nflags\t\t: fpu vme sse2 avx2 avx512f avx512bw\n"
@@ -20,7 +21,7 @@ class TestResolvePrecision:
 
     @pytest.mark.parametrize("native,expected", [(True, "bf16-mixed"), (False, "32-true")])
     def test_auto_follows_the_hardware(self, monkeypatch, native, expected):
-        monkeypatch.setattr("sei.training.precision.has_native_bf16", lambda device: native)
+        monkeypatch.setattr("sei.config.recipe.has_native_bf16", lambda device: native)
         assert resolve_precision("auto", torch.device("cpu")) == expected
 
     @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "16-mixed"])
@@ -32,7 +33,7 @@ class TestInferencePrecision:
     @pytest.mark.parametrize("native, eight_bit, expected", [(True, True, "bf16-mixed"), (True, False, "32-true"),
                                                              (False, True, "32-true")])
     def test_auto_is_bf16_only_for_8bit_data_on_native_hardware(self, monkeypatch, native, eight_bit, expected):
-        monkeypatch.setattr("sei.training.precision.has_native_bf16", lambda device: native)
+        monkeypatch.setattr("sei.config.recipe.has_native_bf16", lambda device: native)
         assert resolve_inference_precision("auto", torch.device("cpu"), eight_bit) == expected
 
     @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
@@ -41,7 +42,7 @@ class TestInferencePrecision:
 
 
 def test_bf16_autocast_keeps_the_sei_loss_in_float32():
-    from sei.methods import build_method
+    from sei.losses.registry import build_method
     from sei.models import build_backbone
     from sei.physics import make_physics
 
@@ -106,7 +107,7 @@ class TestOperatorsComputeInFloat32:
     def test_under_bf16_the_sei_loss_of_a_deepinv_blur_is_that_of_the_same_sei_operator(self):
         # the network's output is the same bf16 tensor for both operators; the operators, called in float32, then
         # agree to float32 rounding, so SURE (its finite difference in particular) does too
-        from sei.methods import build_method
+        from sei.losses.registry import build_method
         from sei.models import build_backbone
         from sei.physics import make_physics
         from sei.physics.base import float32_physics
@@ -128,7 +129,7 @@ class TestOperatorsComputeInFloat32:
     def test_training_calls_an_operator_from_python_in_float32_outside_autocast(self, tmp_path):
         import deepinv
 
-        from sei.config import from_flat
+        from sei.config.schema import from_flat
         from sei.training import train
 
         calls = []
@@ -148,7 +149,7 @@ class TestOperatorsComputeInFloat32:
     def test_the_module_keeps_its_state_dict_keys_and_copies_whole(self):
         import copy
 
-        from sei.config import from_flat
+        from sei.config.schema import from_flat
         from sei.training.module import SEIModule
 
         module = SEIModule(from_flat({"model.backbone": "unet-tiny"}).to_dict(), physics=stock_blur())
@@ -162,7 +163,7 @@ class TestOperatorsComputeInFloat32:
         # the unrolled network's data step is the operator's prox_l2: for a deepinv Blur, conjugate gradients, which
         # under autocast ran in bf16 and moved this loss from 0.31 to 0.48; in float32 only the denoiser's bf16
         # rounding is left
-        from sei.config import from_flat
+        from sei.config.schema import from_flat
         from sei.training.module import SEIModule
 
         module = SEIModule(from_flat({"model.backbone": "unrolled-tiny"}).to_dict(), physics=stock_blur())

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sei.cli import main
-from sei.errors import KernelError, UnknownNameError
+from sei.core.errors import KernelError, UnknownNameError
 from sei.physics.kernels import kernel_from_file
 from sei.physics.psf import airy_first_zero, airy_psf, disc_psf, gaussian_psf, make_psf, motion_psf
 

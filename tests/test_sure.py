@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.errors import ConfigError, ImageTooSmallError
+from sei.core.errors import ConfigError, ImageTooSmallError
 from sei.losses import interior, interior_probe, sure_gaussian
 from sei.models import build_backbone
 from sei.physics import make_physics

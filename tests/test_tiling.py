@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.errors import ConfigError
+from sei.core.errors import ConfigError
 from sei.models import build_backbone
-from sei.reconstructors import NetworkReconstructor
-from sei.tiling import blend_window, tile_layout, tiled_apply
+from sei.inference.reconstructors import NetworkReconstructor
+from sei.inference.tiling import blend_window, tile_layout, tiled_apply
 
 
 @pytest.mark.parametrize("tile, overlap, multiple", [(256, 32, 1), (512, 32, 8), (64, 32, 4), (48, 12, 16)])

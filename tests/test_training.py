@@ -14,8 +14,8 @@ import yaml
 from PIL import Image
 
 from sei.cli import main
-from sei.config import from_flat
-from sei.errors import ConfigError, MissingGroundTruthError
+from sei.config.schema import from_flat
+from sei.core.errors import ConfigError, MissingGroundTruthError
 from sei.models import load_backbone
 from sei.training import train
 
@@ -206,7 +206,7 @@ def test_two_process_data_parallel_training_on_cpu(tmp_path):
 
 def test_cpu_runs_keep_the_for_loop_adam():
     # the fused Adam is for GPUs (tests/test_cuda.py); CPU runs keep the implementation their numbers came from
-    from sei.config import resolve
+    from sei.config.resolve import resolve
     from sei.training.module import SEIModule
 
     module = SEIModule(resolve(from_flat({**TINY, "train.steps": 3})).to_dict())
@@ -217,7 +217,7 @@ def test_validation_of_a_compiled_network_compiles_nothing(recwarn):
     # validation images come in any size: a compiled (and, on GPUs, CUDA-graphed) network validates eagerly
     from torch._dynamo.utils import counters
 
-    from sei.config import resolve
+    from sei.config.resolve import resolve
     from sei.training.module import SEIModule
 
     module = SEIModule(resolve(from_flat({**TINY, "train.steps": 3, "train.compile": "default"})).to_dict())
@@ -268,7 +268,7 @@ def test_compiled_training_with_cuda_graph_mode_gives_the_eager_weights(tmp_path
 
 
 def test_fine_tuning_starts_from_the_given_weights(tmp_path):
-    from sei.config import resolve
+    from sei.config.resolve import resolve
     from sei.training.module import SEIModule
 
     first = train(from_flat({**TINY, "train.steps": 2, "out_dir": str(tmp_path / "a")}))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.errors import ConfigError, ImageTooSmallError
+from sei.core.errors import ConfigError, ImageTooSmallError
 from sei.transforms import (
     RandomRotate, RandomScale, RandomShift, draw_rotation_params, draw_scale_params, draw_shift_params,
     random_scale, rotate, scale, shift,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.errors import ConfigError
+from sei.core.errors import ConfigError
 from sei.models import backbone_from_architecture, build_backbone, load_backbone, save_weights
 from sei.models.registry import needs_physics
 from sei.models.unrolled import UnrolledHQS, hqs_schedule
@@ -100,7 +100,7 @@ class TestTraining:
         assert model.log_sigma.grad.abs().sum() > 0
 
     def test_sei_loss_trains_it(self, blur, natural_image):
-        from sei.methods import build_method
+        from sei.losses.registry import build_method
 
         torch.manual_seed(0)
         model = build_backbone("unrolled-tiny", physics=blur)
@@ -162,7 +162,7 @@ class TestOperatorHandling:
 
 
 def test_training_and_reloading_through_the_api(tmp_path):
-    from sei.config import from_flat
+    from sei.config.schema import from_flat
     from sei.training import train
 
     settings = {"data.dataset": "sample", "physics.kernel": "Gaussian_R1", "model.backbone": "unrolled-tiny",
@@ -179,7 +179,8 @@ def test_training_and_reloading_through_the_api(tmp_path):
 def test_bf16_inference_keeps_the_operator_in_float32(tmp_path, ensemble):
     # under bf16 autocast the bicubic down-sampling computes garbage (measured: estimates off by 1.1); the network's
     # operator must be called in float32, as in training
-    from sei.reconstructors import locate_network, open_reconstructor
+    from sei.config.sources import locate_network
+    from sei.inference.reconstructors import open_reconstructor
 
     physics = make_physics("sr", sr_factor=2, noise_level=5)
     torch.manual_seed(0)

@@ -14,9 +14,9 @@ import yaml
 from PIL import Image
 
 from sei.cli import main
-from sei.errors import ResourceUnavailableError, WeightsError
-from sei.hub import HUB_REPO, cached_names, fetch_weights, parse_name, resolve_weights
-from sei.io import read_image
+from sei.core.errors import ResourceUnavailableError, WeightsError
+from sei.models.hub import HUB_REPO, cached_names, fetch_weights, parse_name, resolve_weights
+from sei.io.images import read_image
 from sei.models import build_backbone, save_weights
 
 
@@ -110,7 +110,7 @@ class TestRestore:
                                                               monkeypatch, native):
         import tifffile
 
-        monkeypatch.setattr("sei.training.precision.has_native_bf16", lambda device: native)
+        monkeypatch.setattr("sei.config.recipe.has_native_bf16", lambda device: native)
         weights = str(perturbed_weights)
         colour = photos / "colour.png"
         tifffile.imwrite(tmp_path / "deep.tif", np.asarray(Image.open(colour)).astype(np.uint16) * 257)

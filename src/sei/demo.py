@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sei.config import ExperimentConfig, from_flat, resolve
-from sei.files import atomic_write_text
+from sei.config.resolve import resolve
+from sei.config.schema import ExperimentConfig, from_flat
+from sei.core.files import atomic_write_text
 
 # A budget that fits in a couple of minutes for tests, with the tiny backbone.
 # Two trainings (SEI and supervised) in about 6 minutes on two CPU cores: shorter than `sei train`'s default.
@@ -68,8 +69,8 @@ def demo_config(method: str, out_dir: Path, quick: bool = False, steps: int | No
 def classical_restorers(physics, quick: bool = False) -> dict:
     """The restorers a user would run instead of training (no training, seconds per image): TV, and BM3D when its
     optional package is installed; a quick demo (an installation check) runs TV alone, with fewer iterations."""
-    from sei.baselines import build_baseline
-    from sei.errors import OptionalDependencyError
+    from sei.inference.baselines import build_baseline
+    from sei.core.errors import OptionalDependencyError
 
     restorers = {"tv": build_baseline("tv", physics, {"tv_iterations": 10 if quick else 100})}
     if not quick:
@@ -85,12 +86,12 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False, steps: int 
     """Train, evaluate, tabulate and report; see the module docstring."""
     from sei.data.pairs import MeasurementSet
     from sei.data.sources import load_image_set
-    from sei.devices import torch_device
-    from sei.evaluation import evaluate, write_evaluation
+    from sei.core.devices import torch_device
+    from sei.inference.evaluation import evaluate, write_evaluation
     from sei.models.weights import load_backbone
     from sei.training.run import train_or_reuse
-    from sei.baselines.classical import Identity
-    from sei.reconstructors import NetworkReconstructor
+    from sei.inference.baselines.classical import Identity
+    from sei.inference.reconstructors import NetworkReconstructor
     from sei.report import write_report
 
     out_dir = Path(out_dir)

@@ -6,7 +6,7 @@ All functions take ``(B, C, H, W)`` batches of any size and return one value per
 
 Scientific data (16-bit, float) are scored in their own units with ``data_range``: no 8-bit rounding, no clamping,
 and the peak of PSNR (and SSIM's constants) is the data range instead of 1 (255 grey levels), e.g. 65535 for
-16-bit data or :attr:`sei.intensity.IntensityMap.data_range` for the recorded map of float data.
+16-bit data or :attr:`sei.io.intensity.IntensityMap.data_range` for the recorded map of float data.
 
 SSIM is Wang et al.'s: an 11x11 Gaussian window of standard deviation 1.5, ``K1 = 0.01``, ``K2 = 0.03``,
 data range 1, averaged over the positions where the window fits (what ``skimage.metrics.structural_similarity``
@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sei.errors import ImageTooSmallError, ResourceUnavailableError, ShapeError
-from sei.physics.base import check_image_batch
+from sei.core.errors import ImageTooSmallError, ResourceUnavailableError, ShapeError
+from sei.core.checks import check_image_batch
+from sei.core.units import GREY_LEVELS
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 SSIM_WINDOW = 11
@@ -31,7 +32,7 @@ SSIM_SIGMA = 1.5
 
 def quantize(x: torch.Tensor) -> torch.Tensor:
     """Round to 8 bits and clamp to [0, 1]: ``round(255 x) / 255``."""
-    return torch.round(x.clamp(0, 1) * 255.0) / 255.0
+    return torch.round(x.clamp(0, 1) * GREY_LEVELS) / GREY_LEVELS
 
 
 def rgb_to_luma(x: torch.Tensor) -> torch.Tensor:

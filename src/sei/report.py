@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from sei.errors import ConfigError
-from sei.files import atomic_write_text
+from sei.core.errors import ConfigError
+from sei.core.files import atomic_write_text
 
 CROP = 96  # output pixels shown per image crop
 LINE_COLOUR = "#1f5f8b"
@@ -238,7 +238,7 @@ def training_figure(run: Run) -> str:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    from sei.io import read_image
+    from sei.io.images import read_image
 
     return read_image(path).permute(1, 2, 0).numpy()
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sei.errors import ConfigError, ImageTooSmallError
-from sei.physics.base import check_image_batch
+from sei.core.errors import ConfigError, ImageTooSmallError
+from sei.core.checks import check_image_batch
 
 DEFAULT_SCALE_FACTORS = (0.75, 0.5)
 

@@ -59,9 +59,9 @@ def _silence_stdout() -> None:
 
 def console() -> int:
     """The ``sei`` console script (and ``python -m sei``): :func:`main` in a process whose glibc allocator lets
-    freed tensors merge (:func:`sei.memory.restart_with_coalescing`; it restarts the process once, before
+    freed tensors merge (:func:`sei.core.memory.restart_with_coalescing`; it restarts the process once, before
     anything runs, and halved the memory of a checkpointed SwinIR step)."""
-    from sei.memory import restart_with_coalescing
+    from sei.core.memory import restart_with_coalescing
 
     restart_with_coalescing([sys.executable, "-m", "sei", *sys.argv[1:]])
     return main()
@@ -70,11 +70,11 @@ def console() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sei`` console script; returns the exit status.
 
-    A user error (:class:`~sei.errors.SEIError`, or a file system error such as a missing permission) prints one
+    A user error (:class:`~sei.core.errors.SEIError`, or a file system error such as a missing permission) prints one
     line and gives exit status 2; any other exception is a bug and shows its traceback. ``sei --debug COMMAND``
     shows the traceback of user errors too.
     """
-    from sei.errors import SEIError
+    from sei.core.errors import SEIError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -39,10 +39,10 @@ def add_parser(subparsers) -> None:
 def run_command(args: argparse.Namespace) -> int:
     import sys
 
-    from sei.degradation import degrade_files, write_degradation_record
-    from sei.errors import ConfigError
+    from sei.data.degradation import degrade_files, write_degradation_record
+    from sei.core.errors import ConfigError
     from sei.physics.spec import DEFAULT_KERNEL, resolve_spec
-    from sei.restoration import output_paths
+    from sei.io.outputs import output_paths
 
     spec = resolve_spec(physics_spec(args), DEFAULT_KERNEL)
     if spec.needs_estimate:

@@ -27,7 +27,7 @@ def add_parser(subparsers) -> None:
 def run_command(args: argparse.Namespace) -> int:
     from sei.cli.train import quiet_lightning
     from sei.demo import run_demo
-    from sei.evaluation import format_table
+    from sei.inference.evaluation import format_table
 
     if args.quiet:
         quiet_lightning()

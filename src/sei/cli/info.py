@@ -18,9 +18,9 @@ def run(args: argparse.Namespace) -> int:
 
     from sei import __version__
     from sei.data.sources import NAMED_DATASETS
-    from sei.methods import METHOD_REGISTRY
+    from sei.losses.registry import METHOD_REGISTRY
     from sei.models.registry import BACKBONES
-    from sei.memory import COALESCING_TUNABLES, coalescing_active, format_tunables, is_glibc
+    from sei.core.memory import COALESCING_TUNABLES, coalescing_active, format_tunables, is_glibc
     from sei.physics.kernels import PAPER_KERNELS
 
     print(f"sei {__version__} (torch {torch.__version__}, "

@@ -8,7 +8,6 @@ Hyphenated names are canonical; the reference implementation's underscore spelli
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -46,7 +45,7 @@ def method_help() -> LazyHelp:
     """``--method``'s help, from the method registry."""
 
     def text() -> str:
-        from sei.methods import methods_help
+        from sei.losses.registry import methods_help
 
         return f"training method: {methods_help()}"
 
@@ -66,50 +65,27 @@ def add_physics_options(parser: argparse.ArgumentParser) -> None:
                 "makes one); with --task sr: blur by it, then decimate (default for sr: bicubic down-sampling)")
     option(group, "--sr-factor", "--sr_factor", dest="physics.sr_factor", type=_positive_int,
            help="super-resolution factor (2, 3, 4)")
-    option(group, "--noise-level", "--noise_level", dest="physics.noise_level", type=_noise_level,
+    option(group, "--noise-level", "--noise_level", dest="physics.noise_level",
            help="Gaussian (read-)noise standard deviation in 8-bit grey levels of the network's range (default 5): "
                 "for 8-bit data their grey levels; for 16-bit data 255 * counts / 65535 (a noise of 500 counts is "
-                "1.95); for float data 255 * sigma / scale of the map in config.yaml (sei.intensity); auto: estimated from "
+                "1.95); for float data 255 * sigma / scale of the map in config.yaml (sei.io.intensity); auto: estimated from "
                 "the measurements (printed, recorded in config.yaml); learn: estimated, then learned with the network "
                 "from the SURE residual (logged as train/sigma, recorded in the weights)")
     option(group, "--noise", dest="physics.noise", choices=("gaussian", "poisson-gaussian"),
            help="noise model: gaussian (default) or poisson-gaussian, y = gain * Poisson(A x / gain) + N(0, sigma^2) "
                 "(photon noise plus read noise; needs --gain)")
-    option(group, "--gain", dest="physics.gain", type=_gain,
+    option(group, "--gain", dest="physics.gain",
            help="poisson-gaussian: intensity of one photon in [0, 1] image units (1 / peak photon count), or auto")
 
 
-def _gain(text: str) -> float | str:
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        value = float(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a number > 0 or auto, got {text}") from error
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"the gain must be a finite number > 0 (or auto), got {text}")
-    return value
-
-
-def _noise_level(text: str) -> float | str:
-    if text.strip().lower() in ("auto", "learn"):
-        return text.strip().lower()
-    try:
-        value = float(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a number, auto or learn, got {text}") from error
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0 (or auto, learn), got {text}")
-    return value
-
-
 def physics_spec(args: argparse.Namespace):
-    """The physics the options describe, unresolved: ``None`` where an option was not given."""
+    """The physics the options describe, in the user's words (:func:`sei.physics.spec.resolve_spec` checks them):
+    ``None`` where an option was not given."""
     from sei.physics.spec import PhysicsSpec
 
     return PhysicsSpec(task=getattr(args, "physics.task", None), kernel=getattr(args, "physics.kernel", None),
                        sr_factor=getattr(args, "physics.sr_factor", None),
-                       noise=getattr(args, "physics.noise", "gaussian"),
+                       noise=getattr(args, "physics.noise", None),
                        noise_level=getattr(args, "physics.noise_level", None), gain=getattr(args, "physics.gain", None))
 
 
@@ -181,7 +157,7 @@ def add_reconstructor_options(parser: argparse.ArgumentParser, weights_required:
 
 
 def baseline_options(args: argparse.Namespace, download: bool = False, progress: bool = True) -> dict[str, Any]:
-    """The baselines' settings the user gave (see ``sei.baselines.build_baseline``)."""
+    """The baselines' settings the user gave (see ``sei.inference.baselines.build_baseline``)."""
     return {"wiener_strength": args.wiener_strength, "tv_weight": args.tv_weight, "tv_iterations": args.tv_iterations,
             "dip_iterations": args.dip_iterations, "dip_channels": args.dip_channels, "pnp_weights": args.pnp_weights,
             "bm3d_profile": args.bm3d_profile, "download": download, "progress": progress}

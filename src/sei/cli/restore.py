@@ -3,7 +3,7 @@
 Images keep their names and come back in their own dtype and units: 8-bit as 8-bit, 16-bit as 16-bit on the same
 scale, float TIFFs as float TIFFs (negative or large values kept), multi-page TIFF stacks as stacks; TIFF stays
 TIFF and the rest is written as PNG (``--format``, ``--bits`` override). 16-bit and float data reach the network
-through a recorded affine map (``intensity.json`` next to the outputs; see sei.intensity). Grayscale, RGB and
+through a recorded affine map (``intensity.json`` next to the outputs; see sei.io.intensity). Grayscale, RGB and
 RGBA inputs are handled (alpha is carried over); networks restore any size in bounded memory by overlapping tiles; a file that cannot be read is
 reported without stopping the others. Networks carry the operator they were trained for in their weights;
 baselines (``--model-kind wiener`` ...) take it from the options (``--task``, ``--kernel``, ``--sr-factor``,
@@ -62,15 +62,16 @@ def add_parser(subparsers) -> None:
 def run_command(args: argparse.Namespace) -> int:
     import sys
 
-    from sei.baselines import canonical_kind
-    from sei.devices import torch_device
-    from sei.errors import ImageError
-    from sei.intensity import IntensityMap
-    from sei.io import holds_8bit_pixels
-    from sei.reconstructors import (
-        AUTO_INFERENCE_PRECISION, choose_physics, locate_network, open_reconstructor, resolve_inference_precision,
-    )
-    from sei.restoration import output_paths, restore_files, write_intensity_record
+    from sei.inference.baselines import canonical_kind
+    from sei.core.devices import torch_device
+    from sei.core.errors import ImageError
+    from sei.io.intensity import IntensityMap
+    from sei.io.images import holds_8bit_pixels
+    from sei.config.recipe import AUTO, resolve_inference_precision
+    from sei.config.sources import choose_physics, locate_network
+    from sei.inference.reconstructors import open_reconstructor
+    from sei.inference.restoration import restore_files, write_intensity_record
+    from sei.io.outputs import output_paths
 
     device = torch_device(getattr(args, "train.device", "auto"))
     kind = canonical_kind(args.model_kind)
@@ -81,9 +82,9 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"operator: {spec.describe()} (from {origin})")
     pairs = output_paths(Path(args.input), Path(args.output), args.format)
     precision = args.precision
-    if precision == AUTO_INFERENCE_PRECISION and kind != "network":
+    if precision == AUTO and kind != "network":
         precision = "32-true"  # the baselines compute in their own precision
-    elif precision == AUTO_INFERENCE_PRECISION:
+    elif precision == AUTO:
         eight_bit = args.bits in (None, 8) and all(holds_8bit_pixels(path) for path, _ in pairs)
         precision = resolve_inference_precision(precision, device, eight_bit)
         why = ("8-bit data, native bf16" if precision == "bf16-mixed" else

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from sei.cli.options import (
     _positive_int, add_data_options, add_device_option, add_physics_options, add_reconstructor_options,
@@ -41,91 +40,19 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run_command)
 
 
-def settings_for(args: argparse.Namespace, source):
-    """The configuration to evaluate with: the run's settings (or defaults), the options over them, and the physics
-    the options give over what the network was trained for (measurements simulated from clean images default to
-    the paper's kernel)."""
-    from sei.config import ExperimentConfig, from_flat
-    from sei.physics.spec import DEFAULT_KERNEL
-    from sei.reconstructors import choose_physics
-
-    values = {k: v for k, v in overrides(args).items() if not k.startswith("physics.")}
-    base = (source.run_config if source else None) or ExperimentConfig()
-    if source and source.run_config is not None and "data.dataset" not in values:
-        values["data.dataset"] = base.data.val_dataset or base.data.dataset
-    config = from_flat(values, base)
-    config.physics, _ = choose_physics(physics_spec(args), source, default_kernel=DEFAULT_KERNEL)
-    return config
-
-
-def open_lpips(flag: bool | None, download: bool, device):
-    """The LPIPS metric when wanted and available; ``None`` (with a note) when optional and unavailable."""
-    from sei.errors import ResourceUnavailableError
-    from sei.metrics import LPIPS
-
-    if flag is False:
-        return None
-    try:
-        return LPIPS(download=download).to(device)
-    except ResourceUnavailableError as error:
-        if flag:
-            raise
-        print(f"LPIPS skipped: {error}")
-        return None
-
-
 def run_command(args: argparse.Namespace) -> int:
-    import torch
-
-    import sei
-    from sei.baselines import canonical_kind
-    from sei.data.pairs import MeasurementSet
-    from sei.data.sources import load_image_set
-    from sei.devices import torch_device
-    from sei.evaluation import evaluate, format_table, metric_data_range, write_evaluation
-    from sei.reconstructors import locate_network, open_reconstructor
+    from sei.inference.evaluation import format_table, run_test
 
     download = bool(getattr(args, "data.download", False))
-    kind = canonical_kind(args.model_kind)
-    source = locate_network(args.weights, download=download) if args.weights and kind == "network" else None
-    config = settings_for(args, source)
-    spec = config.physics
-    device = torch_device(config.train.device)
-    physics = spec.build()
-    images = load_image_set(config.data.dataset, args.split, config.data.datasets_dir, config.data.download, True,
-                            config.data.resize, progress=not args.quiet, strict=args.strict)
-    if args.max_images:
-        images.names, images.images = images.names[: args.max_images], images.images[: args.max_images]
-    measurements = MeasurementSet(images, physics, config.data.noise_seed)  # simulated on the CPU, seeded
-    data_range = metric_data_range(images.intensity)  # 16-bit and float data are scored without 8-bit rounding
-    backbone = config.model.backbone if ("model.backbone" in vars(args) or (source and source.backbone)) else None
-    reconstructor = open_reconstructor(kind, physics.to(device), source,
-                                       baseline_options(args, download, not args.quiet), backbone=backbone,
-                                       ensemble=args.ensemble, precision=args.precision).to(device)
-    lpips = open_lpips(args.lpips, download, device)
-    if source is not None:
-        label = args.label or (source.weights.parent.name if source.run_config else source.weights.stem)
-        root = source.weights.parent if source.run_config else Path("results") / source.weights.stem
-    else:
-        label = args.label or kind
-        root = Path("results") / f"{kind}_{spec.task}_{spec.short_name()}_noise{spec.noise_level:g}"
-    out_dir = Path(args.out_dir) if args.out_dir else root / f"test_{Path(str(config.data.dataset)).name}_{args.split}"
-    settings = {
-        "label": label, "model_kind": kind, "ensemble": args.ensemble, "precision": args.precision,
-        "weights": str(source.weights) if source else None,
-        "backbone": getattr(getattr(reconstructor, "network", None), "sei_architecture", None),
-        "baseline_options": {k: v for k, v in baseline_options(args).items() if v is not None and k != "progress"},
-        "physics": spec.to_dict(), "dataset": str(config.data.dataset), "split": args.split,
-        "resize": config.data.resize, "noise_seed": config.data.noise_seed, "device": str(device),
-        "sei": sei.__version__, "torch": torch.__version__,
-        "data_range": data_range, "intensity": images.intensity.to_dict() if images.intensity else None,
-    }
-    evaluation = evaluate(reconstructor, measurements, device, lpips,
-                          image_dir=out_dir / "images" if args.save_images else None, settings=settings,
-                          progress=not args.quiet, data_range=data_range)
-    metrics_path, summary_path = write_evaluation(evaluation, out_dir)
-    scoring = "8-bit, as in the paper" if data_range is None else f"{images.intensity.dtype} data, its full range"
-    print(f"{spec.describe()}; {images.name} ({len(images)} images); PSNR/SSIM on {scoring}")
-    print(format_table([(label, evaluation.summary)]))
-    print(f"wrote {metrics_path} and {summary_path}")
+    settings = {k: v for k, v in overrides(args).items() if not k.startswith("physics.")}
+    result = run_test(args.model_kind, args.weights, physics_spec(args), settings, split=args.split,
+                      max_images=args.max_images, out_dir=args.out_dir, save_images=args.save_images,
+                      label=args.label, lpips=args.lpips, ensemble=args.ensemble, precision=args.precision,
+                      baseline_options=baseline_options(args, download, not args.quiet), progress=not args.quiet,
+                      strict=args.strict)
+    for note in result.notes:
+        print(note)
+    print(result.describe())
+    print(format_table([(result.label, result.evaluation.summary)]))
+    print(f"wrote {result.metrics_path} and {result.summary_path}")
     return 0

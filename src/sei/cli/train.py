@@ -114,11 +114,12 @@ def quiet_lightning() -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from sei.config import ExperimentConfig, describe_recipe, from_flat, load_config, resolve
+    from sei.config.resolve import describe_recipe, resolve
+    from sei.config.schema import ExperimentConfig, from_flat, load_config
     from sei.physics.spec import DEGRADATION_FILE
     from sei.training import train
     from sei.training.run import load_run_config
-    from sei.training.run_folder import CONFIG_FILE
+    from sei.config.run_folder import CONFIG_FILE
 
     values = overrides(args)
     for key in ("out_dir", "name"):

@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
 
 
 def _line(name: str, cached: set[str]) -> str:
-    from sei.hub import parse_name
+    from sei.models.hub import parse_name
 
     info = parse_name(name)
     what = info.describe() if info else "(settings not encoded in the name)"
@@ -28,7 +28,7 @@ def _line(name: str, cached: set[str]) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from sei.hub import HUB_REPO, KNOWN_NAMES, cached_names, remote_names
+    from sei.models.hub import HUB_REPO, KNOWN_NAMES, cached_names, remote_names
 
     cached = set(cached_names())
     names = remote_names() if args.remote else sorted(set(KNOWN_NAMES) | cached)
@@ -41,7 +41,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from sei.hub import fetch_weights
+    from sei.models.hub import fetch_weights
 
     for name in args.names:
         path = fetch_weights(name, download=True)

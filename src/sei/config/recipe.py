@@ -1,22 +1,110 @@
-"""Training precision: bf16 mixed precision where the hardware computes bf16 natively, float32 elsewhere.
+"""The recipe: every default that depends on the machine, the data set or the budget, decided here and nowhere else.
+
+=====================  ===========================================================================================
+setting                ``auto`` or left open becomes
+=====================  ===========================================================================================
+backbone, budget, lr   the laptop recipe (:data:`LAPTOP_BACKBONE`, :data:`LAPTOP_STEPS`, :data:`LAPTOP_LR`) on a CPU
+                       and on the small photograph sets anywhere; the paper's (SwinIR, :data:`PAPER_EPOCHS`,
+                       :data:`PAPER_LR`) on a GPU. The learning rate follows the backbone (:func:`default_lr`).
+gradient clipping      :data:`LAPTOP_GRAD_CLIP` for the laptop recipe, none for the paper's
+precision (training)   ``bf16-mixed`` where the device computes bf16 natively, else ``32-true``
+precision (restoring)  ``bf16-mixed`` for 8-bit data on such a device, else ``32-true``
+compilation            ``reduce-overhead`` (CUDA graphs) on a single GPU, else eager
+memory mode            measured before training (:mod:`sei.training.memory_plan`); its switches: :func:`memory_switches`
+data loader workers    none on a CPU, up to 8 on a GPU
+=====================  ===========================================================================================
 
 Measured (``benchmarks/precision_quality.py``, held-out photographs, Gaussian_R2, noise 5, on an H100): bf16-mixed
 trains to within 0.02 dB of float32 (unet-small, 1000 steps: SEI -0.01 dB, supervised -0.02 dB; the paper's
 SwinIR, SEI, 300 steps: +0.00 dB); on this project's CPU (avx512_bf16) within 0.07 dB (unet-small, SEI, 400 steps),
-with a unet-small SEI step 1.5-2x faster and the paper's SwinIR step 2.6-2.8x faster.
-The losses keep their reductions and SURE's finite difference in float32 (see :mod:`sei.losses`), and training calls
-every operator, whoever built it, in float32 outside autocast (:class:`sei.physics.base.Float32Physics`): only the
-network runs in bf16.
+with a unet-small SEI step 1.5-2x faster and the paper's SwinIR step 2.6-2.8x faster. The losses keep their
+reductions and SURE's finite difference in float32, and training calls every operator in float32 outside autocast
+(:class:`sei.physics.base.Float32Physics`): only the network runs in bf16.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import math
+import os
+from typing import Any
 
 import torch
 
-AUTO_PRECISION = "auto"
-NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that compute bf16 dot products
+from sei.core.devices import has_native_bf16
+from sei.core.errors import ConfigError
+
+AUTO = "auto"  # the word that asks this module to decide
+
+# -- the paper's recipe and the laptop recipe -------------------------------------------------------------------
+PAPER_BACKBONE = "swinir"
+PAPER_LR = {"deblurring": 1e-4, "sr": 2e-4}
+PAPER_EPOCHS = 500
+# The laptop recipe: what trains best in about 10 minutes on two CPU cores (benchmarks/laptop_quality.py). A run
+# gets it on a CPU, and on the sample and photos datasets anywhere; the paper's SwinIR and budget need a GPU.
+LAPTOP_BACKBONE = "unet-small"
+# About 10 minutes at 0.25 s per fp32 step on 2 cores, 6 with bf16. Held-out PSNR (benchmarks/laptop_quality.py):
+# 411 -> 1158 fp32 steps gained 0.56 dB, 3920 bf16 steps only 0.05 dB more, so bf16's speed shortens the run.
+LAPTOP_STEPS = 2400
+LAPTOP_LR = 1e-3
+# The laptop recipe's bound on the global gradient norm. Its gradients' norm is 0.005-0.3 once training settles;
+# at twice the rate one batch's norm jumped to 5e7 and training diverged, which this bound stops (measured,
+# benchmarks/laptop_quality.py's data: 1200 steps gave the same held-out PSNR, +0.02 dB, with and without it).
+LAPTOP_GRAD_CLIP = 1.0
+# The named datasets small enough that the laptop recipe suits them on any device (sei.data.sources).
+LAPTOP_DATASETS = ("sample", "photos")
+# Batches per epoch at least, for runs with a step budget (progress, checkpoints).
+STEP_BUDGET_EPOCH = 25
+
+
+def uses_laptop_recipe(dataset: str, device: torch.device) -> bool:
+    """Whether defaults left open get the laptop recipe: on a CPU (the paper's SwinIR does not train there in any
+    sensible time), and on the sample and photos datasets (too small for the paper's budget) anywhere."""
+    return str(dataset).lower() in LAPTOP_DATASETS or device.type != "cuda"
+
+
+def default_backbone(laptop: bool) -> str:
+    """The backbone a run trains when none is given (and no initial weights say which)."""
+    return LAPTOP_BACKBONE if laptop else PAPER_BACKBONE
+
+
+def default_budget(laptop: bool) -> dict[str, int]:
+    """``{"steps": ...}`` for the laptop recipe, ``{"epochs": ...}`` for the paper's."""
+    return {"steps": LAPTOP_STEPS} if laptop else {"epochs": PAPER_EPOCHS}
+
+
+def default_lr(backbone: str | None, task: str) -> float:
+    """The learning rate follows the backbone: its preset's own rate (:class:`sei.models.registry.BackbonePreset`),
+    else the paper's rate by task (unknown backbones, e.g. weights without an architecture record, are the paper's
+    SwinIR)."""
+    from sei.models.registry import BACKBONES
+
+    preset = BACKBONES.get(str(backbone))
+    if preset is not None and preset.lr is not None:
+        return preset.lr
+    return PAPER_LR[task]
+
+
+def resolve_grad_clip(value: Any, laptop: bool) -> float | None:
+    """The gradient-norm bound a run trains with: ``auto`` gives :data:`LAPTOP_GRAD_CLIP` to the laptop recipe and
+    none to the paper's; ``none``, None and 0 turn it off.
+
+    :raises ConfigError: for a negative or non-numeric value.
+    """
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word == AUTO:
+        return LAPTOP_GRAD_CLIP if laptop else None
+    if value is None or word == "none":
+        return None
+    try:
+        bound = float(value)
+    except (TypeError, ValueError):
+        bound = math.nan
+    if not (math.isfinite(bound) and bound >= 0.0):
+        raise ConfigError(f"grad_clip must be a positive number, auto or none, got {value!r}")
+    return bound or None
+
+
+# -- precision ---------------------------------------------------------------------------------------------------
 FP16_PRECISIONS = ("16-mixed", "16", "16-true")  # float16: gradients may overflow, a scaler may rescale them
 
 
@@ -26,36 +114,86 @@ def is_fp16(precision: str) -> bool:
     return str(precision) in FP16_PRECISIONS
 
 
-def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether the CPU has bf16 dot-product instructions (Linux ``/proc/cpuinfo`` flags; False elsewhere).
-
-    :param cpuinfo: the text of ``/proc/cpuinfo`` (read from the system when ``None``).
-    """
-    if cpuinfo is None:
-        path = Path("/proc/cpuinfo")
-        if not path.is_file():
-            return False
-        cpuinfo = path.read_text(errors="replace")
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-    return any(flag in flags for flag in NATIVE_BF16_CPU_FLAGS)
-
-
-def has_native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 natively: a GPU with bf16 tensor cores (compute capability 8.0 and
-    later), or a CPU with :data:`NATIVE_BF16_CPU_FLAGS`."""
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type == "cpu":
-        return cpu_has_native_bf16()
-    return False
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
     """Lightning's precision for a requested one: ``"auto"`` becomes ``"bf16-mixed"`` where
-    :func:`has_native_bf16`, else ``"32-true"``; anything else is returned unchanged."""
-    if str(precision) != AUTO_PRECISION:
+    :func:`sei.core.devices.has_native_bf16`, else ``"32-true"``; anything else is returned unchanged."""
+    if str(precision) != AUTO:
         return str(precision)
     return "bf16-mixed" if has_native_bf16(device) else "32-true"
+
+
+def resolve_inference_precision(precision: str, device: torch.device, eight_bit: bool) -> str:
+    """The precision a network restores in: ``"auto"`` becomes ``"bf16-mixed"`` for 8-bit data (``eight_bit``:
+    8-bit inputs written as 8-bit outputs) on a device with native bf16, else ``"32-true"``: 16-bit and float data
+    would lose digits, and emulated bf16 is slower. Measured on this project's CPU (avx512_bf16) with an SEI
+    unet-small: 1.8x faster, 92-94 % of 8-bit output values identical to float32's, the others 1 or 2 grey levels
+    apart, PSNR within 0.002 dB. Other precisions are returned unchanged."""
+    if precision != AUTO:
+        return precision
+    return "bf16-mixed" if eight_bit and has_native_bf16(torch.device(device)) else "32-true"
+
+
+# -- compilation -------------------------------------------------------------------------------------------------
+def resolve_compile(value: Any, device: torch.device, processes: int = 1) -> str | None:
+    """The compile mode of a run on ``device`` in ``processes`` processes: ``auto`` becomes ``reduce-overhead`` on a
+    single GPU, else None; anything else as :func:`sei.models.compilation.compile_mode` reads it.
+
+    Measured on an H100 (``benchmarks/train_step.py``, the paper's SwinIR, SEI, batch 8): the eager bf16 step is no
+    faster than the float32 one, bound by kernel launches; compiled with CUDA graphs it is 3.6x faster. On a CPU
+    compiling gave no gain (the laptop U-Net's step is 86 % oneDNN convolutions) and costs its compile time.
+    Data-parallel runs stay eager unless asked: CUDA-graph trees under DistributedDataParallel have open failure
+    reports (PyTorch issues 113809, 140395), and this project has not had several GPUs to test them on.
+    """
+    from sei.models.compilation import compile_mode
+
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return "reduce-overhead" if device.type == "cuda" and processes == 1 else None
+    return compile_mode(value)
+
+
+# -- memory ------------------------------------------------------------------------------------------------------
+MEMORY_MODES = ("none", "checkpointing", "lean")  # fastest first
+
+
+def check_memory_mode(mode: Any) -> None:
+    """:raises ConfigError: if ``mode`` is not ``auto`` or one of :data:`MEMORY_MODES`."""
+    if mode != AUTO and mode not in MEMORY_MODES:
+        raise ConfigError(f"unknown memory mode {mode!r}; valid: {AUTO}, {', '.join(MEMORY_MODES)}")
+
+
+def requested_mode(memory: str, checkpointing: bool, release_memory: bool) -> str:
+    """The mode a configuration asks for: ``train.memory``, or, when that is ``auto``, the mode that the older
+    switches ``model.checkpointing`` / ``train.release_memory`` force (runs recorded before ``train.memory``)."""
+    check_memory_mode(memory)
+    if memory != AUTO:
+        return memory
+    if release_memory:
+        return "lean"
+    return "checkpointing" if checkpointing else AUTO
+
+
+def memory_switches(mode: str, backbone: str | None) -> dict[str, Any]:
+    """The settings that apply memory ``mode`` to a run of ``backbone``: ``train.memory``, ``model.checkpointing``
+    (recompute activations in the backward pass) and ``train.release_memory`` (glibc returns freed memory).
+
+    ``lean`` on a backbone without checkpointing is the allocator setting alone; ``checkpointing`` asked for such a
+    backbone is left for the network to refuse (it names the backbone).
+    """
+    from sei.models.registry import BACKBONES
+
+    check_memory_mode(mode)
+    if mode == AUTO:
+        raise ConfigError("memory_switches needs a resolved mode, not auto")
+    recompute = mode in ("checkpointing", "lean")
+    preset = BACKBONES.get(str(backbone))
+    if mode == "lean" and not (preset is not None and preset.checkpointing):
+        recompute = False
+    return {"train.memory": mode, "model.checkpointing": recompute, "train.release_memory": mode == "lean"}
+
+
+# -- data loading ------------------------------------------------------------------------------------------------
+def default_num_workers(accelerator_is_gpu: bool) -> int:
+    """No worker processes on a CPU (crops are cheap slices and workers would compete for cores), up to 8 on a GPU."""
+    if not accelerator_is_gpu:
+        return 0
+    return min(8, os.cpu_count() or 1)

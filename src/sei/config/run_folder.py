@@ -1,5 +1,14 @@
-"""A training run's folder: the one owner of its paths, of reading and writing its ``config.yaml``, and of the
-question "may this configuration continue (or reuse) that run?".
+"""A training run's folder: the one owner of its layout (every file name below), of reading and writing its
+``config.yaml``, and of the question "may this configuration continue (or reuse) that run?".
+
+::
+
+    RUN/config.yaml              the resolved configuration (sei.config.schema)
+    RUN/weights.pt               the trained network, with its architecture and physics records (sei.models.weights)
+    RUN/train_summary.json       steps, epochs, seconds and final metrics of a finished run
+    RUN/<kernel>.npy             a copy of a kernel file, so that the folder can be moved
+    RUN/checkpoints/last.ckpt    rewritten every epoch; epoch=NNNN.ckpt every --checkpoint-every epochs
+    RUN/logs/csv/metrics.csv     every logged value (Lightning's CSV logger); logs/tensorboard/ the same for TensorBoard
 
 A run folder is self-contained and can be moved: a kernel file is copied into it (``psf.pt`` as ``psf.npy``) and
 recorded by its name inside the folder, and settings are compared, never the folder's spelling.
@@ -11,19 +20,23 @@ import dataclasses
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from sei.config import ExperimentConfig, from_dict, load_yaml
-from sei.errors import ConfigError, RunFinishedError
+from sei.config.schema import ExperimentConfig, flatten_config, from_dict
+from sei.core.errors import ConfigError, RunFinishedError
+from sei.core.files import atomic_write_text, read_yaml_mapping
 from sei.physics.spec import PhysicsSpec
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "weights.pt"
 SUMMARY_FILE = "train_summary.json"
 CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
 LOG_DIR = "logs"
+# The loggers' versions under logs/ (fixed names instead of Lightning's version_N), and the CSV logger's file.
+CSV_LOG, TENSORBOARD_LOG = "csv", "tensorboard"
+METRICS_LOG = "metrics.csv"
 # Settings a resumed run may change: where and how fast it runs, and how long (not what it learns). The memory mode
 # is one (recomputed activations are the same numbers): a resumed run keeps its recorded mode unless one is given.
 MEMORY_SETTINGS = frozenset({"train.memory", "model.checkpointing", "train.release_memory"})
@@ -33,19 +46,8 @@ RESUMABLE_CHANGES = frozenset({
     "data.strict", "train.checkpoint_every", "train.checkpoint_keep", *MEMORY_SETTINGS,
 })
 BUDGET = frozenset({"train.epochs", "train.steps"})
-# The sections of a configuration sei writes (see sei.config.ExperimentConfig).
+# The sections of a configuration sei writes (see sei.config.schema.ExperimentConfig).
 RUN_SECTIONS = frozenset({"physics", "data", "model", "loss", "train"})
-
-
-def flatten_config(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 class RunFolder:
@@ -58,7 +60,9 @@ class RunFolder:
     weights_path = property(lambda self: self.path / WEIGHTS_FILE)
     summary_path = property(lambda self: self.path / SUMMARY_FILE)
     checkpoint_dir = property(lambda self: self.path / CHECKPOINT_DIR)
-    last_checkpoint = property(lambda self: self.path / CHECKPOINT_DIR / "last.ckpt")
+    last_checkpoint = property(lambda self: self.path / CHECKPOINT_DIR / LAST_CHECKPOINT)
+    log_dir = property(lambda self: self.path / LOG_DIR)
+    metrics_log = property(lambda self: self.path / LOG_DIR / CSV_LOG / METRICS_LOG)
 
     def has_config(self) -> bool:
         return self.config_path.is_file()
@@ -67,10 +71,10 @@ class RunFolder:
         """Whether the folder's ``config.yaml`` is one sei wrote: a mapping holding all of sei's configuration
         sections (a later version may add keys, so others are allowed)."""
         try:
-            data = yaml.safe_load(self.config_path.read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            data = read_yaml_mapping(self.config_path)
+        except ConfigError:
             return False
-        return isinstance(data, dict) and RUN_SECTIONS <= set(data)
+        return RUN_SECTIONS <= set(data)
 
     def check_writable(self) -> None:
         """Refuse a folder that is a file, or that holds a ``config.yaml`` sei did not write (it would be overwritten).
@@ -108,15 +112,14 @@ class RunFolder:
         """The configuration the run recorded, read once; a kernel file inside the folder is made absolute."""
         if not self.has_config():
             raise ConfigError(f"{self.path} holds no {CONFIG_FILE}; is it a training run's folder?")
-        values = load_yaml(self.config_path)
-        if isinstance(values, dict) and isinstance(values.get("train"), dict):
+        values = read_yaml_mapping(self.config_path, CONFIG_FILE)
+        if isinstance(values.get("train"), dict):
             values["train"].setdefault("grad_clip", None)  # runs recorded before it existed did not clip
         config = from_dict(values)
-        kernel = config.physics.kernel
-        if isinstance(kernel, str) and config.physics.kernel_is_file and not Path(kernel).is_absolute():
-            config.physics.kernel = str((self.path / kernel).resolve())
-        config.out_dir = str(self.path)
-        return config
+        physics = config.physics
+        if isinstance(physics.kernel, str) and physics.kernel_is_file and not Path(physics.kernel).is_absolute():
+            physics = dataclasses.replace(physics, kernel=str((self.path / physics.kernel).resolve()))
+        return dataclasses.replace(config, physics=physics, out_dir=str(self.path))
 
     def store_kernel(self, physics: PhysicsSpec) -> PhysicsSpec:
         """Copy a file or tensor kernel into the folder; the spec then points at the copy."""
@@ -125,8 +128,6 @@ class RunFolder:
 
     def write_config(self, config: ExperimentConfig) -> None:
         """Write ``config.yaml``, recording a kernel stored in the folder by its name there."""
-        from sei.files import atomic_write_text
-
         values = config.to_dict()
         kernel = values["physics"].get("kernel")
         if isinstance(kernel, str) and Path(kernel).is_absolute() and Path(kernel).parent == self.path.resolve():

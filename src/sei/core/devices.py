@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from sei.errors import ConfigError
+from sei.core.errors import ConfigError
 
 
 def torch_device(device: str = "auto") -> torch.device:
@@ -58,3 +59,33 @@ def training_processes(device: str = "auto", devices: Any = 1, num_nodes: int = 
         except (TypeError, ValueError) as error:
             raise ConfigError(f"devices must be a count, auto or GPU indices such as 0,1; got {devices!r}") from error
     return max(per_node, 1) * max(int(num_nodes), 1)
+
+
+NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that compute bf16 dot products
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU has bf16 dot-product instructions (Linux ``/proc/cpuinfo`` flags; False elsewhere).
+
+    :param cpuinfo: the text of ``/proc/cpuinfo`` (read from the system when ``None``).
+    """
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        if not path.is_file():
+            return False
+        cpuinfo = path.read_text(errors="replace")
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return any(flag in flags for flag in NATIVE_BF16_CPU_FLAGS)
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: a GPU with bf16 tensor cores (compute capability 8.0 and
+    later), or a CPU with :data:`NATIVE_BF16_CPU_FLAGS`."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return cpu_has_native_bf16()
+    return False

@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash mid-write leaves the previous file intact, never a truncated one."""
+"""Files: atomic writes (a crash mid-write leaves the previous file intact, never a truncated one), and the one
+reader of YAML mappings."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import IO, Any
 
 import torch
 
-from sei.errors import StorageError
+from sei.core.errors import ConfigError, StorageError
 
 # Messages of the errors torch.save raises when the file it writes cannot grow (disk full, quota): its
 # stream writer reports them as RuntimeError, with the OSError only as context.
@@ -91,3 +92,28 @@ def describe_load_failure(path: str | Path, error: BaseException) -> str:
         return "truncated file (incomplete zip archive)"
     first = text.strip().splitlines()[0] if text.strip() else ""
     return first or f"{type(error).__name__} (damaged file?)"
+
+
+def read_yaml_mapping(path: str | Path, what: str = "file") -> dict[str, Any]:
+    """The mapping a YAML file holds (``{}`` for an empty file): the one YAML reader of ``sei`` (configurations,
+    run folders, ``degradation.yaml``, reports).
+
+    :param what: what the file is, for the messages (``"configuration file"``).
+    :raises ConfigError: for a missing or unreadable file, invalid YAML, or anything but a mapping at the top.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} cannot be read: {error}") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping, got {type(data).__name__}")
+    return data

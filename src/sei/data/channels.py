@@ -7,7 +7,7 @@ The rule, in one place:
   channels would also repeat its noise, which SURE takes for three independent draws.
 - **inference** (:func:`apply_by_channels`): a 1-channel network restores each channel of a colour image as its own
   grayscale image; a 3-channel network restores a grayscale image repeated to RGB and averaged back. Alpha is set
-  aside before (see :mod:`sei.restoration`).
+  aside before (see :mod:`sei.inference.restoration`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from sei.errors import ConfigError, ShapeError
+from sei.core.errors import ConfigError, ShapeError
 
 NETWORK_CHANNELS = (1, 3)
 

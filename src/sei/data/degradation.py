@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from sei.errors import SEIError
-from sei.files import atomic_write_text
+from sei.core.errors import SEIError
+from sei.core.files import atomic_write_text
 from sei.physics.spec import DEGRADATION_FILE, PhysicsSpec
-from sei.restoration import RestoreReport
+from sei.io.outputs import FileReport
 
 
 def write_degradation_record(folder: str | Path, spec: PhysicsSpec, **details) -> Path:
@@ -32,7 +32,7 @@ def write_degradation_record(folder: str | Path, spec: PhysicsSpec, **details) -
 
 
 def degrade_files(spec: PhysicsSpec, pairs: Sequence[tuple[Path, Path]], seed: int = 0, resize: int | None = None,
-                  bits: int | None = None, progress: bool = True) -> RestoreReport:
+                  bits: int | None = None, progress: bool = True) -> FileReport:
     """Write the measurement ``A x + e`` of each input file to its output file (noise seeded by (seed, index)).
 
     Images are cropped at the bottom/right to a multiple of the super-resolution factor. A file that cannot be
@@ -44,12 +44,12 @@ def degrade_files(spec: PhysicsSpec, pairs: Sequence[tuple[Path, Path]], seed: i
     from tqdm.auto import tqdm
 
     from sei.data.preprocess import resize_shorter_side
-    from sei.io import image_tensor, read_image_file, single_page_array, write_image
+    from sei.io.images import image_tensor, read_image_file, single_page_array, write_image
     from sei.physics.noise import check_photon_data, measure
-    from sei.rng import make_generator
+    from sei.core.rng import make_generator
 
     physics = spec.build()
-    report = RestoreReport()
+    report = FileReport()
     for index, (source, target) in enumerate(tqdm(pairs, desc="degrading", unit="image", disable=not progress)):
         try:
             file = read_image_file(source)

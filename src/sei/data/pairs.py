@@ -18,10 +18,10 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from sei.data.sources import ImageSet
-from sei.errors import ImageTooSmallError, ShapeError
+from sei.core.errors import ImageTooSmallError, ShapeError
 from sei.physics.base import physics_upscale
 from sei.physics.noise import measure
-from sei.rng import make_generator
+from sei.core.rng import make_generator
 
 
 class MeasurementSet:

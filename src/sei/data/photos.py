@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sei.data.download import RemoteFile
+from sei.io.download import RemoteFile
 
 DEBIAN_POOL = "https://deb.debian.org/debian/pool/main"
 

@@ -1,7 +1,7 @@
 """Where images come from: the paper's datasets, an embedded sample, or the user's own folders.
 
 Every source yields an :class:`ImageSet`: named ``(C, H, W)`` float tensors in the network's units (8-bit and
-16-bit files in [0, 1], float files by the set's recorded range: :mod:`sei.intensity`), either clean images
+16-bit files in [0, 1], float files by the set's recorded range: :mod:`sei.io.intensity`), either clean images
 (measurements are then simulated from them) or measurements only (the user's blurry or low-resolution
 images, for self-supervised training and restoration).
 
@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sei.data.download import RemoteFile, fetch
+from sei.io.download import RemoteFile, fetch
 from sei.data.photos import PHOTO_PACKAGES
 from sei.data.preprocess import resize_shorter_side
-from sei.errors import ConfigError, ImageError, ResourceUnavailableError, UnknownNameError
-from sei.intensity import IntensityMap, float_map, integer_map
-from sei.io import image_tensor, list_images, read_image_file
+from sei.core.errors import ConfigError, ImageError, ResourceUnavailableError, UnknownNameError
+from sei.io.intensity import IntensityMap, float_map, integer_map
+from sei.io.images import image_tensor, list_images, read_image_file
 
 SPLITS = ("train", "val")
 PAPER_SHORTER_SIDE = 256
@@ -88,7 +88,7 @@ class ImageSet:
     :ivar images: ``(C, H, W)`` float32 tensors in [0, 1].
     :ivar ground_truth: True for clean images, False for measurements only.
     :ivar skipped: files that could not be read, with the reason.
-    :ivar intensity: the map from the files' intensities to the images' (:mod:`sei.intensity`) when one holds for
+    :ivar intensity: the map from the files' intensities to the images' (:mod:`sei.io.intensity`) when one holds for
         the whole set (one dtype), ``None`` for the named datasets (8-bit photographs in [0, 1]) and for sets that
         mix 8- and 16-bit files (each by its dtype's full range).
     """
@@ -112,7 +112,7 @@ def _check_split(split: str) -> str:
 
 def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: int | None,
                 progress: bool = False, intensity: IntensityMap | None = None) -> ImageSet:
-    """Read files into an :class:`ImageSet` in network units (:mod:`sei.intensity`): integer files by their dtype's
+    """Read files into an :class:`ImageSet` in network units (:mod:`sei.io.intensity`): integer files by their dtype's
     full range, float files by one robust range for the whole set (or ``intensity``, the map a run recorded), so
     that one noise level holds for every image. A stack contributes each page as an image (``name_0000`` ...).
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from sei.errors import ConfigError
+from sei.core.errors import ConfigError
 from sei.physics.base import SEILinearPhysics, physics_margin, physics_upscale
 
 # (quarter turns, flip) for the 8 elements of the dihedral group of the square; index 0 is the identity.

@@ -1,7 +1,9 @@
-"""The paper's evaluation protocol on whole images: per-image PSNR/SSIM (and LPIPS), mean and std.
+"""The paper's evaluation protocol on whole images: per-image PSNR/SSIM (and LPIPS), mean and std; ``sei test``.
 
 Each clean image gets its fixed measurement (noise seeded by its index), the reconstruction runs on the whole
 measurement, and the metrics compare the 8-bit-quantised estimate and reference (see :mod:`sei.metrics`).
+:func:`run_test` is the whole of ``sei test``; an evaluation folder holds ``metrics.csv`` (one row per image),
+``summary.json`` (means, standard deviations, settings) and, when asked, ``images/``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from sei.core.files import atomic_write_text
 from sei.data.pairs import MeasurementSet
-from sei.files import atomic_write_text
-from sei.intensity import IntensityMap
-from sei.io import write_image
+from sei.data.sources import ImageSet
+from sei.io.images import write_image
+from sei.io.intensity import IntensityMap
 from sei.metrics import psnr, ssim
+from sei.physics.spec import PhysicsSpec
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
@@ -138,3 +142,120 @@ def format_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
                 cells.append("n/a")
         lines.append(f"{label:<24}{cells[0]:>16}{cells[1]:>18}{cells[2]:>18}{summary.get('n', 0):>8}")
     return "\n".join(lines)
+
+
+# Where `sei test` writes when it is not told: beside a run's weights, else results/<what was tested>/.
+RESULTS_DIR = "results"
+IMAGES_DIR = "images"  # inputs, estimates and references of an evaluation with images saved
+
+
+@dataclass
+class TestResult:
+    """What ``sei test`` measured and where it wrote it.
+
+    :ivar notes: lines for the user (e.g. why LPIPS was skipped).
+    """
+
+    evaluation: Evaluation
+    label: str
+    physics: PhysicsSpec
+    images: ImageSet
+    scoring: str
+    metrics_path: Path
+    summary_path: Path
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """``Gaussian_R2 deblurring, ...; sample (3 images); PSNR/SSIM on 8-bit, as in the paper``."""
+        return f"{self.physics.describe()}; {self.images.name} ({len(self.images)} images); PSNR/SSIM on {self.scoring}"
+
+
+def open_lpips(wanted: bool | None, download: bool, device, notes: list[str]):
+    """The LPIPS metric when wanted and available; ``None`` (with a note) when optional and unavailable."""
+    from sei.core.errors import ResourceUnavailableError
+    from sei.metrics import LPIPS
+
+    if wanted is False:
+        return None
+    try:
+        return LPIPS(download=download).to(device)
+    except ResourceUnavailableError as error:
+        if wanted:
+            raise
+        notes.append(f"LPIPS skipped: {error}")
+        return None
+
+
+def run_test(model_kind: str = "network", weights: str | None = None, physics: PhysicsSpec | None = None,
+             overrides: dict[str, Any] | None = None, split: str = "val", max_images: int | None = None,
+             out_dir: str | Path | None = None, save_images: bool = False, label: str | None = None,
+             lpips: bool | None = None, ensemble: bool = False, precision: str = "32-true",
+             baseline_options: dict[str, Any] | None = None, progress: bool = True,
+             strict: bool = False) -> TestResult:
+    """Evaluate a network or a baseline with the paper's protocol on a dataset or folder of clean images (``sei
+    test``): every image measured once with seeded noise, restored whole, scored, and written to ``metrics.csv`` and
+    ``summary.json``.
+
+    :param weights: a weights file, a run folder or a published name (``model_kind="network"``); a run folder's own
+        settings (its validation set, resizing, noise seed) are the defaults.
+    :param physics: the operator options given (``None`` fields where not given); what they leave open comes from
+        the network's record, else the paper's kernel.
+    :param overrides: dotted ``data.*``, ``model.backbone`` and ``train.device`` settings given.
+    :param baseline_options: the baselines' settings (see :func:`sei.inference.baselines.build_baseline`).
+    :raises ConfigError: for settings that do not fit together (a subclass names the kind of problem).
+    """
+    import sei
+    from sei.config.schema import ExperimentConfig, from_flat
+    from sei.config.sources import choose_physics, locate_network
+    from sei.core.devices import torch_device
+    from sei.data.sources import load_image_set
+    from sei.inference.baselines import canonical_kind
+    from sei.inference.reconstructors import open_reconstructor
+    from sei.physics.spec import DEFAULT_KERNEL
+
+    overrides = dict(overrides or {})
+    options = dict(baseline_options or {})
+    download = bool(overrides.get("data.download", False))
+    kind = canonical_kind(model_kind)
+    source = locate_network(weights, download=download) if weights and kind == "network" else None
+    base = (source.run_config if source else None) or ExperimentConfig()
+    if source and source.run_config is not None and "data.dataset" not in overrides:
+        overrides["data.dataset"] = base.data.val_dataset or base.data.dataset
+    config = from_flat(overrides, base)
+    spec, _ = choose_physics(physics or PhysicsSpec(), source, default_kernel=DEFAULT_KERNEL)
+    device = torch_device(config.train.device)
+    operator = spec.build()
+    images = load_image_set(config.data.dataset, split, config.data.datasets_dir, config.data.download, True,
+                            config.data.resize, progress=progress, strict=strict)
+    if max_images:
+        images.names, images.images = images.names[:max_images], images.images[:max_images]
+    measurements = MeasurementSet(images, operator, config.data.noise_seed)  # simulated on the CPU, seeded
+    data_range = metric_data_range(images.intensity)  # 16-bit and float data are scored without 8-bit rounding
+    backbone = config.model.backbone if ("model.backbone" in overrides or (source and source.backbone)) else None
+    reconstructor = open_reconstructor(kind, operator.to(device), source, options, backbone=backbone,
+                                       ensemble=ensemble, precision=precision).to(device)
+    notes: list[str] = []
+    metric = open_lpips(lpips, download, device, notes)
+    if source is not None:
+        label = label or (source.weights.parent.name if source.run_config else source.weights.stem)
+        root = source.weights.parent if source.run_config else Path(RESULTS_DIR) / source.weights.stem
+    else:
+        label = label or kind
+        root = Path(RESULTS_DIR) / f"{kind}_{spec.task}_{spec.short_name()}_noise{spec.noise_level:g}"
+    out_dir = Path(out_dir) if out_dir else root / f"test_{Path(str(config.data.dataset)).name}_{split}"
+    settings = {
+        "label": label, "model_kind": kind, "ensemble": ensemble, "precision": precision,
+        "weights": str(source.weights) if source else None,
+        "backbone": getattr(getattr(reconstructor, "network", None), "sei_architecture", None),
+        "baseline_options": {k: v for k, v in options.items() if v is not None and k != "progress"},
+        "physics": spec.to_dict(), "dataset": str(config.data.dataset), "split": split,
+        "resize": config.data.resize, "noise_seed": config.data.noise_seed, "device": str(device),
+        "sei": sei.__version__, "torch": torch.__version__,
+        "data_range": data_range, "intensity": images.intensity.to_dict() if images.intensity else None,
+    }
+    evaluation = evaluate(reconstructor, measurements, device, metric,
+                          image_dir=out_dir / IMAGES_DIR if save_images else None, settings=settings,
+                          progress=progress, data_range=data_range)
+    metrics_path, summary_path = write_evaluation(evaluation, out_dir)
+    scoring = "8-bit, as in the paper" if data_range is None else f"{images.intensity.dtype} data, its full range"
+    return TestResult(evaluation, label, spec, images, scoring, metrics_path, summary_path, notes)

@@ -1,6 +1,6 @@
 """Restoring the user's own image files: reading, intensity map, channel handling, reconstruction, writing.
 
-Each file is read in its own channels and dtype, mapped to the network's units by :mod:`sei.intensity` (8- and
+Each file is read in its own channels and dtype, mapped to the network's units by :mod:`sei.io.intensity` (8- and
 16-bit data by their dtype's full range, float data by the network's recorded map or the file's robust range),
 restored, and written back in its dtype and units (16-bit in, 16-bit out, same scale; a float TIFF keeps its
 negative or large values) unless ``bits`` asks for 8 or 16 bits of the network's [0, 1]. A multi-page TIFF is a
@@ -21,60 +21,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sei.errors import ImageError, SEIError
-from sei.files import atomic_write_text
-from sei.intensity import IntensityMap, data_map, integer_map
-from sei.io import ImageFile, image_tensor, is_image_file, list_images, read_image_file, write_image_file
+from sei.core.errors import SEIError
+from sei.core.files import atomic_write_text
+from sei.io.intensity import IntensityMap, data_map, integer_map
+from sei.io.images import ImageFile, image_tensor, read_image_file, write_image_file
+from sei.io.outputs import FileReport
 
 INTENSITY_RECORD = "intensity.json"
-TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 @dataclass
-class RestoreReport:
+class RestoreReport(FileReport):
     """Files written and files that failed (with the reason), and the intensity map of each file written."""
 
-    written: list[Path] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
     intensity: dict[Path, IntensityMap] = field(default_factory=dict)
-
-
-def output_paths(source: Path, destination: Path, suffix: str | None = "png") -> list[tuple[Path, Path]]:
-    """``(input, output)`` pairs: a folder maps to a folder of the same names, a file to a file or a folder.
-
-    :param suffix: the output format; ``None``: TIFF inputs stay TIFF (they may hold floats or stacks, which
-        only TIFF can hold), others become PNG.
-
-    :raises ImageError: if the input does not exist, the output would overwrite an input, or two inputs would
-        be written to one output (``b.jpg`` and ``b.jpeg`` both give ``b.png``).
-    """
-    def name(path: Path) -> str:
-        if suffix is None:
-            return path.stem + (path.suffix if path.suffix.lower() in TIFF_SUFFIXES else ".png")
-        return f"{path.stem}.{suffix}"
-
-    if source.is_dir():
-        pairs = [(path, destination / name(path)) for path in list_images(source)]
-    elif source.is_file():
-        target = destination if is_image_file(destination) else destination / name(source)
-        pairs = [(source, target)]
-    else:
-        raise ImageError(f"input not found: {source}")
-    by_output: dict[Path, list[Path]] = {}
-    for path, out in pairs:
-        by_output.setdefault(out.resolve(), []).append(path)
-    shared = [(out, paths) for out, paths in by_output.items() if len(paths) > 1]
-    if shared:
-        out, paths = shared[0]
-        raise ImageError(f"{len(paths)} inputs would be written to the same file {out.name} "
-                         f"({', '.join(p.name for p in paths)}"
-                         + (f", and {len(shared) - 1} more such clash(es)" if len(shared) > 1 else "")
-                         + "); rename them or restore them into separate folders")
-    inputs = {path.resolve() for path, _ in pairs}
-    clashes = [str(out) for _, out in pairs if out.resolve() in inputs]
-    if clashes:
-        raise ImageError(f"restoring would overwrite input file(s) {', '.join(clashes[:3])}; choose another output")
-    return pairs
 
 
 def restore_image(reconstruct: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,

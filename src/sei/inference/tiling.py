@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from sei.errors import ConfigError
+from sei.core.errors import ConfigError
 
 
 def tile_layout(length: int, tile: int, overlap: int, multiple: int = 1) -> tuple[int, list[int]]:

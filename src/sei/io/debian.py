@@ -12,7 +12,7 @@ import tarfile
 from pathlib import Path
 from typing import IO
 
-from sei.errors import ResourceUnavailableError
+from sei.core.errors import ResourceUnavailableError
 
 AR_MAGIC = b"!<arch>\n"
 AR_HEADER_SIZE = 60  # name 16, mtime 12, owner 6, group 6, mode 8, size 10, end marker 2 ("`\n")

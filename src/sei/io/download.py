@@ -21,8 +21,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sei.data.debian import AR_MAGIC, extract_deb_files
-from sei.errors import ResourceUnavailableError
+from sei.io.debian import AR_MAGIC, extract_deb_files
+from sei.core.errors import ResourceUnavailableError
 
 _CHUNK = 1 << 20
 # How long to wait for a server to be found and to answer a connection before calling the network unreachable:
@@ -40,7 +40,7 @@ class RemoteFile:
     md5: str
     extract: bool = False
     checksum_verified: bool = True  # False: the MD5 comes from one source and was not confirmed independently
-    members: tuple[str, ...] = ()  # a Debian package (.deb) extracts only these installed files (sei.data.debian)
+    members: tuple[str, ...] = ()  # a Debian package (.deb) extracts only these installed files (sei.io.debian)
 
 
 def file_md5(path: str | Path) -> str:

@@ -2,7 +2,7 @@
 
 :func:`read_image` gives a ``(C, H, W)`` float32 tensor (integer data in [0, 1], float data as stored).
 :func:`read_image_file` gives the pixels as stored (8/16-bit integers or floats) and reads multi-page TIFF stacks
-as a set of 2-D pages; :mod:`sei.intensity` maps them to the network's units and back, and
+as a set of 2-D pages; :mod:`sei.io.intensity` maps them to the network's units and back, and
 :func:`write_image_file` writes them back in their dtype (a stack as a stack). Reading accepts grayscale, RGB and
 RGBA files (PNG, JPEG, TIFF, BMP, ...).
 """
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sei.errors import ImageError
-from sei.intensity import check_dtype, integer_map
+from sei.core.errors import ImageError
+from sei.io.intensity import check_dtype, integer_map
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm")
 
@@ -195,7 +195,7 @@ def read_image_file(path: str | Path) -> ImageFile:
 
 def read_image_array(path: str | Path) -> np.ndarray:
     """Read a one-page image file as a float32 array of shape ``(H, W)`` or ``(H, W, C)``: integer data mapped
-    from their dtype's full range to [0, 1] (:func:`sei.intensity.integer_map`), float data as stored.
+    from their dtype's full range to [0, 1] (:func:`sei.io.intensity.integer_map`), float data as stored.
 
     :raises ImageError: if the file is missing, cannot be decoded, or is a stack of pages.
     """

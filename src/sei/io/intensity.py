@@ -18,7 +18,7 @@ and never clips, so no dynamic range is lost, and it is chosen so the way back i
   share one).
 
 A float image (or set) with no spread at zero or below (all pixels equal, and not positive) has no range to map:
-:class:`~sei.errors.IntensityError`. Integer images never do, whatever their content.
+:class:`~sei.core.errors.IntensityError`. Integer images never do, whatever their content.
 
 Noise levels (``--noise-level``) are in grey levels of the mapped range: ``sigma`` in network units times 255,
 i.e. a noise of ``s`` data units is ``255 * s / scale`` (for 16-bit data, ``255 * s / 65535``).
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from sei.errors import ImageError, IntensityError
+from sei.core.errors import ImageError, IntensityError
 
 # Robust range of float data: the percentiles that become 0 and 1 (in %).
 LOW_PERCENTILE = 0.1

@@ -15,6 +15,9 @@ import torch
 
 from sei.physics.noise import measure
 
+# The weight of the equivariance term against SURE (the paper's alpha).
+DEFAULT_ALPHA = 1.0
+
 
 def equivariance_loss(
     model,
@@ -22,8 +25,9 @@ def equivariance_loss(
     estimate: torch.Tensor,
     transform: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor],
     generator: torch.Generator | None = None,
-    alpha: float = 1.0,
+    alpha: float = DEFAULT_ALPHA,
     stop_gradient: bool = True,
+    sigma: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The weighted equivariance loss and the transformed target.
 
@@ -34,11 +38,13 @@ def equivariance_loss(
     :param generator: source of the transform's parameters and of ``e'``.
     :param alpha: weight of the term.
     :param stop_gradient: compute ``T x_hat`` without gradient.
+    :param sigma: the Gaussian standard deviation of ``e'`` ([0, 1] units) when it is not the noise model's own (a
+        level learned in training).
     :return: ``(alpha * mse, T x_hat)``.
     """
     context = torch.no_grad() if stop_gradient else nullcontext()
     with context:
         target = transform(estimate.detach() if stop_gradient else estimate, generator)
-    measurement = measure(physics, target, generator)
+    measurement = measure(physics, target, generator, sigma)
     reconstruction = model(measurement.to(estimate.dtype))
     return alpha * (reconstruction.float() - target.float()).pow(2).mean(), target

@@ -1,125 +1,75 @@
-"""Training methods by name: each turns a batch into a scalar loss and its named parts.
+"""The SEI loss: SURE on the measurements plus equivariance to random down-scaling, with stop-gradient.
 
-======================  ==========================================================  ==============
-name (aliases)          loss                                                        ground truth
-======================  ==========================================================  ==============
-``sei`` (proposed)      SURE + alpha * scale equivariance, stop-gradient            no
-``supervised`` (sup)    MSE to the clean image                                      yes
-``css``                 MSE of f(A y + e'') to y (re-degraded measurement pairs)    no
-``ei-shift``            SURE + alpha * circular-shift equivariance, stop-gradient   no
-``ei-rotate``           SURE + alpha * rotation equivariance, stop-gradient         no
-``sure``                SURE only                                                   no
-``sei-no-stop-grad``    SEI with gradients through the transformed target           no
-======================  ==========================================================  ==============
+For measurements ``y = A x + e`` of noise level ``sigma`` and a network ``f``,
+
+    L(f) = SURE_m(y, f(y)) + alpha * mean((f(A T x_hat + e') - T x_hat)^2),   x_hat = stop_gradient(f(y))
+
+- ``SURE_m`` (:mod:`sei.losses.sure`) estimates the measurement-domain error ``||A f(y) - A x||^2`` without ``x``,
+  on the measurement's interior (``m``: the operator's margin), with a Monte-Carlo divergence; Poisson-Gaussian
+  noise gets its own SURE;
+- ``T`` (:mod:`sei.transforms`) is a random down-scaling (factors 0.75 and 0.5 about a random centre) for SEI, a
+  random circular shift or rotation for the EI variants, and nothing for SURE alone;
+- ``e'`` is fresh noise from the operator's noise model; ``T x_hat`` is computed without gradient (the paper's
+  stop-gradient; without it, the ablation, training is much worse) (:mod:`sei.losses.equivariance`).
+
+Every random draw (the SURE probe, ``T``'s parameters, ``e'``) comes from the ``generator`` of the call.
+
+>>> import torch
+>>> from sei.physics import make_physics
+>>> from sei.models import build_backbone
+>>> physics = make_physics("deblurring", kernel="Gaussian_R1", noise_level=5)
+>>> y = physics(torch.rand(2, 3, 32, 32), generator=torch.Generator().manual_seed(0))
+>>> out = SEILoss()(build_backbone("unet-tiny"), physics, y, generator=torch.Generator().manual_seed(1))
+>>> sorted(out.parts)
+['equivariance', 'sure', 'sure_divergence', 'sure_residual']
+>>> out.loss.backward()  # trains f through SURE and through f(A T x_hat + e') only
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from sei.errors import ConfigError, MissingGroundTruthError, ShapeError, UnknownNameError
-from sei.losses.equivariance import equivariance_loss
-from sei.losses.supervised import css_loss, supervised_loss
-from sei.losses.sure import pooled_noise_variance, sure_gaussian, sure_poisson_gaussian
-from sei.physics.base import check_image_batch, physics_margin, physics_upscale
+from sei.core.errors import ConfigError
+from sei.core.units import level_of
+from sei.losses.base import LossOutput, Method
+from sei.losses.equivariance import DEFAULT_ALPHA, equivariance_loss
+from sei.losses.sure import DEFAULT_TAU, SURE_CONSTANTS, pooled_noise_variance, sure_gaussian, sure_poisson_gaussian
+from sei.physics.base import physics_margin
 from sei.physics.noise import noise_parameters
-from sei.transforms import DEFAULT_SCALE_FACTORS, RandomRotate, RandomScale, RandomShift
-
-
-@dataclass
-class LossOutput:
-    """What a method returns for one batch.
-
-    :ivar loss: scalar to minimise (with its graph).
-    :ivar parts: named detached scalars for logging (``sure``, ``equivariance``, ``mse`` ...).
-    :ivar estimate: detached ``f(y)`` where the method computed it, else ``None``.
-    """
-
-    loss: torch.Tensor
-    parts: dict[str, torch.Tensor] = field(default_factory=dict)
-    estimate: torch.Tensor | None = None
-
-
-class Method(nn.Module):
-    """Base class: ``method(model, physics, y, x=None, generator=None) -> LossOutput``.
-
-    ``y`` is a ``(B, C, h, w)`` batch of measurements, ``x`` the matching ``(B, C, h r, w r)`` clean images
-    when available, ``generator`` the source of every random draw the loss makes.
-    """
-
-    name: str = ""
-    needs_ground_truth: bool = False
-
-    def forward(self, model, physics, y: torch.Tensor, x: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> LossOutput:
-        check_image_batch(y, "y")
-        if x is None and self.needs_ground_truth:
-            raise MissingGroundTruthError(
-                f"method {self.name!r} needs clean images; train it on a dataset with ground truth, "
-                "or use a self-supervised method (sei, css, ei-shift, ei-rotate, sure)"
-            )
-        if x is not None:
-            check_image_batch(x, "x")
-            upscale = physics_upscale(physics)
-            expected = (y.shape[0], y.shape[1], y.shape[2] * upscale, y.shape[3] * upscale)
-            if tuple(x.shape) != expected:
-                raise ShapeError(f"clean images should have shape {expected} to match measurements "
-                                 f"{tuple(y.shape)}, got {tuple(x.shape)}")
-        return self.compute(model, physics, y, x, generator)
-
-    def compute(self, model, physics, y, x, generator) -> LossOutput:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-class Supervised(Method):
-    """``mean((f(y) - x)^2)``."""
-
-    name = "supervised"
-    needs_ground_truth = True
-
-    def compute(self, model, physics, y, x, generator) -> LossOutput:
-        loss, estimate = supervised_loss(model, y, x)
-        return LossOutput(loss, {"mse": loss.detach()}, estimate.detach())
-
-
-class CSS(Method):
-    """``mean((f(A y + e'') - y)^2)``: supervised training on re-degraded measurements."""
-
-    name = "css"
-
-    def compute(self, model, physics, y, x, generator) -> LossOutput:
-        loss = css_loss(model, physics, y, generator)
-        return LossOutput(loss, {"css": loss.detach()})
-
+from sei.transforms import DEFAULT_SCALE_FACTORS, RandomScale
 
 # Weight of one batch's estimate in the learned noise variance's running average: a memory of about 20 batches,
 # which averages the batches' different content and follows the network as it fits (tests/test_learned_noise.py).
 NOISE_VARIANCE_MOMENTUM = 0.05
+# SEILoss's default transform: the paper's random down-scaling (distinct from None, which is SURE alone).
+PAPER_SCALING = object()
 
 
-class SureEquivariant(Method):
-    """``SURE(y, f) + alpha * ||f(A T x_hat + e') - T x_hat||^2``, or SURE alone when ``transform`` is None.
+class SEILoss(Method):
+    """``SURE(y, f) + alpha * ||f(A T x_hat + e') - T x_hat||^2`` (see the module), or SURE alone.
 
-    :param transform: random transform module called as ``transform(x, generator)``; None for SURE only.
+    :param transform: random transform module called as ``transform(x, generator)``; by default the paper's random
+        down-scaling (``RandomScale(scale_factors)``); ``None`` for SURE only.
     :param alpha: weight of the equivariance term.
     :param stop_gradient: compute ``T x_hat`` without gradient (the paper's choice).
     :param tau: SURE finite-difference step.
     :param sure_constant: ``"unbiased"`` or ``"reference"`` (see :func:`sei.losses.sure.sure_gaussian`).
     :param batched_probe: evaluate ``f(y)`` and ``f(y + tau b)`` in one batch.
+    :param scale_factors: the down-scaling factors of the default transform.
+    :param name: the method's name in logs (``sei``, ``ei-shift`` ...; default from ``stop_gradient``).
 
     When the operator's spec says its Gaussian noise level is ``learned`` (``--noise-level learn``), sigma^2 is
     learned with the network: it starts at the operator's level (the measurements' estimate) and, after each
     training batch, moves to ``(1 - m) sigma^2 + m * residual / noise_gain`` (``m`` = ``NOISE_VARIANCE_MOMENTUM``),
     the running average of the residual estimate of :func:`sei.losses.sure.residual_noise_variance`: the noise power
     left in ``A f(y) - y`` over the share of the noise that the residual keeps, both from the SURE evaluation the
-    batch already made. SURE and the equivariance term's noise e' use the learned level. In a data-parallel run
-    the ranks pool their residuals (:func:`sei.losses.sure.pooled_noise_variance`), so the level is the same on
-    every rank.
+    batch already made. SURE and the equivariance term's noise e' use the learned level (the operator itself is
+    left as it was built). In a data-parallel run the ranks pool their residuals
+    (:func:`sei.losses.sure.pooled_noise_variance`), so the level is the same on every rank.
 
     Why not UNSURE's multiplier (Tachella et al., 2024), the ascent ``sigma^2 += step * 2 div``: its fixed point is
     where the network's divergence is 0 (``sigma^2 / (1 - d)`` with ``d`` the per-pixel divergence of the MMSE
@@ -135,13 +85,15 @@ class SureEquivariant(Method):
     so a resumed run continues it exactly); ``learned_noise_level`` reads it. Only training batches update it.
     """
 
-    def __init__(self, name: str, transform: nn.Module | None, alpha: float = 1.0, stop_gradient: bool = True,
-                 tau: float = 0.01, sure_constant: str = "unbiased", batched_probe: bool = True) -> None:
+    def __init__(self, transform: nn.Module | None | object = PAPER_SCALING, alpha: float = DEFAULT_ALPHA,
+                 stop_gradient: bool = True, tau: float = DEFAULT_TAU, sure_constant: str = SURE_CONSTANTS[0],
+                 batched_probe: bool = True, scale_factors: Sequence[float] = DEFAULT_SCALE_FACTORS,
+                 name: str | None = None) -> None:
         super().__init__()
         if alpha < 0:
             raise ConfigError(f"equivariance weight alpha must be >= 0, got {alpha}")
-        self.name = name
-        self.transform = transform
+        self.name = name or ("sei" if stop_gradient else "sei-no-stop-grad")
+        self.transform = RandomScale(scale_factors) if transform is PAPER_SCALING else transform
         self.alpha = float(alpha)
         self.stop_gradient = bool(stop_gradient)
         self.tau = float(tau)
@@ -154,21 +106,19 @@ class SureEquivariant(Method):
     def learned_noise_level(self) -> float | None:
         """The learned Gaussian noise level in 8-bit grey levels, ``None`` when none is learned."""
         variance = float(self.noise_variance)
-        return None if variance < 0 else math.sqrt(variance) * 255.0
+        return None if variance < 0 else level_of(math.sqrt(variance))
 
-    def _learned_sigma(self, physics, sigma: float) -> float:
-        """The learned sigma (starting at ``sigma``), set as the operator's level so that e' is drawn at it."""
+    def _learned_sigma(self, sigma: float) -> float:
+        """The learned sigma, starting at ``sigma`` (the operator's level) on the first batch."""
         if float(self.noise_variance) < 0:
             self.noise_variance.fill_(sigma**2)
-        learned = math.sqrt(float(self.noise_variance))
-        physics.noise_model.noise_level = learned * 255.0  # sei's GaussianNoise: the level e' is drawn at
-        return learned
+        return math.sqrt(float(self.noise_variance))
 
     def compute(self, model, physics, y, x, generator) -> LossOutput:
         gain, sigma = noise_parameters(physics)  # the one place the SURE flavour follows the noise model
         learn = getattr(getattr(physics, "spec", None), "noise_source", None) == "learned"
         if learn:
-            sigma = self._learned_sigma(physics, sigma)
+            sigma = self._learned_sigma(sigma)
         options = dict(margin=physics_margin(physics), tau=self.tau, constant=self.sure_constant,
                        batched_probe=self.batched_probe)
         if gain > 0:
@@ -180,11 +130,12 @@ class SureEquivariant(Method):
         loss = sure.loss
         if self.transform is not None:
             equivariance, _ = equivariance_loss(model, physics, sure.estimate, self.transform, generator,
-                                                alpha=self.alpha, stop_gradient=self.stop_gradient)
+                                                alpha=self.alpha, stop_gradient=self.stop_gradient,
+                                                sigma=sigma if learn else None)
             parts["equivariance"] = equivariance.detach()
             loss = loss + equivariance
         if learn:
-            parts["sigma"] = torch.tensor(sigma * 255.0)
+            parts["sigma"] = torch.tensor(level_of(sigma))
             estimate = pooled_noise_variance(sure) if self.training else None  # all ranks' batches in DDP
             if estimate is not None:  # None: this batch's residual says nothing about the noise
                 variance = float(self.noise_variance)
@@ -194,97 +145,3 @@ class SureEquivariant(Method):
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, alpha={self.alpha}, stop_gradient={self.stop_gradient}, tau={self.tau}, "
                 f"sure_constant={self.sure_constant!r}")
-
-
-class SEILoss(SureEquivariant):
-    """The SEI loss: ``SURE(y, f) + alpha * ||f(A T x_hat + e') - T x_hat||^2`` with ``T`` a random down-scaling
-    (factor drawn from ``scale_factors``) and, by default, stop-gradient on ``T x_hat``."""
-
-    def __init__(self, alpha: float = 1.0, stop_gradient: bool = True,
-                 scale_factors: Sequence[float] = DEFAULT_SCALE_FACTORS, **options) -> None:
-        name = "sei" if stop_gradient else "sei-no-stop-grad"
-        super().__init__(name, RandomScale(scale_factors), alpha=alpha, stop_gradient=stop_gradient, **options)
-
-
-MethodFactory = Callable[..., Method]
-
-
-def _sure_options(options: dict) -> dict:
-    return {k: options[k] for k in ("alpha", "tau", "sure_constant", "batched_probe") if k in options}
-
-
-@dataclass(frozen=True)
-class MethodEntry:
-    """One training method: its name, the other names it answers to, what it is, and how to build it.
-
-    :ivar factory: ``factory(**options) -> Method`` with the options of :func:`build_method`.
-    """
-
-    name: str
-    aliases: tuple[str, ...]
-    description: str
-    needs_ground_truth: bool
-    factory: MethodFactory
-
-
-METHOD_REGISTRY: tuple[MethodEntry, ...] = (
-    MethodEntry("sei", ("proposed",), "SURE + scale equivariance with stop-gradient (the paper's method)", False,
-                lambda **o: SEILoss(stop_gradient=o.get("stop_gradient", True),
-                                    scale_factors=o.get("scale_factors", DEFAULT_SCALE_FACTORS), **_sure_options(o))),
-    MethodEntry("supervised", ("sup",), "MSE to clean images", True, lambda **o: Supervised()),
-    MethodEntry("css", (), "supervised on re-degraded measurement pairs (A y + e'', y)", False, lambda **o: CSS()),
-    MethodEntry("ei-shift", ("eishift",), "SURE + circular-shift equivariance", False,
-                lambda **o: SureEquivariant("ei-shift", RandomShift(), stop_gradient=o.get("stop_gradient", True),
-                                            **_sure_options(o))),
-    MethodEntry("ei-rotate", ("eirotate",), "SURE + rotation equivariance", False,
-                lambda **o: SureEquivariant("ei-rotate", RandomRotate(o.get("rotation_multiples", 1.0)),
-                                            stop_gradient=o.get("stop_gradient", True), **_sure_options(o))),
-    MethodEntry("sure", ("sure-only",), "SURE only (measurement consistency)", False,
-                lambda **o: SureEquivariant("sure", None, **_sure_options(o))),
-    MethodEntry("sei-no-stop-grad", ("sei-no-stop-gradient",), "SEI without stop-gradient (ablation)", False,
-                lambda **o: SEILoss(stop_gradient=False, scale_factors=o.get("scale_factors", DEFAULT_SCALE_FACTORS),
-                                    **_sure_options(o))),
-)
-
-
-def method_entry(name: str) -> MethodEntry:
-    """The registry entry for ``name`` or one of its aliases (case-insensitive, ``_`` read as ``-``).
-
-    :raises UnknownNameError: listing every valid name and alias.
-    """
-    key = str(name).strip().lower().replace("_", "-")
-    for entry in METHOD_REGISTRY:
-        if key == entry.name or key in entry.aliases:
-            return entry
-    raise UnknownNameError("method", name, [n for e in METHOD_REGISTRY for n in (e.name, *e.aliases)])
-
-
-def canonical_method(name: str, stop_gradient: bool = True) -> str:
-    """The registry name of a method; ``sei`` without stop-gradient is the ``sei-no-stop-grad`` ablation."""
-    key = method_entry(name).name
-    return "sei-no-stop-grad" if key == "sei" and not stop_gradient else key
-
-
-def methods_help() -> str:
-    """``sei (alias proposed), supervised (sup), ...`` for help texts."""
-    return ", ".join(e.name + (f" ({', '.join(e.aliases)})" if e.aliases else "") for e in METHOD_REGISTRY)
-
-
-def build_method(
-    name: str,
-    alpha: float = 1.0,
-    tau: float = 0.01,
-    scale_factors: Sequence[float] = DEFAULT_SCALE_FACTORS,
-    rotation_multiples: float = 1.0,
-    sure_constant: str = "unbiased",
-    batched_probe: bool = True,
-    stop_gradient: bool = True,
-) -> Method:
-    """A training method by name (see the module table).
-
-    :param stop_gradient: ``False`` turns ``sei``, ``ei-shift`` and ``ei-rotate`` into their
-        no-stop-gradient ablations (``sei-no-stop-grad`` is ``sei`` with this set).
-    """
-    entry = method_entry(canonical_method(name, stop_gradient))
-    return entry.factory(alpha=alpha, tau=tau, scale_factors=scale_factors, rotation_multiples=rotation_multiples,
-                         sure_constant=sure_constant, batched_probe=batched_probe, stop_gradient=stop_gradient)

@@ -1,9 +1,11 @@
-"""Supervised losses: MSE to the clean image, and CSS (supervised on re-degraded measurement pairs)."""
+"""Supervised losses: MSE to the clean image, and CSS (supervised on re-degraded measurement pairs), as functions and
+as training methods."""
 
 from __future__ import annotations
 
 import torch
 
+from sei.losses.base import LossOutput, Method
 from sei.physics.noise import measure
 
 
@@ -29,3 +31,24 @@ def css_loss(model, physics, y: torch.Tensor, generator: torch.Generator | None 
     """``mean((f(A y + e'') - y)^2)``."""
     degraded, target = css_pair(physics, y, generator)
     return (model(degraded).float() - target.float()).pow(2).mean()
+
+
+class Supervised(Method):
+    """``mean((f(y) - x)^2)``."""
+
+    name = "supervised"
+    needs_ground_truth = True
+
+    def compute(self, model, physics, y, x, generator) -> LossOutput:
+        loss, estimate = supervised_loss(model, y, x)
+        return LossOutput(loss, {"mse": loss.detach()}, estimate.detach())
+
+
+class CSS(Method):
+    """``mean((f(A y + e'') - y)^2)``: supervised training on re-degraded measurements."""
+
+    name = "css"
+
+    def compute(self, model, physics, y, x, generator) -> LossOutput:
+        loss = css_loss(model, physics, y, generator)
+        return LossOutput(loss, {"css": loss.detach()})

@@ -33,10 +33,12 @@ from dataclasses import dataclass
 
 import torch
 
-from sei.errors import ConfigError, ImageTooSmallError
+from sei.core.errors import ConfigError, ImageTooSmallError
 from sei.physics.noise import gaussian_noise_like
 
-SURE_CONSTANTS = ("unbiased", "reference")
+SURE_CONSTANTS = ("unbiased", "reference")  # the first is the default
+# The finite-difference step of the Monte-Carlo divergence (the paper's).
+DEFAULT_TAU = 0.01
 
 
 def interior(t: torch.Tensor, margin: tuple[int, int]) -> torch.Tensor:
@@ -98,7 +100,7 @@ def residual_noise_variance(terms: SureTerms) -> float | None:
     ``r(A x + e) ~ r(A x) + (J - I) e``, so ``E ||r||^2 / m = ||r(A x)||^2 / m + sigma^2 ||J - I||_F^2 / m``. The
     ratio is therefore (to first order in the noise) an upper bound on sigma^2, whatever level the network was
     trained at, and tight as the network reproduces the clean measurement (``r(A x) -> 0``). Why it replaces
-    UNSURE's multiplier: :class:`sei.methods.SureEquivariant`.
+    UNSURE's multiplier: :class:`sei.losses.sei.SureEquivariant`.
     """
     residual, gain = float(terms.residual.detach()), float(terms.noise_gain)
     if not (gain > 0 and math.isfinite(gain) and math.isfinite(residual)):
@@ -152,8 +154,8 @@ def sure_gaussian(
     sigma: float,
     generator: torch.Generator | None = None,
     margin: tuple[int, int] = (0, 0),
-    tau: float = 0.01,
-    constant: str = "unbiased",
+    tau: float = DEFAULT_TAU,
+    constant: str = SURE_CONSTANTS[0],
     batched_probe: bool = True,
 ) -> SureTerms:
     """SURE for Gaussian noise of standard deviation ``sigma`` (in [0, 1] units).
@@ -187,8 +189,8 @@ def sure_poisson_gaussian(
     sigma: float,
     generator: torch.Generator | None = None,
     margin: tuple[int, int] = (0, 0),
-    tau: float = 0.01,
-    constant: str = "unbiased",
+    tau: float = DEFAULT_TAU,
+    constant: str = SURE_CONSTANTS[0],
     batched_probe: bool = True,
 ) -> SureTerms:
     """SURE for Poisson-Gaussian noise ``gain * Poisson(A x / gain) + N(0, sigma^2)`` (see the module docstring).

@@ -1,7 +1,10 @@
 """Backbones (the paper's SwinIR, a small residual U-Net) and their weights files."""
 
-from sei.models.registry import BACKBONES, BackbonePreset, backbone_from_architecture, build_backbone
+from sei.models.registry import (
+    BACKBONES, BackboneFamily, BackbonePreset, backbone_from_architecture, backbone_preset, build_backbone,
+)
 from sei.models.weights import load_backbone, load_state, read_weights, save_weights
 
-__all__ = ["BACKBONES", "BackbonePreset", "backbone_from_architecture", "build_backbone", "load_backbone",
+__all__ = ["BACKBONES", "BackboneFamily", "BackbonePreset", "backbone_from_architecture", "backbone_preset",
+           "build_backbone", "load_backbone",
            "load_state", "read_weights", "save_weights"]

@@ -20,10 +20,9 @@ from typing import Any, ContextManager
 import torch
 from torch import nn
 
-from sei.errors import ConfigError
+from sei.core.errors import ConfigError
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-AUTO_COMPILE = "auto"  # reduce-overhead on a single GPU, else off: see resolve_compile
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile's modes that replay CUDA graphs
 _OFF = ("false", "no", "off", "none")
 _ON = ("true", "yes", "on")
@@ -48,21 +47,6 @@ def compile_mode(value: Any) -> str | None:
         return word
     raise ConfigError(f"compile must be true, false or a torch.compile mode ({', '.join(COMPILE_MODES)}), "
                       f"got {value!r}")
-
-
-def resolve_compile(value: Any, device: torch.device, processes: int = 1) -> str | None:
-    """The compile mode of a run on ``device`` in ``processes`` processes: :data:`AUTO_COMPILE` becomes
-    ``reduce-overhead`` on a single GPU, else None; anything else as :func:`compile_mode` reads it.
-
-    Measured on an H100 (``benchmarks/train_step.py``, the paper's SwinIR, SEI, batch 8): the eager bf16 step is no
-    faster than the float32 one, bound by kernel launches; compiled with CUDA graphs it is 3.6x faster. On a CPU
-    compiling gave no gain (the laptop U-Net's step is 86 % oneDNN convolutions) and costs its compile time.
-    Data-parallel runs stay eager unless asked: CUDA-graph trees under DistributedDataParallel have open failure
-    reports (PyTorch issues 113809, 140395), and this project has not had several GPUs to test them on.
-    """
-    if isinstance(value, str) and value.strip().lower() == AUTO_COMPILE:
-        return "reduce-overhead" if device.type == "cuda" and processes == 1 else None
-    return compile_mode(value)
 
 
 def running_eagerly(mode: str | None) -> ContextManager:

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sei.errors import ResourceUnavailableError, UnknownNameError, WeightsError
-from sei.methods import method_entry
+from sei.core.errors import ResourceUnavailableError, UnknownNameError, WeightsError
+from sei.losses.registry import method_entry
 from sei.physics.spec import PhysicsSpec, resolve_spec
 
 HUB_REPO = "jscanvic/scale-equivariant-imaging"
@@ -108,7 +108,7 @@ def _offline_reason() -> str | None:
 
     Checked before asking huggingface_hub, whose retries take tens of seconds on a machine with no network.
     """
-    from sei.data.download import unreachable
+    from sei.io.download import unreachable
 
     return unreachable(_endpoint())
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from deepinv.models.swinir import SwinTransformerBlock, WindowAttention
 from torch.utils.checkpoint import checkpoint
 
-from sei.errors import ConfigError
+from sei.core.errors import ConfigError
 from sei.physics.base import SizeCache
 
 CHECKPOINTING = (False, True, "none", "blocks", "alternate")  # see SwinIR's checkpointing parameter

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sei.errors import ConfigError
+from sei.core.errors import ConfigError
 
 
 class ResidualBlock(nn.Module):

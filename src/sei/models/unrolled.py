@@ -29,14 +29,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sei.errors import ConfigError, ShapeError
+from sei.core.errors import ConfigError, ShapeError
 from sei.models.unet import UNet
+from sei.core.units import sigma_of
 from sei.physics.base import physics_upscale
+from sei.physics.spec import DEFAULT_NOISE_LEVEL
 
 # Noise level assumed when the operator has no (Gaussian) noise model: the paper's 5 grey levels.
-_DEFAULT_SIGMA = 5.0 / 255.0
+_DEFAULT_SIGMA = sigma_of(DEFAULT_NOISE_LEVEL)
 # Largest denoiser noise level of the initial schedule (DPIR's 49 grey levels).
-_FIRST_SIGMA = 49.0 / 255.0
+_FIRST_SIGMA = sigma_of(49.0)
 
 
 def operator_sigma(physics) -> float:

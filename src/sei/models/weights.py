@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from sei.errors import SEIError, WeightsError
+from sei.core.errors import SEIError, WeightsError
 from sei.physics.spec import PhysicsSpec, resolve_spec
-from sei.files import atomic_torch_save, describe_load_failure
+from sei.core.files import atomic_torch_save, describe_load_failure
 from sei.models.registry import backbone_from_architecture, build_backbone
 
 # Prefixes added by our LightningModule, DistributedDataParallel and torch.compile.

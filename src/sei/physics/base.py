@@ -16,22 +16,11 @@ import deepinv
 import torch
 from torch import nn
 
-from sei.errors import ShapeError
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype an operator computes in for input ``x``: float64 stays, anything else is float32."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-def check_image_batch(x: torch.Tensor, name: str = "x") -> None:
-    """Raise :class:`ShapeError` unless ``x`` is a ``(B, C, H, W)`` floating-point tensor."""
-    if not isinstance(x, torch.Tensor):
-        raise ShapeError(f"{name} must be a tensor, got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ShapeError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ShapeError(f"{name} must be a floating-point tensor, got {x.dtype}")
 
 
 def physics_upscale(physics: deepinv.physics.Physics) -> int:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from sei.errors import ImageTooSmallError
-from sei.physics.base import SEILinearPhysics, SizeCache, check_image_batch, compute_dtype
+from sei.core.errors import ImageTooSmallError
+from sei.core.checks import check_image_batch
+from sei.physics.base import SEILinearPhysics, SizeCache, compute_dtype
 from sei.physics.kernels import load_kernel
 
 

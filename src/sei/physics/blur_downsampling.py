@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
-from sei.errors import ConfigError, ShapeError
-from sei.physics.base import SEILinearPhysics, SizeCache, check_image_batch, compute_dtype
+from sei.core.errors import ConfigError, ShapeError
+from sei.core.checks import check_image_batch
+from sei.physics.base import SEILinearPhysics, SizeCache, compute_dtype
 from sei.physics.blur import FFTBlur, centred_kernel
 
 

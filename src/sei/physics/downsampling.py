@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sei.errors import ConfigError, ImageTooSmallError, ShapeError
-from sei.physics.base import SEILinearPhysics, SizeCache, check_image_batch, compute_dtype
+from sei.core.errors import ConfigError, ImageTooSmallError, ShapeError
+from sei.core.checks import check_image_batch
+from sei.physics.base import SEILinearPhysics, SizeCache, compute_dtype
 
 
 def bicubic_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:

@@ -14,8 +14,8 @@ def make_physics(
     task: str,
     kernel: str | Path | torch.Tensor | None = None,
     sr_factor: int | None = None,
-    noise_level: float = 5.0,
-    noise: str = "gaussian",
+    noise_level: float | None = None,
+    noise: str | None = None,
     gain: float | None = None,
 ) -> SEILinearPhysics:
     """The measurement operator ``y = A x + e`` for a task (see :class:`~sei.physics.spec.PhysicsSpec`).
@@ -24,8 +24,10 @@ def make_physics(
     :param kernel: blur kernel name (``"Gaussian_R2"``), file or tensor; for ``sr``, ``None`` is bicubic
         down-sampling and a kernel means blur by it then decimate.
     :param sr_factor: for super-resolution: the integer factor (2, 3 or 4 in the paper).
-    :param noise_level: (read-)noise standard deviation in 8-bit grey levels (sigma = noise_level / 255).
-    :param noise: ``"gaussian"`` or ``"poisson-gaussian"`` (which needs ``gain``, the intensity of one photon).
+    :param noise_level: (read-)noise standard deviation in 8-bit grey levels (default
+        :data:`~sei.physics.spec.DEFAULT_NOISE_LEVEL`, the paper's 5).
+    :param noise: ``"gaussian"`` (default) or ``"poisson-gaussian"`` (which needs ``gain``, the intensity of one
+        photon).
     :raises ConfigError: if the settings do not describe one operator.
     """
     return PhysicsSpec(task=task, kernel=kernel, sr_factor=sr_factor, noise=noise, noise_level=noise_level,

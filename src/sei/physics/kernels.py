@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sei.errors import KernelError, UnknownNameError
+from sei.core.errors import KernelError, UnknownNameError
 
 PAPER_KERNELS = ("Gaussian_R1", "Gaussian_R2", "Gaussian_R3", "Box_R2", "Box_R3", "Box_R4")
 KERNEL_FILE_SUFFIXES = (".pt", ".pth", ".npy", ".png", ".tif", ".tiff", ".bmp", ".pgm")
@@ -50,8 +50,8 @@ def box_kernel(radius: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return torch.full((size, size), 1.0 / size**2, dtype=dtype)
 
 
-def kernel_from_name(name: str) -> torch.Tensor:
-    """The kernel called ``name`` (``Gaussian_R<s>`` or ``Box_R<r>``, case-insensitive).
+def _named_kernel(name: str) -> tuple[str, int]:
+    """``(family, size)`` of a kernel name such as ``gaussian_r2``, checked by its form alone (nothing is built).
 
     :raises UnknownNameError: if the name is not of either form; the message lists the paper's kernels.
     """
@@ -64,15 +64,28 @@ def kernel_from_name(name: str) -> torch.Tensor:
             hint="Any Gaussian_R<int> or Box_R<int> works too, as does a kernel file "
             f"({', '.join(KERNEL_FILE_SUFFIXES)})",
         )
-    family, size = match.group(1).lower(), int(match.group(2))
+    return match.group(1).lower(), int(match.group(2))
+
+
+def kernel_from_name(name: str) -> torch.Tensor:
+    """The kernel called ``name`` (``Gaussian_R<s>`` or ``Box_R<r>``, case-insensitive).
+
+    :raises UnknownNameError: if the name is not of either form; the message lists the paper's kernels.
+    """
+    family, size = _named_kernel(name)
     return gaussian_kernel(size) if family == "gaussian" else box_kernel(size)
 
 
 def canonical_kernel_name(name: str) -> str:
-    """``'gaussian_r2'`` -> ``'Gaussian_R2'``; raises like :func:`kernel_from_name` for bad names."""
-    kernel_from_name(name)
-    family, size = _NAME_PATTERN.match(name.strip()).groups()
-    return f"{family.capitalize()}_R{int(size)}"
+    """``'gaussian_r2'`` -> ``'Gaussian_R2'``; raises like :func:`kernel_from_name` for bad names.
+
+    >>> canonical_kernel_name("box_r3")
+    'Box_R3'
+    """
+    family, size = _named_kernel(name)
+    if size < 1:
+        raise KernelError(f"kernel {name!r}: the radius must be a positive integer")
+    return f"{family.capitalize()}_R{size}"
 
 
 def validate_kernel(kernel: torch.Tensor, source: str = "kernel") -> torch.Tensor:
@@ -125,7 +138,7 @@ def kernel_from_file(path: str | Path) -> torch.Tensor:
         elif suffix == ".npy":
             data = torch.from_numpy(np.load(path, allow_pickle=False))
         elif suffix in KERNEL_FILE_SUFFIXES:
-            from sei.io import read_image_array
+            from sei.io.images import read_image_array
 
             array = read_image_array(path)
             if array.ndim == 3:
@@ -151,7 +164,7 @@ def load_kernel(spec: str | Path | torch.Tensor) -> torch.Tensor:
 
 def write_kernel(kernel: torch.Tensor, path: str | Path) -> Path:
     """Write a kernel, checked and normalised, as a float32 ``.npy`` file (what ``--kernel`` reads), atomically."""
-    from sei.files import atomic_write
+    from sei.core.files import atomic_write
 
     path = Path(path)
     if path.suffix.lower() != ".npy":
@@ -169,7 +182,7 @@ def save_kernel(kernel: torch.Tensor, path: str | Path) -> tuple[Path, Path]:
     """
     from PIL import Image
 
-    from sei.files import atomic_write
+    from sei.core.files import atomic_write
 
     path = write_kernel(kernel, path)
     array = np.load(path)

@@ -15,8 +15,41 @@ import math
 import deepinv
 import torch
 
-from sei.errors import ConfigError, ImageError
+from sei.core.errors import ConfigError, ImageError
+from sei.core.units import sigma_of
 from sei.physics.base import identity
+
+
+def check_noise_level(level: float) -> float:
+    """A Gaussian noise level in grey levels (see :mod:`sei.core.units`), checked: a finite number >= 0.
+
+    :raises ConfigError: naming the value otherwise.
+    """
+    try:
+        value = float(level)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"the noise level (--noise-level) must be a number of 8-bit grey levels, got {level!r}") \
+            from error
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"the noise level (--noise-level) must be a finite number >= 0 (8-bit grey levels), got "
+                          f"{level!r}")
+    return value
+
+
+def check_gain(gain: float) -> float:
+    """A Poisson gain (the intensity of one photon in [0, 1] units), checked: a finite number > 0.
+
+    :raises ConfigError: naming the value otherwise.
+    """
+    try:
+        value = float(gain)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"the Poisson gain (--gain) must be a number > 0 (intensity of one photon), got {gain!r}") \
+            from error
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"the Poisson gain (--gain) must be a finite number > 0 (intensity of one photon), got "
+                          f"{gain!r}")
+    return value
 
 
 def gaussian_noise_like(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -36,19 +69,18 @@ class GaussianNoise(deepinv.physics.GaussianNoise):
     :param noise_level: standard deviation in 8-bit grey levels; ``sigma = noise_level / 255``.
     """
 
-    def __init__(self, noise_level: float = 5.0) -> None:
-        if not noise_level >= 0:  # also refuses NaN
-            raise ConfigError(f"noise level must be >= 0, got {noise_level}")
-        super().__init__(sigma=noise_level / 255.0)
+    def __init__(self, noise_level: float) -> None:
+        noise_level = check_noise_level(noise_level)
+        super().__init__(sigma=sigma_of(noise_level))
         self.noise_model = identity  # deepinv's default is a lambda, which cannot be pickled
-        self.noise_level = float(noise_level)
+        self.noise_level = noise_level
 
     def forward(self, x: torch.Tensor, seed: int | None = None, generator: torch.Generator | None = None,
                 **kwargs) -> torch.Tensor:
         """``x + e`` with ``e ~ N(0, sigma^2 I)`` drawn from ``generator`` (or a fresh one seeded by ``seed``)."""
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(seed)
-        return x + gaussian_noise_like(x, self.noise_level / 255.0, generator)
+        return x + gaussian_noise_like(x, sigma_of(self.noise_level), generator)
 
 
 class PoissonGaussianNoise(deepinv.physics.PoissonGaussianNoise):
@@ -60,21 +92,18 @@ class PoissonGaussianNoise(deepinv.physics.PoissonGaussianNoise):
     """
 
     def __init__(self, gain: float, noise_level: float = 0.0) -> None:
-        if not gain > 0 or not math.isfinite(gain):  # also refuses NaN
-            raise ConfigError(f"the Poisson gain must be a finite number > 0, got {gain}")
-        if not noise_level >= 0:
-            raise ConfigError(f"noise level must be >= 0, got {noise_level}")
-        super().__init__(gain=float(gain), sigma=noise_level / 255.0)
+        gain, noise_level = check_gain(gain), check_noise_level(noise_level)
+        super().__init__(gain=gain, sigma=sigma_of(noise_level))
         self.noise_model = identity
-        self.gain_value = float(gain)
-        self.noise_level = float(noise_level)
+        self.gain_value = gain
+        self.noise_level = noise_level
 
     def forward(self, x: torch.Tensor, seed: int | None = None, generator: torch.Generator | None = None,
                 **kwargs) -> torch.Tensor:
         """Noisy ``x`` drawn from ``generator`` (or one seeded by ``seed``); see :func:`poisson_gaussian_like`."""
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(seed)
-        return poisson_gaussian_like(x, self.gain_value, self.noise_level / 255.0, generator)
+        return poisson_gaussian_like(x, self.gain_value, sigma_of(self.noise_level), generator)
 
 
 def poisson_gaussian_like(mean: torch.Tensor, gain: float, sigma: float,
@@ -110,7 +139,7 @@ def noise_parameters(physics) -> tuple[float, float]:
     """
     model = getattr(physics, "noise_model", None)
     if isinstance(model, PoissonGaussianNoise):
-        return model.gain_value, model.noise_level / 255.0
+        return model.gain_value, sigma_of(model.noise_level)
     return 0.0, gaussian_sigma(physics)
 
 
@@ -136,7 +165,7 @@ def gaussian_sigma(physics) -> float:
     """
     model = getattr(physics, "noise_model", None)
     if isinstance(model, GaussianNoise):
-        return model.noise_level / 255.0
+        return sigma_of(model.noise_level)
     if isinstance(model, deepinv.physics.GaussianNoise):
         sigma = torch.as_tensor(model.sigma)
         if sigma.numel() != 1:
@@ -148,18 +177,25 @@ def gaussian_sigma(physics) -> float:
         "known level: give the operator noise_model=deepinv.physics.GaussianNoise(sigma=...) (sigma in [0, 1] units)")
 
 
-def add_noise(physics, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def add_noise(physics, clean: torch.Tensor, generator: torch.Generator | None = None,
+              sigma: float | None = None) -> torch.Tensor:
     """``clean`` with noise from ``physics``' noise model (Gaussian or Poisson-Gaussian), drawn from ``generator``.
 
     For Poisson-Gaussian noise the photon noise is drawn without gradient (it is a sample, not a function of
     ``clean`` that training could differentiate).
+
+    :param sigma: the Gaussian standard deviation ([0, 1] units) to draw at instead of the model's own (a level
+        learned in training); the model still says which kind of noise it is.
     """
-    gain, sigma = noise_parameters(physics)
+    gain, model_sigma = noise_parameters(physics)
+    sigma = model_sigma if sigma is None else sigma
     if gain > 0:
         return poisson_gaussian_like(clean, gain, sigma, generator)
     return clean + gaussian_noise_like(clean, sigma, generator)
 
 
-def measure(physics, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A simulated measurement ``A x + e`` of ``(B, C, H, W)`` images, the noise drawn from ``generator``."""
-    return add_noise(physics, physics.A(x), generator)
+def measure(physics, x: torch.Tensor, generator: torch.Generator | None = None,
+            sigma: float | None = None) -> torch.Tensor:
+    """A simulated measurement ``A x + e`` of ``(B, C, H, W)`` images, the noise drawn from ``generator`` (at
+    ``sigma`` instead of the noise model's own level when given, see :func:`add_noise`)."""
+    return add_noise(physics, physics.A(x), generator, sigma)

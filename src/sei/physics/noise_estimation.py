@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from sei.errors import ImageError
+from sei.core.errors import ImageError
 
 PATCH_SIZE = 8
 TEXTURE_QUANTILE = 0.99

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-from sei.errors import KernelError
+from sei.core.errors import KernelError
 
 MAX_KERNEL_SIZE = 255
 OVERSAMPLE = 7
@@ -187,7 +187,7 @@ def make_psf(kind: str, size: int | None = None, **params: float | None) -> torc
         only("wavelength", "pixel_size", "na", "f_number", "rings")
         return airy_psf(params["wavelength"], params["pixel_size"], params.get("na"), params.get("f_number"),
                         int(params.get("rings", 3)), size)
-    from sei.errors import UnknownNameError
+    from sei.core.errors import UnknownNameError
     from sei.physics.kernels import PAPER_KERNELS, kernel_from_name
 
     try:

@@ -15,14 +15,16 @@ where an operator is made from the words.
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sei.errors import ConfigError, UnknownNameError
+from sei.core.errors import ConfigError, UnknownNameError
+from sei.core.files import read_yaml_mapping
+from sei.core.units import sigma_of
+from sei.physics.registry import OPERATORS, OperatorKind, operator_kind
 
 TASKS = ("deblurring", "sr")
 _TASK_ALIASES = {
@@ -32,14 +34,17 @@ _TASK_ALIASES = {
 NOISE_MODELS = ("gaussian", "poisson-gaussian")
 # A noise level (or gain) the measurements themselves give: estimated before the operator is built.
 ESTIMATED = "auto"
-# A Gaussian noise level learned with the network (sei.methods.SureEquivariant), from the measurements' estimate.
+# A Gaussian noise level learned with the network (sei.losses.sei.SEILoss), from the measurements' estimate.
 LEARNED = "learn"
 NOISE_SOURCES = ("given", "estimated", "learned")
 PADDINGS = ("circular",)
 PAPER_SR_FACTORS = (2, 3, 4)
 # The paper's default kernel, used only where measurements are simulated from clean images.
 DEFAULT_KERNEL = "Gaussian_R2"
+# The paper's noise level (grey levels): the one default of every noise level in sei.
 DEFAULT_NOISE_LEVEL = 5.0
+# The record ``sei degrade`` writes beside the measurements it simulates.
+DEGRADATION_FILE = "degradation.yaml"
 
 
 def canonical_task(task: str) -> str:
@@ -58,34 +63,36 @@ def is_kernel_file(kernel: Any) -> bool:
 
 
 def canonical_kernel(kernel: Any) -> str | torch.Tensor:
-    """A named kernel's canonical spelling, a file path as a string (checked to exist), or a tensor unchanged."""
+    """A named kernel's canonical spelling (checked by its form, nothing built), a file path as a string (read once
+    here, so that a missing or malformed file fails with its name before anything runs), or a tensor unchanged."""
     from sei.physics.kernels import canonical_kernel_name, kernel_from_file
 
     if isinstance(kernel, torch.Tensor):
         return kernel
     if is_kernel_file(kernel):
-        kernel_from_file(kernel)  # a missing or malformed file fails here, with its name, not mid-run
+        kernel_from_file(kernel)
         return str(kernel)
     return canonical_kernel_name(str(kernel))
 
 
-@dataclass
+@dataclass(frozen=True)
 class PhysicsSpec:
     """The measurement model ``y = A x + e`` in words.
 
-    Fields left at ``None`` are filled by :func:`resolve_spec` (deblurring, noise level 5).
+    Fields left at ``None`` are filled by :func:`resolve_spec`, the one place where they are checked and made
+    canonical; a resolved spec says so (``resolved``) and is never resolved again.
 
     :ivar task: ``"deblurring"`` or ``"sr"``.
     :ivar kernel: blur kernel: a name (``Gaussian_R2``, ``Box_R3``), a kernel file, or a ``(kh, kw)`` tensor (in
         memory only, e.g. read from a weights file). For ``sr``: ``None`` is the paper's bicubic down-sampling,
         a kernel means blur by it then keep every ``sr_factor``-th pixel.
     :ivar sr_factor: super-resolution factor (``sr`` only).
-    :ivar noise: noise model, ``"gaussian"`` (``y = A x + N(0, sigma^2)``) or ``"poisson-gaussian"``
+    :ivar noise: noise model, ``"gaussian"`` (``y = A x + N(0, sigma^2)``, the default) or ``"poisson-gaussian"``
         (``y = gain * Poisson(A x / gain) + N(0, sigma^2)``).
-    :ivar noise_level: Gaussian noise standard deviation in 8-bit grey levels (sigma = noise_level / 255), or
+    :ivar noise_level: Gaussian noise standard deviation in 8-bit grey levels (:mod:`sei.core.units`), or
         ``"auto"``: estimated from the measurements (:func:`sei.physics.noise_estimation.estimate_spec_noise`)
         before :meth:`build`, or ``"learn"``: estimated, then learned with the network from the SURE residual
-        (Gaussian only; :class:`sei.methods.SureEquivariant`).
+        (Gaussian only; :class:`sei.losses.sei.SEILoss`).
     :ivar gain: Poisson gain (intensity of one photon, in [0, 1] image units) for ``poisson-gaussian``, or
         ``"auto"``; ``None`` for Gaussian noise.
     :ivar noise_source: ``"given"``, ``"estimated"`` (from the measurements) or ``"learned"`` (the level is the
@@ -93,17 +100,25 @@ class PhysicsSpec:
     :ivar padding: boundary model of the blur, ``"circular"``.
     :ivar operator: set when the operator was handed over from Python and cannot be rebuilt from these words
         (its class name); :meth:`build` then refuses.
+    :ivar resolved: set by :func:`resolve_spec` only.
+
+    >>> spec = resolve_spec(PhysicsSpec(task="deblur", kernel="gaussian_r2"))
+    >>> spec.kernel, spec.noise, spec.noise_level, spec.kind
+    ('Gaussian_R2', 'gaussian', 5.0, 'blur')
+    >>> spec.describe()
+    'Gaussian_R2 deblurring, gaussian noise 5/255'
     """
 
     task: str | None = None
     kernel: Any = None
     sr_factor: int | None = None
-    noise: str = "gaussian"
+    noise: str | None = None
     noise_level: float | str | None = None
     gain: float | str | None = None
     noise_source: str = "given"
     padding: str = "circular"
     operator: str | None = None
+    resolved: bool = field(default=False, compare=False, repr=False)
 
     # -- derived ------------------------------------------------------------------------------------------
     @property
@@ -114,7 +129,7 @@ class PhysicsSpec:
         if self.needs_estimate:
             raise ConfigError(f"the noise level is still {self.noise_level!r}: estimate it from the measurements first "
                               "(sei.physics.noise_estimation.estimate_spec_noise)")
-        return float(self.noise_level) / 255.0
+        return sigma_of(self.noise_level)
 
     @property
     def needs_estimate(self) -> bool:
@@ -124,6 +139,16 @@ class PhysicsSpec:
     @property
     def upscale(self) -> int:
         return int(self.sr_factor) if self.task == "sr" else 1
+
+    @property
+    def kind(self) -> str:
+        """The name of the operator's entry in :data:`sei.physics.registry.OPERATORS`."""
+        return self.operator_kind.name
+
+    @property
+    def operator_kind(self) -> OperatorKind:
+        """The operator's registry entry (:mod:`sei.physics.registry`)."""
+        return operator_kind(self.task, self.kernel, self.sr_factor)
 
     @property
     def kernel_is_file(self) -> bool:
@@ -189,9 +214,13 @@ class PhysicsSpec:
         return f"{what}, {noise}" + origin.get(self.noise_source, "")
 
     # -- conversions --------------------------------------------------------------------------------------
+    def values(self) -> dict[str, Any]:
+        """The spec's fields as they are (``resolved`` left out)."""
+        return {name: getattr(self, name) for name in _FIELDS}
+
     def to_dict(self) -> dict[str, Any]:
         """The spec as YAML-safe values; a tensor kernel is written as a description (see :meth:`record`)."""
-        values = dataclasses.asdict(self)
+        values = self.values()
         if isinstance(self.kernel, torch.Tensor):
             values["kernel"] = f"<{self.kernel.shape[0]}x{self.kernel.shape[1]} kernel>"
         return values
@@ -210,17 +239,16 @@ class PhysicsSpec:
         """A spec from a mapping (YAML section, weights record); unknown keys are an error."""
         if not isinstance(values, dict):
             raise ConfigError(f"a physics spec must be a mapping, got {type(values).__name__}")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - fields)
+        unknown = sorted(set(values) - set(_FIELDS))
         if unknown:
-            raise ConfigError(f"unknown physics key(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
+            raise ConfigError(f"unknown physics key(s) {', '.join(unknown)}; valid: {', '.join(sorted(_FIELDS))}")
         return cls(**values)
 
     def same_operator(self, other: PhysicsSpec) -> bool:
         """Whether two resolved specs describe the same measurements (kernel files compared by content)."""
         from sei.physics.kernels import load_kernel
 
-        mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
+        mine, theirs = self.values(), other.values()
         mine.pop("kernel"), theirs.pop("kernel")
         if mine != theirs:
             return False
@@ -233,47 +261,45 @@ class PhysicsSpec:
 
     # -- the operator -------------------------------------------------------------------------------------
     def build(self):
-        """The operator with its noise model (resolving the spec first).
+        """The operator with its noise model, made by the spec's registry entry (a spec not yet resolved is
+        resolved first).
 
-        :return: :class:`~sei.physics.blur.FFTBlur`, :class:`~sei.physics.downsampling.BicubicDownsampling` or
-            :class:`~sei.physics.blur_downsampling.BlurDownsampling`, carrying this spec as ``.spec``.
-        :raises ConfigError: if the spec does not describe one operator, or records an operator from Python.
+        :return: the operator (:class:`~sei.physics.blur.FFTBlur`, ...), carrying this spec as ``.spec``.
+        :raises ConfigError: if the spec does not describe one operator, records an operator from Python, or still
+            has a noise level to estimate.
         """
-        from sei.physics.blur import FFTBlur
-        from sei.physics.blur_downsampling import BlurDownsampling
-        from sei.physics.downsampling import BicubicDownsampling
         from sei.physics.noise import GaussianNoise, PoissonGaussianNoise
 
-        spec = resolve_spec(self)
+        spec = self if self.resolved else resolve_spec(self)
         if spec.needs_estimate:
             raise ConfigError("the noise level or gain is 'auto' or 'learn': estimate it from the measurements before "
                               "building the operator (sei.physics.noise_estimation.estimate_spec_noise)")
         noise = (PoissonGaussianNoise(spec.gain, spec.noise_level) if spec.noise == "poisson-gaussian"
                  else GaussianNoise(spec.noise_level))
-        if spec.task == "deblurring":
-            operator = FFTBlur(spec.kernel, noise_model=noise)
-        elif spec.kernel is None:
-            operator = BicubicDownsampling(spec.sr_factor, noise_model=noise)
-        else:
-            operator = BlurDownsampling(spec.kernel, spec.sr_factor, noise_model=noise)
+        operator = spec.operator_kind.build(spec, noise)
         operator.spec = spec
         return operator
 
 
-def _check_noise_level(value: Any) -> float | str:
+_FIELDS = tuple(f.name for f in dataclasses.fields(PhysicsSpec) if f.name != "resolved")
+
+
+def _noise_level_word(value: Any) -> float | str:
+    """A noise level as given: ``auto``/``learn`` (any case), or a number (checked)."""
+    from sei.physics.noise import check_noise_level
+
     if isinstance(value, str) and value.strip().lower() in (ESTIMATED, LEARNED):
         return value.strip().lower()
     try:
-        level = float(value)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"noise level must be a number, '{ESTIMATED}' or '{LEARNED}', got {value!r}") from error
-    if not math.isfinite(level) or level < 0:
-        raise ConfigError(f"noise level must be a finite number >= 0 (8-bit grey levels), got {value!r}")
-    return level
+        return check_noise_level(value)
+    except ConfigError as error:
+        raise ConfigError(f"{error} (or '{ESTIMATED}', '{LEARNED}')") from None
 
 
-def _check_gain(value: Any, noise: str) -> float | str | None:
+def _gain_word(value: Any, noise: str) -> float | str | None:
     """A Poisson-Gaussian model's gain (a finite number > 0, or ``"auto"``); ``None`` for Gaussian noise."""
+    from sei.physics.noise import check_gain
+
     if noise != "poisson-gaussian":
         if value is not None:
             raise ConfigError(f"a gain ({value!r}) is for --noise poisson-gaussian, not {noise} noise")
@@ -284,12 +310,9 @@ def _check_gain(value: Any, noise: str) -> float | str | None:
     if isinstance(value, str) and value.strip().lower() == ESTIMATED:
         return ESTIMATED
     try:
-        gain = float(value)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"the Poisson gain must be a number > 0 or '{ESTIMATED}', got {value!r}") from error
-    if not math.isfinite(gain) or gain <= 0:
-        raise ConfigError(f"the Poisson gain must be a finite number > 0 (intensity of one photon), got {value!r}")
-    return gain
+        return check_gain(value)
+    except ConfigError as error:
+        raise ConfigError(f"{error} (or '{ESTIMATED}')") from None
 
 
 def _check_factor(value: Any) -> int:
@@ -308,80 +331,80 @@ def _check_factor(value: Any) -> int:
 
 def resolve_spec(spec: PhysicsSpec | dict[str, Any], default_kernel: str | None = None,
                  recorded: PhysicsSpec | None = None) -> PhysicsSpec:
-    """The canonical, checked spec: the one place for the physics defaults.
+    """The canonical, checked spec: the one place for the physics defaults and checks.
 
     :param default_kernel: the kernel a deblurring spec without one gets (``DEFAULT_KERNEL`` where measurements
         are simulated from clean images); ``None`` makes a missing kernel an error (the user's own measurements).
-    :param recorded: what the measurements' folder says about them (its ``degradation.yaml``): used when the spec
-        names no operator (no task, kernel nor factor), and for a noise level left open.
+    :param recorded: what the measurements' folder says about them (its ``degradation.yaml``): its operator is used
+        when the spec names none (no task, kernel nor factor), and its noise model, level and gain fill those the
+        spec leaves open.
     :raises ConfigError: for unknown names, a missing kernel or factor, a bad noise level, or a kernel file that
         cannot be read.
     """
-    spec = PhysicsSpec.from_dict(spec) if isinstance(spec, dict) else dataclasses.replace(spec)
+    spec = PhysicsSpec.from_dict(spec) if isinstance(spec, dict) else spec
+    if spec.resolved and recorded is None:
+        return spec
     if spec.operator:
         raise ConfigError(
             f"this operator ({spec.operator}) was given from Python and is not recorded in the configuration; "
             "the run can only be reproduced from Python: sei.training.train(config, physics=operator)")
+    values = spec.values()
     if recorded is not None:
         if spec.task is None and spec.kernel is None and spec.sr_factor is None:
-            spec.task, spec.kernel, spec.sr_factor = recorded.task, recorded.kernel, recorded.sr_factor
+            values.update(task=recorded.task, kernel=recorded.kernel, sr_factor=recorded.sr_factor)
+        if spec.noise is None:
+            values["noise"] = recorded.noise
         if spec.noise_level is None:
-            spec.noise, spec.noise_level, spec.gain = recorded.noise, recorded.noise_level, recorded.gain
-            spec.noise_source = recorded.noise_source
-    spec.task = canonical_task(spec.task if spec.task is not None else "deblurring")
-    if spec.noise_level is None:
-        spec.noise_level = DEFAULT_NOISE_LEVEL
-    noise = str(spec.noise).strip().lower().replace("_", "-")
+            values.update(noise_level=recorded.noise_level, noise_source=recorded.noise_source)
+        if spec.gain is None and values["noise"] == recorded.noise:
+            values["gain"] = recorded.gain
+    task = canonical_task(values["task"] if values["task"] is not None else "deblurring")
+    noise = str(values["noise"] or "gaussian").strip().lower().replace("_", "-")
     if noise not in NOISE_MODELS:
-        raise UnknownNameError("noise model", spec.noise, NOISE_MODELS)
-    spec.noise = noise
-    spec.noise_level = _check_noise_level(spec.noise_level)
-    spec.gain = _check_gain(spec.gain, noise)
-    if noise == "poisson-gaussian" and spec.noise_level == LEARNED:
+        raise UnknownNameError("noise model", values["noise"], NOISE_MODELS)
+    level = _noise_level_word(values["noise_level"] if values["noise_level"] is not None else DEFAULT_NOISE_LEVEL)
+    gain = _gain_word(values["gain"], noise)
+    if noise == "poisson-gaussian" and level == LEARNED:
         raise ConfigError("--noise-level learn is for Gaussian noise; Poisson-Gaussian noise takes numbers or auto")
-    if spec.noise_source not in NOISE_SOURCES:
-        raise UnknownNameError("noise source", spec.noise_source, NOISE_SOURCES)
-    if spec.padding not in PADDINGS:
-        raise UnknownNameError("padding", spec.padding, PADDINGS)
-    if spec.task == "deblurring":
-        if spec.sr_factor not in (None, 1):
-            raise ConfigError(f"deblurring takes no super-resolution factor, got {spec.sr_factor}")
-        spec.sr_factor = None
-        if spec.kernel is None:
+    if values["noise_source"] not in NOISE_SOURCES:
+        raise UnknownNameError("noise source", values["noise_source"], NOISE_SOURCES)
+    if values["padding"] not in PADDINGS:
+        raise UnknownNameError("padding", values["padding"], PADDINGS)
+    kernel, factor = values["kernel"], values["sr_factor"]
+    if task == "deblurring":
+        if factor not in (None, 1):
+            raise ConfigError(f"deblurring takes no super-resolution factor, got {factor}")
+        factor = None
+        if kernel is None:
             if default_kernel is None:
                 raise ConfigError(
                     "deblurring needs the blur kernel: --kernel NAME (Gaussian_R2, Box_R3 ...) or --kernel FILE "
                     "(.npy/.pt/grayscale image; `sei psf` makes one), or a measurement folder with the "
-                    "degradation.yaml that `sei degrade` writes")
-            spec.kernel = default_kernel
+                    f"{DEGRADATION_FILE} that `sei degrade` writes")
+            kernel = default_kernel
     else:
-        if spec.sr_factor is None:
+        if factor is None:
             raise ConfigError(f"super-resolution needs --sr-factor (e.g. one of {PAPER_SR_FACTORS})")
-        spec.sr_factor = _check_factor(spec.sr_factor)
-    if spec.kernel is not None:
-        spec.kernel = canonical_kernel(spec.kernel)
-    return spec
+        factor = _check_factor(factor)
+    if kernel is not None:
+        kernel = canonical_kernel(kernel)
+    operator_kind(task, kernel, factor)  # every operator the words can name has an entry
+    values.update(task=task, kernel=kernel, sr_factor=factor, noise=noise, noise_level=level, gain=gain)
+    return PhysicsSpec(**values, resolved=True)
 
 
 def read_degradation_spec(folder: str | Path) -> PhysicsSpec | None:
     """The spec recorded in ``folder/degradation.yaml`` by ``sei degrade`` (kernel files resolved against the
     folder), or ``None`` when there is no such file."""
-    import yaml
-
     path = Path(folder) / DEGRADATION_FILE
     if not path.is_file():
         return None
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from error
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping, got {type(data).__name__}")
-    fields = {f.name for f in dataclasses.fields(PhysicsSpec)}
-    spec = PhysicsSpec.from_dict({k: v for k, v in data.items() if k in fields})
+    data = read_yaml_mapping(path, DEGRADATION_FILE)
+    spec = PhysicsSpec.from_dict({k: v for k, v in data.items() if k in _FIELDS})
     if spec.kernel is not None and is_kernel_file(spec.kernel) and not Path(spec.kernel).is_absolute():
-        spec.kernel = str(Path(folder) / spec.kernel)
+        spec = dataclasses.replace(spec, kernel=str(Path(folder) / spec.kernel))
     return resolve_spec(spec)
 
 
-DEGRADATION_FILE = "degradation.yaml"
+__all__ = ["DEFAULT_KERNEL", "DEFAULT_NOISE_LEVEL", "DEGRADATION_FILE", "ESTIMATED", "LEARNED", "NOISE_MODELS",
+           "OPERATORS", "PhysicsSpec", "TASKS", "canonical_task", "read_degradation_spec", "resolve_spec"]

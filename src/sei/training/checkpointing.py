@@ -21,13 +21,13 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from sei.errors import CheckpointError, DivergenceError
-from sei.files import atomic_torch_save, describe_load_failure
+from sei.config.run_folder import LAST_CHECKPOINT
+from sei.core.errors import CheckpointError, DivergenceError
+from sei.core.files import atomic_torch_save, describe_load_failure
 
-LAST_CHECKPOINT = "last.ckpt"
 # What every Lightning training checkpoint holds; a file without these keys cannot resume a run.
 _REQUIRED_KEYS = ("state_dict", "optimizer_states", "loops", "global_step", "epoch")
-# Temporary files of `sei.files.atomic_write` (".<name>.<random>.tmp"): left behind only by a killed save.
+# Temporary files of `sei.core.files.atomic_write` (".<name>.<random>.tmp"): left behind only by a killed save.
 _ORPHAN = re.compile(r"^\..+\.tmp$")
 
 

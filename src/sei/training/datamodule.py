@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from sei.config import ExperimentConfig
+from sei.config.recipe import STEP_BUDGET_EPOCH, default_num_workers
+from sei.config.schema import ExperimentConfig
+from sei.core.errors import ConfigError
+from sei.data.channels import to_channels
 from sei.data.pairs import CropDataset, EpochSampler, FullImageDataset, MeasurementSet
 from sei.data.sources import NAMED_DATASETS, ImageSet, load_image_set
-from sei.errors import ConfigError
-
-
-STEP_BUDGET_EPOCH = 25  # batches per epoch at least, for runs with a step budget (progress, checkpoints)
-
-
-def default_num_workers(accelerator_is_gpu: bool) -> int:
-    """No worker processes on a CPU (crops are cheap slices and workers would compete for cores), up to 8 on a GPU."""
-    if not accelerator_is_gpu:
-        return 0
-    return min(8, os.cpu_count() or 1)
 
 
 def read_training_folder(config: ExperimentConfig) -> ImageSet | None:
@@ -56,8 +46,6 @@ class SEIDataModule(L.LightningDataModule):
     def _load(self, dataset: str, split: str, ground_truth: bool, images: ImageSet | None = None):
         """The images of a split (read unless given) in the network's channels (:mod:`sei.data.channels`;
         validation colour images become luma for a 1-channel network)."""
-        from sei.data.channels import to_channels
-
         data = self.config.data
         if images is None:
             images = load_image_set(dataset, split, data.datasets_dir, data.download, ground_truth, data.resize,

@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from sei.errors import ConfigError
+from sei.core.errors import ConfigError
 
 
 def ema_decay(decay: float, updates: int) -> float:

@@ -2,7 +2,7 @@
 
 :class:`DivergenceGuard` checks the loss before the backward pass and the gradients before each optimiser step
 (one ``torch.isfinite`` on the loss, one fused norm of all gradients), so the weights never take a non-finite
-step; it raises :class:`~sei.errors.DivergenceError` naming the step and the last good checkpoint, which is left
+step; it raises :class:`~sei.core.errors.DivergenceError` naming the step and the last good checkpoint, which is left
 untouched. :func:`check_finite_weights` is the last line before ``weights.pt`` is written.
 """
 
@@ -14,9 +14,10 @@ import lightning as L
 import torch
 from torch import nn
 
-from sei.errors import DivergenceError
-from sei.training.checkpointing import LAST_CHECKPOINT, nonfinite_tensors, periodic_checkpoints
-from sei.training.precision import is_fp16
+from sei.core.errors import DivergenceError
+from sei.config.run_folder import LAST_CHECKPOINT
+from sei.training.checkpointing import nonfinite_tensors, periodic_checkpoints
+from sei.config.recipe import is_fp16
 
 
 def last_good_checkpoint(directory: str | Path) -> Path | None:

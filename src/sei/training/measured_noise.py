@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sei.config import ExperimentConfig
-from sei.errors import ConfigError
+from sei.config.schema import ExperimentConfig
+from sei.core.errors import ConfigError
 from sei.physics.spec import PhysicsSpec
 
 if TYPE_CHECKING:

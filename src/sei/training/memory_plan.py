@@ -5,17 +5,16 @@ Modes, fastest first:
 - ``none``: every activation kept for the backward pass;
 - ``checkpointing``: SwinIR recomputes each Swin block's activations in the backward pass (``model.checkpointing``);
 - ``lean``: checkpointing, and freed memory returned to the system (``train.release_memory``, see
-  :mod:`sei.memory`; a CPU matter: on a GPU it is checkpointing).
+  :mod:`sei.core.memory`; a CPU matter: on a GPU it is checkpointing).
 
 ``auto`` (the default) measures before training: one training step (forward, backward, optimiser step) of the
 run's own network, method, precision and crop size, on a copy of the network, at batch 1 (and 2), its peak memory
 increase extrapolated to the run's batch as an affine function of the batch. It takes the first mode whose
 estimate fits in :data:`USABLE_FRACTION` of the memory available (``MemAvailable`` of ``/proc/meminfo`` on a CPU,
-``torch.cuda.mem_get_info`` on a GPU); when none fits, :class:`sei.errors.InsufficientMemoryError` says which
+``torch.cuda.mem_get_info`` on a GPU); when none fits, :class:`sei.core.errors.InsufficientMemoryError` says which
 batch or crop size would, before training starts. Backbones without checkpointing (U-Nets, unrolled networks) have
 only ``none``: for them ``auto`` is a check.
 
-This module's top level imports neither torch nor Lightning: resolving a configuration uses it.
 """
 
 from __future__ import annotations
@@ -30,16 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sei.errors import ConfigError, InsufficientMemoryError
+from sei.config.recipe import AUTO, MEMORY_MODES, check_memory_mode
+from sei.core.errors import ConfigError, InsufficientMemoryError
 
 if TYPE_CHECKING:
     import torch
     from deepinv.physics import LinearPhysics
 
-    from sei.config import ExperimentConfig, ModelConfig, TrainConfig
+    from sei.config.schema import ExperimentConfig
+    from sei.losses.base import Method
 
-AUTO = "auto"
-MEMORY_MODES = ("none", "checkpointing", "lean")  # fastest first
 # The share of the available memory a training step may take: the rest is for the data set kept in memory, the
 # loader, logging, and what other processes allocate meanwhile.
 USABLE_FRACTION = 0.85
@@ -53,50 +52,6 @@ _STATUS = Path("/proc/self/status")
 def format_bytes(size: int) -> str:
     """``25.1 GB`` (GiB, one decimal) from 1 GB up, ``340 MB`` (MiB) below."""
     return f"{size / GIB:.1f} GB" if size >= GIB else f"{size / 2**20:.0f} MB"
-
-
-def check_memory_mode(mode: Any) -> None:
-    """:raises ConfigError: if ``mode`` is not ``auto`` or one of :data:`MEMORY_MODES`."""
-    if mode != AUTO and mode not in MEMORY_MODES:
-        raise ConfigError(f"unknown memory mode {mode!r}; valid: {AUTO}, {', '.join(MEMORY_MODES)}")
-
-
-def requested_mode(train: TrainConfig, model: ModelConfig) -> str:
-    """The mode a configuration asks for: ``train.memory``, or, when that is ``auto``, the mode that the older
-    switches ``model.checkpointing`` / ``train.release_memory`` force (runs recorded before ``train.memory``)."""
-    check_memory_mode(train.memory)
-    if train.memory != AUTO:
-        return train.memory
-    if train.release_memory:
-        return "lean"
-    return "checkpointing" if model.checkpointing else AUTO
-
-
-def has_checkpointing(backbone: str | None) -> bool:
-    """Whether a backbone preset can recompute its activations (the SwinIR family); unknown names: False."""
-    from sei.models.registry import BACKBONES
-
-    preset = BACKBONES.get(str(backbone))
-    return preset is not None and preset.family == "swinir"
-
-
-def set_memory_mode(config: ExperimentConfig, mode: str, backbone: str | None = None) -> None:
-    """Record ``mode`` in ``config`` (``train.memory``) and set the switches that apply it.
-
-    ``lean`` on a backbone without checkpointing is the allocator setting alone; ``checkpointing`` asked for such a
-    backbone is left for the network to refuse (it names the backbone).
-
-    :param backbone: the backbone's preset name when ``config.model.backbone`` is left to the initial weights.
-    """
-    check_memory_mode(mode)
-    if mode == AUTO:
-        raise ConfigError("set_memory_mode needs a resolved mode, not auto")
-    config.train.memory = mode
-    recompute = mode in ("checkpointing", "lean")
-    if mode == "lean" and not has_checkpointing(config.model.backbone or backbone):
-        recompute = False
-    config.model.checkpointing = recompute
-    config.train.release_memory = mode == "lean"
 
 
 def available_memory(device: torch.device) -> int:
@@ -129,12 +84,12 @@ def available_memory(device: torch.device) -> int:
 class MemorySetup:
     """How a memory mode is applied: to the process (allocator settings) and to the network (checkpointing).
     The probe and ``benchmarks/memory_modes.py`` apply modes through it; ``sei train`` through the configuration
-    that :func:`set_memory_mode` writes (``model.checkpointing``, read by the training module).
+    that :func:`sei.config.recipe.memory_switches` gives (``model.checkpointing``, read by the training module).
     """
 
     def __init__(self, mode: str, release_threshold: int | None = None) -> None:
         """:param release_threshold: ``lean``: allocations above this many bytes are mapped individually and
-            returned to the system when freed (default :data:`sei.memory.THRESHOLD_BYTES`)."""
+            returned to the system when freed (default :data:`sei.core.memory.THRESHOLD_BYTES`)."""
         check_memory_mode(mode)
         if mode == AUTO:
             raise ConfigError("MemorySetup needs a resolved mode, not auto")
@@ -151,7 +106,7 @@ class MemorySetup:
 
         :return: whether anything was changed.
         """
-        from sei.memory import THRESHOLD_BYTES, release_freed_memory
+        from sei.core.memory import THRESHOLD_BYTES, release_freed_memory
 
         return self.mode == "lean" and release_freed_memory(self.release_threshold or THRESHOLD_BYTES)
 
@@ -184,7 +139,7 @@ class PeakMeter:
     def start(self) -> None:
         import torch
 
-        from sei.memory import trim_freed_memory
+        from sei.core.memory import trim_freed_memory
 
         gc.collect()
         if self.device.type == "cuda":
@@ -228,36 +183,37 @@ class StepProbe:
     """Measures the peak memory of one training step of a run (its backbone, method, precision and crop size) at
     a given memory mode and batch size, on a copy of the network with random inputs.
 
-    :param module: the run's :class:`sei.training.module.SEIModule` (its backbone is copied, never trained).
+    :param network: the run's backbone (copied, never trained).
+    :param method: the run's training method (run in evaluation mode: see :func:`plan_memory`).
     :param physics: the run's operator.
     :param device: where the run trains.
-    :param copy_network: False when ``module`` is a throwaway built for the probe: its backbone is then used
-        (and changed: mode, dtype, device) instead of copied, which saves a network copy's time and memory.
+    :param copy_network: False when ``network`` is a throwaway built for the probe: it is then used (and changed:
+        mode, dtype, device) instead of copied, which saves a network copy's time and memory.
     """
 
-    def __init__(self, module: Any, physics: LinearPhysics, config: ExperimentConfig, device: torch.device,
-                 copy_network: bool = True) -> None:
+    def __init__(self, network: Any, method: Any, physics: LinearPhysics, config: ExperimentConfig,
+                 device: torch.device, copy_network: bool = True) -> None:
         import torch
 
         from sei.physics.base import float32_physics, physics_upscale
 
         self.config = config
         self.device = device
-        self.method = module.method
+        self.method = method
         # called as the training steps call it: in float32 outside autocast (see sei.physics.base.Float32Physics)
         self.physics = float32_physics(physics).to(device)
-        self.backbone = (copy.deepcopy(module.backbone) if copy_network else module.backbone).to(device)
+        self.backbone = (copy.deepcopy(network) if copy_network else network).to(device)
         self.autocast, dtype = _precision_context(config.train.precision, device.type)
         self.dtype = dtype or torch.float32
         if dtype is not None:
             self.backbone = self.backbone.to(dtype)
-        self.channels = int(module.backbone.sei_architecture.get("in_chans", 3))
+        self.channels = int(network.sei_architecture.get("in_chans", 3))
         self.upscale = physics_upscale(physics)
 
     def __call__(self, mode: str, batch: int) -> int:
         """Peak memory increase of one step in ``mode`` at ``batch``, in bytes.
 
-        ``lean`` changes this process's allocator settings for good (:func:`sei.memory.release_freed_memory`), so
+        ``lean`` changes this process's allocator settings for good (:func:`sei.core.memory.release_freed_memory`), so
         it is measured last, and only when the run is going to use it.
         """
         import torch
@@ -273,6 +229,8 @@ class StepProbe:
                        generator=generator).to(self.device, self.dtype)
         optimizer = torch.optim.Adam(self.backbone.parameters(), lr=1e-12)
         meter = PeakMeter(self.device)
+        training = self.method.training
+        self.method.eval()
         meter.start()
         try:
             with self.autocast:
@@ -287,6 +245,7 @@ class StepProbe:
                 return OUT_OF_MEMORY
             raise
         finally:
+            self.method.train(training)
             loss = None
             optimizer.zero_grad(set_to_none=True)
             del optimizer, y, x
@@ -407,18 +366,22 @@ def _what_fits(plan: MemoryPlan, leanest: ModeEstimate, crop: int) -> str:
             f"{format_bytes(leanest.needed)}; {hint}")
 
 
-def plan_memory(config: ExperimentConfig, physics: LinearPhysics, available: int | None = None,
-                device: torch.device | None = None) -> MemoryPlan:
+def plan_memory(config: ExperimentConfig, physics: LinearPhysics, method: Method | None = None,
+                available: int | None = None, device: torch.device | None = None) -> MemoryPlan:
     """Choose the memory mode of a resolved run by measuring its step (see the module's description).
 
+    :param method: the run's training method (default: built from the configuration); the probe runs it in
+        evaluation mode, so that a learned noise level is not moved by the probe's step.
     :param available: bytes available to the run (default: measured on its device, divided among the processes
         a multi-process CPU run starts on this machine).
     :raises InsufficientMemoryError: when even the leanest mode does not fit.
     """
     import torch
 
-    from sei.devices import torch_device, training_processes
-    from sei.training.module import SEIModule
+    from sei.core.devices import torch_device, training_processes
+    from sei.losses.registry import build_method
+    from sei.physics.base import float32_physics
+    from sei.training.module import build_network
 
     device = device or torch_device(config.train.device)
     if device.type not in ("cpu", "cuda") or not PeakMeter.available_here(device):
@@ -428,14 +391,13 @@ def plan_memory(config: ExperimentConfig, physics: LinearPhysics, available: int
         processes = training_processes(config.train.device, config.train.devices)  # on this node
         if device.type == "cpu" and processes > 1:
             available //= processes
-    probe_config = copy.deepcopy(config)
-    set_memory_mode(probe_config, "none")
+    method = method if method is not None else build_method(config.loss.method, **config.loss.method_options())
     state = torch.random.get_rng_state()
-    try:
-        module = SEIModule(probe_config.to_dict(), physics=physics)
+    try:  # building the probe's network draws initial weights: the run's are unchanged
+        network = build_network(config, float32_physics(physics))
     finally:
-        torch.random.set_rng_state(state)  # building the copy draws initial weights: the run's are unchanged
-    probe = StepProbe(module, physics, config, device, copy_network=False)
-    modes = candidate_modes(hasattr(module.backbone, "checkpointing"), device.type)
-    del module
+        torch.random.set_rng_state(state)
+    probe = StepProbe(network, method, physics, config, device, copy_network=False)
+    modes = candidate_modes(hasattr(network, "checkpointing"), device.type)
+    del network
     return choose_memory_mode(probe, modes, config.data.batch_size, config.data.crop_size, available, str(device))

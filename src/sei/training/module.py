@@ -1,4 +1,9 @@
-"""The Lightning module: a backbone, an operator and a training method, with the paper's optimiser."""
+"""The Lightning module: a backbone, an operator and a training method, with the paper's optimiser.
+
+The training loop is Lightning's (``trainer.fit`` in :func:`sei.training.run.train`); what one step does is
+:meth:`SEIModule.training_step`: the method's loss on a batch, every random draw from a generator seeded by (run
+seed, step, rank).
+"""
 
 from __future__ import annotations
 
@@ -8,21 +13,50 @@ from typing import Any
 import lightning as L
 import torch
 from deepinv.physics import LinearPhysics
+from torch import nn
 
-from sei.config import ExperimentConfig, from_dict, resolve_train_compile
-from sei.errors import ConfigError
-from sei.methods import build_method
-from sei.memory import release_freed_memory
+from sei.config.recipe import is_fp16
+from sei.config.resolve import resolve
+from sei.config.schema import ExperimentConfig, from_dict
+from sei.config.sources import locate_network
+from sei.core.errors import ConfigError
+from sei.core.memory import release_freed_memory
+from sei.core.rng import make_generator
+from sei.losses.base import Method
+from sei.losses.registry import build_method
 from sei.metrics import psnr, ssim
-from sei.models.compilation import compile_network, mark_step_begin, running_eagerly
+from sei.models.compilation import compile_mode, compile_network, mark_step_begin, running_eagerly
 from sei.models.registry import build_backbone
 from sei.models.unet import UNet
 from sei.models.weights import load_backbone
 from sei.physics.base import Float32Physics, float32_physics, physics_upscale
-from sei.reconstructors import locate_network
-from sei.rng import make_generator
-from sei.training.precision import is_fp16
 from sei.training.schedule import paper_scheduler
+
+
+def build_network(config: ExperimentConfig, physics) -> nn.Module:
+    """A resolved run's backbone: loaded from its initial weights (a file, a run folder or a published name), or
+    built from its preset, with activation checkpointing as its memory mode says.
+
+    :param physics: the operator physics-aware backbones run (the run's, in float32: see :class:`Float32Physics`).
+    :raises ConfigError: for checkpointing on a backbone without it, or channels the initial weights do not have.
+    """
+    model = config.model
+    upscale = physics_upscale(physics)
+    if model.weights:
+        source = locate_network(model.weights, download=config.data.download)
+        network = load_backbone(source.weights, backbone=model.backbone or source.backbone, upscale=upscale,
+                                physics=physics)
+        held = int(network.sei_architecture.get("in_chans", 3))
+        if model.channels is not None and model.channels != held:
+            raise ConfigError(f"the initial weights {model.weights} are for {held}-channel images, not "
+                              f"{model.channels} (--channels)")
+    else:
+        network = build_backbone(model.backbone, upscale=upscale, in_chans=model.channels or 3, physics=physics)
+    if hasattr(network, "checkpointing"):  # as the run's memory mode says, whatever initial weights had
+        network.checkpointing = model.checkpointing
+    elif model.checkpointing:
+        raise ConfigError(f"activation checkpointing is available for SwinIR backbones, not {model.backbone}")
+    return network
 
 
 class SEIModule(L.LightningModule):
@@ -31,43 +65,31 @@ class SEIModule(L.LightningModule):
     Each training step draws its random numbers (SURE probe, transform parameters, fresh noise) from a
     generator seeded by (run seed, global step, rank), so a resumed run repeats an uninterrupted one.
 
-    :param config: the resolved experiment configuration, as a dict (stored in checkpoints).
+    :param config: the experiment configuration (resolved here if it is not yet), or its dict; its dict is stored
+        in checkpoints.
     :param physics: the run's operator, built once by the caller (default: built from ``config``'s physics spec).
+    :param method: the training method, built once by the caller (default: built from ``config``'s loss section).
     """
 
-    def __init__(self, config: dict[str, Any], physics: LinearPhysics | None = None) -> None:
+    def __init__(self, config: ExperimentConfig | dict[str, Any], physics: LinearPhysics | None = None,
+                 method: Method | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters({"config": config})
-        self.config: ExperimentConfig = from_dict(config)
-        model, loss = self.config.model, self.config.loss
+        config = resolve(config if isinstance(config, ExperimentConfig) else from_dict(config))
+        self.save_hyperparameters({"config": config.to_dict()})
+        self.config: ExperimentConfig = config
         # The operator as given, a submodule: it moves with the module and its state-dict keys stay ``physics.*``.
-        self.physics = physics if physics is not None else self.config.physics.build()
+        self.physics = physics if physics is not None else config.physics.build()
         # What every physics call of the steps (losses, physics-aware backbones) goes through: the operator in
         # float32 outside autocast, whatever its kind (see Float32Physics); kept outside the module tree, like
         # `_network`, so that it adds no state-dict keys.
         object.__setattr__(self, "_float32_physics", float32_physics(self.physics))
-        upscale = physics_upscale(self.physics)
-        if model.weights:  # a file, a training run's folder, or a published name
-            source = locate_network(model.weights, download=self.config.data.download)
-            self.backbone = load_backbone(source.weights, backbone=model.backbone or source.backbone, upscale=upscale,
-                                          physics=self.float32_physics)
-            model.backbone = self.backbone.sei_architecture["backbone"]
-        else:
-            self.backbone = build_backbone(model.backbone, upscale=upscale, in_chans=model.channels or 3,
-                                           physics=self.float32_physics)
-        model.channels = int(self.backbone.sei_architecture.get("in_chans", 3))  # initial weights say theirs
-        if hasattr(self.backbone, "checkpointing"):  # as the run's memory mode says, whatever initial weights had
-            self.backbone.checkpointing = model.checkpointing
-        elif model.checkpointing:
-            raise ConfigError(f"activation checkpointing is available for SwinIR backbones, not {model.backbone}")
-        self.method = build_method(loss.method, alpha=loss.alpha, tau=loss.tau, scale_factors=loss.scale_factors,
-                                   rotation_multiples=loss.rotation_multiples, sure_constant=loss.sure_constant,
-                                   batched_probe=loss.batched_probe, stop_gradient=loss.stop_gradient)
+        self.backbone = build_network(config, self.float32_physics)
+        self.method = method if method is not None else build_method(config.loss.method,
+                                                                     **config.loss.method_options())
         # The network the steps call: the backbone, or its compiled wrapper (`configure_model`), kept outside
         # the module tree so that state-dict keys stay those of the backbone.
         object.__setattr__(self, "_network", self.backbone)
-        # None: not compiled; a configuration not yet resolved may still say "auto"
-        self._compile_mode = resolve_train_compile(self.config.train)
+        self._compile_mode = compile_mode(config.train.compile)  # None: not compiled
         self._step_started: float | None = None
         self._step_ended: float | None = None
         self._waited = self._computed = 0.0  # seconds over the measured steps (data_wait_fraction)

@@ -1,7 +1,15 @@
-"""Run a training experiment end to end: output folder, trainer, fit, final weights."""
+"""Run a training experiment end to end: what the data tell, the output folder, the trainer, fit, final weights.
+
+:func:`train` is the whole run: :func:`prepare_run` decides what only the data can tell (the noise level to
+estimate, grayscale images, float data's intensity map) on the configuration :func:`sei.config.resolve.resolve`
+decided, the run folder is claimed (:class:`sei.config.run_folder.RunFolder`), the operator and the method are built
+once, the memory mode measured when it is ``auto``, and Lightning's trainer fits the module; checkpoints go to the
+run folder's ``checkpoints/`` (:mod:`sei.training.checkpointing`), the weights to its ``weights.pt``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -16,27 +24,30 @@ from deepinv.physics import LinearPhysics
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from sei.config import ExperimentConfig, from_flat, resolve
+from sei.config.recipe import AUTO, memory_switches, requested_mode
+from sei.config.resolve import resolve
+from sei.config.run_folder import BUDGET, CSV_LOG, LOG_DIR, RESUMABLE_CHANGES, TENSORBOARD_LOG, RunFolder
+from sei.config.schema import ExperimentConfig
+from sei.core.devices import lightning_devices
+from sei.core.errors import ConfigError
+from sei.core.files import atomic_write_text
+from sei.core.units import level_of
 from sei.data.channels import training_channels
-from sei.devices import lightning_devices
-from sei.errors import ConfigError
-from sei.files import atomic_write_text
+from sei.data.sources import ImageSet
+from sei.losses.registry import build_method
 from sei.models.weights import save_weights
 from sei.physics.base import physics_upscale
 from sei.physics.noise import gaussian_sigma
 from sei.physics.spec import PhysicsSpec
 from sei.training.budget import StepBudget
-from sei.training.checkpointing import (
-    AtomicCheckpointIO, check_resumable, checkpoint_callbacks, remove_orphans,
-)
+from sei.training.checkpointing import AtomicCheckpointIO, check_resumable, checkpoint_callbacks, remove_orphans
 from sei.training.datamodule import SEIDataModule, read_training_folder
 from sei.training.ema import EMA
 from sei.training.guards import DivergenceGuard, check_finite_weights
 from sei.training.measured_noise import estimate_run_noise, learned_physics
-from sei.training.memory_plan import AUTO, plan_memory, requested_mode, set_memory_mode
-from sei.training.progress import RunProgressBar, silence_lightning_tips
+from sei.training.memory_plan import plan_memory
 from sei.training.module import SEIModule
-from sei.training.run_folder import BUDGET, LOG_DIR, RESUMABLE_CHANGES, RunFolder
+from sei.training.progress import RunProgressBar, silence_lightning_tips
 
 @dataclass
 class TrainResult:
@@ -81,8 +92,8 @@ def _prepare_output(config: ExperimentConfig, resume: bool | str | Path) -> Path
 def build_trainer(config: ExperimentConfig, callbacks: Sequence[L.Callback] = (), **overrides: Any) -> L.Trainer:
     """The Lightning trainer for a resolved configuration (``overrides`` go to ``L.Trainer``)."""
     train, folder = config.train, RunFolder(config.out_dir)
-    loggers = [CSVLogger(folder.path, name=LOG_DIR, version="csv"),
-               TensorBoardLogger(folder.path, name=LOG_DIR, version="tensorboard", default_hp_metric=False)]
+    loggers = [CSVLogger(folder.path, name=LOG_DIR, version=CSV_LOG),
+               TensorBoardLogger(folder.path, name=LOG_DIR, version=TENSORBOARD_LOG, default_hp_metric=False)]
     settings = dict(
         **lightning_devices(train.device, train.devices),
         num_nodes=train.num_nodes,
@@ -111,10 +122,44 @@ def build_trainer(config: ExperimentConfig, callbacks: Sequence[L.Callback] = ()
     return L.Trainer(**settings)
 
 
+def prepare_run(config: ExperimentConfig, physics: LinearPhysics | None = None
+                ) -> tuple[ExperimentConfig, ImageSet | None]:
+    """The configuration a run trains with, every value decided: :func:`sei.config.resolve.resolve` (if not yet),
+    then what the training images tell (read once, here): an ``auto`` noise level or gain estimated, the channels of
+    a grayscale set, and float data's intensity map.
+
+    :param physics: an operator handed over from Python (see :func:`train`).
+    :return: the configuration and the training images as read (``None`` for a named dataset of clean images).
+    """
+    if physics is not None:  # the other values are decided (again, if they were) for this operator
+        config = dataclasses.replace(config, physics=spec_of_operator(physics), resolved=False)
+    config = resolve(config)
+    images = read_training_folder(config)
+    spec = estimate_run_noise(config, images)
+    channels = config.model.channels
+    if channels is None and not config.model.weights:  # grayscale data: a 1-channel network
+        channels = training_channels(config.data.dataset, images.images if images is not None else None)
+    # the folder's map to network units (sei.io.intensity), recorded so that restoring float data can reuse it
+    intensity = images.intensity.to_dict() if images is not None and images.intensity is not None else None
+    config = config.replace(physics=spec, model=dataclasses.replace(config.model, channels=channels),
+                            data=dataclasses.replace(config.data, intensity=intensity))
+    return config, images
+
+
+def _with_memory_mode(config: ExperimentConfig, mode: str) -> ExperimentConfig:
+    """``config`` with memory ``mode`` and its switches (:func:`sei.config.recipe.memory_switches`)."""
+    switches = memory_switches(mode, config.model.backbone)
+    return config.replace(
+        train=dataclasses.replace(config.train, memory=switches["train.memory"],
+                                  release_memory=switches["train.release_memory"]),
+        model=dataclasses.replace(config.model, checkpointing=switches["model.checkpointing"]))
+
+
 def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks: Sequence[L.Callback] = (),
           physics: LinearPhysics | None = None, **trainer_overrides: Any) -> TrainResult:
     """Train as ``config`` says; write ``config.yaml``, checkpoints, logs and ``weights.pt`` to its ``out_dir``.
 
+    :param config: the configuration, resolved (:func:`sei.config.resolve.resolve`) or not.
     :param resume: True to continue from ``out_dir/checkpoints/last.ckpt``, or a checkpoint path.
     :param physics: any deepinv ``LinearPhysics`` with a Gaussian noise model, instead of the operator that
         ``config.physics`` describes (e.g. ``deepinv.physics.Blur`` with a motion kernel). Operators that ``sei``
@@ -122,36 +167,24 @@ def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks
         only be continued from Python.
     :raises ConfigError: if ``out_dir`` already holds a run and ``resume`` is not set, or settings conflict.
     """
-    if physics is not None:
-        config = from_flat({}, config)
-        config.physics = spec_of_operator(physics)
-    config = resolve(config)
-    train_images = read_training_folder(config)
-    # --noise-level auto: a number before the operator is built
-    config.physics = estimate_run_noise(config, train_images)
-    if config.model.channels is None and not config.model.weights:  # grayscale data: a 1-channel network
-        config.model.channels = training_channels(config.data.dataset,
-                                                  train_images.images if train_images is not None else None)
-    # the folder's map to network units (sei.intensity), recorded so that restoring float data can reuse it
-    intensity = train_images.intensity if train_images is not None else None
-    config.data.intensity = intensity.to_dict() if intensity is not None else None
+    config, train_images = prepare_run(config, physics)
     folder = RunFolder(config.out_dir)
     if resume and config.train.memory == AUTO and folder.has_config() and folder.is_sei_run():
-        recorded = requested_mode(folder.config.train, folder.config.model)  # a resumed run keeps its mode
-        set_memory_mode(config, "none" if recorded == AUTO else recorded)
+        saved = folder.config  # a resumed run keeps its mode
+        recorded = requested_mode(saved.train.memory, saved.model.checkpointing, saved.train.release_memory)
+        config = _with_memory_mode(config, "none" if recorded == AUTO else recorded)
     checkpoint = _prepare_output(config, resume)
     if not config.physics.operator:
-        config.physics = folder.store_kernel(config.physics)  # the run keeps its own copy of a kernel file
+        config = config.replace(physics=folder.store_kernel(config.physics))  # the run keeps its own kernel copy
     if physics is None:
         physics = config.physics.build()
+    method = build_method(config.loss.method, **config.loss.method_options())
     if config.train.memory == AUTO:  # measured before training; recorded in config.yaml
-        plan = plan_memory(config, physics)
+        plan = plan_memory(config, physics, method)
         rank_zero_only(print)(plan.describe())
-        set_memory_mode(config, plan.mode)
+        config = _with_memory_mode(config, plan.mode)
     torch.manual_seed(config.train.seed)  # the backbone's initial weights
-    module = SEIModule(config.to_dict(), physics=physics)
-    config.model.backbone = module.config.model.backbone  # known once initial weights are read
-    config.model.channels = module.config.model.channels
+    module = SEIModule(config, physics=physics, method=method)
     folder.write_config(config)
     datamodule = SEIDataModule(config, physics=physics, train_images=train_images)
     trainer = build_trainer(config, callbacks, **trainer_overrides)
@@ -201,7 +234,7 @@ def spec_of_operator(physics: LinearPhysics) -> PhysicsSpec:
                   "this run can be reproduced and resumed from Python only, by passing the same operator",
                   stacklevel=3)
     return PhysicsSpec(task="sr" if upscale > 1 else "deblurring", sr_factor=upscale if upscale > 1 else None,
-                       noise_level=sigma * 255.0, operator=name)
+                       noise_level=level_of(sigma), operator=name)
 
 
 def train_or_reuse(config: ExperimentConfig) -> Path:

@@ -19,10 +19,11 @@ from typing import Any
 
 from torch import nn
 
-from sei.errors import UnknownNameError
+from sei.core.errors import ConfigError, UnknownNameError
 from sei.physics.base import physics_upscale
+from sei.physics.registry import ALL_BASELINES
 
-MODEL_KINDS = ("network", "identity", "bicubic", "wiener", "tv", "dip", "pnp", "bm3d")
+MODEL_KINDS = ("network", *ALL_BASELINES)
 KIND_ALIASES = {"swinir": "network", "net": "network", "id": "identity", "up": "bicubic", "upsample": "bicubic"}
 
 
@@ -40,13 +41,21 @@ def build_baseline(kind: str, physics, options: dict[str, Any] | None = None) ->
 
     :param options: ``wiener_strength``, ``tv_weight``, ``tv_iterations``, ``dip_iterations``, ``dip_channels``,
         ``dip_lr``, ``pnp_weights``, ``download``, ``bm3d_profile``, ``progress`` (missing ones take defaults).
+    :raises ConfigError: when the operator's registry entry (:mod:`sei.physics.registry`) says the baseline does
+        not apply to it.
     """
-    from sei.baselines.classical import Bicubic, Identity, Wiener
-    from sei.baselines.iterative import PnP, TotalVariation
-    from sei.baselines.zero_shot import BM3DDeblurring, DeepImagePrior
+    from sei.inference.baselines.classical import Bicubic, Identity, Wiener
+    from sei.inference.baselines.iterative import PnP, TotalVariation
+    from sei.inference.baselines.zero_shot import BM3DDeblurring, DeepImagePrior
 
     options = {k: v for k, v in (options or {}).items() if v is not None}
     kind = canonical_kind(kind)
+    spec = getattr(physics, "spec", None)
+    if kind != "network" and getattr(spec, "resolved", False) and kind not in spec.operator_kind.baselines:
+        entry = spec.operator_kind
+        task = "super-resolution" if entry.task == "sr" else entry.task
+        raise ConfigError(f"the {kind} baseline does not apply to {task} by the {entry.name} operator; the ones that "
+                          f"do: {', '.join(entry.baselines)}")
     upscale = physics_upscale(physics)
     if kind == "identity":
         return Identity(upscale)

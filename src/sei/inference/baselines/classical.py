@@ -6,15 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sei.errors import ConfigError
+from sei.core.errors import ConfigError
+from sei.core.units import NOISE_FLOOR
 from sei.physics.base import physics_upscale
 from sei.physics.blur import FFTBlur, laplacian_power
 from sei.physics.blur_downsampling import BlurDownsampling
 from sei.physics.downsampling import BicubicDownsampling
 from sei.physics.noise import equivalent_sigma
 
-# Noise floor used to set the regularisation when the noise level is 0 (8-bit quantisation noise).
-MIN_SIGMA = 1.0 / 255.0
 
 
 class Identity(nn.Module):
@@ -74,7 +73,7 @@ class Wiener(nn.Module):
         self.iterations = iterations
 
     def regularisation(self) -> float:
-        return self.strength * max(equivalent_sigma(self.physics), MIN_SIGMA) ** 2
+        return self.strength * max(equivalent_sigma(self.physics), NOISE_FLOOR) ** 2
 
     @torch.no_grad()
     def forward(self, y: torch.Tensor) -> torch.Tensor:

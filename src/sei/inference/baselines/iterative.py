@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sei.errors import ConfigError, ResourceUnavailableError, WeightsError
+from sei.core.errors import ConfigError, ResourceUnavailableError, WeightsError
+from sei.core.units import NOISE_FLOOR
 from sei.physics.base import physics_upscale
 from sei.physics.noise import equivalent_sigma
 
@@ -112,7 +113,7 @@ class TotalVariation(nn.Module):
         super().__init__()
         self.physics = physics
         self.upscale = physics_upscale(physics)
-        sigma = max(equivalent_sigma(physics), 1.0 / 255.0)
+        sigma = max(equivalent_sigma(physics), NOISE_FLOOR)
         self.weight = float(weight if weight is not None else self.DEFAULT_STRENGTH * sigma)
         if self.weight <= 0 or iterations < 1 or inner_iterations < 1 or stepsize <= 0:
             raise ConfigError("TV needs a positive weight, step size and iteration counts")
@@ -144,7 +145,7 @@ def read_drunet_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
     :raises WeightsError: if the file cannot be read or holds no state dict.
     """
-    from sei.files import describe_load_failure
+    from sei.core.files import describe_load_failure
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -171,7 +172,7 @@ class PnP(nn.Module):
         from deepinv.models import DRUNet
         from deepinv.optim import DPIR
 
-        from sei.data.download import unreachable
+        from sei.io.download import unreachable
 
         self.physics = physics
         self.upscale = physics_upscale(physics)
@@ -201,7 +202,7 @@ class PnP(nn.Module):
         except RuntimeError as error:  # missing, unexpected or mis-shaped keys
             raise WeightsError(f"{weights} does not hold the weights of deepinv's colour DRUNet: "
                                f"{str(error).splitlines()[0]}") from error
-        self.solver = DPIR(sigma=max(equivalent_sigma(physics), 1.0 / 255.0), denoiser=denoiser.eval())
+        self.solver = DPIR(sigma=max(equivalent_sigma(physics), NOISE_FLOOR), denoiser=denoiser.eval())
 
     @torch.no_grad()
     def forward(self, y: torch.Tensor) -> torch.Tensor:

@@ -9,11 +9,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from sei.errors import ConfigError, OptionalDependencyError
+from sei.core.errors import ConfigError, OptionalDependencyError
+from sei.core.units import NOISE_FLOOR
 from sei.physics.base import physics_upscale
 from sei.physics.blur import FFTBlur
 from sei.physics.noise import equivalent_sigma
-from sei.rng import make_generator
+from sei.core.rng import make_generator
 
 
 def default_dip_iterations(physics) -> int:
@@ -114,7 +115,7 @@ class BM3DDeblurring(nn.Module):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         import bm3d
 
-        sigma = max(equivalent_sigma(self.physics), 1.0 / 255.0)
+        sigma = max(equivalent_sigma(self.physics), NOISE_FLOOR)
         kernel = self.physics.kernel.double().cpu().numpy()
         estimates = []
         for image in y.float().cpu():

@@ -1,0 +1,153 @@
+"""The edge: a configuration in the user's words becomes one in which every value is decided and checked, once.
+
+:func:`resolve` fills what was left open from :mod:`sei.config.recipe` (backbone, budget, learning rate, precision,
+compilation, gradient clipping), from the initial weights (their backbone and channels) and from the measurements'
+``degradation.yaml`` (their operator), makes names canonical (methods, kernels, tasks), checks every value, and
+returns a frozen configuration marked ``resolved``. Resolving a resolved configuration returns it unchanged, so a
+command line and a Python caller of :func:`sei.training.train` resolve exactly once. What only the data can tell
+(a noise level to estimate, grayscale images, float data's intensity map, the memory a step takes) is measured by
+the training run before anything is built (:func:`sei.training.run.prepare_run`).
+
+>>> config = resolve(from_flat({"data.dataset": "sample", "train.device": "cpu", "train.precision": "32-true"}))
+>>> config.model.backbone, config.train.steps, config.train.lr, config.loss.method, config.physics.kernel
+('unet-small', 2400, 0.001, 'sei', 'Gaussian_R2')
+>>> resolve(config) is config
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from sei.config import recipe
+from sei.config.schema import DataConfig, ExperimentConfig, TrainConfig, from_flat
+from sei.config.sources import initial_network
+from sei.core.checks import is_count, is_positive_number
+from sei.core.devices import torch_device, training_processes
+from sei.core.errors import ConfigError, MissingGroundTruthError
+from sei.losses.registry import canonical_method, method_entry
+from sei.physics.spec import DEFAULT_KERNEL, PhysicsSpec, read_degradation_spec, resolve_spec
+
+DATA_KINDS = ("clean", "measurements")
+# Lightning's precision names (``lightning.fabric.connector._PRECISION_INPUT_STR``), spelled out so that
+# checking a configuration does not import Lightning.
+PRECISIONS = ("32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true", "64-true", "64",
+              "transformer-engine", "transformer-engine-float16")
+# Where runs go when no --out-dir is given: runs/<name>.
+RUNS_DIR = "runs"
+
+
+def is_named_dataset(dataset: str) -> bool:
+    """Whether ``dataset`` names one of :data:`sei.data.sources.NAMED_DATASETS` (else it is a folder)."""
+    from sei.data.sources import NAMED_DATASETS
+
+    return str(dataset).lower() in NAMED_DATASETS
+
+
+def default_name(config: ExperimentConfig) -> str:
+    """``sample_deblurring_Gaussian_R2_noise5_sei``: dataset, task, operator, noise and method."""
+    physics = config.physics
+    dataset = config.data.dataset if is_named_dataset(config.data.dataset) else Path(str(config.data.dataset)).name
+    detail = physics.operator.rsplit(".", 1)[-1] if physics.operator else physics.short_name()
+    return f"{dataset}_{physics.task}_{detail}_noise{physics.noise_label()}_{config.loss.method}"
+
+
+def resolve_physics(physics: PhysicsSpec, data: DataConfig) -> PhysicsSpec:
+    """The run's physics spec: clean datasets default to the paper's kernel; a folder of measurements takes what
+    its ``degradation.yaml`` records, and otherwise must be told its kernel."""
+    if physics.operator:  # handed over from Python (train(config, physics=...)): recorded as it is
+        return physics
+    if data.kind == "measurements":
+        folder = Path(str(data.dataset))
+        return resolve_spec(physics, None, read_degradation_spec(folder) if folder.is_dir() else None)
+    return resolve_spec(physics, DEFAULT_KERNEL)
+
+
+def check_train_settings(train: TrainConfig) -> None:
+    """Check a :class:`~sei.config.schema.TrainConfig`'s values (learning rate, betas, precision, intervals).
+
+    :raises ConfigError: naming the setting, the value and what is valid.
+    """
+    if train.lr is not None and not is_positive_number(train.lr):
+        raise ConfigError(f"the learning rate must be a positive number, got {train.lr!r}")
+    betas = list(train.betas) if isinstance(train.betas, (list, tuple)) else None
+    if betas is None or len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
+        raise ConfigError(f"train.betas must be two numbers in [0, 1), got {train.betas!r}")
+    recipe.check_memory_mode(train.memory)
+    if str(train.precision) not in PRECISIONS:
+        raise ConfigError(f"unknown precision {train.precision!r}; valid precisions: {', '.join(PRECISIONS)}")
+    for name, minimum in (("log_every", 1), ("checkpoint_every", 0), ("checkpoint_keep", 0), ("val_every", 0),
+                          ("num_nodes", 1)):
+        value = getattr(train, name)
+        if not is_count(value, minimum):
+            raise ConfigError(f"train.{name} must be an integer >= {minimum}, got {value!r}")
+    if (train.epochs is not None and train.steps is not None):
+        raise ConfigError("give either a number of epochs or a number of steps, not both")
+    if (train.epochs is not None and train.epochs < 1) or (train.steps is not None and train.steps < 1):
+        raise ConfigError("the number of epochs or steps must be positive")
+    if not 0.0 <= train.lr_decay_start <= 1.0 or not 0.0 < train.lr_final_factor <= 1.0:
+        raise ConfigError("lr_decay_start must lie in [0, 1] and lr_final_factor in (0, 1]")
+
+
+def resolve(config: ExperimentConfig) -> ExperimentConfig:
+    """Decide every value left open and check them all (see the module); a resolved configuration is returned as
+    it is.
+
+    :raises ConfigError: for inconsistent or invalid settings (a subclass names the kind of problem).
+    """
+    if config.resolved:
+        return config
+    data, model, loss, train = config.data, config.model, config.loss, config.train
+    if data.kind not in DATA_KINDS:
+        raise ConfigError(f"data.kind must be 'clean' or 'measurements', got {data.kind!r}")
+    method = canonical_method(loss.method, loss.stop_gradient)
+    if method_entry(method).needs_ground_truth and data.kind == "measurements":
+        raise MissingGroundTruthError(
+            f"method {method!r} needs clean images, but {data.dataset} holds measurements only; "
+            "use a self-supervised method (sei, css, ei-shift, ei-rotate, sure)")
+    if data.batch_size < 1 or data.crop_size < 1:
+        raise ConfigError("batch size and crop size must be positive")
+    physics = resolve_physics(config.physics, data)
+    device = torch_device(train.device)
+    laptop = recipe.uses_laptop_recipe(data.dataset, device)
+    backbone, channels = model.backbone, model.channels
+    if model.weights:  # initial weights say which network they hold
+        held = initial_network(model.weights)
+        backbone = backbone or held.backbone
+        channels = channels or held.channels
+    backbone = backbone or (None if model.weights else recipe.default_backbone(laptop))
+    budget = {} if train.epochs is not None or train.steps is not None else recipe.default_budget(laptop)
+    values = {
+        "loss.method": method,
+        "model.backbone": backbone,
+        "model.channels": channels,
+        "train.precision": recipe.resolve_precision(train.precision, device),
+        "train.lr": train.lr if train.lr is not None else recipe.default_lr(backbone, physics.task),
+        "train.grad_clip": recipe.resolve_grad_clip(train.grad_clip, laptop),
+        **{f"train.{key}": value for key, value in budget.items()},
+    }
+    values["train.compile"] = recipe.resolve_compile(
+        train.compile, device, training_processes(train.device, train.devices, train.num_nodes)) or False
+    resolved = from_flat(values, config)
+    check_train_settings(resolved.train)
+    mode = recipe.requested_mode(train.memory, model.checkpointing, train.release_memory)
+    switches = recipe.memory_switches(mode, backbone) if mode != recipe.AUTO else {}
+    named = {}
+    if data.val_dataset is None and is_named_dataset(data.dataset) and data.kind == "clean":
+        named["data.val_dataset"] = str(data.dataset)
+    resolved = from_flat({**switches, **named}, resolved)
+    name = config.name or default_name(dataclasses.replace(resolved, physics=physics))
+    out_dir = config.out_dir or os.path.join(RUNS_DIR, name)
+    return dataclasses.replace(resolved, name=name, out_dir=out_dir, physics=physics, resolved=True)
+
+
+def describe_recipe(config: ExperimentConfig) -> str:
+    """One line on what a resolved configuration trains, for the terminal."""
+    train, model = config.train, config.model
+    budget = f"{train.steps} steps" if train.steps is not None else f"{train.epochs} epochs"
+    return (f"{model.backbone or 'backbone of the initial weights'}, {budget}, batch {config.data.batch_size} "
+            f"of {config.data.crop_size}x{config.data.crop_size} crops, lr {train.lr:g}"
+            f"{f' (gradient norm clipped at {train.grad_clip:g})' if train.grad_clip else ''}, {config.loss.method}, "
+            f"precision {train.precision}{f', compiled ({train.compile} mode)' if train.compile else ''}")

@@ -1,0 +1,4 @@
+"""The foundation every other layer stands on: errors, explicit randomness, atomic files, devices, memory, checks.
+
+Nothing here imports another part of ``sei``.
+"""

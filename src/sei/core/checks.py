@@ -1,0 +1,38 @@
+"""The check vocabulary: the checks public functions make at their top, each with one clear error.
+
+>>> import torch
+>>> check_image_batch(torch.zeros(2, 3, 8, 8))
+>>> check_image_batch(torch.zeros(3, 8, 8))
+Traceback (most recent call last):
+...
+sei.core.errors.ShapeError: x must have shape (B, C, H, W), got (3, 8, 8)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from sei.core.errors import ShapeError
+
+
+def check_image_batch(x: torch.Tensor, name: str = "x") -> None:
+    """Raise :class:`~sei.core.errors.ShapeError` unless ``x`` is a ``(B, C, H, W)`` floating-point tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise ShapeError(f"{name} must be a tensor, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ShapeError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ShapeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+
+
+def is_positive_number(value: Any) -> bool:
+    """Whether ``value`` is a finite int or float above zero (booleans are not numbers here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def is_count(value: Any, minimum: int = 0) -> bool:
+    """Whether ``value`` is an int (not a boolean) of at least ``minimum``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum

@@ -1,0 +1,1 @@
+"""Everything that crosses the process boundary: image files in their own dtypes, intensity maps, downloads."""

@@ -1,0 +1,110 @@
+"""The operator registry: one entry per kind of measurement operator, saying everything the rest of ``sei`` asks of it.
+
+A physics spec (:class:`sei.physics.spec.PhysicsSpec`) names its operator by words: a task and the operator fields it
+gives (``kernel``, ``sr_factor``). The entry whose task and fields match builds the operator; the entry also says
+which baselines apply to it (``sei test``/``sei restore --model-kind``) and which test-time transforms the
+self-ensemble may try (:mod:`sei.inference.ensemble` keeps those the operator commutes with). Every entry's operator
+passes the contract tests of ``tests/test_operator_contracts.py`` (linearity, adjointness, pseudo-inverse, proximal
+operator, margin, gradients in float64, odd and non-square sizes).
+
+==================  ===========  ======================  =====================================================
+kind                task         fields                  operator
+==================  ===========  ======================  =====================================================
+``blur``            deblurring   kernel                  :class:`~sei.physics.blur.FFTBlur`
+``bicubic``         sr           sr_factor               :class:`~sei.physics.downsampling.BicubicDownsampling`
+``blur-decimate``   sr           kernel, sr_factor       :class:`~sei.physics.blur_downsampling.BlurDownsampling`
+==================  ===========  ======================  =====================================================
+
+Adding an operator is one entry here, its class, and its name in the contract tests' list of example specs.
+
+>>> operator_kind("sr", kernel=None, sr_factor=2).name
+'bicubic'
+>>> "bm3d" in OPERATORS["blur-decimate"].baselines
+False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sei.core.errors import ConfigError
+from sei.physics.base import SEILinearPhysics
+
+# The spec fields that say which operator a spec describes (the others describe its noise).
+OPERATOR_FIELDS = ("kernel", "sr_factor")
+# Every baseline model kind (sei.inference.baselines), for entries that take them all.
+ALL_BASELINES = ("identity", "bicubic", "wiener", "tv", "dip", "pnp", "bm3d")
+# The flips and quarter turns of the square (sei.inference.ensemble.DIHEDRAL), by index.
+DIHEDRAL_TRANSFORMS = tuple(range(8))
+
+
+@dataclass(frozen=True)
+class OperatorKind:
+    """One kind of measurement operator.
+
+    :ivar name: the kind's name, as :meth:`sei.physics.spec.PhysicsSpec.kind` reports it.
+    :ivar task: ``"deblurring"`` or ``"sr"``.
+    :ivar fields: the operator fields of a spec (:data:`OPERATOR_FIELDS`) that this kind takes, all required.
+    :ivar description: one line for people.
+    :ivar build: ``build(spec, noise_model) -> operator`` for a resolved spec.
+    :ivar baselines: the baseline model kinds that apply to it.
+    :ivar transforms: the dihedral transforms (indices of :data:`sei.inference.ensemble.DIHEDRAL`) the self-ensemble
+        may try; those the built operator does not commute with are dropped for networks that do not run it.
+    """
+
+    name: str
+    task: str
+    fields: frozenset[str]
+    description: str
+    build: Callable[[Any, Any], SEILinearPhysics]
+    baselines: tuple[str, ...] = ALL_BASELINES
+    transforms: tuple[int, ...] = DIHEDRAL_TRANSFORMS
+
+
+def _blur(spec, noise) -> SEILinearPhysics:
+    from sei.physics.blur import FFTBlur
+
+    return FFTBlur(spec.kernel, noise_model=noise)
+
+
+def _bicubic(spec, noise) -> SEILinearPhysics:
+    from sei.physics.downsampling import BicubicDownsampling
+
+    return BicubicDownsampling(spec.sr_factor, noise_model=noise)
+
+
+def _blur_decimate(spec, noise) -> SEILinearPhysics:
+    from sei.physics.blur_downsampling import BlurDownsampling
+
+    return BlurDownsampling(spec.kernel, spec.sr_factor, noise_model=noise)
+
+
+OPERATORS: dict[str, OperatorKind] = {
+    kind.name: kind for kind in (
+        OperatorKind("blur", "deblurring", frozenset({"kernel"}),
+                     "circular convolution by a kernel (named, from a file, or a PSF), computed with the FFT",
+                     _blur, baselines=tuple(b for b in ALL_BASELINES if b != "bicubic")),
+        OperatorKind("bicubic", "sr", frozenset({"sr_factor"}),
+                     "antialiased bicubic down-sampling by an integer factor (the paper's super-resolution)",
+                     _bicubic, baselines=tuple(b for b in ALL_BASELINES if b != "bm3d")),
+        OperatorKind("blur-decimate", "sr", frozenset({"kernel", "sr_factor"}),
+                     "circular blur by a PSF, then every r-th pixel kept (super-resolution as optics make it)",
+                     _blur_decimate, baselines=tuple(b for b in ALL_BASELINES if b != "bm3d")),
+    )
+}
+
+
+def operator_kind(task: str, kernel: Any = None, sr_factor: Any = None) -> OperatorKind:
+    """The entry for a task and the operator fields a spec gives (``None``: not given).
+
+    :raises ConfigError: when no entry takes that task with those fields.
+    """
+    given = frozenset(name for name, value in (("kernel", kernel), ("sr_factor", sr_factor)) if value is not None)
+    for kind in OPERATORS.values():
+        if kind.task == task and kind.fields == given:
+            return kind
+    takes = "; ".join(f"{k.task} with {' and '.join(sorted(k.fields))} ({k.name})" for k in OPERATORS.values())
+    raise ConfigError(f"no operator takes {task} with {', '.join(sorted(given)) or 'no kernel nor factor'}; "
+                      f"operators: {takes}")
