@@ -18,6 +18,7 @@ from typing import Any
 from sei.config.resolve import resolve
 from sei.config.schema import ExperimentConfig, from_flat
 from sei.core.files import atomic_write_text
+from sei.physics.spec import DEFAULT_KERNEL, DEFAULT_NOISE_LEVEL
 
 # A budget that fits in a couple of minutes for tests, with the tiny backbone.
 # Two trainings (SEI and supervised) in about 6 minutes on two CPU cores: shorter than `sei train`'s default.
@@ -55,7 +56,7 @@ class DemoResult:
 
 
 def demo_config(method: str, out_dir: Path, quick: bool = False, steps: int | None = None,
-                device: str = "auto", kernel: str = "Gaussian_R2", noise_level: float = 5.0,
+                device: str = "auto", kernel: str = DEFAULT_KERNEL, noise_level: float = DEFAULT_NOISE_LEVEL,
                 progress: bool = True) -> ExperimentConfig:
     values: dict[str, Any] = {"data.dataset": "sample", "physics.task": "deblurring", "physics.kernel": kernel,
                               "physics.noise_level": noise_level, "loss.method": method, "train.device": device,
@@ -72,7 +73,7 @@ def classical_restorers(physics, quick: bool = False) -> dict:
     from sei.inference.baselines import build_baseline
     from sei.core.errors import OptionalDependencyError
 
-    restorers = {"tv": build_baseline("tv", physics, {"tv_iterations": 10 if quick else 100})}
+    restorers = {"tv": build_baseline("tv", physics, {"tv_iterations": 10} if quick else None)}
     if not quick:
         try:
             restorers["bm3d"] = build_baseline("bm3d", physics)
@@ -87,7 +88,7 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False, steps: int 
     from sei.data.pairs import MeasurementSet
     from sei.data.sources import load_image_set
     from sei.core.devices import torch_device
-    from sei.inference.evaluation import evaluate, write_evaluation
+    from sei.inference.evaluation import IMAGES_DIR, evaluate, write_evaluation
     from sei.models.weights import load_backbone
     from sei.training.run import train_or_reuse
     from sei.inference.baselines.classical import Identity
@@ -118,7 +119,7 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False, steps: int 
     for label, reconstruct in reconstructors.items():
         settings = {"label": label, "dataset": "sample", "split": "val", "physics": spec.to_dict(),
                     "weights": str(weights.get(label, ""))}
-        evaluation = evaluate(reconstruct, measurements, target, image_dir=out_dir / "eval" / label / "images",
+        evaluation = evaluate(reconstruct, measurements, target, image_dir=out_dir / "eval" / label / IMAGES_DIR,
                               settings=settings, progress=False)
         write_evaluation(evaluation, out_dir / "eval" / label)
         summaries[label] = evaluation.summary

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from sei.config.run_folder import CONFIG_FILE, RunFolder
 from sei.core.errors import ConfigError
-from sei.core.files import atomic_write_text
+from sei.core.files import atomic_write_text, read_yaml_mapping
+from sei.inference.evaluation import IMAGES_DIR, METRICS_FILE, SUMMARY_FILE
 
 CROP = 96  # output pixels shown per image crop
 LINE_COLOUR = "#1f5f8b"
@@ -48,7 +49,8 @@ class Run:
     @property
     def finished(self) -> bool:
         """Whether training ended normally: it writes ``weights.pt`` and ``train_summary.json`` last."""
-        return (self.path / "weights.pt").is_file() and (self.path / "train_summary.json").is_file()
+        folder = RunFolder(self.path)
+        return folder.weights_path.is_file() and folder.summary_path.is_file()
 
     @property
     def last_step(self) -> int | None:
@@ -74,7 +76,7 @@ class EvaluationRecord:
 
     @property
     def image_dir(self) -> Path:
-        return self.path / "images"
+        return self.path / IMAGES_DIR
 
     @property
     def task(self) -> str:
@@ -130,14 +132,18 @@ def read_series(metrics_csv: Path) -> dict[str, dict[int, float]]:
 
 def _read_mapping(path: Path, kind: str) -> dict[str, Any]:
     """The mapping in a YAML or JSON file, with an error naming the file if it is malformed."""
+    advice = "fix or remove it, or leave its folder out"
+    if kind == "yaml":
+        try:
+            return read_yaml_mapping(path)
+        except ConfigError as error:
+            reason = " ".join(str(error).split())
+            raise ConfigError(f"{path} is malformed ({reason}); {advice}") from error
     try:
-        text = path.read_text()
-        data = json.loads(text) if kind == "json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError, UnicodeDecodeError) as error:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
         reason = " ".join(str(error).split())
-        raise ConfigError(f"{path} is malformed ({reason}); fix or remove it, or leave its folder out") from error
-    if data is None and kind == "yaml":
-        return {}
+        raise ConfigError(f"{path} is malformed ({reason}); {advice}") from error
     if not isinstance(data, dict):
         raise ConfigError(f"{path} is malformed: it holds a {type(data).__name__}, not a mapping")
     return data
@@ -157,23 +163,23 @@ def discover(paths: list[str | Path], depth: int = 3) -> tuple[list[Run], list[E
         if folder in seen or not folder.is_dir():
             return
         seen.add(folder)
-        metrics = folder / "logs" / "csv" / "metrics.csv"
+        run = RunFolder(folder)
         # a run killed before its first logged step has a config and a logs folder, but no metrics.csv yet
-        if (folder / "config.yaml").is_file() and (metrics.is_file() or (folder / "logs").is_dir()):
-            config = _read_mapping(folder / "config.yaml", "yaml")
-            runs.append(Run(folder, config, read_series(metrics) if metrics.is_file() else {}))
-        if (folder / "summary.json").is_file() and (folder / "metrics.csv").is_file():
+        if run.has_config() and (run.metrics_log.is_file() or run.log_dir.is_dir()):
+            config = _read_mapping(run.config_path, "yaml")
+            runs.append(Run(folder, config, read_series(run.metrics_log) if run.metrics_log.is_file() else {}))
+        if (folder / SUMMARY_FILE).is_file() and (folder / METRICS_FILE).is_file():
             try:
-                with open(folder / "metrics.csv", newline="") as file:
+                with open(folder / METRICS_FILE, newline="") as file:
                     rows = list(csv.DictReader(file))
             except (csv.Error, UnicodeDecodeError) as error:
-                raise ConfigError(f"{folder / 'metrics.csv'} is malformed ({error})") from error
-            summary = _read_mapping(folder / "summary.json", "json")
+                raise ConfigError(f"{folder / METRICS_FILE} is malformed ({error})") from error
+            summary = _read_mapping(folder / SUMMARY_FILE, "json")
             if not isinstance(summary.get("settings", {}), dict):
-                raise ConfigError(f"{folder / 'summary.json'} is malformed: its settings are not a mapping")
+                raise ConfigError(f"{folder / SUMMARY_FILE} is malformed: its settings are not a mapping")
             evaluations.append(EvaluationRecord(folder, summary, rows))
         if level < depth:
-            for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in ("logs", "checkpoints")):
+            for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in run.own_folders):
                 visit(child, level + 1)
 
     for path in paths:
@@ -182,7 +188,7 @@ def discover(paths: list[str | Path], depth: int = 3) -> tuple[list[Run], list[E
             raise ConfigError(f"{path} does not exist")
         visit(path, 0)
     if not runs and not evaluations:
-        raise ConfigError(f"found no training run (config.yaml + logs) or evaluation (summary.json) in "
+        raise ConfigError(f"found no training run ({CONFIG_FILE} + logs) or evaluation ({SUMMARY_FILE}) in "
                           f"{', '.join(map(str, paths))}")
     return runs, evaluations
 

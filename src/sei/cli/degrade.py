@@ -8,7 +8,6 @@ written with the same name; ``degradation.yaml`` records the settings, so the me
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from sei.cli.options import _resize, add_physics_options, physics_spec
 
@@ -27,7 +26,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("input", help="an image file or a folder of clean images")
     parser.add_argument("output", help="output folder")
     add_physics_options(parser)
-    parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (default %(default)s)")
     parser.add_argument("--resize", type=_resize, help="resize clean images to this shorter side first")
     parser.add_argument("--bits", type=int, choices=(8, 16), default=None,
                         help="bit depth of the output, 8 or 16 (default: 8 for 8-bit inputs, 16 for 16-bit and float "
@@ -39,23 +38,12 @@ def add_parser(subparsers) -> None:
 def run_command(args: argparse.Namespace) -> int:
     import sys
 
-    from sei.data.degradation import degrade_files, write_degradation_record
-    from sei.core.errors import ConfigError
-    from sei.physics.spec import DEFAULT_KERNEL, resolve_spec
-    from sei.io.outputs import output_paths
+    from sei.data.degradation import degrade
 
-    spec = resolve_spec(physics_spec(args), DEFAULT_KERNEL)
-    if spec.needs_estimate:
-        raise ConfigError("sei degrade simulates the noise, so it needs numbers: --noise-level NUMBER (and --gain "
-                          "NUMBER for poisson-gaussian); auto is for measurements you already have")
-    output = Path(args.output)
-    pairs = output_paths(Path(args.input), output, "png")
+    spec, report, folder = degrade(args.input, args.output, physics_spec(args), args.seed, args.resize, args.bits,
+                                   progress=not args.quiet)
     print(f"operator: {spec.describe()}")
-    report = degrade_files(spec, pairs, args.seed, args.resize, args.bits, progress=not args.quiet)
-    target_dir = output if output.suffix == "" else output.parent
-    write_degradation_record(target_dir, spec, seed=args.seed, resize=args.resize, bits=args.bits or "input's",
-                             images=len(report.written))
-    print(f"wrote {len(report.written)} measurement(s) and degradation.yaml to {target_dir}")
+    print(f"wrote {len(report.written)} measurement(s) and degradation.yaml to {folder}")
     for source, reason in report.failed:
         print(f"  failed: {source}: {reason}", file=sys.stderr)
     return 1 if report.failed else 0

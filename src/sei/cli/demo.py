@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import argparse
 
-from sei.cli.options import _positive_int, add_device_option
+from sei.cli.options import LazyHelp, _positive_int, add_device_option
+
+
+def _demo_steps() -> int:
+    from sei.demo import DEMO_STEPS
+
+    return DEMO_STEPS
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="SEI vs supervised vs blurry input on the sample photographs",
                                    description=__doc__)
-    parser.add_argument("--out-dir", default="runs/demo", help="output folder (default runs/demo)")
-    parser.add_argument("--steps", type=_positive_int, help="training steps per method (default 1000)")
+    parser.add_argument("--out-dir", default="runs/demo", help="output folder (default %(default)s)")
+    parser.add_argument("--steps", type=_positive_int,
+                        help=LazyHelp(lambda: f"training steps per method (default {_demo_steps()})"))
     parser.add_argument("--quick", action="store_true", help="a tiny network and budget, to check the installation")
     add_device_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

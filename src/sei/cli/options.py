@@ -41,6 +41,19 @@ class LazyHelp:
         return part in self.text()
 
 
+def config_default(dotted: str) -> Any:
+    """The schema's default of a dotted configuration key (``data.batch_size`` -> 8), for help texts."""
+    from sei.config.schema import ExperimentConfig
+
+    section, _, name = dotted.partition(".")
+    return getattr(getattr(ExperimentConfig(), section), name)
+
+
+def lazy(text: Callable[[], str]) -> LazyHelp:
+    """A help text built when help is printed, from the one home of each default it quotes."""
+    return LazyHelp(text)
+
+
 def method_help() -> LazyHelp:
     """``--method``'s help, from the method registry."""
 
@@ -65,17 +78,23 @@ def add_physics_options(parser: argparse.ArgumentParser) -> None:
                 "makes one); with --task sr: blur by it, then decimate (default for sr: bicubic down-sampling)")
     option(group, "--sr-factor", "--sr_factor", dest="physics.sr_factor", type=_positive_int,
            help="super-resolution factor (2, 3, 4)")
-    option(group, "--noise-level", "--noise_level", dest="physics.noise_level",
-           help="Gaussian (read-)noise standard deviation in 8-bit grey levels of the network's range (default 5): "
-                "for 8-bit data their grey levels; for 16-bit data 255 * counts / 65535 (a noise of 500 counts is "
+    option(group, "--noise-level", "--noise_level", dest="physics.noise_level", help=lazy(lambda: (
+           "Gaussian (read-)noise standard deviation in 8-bit grey levels of the network's range (default "
+           f"{_default_noise_level():g}): for 8-bit data their grey levels; for 16-bit data 255 * counts / 65535 (a noise of 500 counts is "
                 "1.95); for float data 255 * sigma / scale of the map in config.yaml (sei.io.intensity); auto: estimated from "
                 "the measurements (printed, recorded in config.yaml); learn: estimated, then learned with the network "
-                "from the SURE residual (logged as train/sigma, recorded in the weights)")
+                "from the SURE residual (logged as train/sigma, recorded in the weights)")))
     option(group, "--noise", dest="physics.noise", choices=("gaussian", "poisson-gaussian"),
            help="noise model: gaussian (default) or poisson-gaussian, y = gain * Poisson(A x / gain) + N(0, sigma^2) "
                 "(photon noise plus read noise; needs --gain)")
     option(group, "--gain", dest="physics.gain",
            help="poisson-gaussian: intensity of one photon in [0, 1] image units (1 / peak photon count), or auto")
+
+
+def _default_noise_level() -> float:
+    from sei.physics.spec import DEFAULT_NOISE_LEVEL
+
+    return DEFAULT_NOISE_LEVEL
 
 
 def physics_spec(args: argparse.Namespace):
@@ -100,7 +119,8 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
            help="div2k, urban100, ct, sample (embedded, no network), photos (sample and 25 downloaded photographs: "
                 "the best training set for photographs the network never saw), or a folder of clean images")
     option(group, "--datasets-dir", "--datasets_dir", dest="data.datasets_dir",
-           help="where named datasets are stored and downloaded (default ./datasets)")
+           help=lazy(lambda: f"where named datasets are stored and downloaded (default "
+                             f"./{config_default('data.datasets_dir')})"))
     option(group, "--download", dest="data.download", action="store_const", const=True,
            help="download a missing named dataset (checksum-verified)")
     option(group, "--resize", dest="data.resize", type=_resize,
@@ -148,12 +168,21 @@ def add_reconstructor_options(parser: argparse.ArgumentParser, weights_required:
         group.add_argument("--precision", default="32-true", help=f"networks: 32-true (default, exact) or {bf16}")
     group.add_argument("--wiener-strength", type=float, help="Wiener regularisation, in units of sigma^2")
     group.add_argument("--tv-weight", type=float, help="TV weight (default 0.05 sigma)")
-    group.add_argument("--tv-iterations", type=_positive_int, help="ADMM iterations for TV (default 100)")
+    group.add_argument("--tv-iterations", type=_positive_int,
+                       help=lazy(lambda: f"ADMM iterations for TV (default {_baseline_default('tv_iterations')})"))
     group.add_argument("--dip-iterations", type=_positive_int,
                        help="DIP iterations (default 4000 for Gaussian blur, 1000 for box blur and SR)")
-    group.add_argument("--dip-channels", type=_positive_int, help="DIP decoder width (default 256)")
+    group.add_argument("--dip-channels", type=_positive_int,
+                       help=lazy(lambda: f"DIP decoder width (default {_baseline_default('dip_channels')})"))
     group.add_argument("--pnp-weights", help="DRUNet weights file for pnp (default: deepinv's cached file)")
-    group.add_argument("--bm3d-profile", help="bm3d profile (default np)")
+    group.add_argument("--bm3d-profile",
+                       help=lazy(lambda: f"bm3d profile (default {_baseline_default('bm3d_profile')})"))
+
+
+def _baseline_default(option: str) -> Any:
+    from sei.inference.baselines import BASELINE_DEFAULTS
+
+    return BASELINE_DEFAULTS[option]
 
 
 def baseline_options(args: argparse.Namespace, download: bool = False, progress: bool = True) -> dict[str, Any]:

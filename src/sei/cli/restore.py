@@ -62,45 +62,22 @@ def add_parser(subparsers) -> None:
 def run_command(args: argparse.Namespace) -> int:
     import sys
 
-    from sei.inference.baselines import canonical_kind
-    from sei.core.devices import torch_device
     from sei.core.errors import ImageError
-    from sei.io.intensity import IntensityMap
-    from sei.io.images import holds_8bit_pixels
-    from sei.config.recipe import AUTO, resolve_inference_precision
-    from sei.config.sources import choose_physics, locate_network
-    from sei.inference.reconstructors import open_reconstructor
-    from sei.inference.restoration import restore_files, write_intensity_record
-    from sei.io.outputs import output_paths
+    from sei.inference.restoration import restore
 
-    device = torch_device(getattr(args, "train.device", "auto"))
-    kind = canonical_kind(args.model_kind)
-    source = locate_network(args.weights, download=args.download) if args.weights and kind == "network" else None
-    spec, origin = choose_physics(physics_spec(args), source, args.input, required=kind != "network")
-    physics = spec.build().to(device) if spec is not None else None
-    if spec is not None:
-        print(f"operator: {spec.describe()} (from {origin})")
-    pairs = output_paths(Path(args.input), Path(args.output), args.format)
-    precision = args.precision
-    if precision == AUTO and kind != "network":
-        precision = "32-true"  # the baselines compute in their own precision
-    elif precision == AUTO:
-        eight_bit = args.bits in (None, 8) and all(holds_8bit_pixels(path) for path, _ in pairs)
-        precision = resolve_inference_precision(precision, device, eight_bit)
-        why = ("8-bit data, native bf16" if precision == "bf16-mixed" else
-               f"no native bf16 on {device}" if eight_bit else "inputs or outputs not all 8-bit")
-        print(f"precision: {precision} ({why}; --precision 32-true or bf16-mixed to choose)")
-    reconstructor = open_reconstructor(kind, physics, source, baseline_options(args, args.download, not args.quiet),
-                                       backbone=args.model, tile=args.tile, overlap=args.overlap,
-                                       ensemble=args.ensemble, precision=precision).to(device)
-    # float data go through the map the network was trained with, when its run recorded one
-    recorded = getattr(getattr(source, "run_config", None), "data", None)
-    recorded = IntensityMap.from_dict(recorded.intensity) if getattr(recorded, "intensity", None) else None
-    upscale = spec.upscale if spec is not None else getattr(reconstructor, "upscale", 1)
-    report = restore_files(reconstructor, pairs, device, bits=args.bits, progress=not args.quiet, upscale=upscale,
-                           recorded=recorded)
-    print(f"restored {len(report.written)} of {len(pairs)} image(s) into {Path(args.output)}")
-    for record in write_intensity_record(report):
+    result = restore(args.input, args.output, args.model_kind, args.weights, physics_spec(args), backbone=args.model,
+                     baseline_options=baseline_options(args, args.download, not args.quiet), tile=args.tile,
+                     overlap=args.overlap, ensemble=args.ensemble, precision=args.precision, bits=args.bits,
+                     suffix=args.format, device=getattr(args, "train.device", "auto"), download=args.download,
+                     progress=not args.quiet)
+    if result.physics is not None:
+        print(f"operator: {result.physics.describe()} (from {result.origin})")
+    if result.precision_reason:
+        print(f"precision: {result.precision} ({result.precision_reason}; --precision 32-true or bf16-mixed to "
+              "choose)")
+    report = result.report
+    print(f"restored {len(report.written)} of {len(result.pairs)} image(s) into {Path(args.output)}")
+    for record in result.records:
         print(f"intensity maps (data units <-> the network's [0, 1]) recorded in {record}")
     for path, reason in report.failed:
         print(f"  failed: {path}: {reason}", file=sys.stderr)

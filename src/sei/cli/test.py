@@ -25,7 +25,7 @@ def add_parser(subparsers) -> None:
     option(parser, "--model", dest="model.backbone", help="backbone, for weights files without an architecture record")
     add_physics_options(parser)
     add_data_options(parser)
-    parser.add_argument("--split", default="val", choices=("train", "val"), help="dataset split (default val)")
+    parser.add_argument("--split", default="val", choices=("train", "val"), help="dataset split (default %(default)s)")
     parser.add_argument("--max-images", type=_positive_int, help="evaluate only the first N images")
     parser.add_argument("--out-dir", "--out_dir", help="where to write metrics.csv, summary.json and images")
     parser.add_argument("--save-images", action="store_true", help="write inputs, estimates and references")

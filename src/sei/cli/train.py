@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from sei.cli.options import (
-    _positive_int, add_data_options, add_device_option, add_physics_options, method_help, option, overrides,
-    physics_given,
+    _positive_int, add_data_options, add_device_option, add_physics_options, config_default, lazy, method_help, option,
+    overrides, physics_given,
 )
 
 EPILOG = """examples:
@@ -49,19 +49,22 @@ def add_parser(subparsers) -> None:
     loss = parser.add_argument_group("loss")
     option(loss, "--no-stop-gradient", "--no-stop_gradient", dest="loss.stop_gradient", action="store_const",
            const=False, help="let gradients flow through the transformed target (ablation)")
-    option(loss, "--alpha", dest="loss.alpha", type=float, help="weight of the equivariance term (default 1)")
+    option(loss, "--alpha", dest="loss.alpha", type=float, help=lazy(lambda: f"weight of the equivariance term (default {config_default('loss.alpha'):g})"))
     budget = parser.add_argument_group("optimisation")
-    option(budget, "--batch-size", "--batch_size", dest="data.batch_size", type=_positive_int, help="default 8")
+    option(budget, "--batch-size", "--batch_size", dest="data.batch_size", type=_positive_int, help=lazy(lambda: f"default {config_default('data.batch_size')}"))
     option(budget, "--crop-size", "--crop_size", dest="data.crop_size", type=_positive_int,
-           help="measurement crop size in pixels (default 48)")
+           help=lazy(lambda: f"measurement crop size in pixels (default {config_default('data.crop_size')})"))
     option(budget, "--samples-per-epoch", dest="data.samples_per_epoch", type=_positive_int,
            help="crops per epoch (default: one per image)")
     option(budget, "--epochs", dest="train.epochs", type=_positive_int,
-           help="default 500 (the paper's) on a GPU; a CPU trains 2400 steps (about 10 minutes) instead")
+           help=lazy(lambda: f"default {_recipe().PAPER_EPOCHS} (the paper's) on a GPU; a CPU trains "
+                             f"{_recipe().LAPTOP_STEPS} steps instead"))
     option(budget, "--steps", dest="train.steps", type=_positive_int, help="train for a number of steps instead")
     option(budget, "--lr", dest="train.lr", type=float,
-           help="default: by backbone, 1e-4 (deblurring) or 2e-4 (sr) for SwinIR, 1e-3 for the small networks")
-    option(budget, "--seed", dest="train.seed", type=int, help="run seed (default 0)")
+           help=lazy(lambda: f"default: by backbone, {_rate(_recipe().PAPER_LR['deblurring'])} (deblurring) or "
+                             f"{_rate(_recipe().PAPER_LR['sr'])} (sr) for SwinIR, {_rate(_convolutional_lr())} for "
+                             "the small networks (`sei info` lists each backbone's)"))
+    option(budget, "--seed", dest="train.seed", type=int, help=lazy(lambda: f"run seed (default {config_default('train.seed')})"))
     option(budget, "--grad-clip", dest="train.grad_clip", metavar="NORM",
            help="bound on the global gradient norm (default auto: 1 for the laptop recipe, which it keeps from "
                 "diverging on a spike; none for the paper's SwinIR recipe); none or 0 turns it off")
@@ -71,7 +74,7 @@ def add_parser(subparsers) -> None:
     option(run, "--out-dir", "--out_dir", dest="out_dir", help="output folder (default runs/<name>)")
     option(run, "--name", dest="name", help="run name")
     add_device_option(run)
-    option(run, "--devices", dest="train.devices", help="number of devices (GPUs or CPU processes)")
+    option(run, "--devices", dest="train.devices", type=_devices, help="number of devices (GPUs or CPU processes)")
     option(run, "--num-nodes", dest="train.num_nodes", type=_positive_int, help="number of nodes")
     option(run, "--strategy", dest="train.strategy", help="Lightning strategy, e.g. ddp")
     option(run, "--precision", dest="train.precision", help="auto (default: bf16-mixed where the CPU or GPU computes bf16 natively, "
@@ -83,9 +86,11 @@ def add_parser(subparsers) -> None:
     option(run, "--num-workers", dest="data.num_workers", type=int, help="data loader worker processes")
     option(run, "--val-every", dest="train.val_every", type=int, help="validation PSNR every N epochs (0: off)")
     option(run, "--checkpoint-every", dest="train.checkpoint_every", type=int,
-           help="write a checkpoint every N epochs (default 10; last.ckpt is rewritten every epoch)")
+           help=lazy(lambda: f"write a checkpoint every N epochs (default {config_default('train.checkpoint_every')}; "
+                             "last.ckpt is rewritten every epoch)"))
     option(run, "--checkpoint-keep", dest="train.checkpoint_keep", type=int,
-           help="periodic checkpoints kept, the newest (default 3; 0 keeps all)")
+           help=lazy(lambda: f"periodic checkpoints kept, the newest (default {config_default('train.checkpoint_keep')}; "
+                             "0 keeps all)"))
     option(run, "--quiet", dest="train.progress", action="store_const", const=False, help="no progress bar")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                         help="continue the run in --out-dir (or from CHECKPOINT)")
@@ -94,13 +99,30 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run_command)
 
 
-def _devices(value):
-    if value is None or value == "auto":
-        return value
+def _recipe():
+    from sei.config import recipe
+
+    return recipe
+
+
+def _rate(value: float) -> str:
+    """``1e-4`` rather than ``0.0001``."""
+    mantissa, exponent = f"{value:e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
+def _convolutional_lr() -> float:
+    from sei.models.registry import CONVOLUTIONAL_LR
+
+    return CONVOLUTIONAL_LR
+
+
+def _devices(text: str) -> int | str:
+    """``--devices``: a count, ``auto``, or GPU indices such as ``0,1``."""
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        return value
+        return int(text)
+    except ValueError:
+        return text
 
 
 def quiet_lightning() -> None:
@@ -114,12 +136,9 @@ def quiet_lightning() -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from sei.config.resolve import describe_recipe, resolve
-    from sei.config.schema import ExperimentConfig, from_flat, load_config
+    from sei.config.resolve import describe_recipe, requested_config, resolve
     from sei.physics.spec import DEGRADATION_FILE
     from sei.training import train
-    from sei.training.run import load_run_config
-    from sei.config.run_folder import CONFIG_FILE
 
     values = overrides(args)
     for key in ("out_dir", "name"):
@@ -128,15 +147,7 @@ def run_command(args: argparse.Namespace) -> int:
     if "measurements" in vars(args):
         values["data.dataset"] = args.measurements
         values["data.kind"] = "measurements"
-    if "train.devices" in values:
-        values["train.devices"] = _devices(values["train.devices"])
-    if args.config:
-        config = load_config(args.config, values)
-    elif args.resume and "out_dir" in values and (Path(values["out_dir"]) / CONFIG_FILE).is_file():
-        config = from_flat(values, load_run_config(values["out_dir"]))  # resume with the run's own settings
-    else:
-        config = from_flat(values, ExperimentConfig())
-    config = resolve(config)
+    config = resolve(requested_config(values, args.config, args.resume))
     if config.data.kind == "measurements" and not physics_given(args) and not args.config:
         recorded = Path(str(config.data.dataset)) / DEGRADATION_FILE
         if recorded.is_file():

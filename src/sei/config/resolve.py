@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 from sei.config import recipe
-from sei.config.schema import DataConfig, ExperimentConfig, TrainConfig, from_flat
+from sei.config.schema import DataConfig, ExperimentConfig, TrainConfig, from_flat, load_config
 from sei.config.sources import initial_network
 from sei.core.checks import is_count, is_positive_number
 from sei.core.devices import torch_device, training_processes
@@ -151,3 +151,20 @@ def describe_recipe(config: ExperimentConfig) -> str:
             f"of {config.data.crop_size}x{config.data.crop_size} crops, lr {train.lr:g}"
             f"{f' (gradient norm clipped at {train.grad_clip:g})' if train.grad_clip else ''}, {config.loss.method}, "
             f"precision {train.precision}{f', compiled ({train.compile} mode)' if train.compile else ''}")
+
+
+def requested_config(overrides: dict[str, object], config_file: str | Path | None = None,
+                     resume: bool | str | Path = False) -> ExperimentConfig:
+    """The configuration a training command describes, not yet resolved: a ``--config`` file's (or, when resuming
+    a run folder, the run's own settings), then the dotted ``overrides`` the options gave.
+
+    :raises ConfigError: for a missing or malformed file, or unknown keys.
+    """
+    from sei.config.run_folder import RunFolder
+
+    if config_file:
+        return load_config(config_file, overrides)
+    out_dir = overrides.get("out_dir")
+    if resume and out_dir and RunFolder(str(out_dir)).has_config():
+        return from_flat(overrides, RunFolder(str(out_dir)).config)  # resume with the run's own settings
+    return from_flat(overrides)

@@ -62,6 +62,7 @@ class RunFolder:
     checkpoint_dir = property(lambda self: self.path / CHECKPOINT_DIR)
     last_checkpoint = property(lambda self: self.path / CHECKPOINT_DIR / LAST_CHECKPOINT)
     log_dir = property(lambda self: self.path / LOG_DIR)
+    own_folders = (LOG_DIR, CHECKPOINT_DIR)  # sub-folders that hold the run's own files, not other runs
     metrics_log = property(lambda self: self.path / LOG_DIR / CSV_LOG / METRICS_LOG)
 
     def has_config(self) -> bool:

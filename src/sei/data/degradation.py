@@ -71,3 +71,29 @@ def degrade_files(spec: PhysicsSpec, pairs: Sequence[tuple[Path, Path]], seed: i
         except SEIError as error:
             report.failed.append((source, str(error)))
     return report
+
+
+def degrade(source: str | Path, destination: str | Path, physics: PhysicsSpec | None = None, seed: int = 0,
+            resize: int | None = None, bits: int | None = None, progress: bool = True
+            ) -> tuple[PhysicsSpec, FileReport, Path]:
+    """Simulate measurements of an image file or a folder of clean images (``sei degrade``) and record how.
+
+    :param physics: the operator in the user's words (the paper's kernel where none is given); its noise must be
+        numbers: ``auto`` is for measurements one already has.
+    :return: the resolved spec, the report of files written and failed, and the folder of ``degradation.yaml``.
+    :raises ConfigError: for an operator that does not resolve, or a noise level or gain to estimate.
+    """
+    from sei.core.errors import ConfigError
+    from sei.io.outputs import output_paths
+    from sei.physics.spec import DEFAULT_KERNEL, resolve_spec
+
+    spec = resolve_spec(physics or PhysicsSpec(), DEFAULT_KERNEL)
+    if spec.needs_estimate:
+        raise ConfigError("sei degrade simulates the noise, so it needs numbers: --noise-level NUMBER (and --gain "
+                          "NUMBER for poisson-gaussian); auto is for measurements you already have")
+    destination = Path(destination)
+    report = degrade_files(spec, output_paths(Path(source), destination, "png"), seed, resize, bits, progress)
+    folder = destination if destination.suffix == "" else destination.parent
+    write_degradation_record(folder, spec, seed=seed, resize=resize, bits=bits or "input's",
+                             images=len(report.written))
+    return spec, report, folder

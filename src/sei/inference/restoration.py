@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from sei.core.files import atomic_write_text
 from sei.io.intensity import IntensityMap, data_map, integer_map
 from sei.io.images import ImageFile, image_tensor, read_image_file, write_image_file
 from sei.io.outputs import FileReport
+from sei.physics.spec import PhysicsSpec
 
 INTENSITY_RECORD = "intensity.json"
 
@@ -131,3 +133,72 @@ def write_intensity_record(report: RestoreReport) -> list[Path]:
         atomic_write_text(path, json.dumps({**previous, **maps}, indent=2, sort_keys=True))
         written.append(path)
     return written
+
+
+@dataclass
+class RestoreResult:
+    """What ``sei restore`` did: the files, the operator and where it came from, the precision and why."""
+
+    report: RestoreReport
+    pairs: list[tuple[Path, Path]]
+    physics: PhysicsSpec | None
+    origin: str
+    precision: str
+    precision_reason: str | None
+    records: list[Path]
+
+
+def _precision_for(precision: str, kind: str, pairs: list[tuple[Path, Path]], bits: int | None,
+                   device: torch.device) -> tuple[str, str | None]:
+    """The precision a restore runs in, and why when it was ``auto`` for a network (None otherwise)."""
+    from sei.config.recipe import AUTO, resolve_inference_precision
+    from sei.io.images import holds_8bit_pixels
+
+    if precision != AUTO:
+        return precision, None
+    if kind != "network":
+        return "32-true", None  # the baselines compute in their own precision
+    eight_bit = bits in (None, 8) and all(holds_8bit_pixels(path) for path, _ in pairs)
+    precision = resolve_inference_precision(precision, device, eight_bit)
+    why = ("8-bit data, native bf16" if precision == "bf16-mixed" else
+           f"no native bf16 on {device}" if eight_bit else "inputs or outputs not all 8-bit")
+    return precision, why
+
+
+def restore(source: str | Path, destination: str | Path, model_kind: str = "network", weights: str | None = None,
+            physics: PhysicsSpec | None = None, backbone: str | None = None,
+            baseline_options: dict[str, Any] | None = None, tile: int = 0, overlap: int = 32,
+            ensemble: bool = False, precision: str = "auto", bits: int | None = None, suffix: str | None = None,
+            device: str = "auto", download: bool = False, progress: bool = True) -> RestoreResult:
+    """Restore an image file or a folder of them with a trained network or a baseline (``sei restore``).
+
+    :param weights: a weights file, a run folder or a published name (``model_kind="network"``).
+    :param physics: the operator options given (``None`` fields where not given); what they leave open comes from
+        the network's record, else the input folder's ``degradation.yaml``; baselines need one of the three.
+    :param suffix: the output format (``png``, ``tif``); ``None``: TIFF stays TIFF, the rest becomes PNG.
+    :param precision: ``auto`` (:func:`sei.config.recipe.resolve_inference_precision`), ``32-true`` or
+        ``bf16-mixed``.
+    :raises ConfigError: for options that do not fit together; a file that fails is recorded in the report.
+    """
+    from sei.config.sources import choose_physics, locate_network
+    from sei.core.devices import torch_device
+    from sei.inference.baselines import canonical_kind
+    from sei.inference.reconstructors import open_reconstructor
+    from sei.io.outputs import output_paths
+
+    target = torch_device(device)
+    kind = canonical_kind(model_kind)
+    network = locate_network(weights, download=download) if weights and kind == "network" else None
+    spec, origin = choose_physics(physics or PhysicsSpec(), network, source, required=kind != "network")
+    operator = spec.build().to(target) if spec is not None else None
+    pairs = output_paths(Path(source), Path(destination), suffix)
+    precision, why = _precision_for(precision, kind, pairs, bits, target)
+    reconstructor = open_reconstructor(kind, operator, network, baseline_options, backbone=backbone, tile=tile,
+                                       overlap=overlap, ensemble=ensemble, precision=precision).to(target)
+    # float data go through the map the network was trained with, when its run recorded one
+    run = network.run_config if network is not None else None
+    recorded = IntensityMap.from_dict(run.data.intensity) if run is not None and run.data.intensity else None
+    upscale = spec.upscale if spec is not None else getattr(reconstructor, "upscale", 1)
+    report = restore_files(reconstructor, pairs, target, bits=bits, progress=progress, upscale=upscale,
+                           recorded=recorded)
+    return RestoreResult(report, pairs, spec, origin, precision, why, write_intensity_record(report))

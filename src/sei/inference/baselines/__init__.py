@@ -24,6 +24,9 @@ from sei.physics.base import physics_upscale
 from sei.physics.registry import ALL_BASELINES
 
 MODEL_KINDS = ("network", *ALL_BASELINES)
+# The baselines' settings when the options leave them open (a Wiener strength and TV weight follow the noise level;
+# DIP's iterations the kernel: see each class).
+BASELINE_DEFAULTS = {"tv_iterations": 100, "dip_channels": 256, "dip_lr": 1e-2, "bm3d_profile": "np"}
 KIND_ALIASES = {"swinir": "network", "net": "network", "id": "identity", "up": "bicubic", "upsample": "bicubic"}
 
 
@@ -48,7 +51,7 @@ def build_baseline(kind: str, physics, options: dict[str, Any] | None = None) ->
     from sei.inference.baselines.iterative import PnP, TotalVariation
     from sei.inference.baselines.zero_shot import BM3DDeblurring, DeepImagePrior
 
-    options = {k: v for k, v in (options or {}).items() if v is not None}
+    options = {**BASELINE_DEFAULTS, **{k: v for k, v in (options or {}).items() if v is not None}}
     kind = canonical_kind(kind)
     spec = getattr(physics, "spec", None)
     if kind != "network" and getattr(spec, "resolved", False) and kind not in spec.operator_kind.baselines:
@@ -64,13 +67,13 @@ def build_baseline(kind: str, physics, options: dict[str, Any] | None = None) ->
     if kind == "wiener":
         return Wiener(physics, strength=options.get("wiener_strength"))
     if kind == "tv":
-        return TotalVariation(physics, weight=options.get("tv_weight"), iterations=options.get("tv_iterations", 100))
+        return TotalVariation(physics, weight=options.get("tv_weight"), iterations=options["tv_iterations"])
     if kind == "dip":
-        return DeepImagePrior(physics, iterations=options.get("dip_iterations"), channels=options.get("dip_channels", 256),
-                              learning_rate=options.get("dip_lr", 1e-2), progress=options.get("progress", True))
+        return DeepImagePrior(physics, iterations=options.get("dip_iterations"), channels=options["dip_channels"],
+                              learning_rate=options["dip_lr"], progress=options.get("progress", True))
     if kind == "pnp":
         return PnP(physics, weights=options.get("pnp_weights"), download=options.get("download", False))
     if kind == "bm3d":
-        return BM3DDeblurring(physics, profile=options.get("bm3d_profile", "np"))
+        return BM3DDeblurring(physics, profile=options["bm3d_profile"])
     raise UnknownNameError("model kind", kind, [k for k in MODEL_KINDS if k != "network"],
                            hint="a trained network is given with --weights")
