@@ -36,3 +36,30 @@ class Interrupt(L.Callback):
 def interrupt() -> type[Interrupt]:
     """The :class:`Interrupt` callback class: ``interrupt(step)`` stops a training run after ``step`` steps."""
     return Interrupt
+
+
+# Device and dtype fixtures (kornia's way): a test that takes ``device`` runs on the CPU and, where PyTorch sees a
+# GPU, again on CUDA (marked ``cuda``: ``python -m pytest -m cuda`` runs the GPU half alone); one that takes
+# ``dtype`` runs in float32 and float64.
+CUDA = pytest.param("cuda", marks=[pytest.mark.cuda,
+                                   pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")])
+
+
+@pytest.fixture(params=["cpu", CUDA])
+def device(request) -> torch.device:
+    if request.param == "cuda":
+        # TF32 would make comparisons with the CPU at 1e-5 meaningless; training may use it
+        previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        request.addfinalizer(lambda: _restore_tf32(previous))
+    return torch.device(request.param)
+
+
+def _restore_tf32(previous: tuple[bool, bool]) -> None:
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+
+
+@pytest.fixture(params=[torch.float32, torch.float64], ids=["float32", "float64"])
+def dtype(request) -> torch.dtype:
+    return request.param
+

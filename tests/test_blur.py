@@ -1,4 +1,5 @@
-"""FFT blur: agreement with a direct circular convolution, adjointness, inverses, caching, errors."""
+"""FFT blur: agreement with a direct circular convolution, its inverses, caching, errors (the operator contract,
+adjointness included, is in test_operator_contracts.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import torch
 
 from sei.core.errors import ImageTooSmallError, ShapeError
 from sei.physics import FFTBlur
-from sei.physics.kernels import PAPER_KERNELS
 
 
 def circular_convolution(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -54,41 +54,7 @@ class TestForward:
         assert torch.allclose(out, physics.A(x), atol=1e-2)
 
 
-class TestAdjointAndInverses:
-    @pytest.mark.parametrize("kernel", PAPER_KERNELS)
-    @pytest.mark.parametrize("size", [(37, 50), (24, 19)])
-    @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-    def test_adjointness(self, kernel, size, dtype, tolerance):
-        physics = FFTBlur(kernel)
-        generator = torch.Generator().manual_seed(0)
-        x = torch.randn(2, 3, *size, generator=generator, dtype=dtype)
-        y = torch.randn(2, 3, *size, generator=generator, dtype=dtype)
-        ax = physics.A(x)
-        lhs = (ax * y).sum()
-        rhs = (x * physics.A_adjoint(y)).sum()
-        # relative to the Cauchy-Schwarz bound, the scale of rounding errors in either inner product
-        assert abs(lhs - rhs) / (ax.norm() * y.norm()) < tolerance
-        if dtype == torch.float64:
-            assert abs(lhs - rhs) / abs(lhs) < 1e-5
-
-    def test_deepinv_adjointness_test(self):
-        physics = FFTBlur("Gaussian_R2")
-        assert physics.adjointness_test(u=torch.randn(1, 3, 41, 33)).item() < 1e-5
-
-    def test_normal_operators(self):
-        physics = FFTBlur("Box_R2")
-        x = torch.randn(1, 2, 21, 18, dtype=torch.float64)
-        assert torch.allclose(physics.A_adjoint_A(x), physics.A_adjoint(physics.A(x)), atol=1e-12)
-        assert torch.allclose(physics.A_A_adjoint(x), physics.A(physics.A_adjoint(x)), atol=1e-12)
-
-    def test_pseudo_inverse_penrose_conditions(self):
-        physics = FFTBlur("Gaussian_R1")
-        x = torch.randn(2, 3, 30, 26, dtype=torch.float64)
-        y = physics.A(x)
-        assert torch.allclose(physics.A(physics.A_dagger(y)), y, atol=1e-8)
-        z = physics.A_dagger(y)
-        assert torch.allclose(physics.A_dagger(physics.A(z)), z, atol=1e-8)
-
+class TestInverses:
     def test_pseudo_inverse_of_box_blur_drops_its_zeros(self):
         # a 5-px box has exact zeros in its transfer function on a 20-px grid
         physics = FFTBlur("Box_R2")
@@ -96,15 +62,6 @@ class TestAdjointAndInverses:
         recovered = physics.A_dagger(physics.A(x))
         assert torch.isfinite(recovered).all()
         assert torch.allclose(physics.A(recovered), physics.A(x), atol=1e-8)
-
-    def test_prox_l2_is_the_minimiser(self):
-        physics = FFTBlur("Gaussian_R2")
-        z = torch.randn(1, 3, 25, 31, dtype=torch.float64)
-        y = torch.randn(1, 3, 25, 31, dtype=torch.float64)
-        gamma = 0.8
-        x = physics.prox_l2(z, y, gamma)
-        gradient = gamma * physics.A_adjoint(physics.A(x) - y) + (x - z)
-        assert gradient.abs().max() < 1e-10
 
     def test_wiener_reduces_error_on_a_natural_image(self, natural_image, generator):
         physics = FFTBlur("Gaussian_R2")

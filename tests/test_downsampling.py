@@ -1,4 +1,5 @@
-"""Bicubic down-sampling: agreement with interpolate, exact separable matrices, adjointness, inverses."""
+"""Bicubic down-sampling: agreement with interpolate, exact separable matrices, image sizes that are not multiples of
+the factor (the operator contract is in test_operator_contracts.py)."""
 
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ class TestForward:
 
 class TestAdjointAndInverses:
     @pytest.mark.parametrize("factor", FACTORS)
-    @pytest.mark.parametrize("size", [(48, 36), (50, 41), (31, 23)])
-    def test_adjointness_on_non_square_sizes(self, factor, size):
+    @pytest.mark.parametrize("size", [(50, 41), (31, 23)])
+    def test_adjointness_when_sizes_are_not_multiples_of_the_factor(self, factor, size):
         physics = BicubicDownsampling(factor)
         generator = torch.Generator().manual_seed(factor)
         for dtype in (torch.float64, torch.float32):
@@ -52,11 +53,6 @@ class TestAdjointAndInverses:
             assert abs(lhs - rhs) / (ax.norm() * y.norm()) < 1e-5
             if dtype == torch.float64:
                 assert abs(lhs - rhs) / abs(lhs) < 1e-5
-
-    @pytest.mark.parametrize("factor", FACTORS)
-    def test_deepinv_adjointness_test(self, factor):
-        physics = BicubicDownsampling(factor)
-        assert physics.adjointness_test(u=torch.randn(1, 3, 12 * factor, 7 * factor)).item() < 1e-5
 
     def test_adjoint_uses_operator_img_size_attribute(self):
         physics = BicubicDownsampling(2)
@@ -77,16 +73,6 @@ class TestAdjointAndInverses:
         assert torch.allclose(physics.A(x_dagger), y, atol=1e-9)
         # minimum norm: A^+ y lies in the row space of A, which A^+ A projects onto
         assert torch.allclose(physics.A_dagger(physics.A(x_dagger), img_size=x.shape[-2:]), x_dagger, atol=1e-9)
-
-    @pytest.mark.parametrize("factor", FACTORS)
-    def test_prox_l2_is_the_minimiser(self, factor):
-        physics = BicubicDownsampling(factor)
-        z = torch.randn(1, 3, 10 * factor, 7 * factor + 1, dtype=torch.float64)
-        y = torch.randn(1, 3, 10, 7, dtype=torch.float64)
-        gamma = 2.5
-        x = physics.prox_l2(z, y, gamma)
-        gradient = gamma * physics.A_adjoint(physics.A(x) - y, img_size=z.shape[-2:]) + (x - z)
-        assert gradient.abs().max() < 1e-10
 
     def test_wiener_beats_the_adjoint(self, natural_image, generator):
         physics = BicubicDownsampling(2)

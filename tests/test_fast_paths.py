@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from deepinv.models.swinir import SwinTransformerBlock
+from helpers import relative_difference
 
 from sei.losses.registry import build_method
 from sei.models.swinir import CachedMaskBlock, FusedWindowAttention, SwinIR
@@ -20,12 +21,6 @@ def pair(upscale: int):
     fast = SwinIR(upscale=upscale, fused_attention=True, checkpointing=True, **SMALL)
     fast.load_state_dict(reference.state_dict())
     return reference, fast
-
-
-def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Largest absolute difference over the largest magnitude of ``b``, on any devices and dtypes."""
-    a, b = a.detach().float().cpu(), b.detach().float().cpu()
-    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
 
 
 class TestSwinIR:

@@ -92,12 +92,6 @@ class TestUNet:
         expected = torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic")
         assert torch.allclose(build_backbone("unet-small", upscale=2)(x), expected)
 
-    def test_gradients_reach_every_parameter(self):
-        model = build_backbone("unet-tiny")
-        model.tail.reset_parameters()
-        model(torch.rand(2, 3, 16, 16)).pow(2).sum().backward()
-        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
-
     def test_presets(self):
         assert {"swinir", "unet-small"} <= set(BACKBONES)
         with pytest.raises(UnknownNameError, match="unet-small"):
@@ -107,14 +101,6 @@ class TestUNet:
 
 
 class TestWeightsFiles:
-    def test_round_trip_rebuilds_the_architecture(self, tmp_path):
-        model = build_backbone("unet-tiny", upscale=3, width=12)
-        path = save_weights(model, tmp_path / "w.pt")
-        loaded = load_backbone(path)
-        assert loaded.sei_architecture == model.sei_architecture
-        x = torch.rand(1, 3, 10, 10)
-        assert torch.equal(loaded(x), model(x))
-
     def test_lightning_checkpoint_prefixes_are_stripped(self, tmp_path):
         model = build_backbone("unet-tiny")
         torch.save({"state_dict": {f"backbone.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "c.ckpt")

@@ -100,14 +100,3 @@ class TestFactory:
         with pytest.raises(error, match=message):
             make_physics(**kwargs)
 
-
-@pytest.mark.parametrize("kwargs", [dict(task="deblurring", kernel="Box_R2"), dict(task="sr", sr_factor=3)])
-def test_operators_are_picklable(kwargs):
-    # spawned data-parallel processes receive the operator by pickling
-    import pickle
-
-    physics = make_physics(**kwargs, noise_level=7)
-    copy = pickle.loads(pickle.dumps(physics))
-    x = torch.rand(1, 3, 24, 24)
-    assert torch.equal(copy.A(x), physics.A(x))
-    assert gaussian_sigma(copy) == pytest.approx(7 / 255)

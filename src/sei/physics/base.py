@@ -88,6 +88,9 @@ class SEILinearPhysics(deepinv.physics.LinearPhysics):
         kwargs.setdefault("A", identity)
         kwargs.setdefault("sensor_model", identity)
         super().__init__(**kwargs)
+        # without a noise model deepinv gives a ZeroNoise holding a lambda, which cannot be pickled either
+        if getattr(getattr(self.noise_model, "noise_model", None), "__name__", None) == "<lambda>":
+            self.noise_model.noise_model = identity
 
     @property
     def margin(self) -> tuple[int, int]:

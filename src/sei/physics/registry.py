@@ -52,6 +52,10 @@ class OperatorKind:
     :ivar baselines: the baseline model kinds that apply to it.
     :ivar transforms: the dihedral transforms (indices of :data:`sei.inference.ensemble.DIHEDRAL`) the self-ensemble
         may try; those the built operator does not commute with are dropped for networks that do not run it.
+    :ivar periodic: the operator wraps around the image's borders (circular convolution), so its ``margin`` is where
+        the measurement of a crop differs from the crop of the whole image's measurement: SURE leaves it out. A
+        non-periodic operator defines its borders itself (bicubic down-sampling renormalises its weights there; the
+        paper's margin is then 0).
     """
 
     name: str
@@ -61,6 +65,7 @@ class OperatorKind:
     build: Callable[[Any, Any], SEILinearPhysics]
     baselines: tuple[str, ...] = ALL_BASELINES
     transforms: tuple[int, ...] = DIHEDRAL_TRANSFORMS
+    periodic: bool = True
 
 
 def _blur(spec, noise) -> SEILinearPhysics:
@@ -88,7 +93,7 @@ OPERATORS: dict[str, OperatorKind] = {
                      _blur, baselines=tuple(b for b in ALL_BASELINES if b != "bicubic")),
         OperatorKind("bicubic", "sr", frozenset({"sr_factor"}),
                      "antialiased bicubic down-sampling by an integer factor (the paper's super-resolution)",
-                     _bicubic, baselines=tuple(b for b in ALL_BASELINES if b != "bm3d")),
+                     _bicubic, baselines=tuple(b for b in ALL_BASELINES if b != "bm3d"), periodic=False),
         OperatorKind("blur-decimate", "sr", frozenset({"kernel", "sr_factor"}),
                      "circular blur by a PSF, then every r-th pixel kept (super-resolution as optics make it)",
                      _blur_decimate, baselines=tuple(b for b in ALL_BASELINES if b != "bm3d")),

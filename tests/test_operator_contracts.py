@@ -1,0 +1,174 @@
+"""The contract every registered operator keeps (sei.physics.registry), on odd and non-square sizes, on every device.
+
+Adding an operator kind means adding its examples to ``EXAMPLES``: the first test fails until it has some. The
+operator-specific behaviour (that blur is the convolution it claims, that bicubic down-sampling is PyTorch's
+``interpolate``, ...) is tested in each operator's own file.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from helpers import OPERATOR_EXAMPLES, relative_difference, seeded, tolerance
+
+from sei.inference.baselines import build_baseline
+from sei.inference.ensemble import DIHEDRAL, commutes
+from sei.physics import PhysicsSpec, resolve_spec
+from sei.physics.registry import OPERATORS
+
+EXAMPLES = OPERATOR_EXAMPLES
+CASES = [pytest.param(kind, words, id=f"{kind}-{index}")
+         for kind, examples in EXAMPLES.items() for index, words in enumerate(examples)]
+FAST_BASELINES = {"tv_iterations": 5, "dip_iterations": 2, "dip_channels": 8, "progress": False}
+
+
+def build(words: dict, noise_level: float = 5.0):
+    return resolve_spec(PhysicsSpec(**words, noise_level=noise_level)).build()
+
+
+def image_size(physics, small: bool = False) -> tuple[int, int]:
+    """Odd, non-square measurement sizes (13 x 17, or 7 x 9 for gradcheck) times the operator's upscale."""
+    height, width = (7, 9) if small else (13, 17)
+    return physics.upscale * height, physics.upscale * width
+
+
+def random_pair(physics, dtype: torch.dtype, device: torch.device, seed: int = 0, small: bool = False):
+    """An image ``x`` and a measurement-shaped ``y`` (1 channel for gradcheck's sake when small)."""
+    generator = seeded(seed)
+    channels = 1 if small else 2
+    x = torch.randn(2, channels, *image_size(physics, small), generator=generator, dtype=dtype).to(device)
+    y = torch.randn_like(physics.A(x.cpu()).to(dtype), device="cpu").to(device)
+    return x, y
+
+
+def test_every_registered_operator_has_examples():
+    assert set(EXAMPLES) == set(OPERATORS)
+    for kind, examples in EXAMPLES.items():
+        for words in examples:
+            assert resolve_spec(PhysicsSpec(**words)).kind == kind
+
+
+@pytest.mark.parametrize("kind, words", CASES)
+class TestContract:
+    def test_built_from_its_spec(self, kind, words):
+        physics = build(words)
+        assert physics.spec.kind == kind and physics.spec.resolved
+        assert physics_upscale_matches(physics)
+        restored = resolve_spec(PhysicsSpec.from_dict(physics.spec.record()))
+        assert restored.same_operator(physics.spec)  # a weights record rebuilds the same operator
+
+    def test_linearity(self, kind, words, device, dtype):
+        physics = build(words).to(device)
+        x, _ = random_pair(physics, dtype, device)
+        z = torch.randn(x.shape, generator=seeded(9), dtype=dtype).to(device)
+        combined = physics.A(2.5 * x - 0.75 * z)
+        assert relative_difference(combined, 2.5 * physics.A(x) - 0.75 * physics.A(z)) < 10 * tolerance(dtype)
+
+    def test_adjointness(self, kind, words, device, dtype):
+        physics = build(words).to(device)
+        x, y = random_pair(physics, dtype, device)
+        ax, aty = physics.A(x), physics.A_adjoint(y, img_size=x.shape[-2:])
+        assert ax.shape == y.shape and aty.shape == x.shape and ax.dtype == dtype and ax.device.type == device.type
+        lhs, rhs = (ax * y).sum(), (x * aty).sum()
+        # relative to the Cauchy-Schwarz bound, the scale of rounding errors in either inner product
+        assert abs(lhs - rhs) / (ax.norm() * y.norm()) < tolerance(dtype)
+
+    def test_normal_operators(self, kind, words, device, dtype):
+        physics = build(words).to(device)
+        x, y = random_pair(physics, dtype, device)
+        size = x.shape[-2:]
+        assert relative_difference(physics.A_adjoint_A(x), physics.A_adjoint(physics.A(x), img_size=size)) \
+            < 10 * tolerance(dtype)
+        assert relative_difference(physics.A_A_adjoint(y), physics.A(physics.A_adjoint(y, img_size=size))) \
+            < 10 * tolerance(dtype)
+
+    def test_pseudo_inverse_penrose_conditions(self, kind, words, device):
+        physics = build(words).to(device)
+        x, y = random_pair(physics, torch.float64, device)
+        size = x.shape[-2:]
+        pinv_y = physics.A_dagger(y, img_size=size)
+        assert pinv_y.shape == x.shape
+        assert relative_difference(physics.A(physics.A_dagger(physics.A(x), img_size=size)), physics.A(x)) < 1e-6
+        assert relative_difference(physics.A_dagger(physics.A(pinv_y), img_size=size), pinv_y) < 1e-6
+
+    @pytest.mark.parametrize("gamma", [0.3, 7.0])
+    def test_prox_l2_is_the_minimiser(self, kind, words, gamma, device):
+        physics = build(words).to(device)
+        z, y = random_pair(physics, torch.float64, device)
+        x = physics.prox_l2(z, y, gamma)
+        # the gradient of gamma/2 ||A x - y||^2 + 1/2 ||x - z||^2 vanishes at the minimiser
+        gradient = gamma * physics.A_adjoint(physics.A(x) - y, img_size=z.shape[-2:]) + (x - z)
+        assert gradient.abs().max() < 1e-9 * (1 + gamma)
+
+    def test_gradients_in_float64(self, kind, words):
+        physics = build(words)
+        x, y = random_pair(physics, torch.float64, torch.device("cpu"), small=True)
+        x, y = x[:1].requires_grad_(), y[:1].requires_grad_()
+        size = x.shape[-2:]
+        assert torch.autograd.gradcheck(physics.A, (x,))
+        assert torch.autograd.gradcheck(lambda v: physics.A_adjoint(v, img_size=size), (y,))
+        assert torch.autograd.gradcheck(lambda v: physics.A_dagger(v, img_size=size), (y,))
+        assert torch.autograd.gradcheck(lambda z, v: physics.prox_l2(z, v, 0.7), (x, y))
+
+    def test_margin_is_where_a_crop_differs_from_the_whole(self, kind, words):
+        physics = build(words)
+        r, (mh, mw) = physics.upscale, physics.margin
+        x = torch.randn(1, 1, 40 * r, 44 * r, generator=seeded(3), dtype=torch.float64)
+        whole = physics.A(x)
+        top, left, height, width = 9, 11, 18, 20  # a measurement crop away from the image's own borders
+        crop = physics.A(x[..., top * r:(top + height) * r, left * r:(left + width) * r])
+        expected = whole[..., top:top + height, left:left + width]
+        inner = (..., slice(mh, height - mh), slice(mw, width - mw))
+        if OPERATORS[kind].periodic:
+            assert relative_difference(crop[inner], expected[inner]) < 1e-12
+            if mh or mw:  # the margin is needed: the wrap-around reaches exactly that far
+                assert relative_difference(crop, expected) > 1e-3
+        else:
+            assert (mh, mw) == (0, 0)  # the operator's own borders (the paper's margin for bicubic SR)
+
+    def test_noise_model_draws_from_the_generator(self, kind, words, device):
+        physics = build(words, noise_level=12.0).to(device)
+        x = torch.rand(2, 1, *image_size(physics), generator=seeded(4)).to(device)
+        first, second = physics(x, generator=seeded(5)), physics(x, generator=seeded(5))
+        assert torch.equal(first, second)
+        assert (first - physics.A(x)).std().item() == pytest.approx(12 / 255, rel=0.15)
+        on_cpu = build(words, noise_level=12.0)(x.cpu(), generator=seeded(5))
+        assert relative_difference(first, on_cpu) < 1e-5  # the same draw on every device
+
+    def test_deepinv_interface_and_pickling(self, kind, words):
+        physics = build(words)
+        u = torch.randn(1, 3, *image_size(physics), generator=seeded(6))
+        assert physics.adjointness_test(u).abs().item() < 1e-4
+        again = pickle.loads(pickle.dumps(physics))
+        assert torch.equal(again.A(u), physics.A(u))
+
+    def test_the_declared_baselines_apply_and_the_others_are_refused(self, kind, words):
+        physics = build(words)
+        x = torch.rand(1, 3, *image_size(physics), generator=seeded(7))
+        y = physics(x, generator=seeded(8))
+        entry = OPERATORS[kind]
+        for baseline in ("identity", "bicubic", "wiener", "tv", "dip", "bm3d"):
+            if baseline not in entry.baselines:
+                with pytest.raises(Exception, match="does not apply"):
+                    build_baseline(baseline, physics, FAST_BASELINES)
+                continue
+            if baseline == "bm3d" and pytest.importorskip("bm3d") is None:
+                continue
+            assert build_baseline(baseline, physics, FAST_BASELINES)(y).shape == x.shape
+
+    def test_ensemble_transforms_are_declared_and_checked(self, kind, words):
+        physics = build(words)
+        declared = OPERATORS[kind].transforms
+        assert 0 in declared and set(declared) <= set(range(len(DIHEDRAL)))
+        valid = [index for index in declared if commutes(physics, index)]
+        assert 0 in valid
+
+
+def physics_upscale_matches(physics) -> bool:
+    """The operator's upscale is the spec's, and its measurements are that much smaller."""
+    x = torch.zeros(1, 1, *image_size(physics))
+    height, width = physics.A(x).shape[-2:]
+    return physics.upscale == physics.spec.upscale and (height * physics.upscale, width * physics.upscale) == \
+        tuple(x.shape[-2:])
