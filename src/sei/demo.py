@@ -20,6 +20,8 @@ from sei.config.schema import ExperimentConfig, from_flat
 from sei.core.files import atomic_write_text
 from sei.physics.spec import DEFAULT_KERNEL, DEFAULT_NOISE_LEVEL
 
+__all__ = ["DEMO_STEPS", "QUICK", "classical_restorers", "demo_config", "DemoResult", "run_demo"]
+
 # A budget that fits in a couple of minutes for tests, with the tiny backbone.
 # Two trainings (SEI and supervised) in about 6 minutes on two CPU cores: shorter than `sei train`'s default.
 DEMO_STEPS = 1000

@@ -25,6 +25,9 @@ from sei.core.errors import ImageTooSmallError, ResourceUnavailableError, ShapeE
 from sei.core.checks import check_image_batch
 from sei.core.units import GREY_LEVELS
 
+__all__ = ["LPIPS", "LUMA_WEIGHTS", "SSIM_SIGMA", "SSIM_WINDOW", "lpips_weights_path", "psnr", "quantize",
+           "rgb_to_luma", "ssim"]
+
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -66,6 +69,10 @@ def psnr(estimate: torch.Tensor, reference: torch.Tensor, data_range: float | No
 
     :param data_range: ``None``: the paper's protocol (8-bit quantised images in [0, 1]); a number: images in data
         units (e.g. 16-bit counts) scored as they are, with this peak (65535 for 16-bit data).
+
+    >>> x = torch.full((1, 1, 8, 8), 100 / 255)
+    >>> round(psnr(x + 1 / 255, x).item(), 2)  # one grey level everywhere: 20 log10(255)
+    48.13
     """
     estimate, reference, peak = _prepare(estimate, reference, data_range)
     mse = (estimate - reference).pow(2).flatten(1).mean(dim=1)

@@ -27,11 +27,14 @@ from sei.core.errors import ConfigError
 from sei.core.files import atomic_write_text, read_yaml_mapping
 from sei.inference.evaluation import IMAGES_DIR, METRICS_FILE, SUMMARY_FILE
 
-CROP = 96  # output pixels shown per image crop
-LINE_COLOUR = "#1f5f8b"
-MAX_IMAGES = 3
+__all__ = ["check_report_path", "crops_figure", "describe_task", "discover", "EvaluationRecord", "is_report",
+           "read_series", "render", "Run", "training_figure", "write_report"]
+
+_CROP = 96  # output pixels shown per image crop
+_LINE_COLOUR = "#1f5f8b"
+_MAX_IMAGES = 3
 # Marks the pages sei writes, so that `sei report --out` replaces its own reports and nothing else.
-GENERATOR = "<meta name='generator' content='sei report'>"
+_GENERATOR = "<meta name='generator' content='sei report'>"
 
 
 @dataclass
@@ -226,10 +229,10 @@ def training_figure(run: Run) -> str:
         values = np.array([run.series[key][s] for s in steps])
         marker = "o" if len(values) < 5 else None
         smoothed = key.startswith("train/") and key != "train/lr" and len(values) >= 40
-        axis.plot(steps, values, color="#9ab" if smoothed else LINE_COLOUR, linewidth=0.8 if smoothed else 1.6,
+        axis.plot(steps, values, color="#9ab" if smoothed else _LINE_COLOUR, linewidth=0.8 if smoothed else 1.6,
                   marker=marker)
         if smoothed:  # the raw per-step values are noisy: overlay a moving average
-            axis.plot(steps, _smooth(values, max(len(values) // 20, 1)), color=LINE_COLOUR, linewidth=1.6)
+            axis.plot(steps, _smooth(values, max(len(values) // 20, 1)), color=_LINE_COLOUR, linewidth=1.6)
         axis.set_title(key, fontsize=10)
         axis.set_xlabel("step", fontsize=8)
         axis.tick_params(labelsize=8)
@@ -279,7 +282,7 @@ def crops_figure(name: str, evaluations: list[EvaluationRecord]) -> str | None:
         return None
     reference = _read_rgb(available[0].image_dir / f"{name}_reference.png")
     measurement = _read_rgb(available[0].image_dir / f"{name}_input.png")
-    top, left, side = _crop_box(reference, CROP)
+    top, left, side = _crop_box(reference, _CROP)
     ratio = reference.shape[0] // max(measurement.shape[0], 1)
     # measurements of super-resolution are smaller: show the matching region, enlarged
     measured = np.repeat(np.repeat(measurement, max(ratio, 1), 0), max(ratio, 1), 1)
@@ -343,7 +346,7 @@ def _status_text(run: Run) -> str:
             f"unfinished: stopped after step {step} (no weights.pt; resume it with sei train --resume)")
 
 
-STYLE = """
+_STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; margin: 1em 0; } th, td { padding: 0.3em 0.9em; border-bottom: 1px solid #ddd; }
@@ -358,8 +361,8 @@ def render(paths: list[str | Path], title: str = "SEI report") -> str:
     import sei
 
     runs, evaluations = discover(paths)
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'>{GENERATOR}<title>{html.escape(title)}</title>",
-             f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'>{_GENERATOR}<title>{html.escape(title)}</title>",
+             f"<style>{_STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
              f"<p class='muted'>sei {sei.__version__} · {datetime.now():%Y-%m-%d %H:%M} · "
              f"{len(runs)} training run(s), {len(evaluations)} evaluation(s)</p>"]
     if evaluations:
@@ -391,7 +394,7 @@ def render(paths: list[str | Path], title: str = "SEI report") -> str:
     with_images = [e for e in evaluations if e.image_dir.is_dir()]
     if with_images:
         parts.append("<h2>Images</h2>")
-        names = [str(row.get("name")) for row in with_images[0].rows if row.get("name")][:MAX_IMAGES]
+        names = [str(row.get("name")) for row in with_images[0].rows if row.get("name")][:_MAX_IMAGES]
         for name in names:
             uri = crops_figure(name, with_images)
             if uri:
@@ -408,7 +411,7 @@ def is_report(path: Path) -> bool:
     except OSError:
         return False
     legacy = head.startswith("<!DOCTYPE html>") and "training run(s)," in head and "<p class='muted'>sei " in head
-    return GENERATOR in head or legacy
+    return _GENERATOR in head or legacy
 
 
 def check_report_path(out: str | Path) -> Path:

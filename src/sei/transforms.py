@@ -20,6 +20,9 @@ from torch import nn
 from sei.core.errors import ConfigError, ImageTooSmallError
 from sei.core.checks import check_image_batch
 
+__all__ = ["DEFAULT_SCALE_FACTORS", "draw_rotation_params", "draw_scale_params", "draw_shift_params", "random_rotate",
+           "random_scale", "random_shift", "RandomRotate", "RandomScale", "RandomShift", "rotate", "scale", "shift"]
+
 DEFAULT_SCALE_FACTORS = (0.75, 0.5)
 
 
@@ -48,6 +51,12 @@ def scale(x: torch.Tensor, factors: torch.Tensor, centers: torch.Tensor, mode: s
     :param mode: ``grid_sample`` interpolation (``"bicubic"`` in the paper).
     :param padding_mode: ``grid_sample`` padding (``"reflection"`` in the paper).
     :return: ``(B, C, H, W)`` tensor.
+
+    >>> x = torch.rand(2, 3, 24, 30, dtype=torch.float64)
+    >>> torch.allclose(scale(x, torch.ones(2), torch.tensor([[5.0, 7.0], [12.0, 3.0]])), x)  # factor 1: identity
+    True
+    >>> scale(x, torch.tensor([0.5, 0.75]), torch.tensor([[5.0, 7.0], [12.0, 3.0]])).shape  # the size is kept
+    torch.Size([2, 3, 24, 30])
     """
     check_image_batch(x)
     batch, _, height, width = x.shape

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from sei import __version__
 
+__all__ = ["COMMANDS", "build_parser", "console", "main"]
+
 # subcommand -> module under sei.cli; modules are imported only when their command runs (or for --help)
 COMMANDS = {
     "demo": "sei.cli.demo",

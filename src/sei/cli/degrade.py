@@ -11,6 +11,8 @@ import argparse
 
 from sei.cli.options import _resize, add_physics_options, physics_spec
 
+__all__ = ["EPILOG", "add_parser", "run_command"]
+
 EPILOG = """examples:
   sei degrade clean/ blurry/ --kernel Gaussian_R2 --noise-level 5
   sei degrade clean/ low_res/ --task sr --sr-factor 4 --bits 16

@@ -12,6 +12,8 @@ import argparse
 
 from sei.cli.options import LazyHelp, _positive_int, add_device_option
 
+__all__ = ["add_parser", "run_command"]
+
 
 def _demo_steps() -> int:
     from sei.demo import DEMO_STEPS

@@ -1,8 +1,10 @@
-"""``sei info``: what this installation offers (tasks, kernels, methods, backbones) and where it runs."""
+"""``sei info``: what this installation offers (operators, kernels, datasets, methods, backbones) and where it runs."""
 
 from __future__ import annotations
 
 import argparse
+
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers) -> None:
@@ -22,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from sei.models.registry import BACKBONES
     from sei.core.memory import COALESCING_TUNABLES, coalescing_active, format_tunables, is_glibc
     from sei.physics.kernels import PAPER_KERNELS
+    from sei.physics.registry import OPERATORS
 
     print(f"sei {__version__} (torch {torch.__version__}, "
           f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU only'})")
@@ -30,8 +33,11 @@ def run(args: argparse.Namespace) -> int:
     elif is_glibc():
         print("memory allocator: glibc with its own settings (GLIBC_TUNABLES sets one of sei's tunables, or sei "
               "runs from Python instead of its command line): a training step may hold more memory")
-    print("\ntasks: deblurring (--kernel NAME|FILE), sr (--sr-factor 2|3|4, bicubic; with --kernel: blur then decimate)")
-    print(f"kernels: {', '.join(PAPER_KERNELS)}; any Gaussian_R<int>/Box_R<int>; or a .pt/.npy/image file "
+    print("\noperators (--task, with the options each takes):")
+    for kind in OPERATORS.values():
+        options = " ".join(f"--{name.replace('_', '-')}" for name in sorted(kind.fields))
+        print(f"  {kind.name:<18}--task {kind.task} {options}: {kind.description}")
+    print(f"\nkernels: {', '.join(PAPER_KERNELS)}; any Gaussian_R<int>/Box_R<int>; or a .pt/.npy/image file "
           "(`sei psf` makes Gaussian, motion, defocus and diffraction PSFs)")
     print(f"datasets: {', '.join(NAMED_DATASETS)} (sample needs no network; --download fetches the others), "
           "or a folder of images")
@@ -40,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         alias = f" (alias {', '.join(entry.aliases)})" if entry.aliases else ""
         truth = "needs clean images" if entry.needs_ground_truth else "measurements only"
         print(f"  {entry.name:<18}{entry.description}; {truth}{alias}")
-    print("\nbackbones:")
+    print("\nbackbones (learning rate when none is given):")
     for name, preset in BACKBONES.items():
-        print(f"  {name:<18}{preset.description}")
+        rate = "the paper's by task" if preset.lr is None else f"{preset.lr:g}"
+        print(f"  {name:<18}{preset.description}; lr {rate}")
     return 0

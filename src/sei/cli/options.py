@@ -11,6 +11,10 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+__all__ = ["add_data_options", "add_device_option", "add_physics_options", "add_reconstructor_options",
+           "baseline_options", "config_default", "lazy", "LazyHelp", "method_help", "option", "overrides",
+           "physics_given", "physics_spec"]
+
 
 def _positive_int(text: str) -> int:
     value = int(text)

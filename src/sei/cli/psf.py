@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+__all__ = ["EPILOG", "add_parser", "run_command"]
+
 EPILOG = """examples:
   sei psf motion psf_motion.npy --length 9 --angle 30
   sei psf diffraction psf_widefield.npy --wavelength 520 --pixel-size 65 --na 1.4     # nm

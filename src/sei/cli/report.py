@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+__all__ = ["add_parser", "run_command"]
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("report", help="render runs and evaluations as an HTML page",

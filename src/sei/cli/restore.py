@@ -19,6 +19,8 @@ from sei.cli.options import (
     add_device_option, add_physics_options, add_reconstructor_options, baseline_options, physics_spec,
 )
 
+__all__ = ["EPILOG", "add_parser", "run_command"]
+
 EPILOG = """examples:
   sei restore photos/ restored/ --weights runs/my_run
   sei restore scan.tif scan_restored.png --weights Div2K-Train_Deblurring_Gaussian_R2_Noise5_SEI --tile 256

@@ -9,6 +9,8 @@ from sei.cli.options import (
     baseline_options, option, overrides, physics_spec,
 )
 
+__all__ = ["EPILOG", "add_parser", "run_command"]
+
 EPILOG = """examples:
   sei test --weights runs/sample_deblurring_Gaussian_R2_noise5_sei        # a run folder: its settings are reused
   sei test --weights Div2K-Train_Deblurring_Gaussian_R2_Noise5_SEI --dataset div2k --download

@@ -10,6 +10,8 @@ from sei.cli.options import (
     overrides, physics_given,
 )
 
+__all__ = ["EPILOG", "add_parser", "quiet_lightning", "run_command"]
+
 EPILOG = """examples:
   sei train --dataset sample                                   # SEI, Gaussian_R2, the laptop demo budget
   sei train --method sei --task sr --sr-factor 2 --dataset div2k --download --device cuda

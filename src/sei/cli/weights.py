@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+__all__ = ["add_parser", "run_fetch", "run_list"]
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("weights", help="list or fetch published weights", description=__doc__)

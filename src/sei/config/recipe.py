@@ -33,6 +33,12 @@ import torch
 from sei.core.devices import has_native_bf16
 from sei.core.errors import ConfigError
 
+__all__ = ["AUTO", "FP16_PRECISIONS", "LAPTOP_BACKBONE", "LAPTOP_DATASETS", "LAPTOP_GRAD_CLIP", "LAPTOP_LR",
+           "LAPTOP_STEPS", "MEMORY_MODES", "PAPER_BACKBONE", "PAPER_EPOCHS", "PAPER_LR", "STEP_BUDGET_EPOCH",
+           "check_memory_mode", "default_backbone", "default_budget", "default_lr", "default_num_workers", "is_fp16",
+           "memory_switches", "requested_mode", "resolve_compile", "resolve_grad_clip", "resolve_inference_precision",
+           "resolve_precision", "uses_laptop_recipe"]
+
 AUTO = "auto"  # the word that asks this module to decide
 
 # -- the paper's recipe and the laptop recipe -------------------------------------------------------------------
@@ -89,6 +95,9 @@ def resolve_grad_clip(value: Any, laptop: bool) -> float | None:
     none to the paper's; ``none``, None and 0 turn it off.
 
     :raises ConfigError: for a negative or non-numeric value.
+
+    >>> resolve_grad_clip("auto", laptop=True), resolve_grad_clip("auto", laptop=False), resolve_grad_clip(0.5, True)
+    (1.0, None, 0.5)
     """
     word = value.strip().lower() if isinstance(value, str) else None
     if word == AUTO:

@@ -30,6 +30,9 @@ from sei.core.errors import ConfigError, MissingGroundTruthError
 from sei.losses.registry import canonical_method, method_entry
 from sei.physics.spec import DEFAULT_KERNEL, PhysicsSpec, read_degradation_spec, resolve_spec
 
+__all__ = ["DATA_KINDS", "PRECISIONS", "RUNS_DIR", "check_train_settings", "default_name", "describe_recipe",
+           "is_named_dataset", "requested_config", "resolve", "resolve_physics"]
+
 DATA_KINDS = ("clean", "measurements")
 # Lightning's precision names (``lightning.fabric.connector._PRECISION_INPUT_STR``), spelled out so that
 # checking a configuration does not import Lightning.

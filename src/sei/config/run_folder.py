@@ -28,6 +28,9 @@ from sei.core.errors import ConfigError, RunFinishedError
 from sei.core.files import atomic_write_text, read_yaml_mapping
 from sei.physics.spec import PhysicsSpec
 
+__all__ = ["BUDGET", "CHECKPOINT_DIR", "CONFIG_FILE", "LAST_CHECKPOINT", "LOG_DIR", "MEMORY_SETTINGS", "METRICS_LOG",
+           "RESUMABLE_CHANGES", "RUN_SECTIONS", "SUMMARY_FILE", "WEIGHTS_FILE", "RunFolder"]
+
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "weights.pt"
 SUMMARY_FILE = "train_summary.json"

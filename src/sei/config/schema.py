@@ -39,6 +39,9 @@ from sei.losses.sure import DEFAULT_TAU, SURE_CONSTANTS
 from sei.physics.spec import PhysicsSpec
 from sei.transforms import DEFAULT_SCALE_FACTORS
 
+__all__ = ["DataConfig", "ExperimentConfig", "flatten_config", "from_dict", "from_flat", "load_config", "LossConfig",
+           "ModelConfig", "PhysicsConfig", "section_fields", "TrainConfig"]
+
 # The physics section is the one physics spec (see sei.physics.spec).
 PhysicsConfig = PhysicsSpec
 

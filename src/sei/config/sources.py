@@ -14,6 +14,8 @@ from typing import Any
 
 from sei.core.errors import SEIError, WeightsError
 from sei.physics.spec import DEGRADATION_FILE, PhysicsSpec, read_degradation_spec, resolve_spec
+
+__all__ = ["choose_physics", "HeldNetwork", "initial_network", "locate_network", "NetworkSource"]
 @dataclass(frozen=True)
 class NetworkSource:
     """Where a network came from, and what its origin says about the measurements it expects.

@@ -17,6 +17,8 @@ import torch
 
 from sei.core.errors import ShapeError
 
+__all__ = ["check_image_batch", "is_count", "is_positive_number"]
+
 
 def check_image_batch(x: torch.Tensor, name: str = "x") -> None:
     """Raise :class:`~sei.core.errors.ShapeError` unless ``x`` is a ``(B, C, H, W)`` floating-point tensor."""

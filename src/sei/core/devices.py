@@ -9,6 +9,9 @@ import torch
 
 from sei.core.errors import ConfigError
 
+__all__ = ["NATIVE_BF16_CPU_FLAGS", "cpu_has_native_bf16", "has_native_bf16", "lightning_devices", "torch_device",
+           "training_processes"]
+
 
 def torch_device(device: str = "auto") -> torch.device:
     """The ``torch.device`` for a device string; ``auto`` picks the first GPU when there is one.

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+__all__ = ["CheckpointError", "ConfigError", "DivergenceError", "ImageError", "ImageTooSmallError",
+           "InsufficientMemoryError", "IntensityError", "KernelError", "MissingGroundTruthError",
+           "OptionalDependencyError", "ResourceUnavailableError", "RunFinishedError", "SEIError", "ShapeError",
+           "StorageError", "UnknownNameError", "WeightsError"]
+
 
 class SEIError(Exception):
     """Base class of all errors raised by ``sei`` for bad input or a missing resource."""

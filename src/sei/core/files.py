@@ -14,6 +14,8 @@ import torch
 
 from sei.core.errors import ConfigError, StorageError
 
+__all__ = ["atomic_torch_save", "atomic_write", "atomic_write_text", "describe_load_failure", "read_yaml_mapping"]
+
 # Messages of the errors torch.save raises when the file it writes cannot grow (disk full, quota): its
 # stream writer reports them as RuntimeError, with the OSError only as context.
 _TORCH_WRITE_FAILURES = ("unexpected pos", "PytorchStreamWriter failed", "file write failed")

@@ -43,6 +43,10 @@ import platform
 import sys
 from collections.abc import Mapping, Sequence
 
+__all__ = ["COALESCING_TUNABLES", "THRESHOLD_BYTES", "TUNABLES_VARIABLE", "coalescing_active",
+           "coalescing_environment", "format_tunables", "is_glibc", "parse_tunables", "release_freed_memory",
+           "restart_with_coalescing", "trim_freed_memory"]
+
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 THRESHOLD_BYTES = 1 << 20  # bytes: the least memory; see the measurements above and benchmarks/memory_modes.py

@@ -12,6 +12,8 @@ the only conversions between the two units.
 
 from __future__ import annotations
 
+__all__ = ["GREY_LEVELS", "NOISE_FLOOR", "level_of", "sigma_of"]
+
 GREY_LEVELS = 255.0  # grey levels per unit of intensity: the 8-bit scale that noise levels are given in
 # One grey level: the noise restorers assume when the level is 0 (what 8-bit quantisation leaves).
 NOISE_FLOOR = 1.0 / GREY_LEVELS

@@ -18,6 +18,9 @@ import torch
 
 from sei.core.errors import ConfigError, ShapeError
 
+__all__ = ["NETWORK_CHANNELS", "apply_by_channels", "dataset_channels", "is_grayscale", "luma", "to_channels",
+           "training_channels"]
+
 NETWORK_CHANNELS = (1, 3)
 
 

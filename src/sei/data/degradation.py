@@ -18,6 +18,8 @@ from sei.core.files import atomic_write_text
 from sei.physics.spec import DEGRADATION_FILE, PhysicsSpec
 from sei.io.outputs import FileReport
 
+__all__ = ["degrade", "degrade_files", "write_degradation_record"]
+
 
 def write_degradation_record(folder: str | Path, spec: PhysicsSpec, **details) -> Path:
     """Write ``folder/degradation.yaml`` for resolved ``spec``, a kernel file or tensor copied into the folder."""

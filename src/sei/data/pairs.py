@@ -23,6 +23,8 @@ from sei.physics.base import physics_upscale
 from sei.physics.noise import measure
 from sei.core.rng import make_generator
 
+__all__ = ["CropDataset", "EpochSampler", "FullImageDataset", "MeasurementSet"]
+
 
 class MeasurementSet:
     """Images paired with one fixed measurement each (or measurements alone).

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from sei.io.download import RemoteFile
 
+__all__ = ["DEBIAN_POOL", "PHOTO_PACKAGES", "debian_package", "PackagedPhoto", "PhotoPackage"]
+
 DEBIAN_POOL = "https://deb.debian.org/debian/pool/main"
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+__all__ = ["resize_shorter_side"]
+
 
 def resize_shorter_side(image: torch.Tensor, size: int) -> torch.Tensor:
     """Resize ``(C, H, W)`` so that its shorter side is ``size`` px (bicubic, antialiased), keeping the aspect.

@@ -5,17 +5,17 @@ Every source yields an :class:`ImageSet`: named ``(C, H, W)`` float tensors in t
 (measurements are then simulated from them) or measurements only (the user's blurry or low-resolution
 images, for self-supervised training and restoration).
 
-========== ========================================== ===================================================
-name       images                                      splits
-========== ========================================== ===================================================
-div2k      DIV2K high-resolution photographs            train: 0001-0800, val: 0801-0900
-urban100   Urban100 high-resolution city photographs     train: img_001-090, val: img_091-100
-ct         CT slices of the paper (HDF5, grayscale)      train: x_train, val: x_test; repeated to RGB
-sample     photographs shipped with installed packages    train: 13 images, val: 3 images (no network needed)
-photos     sample + 25 photographs of Debian's wallpaper   train: 38 images, val: sample's 3
-           packages (downloaded, 62 MB; sei.data.photos)
-PATH       a folder of image files                       all images (the split is ignored)
-========== ========================================== ===================================================
+============ ============================================== =====================================================
+name         images                                         splits
+============ ============================================== =====================================================
+``div2k``    DIV2K high-resolution photographs              train: 0001-0800, val: 0801-0900
+``urban100`` Urban100 high-resolution city photographs      train: img_001-090, val: img_091-100
+``ct``       CT slices of the paper (HDF5, grayscale)       train: x_train, val: x_test; repeated to RGB
+``sample``   photographs shipped with installed packages    train: 13 images, val: 3 images (no network needed)
+``photos``   sample + 25 photographs of Debian's wallpaper  train: 38 images, val: sample's 3
+             packages (downloaded, 62 MB; sei.data.photos)
+PATH         a folder of image files                        all images (the split is ignored)
+============ ============================================== =====================================================
 
 The named datasets are resized so that their shorter side is 256 px (bicubic, antialiased), as in the paper;
 folders keep their size unless asked otherwise.
@@ -38,16 +38,20 @@ from sei.core.errors import ConfigError, ImageError, ResourceUnavailableError, U
 from sei.io.intensity import IntensityMap, float_map, integer_map
 from sei.io.images import image_tensor, list_images, read_image_file
 
+__all__ = ["CT_FILE", "DIV2K_FILES", "NAMED_DATASETS", "PAPER_SHORTER_SIDE", "SAMPLE_SPLITS", "SCIKIT_LEARN_PHOTOS",
+           "SPLITS", "URBAN100_FILE", "describe_skipped", "ImageSet", "load_image_set", "read_ct_slices",
+           "sample_image"]
+
 SPLITS = ("train", "val")
 PAPER_SHORTER_SIDE = 256
-MAX_LISTED = 5  # skipped files named in a message; the rest are counted
-log = logging.getLogger("sei")
+_MAX_LISTED = 5  # skipped files named in a message; the rest are counted
+_log = logging.getLogger("sei")
 
 
 def describe_skipped(skipped: list[tuple[str, str]], set_name: str) -> str:
     """``skipped 2 unreadable image(s) in X: a.png (reason); b.tif (reason)``."""
-    listed = "; ".join(f"{Path(path).name} ({reason})" for path, reason in skipped[:MAX_LISTED])
-    more = f"; and {len(skipped) - MAX_LISTED} more" if len(skipped) > MAX_LISTED else ""
+    listed = "; ".join(f"{Path(path).name} ({reason})" for path, reason in skipped[:_MAX_LISTED])
+    more = f"; and {len(skipped) - _MAX_LISTED} more" if len(skipped) > _MAX_LISTED else ""
     return f"skipped {len(skipped)} unreadable image(s) in {set_name}: {listed}{more}"
 
 DIV2K_FILES = {
@@ -136,7 +140,7 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
         raise ImageError(f"no readable images in {set_name}" + (f" ({reasons})" if reasons else ""))
     floats = [page for page in pages if np.issubdtype(page.dtype, np.floating)]
     if floats and len(floats) < len(pages):  # each kind keeps its own map; only the user can say how they relate
-        log.warning("%s mixes float and integer image files: the floats are mapped by their own range, the integers "
+        _log.warning("%s mixes float and integer image files: the floats are mapped by their own range, the integers "
                     "by their dtype's, so their intensities may not share a scale (convert them to one type)", set_name)
     if floats:
         set_map = intensity if intensity is not None else float_map(floats, np.float32, set_name)
@@ -158,7 +162,7 @@ def _report_skipped(images: ImageSet, strict: bool) -> ImageSet:
         message = describe_skipped(images.skipped, images.name)
         if strict:
             raise ImageError(f"{message} (--strict: stopping; remove or fix them)")
-        log.warning("%s; going on with %d image(s) (--strict to stop instead)", message, len(images))
+        _log.warning("%s; going on with %d image(s) (--strict to stop instead)", message, len(images))
     return images
 
 

@@ -25,6 +25,9 @@ from torch import nn
 from sei.core.errors import ConfigError
 from sei.physics.base import SEILinearPhysics, physics_margin, physics_upscale
 
+__all__ = ["DIHEDRAL", "commutes", "ConjugatedOperator", "dihedral", "dihedral_inverse", "physics_aware_networks",
+           "SelfEnsemble"]
+
 # (quarter turns, flip) for the 8 elements of the dihedral group of the square; index 0 is the identity.
 DIHEDRAL: tuple[tuple[int, bool], ...] = tuple((turns, flip) for flip in (False, True) for turns in range(4))
 
@@ -38,7 +41,12 @@ def dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
 
 
 def dihedral_inverse(x: torch.Tensor, index: int) -> torch.Tensor:
-    """The inverse of :func:`dihedral` ``index``."""
+    """The inverse of :func:`dihedral` ``index``.
+
+    >>> x = torch.rand(1, 1, 5, 7)
+    >>> all(torch.equal(dihedral_inverse(dihedral(x, index), index), x) for index in range(len(DIHEDRAL)))
+    True
+    """
     turns, flip = DIHEDRAL[index]
     if turns:
         x = torch.rot90(x, -turns, dims=(-2, -1))

@@ -28,6 +28,10 @@ from sei.io.intensity import IntensityMap
 from sei.metrics import psnr, ssim
 from sei.physics.spec import PhysicsSpec
 
+__all__ = ["IMAGES_DIR", "METRICS_FILE", "RESULTS_DIR", "SUMMARY_FILE", "evaluate", "Evaluation", "format_table",
+           "metric_data_range", "open_lpips", "Reconstructor", "run_test", "summarise", "TestResult",
+           "write_evaluation"]
+
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 

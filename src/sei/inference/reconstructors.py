@@ -17,6 +17,9 @@ from sei.data.channels import apply_by_channels
 from sei.inference.tiling import tiled_apply
 from sei.physics.base import float32_physics, physics_upscale
 
+__all__ = ["INFERENCE_PRECISIONS", "check_inference_precision", "load_network", "NetworkReconstructor",
+           "open_reconstructor"]
+
 # How a trained network computes its estimates: float32 (exact), or under bf16 autocast (measured on this project's
 # CPU, avx512_bf16: `sei restore` of a 256x256 photograph with the paper's SwinIR in 13.1 s against 39.4 s; on
 # 8-bit photographs the unet-small demo network within 0.005 dB, its outputs within 2.2 grey levels).
@@ -89,6 +92,13 @@ def open_reconstructor(kind: str, physics, source: NetworkSource | None = None, 
         their own precision.
     :raises ConfigError: if a network is asked for without weights, or an ensemble without an operator, or a
         precision other than float32 for a baseline.
+
+    >>> import torch
+    >>> from sei.physics import make_physics
+    >>> physics = make_physics("deblurring", kernel="Gaussian_R1", noise_level=5)
+    >>> y = physics(torch.rand(1, 3, 32, 40), generator=torch.Generator().manual_seed(0))
+    >>> open_reconstructor("wiener", physics)(y).shape
+    torch.Size([1, 3, 32, 40])
     """
     from sei.inference.baselines import build_baseline, canonical_kind
 

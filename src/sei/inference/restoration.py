@@ -29,6 +29,9 @@ from sei.io.images import ImageFile, image_tensor, read_image_file, write_image_
 from sei.io.outputs import FileReport
 from sei.physics.spec import PhysicsSpec
 
+__all__ = ["INTENSITY_RECORD", "file_intensity", "restore", "restore_file", "restore_files", "restore_image",
+           "RestoreReport", "RestoreResult", "write_intensity_record"]
+
 INTENSITY_RECORD = "intensity.json"
 
 

@@ -13,6 +13,8 @@ import torch
 
 from sei.core.errors import ConfigError
 
+__all__ = ["blend_window", "tile_layout", "tiled_apply"]
+
 
 def tile_layout(length: int, tile: int, overlap: int, multiple: int = 1) -> tuple[int, list[int]]:
     """Size and start offsets of equal tiles, at most ``tile`` px, covering ``[0, length)`` with at least
@@ -24,6 +26,11 @@ def tile_layout(length: int, tile: int, overlap: int, multiple: int = 1) -> tupl
     its multiples: a network whose output depends on the position of its input on that grid (strided
     convolutions, windows) then computes each tile as it computes the whole image, so tiles agree where they
     overlap; if no such tile fits within ``tile``, they are not aligned.
+
+    >>> tile_layout(100, 48, 8)  # three tiles of 39 px cover 100 px with at least 8 px of overlap
+    (39, [0, 31, 61])
+    >>> tile_layout(100, 48, 8, multiple=8)  # on a U-Net's grid of 8
+    (40, [0, 32, 60])
     """
     if length <= tile:
         return length, [0]

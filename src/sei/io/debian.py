@@ -14,6 +14,8 @@ from typing import IO
 
 from sei.core.errors import ResourceUnavailableError
 
+__all__ = ["AR_HEADER_SIZE", "AR_MAGIC", "DATA_MEMBERS", "ar_members", "extract_deb_files", "open_deb_data"]
+
 AR_MAGIC = b"!<arch>\n"
 AR_HEADER_SIZE = 60  # name 16, mtime 12, owner 6, group 6, mode 8, size 10, end marker 2 ("`\n")
 DATA_MEMBERS = {"data.tar.xz": "xz", "data.tar.gz": "gz", "data.tar.bz2": "bz2", "data.tar": ""}

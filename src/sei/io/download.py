@@ -24,6 +24,8 @@ from pathlib import Path
 from sei.io.debian import AR_MAGIC, extract_deb_files
 from sei.core.errors import ResourceUnavailableError
 
+__all__ = ["PROBE_TIMEOUT", "fetch", "file_md5", "offline_requested", "RemoteFile", "unreachable", "verify"]
+
 _CHUNK = 1 << 20
 # How long to wait for a server to be found and to answer a connection before calling the network unreachable:
 # without it, a machine with no network waits for DNS and connection retries (tens of seconds).

@@ -19,6 +19,10 @@ import torch
 from sei.core.errors import ImageError
 from sei.io.intensity import check_dtype, integer_map
 
+__all__ = ["EIGHT_BIT_PILLOW_MODES", "IMAGE_SUFFIXES", "holds_8bit_pixels", "image_tensor", "ImageFile",
+           "is_image_file", "list_images", "read_image", "read_image_array", "read_image_file", "single_page_array",
+           "write_image", "write_image_file"]
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm")
 
 

@@ -34,6 +34,9 @@ import numpy as np
 
 from sei.core.errors import ImageError, IntensityError
 
+__all__ = ["FLOAT_DTYPES", "HIGH_PERCENTILE", "INTEGER_DTYPES", "LOW_PERCENTILE", "check_dtype", "data_map",
+           "float_map", "integer_map", "IntensityMap"]
+
 # Robust range of float data: the percentiles that become 0 and 1 (in %).
 LOW_PERCENTILE = 0.1
 HIGH_PERCENTILE = 99.9
@@ -116,7 +119,12 @@ def check_dtype(dtype: str | np.dtype) -> str:
 
 
 def integer_map(dtype: str | np.dtype) -> IntensityMap:
-    """The full range of an integer dtype onto [0, 1] (``uint16``: ``x / 65535``)."""
+    """The full range of an integer dtype onto [0, 1] (``uint16``: ``x / 65535``).
+
+    >>> mapping = integer_map("uint16")
+    >>> mapping.to_network(np.array([0, 65535], dtype=np.uint16)).tolist()
+    [0.0, 1.0]
+    """
     name = check_dtype(dtype)
     if name not in INTEGER_DTYPES:
         raise ImageError(f"{name} is not an integer pixel type")

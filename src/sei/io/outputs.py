@@ -9,6 +9,8 @@ from pathlib import Path
 from sei.core.errors import ImageError
 from sei.io.images import is_image_file, list_images
 
+__all__ = ["TIFF_SUFFIXES", "FileReport", "output_paths"]
+
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 

@@ -11,6 +11,8 @@ from sei.core.checks import check_image_batch
 from sei.core.errors import MissingGroundTruthError, ShapeError
 from sei.physics.base import physics_upscale
 
+__all__ = ["LossOutput", "Method"]
+
 
 @dataclass
 class LossOutput:

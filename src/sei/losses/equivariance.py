@@ -15,6 +15,8 @@ import torch
 
 from sei.physics.noise import measure
 
+__all__ = ["DEFAULT_ALPHA", "equivariance_loss"]
+
 # The weight of the equivariance term against SURE (the paper's alpha).
 DEFAULT_ALPHA = 1.0
 

@@ -33,6 +33,9 @@ from sei.losses.sei import SEILoss
 from sei.losses.supervised import CSS, Supervised
 from sei.transforms import RandomRotate, RandomShift
 
+__all__ = ["LOSS_OPTIONS", "METHOD_REGISTRY", "SURE_OPTIONS", "build_method", "canonical_method", "method_entry",
+           "MethodEntry", "MethodFactory", "methods_help"]
+
 # The options a method is built with (the loss section of a configuration); each factory takes those it uses.
 SURE_OPTIONS = ("alpha", "tau", "sure_constant", "batched_probe")
 LOSS_OPTIONS = (*SURE_OPTIONS, "scale_factors", "rotation_multiples")

@@ -42,6 +42,8 @@ from sei.physics.base import physics_margin
 from sei.physics.noise import noise_parameters
 from sei.transforms import DEFAULT_SCALE_FACTORS, RandomScale
 
+__all__ = ["NOISE_VARIANCE_MOMENTUM", "PAPER_SCALING", "SEILoss"]
+
 # Weight of one batch's estimate in the learned noise variance's running average: a memory of about 20 batches,
 # which averages the batches' different content and follows the network as it fits (tests/test_learned_noise.py).
 NOISE_VARIANCE_MOMENTUM = 0.05

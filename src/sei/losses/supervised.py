@@ -8,6 +8,8 @@ import torch
 from sei.losses.base import LossOutput, Method
 from sei.physics.noise import measure
 
+__all__ = ["CSS", "css_loss", "css_pair", "Supervised", "supervised_loss"]
+
 
 def supervised_loss(model, y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``mean((f(y) - x)^2)`` and the estimate ``f(y)``."""

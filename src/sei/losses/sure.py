@@ -36,6 +36,9 @@ import torch
 from sei.core.errors import ConfigError, ImageTooSmallError
 from sei.physics.noise import gaussian_noise_like
 
+__all__ = ["DEFAULT_TAU", "SURE_CONSTANTS", "interior", "interior_probe", "pooled_noise_variance",
+           "residual_noise_variance", "sure_gaussian", "sure_poisson_gaussian", "SureTerms"]
+
 SURE_CONSTANTS = ("unbiased", "reference")  # the first is the default
 # The finite-difference step of the Monte-Carlo divergence (the paper's).
 DEFAULT_TAU = 0.01
@@ -170,6 +173,16 @@ def sure_gaussian(
         ``"reference"`` subtracts ``sigma^2 / B`` as the paper's reference code does. The two differ by a
         constant, so gradients and training are identical; only the logged value changes.
     :param batched_probe: evaluate ``f(y)`` and ``f(y + tau b)`` as one batch of ``2B`` (same result, one pass).
+
+    For the identity network ``f(y) = y`` on denoising (``A = I``) the divergence is 1 per pixel and SURE
+    estimates the error of the noisy measurement itself, ``sigma^2``:
+
+    >>> from sei.physics import make_physics
+    >>> physics = make_physics("deblurring", kernel=torch.ones(1, 1), noise_level=20)
+    >>> y = physics(torch.rand(4, 1, 64, 64), generator=torch.Generator().manual_seed(0))
+    >>> terms = sure_gaussian(torch.nn.Identity(), physics, y, 20 / 255, torch.Generator().manual_seed(1))
+    >>> round(terms.divergence.item(), 1), round(terms.loss.item() / (20 / 255) ** 2, 1)
+    (1.0, 1.0)
     """
     estimate, predicted, predicted_perturbed, probe = _probe_pair(model, physics, y, generator, margin, tau,
                                                                   batched_probe, constant)

@@ -22,6 +22,9 @@ from torch import nn
 
 from sei.core.errors import ConfigError
 
+__all__ = ["COMPILE_MODES", "CUDA_GRAPH_MODES", "compile_mode", "compile_network", "mark_step_begin",
+           "running_eagerly", "swin_blocks", "uses_cuda_graphs", "without_cuda_graphs"]
+
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile's modes that replay CUDA graphs
 _OFF = ("false", "no", "off", "none")

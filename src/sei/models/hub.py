@@ -16,6 +16,9 @@ from sei.core.errors import ResourceUnavailableError, UnknownNameError, WeightsE
 from sei.losses.registry import method_entry
 from sei.physics.spec import PhysicsSpec, resolve_spec
 
+__all__ = ["HUB_REPO", "KNOWN_NAMES", "cached_names", "fetch_weights", "parse_name", "PublishedWeights",
+           "remote_names", "resolve_weights"]
+
 HUB_REPO = "jscanvic/scale-equivariant-imaging"
 # Names confirmed by the reference implementation's documentation; `sei weights list --remote` shows all files.
 KNOWN_NAMES = (

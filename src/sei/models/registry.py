@@ -32,6 +32,10 @@ from torch import nn
 
 from sei.core.errors import ConfigError, UnknownNameError
 
+__all__ = ["BACKBONES", "CONVOLUTIONAL_LR", "RUNTIME_OPTIONS", "SWINIR", "UNET", "UNROLLED",
+           "backbone_from_architecture", "backbone_preset", "BackboneFamily", "BackbonePreset", "build_backbone",
+           "needs_physics"]
+
 
 def _swinir(upscale: int, in_chans: int, physics: Any, **options: Any) -> nn.Module:
     from sei.models.swinir import SwinIR

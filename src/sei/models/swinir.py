@@ -30,6 +30,9 @@ from torch.utils.checkpoint import checkpoint
 from sei.core.errors import ConfigError
 from sei.physics.base import SizeCache
 
+__all__ = ["CHECKPOINTING", "PAPER_SWINIR", "CachedMaskBlock", "fused_window_attention", "FusedWindowAttention",
+           "SwinIR"]
+
 CHECKPOINTING = (False, True, "none", "blocks", "alternate")  # see SwinIR's checkpointing parameter
 PAPER_SWINIR = dict(
     img_size=48,

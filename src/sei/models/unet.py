@@ -14,6 +14,8 @@ from torch import nn
 
 from sei.core.errors import ConfigError
 
+__all__ = ["ResidualBlock", "UNet"]
+
 
 class ResidualBlock(nn.Module):
     """``x + conv(relu(conv(x)))`` at constant width."""

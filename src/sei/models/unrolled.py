@@ -35,6 +35,8 @@ from sei.core.units import sigma_of
 from sei.physics.base import physics_upscale
 from sei.physics.spec import DEFAULT_NOISE_LEVEL
 
+__all__ = ["hqs_schedule", "NoiseConditionalUNet", "operator_sigma", "UnrolledHQS"]
+
 # Noise level assumed when the operator has no (Gaussian) noise model: the paper's 5 grey levels.
 _DEFAULT_SIGMA = sigma_of(DEFAULT_NOISE_LEVEL)
 # Largest denoiser noise level of the initial schedule (DPIR's 49 grey levels).

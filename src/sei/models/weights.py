@@ -21,6 +21,8 @@ from sei.physics.spec import PhysicsSpec, resolve_spec
 from sei.core.files import atomic_torch_save, describe_load_failure
 from sei.models.registry import backbone_from_architecture, build_backbone
 
+__all__ = ["load_backbone", "load_state", "read_physics", "read_weights", "save_weights"]
+
 # Prefixes added by our LightningModule, DistributedDataParallel and torch.compile.
 _PREFIXES = ("backbone.", "module.", "_orig_mod.")
 # SwinIR buffers recomputed from the configuration: a size mismatch there (another training img_size)

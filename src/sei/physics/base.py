@@ -16,6 +16,9 @@ import deepinv
 import torch
 from torch import nn
 
+__all__ = ["compute_dtype", "float32_physics", "Float32Physics", "identity", "physics_margin", "physics_upscale",
+           "SEILinearPhysics", "SizeCache"]
+
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:

@@ -22,6 +22,8 @@ from sei.core.checks import check_image_batch
 from sei.physics.base import SEILinearPhysics, SizeCache, compute_dtype
 from sei.physics.blur import FFTBlur, centred_kernel
 
+__all__ = ["aliased_power", "BlurDownsampling"]
+
 
 def aliased_power(transfer_power: torch.Tensor, factor: int) -> torch.Tensor:
     """``d(u) = mean_j P(u + j h)``: an ``(H, W)`` power spectrum folded onto the ``(H/r, W/r)`` grid."""
@@ -35,6 +37,11 @@ class BlurDownsampling(SEILinearPhysics):
     :param kernel: a kernel name, file or ``(kh, kw)`` tensor (the PSF at the high resolution), normalised to sum 1.
     :param factor: integer decimation factor r >= 2.
     :param noise_model: deepinv noise model applied by ``forward``.
+
+    >>> import torch
+    >>> op = BlurDownsampling("Gaussian_R1", 2)  # a 7x7 PSF: 3 px of margin at the high resolution
+    >>> op.A(torch.rand(1, 1, 32, 48)).shape, op.margin
+    (torch.Size([1, 1, 16, 24]), (2, 2))
     """
 
     def __init__(self, kernel: str | Path | torch.Tensor, factor: int, noise_model=None, **kwargs) -> None:

@@ -17,6 +17,8 @@ from sei.core.errors import ConfigError, ImageTooSmallError, ShapeError
 from sei.core.checks import check_image_batch
 from sei.physics.base import SEILinearPhysics, SizeCache, compute_dtype
 
+__all__ = ["bicubic_downsample", "BicubicDownsampling", "downsampling_matrix"]
+
 
 def bicubic_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     """Antialiased bicubic down-sampling of ``(B, C, H, W)`` by ``factor``: output ``(B, C, H // factor, W // factor)``."""
@@ -45,6 +47,10 @@ class BicubicDownsampling(SEILinearPhysics):
 
     :param factor: integer down-sampling factor r >= 2 (the paper uses 2, 3 and 4).
     :param noise_model: deepinv noise model applied by ``forward`` (default: none).
+
+    >>> import torch
+    >>> BicubicDownsampling(2).A(torch.rand(1, 3, 17, 24)).shape  # sizes need not be multiples of the factor
+    torch.Size([1, 3, 8, 12])
     """
 
     def __init__(self, factor: int, noise_model=None, **kwargs) -> None:

@@ -9,6 +9,8 @@ import torch
 from sei.physics.base import SEILinearPhysics
 from sei.physics.spec import PhysicsSpec
 
+__all__ = ["make_physics"]
+
 
 def make_physics(
     task: str,
@@ -29,6 +31,14 @@ def make_physics(
     :param noise: ``"gaussian"`` (default) or ``"poisson-gaussian"`` (which needs ``gain``, the intensity of one
         photon).
     :raises ConfigError: if the settings do not describe one operator.
+
+    >>> import torch
+    >>> x = torch.rand(1, 3, 32, 40)
+    >>> physics = make_physics("deblurring", kernel="Gaussian_R2", noise_level=5)
+    >>> physics.A(x).shape, physics.margin
+    (torch.Size([1, 3, 32, 40]), (6, 6))
+    >>> make_physics("sr", sr_factor=2).A(x).shape
+    torch.Size([1, 3, 16, 20])
     """
     return PhysicsSpec(task=task, kernel=kernel, sr_factor=sr_factor, noise=noise, noise_level=noise_level,
                        gain=gain).build()

@@ -21,13 +21,16 @@ import torch
 
 from sei.core.errors import KernelError, UnknownNameError
 
+__all__ = ["KERNEL_FILE_SUFFIXES", "PAPER_KERNELS", "box_kernel", "canonical_kernel_name", "gaussian_kernel",
+           "kernel_from_file", "kernel_from_name", "load_kernel", "save_kernel", "validate_kernel", "write_kernel"]
+
 PAPER_KERNELS = ("Gaussian_R1", "Gaussian_R2", "Gaussian_R3", "Box_R2", "Box_R3", "Box_R4")
 KERNEL_FILE_SUFFIXES = (".pt", ".pth", ".npy", ".png", ".tif", ".tiff", ".bmp", ".pgm")
 _NAME_PATTERN = re.compile(r"^(gaussian|box)_r(\d+)$", re.IGNORECASE)
 
 
 def gaussian_kernel(std: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Isotropic Gaussian of standard deviation ``std`` px on a ``(6 std + 1)``² grid, summing to 1.
+    """Isotropic Gaussian of standard deviation ``std`` px on a square grid of side ``6 std + 1``, summing to 1.
 
     :return: tensor of shape ``(6 std + 1, 6 std + 1)``.
     """

@@ -19,6 +19,10 @@ from sei.core.errors import ConfigError, ImageError
 from sei.core.units import sigma_of
 from sei.physics.base import identity
 
+__all__ = ["REFERENCE_INTENSITY", "add_noise", "check_gain", "check_noise_level", "check_photon_data",
+           "equivalent_sigma", "gaussian_noise_like", "gaussian_sigma", "GaussianNoise", "measure",
+           "noise_parameters", "poisson_gaussian_like", "PoissonGaussianNoise"]
+
 
 def check_noise_level(level: float) -> float:
     """A Gaussian noise level in grey levels (see :mod:`sei.core.units`), checked: a finite number >= 0.
@@ -197,5 +201,15 @@ def add_noise(physics, clean: torch.Tensor, generator: torch.Generator | None = 
 def measure(physics, x: torch.Tensor, generator: torch.Generator | None = None,
             sigma: float | None = None) -> torch.Tensor:
     """A simulated measurement ``A x + e`` of ``(B, C, H, W)`` images, the noise drawn from ``generator`` (at
-    ``sigma`` instead of the noise model's own level when given, see :func:`add_noise`)."""
+    ``sigma`` instead of the noise model's own level when given, see :func:`add_noise`).
+
+    >>> from sei.physics import make_physics
+    >>> physics = make_physics("deblurring", kernel="Box_R2", noise_level=10)
+    >>> x = torch.rand(1, 3, 64, 64)
+    >>> y = measure(physics, x, torch.Generator().manual_seed(0))
+    >>> torch.equal(y, measure(physics, x, torch.Generator().manual_seed(0)))  # every draw from the generator
+    True
+    >>> round((y - physics.A(x)).std().item() * 255)  # 10 grey levels
+    10
+    """
     return add_noise(physics, physics.A(x), generator, sigma)

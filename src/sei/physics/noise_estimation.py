@@ -34,6 +34,12 @@ import torch.nn.functional as F
 
 from sei.core.errors import ImageError
 
+__all__ = ["INTENSITY_BINS", "ITERATIONS", "MIN_PATCHES_PER_DIMENSION", "MIN_VARIATION", "PATCH_SIZE",
+           "TARGET_PATCHES_PER_DIMENSION", "TEXTURE_QUANTILE", "adaptive_stride", "estimate_gaussian",
+           "estimate_poisson_gaussian", "estimate_sigma", "estimate_spec_noise", "image_patches",
+           "noise_texture_threshold", "noise_variance_from_patches", "NoiseEstimate", "patch_texture",
+           "patches_and_texture", "weak_texture_patches"]
+
 PATCH_SIZE = 8
 TEXTURE_QUANTILE = 0.99
 ITERATIONS = 1

@@ -15,6 +15,9 @@ import torch
 
 from sei.core.errors import KernelError
 
+__all__ = ["MAX_KERNEL_SIZE", "OVERSAMPLE", "PSF_KINDS", "airy_first_zero", "airy_psf", "disc_psf", "gaussian_psf",
+           "make_psf", "motion_psf", "odd_size"]
+
 MAX_KERNEL_SIZE = 255
 OVERSAMPLE = 7
 

@@ -32,6 +32,8 @@ from typing import Any
 from sei.core.errors import ConfigError
 from sei.physics.base import SEILinearPhysics
 
+__all__ = ["ALL_BASELINES", "DIHEDRAL_TRANSFORMS", "OPERATOR_FIELDS", "OPERATORS", "operator_kind", "OperatorKind"]
+
 # The spec fields that say which operator a spec describes (the others describe its noise).
 OPERATOR_FIELDS = ("kernel", "sr_factor")
 # Every baseline model kind (sei.inference.baselines), for entries that take them all.

@@ -26,6 +26,10 @@ from sei.core.files import read_yaml_mapping
 from sei.core.units import sigma_of
 from sei.physics.registry import OPERATORS, OperatorKind, operator_kind
 
+__all__ = ["DEFAULT_KERNEL", "DEFAULT_NOISE_LEVEL", "DEGRADATION_FILE", "ESTIMATED", "LEARNED", "NOISE_MODELS",
+           "NOISE_SOURCES", "OPERATORS", "PADDINGS", "PAPER_SR_FACTORS", "TASKS", "PhysicsSpec", "canonical_kernel",
+           "canonical_task", "is_kernel_file", "read_degradation_spec", "resolve_spec"]
+
 TASKS = ("deblurring", "sr")
 _TASK_ALIASES = {
     "deblurring": "deblurring", "deblur": "deblurring", "blur": "deblurring",
@@ -404,7 +408,3 @@ def read_degradation_spec(folder: str | Path) -> PhysicsSpec | None:
     if spec.kernel is not None and is_kernel_file(spec.kernel) and not Path(spec.kernel).is_absolute():
         spec = dataclasses.replace(spec, kernel=str(Path(folder) / spec.kernel))
     return resolve_spec(spec)
-
-
-__all__ = ["DEFAULT_KERNEL", "DEFAULT_NOISE_LEVEL", "DEGRADATION_FILE", "ESTIMATED", "LEARNED", "NOISE_MODELS",
-           "OPERATORS", "PhysicsSpec", "TASKS", "canonical_task", "read_degradation_spec", "resolve_spec"]

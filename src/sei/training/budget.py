@@ -11,6 +11,8 @@ import math
 
 import lightning as L
 
+__all__ = ["StepBudget"]
+
 
 class StepBudget(L.Callback):
     """Stop training after ``steps`` optimiser steps (the last epoch may end early)."""

@@ -25,6 +25,10 @@ from sei.config.run_folder import LAST_CHECKPOINT
 from sei.core.errors import CheckpointError, DivergenceError
 from sei.core.files import atomic_torch_save, describe_load_failure
 
+__all__ = ["AtomicCheckpointIO", "check_resumable", "checkpoint_callbacks", "LatestCheckpoint",
+           "newest_intact_checkpoint", "nonfinite_tensors", "periodic_checkpoints", "read_checkpoint",
+           "remove_orphans"]
+
 # What every Lightning training checkpoint holds; a file without these keys cannot resume a run.
 _REQUIRED_KEYS = ("state_dict", "optimizer_states", "loops", "global_step", "epoch")
 # Temporary files of `sei.core.files.atomic_write` (".<name>.<random>.tmp"): left behind only by a killed save.

@@ -13,6 +13,8 @@ from sei.data.channels import to_channels
 from sei.data.pairs import CropDataset, EpochSampler, FullImageDataset, MeasurementSet
 from sei.data.sources import NAMED_DATASETS, ImageSet, load_image_set
 
+__all__ = ["read_training_folder", "SEIDataModule"]
+
 
 def read_training_folder(config: ExperimentConfig) -> ImageSet | None:
     """A run's training images when they come from a folder (``None`` for a named dataset of clean images), read

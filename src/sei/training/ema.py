@@ -22,6 +22,8 @@ from torch import nn
 
 from sei.core.errors import ConfigError
 
+__all__ = ["EMA", "averaged_tensors", "ema_decay", "swap_weights", "update_average"]
+
 
 def ema_decay(decay: float, updates: int) -> float:
     """The decay used at update number ``updates`` (0-based): ``min(decay, (1 + t) / (10 + t))``."""

@@ -19,6 +19,8 @@ from sei.config.run_folder import LAST_CHECKPOINT
 from sei.training.checkpointing import nonfinite_tensors, periodic_checkpoints
 from sei.config.recipe import is_fp16
 
+__all__ = ["check_finite_weights", "DivergenceGuard", "last_good_checkpoint"]
+
 
 def last_good_checkpoint(directory: str | Path) -> Path | None:
     """The checkpoint a diverged run can be resumed from: ``last.ckpt`` (never written with non-finite

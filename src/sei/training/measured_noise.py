@@ -8,6 +8,8 @@ from sei.config.schema import ExperimentConfig
 from sei.core.errors import ConfigError
 from sei.physics.spec import PhysicsSpec
 
+__all__ = ["estimate_run_noise", "learned_physics"]
+
 if TYPE_CHECKING:
     from sei.data.sources import ImageSet
 

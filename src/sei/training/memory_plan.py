@@ -32,6 +32,10 @@ from typing import TYPE_CHECKING, Any
 from sei.config.recipe import AUTO, MEMORY_MODES, check_memory_mode
 from sei.core.errors import ConfigError, InsufficientMemoryError
 
+__all__ = ["GIB", "MEMINFO", "OUT_OF_MEMORY", "USABLE_FRACTION", "available_memory", "candidate_modes",
+           "choose_memory_mode", "estimate_mode", "format_bytes", "MemoryPlan", "MemorySetup", "ModeEstimate",
+           "PeakMeter", "plan_memory", "StepProbe"]
+
 if TYPE_CHECKING:
     import torch
     from deepinv.physics import LinearPhysics

@@ -32,6 +32,8 @@ from sei.models.weights import load_backbone
 from sei.physics.base import Float32Physics, float32_physics, physics_upscale
 from sei.training.schedule import paper_scheduler
 
+__all__ = ["build_network", "SEIModule"]
+
 
 def build_network(config: ExperimentConfig, physics) -> nn.Module:
     """A resolved run's backbone: loaded from its initial weights (a file, a run folder or a published name), or

@@ -13,6 +13,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+__all__ = ["RunProgressBar", "silence_lightning_tips"]
+
 
 class RunProgressBar(TQDMProgressBar):
     """Lightning's bar over the whole run: ``step / total steps`` with its ETA, the epoch in the description, and

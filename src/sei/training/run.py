@@ -49,6 +49,9 @@ from sei.training.memory_plan import plan_memory
 from sei.training.module import SEIModule
 from sei.training.progress import RunProgressBar, silence_lightning_tips
 
+__all__ = ["build_trainer", "load_run_config", "prepare_run", "spec_of_operator", "train", "train_or_reuse",
+           "TrainResult"]
+
 @dataclass
 class TrainResult:
     """What a finished run produced."""

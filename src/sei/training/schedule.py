@@ -7,6 +7,8 @@ import math
 import torch
 from torch.optim.lr_scheduler import ConstantLR, LinearLR, LRScheduler, SequentialLR
 
+__all__ = ["lr_factor", "paper_scheduler"]
+
 
 def lr_factor(step: int, total_steps: int, decay_start: float = 0.5, final_factor: float = 0.01) -> float:
     """Multiplier of the base learning rate at ``step`` (0-based) of ``total_steps``: the schedule's definition.

@@ -1,16 +1,18 @@
 """Reconstruction baselines with the interface of a trained network: measurement in, estimate out, any size.
 
-================  =====================================================================  ============  =====
-kind (aliases)    what                                                                   deblurring    SR
-================  =====================================================================  ============  =====
-``identity`` (id) the measurement (nearest-neighbour enlargement for SR)                 yes           yes
-``bicubic`` (up)  bicubic up-sampling                                                    no            yes
-``wiener``        Laplacian-regularised inverse, regularisation from the noise level     yes (exact)   yes
-``tv``            TV-regularised least squares, ADMM with Chambolle-Pock TV steps        yes           yes
-``dip``           Deep Image Prior (deepinv's ConvDecoder)                               yes           yes
-``pnp``           plug-and-play DPIR with a DRUNet denoiser (deepinv)                    yes           yes
-``bm3d``          BM3D deblurring (optional ``bm3d`` package)                            yes           no
-================  =====================================================================  ============  =====
+==================  =====================================================================  ============  =====
+kind (aliases)      what                                                                   deblurring    SR
+==================  =====================================================================  ============  =====
+``identity`` (id)   the measurement (nearest-neighbour enlargement for SR)                 yes           yes
+``bicubic`` (up)    bicubic up-sampling                                                    no            yes
+``wiener``          Laplacian-regularised inverse, regularisation from the noise level     yes (exact)   yes
+``tv``              TV-regularised least squares, ADMM with Chambolle-Pock TV steps        yes           yes
+``dip``             Deep Image Prior (deepinv's ConvDecoder)                               yes           yes
+``pnp``             plug-and-play DPIR with a DRUNet denoiser (deepinv)                    yes           yes
+``bm3d``            BM3D deblurring (optional ``bm3d`` package)                            yes           no
+==================  =====================================================================  ============  =====
+
+Which baselines apply to which operator is declared by the operator's registry entry (:mod:`sei.physics.registry`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from torch import nn
 from sei.core.errors import ConfigError, UnknownNameError
 from sei.physics.base import physics_upscale
 from sei.physics.registry import ALL_BASELINES
+
+__all__ = ["BASELINE_DEFAULTS", "KIND_ALIASES", "MODEL_KINDS", "build_baseline", "canonical_kind"]
 
 MODEL_KINDS = ("network", *ALL_BASELINES)
 # The baselines' settings when the options leave them open (a Wiener strength and TV weight follow the noise level;

@@ -14,6 +14,8 @@ from sei.physics.blur_downsampling import BlurDownsampling
 from sei.physics.downsampling import BicubicDownsampling
 from sei.physics.noise import equivalent_sigma
 
+__all__ = ["Bicubic", "Identity", "Wiener"]
+
 
 
 class Identity(nn.Module):

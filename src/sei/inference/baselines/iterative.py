@@ -20,6 +20,9 @@ from sei.core.units import NOISE_FLOOR
 from sei.physics.base import physics_upscale
 from sei.physics.noise import equivalent_sigma
 
+__all__ = ["DRUNET_FILE", "DRUNET_URL", "ELEMENTS_PER_THREAD", "drunet_weights_path", "PnP", "read_drunet_weights",
+           "solver_threads", "TotalVariation", "TVProximal"]
+
 DRUNET_FILE = "drunet_deepinv_color_finetune_22k.pth"
 DRUNET_URL = f"https://huggingface.co/deepinv/drunet/resolve/main/{DRUNET_FILE}"
 

@@ -16,6 +16,8 @@ from sei.physics.blur import FFTBlur
 from sei.physics.noise import equivalent_sigma
 from sei.core.rng import make_generator
 
+__all__ = ["BM3DDeblurring", "DeepImagePrior", "default_dip_iterations"]
+
 
 def default_dip_iterations(physics) -> int:
     """The reference implementation's budgets: 4000 iterations for Gaussian blur, 1000 for box blur and SR."""
