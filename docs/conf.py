@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import sys
 from pathlib import Path
 
@@ -25,7 +26,7 @@ extensions = [
     "sei_docs",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]
 templates_path = ["_templates"]
 myst_enable_extensions = ["dollarmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
@@ -49,6 +50,7 @@ nitpicky = False
 # (--doctest-modules, part of the test command), where their names are defined.
 doctest_global_setup = "import torch\nimport sei"
 doctest_test_doctest_blocks = ""
+doctest_default_flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 html_theme = "furo"
 html_title = f"sei {release}"
