@@ -130,6 +130,32 @@ class TestResolve:
             resolve(from_flat(overrides))
 
 
+class TestCompatibility:
+    def test_a_run_recorded_before_the_renovation_is_read_and_may_resume(self, tmp_path):
+        """``config.yaml`` as the pre-renovation code wrote it (tests/data): read, and the same options may resume
+        it (no setting differs)."""
+        import shutil
+
+        from sei.config.run_folder import RunFolder
+
+        run = tmp_path / "r_sei"
+        run.mkdir()
+        shutil.copy(Path(__file__).parent / "data" / "config_before_renovation.yaml", run / "config.yaml")
+        folder = RunFolder(run)
+        assert folder.is_sei_run() and folder.config.loss.scale_factors == (0.75, 0.5)
+        same = resolve(from_flat({"data.dataset": "sample", "model.backbone": "unet-tiny", "train.steps": 6,
+                                  "data.batch_size": 2, "data.crop_size": 32, "data.samples_per_epoch": 4,
+                                  "train.progress": False, "train.precision": "bf16-mixed", "out_dir": str(run)}))
+        assert folder.changed_settings(same) == []
+        assert folder.changed_settings(from_flat({"loss.alpha": 2.0}, same)) == ["loss.alpha: 1.0 -> 2.0"]
+
+    def test_frozen_sections_write_the_yaml_they_read(self, tmp_path):
+        import yaml
+
+        text = (Path(__file__).parent / "data" / "config_before_renovation.yaml").read_text()
+        assert from_dict(yaml.safe_load(text)).to_yaml() == text
+
+
 class TestPaperConfigs:
     def test_every_file_resolves(self):
         files = sorted(CONFIGS.glob("*/*.yaml"))

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-SPEC = importlib.util.spec_from_file_location("roofline", Path(__file__).parents[1] / "benchmarks" / "roofline.py")
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+if str(BENCHMARKS) not in sys.path:  # the benchmarks import their shared modules (recording) as scripts do
+    sys.path.insert(0, str(BENCHMARKS))
+SPEC = importlib.util.spec_from_file_location("roofline", BENCHMARKS / "roofline.py")
 roofline = sys.modules.setdefault("roofline", importlib.util.module_from_spec(SPEC))  # dataclasses look it up
 SPEC.loader.exec_module(roofline)
 

@@ -70,7 +70,10 @@ def method_help() -> LazyHelp:
 
 
 def option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *flags: str, dest: str, **kwargs: Any) -> None:
-    """Add an option whose value, when given, lands at ``dest`` (a dotted configuration key)."""
+    """Add an option whose value, when given, lands at ``dest`` (a dotted configuration key); its value is shown
+    as the key's last part (``--noise-level NOISE_LEVEL``)."""
+    if kwargs.get("action", "store") == "store" and "choices" not in kwargs:
+        kwargs.setdefault("metavar", dest.rpartition(".")[2].upper())
     parser.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, **kwargs)
 
 

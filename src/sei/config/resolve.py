@@ -122,6 +122,8 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
         channels = channels or held.channels
     backbone = backbone or (None if model.weights else recipe.default_backbone(laptop))
     budget = {} if train.epochs is not None or train.steps is not None else recipe.default_budget(laptop)
+    mode = recipe.requested_mode(train.memory, model.checkpointing, train.release_memory)
+    processes = training_processes(train.device, train.devices, train.num_nodes)
     values = {
         "loss.method": method,
         "model.backbone": backbone,
@@ -129,18 +131,14 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
         "train.precision": recipe.resolve_precision(train.precision, device),
         "train.lr": train.lr if train.lr is not None else recipe.default_lr(backbone, physics.task),
         "train.grad_clip": recipe.resolve_grad_clip(train.grad_clip, laptop),
+        "train.compile": recipe.resolve_compile(train.compile, device, processes) or False,
         **{f"train.{key}": value for key, value in budget.items()},
+        **(recipe.memory_switches(mode, backbone) if mode != recipe.AUTO else {}),  # auto: measured by the run
     }
-    values["train.compile"] = recipe.resolve_compile(
-        train.compile, device, training_processes(train.device, train.devices, train.num_nodes)) or False
+    if data.val_dataset is None and is_named_dataset(data.dataset) and data.kind == "clean":
+        values["data.val_dataset"] = str(data.dataset)
     resolved = from_flat(values, config)
     check_train_settings(resolved.train)
-    mode = recipe.requested_mode(train.memory, model.checkpointing, train.release_memory)
-    switches = recipe.memory_switches(mode, backbone) if mode != recipe.AUTO else {}
-    named = {}
-    if data.val_dataset is None and is_named_dataset(data.dataset) and data.kind == "clean":
-        named["data.val_dataset"] = str(data.dataset)
-    resolved = from_flat({**switches, **named}, resolved)
     name = config.name or default_name(dataclasses.replace(resolved, physics=physics))
     out_dir = config.out_dir or os.path.join(RUNS_DIR, name)
     return dataclasses.replace(resolved, name=name, out_dir=out_dir, physics=physics, resolved=True)

@@ -24,20 +24,27 @@ __all__ = ["REFERENCE_INTENSITY", "add_noise", "check_gain", "check_noise_level"
            "noise_parameters", "poisson_gaussian_like", "PoissonGaussianNoise"]
 
 
+def _finite_number(value: object, at_least_zero: bool, requirement: str) -> float:
+    """``value`` as a float that is finite and >= 0 (> 0 unless ``at_least_zero``).
+
+    :raises ConfigError: ``f"{requirement}, got {value!r}"`` otherwise.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0 or (number == 0 and not at_least_zero):
+        raise ConfigError(f"{requirement}, got {value!r}")
+    return number
+
+
 def check_noise_level(level: float) -> float:
     """A Gaussian noise level in grey levels (see :mod:`sei.core.units`), checked: a finite number >= 0.
 
     :raises ConfigError: naming the value otherwise.
     """
-    try:
-        value = float(level)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"the noise level (--noise-level) must be a number of 8-bit grey levels, got {level!r}") \
-            from error
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"the noise level (--noise-level) must be a finite number >= 0 (8-bit grey levels), got "
-                          f"{level!r}")
-    return value
+    return _finite_number(level, True, "the noise level (--noise-level) must be a finite number >= 0 (8-bit grey "
+                                       "levels)")
 
 
 def check_gain(gain: float) -> float:
@@ -45,15 +52,8 @@ def check_gain(gain: float) -> float:
 
     :raises ConfigError: naming the value otherwise.
     """
-    try:
-        value = float(gain)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"the Poisson gain (--gain) must be a number > 0 (intensity of one photon), got {gain!r}") \
-            from error
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"the Poisson gain (--gain) must be a finite number > 0 (intensity of one photon), got "
-                          f"{gain!r}")
-    return value
+    return _finite_number(gain, False, "the Poisson gain (--gain) must be a finite number > 0 (intensity of one "
+                                       "photon)")
 
 
 def gaussian_noise_like(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
