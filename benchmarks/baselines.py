@@ -9,9 +9,9 @@ deblurring and x2 super-resolution at noise level 5. Each kind is timed twice, s
 called on the measurements (``sei test``'s path), and ``sei restore`` run on the measurements written as PNG
 files, as users run it (command line parsing, operator, file reading and writing included), with the PSNR of
 the files it writes. ``network`` is ``--weights`` (a weights file, run folder or published name), else an
-untrained unet-small (its timing is a trained one's; its PSNR means nothing). Prints a table and writes
-benchmarks/results/baselines.json. A kind that cannot run here (missing weights or package) is recorded with
-the reason.
+untrained unet-small (its timing is a trained one's; its PSNR means nothing). Prints a table and records it in
+benchmarks/results/baselines.json (or the name of --out). A kind that cannot run here (missing weights or
+package) is recorded with the reason.
 """
 
 from __future__ import annotations
@@ -19,14 +19,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from recording import Table, record
 
 from sei.cli import main as sei_main
 from sei.data.pairs import MeasurementSet
@@ -97,8 +95,6 @@ def main() -> None:
     device = torch.device(args.device)
     results = []
     workdir = Path(tempfile.mkdtemp(prefix="sei_baselines_"))
-    print(f"{'task':<12}{'kind':<10}{'PSNR':>15}  {'SSIM':>6}  {'s/img':>8}  {'restore s/img':>13}  {'ratio':>5}  "
-          f"{'restore PSNR':>12}")
     for task_name, settings in TASKS.items():
         physics = make_physics(noise_level=5, **settings)
         measurements = MeasurementSet(images, physics)
@@ -108,40 +104,40 @@ def main() -> None:
             options = {"dip_iterations": args.dip_iterations, "dip_channels": args.dip_channels, "progress": False}
             restore_options = [f"--{key.replace('_', '-')}={value}" for key, value in options.items()
                                if key.startswith("dip") and value is not None]
-            record = {"task": task_name, "kind": kind}
+            row = {"task": task_name, "kind": kind}
             try:
                 source = None
                 if kind == "network":
                     weights = args.weights or untrained_network(workdir, physics_upscale(physics))
                     source = locate_network(weights)
-                    record["weights"] = str(args.weights or "untrained unet-small (timing only)")
+                    row["weights"] = str(args.weights or "untrained unet-small (timing only)")
                     restore_options = ["--weights", str(weights)]
                 reconstructor = open_reconstructor(kind, physics, source, options).to(device)
                 started = time.perf_counter()
                 summary = evaluate(reconstructor, measurements, device, progress=False).summary
-                record.update(psnr=summary["psnr"], psnr_std=summary["psnr_std"], ssim=summary["ssim"],
+                row.update(psnr=summary["psnr"], psnr_std=summary["psnr_std"], ssim=summary["ssim"],
                               seconds_per_image=(time.perf_counter() - started) / len(measurements))
                 if kind == "dip":
-                    record["dip"] = {"iterations": reconstructor.iterations, "channels": reconstructor.channels}
-                record.update(time_restore(kind, task_name, measurements, folder, restore_options))
-                record["restore_over_benchmark"] = record["restore_seconds_per_image"] / record["seconds_per_image"]
+                    row["dip"] = {"iterations": reconstructor.iterations, "channels": reconstructor.channels}
+                row.update(time_restore(kind, task_name, measurements, folder, restore_options))
+                row["restore_over_benchmark"] = row["restore_seconds_per_image"] / row["seconds_per_image"]
             except SEIError as error:
-                record["unavailable"] = str(error)
-            results.append(record)
-            if "restore_psnr" in record:
-                shown = (f"{record['psnr']:6.2f} ± {record['psnr_std']:5.2f}  {record['ssim']:.4f}  "
-                         f"{record['seconds_per_image']:8.2f}  {record['restore_seconds_per_image']:13.2f}  "
-                         f"{record['restore_over_benchmark']:5.2f}  {record['restore_psnr']:12.2f}")
-            else:
-                shown = f"n/a: {record['unavailable'][:90]}"
-            print(f"{task_name:<12}{kind:<10}{shown}", flush=True)
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"results": results, "images": images.names, "crop": 256, "noise_level": 5,
-                                "device": str(device), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-                                "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-                                "load_average": os.getloadavg()}, indent=2))
-    print(f"wrote {path}")
+                row["unavailable"] = str(error)
+            results.append(row)
+            print(f"{task_name} {kind}: " + (f"{row['psnr']:.2f} dB" if "psnr" in row else row["unavailable"][:90]),
+                  flush=True)
+    rows = []
+    for row in results:
+        if "restore_psnr" in row:
+            rows.append([row["task"], row["kind"], f"{row['psnr']:.2f} ± {row['psnr_std']:.2f}", row["ssim"],
+                         row["seconds_per_image"], row["restore_seconds_per_image"], row["restore_psnr"]])
+        else:
+            reason = row["unavailable"].split("; ")[0].split(". ")[0]  # the first clause; the file keeps the rest
+            rows.append([row["task"], row["kind"], f"not measured: {reason}", None, None, None, None])
+    table = Table(f"Sample validation photographs ({', '.join(images.names)}), centre 256x256, noise level 5",
+                  ["task", "kind", "PSNR (dB)", "SSIM", "s/image", "sei restore s/image", "sei restore PSNR"], rows)
+    record(Path(args.out).stem, [table], {"results": results, "images": images.names, "crop": 256,
+                                          "noise_level": 5}, device=str(device))
 
 
 if __name__ == "__main__":

@@ -6,24 +6,22 @@ Runs real training (the Lightning engine, the sample photographs, SEI, Gaussian_
 reads ``train/data_wait_fraction`` (time between the end of one step and the start of the next, over that
 plus the step itself) and ``train/samples_per_s`` from the run's CSV log. Measurements are simulated once and
 kept in memory; crops are slices, drawn in worker processes when ``--workers`` > 0; batches are pinned on GPUs.
-Prints a table and writes benchmarks/results/data_loading.json.
+Prints a table and records it in benchmarks/results/data_loading.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shutil
 import statistics
 from pathlib import Path
 
-import torch
+from recording import Table, record
 
+from sei.config import RunFolder
 from sei.config.schema import from_flat
 from sei.training import train
-
-RESULTS = Path("benchmarks/results/data_loading.json")
 
 
 def main() -> None:
@@ -43,20 +41,20 @@ def main() -> None:
                                 "data.num_workers": workers, "train.device": args.device, "train.progress": False,
                                 "train.log_every": 1, "train.checkpoint_every": 0, "out_dir": str(out_dir)})
             train(config)
-            with open(out_dir / "logs" / "csv" / "metrics.csv", newline="") as file:
+            with open(RunFolder(out_dir).metrics_log, newline="") as file:
                 rows = list(csv.DictReader(file))
             waits = [float(r["train/data_wait_fraction"]) for r in rows if r.get("train/data_wait_fraction")]
             speeds = [float(r["train/samples_per_s"]) for r in rows if r.get("train/samples_per_s")]
-            record = {"backbone": backbone, "workers": workers, "steps": args.steps,
-                      "data_wait_fraction_median": statistics.median(waits),
-                      "data_wait_fraction_mean": statistics.fmean(waits), "samples_per_s_median": statistics.median(speeds)}
-            records.append(record)
-            print(f"{backbone:<12} workers {workers}: waiting for data {100 * record['data_wait_fraction_median']:.2f}% "
-                  f"of step time (median; mean {100 * record['data_wait_fraction_mean']:.2f}%), "
-                  f"{record['samples_per_s_median']:.1f} samples/s", flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"records": records, "device": args.device, "torch": torch.__version__}, indent=2))
-    print(f"wrote {RESULTS}")
+            records.append({"backbone": backbone, "workers": workers, "steps": args.steps,
+                            "data_wait_fraction_median": statistics.median(waits),
+                            "data_wait_fraction_mean": statistics.fmean(waits),
+                            "samples_per_s_median": statistics.median(speeds)})
+    table = Table(f"Training on the sample photographs (SEI, Gaussian_R2, batch 8, 48x48 crops, {args.steps} steps)",
+                  ["backbone", "loader workers", "waiting for data (median share of the step)", "mean share",
+                   "samples/s (median)"],
+                  [[r["backbone"], r["workers"], f"{100 * r['data_wait_fraction_median']:.2f} %",
+                    f"{100 * r['data_wait_fraction_mean']:.2f} %", r["samples_per_s_median"]] for r in records])
+    record("data_loading", [table], {"records": records}, device=args.device)
 
 
 if __name__ == "__main__":

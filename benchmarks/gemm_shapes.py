@@ -11,23 +11,19 @@ kernels prefer (vectorised, tensor-memory-accelerator loads). Each product runs 
 and the weight's gradients, as in training) at the paper's sizes and with every head and the MLP zero-padded to a
 multiple of ``m`` channels (the same result in the first 180 channels); the table gives the time, the *paper's*
 FLOPs per second (padding adds work that is not counted) and the bytes moved per second. A padded row faster
-than the paper's says that padding the network's channels would pay. Prints a table and writes
+than the paper's says that padding the network's channels would pay. Prints a table and records it in
 benchmarks/results/gemm_shapes[_cuda].json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-RESULTS_DIR = Path("benchmarks/results")
+from recording import Table, record
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
@@ -94,10 +90,6 @@ def main() -> None:
     element = torch.finfo(dtype).bits // 8
     paper = swin_products(args.channels, args.heads, args.mlp_ratio, 1)
     records = []
-    print(f"{args.dtype}, {tokens} tokens, {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-    print(f"{'product':<6} {'multiple':>8} {'in x out':>11} {'ms':>8} {'paper TFLOP/s':>14} {'GB/s':>8} "
-          f"{'vs paper':>9}")
     for name, sizes in paper.items():
         paper_flops = 6 * tokens * sizes[0] * sizes[1]  # forward, input gradient, weight gradient
         reference = None
@@ -106,17 +98,16 @@ def main() -> None:
             seconds = time_product(tokens, padded, dtype, device, args.repeats)
             reference = reference or seconds
             gigabytes_per_s = product_bytes(tokens, padded, element) / seconds / 1e9
-            print(f"{name:<6} {multiple:>8} {f'{padded[0]}x{padded[1]}':>11} {1e3 * seconds:>8.3f} "
-                  f"{paper_flops / seconds / 1e12:>14.2f} {gigabytes_per_s:>8.0f} {reference / seconds:>8.2f}x")
             records.append({"product": name, "multiple": multiple, "in": padded[0], "out": padded[1],
                             "seconds": seconds, "paper_tflops_per_s": paper_flops / seconds / 1e12,
                             "gigabytes_per_s": gigabytes_per_s, "speedup_vs_paper_sizes": reference / seconds})
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"gemm_shapes{'_cuda' if device.type == 'cuda' else ''}.json"
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    path.write_text(json.dumps({"records": records, "tokens": tokens, "dtype": args.dtype, "device": device_name,
-                                "threads": torch.get_num_threads(), "torch": torch.__version__}, indent=1))
-    print(f"wrote {path}")
+    table = Table(f"SwinIR's four products, {args.dtype}, {tokens} tokens, forward and both gradients, each head and "
+                  "the MLP zero-padded to a multiple (TFLOP/s count the paper's sizes only)",
+                  ["product", "multiple", "in x out", "ms", "paper TFLOP/s", "GB/s", "vs paper sizes"],
+                  [[r["product"], r["multiple"], f"{r['in']}x{r['out']}", 1e3 * r["seconds"], r["paper_tflops_per_s"],
+                    r["gigabytes_per_s"], r["speedup_vs_paper_sizes"]] for r in records])
+    record(f"gemm_shapes{'_cuda' if device.type == 'cuda' else ''}", [table],
+           {"records": records, "tokens": tokens, "dtype": args.dtype}, device=str(device))
 
 
 if __name__ == "__main__":

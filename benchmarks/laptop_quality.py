@@ -51,6 +51,7 @@ import lightning as L
 import numpy as np
 import torch
 import yaml
+from recording import Table, record, recorded_data
 
 from sei.inference.baselines import build_baseline
 from sei.config.resolve import resolve
@@ -69,7 +70,6 @@ from sei.inference.reconstructors import NetworkReconstructor
 from sei.training import train
 from sei.training.ema import EMA
 
-RESULTS = Path("benchmarks/results/laptop_quality.json")
 RUNS = Path("benchmarks/results/laptop_runs")
 RAW_WEIGHTS = "raw_weights.pt"
 SHORTER_SIDE = 256
@@ -345,6 +345,34 @@ def own_measurements(images: ImageSet, physics, folder: Path) -> tuple[Measureme
 
 
 # ---- report ------------------------------------------------------------------------------------------------
+TITLES = {"gaussian": "Gaussian_R2 deblurring, trained on the sample photographs",
+         "gaussian-long": "Gaussian_R2 deblurring, trained on the sample photographs, longer budget",
+         "gaussian-bf16": "Gaussian_R2 deblurring, trained on the sample photographs, bf16 mixed precision",
+         "box": "Box_R3 deblurring, trained on the sample photographs",
+         "gaussian-photos": "Gaussian_R2 deblurring, trained on the photos dataset",
+         "box-photos": "Box_R3 deblurring, trained on the photos dataset",
+         "sr-photos": "x2 super-resolution, trained on the photos dataset",
+         "sr": "x2 super-resolution, trained on the sample photographs",
+         "own": "own measurements: Gaussian_R2, trained on the blurry held-out images themselves",
+         "own-finetune": "own measurements: Gaussian_R2, the gaussian-bf16 run fine-tuned on the blurry "
+                         "held-out images themselves"}
+
+
+def scenario_table(scenario: str, payload: dict[str, Any]) -> Table:
+    """A scenario's rows as a table, each against the best classical restorer measured (BM3D, else TV)."""
+    rows = payload.get("rows", {})
+    reference = "bm3d" if isinstance(rows.get("bm3d"), dict) else ("tv" if "tv" in rows else None)
+    ref_psnr = rows[reference]["psnr"] if reference and isinstance(rows.get(reference), dict) else None
+    table = Table(f"{TITLES.get(scenario, scenario)}; noise 5; budget {payload.get('budget_s', '-')} s per training",
+                  ["row", "PSNR (dB)", "SSIM", f"vs {reference or '-'}", "training s", "steps", "s/image"])
+    for label, row in rows.items():
+        if not isinstance(row, dict):
+            table.rows.append([label, str(row), None, None, None, None, None])
+            continue
+        delta = f"{row['psnr'] - ref_psnr:+.2f}" if ref_psnr is not None else None
+        table.rows.append([label, f"{row['psnr']:.2f} ± {row['psnr_std']:.2f}", row["ssim"], delta,
+                           row.get("train_wall_s"), row.get("steps"), row["s_per_image"]])
+    return table
 def format_rows(rows: dict[str, Any], reference: str | None) -> str:
     header = (f"{'':<40}{'PSNR (dB)':>15}{'SSIM':>16}{'min..max PSNR':>16}{'vs ' + (reference or '-'):>10}"
               f"{'train s':>9}{'steps':>7}{'s/img':>7}")
@@ -366,20 +394,16 @@ def format_rows(rows: dict[str, Any], reference: str | None) -> str:
 
 def saved_rows(scenario: str) -> dict[str, Any]:
     """Rows an earlier run of this benchmark measured for ``scenario`` (reused: baselines do not change)."""
-    if not RESULTS.is_file():
-        return {}
-    return dict(json.loads(RESULTS.read_text())["scenarios"].get(scenario, {}).get("rows", {}))
+    return dict(recorded_data("laptop_quality").get("scenarios", {}).get(scenario, {}).get("rows", {}))
 
 
 def save(scenario: str, payload: dict[str, Any]) -> None:
-    """Merge ``payload`` into the results file: rows of earlier runs of the scenario are kept unless re-measured."""
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"scenarios": {}}
-    previous = results["scenarios"].get(scenario, {})
-    payload = {**previous, **payload, "rows": {**previous.get("rows", {}), **payload.get("rows", {})}}
-    results["scenarios"][scenario] = payload
-    results["torch"] = torch.__version__
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(RESULTS, json.dumps(results, indent=2))
+    """Merge ``payload`` into the recorded results: rows of earlier runs of the scenario are kept unless re-measured."""
+    scenarios = recorded_data("laptop_quality").get("scenarios", {})
+    previous = scenarios.get(scenario, {})
+    scenarios[scenario] = {**previous, **payload, "rows": {**previous.get("rows", {}), **payload.get("rows", {})}}
+    record("laptop_quality", [scenario_table(name, values) for name, values in scenarios.items()],
+           {"scenarios": scenarios}, echo=False)
 
 
 def main() -> None:
@@ -428,17 +452,7 @@ def main() -> None:
                             "licences": {n: HELD_OUT[n][1] for n in args.images.split(",")}, "seed": args.seed})
         rows = {**rows, **{k: v for k, v in previous.items() if k not in rows}}
         reference = "bm3d" if isinstance(rows.get("bm3d"), dict) else ("tv" if "tv" in rows else None)
-        title = {"gaussian": "Gaussian_R2 deblurring, trained on the sample photographs",
-                 "gaussian-long": "Gaussian_R2 deblurring, trained on the sample photographs, longer budget",
-                 "gaussian-bf16": "Gaussian_R2 deblurring, trained on the sample photographs, bf16 mixed precision",
-                 "box": "Box_R3 deblurring, trained on the sample photographs",
-                 "gaussian-photos": "Gaussian_R2 deblurring, trained on the photos dataset",
-                 "box-photos": "Box_R3 deblurring, trained on the photos dataset",
-                 "sr-photos": "x2 super-resolution, trained on the photos dataset",
-                 "sr": "x2 super-resolution, trained on the sample photographs",
-                 "own": "own measurements: Gaussian_R2, trained on the blurry held-out images themselves",
-                 "own-finetune": "own measurements: Gaussian_R2, the gaussian-bf16 run fine-tuned on the blurry "
-                                 "held-out images themselves"}[scenario]
+        title = TITLES[scenario]
         print(f"\n== {title}; noise 5; {len(images)} held-out photographs; budget {args.budget:g} s per training ==")
         print(format_rows(rows, reference), flush=True)
         save(scenario, {"rows": rows, "budget_s": args.budget, "images": args.images.split(","),

@@ -16,7 +16,8 @@ the network under bf16 autocast, the operator in float32 (:func:`sei.physics.bas
 ``--allocators``: ``sei`` runs a mode with the glibc settings the ``sei`` command starts with
 (:data:`sei.core.memory.COALESCING_TUNABLES`), ``glibc`` with glibc's defaults, ``thp`` with glibc's defaults and
 PyTorch's transparent-huge-page allocation (``THP_MEM_ALLOC_ENABLE=1``, read once at start-up); each mode runs
-once per allocator. Prints a table (with page faults per step) and writes ``benchmarks/results/memory_modes.json``.
+once per allocator. Prints a table (with page faults per step) and records it in
+``benchmarks/results/memory_modes.json`` (``--out``: another name), with a plot of the trade-off beside it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import subprocess
@@ -32,7 +32,8 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path("benchmarks/results/memory_modes.json")
+from recording import RESULTS, Table, record
+
 
 
 def child(args: argparse.Namespace) -> dict:
@@ -153,10 +154,10 @@ def plot_tradeoff(records: list[dict], setting: str, path: Path) -> Path | None:
 
     figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
     colours = dict(zip(dict.fromkeys(r["allocator"] for r in ran), ("tab:blue", "tab:red", "tab:green")))
-    for record in ran:
-        label = f"{record['mode']}, {record['allocator']}"
-        axes.scatter(record["peak_rss_gb"], record["seconds_per_step"], color=colours[record["allocator"]])
-        axes.annotate(label, (record["peak_rss_gb"], record["seconds_per_step"]), textcoords="offset points",
+    for entry in ran:
+        label = f"{entry['mode']}, {entry['allocator']}"
+        axes.scatter(entry["peak_rss_gb"], entry["seconds_per_step"], color=colours[entry["allocator"]])
+        axes.annotate(label, (entry["peak_rss_gb"], entry["seconds_per_step"]), textcoords="offset points",
                       xytext=(5, 5), fontsize=9)
     axes.set_xlabel("peak resident memory (GB)")
     axes.set_ylabel("seconds per step")
@@ -187,7 +188,8 @@ def main() -> None:
                              "(defaults and THP_MEM_ALLOC_ENABLE=1); each mode runs with each")
     parser.add_argument("--limit-fraction", type=float, default=0.9,
                         help="address-space limit per mode, as a fraction of the memory available")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=Path("memory_modes.json"),
+                        help="the name the results are recorded under in benchmarks/results/")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -200,28 +202,30 @@ def main() -> None:
     records = []
     setting = (f"{args.backbone} {args.method} {args.task}, batch {args.batch} of {args.crop}x{args.crop}, "
                f"{args.threads} threads, {args.precision}")
-    print(setting)
-    print(f"{'mode':<16}{'allocator':<11}{'peak RSS GB':>12}{'s/step':>9}{'x time':>8}{'x memory':>10}"
-          f"{'faults/step':>13}")
     for mode, allocator in runs:
-        record = {"mode": mode, "allocator": allocator, **run_mode(args, mode, allocator)}
-        records.append(record)
+        entry = {"mode": mode, "allocator": allocator, **run_mode(args, mode, allocator)}
+        records.append(entry)
         add_ratios(records)
-        if "error" in record:
-            print(f"{mode:<16}{allocator:<11}  {record['error']}", flush=True)
-        else:
-            print(f"{mode:<16}{allocator:<11}{record['peak_rss_gb']:>12.2f}{record['seconds_per_step']:>9.1f}"
-                  f"{record['time_ratio']:>7.2f}x{record['memory_ratio']:>9.2f}x"
-                  f"{record['page_faults_per_step']:>13,}", flush=True)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({
-            "setting": {k: getattr(args, k) for k in ("backbone", "task", "method", "batch", "crop", "threads",
-                                                      "steps", "precision", "allocators")},
-            "records": records, "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "platform": platform.platform(), "command": " ".join(["python", "benchmarks/memory_modes.py",
-                                                                 *sys.argv[1:]])}, indent=2))
-    figure = plot_tradeoff(records, setting, args.out.with_suffix(".png"))
-    print(f"wrote {args.out}" + (f" and {figure}" if figure else ""))
+        print(f"{mode} ({allocator}): " + (entry["error"] if "error" in entry else
+                                             f"{entry['peak_rss_gb']:.2f} GB, {entry['seconds_per_step']:.1f} s/step"),
+              flush=True)
+        save(args, setting, records, echo=False)  # after every mode: a stopped run keeps them
+    save(args, setting, records, echo=True)
+    figure = plot_tradeoff(records, setting, (RESULTS / args.out.stem).with_suffix(".png"))
+    if figure:
+        print(f"wrote {figure}")
+
+
+def save(args: argparse.Namespace, setting: str, records: list[dict], echo: bool) -> None:
+    """Record the modes measured so far as a table."""
+    rows = [[r["mode"], r["allocator"], r["error"], None, None, None, None] if "error" in r else
+            [r["mode"], r["allocator"], r["peak_rss_gb"], r["seconds_per_step"], r["time_ratio"], r["memory_ratio"],
+             r["page_faults_per_step"]] for r in records]
+    table = Table(setting, ["mode", "allocator", "peak RSS GB", "s/step", "x time", "x memory", "page faults/step"],
+                  rows)
+    record(args.out.stem, [table], {"setting": {k: getattr(args, k) for k in (
+        "backbone", "task", "method", "batch", "crop", "threads", "steps", "precision", "allocators")},
+        "records": records}, echo=echo)
 
 
 if __name__ == "__main__":

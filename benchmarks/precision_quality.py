@@ -15,17 +15,13 @@ benchmarks/results/precision_quality.json.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-
 from laptop_quality import HELD_OUT, held_out_images  # benchmarks/ is on the path when run as a script
-
-RESULTS = Path("benchmarks/results/precision_quality.json")
+from recording import Table, record
 KERNEL, NOISE_LEVEL = "Gaussian_R2", 5.0
 
 
@@ -68,8 +64,15 @@ def main() -> None:
     measurements = MeasurementSet(held_out_images(args.images.split(",")),
                                   make_physics("deblurring", kernel=KERNEL, noise_level=NOISE_LEVEL), 0)
     rows = []
-    print(f"{'backbone':<12}{'steps':>6} {'method':<12}{'precision':<12}{'PSNR':>8}{'SSIM':>8}{'vs fp32':>9}"
-          f"{'train s':>9}")
+
+    def save(echo: bool) -> None:
+        table = Table(f"{KERNEL}, noise {NOISE_LEVEL:g}, trained on the sample photographs, scored on "
+                      f"{', '.join(args.images.split(','))}",
+                      ["backbone", "steps", "method", "precision", "PSNR", "SSIM", "vs fp32 (dB)", "training s"],
+                      [[r["backbone"], r["steps"], r["method"], r["precision"], r["psnr"], r["ssim"],
+                        r["gap_to_fp32_db"], r["train_s"]] for r in rows])
+        record("precision_quality", [table], {"rows": rows, "images": args.images.split(","), "kernel": KERNEL,
+                                              "noise_level": NOISE_LEVEL}, device=args.device, echo=echo)
     with tempfile.TemporaryDirectory() as workdir:
         for pair in args.backbones.split(","):
             backbone, steps = pair.split(":")
@@ -81,17 +84,9 @@ def main() -> None:
                     fp32 = row["psnr"] if precision == "32-true" else fp32
                     row["gap_to_fp32_db"] = row["psnr"] - fp32 if fp32 is not None else None
                     rows.append(row)
-                    gap = f"{row['gap_to_fp32_db']:>+9.2f}" if row["gap_to_fp32_db"] is not None else f"{'-':>9}"
-                    print(f"{backbone:<12}{steps:>6} {method:<12}{precision:<12}{row['psnr']:>8.2f}{row['ssim']:>8.4f}"
-                          f"{gap}{row['train_s']:>9.0f}", flush=True)
-                    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-                    device_name = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
-                                   else platform.processor() or "cpu")
-                    RESULTS.write_text(json.dumps({"rows": rows, "device": device_name, "threads": args.threads,
-                                                   "images": args.images.split(","), "kernel": KERNEL,
-                                                   "noise_level": NOISE_LEVEL, "torch": torch.__version__},
-                                                  indent=2))
-    print(f"wrote {RESULTS}")
+                    print(f"{backbone} {steps} {method} {precision}: {row['psnr']:.2f} dB", flush=True)
+                    save(echo=False)  # after every row: a stopped run keeps them
+    save(echo=True)
 
 
 if __name__ == "__main__":

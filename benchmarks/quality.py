@@ -8,47 +8,50 @@ Trains every method with the same backbone, budget (optimiser steps, batch 8, 48
 sample photographs, for Gaussian_R2 deblurring and x2 super-resolution at noise level 5, evaluates on the sample
 validation photographs, and prints one paper-style table per (task, backbone, budget) with the input's scores
 (the blurry image, or bicubic up-sampling for SR). Finished trainings are reused, so the benchmark can be
-stopped and continued. Writes benchmarks/results/quality.json. The numbers are reported as they come: nothing
-here is tuned towards an expected ordering.
+stopped and continued. Records the tables in benchmarks/results/quality.json. The numbers are reported as they
+come: nothing here is tuned towards an expected ordering.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-import torch
+from recording import Table, record, recorded_data
 
-from sei.inference.baselines import build_baseline
 from sei.config.resolve import resolve
+from sei.config.run_folder import WEIGHTS_FILE
 from sei.config.schema import from_flat
 from sei.data.pairs import MeasurementSet
 from sei.data.sources import load_image_set
+from sei.inference.baselines import build_baseline
 from sei.inference.evaluation import evaluate
-from sei.core.files import atomic_write_text
+from sei.inference.reconstructors import NetworkReconstructor
 from sei.models.weights import load_backbone
 from sei.physics import make_physics
-from sei.inference.reconstructors import NetworkReconstructor
 from sei.training.run import train_or_reuse
-from sei.config.run_folder import WEIGHTS_FILE
 
 TASKS = {"deblurring": {"physics.task": "deblurring", "physics.kernel": "Gaussian_R2"},
          "sr": {"physics.task": "sr", "physics.sr_factor": 2}}
-RESULTS = Path("benchmarks/results/quality.json")
 
 
 def record_key(record: dict) -> tuple:
     return record["task"], record["backbone"], record["steps"], record["method"]
 
 
-def save_record(record: dict, args: argparse.Namespace) -> None:
-    """Merge one record into the results file as it is now (other runs of this benchmark may be writing too)."""
-    records = json.loads(RESULTS.read_text())["records"] if RESULTS.is_file() else []
-    merged = {record_key(r): r for r in records} | {record_key(record): record}
-    atomic_write_text(RESULTS, json.dumps({"records": list(merged.values()), "lr": args.lr, "seed": args.seed,
-                                           "torch": torch.__version__}, indent=2))
+def save_record(entry: dict, args: argparse.Namespace, echo: bool = False) -> None:
+    """Merge one record into the recorded results as they are now (other runs of this benchmark may be writing)."""
+    records = recorded_data("quality").get("records", [])
+    merged = list(({record_key(r): r for r in records} | ({record_key(entry): entry} if entry else {})).values())
+    groups = sorted({(r["task"], r["backbone"], r["steps"]) for r in merged})
+    tables = [Table(f"{task} ({'Gaussian_R2' if task == 'deblurring' else 'x2'}), {backbone}, {steps} steps, "
+                    f"lr {args.lr:g}, seed {args.seed}: PSNR (dB) / SSIM on the sample's 3 validation photographs",
+                    ["method", "PSNR (dB)", "SSIM", "training s"],
+                    [[r["method"], f"{r['psnr']:.2f} ± {r['psnr_std']:.2f}", r["ssim"], r["train_seconds"]]
+                     for r in merged if (r["task"], r["backbone"], r["steps"]) == (task, backbone, steps)])
+              for task, backbone, steps in groups]
+    record("quality", tables, {"records": merged, "lr": args.lr, "seed": args.seed}, device=args.device, echo=echo)
 
 
 SELF_SUPERVISED_RIVALS = ("sure", "css", "ei-shift", "ei-rotate", "sei-no-stop-grad")
@@ -79,8 +82,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runs-dir", default="benchmarks/results/quality")
     args = parser.parse_args()
-    records = json.loads(RESULTS.read_text())["records"] if RESULTS.is_file() else []
-    done = {record_key(r): r for r in records}
+    done = {record_key(r): r for r in recorded_data("quality").get("records", [])}
     validation = load_image_set("sample", "val")
     for task in args.tasks.split(","):
         physics_settings = TASKS[task]
@@ -90,6 +92,12 @@ def main() -> None:
         input_scores = evaluate(build_baseline(input_kind, physics), measurements, progress=False).summary
         for backbone in args.backbones.split(","):
             for steps in (int(b) for b in args.budgets.split(",")):
+                label = f"input ({input_kind})"
+                done[(task, backbone, steps, label)] = {"task": task, "backbone": backbone, "steps": steps,
+                                                        "method": label, "psnr": input_scores["psnr"],
+                                                        "psnr_std": input_scores["psnr_std"],
+                                                        "ssim": input_scores["ssim"], "train_seconds": None}
+                save_record(done[(task, backbone, steps, label)], args)
                 rows = []
                 for method in args.methods.split(","):
                     key = (task, backbone, steps, method)
@@ -119,7 +127,7 @@ def main() -> None:
                     print(f"{row['method']:<20}{row['psnr']:>10.2f} ± {row['psnr_std']:.2f}{row['ssim']:>9.4f}"
                           f"{'-' if row['train_seconds'] is None else round(row['train_seconds']):>9}", flush=True)
                 print(sei_verdict(rows), flush=True)
-    print(f"\nwrote {RESULTS}")
+    save_record({}, args, echo=True)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,6 @@ on), measured the same way (seed 0, clipped), with the paper's protocol (8-bit l
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -51,6 +49,7 @@ import numpy as np
 import torch
 
 from laptop_quality import HELD_OUT, RECIPES, SHORTER_SIDE, baseline_row, held_out_images, score  # benchmarks/
+from recording import Table, record, recorded_data, table_of
 from sei.data.sources import SAMPLE_SPLITS, sample_image
 from sei.physics import make_physics
 from sei.physics.noise_estimation import estimate_gaussian, estimate_poisson_gaussian
@@ -356,7 +355,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    results = json.loads(out.read_text()) if out.is_file() else {}  # a part run alone keeps the others' numbers
+    results = recorded_data(out.stem)  # a part run alone keeps the others' numbers
     if "estimator" in args.only:
         images = [sample_image(name) for split in ("train", "val") for name in SAMPLE_SPLITS[split]]
         print("| task | noise level | set estimate | set error | per-image mean error | per-image worst |"
@@ -389,12 +388,28 @@ def main() -> None:
             else:
                 measured = photon_rows(args.steps, repeat_seed, workdir, clean)
             results[f"training_{part}"] = {**budget, "wall_s": time.perf_counter() - started, **measured}
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(results, indent=2))
-    results.update(machine=platform.platform(), torch_threads=torch.get_num_threads())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+            record(out.stem, tables_of(results), results, echo=False)
+    record(out.stem, tables_of(results), results)
+
+
+TABLE_TITLES = {
+    "estimator_accuracy": "Gaussian noise level estimated from the 16 sample photographs (relative errors)",
+    "poisson_gaussian_estimator": "Poisson-Gaussian gain and read noise estimated from the same photographs",
+    "microscopy_16bit": "16-bit microscopy-like case (Gaussian_R2, read noise 600 counts)",
+    "training_sigma": "SEI trained with each noise setting (scores on the held-out photographs)",
+    "training_photon": "Photon-limited measurements: Poisson-Gaussian SURE against Gaussian SURE and restorers",
+}
+
+
+def tables_of(results: dict) -> list[Table]:
+    """One table per part that ran, from its records."""
+    tables = []
+    for key, title in TABLE_TITLES.items():
+        value = results.get(key)
+        rows = value.get("cases", value.get("rows")) if isinstance(value, dict) else value
+        if isinstance(rows, list) and rows and all(isinstance(row, dict) for row in rows):
+            tables.append(table_of(title, rows))
+    return tables
 
 if __name__ == "__main__":
     main()

@@ -7,23 +7,19 @@
 pixel a tile repeats is computed again, so the tiles' total area over the image's area is the compute overhead
 of tiling. For each size this runs the backbone (random weights: the time does not depend on them) through
 ``NetworkReconstructor`` whole and tiled, and reports the tiles, their area ratio and both times (best of
-``--repeats``). Prints a table and writes benchmarks/results/restore_tiles.json.
+``--repeats``). Prints a table and records it in benchmarks/results/restore_tiles.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
-from pathlib import Path
 
 import torch
+from recording import Table, record
 
-from sei.models import build_backbone
 from sei.inference.reconstructors import NetworkReconstructor
-
-RESULTS = Path("benchmarks/results/restore_tiles.json")
+from sei.models import build_backbone
 
 
 def tile_shapes(reconstructor: NetworkReconstructor, y: torch.Tensor) -> list[tuple[int, int]]:
@@ -59,8 +55,6 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     records = []
-    print(f"{'backbone':<12} {'size':>10} {'tiles':>6} {'tile size':>10} {'area':>6} {'whole s':>8} {'tiled s':>8} "
-          f"{'ratio':>6}", flush=True)
     for backbone in args.backbones.split(","):
         network = build_backbone(backbone).eval()
         whole = NetworkReconstructor(network, tile=0, precision=args.precision)
@@ -70,19 +64,21 @@ def main() -> None:
             y = torch.rand(1, 3, height, width)
             shapes = tile_shapes(tiled, y)
             area = sum(h * w for h, w in shapes) / (height * width)
-            record = {"backbone": backbone, "height": height, "width": width, "tiles": len(shapes),
+            row = {"backbone": backbone, "height": height, "width": width, "tiles": len(shapes),
                       "tile_shape": list(max(shapes)), "tile_area_ratio": area,
                       "whole_s": best_time(whole, y, args.repeats), "tiled_s": best_time(tiled, y, args.repeats)}
-            record["tiled_over_whole"] = record["tiled_s"] / record["whole_s"]
-            records.append(record)
-            print(f"{backbone:<12} {size:>10} {len(shapes):>6} {'x'.join(map(str, max(shapes))):>10} {area:>6.2f} "
-                  f"{record['whole_s']:>8.2f} {record['tiled_s']:>8.2f} {record['tiled_over_whole']:>6.2f}", flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"records": records, "tile": args.tile, "overlap": args.overlap,
-                                   "precision": args.precision, "threads": torch.get_num_threads(),
-                                   "processor": platform.processor() or platform.machine(),
-                                   "torch": torch.__version__}, indent=2))
-    print(f"wrote {RESULTS}")
+            row["tiled_over_whole"] = row["tiled_s"] / row["whole_s"]
+            records.append(row)
+            print(f"{backbone} {size}: {len(shapes)} tiles, {row['tiled_s']:.2f} s tiled, {row['whole_s']:.2f} s whole",
+                  flush=True)
+    table = Table(f"Seconds per image, tiled (--tile {args.tile} --overlap {args.overlap}) against whole "
+                  f"(--tile 0), {args.precision}, best of {args.repeats}",
+                  ["backbone", "image", "tiles", "tile size", "pixels computed / image", "tiled s", "whole s",
+                   "tiled / whole"],
+                  [[r["backbone"], f"{r['height']}x{r['width']}", r["tiles"], "x".join(map(str, r["tile_shape"])),
+                    r["tile_area_ratio"], r["tiled_s"], r["whole_s"], r["tiled_over_whole"]] for r in records])
+    record("restore_tiles", [table], {"records": records, "tile": args.tile, "overlap": args.overlap,
+                                      "precision": args.precision})
 
 
 if __name__ == "__main__":

@@ -29,16 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import flop_registry
+from recording import Table, record
 
-RESULTS_DIR = Path("benchmarks/results")
 # NVIDIA's datasheet memory bandwidth in TB/s; the bf16 peaks are train_step.py's DENSE_BF16_PEAK_TFLOPS.
 BANDWIDTH_TBS = {"H100": 3.35, "H200": 4.8}
 MATMUL_CATEGORIES = ("linear", "attention", "convolution")
@@ -145,12 +143,13 @@ def measured_mfu(args, mode: str) -> float | None:
     if not path.exists():
         return None
     measured = json.loads(path.read_text())
-    if args.gpu not in str(measured.get("device", "")):
+    where = measured.get("recorded", {}).get("machine", measured.get("device", ""))  # older files: "device"
+    if args.gpu not in str(where):
         return None
-    for record in measured["records"]:
-        same = all(record.get(key) == getattr(args, key) for key in ("backbone", "task", "method", "batch", "crop"))
-        if same and mode in record.get("modes", {}) and "mfu" in record["modes"][mode]:
-            return record["modes"][mode]["mfu"]
+    for entry in measured.get("data", measured)["records"]:
+        same = all(entry.get(key) == getattr(args, key) for key in ("backbone", "task", "method", "batch", "crop"))
+        if same and mode in entry.get("modes", {}) and "mfu" in entry["modes"][mode]:
+            return entry["modes"][mode]["mfu"]
     return None
 
 
@@ -210,11 +209,15 @@ def main() -> None:
                 records.append({"backbone": backbone, "task": task, "method": method, "batch": args.batch,
                                 "crop": args.crop, "precision": args.precision, "gpu": args.gpu,
                                 "peak_tflops": peak_tflops, "bandwidth_tbs": bandwidth_tbs, **result})
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / "roofline.json"
-    path.write_text(json.dumps({"records": records, "torch": torch.__version__, "platform": platform.platform()},
-                               indent=1))
-    print(f"\nwrote {path}")
+    table = Table(f"Bounds on the model-FLOP utilisation of one {args.precision} step (batch {args.batch}, crop "
+                  f"{args.crop}) on an {args.gpu} ({peak_tflops:.0f} TFLOP/s, {bandwidth_tbs} TB/s), from every "
+                  "operator's FLOPs and bytes recorded on this machine",
+                  ["backbone", "task", "method", "TFLOP", "GB moved", "bound: one kernel per operator",
+                   "bound: only the matrix products move memory"],
+                  [[r["backbone"], r["task"], r["method"], r["flops"] / 1e12, r["bytes"] / 1e9,
+                    f"{r['per_op_s'] * 1e3:.1f} ms, {r['per_op_mfu']:.1%} MFU",
+                    f"{r['matmul_only_s'] * 1e3:.1f} ms, {r['matmul_only_mfu']:.1%} MFU"] for r in records])
+    record("roofline", [table], {"records": records})
 
 
 if __name__ == "__main__":

@@ -28,15 +28,13 @@ are recorded. ``--profile`` runs one more step of each mode under ``torch.profil
 operator calls (each one a dispatch, most of them a kernel launch on a GPU), kernels launched, and the GPU's busy
 time against the step's time (a step whose GPU is busy a small fraction of it is bound by launches, not arithmetic);
 the operators that took most time are written to benchmarks/results/train_step_profile[_cuda].txt. Prints a table and
-writes benchmarks/results/train_step.json, or train_step_cuda.json on a GPU (merged with earlier runs' records).
+records it in benchmarks/results/train_step.json, or train_step_cuda.json on a GPU (merged with earlier runs' records).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import resource
 import subprocess
@@ -46,6 +44,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from recording import Table, record, recorded_data
 
 RESULTS_DIR = Path("benchmarks/results")
 DENSE_BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}  # NVIDIA's dense (no sparsity) bf16 tensor-core peaks
@@ -300,20 +299,35 @@ def results_path(device: torch.device) -> Path:
     return RESULTS_DIR / ("train_step_cuda.json" if device.type == "cuda" else "train_step.json")
 
 
-def save_results(previous: list[dict], records: list[dict], device: torch.device) -> None:
-    """Write this run's records over earlier runs' records of the same configurations."""
+def results_table(records: list[dict], device: torch.device) -> Table:
+    """One row per configuration and mode: time, samples/s, speed-up, peak memory and utilisation."""
+    rows = []
+    for r in records:
+        for mode, values in r["modes"].items():
+            if "seconds_per_step" not in values:
+                rows.append([r["backbone"], r["task"], r["batch"], r["method"], mode, values.get("error", "-"), None,
+                             None, values.get("peak_memory_mb"), None])
+                continue
+            rows.append([r["backbone"], r["task"], r["batch"], r["method"], mode, values["seconds_per_step"],
+                         values["samples_per_s"], values.get("speedup_vs_baseline"), values.get("peak_memory_mb"),
+                         values.get("mfu")])
+    where = torch.cuda.get_device_name(0) if device.type == "cuda" else "CPU"
+    return Table(f"One training step on the {where} (crop {records[0].get('crop', 48) if records else 48} px; "
+                 "speed-ups against the baseline mode measured in the same run)",
+                 ["backbone", "task", "batch", "method", "mode", "s/step", "samples/s", "speed-up", "peak MB", "MFU"],
+                 rows)
+
+
+def save_results(previous: list[dict], records: list[dict], device: torch.device, echo: bool = False) -> None:
+    """Record this run's records over earlier runs' records of the same configurations."""
     def key(record: dict) -> tuple:
         return (record["backbone"], record["task"], record["batch"], record["method"], record.get("compile"),
                 record.get("crop", 48))
 
     keys = {key(r) for r in records}
-    kept = [r for r in previous if key(r) not in keys]
-    device_name = torch.cuda.get_device_name(0) if device.type == "cuda" else (platform.processor() or "cpu")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    results_path(device).write_text(json.dumps({"records": kept + records, "device": device_name,
-                                                "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-                                                "torch": torch.__version__, "platform": platform.platform()},
-                                               indent=2))
+    merged = [r for r in previous if key(r) not in keys] + records
+    record(results_path(device).stem, [results_table(merged, device)], {"records": merged}, device=str(device),
+           echo=echo)
 
 
 def main() -> None:
@@ -355,8 +369,7 @@ def main() -> None:
             result = child_memory(args, device)
         print(json.dumps(result))
         return
-    results = results_path(device)
-    previous = json.loads(results.read_text())["records"] if results.is_file() else []
+    previous = recorded_data(results_path(device).stem).get("records", [])
     records = []
     peak_tflops = args.peak_tflops or default_peak_tflops(device)
     print(f"{'backbone':<12}{'task':<12}{'batch':>6} {'method':<18}{'mode':<10}{'s/step':>9}{'samples/s':>11}"
@@ -411,7 +424,7 @@ def main() -> None:
                             print(f"{'':<12}profile: {profile['operator_calls']} operator calls, "
                                   f"{profile['kernels']} kernels{busy}", flush=True)
                     save_results(previous, records, device)  # after every configuration: a stopped run keeps them
-    print(f"wrote {results}")
+    save_results(previous, records, device, echo=True)
 
 
 if __name__ == "__main__":
