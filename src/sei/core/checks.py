@@ -11,13 +11,14 @@ sei.core.errors.ShapeError: x must have shape (B, C, H, W), got (3, 8, 8)
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from sei.core.errors import ShapeError
 
-__all__ = ["check_image_batch", "is_count", "is_positive_number"]
+__all__ = ["check_image_batch", "is_count", "is_positive_number", "nonfinite_tensors"]
 
 
 def check_image_batch(x: torch.Tensor, name: str = "x") -> None:
@@ -38,3 +39,15 @@ def is_positive_number(value: Any) -> bool:
 def is_count(value: Any, minimum: int = 0) -> bool:
     """Whether ``value`` is an int (not a boolean) of at least ``minimum``."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def nonfinite_tensors(state: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point (or complex) tensors of ``state`` holding a NaN or an infinity; other entries
+    are not looked at.
+
+    >>> nonfinite_tensors({"w": torch.tensor([1.0, float("nan")]), "step": torch.tensor(3), "name": "x"})
+    ['w']
+    """
+    return [name for name, value in state.items()
+            if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex())
+            and not bool(torch.isfinite(value).all())]

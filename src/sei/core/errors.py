@@ -11,8 +11,8 @@ from collections.abc import Iterable
 
 __all__ = ["CheckpointError", "ConfigError", "DivergenceError", "ImageError", "ImageTooSmallError",
            "InsufficientMemoryError", "IntensityError", "KernelError", "MissingGroundTruthError",
-           "OptionalDependencyError", "ResourceUnavailableError", "RunFinishedError", "SEIError", "ShapeError",
-           "StorageError", "UnknownNameError", "WeightsError"]
+           "OptionalDependencyError", "OutputExistsError", "ResourceUnavailableError", "RunFinishedError", "RunInUseError",
+           "SEIError", "SEIWarning", "ShapeError", "StorageError", "UnknownNameError", "WeightsError"]
 
 
 class SEIError(Exception):
@@ -87,11 +87,24 @@ class StorageError(SEIError, OSError):
     """A file could not be written (disk full, no permission); the previous version of the file is intact."""
 
 
+class OutputExistsError(SEIError, FileExistsError):
+    """An output would replace a file that is already there, and replacing was not asked for (``--overwrite``)."""
+
+
 class RunFinishedError(SEIError):
     """A finished run was asked to resume: nothing to do (the command line exits with status 0)."""
 
     exit_code = 0
 
 
+class RunInUseError(ConfigError):
+    """Another process is training in the run folder (it holds the folder's lock)."""
+
+
 class InsufficientMemoryError(SEIError, MemoryError):
     """A training step would not fit in the memory available, in any memory mode; the message says what would."""
+
+
+class SEIWarning(UserWarning):
+    """A setting or an input that is allowed but probably not meant (a noise level of 1e30, a loss that grew by
+    orders of magnitude); the command line prints it as one line and goes on."""

@@ -12,7 +12,7 @@ non-finite weights is never written (training diverged: see :mod:`sei.training.g
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +22,18 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from sei.config.run_folder import LAST_CHECKPOINT
+from sei.core.checks import nonfinite_tensors
 from sei.core.errors import CheckpointError, DivergenceError
 from sei.core.files import atomic_torch_save, describe_load_failure
 
-__all__ = ["AtomicCheckpointIO", "check_resumable", "checkpoint_callbacks", "LatestCheckpoint",
-           "newest_intact_checkpoint", "nonfinite_tensors", "periodic_checkpoints", "read_checkpoint",
+__all__ = ["AtomicCheckpointIO", "check_resumable", "checkpoint_callbacks", "KeepNewestCheckpoints",
+           "LatestCheckpoint", "newest_intact_checkpoint", "periodic_checkpoints", "read_checkpoint",
            "remove_orphans"]
 
 # What every Lightning training checkpoint holds; a file without these keys cannot resume a run.
 _REQUIRED_KEYS = ("state_dict", "optimizer_states", "loops", "global_step", "epoch")
 # Temporary files of `sei.core.files.atomic_write` (".<name>.<random>.tmp"): left behind only by a killed save.
 _ORPHAN = re.compile(r"^\..+\.tmp$")
-
-
-def nonfinite_tensors(state: Mapping[str, Any]) -> list[str]:
-    """Names of the floating-point tensors of ``state`` holding a NaN or an infinity."""
-    return [name for name, value in state.items()
-            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = False,
@@ -155,12 +150,39 @@ class LatestCheckpoint(L.Callback):
             trainer.save_checkpoint(self.path, weights_only=False)
 
 
+class KeepNewestCheckpoints(L.Callback):
+    """Deletes all but the newest ``keep`` periodic checkpoints (by epoch) of ``directory``: those of this session
+    and those written before a resume alike (Lightning's own count knows only the files it wrote in one session).
+
+    Pruned when training starts, before each epoch (so at most ``keep + 1`` exist while an epoch runs: a new one is
+    written before an old one goes) and when it ends.
+    """
+
+    def __init__(self, directory: str | Path, keep: int) -> None:
+        self.directory, self.keep = Path(directory), keep
+
+    def prune(self, trainer: L.Trainer) -> None:
+        if trainer.global_rank == 0:
+            for path in periodic_checkpoints(self.directory)[self.keep:]:
+                path.unlink(missing_ok=True)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.prune(trainer)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.prune(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.prune(trainer)
+
+
 def checkpoint_callbacks(directory: str | Path, every_n_epochs: int, keep: int = 3) -> list[L.Callback]:
     """``last.ckpt`` at every epoch end, plus ``epoch=NNNN.ckpt`` every ``every_n_epochs`` epochs (0: none), of which
-    the newest ``keep`` are kept (0: all) so that a long run does not fill the disk."""
+    the newest ``keep`` are kept (0: all; :class:`KeepNewestCheckpoints`) so that a long run does not fill the disk."""
     callbacks: list[L.Callback] = [LatestCheckpoint(directory)]
     if every_n_epochs and every_n_epochs > 0:
         callbacks.append(ModelCheckpoint(dirpath=directory, filename="{epoch:04d}", monitor="step", mode="max",
-                                         save_top_k=keep if keep > 0 else -1, every_n_epochs=every_n_epochs,
-                                         save_on_train_epoch_end=True))
+                                         save_top_k=-1, every_n_epochs=every_n_epochs, save_on_train_epoch_end=True))
+        if keep > 0:
+            callbacks.append(KeepNewestCheckpoints(directory, keep))
     return callbacks
