@@ -3,8 +3,8 @@
 Nothing is fetched unless ``download=True``. A file that is missing offline raises an error naming the file,
 its checksum, where it comes from and where to put it, so it can be fetched by hand. Downloads go to a
 ``.part`` file that is renamed only after its MD5 matches, so an interrupted or corrupted download never
-passes for a good one. Archives (zip, tar, Debian packages) are extracted once; small marker files record
-verification and extraction.
+passes for a good one. Archives (zip, tar, Debian packages) are extracted once, all files or none, up to
+:data:`~sei.io.debian.MAX_EXTRACTED_BYTES`; small marker files record verification and extraction.
 """
 
 from __future__ import annotations
@@ -21,16 +21,28 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sei.io.debian import AR_MAGIC, extract_deb_files
 from sei.core.errors import ResourceUnavailableError
+from sei.io.debian import (
+    AR_MAGIC,
+    MAX_EXTRACTED_BYTES,
+    check_extracted_size,
+    copy_member,
+    extract_deb_files,
+    reading_archive,
+    staged_extraction,
+)
 
-__all__ = ["PROBE_TIMEOUT", "fetch", "file_md5", "offline_requested", "RemoteFile", "unreachable", "verify"]
+__all__ = ["PROBE_TIMEOUT", "RemoteFile", "fetch", "file_md5", "offline_requested", "unreachable", "verify"]
 
 _CHUNK = 1 << 20
 # How long to wait for a server to be found and to answer a connection before calling the network unreachable:
 # without it, a machine with no network waits for DNS and connection retries (tens of seconds).
 PROBE_TIMEOUT = 2.0
 _TRUTHY = ("1", "true", "yes", "on")
+# The first bytes of each kind of archive (tar: compressed with gzip, bzip2 or xz), so that a truncated one is still
+# recognised, and reported as damaged rather than as no archive at all.
+_SIGNATURES = ((AR_MAGIC, "deb"), (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (b"\x1f\x8b", "tar"),
+               (b"BZh", "tar"), (b"\xfd7zXZ\x00", "tar"))
 
 
 @dataclass(frozen=True)
@@ -170,41 +182,82 @@ def verify(remote: RemoteFile, path: Path) -> None:
     marker.write_text(_stamp(path))
 
 
-def _is_deb(path: Path) -> bool:
+def _archive_kind(path: Path) -> str | None:
+    """``"deb"``, ``"zip"`` or ``"tar"``: what kind of archive ``path`` is, or None if none of them."""
     with open(path, "rb") as file:
-        return file.read(len(AR_MAGIC)) == AR_MAGIC
+        head = file.read(512)
+    kind = next((kind for signature, kind in _SIGNATURES if head.startswith(signature)), None)
+    if kind is None and head[257:262] == b"ustar":  # an uncompressed tar archive
+        kind = "tar"
+    if kind is None and zipfile.is_zipfile(path):  # a zip archive after other data (self-extracting)
+        kind = "zip"
+    if kind is None and tarfile.is_tarfile(path):  # an old tar archive, with no signature
+        kind = "tar"
+    return kind
 
 
-def _extract(path: Path, destination: Path, members: tuple[str, ...] = ()) -> None:
+def _unsafe_tar_member(member: tarfile.TarInfo, destination: Path) -> bool:
+    return not (destination / member.name).resolve().is_relative_to(destination) or member.issym() \
+        or member.islnk() or not (member.isfile() or member.isdir())
+
+
+def _extract_tar(path: Path, destination: Path, limit: int) -> None:
+    # Only regular files are written, with the permissions of new files: no link, device, owner or setuid bit.
+    with reading_archive(path), tarfile.open(path) as archive:
+        members = archive.getmembers()
+        # Checked up front, so that nothing is extracted from an unsafe or oversized archive.
+        for member in members:
+            if _unsafe_tar_member(member, destination):
+                raise ResourceUnavailableError(f"{path} holds an unsafe member: {member.name} (a path outside "
+                                               "the archive, a link, or a device/special file); not extracted")
+        check_extracted_size(path, sum(member.size for member in members), limit)
+        with staged_extraction(path, destination) as staging:
+            extracted = 0
+            for member in members:
+                source = archive.extractfile(member) if member.isfile() else None
+                if source is not None:  # folders are made for the files they hold
+                    extracted = copy_member(source, staging / member.name, path, limit, extracted)
+            # tarfile stops at the end-of-archive marker: read on to the end of the compressed stream, so that its
+            # checksum is checked and a cut or corrupted end is reported too.
+            while archive.fileobj is not None and archive.fileobj.read(_CHUNK):
+                pass
+
+
+def _extract_zip(path: Path, destination: Path, limit: int) -> None:
+    with reading_archive(path), zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        for member in members:  # checked up front, so that nothing is extracted from an unsafe archive
+            if not (destination / member.filename).resolve().is_relative_to(destination):
+                raise ResourceUnavailableError(f"{path} holds a path outside the archive: {member.filename}")
+        check_extracted_size(path, sum(member.file_size for member in members), limit)
+        with staged_extraction(path, destination) as staging:
+            extracted = 0
+            for member in members:
+                if not member.is_dir():  # folders are made for the files they hold
+                    with archive.open(member) as source:
+                        extracted = copy_member(source, staging / member.filename, path, limit, extracted)
+
+
+def _extract(path: Path, destination: Path, members: tuple[str, ...] = (), limit: int = MAX_EXTRACTED_BYTES) -> None:
+    """Extract the archive ``path`` under ``destination``: all its files or, for a Debian package, the installed
+    files ``members``; all of them or none.
+
+    :param limit: the most bytes extracted in all (:data:`~sei.io.debian.MAX_EXTRACTED_BYTES`), checked against the
+        headers before anything is written and again while copying.
+    :raises ResourceUnavailableError: if ``path`` is no archive, is damaged or truncated, holds an unsafe member (a
+        path outside ``destination``, a link, a device) or more than ``limit`` bytes.
+    :raises StorageError: if the files cannot be written (disk full, no permission); none of them is left.
+    """
     destination = destination.resolve()
-    if _is_deb(path):
+    kind = _archive_kind(path)
+    if kind == "deb":
         if not members:
             raise ResourceUnavailableError(f"{path} is a Debian package: name the installed files to extract")
-        extract_deb_files(path, members, destination)
-    elif zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            for member in archive.namelist():
-                if not (destination / member).resolve().is_relative_to(destination):
-                    raise ResourceUnavailableError(f"{path} holds a path outside the archive: {member}")
-            archive.extractall(destination)
-    elif tarfile.is_tarfile(path):
-        with tarfile.open(path) as archive:
-            # Checked up front, so that nothing is extracted from an unsafe archive.
-            for member in archive.getmembers():
-                if not (destination / member.name).resolve().is_relative_to(destination) or member.issym() \
-                        or member.islnk() or not (member.isfile() or member.isdir()):
-                    raise ResourceUnavailableError(f"{path} holds an unsafe member: {member.name} (a path outside "
-                                                   "the archive, a link, or a device/special file); not extracted")
-            if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: also drops setuid bits and owners
-                try:
-                    archive.extractall(destination, filter="data")
-                except tarfile.FilterError as error:
-                    raise ResourceUnavailableError(f"{path} holds an unsafe member: {error}") from error
-            else:
-                for member in archive.getmembers():
-                    member.mode &= 0o755  # no setuid, setgid, sticky or world-writable bits
-                    member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
-                archive.extractall(destination)
+        extract_deb_files(path, members, destination, limit)
+    elif kind == "zip":
+        _extract_zip(path, destination, limit)
+    elif kind == "tar":
+        _extract_tar(path, destination, limit)
     else:
         raise ResourceUnavailableError(f"{path} is neither a zip or tar archive nor a Debian package")
 
@@ -215,7 +268,8 @@ def fetch(remote: RemoteFile, directory: str | Path, download: bool = False, pro
     :param download: allow fetching from the network when the file is missing.
     :return: the local file's path.
     :raises ResourceUnavailableError: if the file is missing and ``download`` is False, cannot be
-        downloaded, or fails its checksum.
+        downloaded, fails its checksum, or is an archive that cannot be extracted (damaged, unsafe, too large).
+    :raises StorageError: if the archive's files cannot be written (disk full, no permission); none of them is left.
     """
     directory = Path(directory)
     path = directory / remote.filename

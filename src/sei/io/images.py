@@ -4,26 +4,58 @@
 :func:`read_image_file` gives the pixels as stored (8/16-bit integers or floats) and reads multi-page TIFF stacks
 as a set of 2-D pages; :mod:`sei.io.intensity` maps them to the network's units and back, and
 :func:`write_image_file` writes them back in their dtype (a stack as a stack). Reading accepts grayscale, RGB and
-RGBA files (PNG, JPEG, TIFF, BMP, ...).
+RGBA files (PNG, JPEG, TIFF, BMP, GIF, ...).
+
+**Image-size policy.** Every reader checks the pixel count its file's header declares before it decodes anything:
+a file may hold at most ``max_pixels`` pixels, all pages together (:data:`MAX_PIXELS` unless the caller says;
+``--max-pixels`` on the command line). A larger file is refused with a one-line :class:`~sei.core.errors.ImageError`
+naming it, and commands that read folders go on with the other files. The bound keeps a crafted header (a
+760-byte PNG declaring 20000 x 20000 pixels) from taking minutes and gigabytes.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
 from sei.core.errors import ImageError
+from sei.core.files import atomic_path, atomic_write
 from sei.io.intensity import check_dtype, integer_map
 
-__all__ = ["EIGHT_BIT_PILLOW_MODES", "IMAGE_SUFFIXES", "holds_8bit_pixels", "image_tensor", "ImageFile",
-           "is_image_file", "list_images", "read_image", "read_image_array", "read_image_file", "single_page_array",
-           "write_image", "write_image_file"]
+__all__ = ["EIGHT_BIT_PILLOW_MODES", "IMAGE_SUFFIXES", "MAX_PIXELS", "check_pixel_count", "holds_8bit_pixels",
+           "image_tensor", "ImageFile", "is_image_file", "list_images", "read_image", "read_image_array",
+           "read_image_file", "single_page_array", "skipped_entries", "write_image", "write_image_file"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".gif")
+
+# Pixels one file may hold, all pages together: 2**28 (268 megapixels; a 16384 x 16384 image, or 64 slices of
+# 2048 x 2048) is 1 GiB as float32 per channel, what a laptop restores comfortably; above Pillow's own bound
+# (179 megapixels), which would otherwise stop genuine large images with its DecompressionBombError.
+MAX_PIXELS = 2**28
+
+
+def check_pixel_count(pixels: int, path: str | Path, max_pixels: int | None = None) -> None:
+    """The image-size policy (see the module): refuse a file whose header declares more than ``max_pixels``
+    (``None``: :data:`MAX_PIXELS`).
+
+    >>> check_pixel_count(4000 * 3000, "photo.jpg")
+
+    :raises ImageError: naming the file, its size and the way to allow it.
+    """
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
+
+    def count(n: int) -> str:
+        return f"{n / 1e6:.0f} megapixels" if n >= 10**7 else f"{n:,} pixels"
+
+    if pixels > max_pixels:
+        raise ImageError(f"{path}: {count(pixels)}, above the limit of {count(max_pixels)} per file "
+                         f"(--max-pixels {pixels} to allow it, if this machine has the memory)")
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -39,10 +71,32 @@ def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageError(f"{folder} is not a directory")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+    files = sorted(p for p in folder.iterdir() if is_image_file(p) and _is_regular_file(p))
     if not files:
-        raise ImageError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+        skipped = skipped_entries(folder)
+        raise ImageError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {folder}"
+                         + (f"; skipped {', '.join(f'{p.name} ({why})' for p, why in skipped[:3])}" if skipped else ""))
     return files
+
+
+def _is_regular_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a symlink loop, a name too long
+        return False
+
+
+def skipped_entries(folder: str | Path) -> list[tuple[Path, str]]:
+    """The entries of ``folder`` named like images that :func:`list_images` leaves out, each with why (a broken
+    link or a symlink loop, a folder), so that a command can name them rather than drop them silently."""
+    entries = []
+    for path in sorted(Path(folder).iterdir()):
+        if not is_image_file(path) or _is_regular_file(path):
+            continue
+        reason = ("a broken link or a symlink loop" if path.is_symlink() else
+                  "a folder" if path.is_dir() else "not a regular file")
+        entries.append((path, reason))
+    return entries
 
 
 @dataclass
@@ -53,11 +107,17 @@ class ImageFile:
         float), in the file's own units.
     :ivar resolution: TIFF pixels per unit ``(x, y)`` and its unit (``resolutionunit`` tag), when the file says.
     :ivar imagej: ImageJ metadata worth carrying over (``unit``, ``spacing``), when the file is an ImageJ TIFF.
+    :ivar stack_axes: what the pages are along, for a TIFF that says (``"Z"`` for a z-stack, ``"TZ"`` for a
+        time series of stacks, with :attr:`stack_shape` ``(t, z)``), so that a stack is written back as it was read;
+        ``""`` for a plain sequence of pages.
+    :ivar stack_shape: the length of each of :attr:`stack_axes` (their product is the number of pages).
     """
 
     pages: list[np.ndarray]
     resolution: tuple[tuple[float, float], int] | None = None
     imagej: dict[str, Any] = field(default_factory=dict)
+    stack_axes: str = ""
+    stack_shape: tuple[int, ...] = ()
 
     @property
     def dtype(self) -> np.dtype:
@@ -97,12 +157,23 @@ def _png_bit_depth(path: Path) -> int:
     return header[24] if len(header) == 26 and header[:8] == b"\x89PNG\r\n\x1a\n" else 0
 
 
-def _read_png16(path: Path) -> np.ndarray:
+def _png_size(path: Path) -> int:
+    with open(path, "rb") as file:
+        header = file.read(24)
+    return int.from_bytes(header[16:20], "big") * int.from_bytes(header[20:24], "big")
+
+
+def _read_png16(path: Path, max_pixels: int | None) -> np.ndarray:
     # Pillow decodes 16-bit colour PNGs to 8 bits (and gray ones to int32); pypng keeps every bit and the dtype.
     import png
 
+    check_pixel_count(_png_size(path), path, max_pixels)  # pypng has no bound of its own
     width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-    array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, info["planes"])
+    rows = [np.asarray(row, dtype=np.uint16) for row in rows]
+    if len(rows) != height:
+        raise ImageError(f"cannot read image {path}: {len(rows)} of its {height} rows of pixels are there "
+                         "(a truncated file, or a header alone)")
+    array = np.vstack(rows).reshape(height, width, info["planes"])
     return array[:, :, 0] if info["planes"] == 1 else array
 
 
@@ -116,14 +187,33 @@ def _series_pages(array: np.ndarray, axes: str) -> list[np.ndarray]:
     return [page[:, :, 0] if page.ndim == 3 and page.shape[2] == 1 else page for page in pages]
 
 
-def _read_tiff(path: Path) -> ImageFile:
+# the axes a stack of 2-D images may run along and be written back with (ImageJ's order)
+_STACK_AXES = "TZC"
+
+
+def _stack_layout(series: list[Any]) -> tuple[str, tuple[int, ...]]:
+    """``(axes, shape)`` of the pages of a file with one series along time, depth or channels ("" otherwise)."""
+    if len(series) != 1:
+        return "", ()
+    axes, shape = series[0].axes, series[0].shape
+    leading = [(axis, length) for axis, length in zip(axes, shape) if axis not in "YXS"]
+    if not leading or any(axis not in _STACK_AXES for axis, _ in leading):
+        return "", ()
+    return "".join(axis for axis, _ in leading), tuple(int(length) for _, length in leading)
+
+
+def _read_tiff(path: Path, max_pixels: int | None) -> ImageFile:
     # tifffile keeps 16-bit and floating-point colour, which Pillow reduces to 8 bits, and reads every page.
     import tifffile
 
     pages: list[np.ndarray] = []
     with tifffile.TiffFile(path) as tiff:
-        for series in tiff.series:
-            pages += _series_pages(np.asarray(series.asarray()), series.axes)
+        series = list(tiff.series)
+        check_pixel_count(sum(int(np.prod([n for axis, n in zip(s.axes, s.shape) if axis != "S"], dtype=np.int64))
+                              for s in series), path, max_pixels)
+        for one in series:
+            pages += _series_pages(np.asarray(one.asarray()), one.axes)
+        stack_axes, stack_shape = _stack_layout(series)
         first = tiff.pages[0]
         resolution = (tuple(float(v) for v in first.resolution), int(first.resolutionunit)) \
             if "XResolution" in first.tags else None
@@ -132,7 +222,9 @@ def _read_tiff(path: Path) -> ImageFile:
     if len(shapes) > 1:
         raise ImageError(f"{path}: a stack whose pages differ in shape ({', '.join(map(str, shapes[:4]))}); "
                          "the pages of a stack must all have one shape: save them as separate files")
-    return ImageFile(pages, resolution, imagej)
+    if len(pages) < 2:
+        stack_axes, stack_shape = "", ()
+    return ImageFile(pages, resolution, imagej, stack_axes, stack_shape)
 
 
 EIGHT_BIT_PILLOW_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr")
@@ -158,32 +250,56 @@ def holds_8bit_pixels(path: str | Path) -> bool:
         return False
 
 
-def read_image_file(path: str | Path) -> ImageFile:
+@contextlib.contextmanager
+def _pillow_unbounded() -> Iterator[None]:
+    # Pillow's own bound is a process-wide setting; sei applies its policy (check_pixel_count) from the header
+    # instead, so the bound is lifted only while one header is opened and put back at once.
+    from PIL import Image
+
+    bound = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = bound
+
+
+def read_image_file(path: str | Path, max_pixels: int | None = None) -> ImageFile:
     """Read an image file's pages in its own dtype and units (no scaling): see :class:`ImageFile`.
 
     Multi-page TIFFs (stacks, ImageJ hyperstacks) give one page per 2-D image; other files one page.
 
-    :raises ImageError: if the file is missing or cannot be decoded, holds NaN or infinite values, an unsupported
-        pixel type, or pages of different shapes.
+    :param max_pixels: the most pixels the file may hold, all pages together (the module's image-size policy;
+        ``None``: :data:`MAX_PIXELS`).
+    :raises ImageError: if the file is missing or cannot be decoded, declares more than ``max_pixels`` pixels,
+        holds NaN or infinite values, an unsupported pixel type, pages of different shapes, or several frames
+        (an animated GIF, PNG or WebP).
     """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    if not path.is_file():
+    if not _is_regular_file(path):
         raise ImageError(f"image file not found: {path}")
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
-            file = _read_tiff(path)
+            file = _read_tiff(path, max_pixels)
             file.pages = [_check_pixels(page, path) for page in file.pages]
             return file
         if path.suffix.lower() == ".png" and _png_bit_depth(path) == 16:
-            return ImageFile([_check_pixels(_read_png16(path), path)])
+            return ImageFile([_check_pixels(_read_png16(path, max_pixels), path)])
     except ImageError:
         raise
     except Exception as error:  # decoder errors come in many types
         raise ImageError(f"cannot read image {path}: {error}") from error
     try:
-        with Image.open(path) as image:
+        with _pillow_unbounded():
+            image = Image.open(path)
+        with image:
+            check_pixel_count(image.size[0] * image.size[1], path, max_pixels)
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:  # reading the first alone would lose the others without a word
+                raise ImageError(f"{path}: {frames} frames (an animation); sei reads one image per file: save the "
+                                 "frames as separate files, or as a multi-page TIFF stack")
             image.load()
             if image.mode == "P":  # palette images: expand to their colours
                 image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -192,7 +308,9 @@ def read_image_file(path: str | Path) -> ImageFile:
             elif image.mode == "CMYK" or image.mode == "YCbCr":
                 image = image.convert("RGB")
             array = np.asarray(image)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
         raise ImageError(f"cannot read image {path}: {error}") from error
     return ImageFile([_check_pixels(array, path, pillow=True)])
 
@@ -271,16 +389,18 @@ def write_image(path: str | Path, image: torch.Tensor, bits: int = 8) -> Path:
 
 def write_image_file(path: str | Path, file: ImageFile) -> Path:
     """Write pages in their own dtype: one page as PNG (8/16-bit integers) or any image format Pillow writes
-    (8-bit), or TIFF (any supported dtype, several pages as a stack, with the resolution and ImageJ unit and
-    spacing given), creating parent folders.
+    (8-bit), or TIFF (any supported dtype, several pages as a stack, with the resolution, ImageJ's unit and spacing,
+    and the stack's axes given), creating parent folders.
+
+    The file is written under a temporary name and renamed (:func:`sei.core.files.atomic_write`): a full disk or a
+    killed process leaves the previous file, or none, never a truncated one under the final name.
 
     :param file: ``(H, W)`` or ``(H, W, C)`` pages with ``C`` in 1, 3, 4.
     :return: the path written.
     :raises ImageError: for a layout or dtype the file format cannot hold (floats or stacks need TIFF, 16 bits
         PNG or TIFF).
+    :raises StorageError: when the file cannot be written (naming it).
     """
-    from PIL import Image
-
     path = Path(path)
     pages = [page[:, :, 0] if page.ndim == 3 and page.shape[2] == 1 else page for page in file.pages]
     if not pages or any(p.ndim not in (2, 3) or (p.ndim == 3 and p.shape[2] not in (3, 4)) for p in pages):
@@ -288,41 +408,57 @@ def write_image_file(path: str | Path, file: ImageFile) -> Path:
                          f"{[tuple(p.shape) for p in pages[:3]]}")
     dtype = pages[0].dtype
     suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        colour = pages[0].ndim == 3
-        options: dict[str, Any] = {"photometric": "rgb" if colour else "minisblack"}
-        if file.resolution is not None:
-            options["resolution"], options["resolutionunit"] = file.resolution
-        imagej = bool(file.imagej) and not colour and dtype.name in ("uint8", "uint16", "float32")
-        if imagej:
-            options.update(imagej=True, metadata=dict(file.imagej))
-        data = np.stack(pages) if len(pages) > 1 else pages[0]
-        tifffile.imwrite(path, data, **options)
+        with atomic_path(path) as temporary:  # tifffile writes to a file name
+            _write_tiff(temporary, pages, file)
         return path
     if len(pages) > 1:
         raise ImageError(f"{path.name}: a stack of {len(pages)} pages needs a .tif file name")
     if dtype.name not in ("uint8", "uint16"):
         raise ImageError(f"{path.name}: {dtype.name} data need a .tif file name (PNG and the others hold integers)")
     array = pages[0]
-    if dtype.name == "uint8":
-        Image.fromarray(array).save(path)
-    elif suffix != ".png":
+    if dtype.name == "uint16" and suffix != ".png":
         raise ImageError(f"16-bit images need a .png or .tif file name, got {path.name}")
-    elif array.ndim == 2:
-        Image.fromarray(array).save(path)
-    else:
-        _write_png16(path, array)
-    return path
+    if dtype.name == "uint16" and array.ndim == 3:
+        return atomic_write(path, lambda handle: _write_png16(handle, array))
+    return atomic_write(path, lambda handle: _write_pillow(handle, array, suffix))
 
 
-def _write_png16(path: Path, array: np.ndarray) -> None:
+def _write_pillow(handle: IO[bytes], array: np.ndarray, suffix: str) -> None:
+    from PIL import Image
+
+    image_format = Image.registered_extensions().get(suffix)
+    if image_format is None:
+        raise ImageError(f"unknown image file type {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    Image.fromarray(array).save(handle, format=image_format)
+
+
+def _write_tiff(target: Path, pages: list[np.ndarray], file: ImageFile) -> None:
+    import tifffile
+
+    colour = pages[0].ndim == 3
+    options: dict[str, Any] = {"photometric": "rgb" if colour else "minisblack"}
+    if file.resolution is not None:
+        options["resolution"], options["resolutionunit"] = file.resolution
+    data = np.stack(pages) if len(pages) > 1 else pages[0]
+    metadata: dict[str, Any] = {}
+    if len(pages) > 1 and file.stack_axes and int(np.prod(file.stack_shape)) == len(pages):
+        # a z-stack goes back as a z-stack (ImageJ would otherwise read a 3-D array as channels)
+        data = data.reshape(*file.stack_shape, *pages[0].shape)
+        metadata["axes"] = file.stack_axes + ("YXS" if colour else "YX")
+    imagej = bool(file.imagej) and not colour and pages[0].dtype.name in ("uint8", "uint16", "float32")
+    if imagej:
+        options["imagej"] = True
+        metadata.update(file.imagej)
+    if metadata:
+        options["metadata"] = metadata
+    tifffile.imwrite(target, data, **options)
+
+
+def _write_png16(handle: IO[bytes], array: np.ndarray) -> None:
     # Pillow cannot write 16-bit colour PNGs; pypng can.
     import png
 
     height, width, planes = array.shape
     writer = png.Writer(width, height, greyscale=False, alpha=planes == 4, bitdepth=16)
-    with open(path, "wb") as file:
-        writer.write(file, array.reshape(height, width * planes))
+    writer.write(handle, array.reshape(height, width * planes))

@@ -1,35 +1,75 @@
-"""Commands that turn input files into output files (``sei restore``, ``sei degrade``): where each output goes, and
-a report of what was written and what failed."""
+"""Commands that write files (``sei restore``, ``sei degrade``, ``sei test``, ``sei psf``): where each output goes,
+the one policy for outputs that are already there, and a report of what was written and what failed.
+
+The policy: **nothing is replaced unless it was asked for** (``--overwrite``). A command checks all its outputs
+before it writes the first, so a refusal loses nothing and writes nothing; every file is then written under a
+temporary name and renamed (:func:`sei.core.files.atomic_path`).
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sei.core.errors import ImageError
+from sei.core.errors import ImageError, OutputExistsError
+from sei.core.files import atomic_write_text
 from sei.io.images import is_image_file, list_images
+from sei.io.intensity import IntensityMap, integer_map
 
-__all__ = ["TIFF_SUFFIXES", "FileReport", "output_paths"]
+__all__ = ["INTENSITY_RECORD", "TIFF_SUFFIXES", "FileReport", "check_intensity_records", "check_replaceable",
+           "output_paths", "write_intensity_record"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 
+# The record beside the outputs of ``sei restore`` and ``sei degrade``: each file's map between its values and the
+# network's [0, 1] (sei.io.intensity), for every file that is not plain 8-bit.
+INTENSITY_RECORD = "intensity.json"
+
+
 @dataclass
 class FileReport:
-    """Files written, and files that failed with the reason."""
+    """Files written, files that failed (with the reason), and the intensity map of each file written."""
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    intensity: dict[Path, IntensityMap] = field(default_factory=dict)
+
+    def failures(self, listed: int = 3) -> str:
+        """The failures on one line: ``"2 failed: a.png: reason; b.tif: reason"`` (the first ``listed`` named)."""
+        named = "; ".join(reason if path.name in reason else f"{path.name}: {reason}"
+                          for path, reason in self.failed[:listed])
+        more = f"; and {len(self.failed) - listed} more" if len(self.failed) > listed else ""
+        return f"{len(self.failed)} failed: {named}{more}"
 
 
-def output_paths(source: Path, destination: Path, suffix: str | None = "png") -> list[tuple[Path, Path]]:
+def check_replaceable(paths: list[Path], overwrite: bool) -> None:
+    """The output-collision policy: refuse files that exist, unless ``overwrite``.
+
+    >>> check_replaceable([Path("no/such/file.png")], overwrite=False)
+
+    :raises OutputExistsError: naming the first few, and how to proceed.
+    """
+    existing = [path for path in paths if path.exists() or path.is_symlink()]
+    if existing and not overwrite:
+        names = ", ".join(str(path) for path in existing[:3]) + (f" and {len(existing) - 3} more"
+                                                                 if len(existing) > 3 else "")
+        raise OutputExistsError(f"{len(existing)} output file(s) already exist ({names}); nothing was written: "
+                                "choose another output, or pass --overwrite to replace them")
+
+
+def output_paths(source: Path, destination: Path, suffix: str | None = "png",
+                 overwrite: bool = False) -> list[tuple[Path, Path]]:
     """``(input, output)`` pairs: a folder maps to a folder of the same names, a file to a file or a folder.
 
     :param suffix: the output format; ``None``: TIFF inputs stay TIFF (they may hold floats or stacks, which
         only TIFF can hold), others become PNG.
+    :param overwrite: outputs that already exist may be replaced (see :func:`check_replaceable`).
 
     :raises ImageError: if the input does not exist, the output would overwrite an input, or two inputs would
         be written to one output (``b.jpg`` and ``b.jpeg`` both give ``b.png``).
+    :raises OutputExistsError: if outputs exist and ``overwrite`` is not set.
     """
     def name(path: Path) -> str:
         if suffix is None:
@@ -57,4 +97,49 @@ def output_paths(source: Path, destination: Path, suffix: str | None = "png") ->
     clashes = [str(out) for _, out in pairs if out.resolve() in inputs]
     if clashes:
         raise ImageError(f"restoring would overwrite input file(s) {', '.join(clashes[:3])}; choose another output")
+    check_replaceable([out for _, out in pairs], overwrite)
     return pairs
+
+
+def _is_intensity_record(path: Path) -> bool:
+    """Whether ``path`` holds a record sei wrote: a JSON mapping of file names to intensity maps."""
+    try:
+        data = json.loads(path.read_text())
+        return isinstance(data, dict) and all(isinstance(v, dict) and "scale" in v for v in data.values())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+
+
+def check_intensity_records(targets: list[Path], overwrite: bool = False) -> None:
+    """Refuse (unless ``overwrite``) to merge into an ``intensity.json`` that is not a record sei wrote.
+
+    :raises OutputExistsError: naming the file.
+    """
+    foreign = sorted({target.parent / INTENSITY_RECORD for target in targets
+                      if (target.parent / INTENSITY_RECORD).exists()
+                      and not _is_intensity_record(target.parent / INTENSITY_RECORD)})
+    check_replaceable(foreign, overwrite)
+
+
+def write_intensity_record(report: FileReport) -> list[Path]:
+    """Write, next to the outputs, ``intensity.json``: each output file's map between its values and the network's
+    [0, 1] (``{name: {offset, scale, dtype}}``), in every output folder where a file is not plain 8-bit; merged
+    with a record sei wrote there before (anything else there was refused or allowed by
+    :func:`check_intensity_records` before the outputs were written).
+
+    :return: the records written.
+    :raises StorageError: when a record cannot be written (naming it).
+    """
+    plain = integer_map("uint8")
+    by_folder: dict[Path, dict[str, dict]] = {}
+    for target, mapping in report.intensity.items():
+        by_folder.setdefault(target.parent, {})[target.name] = mapping.to_dict()
+    written = []
+    for folder, maps in by_folder.items():
+        if all(IntensityMap.from_dict(m) == plain for m in maps.values()):
+            continue
+        path = folder / INTENSITY_RECORD
+        previous = json.loads(path.read_text()) if _is_intensity_record(path) else {}
+        atomic_write_text(path, json.dumps({**previous, **maps}, indent=2, sort_keys=True))
+        written.append(path)
+    return written
