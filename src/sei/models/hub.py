@@ -132,14 +132,25 @@ def remote_names() -> list[str]:
     return sorted(Path(f).stem for f in files if f.endswith(".pt"))
 
 
+def _check_published(stem: str, cache_dir: str | Path | None) -> None:
+    """Refuse, without asking the network, a name that is neither of the published form nor known nor cached.
+
+    :raises UnknownNameError: listing the known and cached names.
+    """
+    if parse_name(stem) is None and stem not in KNOWN_NAMES:
+        raise UnknownNameError("published weights name", stem, {*KNOWN_NAMES, *cached_names(cache_dir)},
+                               hint="`sei weights list --remote` shows every file of the hub")
+
+
 def fetch_weights(name: str, download: bool = False, cache_dir: str | Path | None = None) -> Path:
     """The local path of published weights ``name``, downloading them only if ``download`` is True.
 
-    A cached file is used without asking the network (published files do not change). Without a network the
+    A cached file is used without asking the network (published files do not change). A name that is not of the
+    published form (:func:`parse_name`) nor known is refused without asking it either. Without a network the
     download fails within a few seconds (``HF_HUB_OFFLINE`` set, or the hub unreachable).
 
+    :raises UnknownNameError: for a name that is not a published weights name, or that the hub does not have.
     :raises ResourceUnavailableError: if they are not cached and cannot or may not be downloaded.
-    :raises WeightsError: if the hub has no file of that name.
     """
     hub = _hub()
     stem = Path(name).name.removesuffix(".pt")
@@ -149,6 +160,7 @@ def fetch_weights(name: str, download: bool = False, cache_dir: str | Path | Non
     cached = hub.try_to_load_from_cache(HUB_REPO, filename, cache_dir=cache_dir)
     if isinstance(cached, str) and Path(cached).is_file():
         return Path(cached)
+    _check_published(stem, cache_dir)
     if not download:
         raise ResourceUnavailableError(
             f"published weights {stem} are unavailable: they are not in the local Hugging Face cache; run "
@@ -162,7 +174,9 @@ def fetch_weights(name: str, download: bool = False, cache_dir: str | Path | Non
     except (hub.errors.LocalEntryNotFoundError, hub.errors.OfflineModeIsEnabled) as error:
         raise ResourceUnavailableError(f"{failed} (no network?)") from error
     except hub.errors.EntryNotFoundError as error:
-        raise WeightsError(f"{HUB_REPO} has no file {filename}; `sei weights list --remote` shows what exists") from error
+        raise UnknownNameError("published weights name", stem, {*KNOWN_NAMES, *cached_names(cache_dir)},
+                               hint=f"{HUB_REPO} has no file {filename}; `sei weights list --remote` shows every "
+                                    "file it has") from error
     except Exception as error:  # connection and HTTP errors from the hub client
         raise ResourceUnavailableError(f"cannot fetch {filename} from {HUB_REPO}: {error}") from error
 

@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from sei.core.errors import SEIError, WeightsError
-from sei.physics.spec import PhysicsSpec, resolve_spec
+from sei.core.checks import nonfinite_tensors
+from sei.core.errors import ConfigError, SEIError, WeightsError
 from sei.core.files import atomic_torch_save, describe_load_failure
-from sei.models.registry import backbone_from_architecture, build_backbone
+from sei.physics.spec import PhysicsSpec, resolve_spec
+from sei.models.registry import backbone_from_architecture, build_backbone, check_architecture
 
 __all__ = ["load_backbone", "load_state", "read_physics", "read_weights", "save_weights"]
 
@@ -86,26 +87,66 @@ def _load_payload(source: str | Path | Mapping[str, Any]) -> tuple[Any, str]:
     return data, where
 
 
-def read_weights(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict | None]:
-    """The state dict and architecture record (or None) held by a weights file or an in-memory dict.
+def _entry_problem(name: Any, value: Any) -> str | None:
+    """Why an entry of a state dict is not a tensor named by a string, or None."""
+    if not isinstance(name, str):
+        return "is not named by a string"
+    if not isinstance(value, torch.Tensor):
+        return f"is a {type(value).__name__}, not a tensor"
+    return None
 
-    :raises WeightsError: if the file is missing, unreadable, or holds no state dict.
+
+def _state_of(data: Mapping[str, Any], where: str) -> dict[str, torch.Tensor]:
+    """The state dict a weights payload holds: under ``params`` or ``params_ema`` (ours and the authors' files,
+    where every entry must be a named tensor), under ``state_dict`` (Lightning checkpoints: the backbone's entries),
+    else the payload itself (a bare ``state_dict``); of the last two, the named tensors.
+
+    :raises WeightsError: for an entry of ``params`` that is not a named tensor, or no tensors at all.
+    """
+    for key in ("params", "params_ema", "state_dict"):
+        if key in data and isinstance(data[key], Mapping):
+            state = data[key]
+            if key == "state_dict":
+                state = {k: v for k, v in state.items() if isinstance(k, str) and k.startswith("backbone.")} or state
+                break
+            for name, value in state.items():
+                problem = _entry_problem(name, value)
+                if problem is not None:
+                    raise WeightsError(f"{where}: entry {name!r} of {key!r} {problem}; the file is damaged or not a "
+                                       "weights file")
+            break
+    else:  # a bare state dict, perhaps beside other values (an epoch count ...)
+        state = data
+    state = {k: v for k, v in state.items() if _entry_problem(k, v) is None}
+    if not state:
+        raise WeightsError(f"{where} holds no tensors")
+    return state
+
+
+def read_weights(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The state dict and architecture record (or None) held by a weights file or an in-memory dict, checked: the
+    record against its backbone's declared rules (:func:`sei.models.registry.check_architecture`), and every
+    tensor finite (weights of a diverged run would restore black images).
+
+    :raises WeightsError: if the file is missing or unreadable, holds no state dict, a malformed architecture
+        record (unknown backbone or option, a value outside its rule), an entry that is not a tensor, or NaN or
+        infinite values.
     """
     data, where = _load_payload(source)
     if not isinstance(data, Mapping):
         raise WeightsError(f"{where} holds a {type(data).__name__}, not a state dict")
     architecture = data.get("sei_architecture")
-    for key in ("params", "params_ema", "state_dict"):
-        if key in data and isinstance(data[key], Mapping):
-            state = data[key]
-            if key == "state_dict":
-                state = {k: v for k, v in state.items() if k.startswith("backbone.")} or state
-            break
-    else:
-        state = data
-    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    if not state:
-        raise WeightsError(f"{where} holds no tensors")
+    if architecture is not None:
+        try:
+            check_architecture(architecture)
+        except ConfigError as error:
+            raise WeightsError(f"{where}: {error}") from error
+    state = _state_of(data, where)
+    bad = nonfinite_tensors(state)
+    if bad:
+        more = f" and {len(bad) - 1} more tensors" if len(bad) > 1 else ""
+        raise WeightsError(f"{where} holds NaN or infinite values (in {bad[0]!r}{more}); it is not usable: use an "
+                           "earlier checkpoint")
     return _strip_prefixes(state), architecture
 
 
@@ -149,7 +190,8 @@ def load_backbone(source: str | Path | Mapping[str, Any], backbone: str | None =
     files) from ``backbone`` and ``upscale``. When both are present they must agree. ``physics`` is the
     measurement operator, which physics-aware backbones (``unrolled-*``) need and others ignore.
 
-    :raises WeightsError: if the weights do not fit, or the architecture is unknown.
+    :raises WeightsError: if the file cannot be used (:func:`read_weights`), or the weights do not fit.
+    :raises ConfigError: for a physics-aware backbone without an operator.
     """
     state, architecture = read_weights(source)
     where = f"weights file {source}" if isinstance(source, (str, Path)) else "weights"
