@@ -96,10 +96,13 @@ def validate_kernel(kernel: torch.Tensor, source: str = "kernel") -> torch.Tenso
 
     Singleton dimensions are squeezed, so ``(1, 1, kh, kw)`` is accepted.
 
-    :raises KernelError: if it is not 2-D, is empty, holds non-finite or negative values, or sums to 0.
+    :raises KernelError: if it is not 2-D, is empty, complex, holds non-finite or negative values, or sums to 0.
     """
     if not isinstance(kernel, torch.Tensor):
         raise KernelError(f"{source}: expected a tensor, got {type(kernel).__name__}")
+    if kernel.is_complex():  # casting would drop the imaginary part without a word
+        raise KernelError(f"{source}: the kernel is complex-valued; a blur kernel is real (take its magnitude or "
+                          "real part explicitly if that is what you mean)")
     kernel = kernel.detach().to(torch.float64)
     while kernel.ndim > 2 and kernel.shape[0] == 1:
         kernel = kernel[0]
@@ -133,13 +136,9 @@ def kernel_from_file(path: str | Path) -> torch.Tensor:
     source = f"kernel file {path}"
     try:
         if suffix in (".pt", ".pth"):
-            data = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(data, dict) and len(data) == 1:
-                data = next(iter(data.values()))
-            if isinstance(data, np.ndarray):
-                data = torch.from_numpy(data)
+            data = _load_tensor_file(path, source)
         elif suffix == ".npy":
-            data = torch.from_numpy(np.load(path, allow_pickle=False))
+            data = torch.from_numpy(_load_npy(path, source))
         elif suffix in KERNEL_FILE_SUFFIXES:
             from sei.io.images import read_image_array
 
@@ -154,6 +153,30 @@ def kernel_from_file(path: str | Path) -> torch.Tensor:
     except Exception as error:  # unpickling/decoding errors come in many types
         raise KernelError(f"{source}: cannot be read ({error})") from error
     return validate_kernel(data, source)
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _load_npy(path: Path, source: str) -> np.ndarray:
+    # np.load takes any file without the .npy signature for a pickle, and would say so: name what it is instead
+    with open(path, "rb") as file:
+        if file.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+            raise KernelError(f"{source}: not a NumPy .npy file (no .npy signature); write it with numpy.save")
+    return np.load(path, allow_pickle=False)
+
+
+def _load_tensor_file(path: Path, source: str) -> torch.Tensor | np.ndarray:
+    from sei.core.files import describe_load_failure
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch's own message advises weights_only=False, i.e. running the file's code
+        raise KernelError(f"{source}: cannot be read ({describe_load_failure(path, error)}); save the kernel as a "
+                          "plain tensor (torch.save(tensor, path)) or a .npy array") from None
+    if isinstance(data, dict) and len(data) == 1:
+        data = next(iter(data.values()))
+    return torch.from_numpy(data) if isinstance(data, np.ndarray) else data
 
 
 def load_kernel(spec: str | Path | torch.Tensor) -> torch.Tensor:
@@ -177,16 +200,23 @@ def write_kernel(kernel: torch.Tensor, path: str | Path) -> Path:
     return atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
 
 
-def save_kernel(kernel: torch.Tensor, path: str | Path) -> tuple[Path, Path]:
+def save_kernel(kernel: torch.Tensor, path: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
     """Write a kernel as ``.npy`` (float32, what ``--kernel`` reads) and a PNG preview beside it (scaled to its
     maximum and enlarged so that each kernel pixel is visible).
 
+    :param overwrite: replace files of those names that are already there (otherwise refused, nothing written).
     :return: the ``.npy`` and ``.png`` paths.
+    :raises OutputExistsError: when either file exists and ``overwrite`` is not set.
     """
     from PIL import Image
 
     from sei.core.files import atomic_write
+    from sei.io.outputs import check_replaceable
 
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        raise KernelError(f"kernel files are written as .npy, got {path.name}")
+    check_replaceable([path, path.with_suffix(".png")], overwrite)
     path = write_kernel(kernel, path)
     array = np.load(path)
     preview = np.round(255 * array / array.max()).astype(np.uint8)

@@ -11,11 +11,12 @@ silent unseeded noise or sigma = 0.
 from __future__ import annotations
 
 import math
+import warnings
 
 import deepinv
 import torch
 
-from sei.core.errors import ConfigError, ImageError
+from sei.core.errors import ConfigError, ImageError, SEIWarning
 from sei.core.units import sigma_of
 from sei.physics.base import identity
 
@@ -43,8 +44,13 @@ def check_noise_level(level: float) -> float:
 
     :raises ConfigError: naming the value otherwise.
     """
-    return _finite_number(level, True, "the noise level (--noise-level) must be a finite number >= 0 (8-bit grey "
-                                       "levels)")
+    level = _finite_number(level, True, "the noise level (--noise-level) must be a finite number >= 0 (8-bit grey "
+                                        "levels)")
+    if level > 255:  # allowed (the maths holds), but a standard deviation above the whole range is rarely meant
+        warnings.warn(f"the noise level {level:g} is larger than the whole intensity range (255 grey levels); the "
+                      "measurements would be mostly noise (is it in the right units? see --help)", SEIWarning,
+                      stacklevel=2)
+    return level
 
 
 def check_gain(gain: float) -> float:
@@ -52,8 +58,12 @@ def check_gain(gain: float) -> float:
 
     :raises ConfigError: naming the value otherwise.
     """
-    return _finite_number(gain, False, "the Poisson gain (--gain) must be a finite number > 0 (intensity of one "
+    gain = _finite_number(gain, False, "the Poisson gain (--gain) must be a finite number > 0 (intensity of one "
                                        "photon)")
+    if gain > 1:  # one photon brighter than full scale: fewer than one photon per bright pixel
+        warnings.warn(f"the Poisson gain {gain:g} makes one photon brighter than the whole intensity range [0, 1] "
+                      "(the gain is 1 / the peak photon count, e.g. 0.01 for 100 photons)", SEIWarning, stacklevel=2)
+    return gain
 
 
 def gaussian_noise_like(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -9,16 +9,19 @@ samples, so small PSFs (a disc of radius 1.5 px) are rendered faithfully rather 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 
-from sei.core.errors import KernelError
+from sei.core.errors import KernelError, SEIWarning
 
-__all__ = ["MAX_KERNEL_SIZE", "OVERSAMPLE", "PSF_KINDS", "airy_first_zero", "airy_psf", "disc_psf", "gaussian_psf",
+__all__ = ["MAX_KERNEL_SIZE", "MAX_NUMERICAL_APERTURE", "OVERSAMPLE", "PSF_KINDS", "airy_first_zero", "airy_psf", "disc_psf", "gaussian_psf",
            "make_psf", "motion_psf", "odd_size"]
 
 MAX_KERNEL_SIZE = 255
+# the largest numerical aperture objectives reach (high-index immersion); more is a unit mix-up, warned about
+MAX_NUMERICAL_APERTURE = 1.7
 OVERSAMPLE = 7
 
 
@@ -117,6 +120,10 @@ def airy_first_zero(wavelength: float, pixel_size: float, numerical_aperture: fl
         raise KernelError("give the numerical aperture (microscope) or the f-number (telescope, camera), not both")
     if numerical_aperture is not None:
         numerical_aperture = _positive("numerical aperture", numerical_aperture)
+        if numerical_aperture > MAX_NUMERICAL_APERTURE:  # NA = n sin(theta) <= the immersion's refractive index
+            warnings.warn(f"a numerical aperture of {numerical_aperture:g} is above any objective's (about "
+                          f"{MAX_NUMERICAL_APERTURE:g} at most, with high-index immersion); is it the f-number "
+                          "(--f-number)?", SEIWarning, stacklevel=2)
         return 0.6098 * wavelength / numerical_aperture / pixel_size
     return 1.2197 * wavelength * _positive("f-number", f_number) / pixel_size
 

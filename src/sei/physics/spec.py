@@ -170,6 +170,16 @@ class PhysicsSpec:
         """The file name a copy of this spec's kernel gets in a run or measurement folder (``psf.npy``)."""
         return f"{Path(str(self.kernel)).stem}.npy" if self.kernel_is_file else "kernel.npy"
 
+    def kernel_copy_target(self, folder: str | Path) -> Path | None:
+        """Where :meth:`copy_kernel` writes into ``folder``: ``None`` for named kernels and bicubic SR, which need
+        no copy, and for a kernel file that is already that file."""
+        if self.kernel is None or (isinstance(self.kernel, str) and not self.kernel_is_file):
+            return None
+        copy = Path(folder) / self.kernel_copy_name()
+        if self.kernel_is_file and copy.resolve() == Path(str(self.kernel)).resolve():
+            return None
+        return copy
+
     def copy_kernel(self, folder: str | Path) -> Path | None:
         """Write a file or tensor kernel into ``folder`` (as :meth:`kernel_copy_name`), so that the folder does not
         depend on the original file; ``None`` for named kernels and bicubic SR, which need no copy.
@@ -180,9 +190,10 @@ class PhysicsSpec:
 
         if self.kernel is None or (isinstance(self.kernel, str) and not self.kernel_is_file):
             return None
-        copy = Path(folder) / self.kernel_copy_name()
-        if not self.kernel_is_file or copy.resolve() != Path(str(self.kernel)).resolve():
-            write_kernel(load_kernel(self.kernel), copy)
+        copy = self.kernel_copy_target(folder)
+        if copy is None:  # the folder's own kernel file
+            return Path(folder) / self.kernel_copy_name()
+        write_kernel(load_kernel(self.kernel), copy)
         return copy
 
     def short_name(self) -> str:
