@@ -15,10 +15,12 @@ import yaml
 
 from sei.core.errors import SEIError
 from sei.core.files import atomic_write_text
+from sei.io.images import ImageFile, image_tensor, read_image_file, skipped_entries, write_image_file
+from sei.io.intensity import IntensityMap, data_map, integer_map
+from sei.io.outputs import FileReport, write_intensity_record
 from sei.physics.spec import DEGRADATION_FILE, PhysicsSpec
-from sei.io.outputs import FileReport
 
-__all__ = ["degrade", "degrade_files", "write_degradation_record"]
+__all__ = ["degrade", "degrade_file", "degrade_files", "write_degradation_record"]
 
 
 def write_degradation_record(folder: str | Path, spec: PhysicsSpec, **details) -> Path:
@@ -33,69 +35,122 @@ def write_degradation_record(folder: str | Path, spec: PhysicsSpec, **details) -
     return atomic_write_text(folder / DEGRADATION_FILE, yaml.safe_dump({**values, **details}, sort_keys=False))
 
 
+def _measured_page(physics: torch.nn.Module, spec: PhysicsSpec, image: torch.Tensor, resize: int | None,
+                   generator: torch.Generator, name: str, max_pixels: int | None = None) -> torch.Tensor:
+    """The measurement of one ``(C, H, W)`` page in network units: resized, cropped to the factor, measured."""
+    from sei.data.preprocess import resize_shorter_side
+    from sei.physics.noise import check_photon_data, measure
+
+    if image.shape[0] in (2, 4):  # alpha is not measured
+        image = image[:-1]
+    if resize:
+        image = resize_shorter_side(image, resize, name, max_pixels)
+        if spec.noise == "poisson-gaussian":  # bicubic undershoot near edges is no negative light
+            image = image.clamp_min(0)
+    r = spec.upscale
+    image = image[:, : image.shape[1] - image.shape[1] % r, : image.shape[2] - image.shape[2] % r]
+    if spec.noise == "poisson-gaussian":
+        check_photon_data(image, name)
+    with torch.no_grad():
+        return measure(physics, image[None], generator)[0]
+
+
+def degrade_file(physics: torch.nn.Module, spec: PhysicsSpec, source: Path, target: Path, seed: int, index: int,
+                 resize: int | None = None, bits: int | None = None, max_pixels: int | None = None) -> IntensityMap:
+    """Write the measurement ``A x + e`` of every page of ``source`` to ``target``, in the input's dtype and units.
+
+    The file goes to the network's units by its map (:func:`sei.io.intensity.data_map`: 8- and 16-bit data by
+    their dtype's range, float data by their robust range), is measured there, and comes back through the same
+    map: a float TIFF gives a float TIFF of the same units, a 16-bit file a 16-bit file on the same scale; a stack
+    gives a stack. The noise of file ``index`` is seeded by ``("measurement", seed, index)`` (and the page, for a
+    stack's pages); a TIFF's resolution (pixels per unit) shrinks with the super-resolution factor.
+
+    :param bits: 8 or 16 bits of the network's [0, 1] instead of the input's dtype and units.
+    :return: the map of the file written (data units <-> network units).
+    :raises SEIError: for a file that cannot be read, mapped, measured or written.
+    """
+    from sei.core.rng import make_generator
+
+    file = read_image_file(source, max_pixels)
+    into = data_map(file.pages, str(source))
+    out = into if bits is None else integer_map(f"uint{bits}")
+    pages = []
+    for page_index, page in enumerate(file.pages):
+        keys = ("measurement", seed, index, page_index) if file.is_stack else ("measurement", seed, index)
+        image = image_tensor(into.to_network(page), None, source)  # grayscale stays one channel: one noise draw
+        measurement = _measured_page(physics, spec, image, resize, make_generator(*keys), str(source), max_pixels)
+        pages.append(out.from_network(measurement.numpy().transpose(1, 2, 0)))
+    resolution = None
+    if file.resolution is not None and not resize:  # pixels per unit shrink with the decimation
+        (x, y), unit = file.resolution
+        resolution = ((x / spec.upscale, y / spec.upscale), unit)
+    write_image_file(target, ImageFile(pages, resolution, file.imagej, file.stack_axes, file.stack_shape))
+    return out
+
+
 def degrade_files(spec: PhysicsSpec, pairs: Sequence[tuple[Path, Path]], seed: int = 0, resize: int | None = None,
-                  bits: int | None = None, progress: bool = True) -> FileReport:
-    """Write the measurement ``A x + e`` of each input file to its output file (noise seeded by (seed, index)).
+                  bits: int | None = None, progress: bool = True, max_pixels: int | None = None) -> FileReport:
+    """Write the measurement of each input file to its output file (:func:`degrade_file`); a file that fails is
+    recorded in the report (with the reason) and the others go on.
 
-    Images are cropped at the bottom/right to a multiple of the super-resolution factor. A file that cannot be
-    read is recorded in the report and the others go on.
+    Images are cropped at the bottom/right to a multiple of the super-resolution factor.
 
-    :param bits: 8 or 16 bits of [0, 1] per output file; ``None``: 8 for 8-bit inputs, 16 for wider ones (16-bit
-        and float files), so that a scientific image's measurement keeps its precision.
+    :param bits: ``None`` to write each file in its input's dtype and units, 8 or 16 for that many bits of the
+        network's [0, 1].
     """
     from tqdm.auto import tqdm
-
-    from sei.data.preprocess import resize_shorter_side
-    from sei.io.images import image_tensor, read_image_file, single_page_array, write_image
-    from sei.physics.noise import check_photon_data, measure
-    from sei.core.rng import make_generator
 
     physics = spec.build()
     report = FileReport()
     for index, (source, target) in enumerate(tqdm(pairs, desc="degrading", unit="image", disable=not progress)):
         try:
-            file = read_image_file(source)
-            image = image_tensor(single_page_array(file, source), None, source)  # grayscale: one noise draw
-            if image.shape[0] in (2, 4):  # alpha is not measured
-                image = image[:-1]
-            if resize:
-                image = resize_shorter_side(image, resize)
-                if spec.noise == "poisson-gaussian":  # bicubic undershoot near edges is no negative light
-                    image = image.clamp_min(0)
-            r = spec.upscale
-            image = image[:, : image.shape[1] - image.shape[1] % r, : image.shape[2] - image.shape[2] % r]
-            if spec.noise == "poisson-gaussian":
-                check_photon_data(image, str(source))
-            with torch.no_grad():
-                measurement = measure(physics, image[None], make_generator("measurement", seed, index))[0]
-            write_image(target, measurement, bits=bits or (8 if file.dtype.itemsize == 1 else 16))
+            report.intensity[target] = degrade_file(physics, spec, source, target, seed, index, resize, bits,
+                                                    max_pixels)
             report.written.append(target)
-        except SEIError as error:
+        except (SEIError, OSError) as error:
             report.failed.append((source, str(error)))
     return report
 
 
 def degrade(source: str | Path, destination: str | Path, physics: PhysicsSpec | None = None, seed: int = 0,
-            resize: int | None = None, bits: int | None = None, progress: bool = True
-            ) -> tuple[PhysicsSpec, FileReport, Path]:
+            resize: int | None = None, bits: int | None = None, progress: bool = True, overwrite: bool = False,
+            max_pixels: int | None = None) -> tuple[PhysicsSpec, FileReport, Path]:
     """Simulate measurements of an image file or a folder of clean images (``sei degrade``) and record how.
+
+    Outputs keep their input's dtype and units (:func:`degrade_file`), TIFF stays TIFF and the rest becomes PNG;
+    ``intensity.json`` records the maps of files that are not plain 8-bit, ``degradation.yaml`` the operator.
+    Nothing that exists is replaced unless ``overwrite`` (checked before the first file is written).
 
     :param physics: the operator in the user's words (the paper's kernel where none is given); its noise must be
         numbers: ``auto`` is for measurements one already has.
     :return: the resolved spec, the report of files written and failed, and the folder of ``degradation.yaml``.
     :raises ConfigError: for an operator that does not resolve, or a noise level or gain to estimate.
+    :raises OutputExistsError: for outputs (or a ``degradation.yaml``) that exist when ``overwrite`` is not set.
+    :raises ImageError: when no file could be degraded (no ``degradation.yaml`` is then written).
     """
-    from sei.core.errors import ConfigError
-    from sei.io.outputs import output_paths
+    from sei.core.errors import ConfigError, ImageError
+    from sei.io.outputs import check_intensity_records, check_replaceable, output_paths
     from sei.physics.spec import DEFAULT_KERNEL, resolve_spec
 
     spec = resolve_spec(physics or PhysicsSpec(), DEFAULT_KERNEL)
     if spec.needs_estimate:
         raise ConfigError("sei degrade simulates the noise, so it needs numbers: --noise-level NUMBER (and --gain "
                           "NUMBER for poisson-gaussian); auto is for measurements you already have")
-    destination = Path(destination)
-    report = degrade_files(spec, output_paths(Path(source), destination, "png"), seed, resize, bits, progress)
-    folder = destination if destination.suffix == "" else destination.parent
-    write_degradation_record(folder, spec, seed=seed, resize=resize, bits=bits or "input's",
-                             images=len(report.written))
+    source, destination = Path(source), Path(destination)
+    pairs = output_paths(source, destination, "png" if bits == 8 else None, overwrite)
+    folder = pairs[0][1].parent
+    kernel_copy = spec.kernel_copy_target(folder)
+    check_replaceable([folder / DEGRADATION_FILE] + ([kernel_copy] if kernel_copy else []), overwrite)
+    check_intensity_records([target for _, target in pairs], overwrite)
+    report = degrade_files(spec, pairs, seed, resize, bits, progress, max_pixels)
+    if source.is_dir():
+        report.failed += skipped_entries(source)
+    if not report.written:
+        raise ImageError(f"no image could be degraded ({report.failures()})")
+    try:
+        write_intensity_record(report)
+        write_degradation_record(folder, spec, seed=seed, resize=resize, bits=bits or "input's",
+                                 images=len(report.written))
+    except SEIError as error:  # a full disk: reported beside the files that failed, which are named too
+        report.failed.append((folder, str(error)))
     return spec, report, folder

@@ -36,7 +36,7 @@ from sei.data.photos import PHOTO_PACKAGES
 from sei.data.preprocess import resize_shorter_side
 from sei.core.errors import ConfigError, ImageError, ResourceUnavailableError, UnknownNameError
 from sei.io.intensity import IntensityMap, float_map, integer_map
-from sei.io.images import image_tensor, list_images, read_image_file
+from sei.io.images import image_tensor, list_images, read_image_file, skipped_entries
 
 __all__ = ["CT_FILE", "DIV2K_FILES", "NAMED_DATASETS", "PAPER_SHORTER_SIDE", "SAMPLE_SPLITS", "SCIKIT_LEARN_PHOTOS",
            "SPLITS", "URBAN100_FILE", "describe_skipped", "ImageSet", "load_image_set", "read_ct_slices",
@@ -115,7 +115,8 @@ def _check_split(split: str) -> str:
 
 
 def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: int | None,
-                progress: bool = False, intensity: IntensityMap | None = None) -> ImageSet:
+                progress: bool = False, intensity: IntensityMap | None = None,
+                max_pixels: int | None = None) -> ImageSet:
     """Read files into an :class:`ImageSet` in network units (:mod:`sei.io.intensity`): integer files by their dtype's
     full range, float files by one robust range for the whole set (or ``intensity``, the map a run recorded), so
     that one noise level holds for every image. A stack contributes each page as an image (``name_0000`` ...).
@@ -129,7 +130,7 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
     names, pages, skipped = [], [], []
     for path in tqdm(files, desc=f"reading {set_name}", unit="image", disable=not progress or len(files) < 20):
         try:
-            file = read_image_file(path)
+            file = read_image_file(path, max_pixels)
         except ImageError as error:
             skipped.append((str(path), str(error)))
             continue
@@ -152,7 +153,7 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
         is_float = np.issubdtype(page.dtype, np.floating)
         mapped = (set_map if is_float else integer_map(page.dtype)).to_network(page)
         image = image_tensor(mapped, 3, set_name)
-        images.append(resize_shorter_side(image, resize) if resize else image)
+        images.append(resize_shorter_side(image, resize, set_name, max_pixels) if resize else image)
     return ImageSet(set_name, names, images, ground_truth, skipped, set_map)
 
 
@@ -286,6 +287,7 @@ def load_image_set(
     progress: bool = False,
     strict: bool = False,
     intensity: IntensityMap | dict | None = None,
+    max_pixels: int | None = None,
 ) -> ImageSet:
     """Images of ``dataset``'s ``split``.
 
@@ -299,7 +301,9 @@ def load_image_set(
     :param strict: fail on an unreadable file instead of skipping it (skipped files are always named in a
         warning).
     :param intensity: for folders of float files: the map to use (a run's record) instead of the set's own range.
+    :param max_pixels: for folders: the most pixels one file may hold (:func:`sei.io.images.check_pixel_count`).
     :raises UnknownNameError: for a name that is neither a dataset nor an existing folder.
+    :raises ImageError: for a folder of measurements, or a name written as a path, that does not exist.
     :raises ResourceUnavailableError: for a named dataset that is missing offline.
     """
     split = _check_split(split)
@@ -315,5 +319,11 @@ def load_image_set(
         files = list_images(path) if path.is_dir() else [path]
         if isinstance(intensity, dict):
             intensity = IntensityMap.from_dict(intensity)
-        return _report_skipped(_read_files(files, str(path), ground_truth, size, progress, intensity), strict)
+        images = _read_files(files, str(path), ground_truth, size, progress, intensity, max_pixels)
+        if path.is_dir():  # broken links and the like are named with the unreadable files
+            images.skipped += [(str(entry), reason) for entry, reason in skipped_entries(path)]
+        return _report_skipped(images, strict)
+    if not ground_truth or any(separator in key for separator in ("/", "\\")) or Path(key).suffix:
+        what = "measurements folder" if not ground_truth else "folder"
+        raise ImageError(f"{what} not found: {path}")
     raise UnknownNameError("dataset", dataset, NAMED_DATASETS, hint="or pass an existing folder of images")
