@@ -160,6 +160,7 @@ def discover(paths: list[str | Path], depth: int = 3) -> tuple[list[Run], list[E
     runs: list[Run] = []
     evaluations: list[EvaluationRecord] = []
     seen: set[Path] = set()
+    partial: list[str] = []  # near misses, named when nothing else is found
 
     def visit(folder: Path, level: int) -> None:
         folder = folder.resolve()
@@ -181,6 +182,10 @@ def discover(paths: list[str | Path], depth: int = 3) -> tuple[list[Run], list[E
             if not isinstance(summary.get("settings", {}), dict):
                 raise ConfigError(f"{folder / SUMMARY_FILE} is malformed: its settings are not a mapping")
             evaluations.append(EvaluationRecord(folder, summary, rows))
+        elif (folder / SUMMARY_FILE).is_file():
+            partial.append(f"{folder / SUMMARY_FILE} has no {METRICS_FILE} beside it")
+        elif run.has_config() and not run.is_sei_run():
+            partial.append(f"{run.config_path} is not a configuration sei wrote")
         if level < depth:
             for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in run.own_folders):
                 visit(child, level + 1)
@@ -191,8 +196,9 @@ def discover(paths: list[str | Path], depth: int = 3) -> tuple[list[Run], list[E
             raise ConfigError(f"{path} does not exist")
         visit(path, 0)
     if not runs and not evaluations:
-        raise ConfigError(f"found no training run ({CONFIG_FILE} + logs) or evaluation ({SUMMARY_FILE}) in "
-                          f"{', '.join(map(str, paths))}")
+        raise ConfigError(f"found no training run ({CONFIG_FILE} + logs) or evaluation ({SUMMARY_FILE} + "
+                          f"{METRICS_FILE}) in {', '.join(map(str, paths))}"
+                          + (f" ({'; '.join(partial[:3])})" if partial else ""))
     return runs, evaluations
 
 

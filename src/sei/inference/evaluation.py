@@ -24,6 +24,7 @@ from sei.core.files import atomic_write_text
 from sei.data.pairs import MeasurementSet
 from sei.data.sources import ImageSet
 from sei.io.images import write_image
+from sei.io.outputs import check_replaceable
 from sei.io.intensity import IntensityMap
 from sei.metrics import psnr, ssim
 from sei.physics.spec import PhysicsSpec
@@ -119,15 +120,49 @@ def evaluate(
     return Evaluation(rows, summarise(rows, settings))
 
 
+# A spreadsheet evaluates a cell that starts with one of these as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """Text that a spreadsheet would run as a formula (an image named ``=1+2``), prefixed with ``'`` so that it is
+    shown as text; anything else unchanged.
+
+    >>> spreadsheet_safe("=HYPERLINK(1)"), spreadsheet_safe("cell_02"), spreadsheet_safe(-3.5)
+    ("'=HYPERLINK(1)", 'cell_02', -3.5)
+    """
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
+def is_evaluation_folder(out_dir: str | Path) -> bool:
+    """Whether ``out_dir`` holds an evaluation sei wrote (its ``summary.json`` has the settings and the count)."""
+    try:
+        summary = json.loads((Path(out_dir) / SUMMARY_FILE).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(summary, dict) and isinstance(summary.get("settings"), dict) and "n" in summary
+
+
+def check_evaluation_folder(out_dir: str | Path, overwrite: bool = False) -> None:
+    """The output policy for an evaluation: an evaluation sei wrote in ``out_dir`` is replaced by a new one;
+    anything else of those names is refused unless ``overwrite``.
+
+    :raises OutputExistsError: naming the files.
+    """
+    if not is_evaluation_folder(out_dir):
+        check_replaceable([Path(out_dir) / METRICS_FILE, Path(out_dir) / SUMMARY_FILE], overwrite)
+
+
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``metrics.csv`` (one row per image) and ``summary.json`` atomically; return their paths."""
+    """Write ``metrics.csv`` (one row per image; text that a spreadsheet would run as a formula is quoted) and
+    ``summary.json`` atomically; return their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = list(dict.fromkeys(key for row in evaluation.rows for key in row))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns)
     writer.writeheader()
-    writer.writerows(evaluation.rows)
+    writer.writerows({key: spreadsheet_safe(value) for key, value in row.items()} for row in evaluation.rows)
     metrics = atomic_write_text(out_dir / METRICS_FILE, text.getvalue())
     summary = atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(evaluation.summary, indent=2, default=str))
     return metrics, summary
@@ -195,7 +230,7 @@ def run_test(model_kind: str = "network", weights: str | None = None, physics: P
              out_dir: str | Path | None = None, save_images: bool = False, label: str | None = None,
              lpips: bool | None = None, ensemble: bool = False, precision: str = "32-true",
              baseline_options: dict[str, Any] | None = None, progress: bool = True,
-             strict: bool = False) -> TestResult:
+             strict: bool = False, overwrite: bool = False) -> TestResult:
     """Evaluate a network or a baseline with the paper's protocol on a dataset or folder of clean images (``sei
     test``): every image measured once with seeded noise, restored whole, scored, and written to ``metrics.csv`` and
     ``summary.json``.
@@ -206,7 +241,9 @@ def run_test(model_kind: str = "network", weights: str | None = None, physics: P
         the network's record, else the paper's kernel.
     :param overrides: dotted ``data.*``, ``model.backbone`` and ``train.device`` settings given.
     :param baseline_options: the baselines' settings (see :func:`sei.inference.baselines.build_baseline`).
+    :param overwrite: replace files of the evaluation's names that sei did not write (:func:`check_evaluation_folder`).
     :raises ConfigError: for settings that do not fit together (a subclass names the kind of problem).
+    :raises OutputExistsError: when the output folder holds such files and ``overwrite`` is not set.
     """
     import sei
     from sei.config.schema import ExperimentConfig, from_flat
@@ -230,7 +267,7 @@ def run_test(model_kind: str = "network", weights: str | None = None, physics: P
     device = torch_device(config.train.device)
     operator = spec.build()
     images = load_image_set(config.data.dataset, split, config.data.datasets_dir, config.data.download, True,
-                            config.data.resize, progress=progress, strict=strict)
+                            config.data.resize, progress=progress, strict=strict, max_pixels=config.data.max_pixels)
     if max_images:
         images.names, images.images = images.names[:max_images], images.images[:max_images]
     measurements = MeasurementSet(images, operator, config.data.noise_seed)  # simulated on the CPU, seeded
@@ -247,6 +284,7 @@ def run_test(model_kind: str = "network", weights: str | None = None, physics: P
         label = label or kind
         root = Path(RESULTS_DIR) / f"{kind}_{spec.task}_{spec.short_name()}_noise{spec.noise_level:g}"
     out_dir = Path(out_dir) if out_dir else root / f"test_{Path(str(config.data.dataset)).name}_{split}"
+    check_evaluation_folder(out_dir, overwrite)
     settings = {
         "label": label, "model_kind": kind, "ensemble": ensemble, "precision": precision,
         "weights": str(source.weights) if source else None,

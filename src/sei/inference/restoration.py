@@ -12,9 +12,8 @@ super-resolution). A file that cannot be read or restored is recorded and the ot
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +22,12 @@ import torch
 import torch.nn.functional as F
 
 from sei.core.errors import SEIError
-from sei.core.files import atomic_write_text
 from sei.io.intensity import IntensityMap, data_map, integer_map
-from sei.io.images import ImageFile, image_tensor, read_image_file, write_image_file
-from sei.io.outputs import FileReport
+from sei.io.images import ImageFile, image_tensor, read_image_file, skipped_entries, write_image_file
+from sei.io.outputs import FileReport, check_intensity_records, output_paths, write_intensity_record
 from sei.physics.spec import PhysicsSpec
 
-__all__ = ["INTENSITY_RECORD", "file_intensity", "restore", "restore_file", "restore_files", "restore_image",
-           "RestoreReport", "RestoreResult", "write_intensity_record"]
-
-INTENSITY_RECORD = "intensity.json"
-
-
-@dataclass
-class RestoreReport(FileReport):
-    """Files written and files that failed (with the reason), and the intensity map of each file written."""
-
-    intensity: dict[Path, IntensityMap] = field(default_factory=dict)
+__all__ = ["file_intensity", "restore", "restore_file", "restore_files", "restore_image", "RestoreResult"]
 
 
 def restore_image(reconstruct: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
@@ -68,15 +56,16 @@ def file_intensity(file: ImageFile, recorded: IntensityMap | None = None, name: 
 
 def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Path, target: Path,
                  device: torch.device | str = "cpu", bits: int | None = None, upscale: int = 1,
-                 recorded: IntensityMap | None = None) -> IntensityMap:
+                 recorded: IntensityMap | None = None, max_pixels: int | None = None) -> IntensityMap:
     """Restore every page of ``source`` into ``target`` in the input's dtype and units (or ``bits`` of [0, 1]).
 
     :param upscale: the super-resolution factor, to scale a TIFF's resolution (pixels per unit) by.
     :param recorded: the map the network was trained with, used for float files (see :func:`file_intensity`).
+    :param max_pixels: the most pixels the file may hold (:func:`sei.io.images.check_pixel_count`).
     :return: the map of the file written (data units <-> network units).
     :raises SEIError: for a file that cannot be read, mapped or written.
     """
-    file = read_image_file(source)
+    file = read_image_file(source, max_pixels)
     into = file_intensity(file, recorded, str(source))
     out = into if bits is None else integer_map(f"uint{bits}")
     pages = []
@@ -89,13 +78,14 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
     if file.resolution is not None:  # pixels per unit grow with the super-resolution factor
         (x, y), unit = file.resolution
         resolution = ((x * upscale, y * upscale), unit)
-    write_image_file(target, ImageFile(pages, resolution, file.imagej))
+    write_image_file(target, ImageFile(pages, resolution, file.imagej, file.stack_axes, file.stack_shape))
     return out
 
 
 def restore_files(reconstruct: Callable[[torch.Tensor], torch.Tensor], pairs: list[tuple[Path, Path]],
                   device: torch.device | str = "cpu", bits: int | None = None, progress: bool = True,
-                  upscale: int = 1, recorded: IntensityMap | None = None) -> RestoreReport:
+                  upscale: int = 1, recorded: IntensityMap | None = None,
+                  max_pixels: int | None = None) -> FileReport:
     """Restore each input file into its output file (:func:`restore_file`); failures are recorded, not raised.
 
     :param bits: ``None`` to write each file in its input's dtype and units, 8 or 16 for that many bits of the
@@ -103,46 +93,22 @@ def restore_files(reconstruct: Callable[[torch.Tensor], torch.Tensor], pairs: li
     """
     from tqdm.auto import tqdm
 
-    report = RestoreReport()
+    report = FileReport()
     for source, target in tqdm(pairs, desc="restoring", unit="image", disable=not progress):
         try:
-            report.intensity[target] = restore_file(reconstruct, source, target, device, bits, upscale, recorded)
+            report.intensity[target] = restore_file(reconstruct, source, target, device, bits, upscale, recorded,
+                                                    max_pixels)
             report.written.append(target)
         except (SEIError, RuntimeError, OSError) as error:
             report.failed.append((source, str(error)))
     return report
 
 
-def write_intensity_record(report: RestoreReport) -> list[Path]:
-    """Write, next to the outputs, ``intensity.json``: each output file's map between its values and the network's
-    [0, 1] (``{name: {offset, scale, dtype}}``), in every output folder where a file is not plain 8-bit; merged
-    with a record already there.
-
-    :return: the records written.
-    """
-    plain = integer_map("uint8")
-    by_folder: dict[Path, dict[str, dict]] = {}
-    for target, mapping in report.intensity.items():
-        by_folder.setdefault(target.parent, {})[target.name] = mapping.to_dict()
-    written = []
-    for folder, maps in by_folder.items():
-        if all(IntensityMap.from_dict(m) == plain for m in maps.values()):
-            continue
-        path = folder / INTENSITY_RECORD
-        try:
-            previous = json.loads(path.read_text()) if path.is_file() else {}
-        except (OSError, ValueError):  # an unreadable record is replaced, not merged
-            previous = {}
-        atomic_write_text(path, json.dumps({**previous, **maps}, indent=2, sort_keys=True))
-        written.append(path)
-    return written
-
-
 @dataclass
 class RestoreResult:
     """What ``sei restore`` did: the files, the operator and where it came from, the precision and why."""
 
-    report: RestoreReport
+    report: FileReport
     pairs: list[tuple[Path, Path]]
     physics: PhysicsSpec | None
     origin: str
@@ -172,7 +138,8 @@ def restore(source: str | Path, destination: str | Path, model_kind: str = "netw
             physics: PhysicsSpec | None = None, backbone: str | None = None,
             baseline_options: dict[str, Any] | None = None, tile: int = 0, overlap: int = 32,
             ensemble: bool = False, precision: str = "auto", bits: int | None = None, suffix: str | None = None,
-            device: str = "auto", download: bool = False, progress: bool = True) -> RestoreResult:
+            device: str = "auto", download: bool = False, progress: bool = True,
+            overwrite: bool = False, max_pixels: int | None = None) -> RestoreResult:
     """Restore an image file or a folder of them with a trained network or a baseline (``sei restore``).
 
     :param weights: a weights file, a run folder or a published name (``model_kind="network"``).
@@ -181,20 +148,24 @@ def restore(source: str | Path, destination: str | Path, model_kind: str = "netw
     :param suffix: the output format (``png``, ``tif``); ``None``: TIFF stays TIFF, the rest becomes PNG.
     :param precision: ``auto`` (:func:`sei.config.recipe.resolve_inference_precision`), ``32-true`` or
         ``bf16-mixed``.
+    :param overwrite: outputs that already exist may be replaced (otherwise they are refused before anything is
+        written: :func:`sei.io.outputs.check_replaceable`).
+    :param max_pixels: the most pixels one file may hold (:func:`sei.io.images.check_pixel_count`).
     :raises ConfigError: for options that do not fit together; a file that fails is recorded in the report.
+    :raises OutputExistsError: for outputs that exist when ``overwrite`` is not set.
     """
     from sei.config.sources import choose_physics, locate_network
     from sei.core.devices import torch_device
     from sei.inference.baselines import canonical_kind
     from sei.inference.reconstructors import open_reconstructor
-    from sei.io.outputs import output_paths
 
     target = torch_device(device)
     kind = canonical_kind(model_kind)
     network = locate_network(weights, download=download) if weights and kind == "network" else None
     spec, origin = choose_physics(physics or PhysicsSpec(), network, source, required=kind != "network")
     operator = spec.build().to(target) if spec is not None else None
-    pairs = output_paths(Path(source), Path(destination), suffix)
+    pairs = output_paths(Path(source), Path(destination), suffix, overwrite)
+    check_intensity_records([target for _, target in pairs], overwrite)
     precision, why = _precision_for(precision, kind, pairs, bits, target)
     reconstructor = open_reconstructor(kind, operator, network, baseline_options, backbone=backbone, tile=tile,
                                        overlap=overlap, ensemble=ensemble, precision=precision).to(target)
@@ -203,5 +174,12 @@ def restore(source: str | Path, destination: str | Path, model_kind: str = "netw
     recorded = IntensityMap.from_dict(run.data.intensity) if run is not None and run.data.intensity else None
     upscale = spec.upscale if spec is not None else getattr(reconstructor, "upscale", 1)
     report = restore_files(reconstructor, pairs, target, bits=bits, progress=progress, upscale=upscale,
-                           recorded=recorded)
-    return RestoreResult(report, pairs, spec, origin, precision, why, write_intensity_record(report))
+                           recorded=recorded, max_pixels=max_pixels)
+    if Path(source).is_dir():  # broken links and the like are named with the files that failed
+        report.failed += skipped_entries(Path(source))
+    try:
+        records = write_intensity_record(report)
+    except SEIError as error:  # a full disk: reported beside the files that failed, which are named too
+        report.failed.append((Path(destination), str(error)))
+        records = []
+    return RestoreResult(report, pairs, spec, origin, precision, why, records)
