@@ -30,7 +30,7 @@ from sei.core.errors import ConfigError, MissingGroundTruthError
 from sei.losses.registry import canonical_method, method_entry
 from sei.physics.spec import DEFAULT_KERNEL, PhysicsSpec, read_degradation_spec, resolve_spec
 
-__all__ = ["DATA_KINDS", "PRECISIONS", "RUNS_DIR", "check_train_settings", "default_name", "describe_recipe",
+__all__ = ["DATA_KINDS", "PRECISIONS", "RUNS_DIR", "check_data_settings", "check_train_settings", "default_name", "describe_recipe",
            "is_named_dataset", "requested_config", "resolve", "resolve_physics"]
 
 DATA_KINDS = ("clean", "measurements")
@@ -66,6 +66,19 @@ def resolve_physics(physics: PhysicsSpec, data: DataConfig) -> PhysicsSpec:
         folder = Path(str(data.dataset))
         return resolve_spec(physics, None, read_degradation_spec(folder) if folder.is_dir() else None)
     return resolve_spec(physics, DEFAULT_KERNEL)
+
+
+def check_data_settings(data: DataConfig) -> None:
+    """Check a :class:`~sei.config.schema.DataConfig`'s counts (batch and crop size, workers, pixel limit).
+
+    :raises ConfigError: naming the setting, the value and what is valid.
+    """
+    for name, minimum in (("batch_size", 1), ("crop_size", 1), ("num_workers", 0), ("samples_per_epoch", 1),
+                          ("max_pixels", 1), ("val_max_images", 1)):
+        value = getattr(data, name)
+        optional = name in ("num_workers", "samples_per_epoch", "max_pixels", "val_max_images")
+        if not (optional and value is None) and not is_count(value, minimum):
+            raise ConfigError(f"data.{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def check_train_settings(train: TrainConfig) -> None:
@@ -110,8 +123,7 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
         raise MissingGroundTruthError(
             f"method {method!r} needs clean images, but {data.dataset} holds measurements only; "
             "use a self-supervised method (sei, css, ei-shift, ei-rotate, sure)")
-    if data.batch_size < 1 or data.crop_size < 1:
-        raise ConfigError("batch size and crop size must be positive")
+    check_data_settings(data)
     physics = resolve_physics(config.physics, data)
     device = torch_device(train.device)
     laptop = recipe.uses_laptop_recipe(data.dataset, device)

@@ -9,6 +9,7 @@
     RUN/<kernel>.npy             a copy of a kernel file, so that the folder can be moved
     RUN/checkpoints/last.ckpt    rewritten every epoch; epoch=NNNN.ckpt every --checkpoint-every epochs
     RUN/logs/csv/metrics.csv     every logged value (Lightning's CSV logger); logs/tensorboard/ the same for TensorBoard
+    RUN/.lock                    held while a process trains in the folder: its process id and host
 
 A run folder is self-contained and can be moved: a kernel file is copied into it (``psf.pt`` as ``psf.npy``) and
 recorded by its name inside the folder, and settings are compared, never the folder's spelling.
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -25,13 +28,14 @@ import yaml
 
 from sei.config.schema import ExperimentConfig, flatten_config, from_dict
 from sei.core.errors import ConfigError, RunFinishedError
-from sei.core.files import atomic_write_text, read_yaml_mapping
+from sei.core.files import atomic_write_text, exclusive_lock, read_yaml_mapping
 from sei.physics.spec import PhysicsSpec
 
-__all__ = ["BUDGET", "CHECKPOINT_DIR", "CONFIG_FILE", "LAST_CHECKPOINT", "LOG_DIR", "MEMORY_SETTINGS", "METRICS_LOG",
-           "RESUMABLE_CHANGES", "RUN_SECTIONS", "SUMMARY_FILE", "WEIGHTS_FILE", "RunFolder"]
+__all__ = ["BUDGET", "CHECKPOINT_DIR", "CONFIG_FILE", "LAST_CHECKPOINT", "LOCK_FILE", "LOG_DIR", "MEMORY_SETTINGS",
+           "METRICS_LOG", "RESUMABLE_CHANGES", "RUN_SECTIONS", "SUMMARY_FILE", "WEIGHTS_FILE", "RunFolder", "changed_settings"]
 
 CONFIG_FILE = "config.yaml"
+LOCK_FILE = ".lock"
 WEIGHTS_FILE = "weights.pt"
 SUMMARY_FILE = "train_summary.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -46,7 +50,7 @@ MEMORY_SETTINGS = frozenset({"train.memory", "model.checkpointing", "train.relea
 RESUMABLE_CHANGES = frozenset({
     "out_dir", "train.epochs", "train.steps", "train.device", "train.devices", "train.num_nodes", "train.strategy",
     "train.progress", "train.log_every", "train.compile", "data.num_workers", "data.download", "data.datasets_dir",
-    "data.strict", "train.checkpoint_every", "train.checkpoint_keep", *MEMORY_SETTINGS,
+    "data.strict", "data.max_pixels", "train.checkpoint_every", "train.checkpoint_keep", *MEMORY_SETTINGS,
 })
 BUDGET = frozenset({"train.epochs", "train.steps"})
 # The sections of a configuration sei writes (see sei.config.schema.ExperimentConfig).
@@ -67,6 +71,19 @@ class RunFolder:
     log_dir = property(lambda self: self.path / LOG_DIR)
     own_folders = (LOG_DIR, CHECKPOINT_DIR)  # sub-folders that hold the run's own files, not other runs
     metrics_log = property(lambda self: self.path / LOG_DIR / CSV_LOG / METRICS_LOG)
+
+    lock_path = property(lambda self: self.path / LOCK_FILE)
+
+    @contextmanager
+    def claim(self) -> Iterator[RunFolder]:
+        """Hold the folder for one process from before its first file is written to the run's end, so that a second
+        run into the same folder is refused instead of mixing its files with the first's
+        (:func:`sei.core.files.exclusive_lock`; a lock left by a killed run is taken over).
+
+        :raises RunInUseError: while another process trains in the folder.
+        """
+        with exclusive_lock(self.lock_path, f"the run folder {self.path}"):
+            yield self
 
     def has_config(self) -> bool:
         return self.config_path.is_file()
@@ -147,15 +164,21 @@ class RunFolder:
         open (initial weights or the data decide it) matches the recorded one, and the folder's own path never
         counts.
         """
-        saved = self.config
-        old = flatten_config({k: v for k, v in saved.to_dict().items() if k != "physics"})
-        new = flatten_config({k: v for k, v in config.to_dict().items() if k != "physics"})
-        changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-                   if old.get(k) != new.get(k) and k not in may_change
-                   and not (k in ("model.backbone", "model.channels") and new.get(k) is None)]
-        if not saved.physics.operator and not config.physics.operator:
-            if not saved.physics.same_operator(config.physics):
-                changed.insert(0, f"physics: {saved.physics.describe()} -> {config.physics.describe()}")
-        elif saved.physics.operator != config.physics.operator:
-            changed.insert(0, f"physics.operator: {saved.physics.operator!r} -> {config.physics.operator!r}")
-        return changed
+        return changed_settings(self.config, config, may_change)
+
+
+def changed_settings(saved: ExperimentConfig, config: ExperimentConfig,
+                     may_change: frozenset[str] = RESUMABLE_CHANGES) -> list[str]:
+    """``"key: old -> new"`` for each setting of ``config`` that differs from ``saved`` (a run's record) and may not
+    (see :meth:`RunFolder.changed_settings`)."""
+    old = flatten_config({k: v for k, v in saved.to_dict().items() if k != "physics"})
+    new = flatten_config({k: v for k, v in config.to_dict().items() if k != "physics"})
+    changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+               if old.get(k) != new.get(k) and k not in may_change
+               and not (k in ("model.backbone", "model.channels") and new.get(k) is None)]
+    if not saved.physics.operator and not config.physics.operator:
+        if not saved.physics.same_operator(config.physics):
+            changed.insert(0, f"physics: {saved.physics.describe()} -> {config.physics.describe()}")
+    elif saved.physics.operator != config.physics.operator:
+        changed.insert(0, f"physics.operator: {saved.physics.operator!r} -> {config.physics.operator!r}")
+    return changed

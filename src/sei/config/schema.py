@@ -71,6 +71,7 @@ class DataConfig(_Section):
     val_dataset: str | None = None  # default: the dataset's "val" split when it has one
     val_max_images: int | None = None
     strict: bool = False  # an unreadable image fails the run instead of being skipped (always named)
+    max_pixels: int | None = None  # pixels one image file may hold; None: sei.io.images.MAX_PIXELS
     intensity: dict | None = None  # the folder's map to network units (sei.io.intensity), measured by train
 
 

@@ -8,12 +8,12 @@ from torch.utils.data import DataLoader
 
 from sei.config.recipe import STEP_BUDGET_EPOCH, default_num_workers
 from sei.config.schema import ExperimentConfig
-from sei.core.errors import ConfigError
+from sei.core.errors import ConfigError, ImageTooSmallError
 from sei.data.channels import to_channels
 from sei.data.pairs import CropDataset, EpochSampler, FullImageDataset, MeasurementSet
-from sei.data.sources import NAMED_DATASETS, ImageSet, load_image_set
+from sei.data.sources import NAMED_DATASETS, PAPER_SHORTER_SIDE, ImageSet, load_image_set
 
-__all__ = ["read_training_folder", "SEIDataModule"]
+__all__ = ["check_crop_fits", "read_training_folder", "SEIDataModule"]
 
 
 def read_training_folder(config: ExperimentConfig) -> ImageSet | None:
@@ -26,7 +26,29 @@ def read_training_folder(config: ExperimentConfig) -> ImageSet | None:
     if data.kind == "clean" and str(data.dataset).strip().lower() in NAMED_DATASETS:
         return None
     return load_image_set(data.dataset, "train", data.datasets_dir, False, ground_truth=data.kind == "clean",
-                          resize=data.resize, progress=config.train.progress, strict=data.strict)
+                          resize=data.resize, progress=config.train.progress, strict=data.strict,
+                          max_pixels=data.max_pixels)
+
+
+def check_crop_fits(config: ExperimentConfig, images: ImageSet | None) -> None:
+    """Refuse a crop larger than every training measurement before anything is allocated for it (the memory plan
+    measures a step at the crop size): from the images read, or, for a named dataset, from its resizing.
+
+    :raises ImageTooSmallError: naming the crop and the largest measurement's shorter side.
+    """
+    data = config.data
+    upscale = 1 if data.kind == "measurements" else config.physics.upscale
+    if images is not None:
+        side = max(min(image.shape[-2:]) for image in images.images) // upscale
+    else:
+        resize = PAPER_SHORTER_SIDE if data.resize == "auto" else data.resize
+        if not resize:
+            return  # sizes unknown until read: the crop dataset checks them then
+        side = resize // upscale
+    if data.crop_size > side:
+        raise ImageTooSmallError(f"the {data.crop_size}x{data.crop_size} crop (--crop-size) is larger than every "
+                                 f"training measurement (the largest has a shorter side of {side} px); use "
+                                 f"--crop-size {side} or less")
 
 
 class SEIDataModule(L.LightningDataModule):
@@ -51,7 +73,8 @@ class SEIDataModule(L.LightningDataModule):
         data = self.config.data
         if images is None:
             images = load_image_set(dataset, split, data.datasets_dir, data.download, ground_truth, data.resize,
-                                    progress=self.config.train.progress, strict=data.strict)
+                                    progress=self.config.train.progress, strict=data.strict,
+                                    max_pixels=data.max_pixels)
         channels = self.config.model.channels or 3
         images.images = [to_channels(image, channels, colour_to_luma=split == "val") for image in images.images]
         return images

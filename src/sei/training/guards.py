@@ -8,28 +8,44 @@ untouched. :func:`check_finite_weights` is the last line before ``weights.pt`` i
 
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch import nn
 
-from sei.core.errors import DivergenceError
-from sei.config.run_folder import LAST_CHECKPOINT
-from sei.training.checkpointing import nonfinite_tensors, periodic_checkpoints
 from sei.config.recipe import is_fp16
+from sei.config.run_folder import LAST_CHECKPOINT
+from sei.core.checks import nonfinite_tensors
+from sei.core.errors import CheckpointError, DivergenceError, SEIWarning
+from sei.training.checkpointing import periodic_checkpoints, read_checkpoint
 
-__all__ = ["check_finite_weights", "DivergenceGuard", "last_good_checkpoint"]
+__all__ = ["GROWTH_FACTOR", "GROWTH_REFERENCE_STEPS", "check_finite_weights", "DivergenceGuard",
+           "last_good_checkpoint"]
+
+# A loss this many times larger than the largest of the first steps is warned about (once per run).
+GROWTH_FACTOR = 1000.0
+GROWTH_REFERENCE_STEPS = 10
 
 
 def last_good_checkpoint(directory: str | Path) -> Path | None:
-    """The checkpoint a diverged run can be resumed from: ``last.ckpt`` (never written with non-finite
-    weights), else the newest periodic one, else None."""
+    """The checkpoint a diverged run can be resumed from: ``last.ckpt``, else the newest periodic one, whichever
+    first reads back with finite weights (sei never writes others, but a folder may hold a copied-in one); None
+    when there is none. Reads checkpoints: for the failure path only."""
     directory = Path(directory)
-    if (directory / LAST_CHECKPOINT).is_file():
-        return directory / LAST_CHECKPOINT
-    periodic = periodic_checkpoints(directory)
-    return periodic[0] if periodic else None
+    candidates = [directory / LAST_CHECKPOINT, *periodic_checkpoints(directory)]
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            state = read_checkpoint(path, mmap=True)["state_dict"]
+        except (CheckpointError, KeyError, TypeError):
+            continue
+        if not nonfinite_tensors(state):
+            return path
+    return None
 
 
 def _divergence(what: str, step: int, directory: Path | None) -> DivergenceError:
@@ -48,6 +64,22 @@ class DivergenceGuard(L.Callback):
 
     def __init__(self, checkpoint_dir: str | Path | None = None) -> None:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.initial_scale = 0.0  # the largest |loss| of the first steps: what a healthy run stays below
+        self.initial_steps = 0
+        self.warned = False
+
+    def _watch_growth(self, value: float, step: int) -> None:
+        # A finite loss can still run away (a high learning rate without clipping reached 2e11 with exit 0): warn
+        # once when it exceeds the first steps' scale by orders of magnitude.
+        if self.initial_steps < GROWTH_REFERENCE_STEPS:
+            self.initial_scale = max(self.initial_scale, abs(value))
+            self.initial_steps += 1
+        elif not self.warned and self.initial_scale > 0 and abs(value) > GROWTH_FACTOR * self.initial_scale:
+            self.warned = True
+            warnings.warn(f"the loss reached {value:.3g} at step {step}, {abs(value) / self.initial_scale:.0f} times "
+                          f"its size in the first {GROWTH_REFERENCE_STEPS} steps ({self.initial_scale:.3g}): training "
+                          "is probably diverging; lower the learning rate (--lr) or clip gradients (--grad-clip auto)",
+                          SEIWarning, stacklevel=2)
 
     def _scaled(self, trainer: L.Trainer) -> bool:
         return is_fp16(trainer.precision)
@@ -58,9 +90,10 @@ class DivergenceGuard(L.Callback):
         # values) may stop the run: a rank stopping alone here would leave the others waiting forever.
         if trainer.world_size > 1 or self._scaled(trainer):
             return
-        if not bool(torch.isfinite(loss.detach()).all()):
-            raise _divergence(f"the loss is {loss.detach().float().flatten()[0].item()}", trainer.global_step,
-                              self.checkpoint_dir)
+        value = float(loss.detach().float().flatten()[0])  # one synchronisation per step, as a finiteness test
+        if not math.isfinite(value):
+            raise _divergence(f"the loss is {value}", trainer.global_step, self.checkpoint_dir)
+        self._watch_growth(value, trainer.global_step)
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule,
                                  optimizer: torch.optim.Optimizer) -> None:

@@ -9,6 +9,7 @@ run folder's ``checkpoints/`` (:mod:`sei.training.checkpointing`), the weights t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -26,8 +27,10 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from sei.config.recipe import AUTO, memory_switches, requested_mode
 from sei.config.resolve import resolve
-from sei.config.run_folder import BUDGET, CSV_LOG, LOG_DIR, RESUMABLE_CHANGES, TENSORBOARD_LOG, RunFolder
-from sei.config.schema import ExperimentConfig
+from sei.config.run_folder import (
+    BUDGET, CSV_LOG, LOG_DIR, RESUMABLE_CHANGES, TENSORBOARD_LOG, RunFolder, changed_settings,
+)
+from sei.config.schema import ExperimentConfig, from_dict
 from sei.core.devices import lightning_devices
 from sei.core.errors import ConfigError
 from sei.core.files import atomic_write_text
@@ -40,8 +43,10 @@ from sei.physics.base import physics_upscale
 from sei.physics.noise import gaussian_sigma
 from sei.physics.spec import PhysicsSpec
 from sei.training.budget import StepBudget
-from sei.training.checkpointing import AtomicCheckpointIO, check_resumable, checkpoint_callbacks, remove_orphans
-from sei.training.datamodule import SEIDataModule, read_training_folder
+from sei.training.checkpointing import (
+    AtomicCheckpointIO, check_resumable, checkpoint_callbacks, read_checkpoint, remove_orphans,
+)
+from sei.training.datamodule import SEIDataModule, check_crop_fits, read_training_folder
 from sei.training.ema import EMA
 from sei.training.guards import DivergenceGuard, check_finite_weights
 from sei.training.measured_noise import estimate_run_noise, learned_physics
@@ -73,12 +78,17 @@ def _prepare_output(config: ExperimentConfig, resume: bool | str | Path) -> Path
     # never while another process may still be writing it
     orphans = (folder.checkpoint_dir, *([folder.path] if folder.is_sei_run() else []))
     if resume:
+        explicit = isinstance(resume, (str, Path)) and not isinstance(resume, bool)
+        checkpoint = Path(resume) if explicit else last
+        if explicit and not checkpoint.is_file():  # said before "finished": the path asked for is wrong either way
+            raise ConfigError(f"nothing to resume: no checkpoint at {checkpoint}")
         remove_orphans(*orphans)
         folder.check_not_finished(config.train.steps, config.train.epochs)
-        checkpoint = Path(resume) if isinstance(resume, (str, Path)) and not isinstance(resume, bool) else last
         if not checkpoint.is_file():
             raise ConfigError(f"nothing to resume: no checkpoint at {checkpoint}")
         check_resumable(checkpoint)  # a damaged one: the error names the newest intact one
+        if explicit:
+            _check_checkpoint_settings(checkpoint, config)
         if folder.has_config():
             changed = folder.changed_settings(config)
             if changed:
@@ -90,6 +100,21 @@ def _prepare_output(config: ExperimentConfig, resume: bool | str | Path) -> Path
                           "--out-dir")
     remove_orphans(*orphans)
     return None
+
+
+def _check_checkpoint_settings(checkpoint: Path, config: ExperimentConfig) -> None:
+    """Refuse a checkpoint (``--resume PATH``) that another run, of other settings, wrote.
+
+    :raises ConfigError: naming the settings that differ.
+    """
+    recorded = read_checkpoint(checkpoint, mmap=True).get("hyper_parameters", {}).get("config")
+    if not isinstance(recorded, dict):
+        raise ConfigError(f"{checkpoint} records no run settings (it is not a checkpoint sei wrote); it cannot be "
+                          "resumed")
+    changed = changed_settings(from_dict(recorded), config)
+    if changed:
+        raise ConfigError(f"{checkpoint} is a checkpoint of a run with other settings ({'; '.join(changed[:4])}); "
+                          "resume it with its own settings (sei train --resume RUN_FOLDER), or start a new run")
 
 
 def build_trainer(config: ExperimentConfig, callbacks: Sequence[L.Callback] = (), **overrides: Any) -> L.Trainer:
@@ -172,10 +197,21 @@ def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks
     """
     config, train_images = prepare_run(config, physics)
     folder = RunFolder(config.out_dir)
+    folder.check_writable()
+    # one process trains in a folder: the others (a second run, a resume while the first still runs) are refused
+    with folder.claim() if rank_zero_only.rank == 0 else contextlib.nullcontext():
+        return _train_claimed(config, folder, train_images, resume, callbacks, physics, trainer_overrides)
+
+
+def _train_claimed(config: ExperimentConfig, folder: RunFolder, train_images: ImageSet | None,
+                   resume: bool | str | Path, callbacks: Sequence[L.Callback], physics: LinearPhysics | None,
+                   trainer_overrides: dict[str, Any]) -> TrainResult:
+    """:func:`train`, in a folder this process holds."""
     if resume and config.train.memory == AUTO and folder.has_config() and folder.is_sei_run():
         saved = folder.config  # a resumed run keeps its mode
         recorded = requested_mode(saved.train.memory, saved.model.checkpointing, saved.train.release_memory)
         config = _with_memory_mode(config, "none" if recorded == AUTO else recorded)
+    check_crop_fits(config, train_images)
     checkpoint = _prepare_output(config, resume)
     if not config.physics.operator:
         config = config.replace(physics=folder.store_kernel(config.physics))  # the run keeps its own kernel copy
