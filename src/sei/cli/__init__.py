@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from sei import __version__
 
-__all__ = ["COMMANDS", "build_parser", "console", "main"]
+__all__ = ["COMMANDS", "OneLineErrorParser", "build_parser", "console", "main"]
 
 # subcommand -> module under sei.cli; modules are imported only when their command runs (or for --help)
 COMMANDS = {
@@ -25,8 +27,16 @@ COMMANDS = {
 }
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (``sei train: error: ... (sei train --help for usage)``) instead of
+    the whole usage block before them; subcommands' parsers are of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} ({self.prog} --help for usage)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="sei",
         description="Scale-Equivariant Imaging: train deblurring and super-resolution networks from measurements alone.",
     )
@@ -37,12 +47,28 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
         module.add_parser(subparsers)
+        # a command's own parser reports what it did not recognise (``sei train: error: ...``)
+        subparsers.choices[name].set_defaults(command_parser=subparsers.choices[name])
     return parser
 
 
 def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text
+
+
+def _warning_printer(command: str, others: Callable[..., None]) -> Callable[..., None]:
+    """``warnings.showwarning`` that prints sei's own warnings as one line (``sei train: warning: ...``) and
+    leaves the others to ``others``."""
+    from sei.core.errors import SEIWarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, SEIWarning):
+            print(f"sei {command}: warning: {_one_line(message)}", file=file or sys.stderr)
+        else:
+            others(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def _silence_stdout() -> None:
@@ -79,12 +105,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sei.core.errors import SEIError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unrecognised = parser.parse_known_args(argv)
+    if unrecognised:
+        getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(unrecognised)}")
     if args.command is None:
         parser.print_help()
         return 0
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():  # the previous way of showing warnings comes back when the command ends
+            warnings.showwarning = _warning_printer(args.command, warnings.showwarning)
+            return int(args.run(args) or 0)
     except BrokenPipeError:  # the reader stopped early (``sei info | head``): not an error of this command
         _silence_stdout()
         return 141  # 128 + SIGPIPE, what a shell reports for a command that a closed pipe stopped

@@ -11,16 +11,54 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_data_options", "add_device_option", "add_physics_options", "add_reconstructor_options",
+__all__ = ["add_data_options", "add_device_option", "add_max_pixels_option", "add_overwrite_option",
+           "add_physics_options", "add_reconstructor_options",
            "baseline_options", "config_default", "lazy", "LazyHelp", "method_help", "option", "overrides",
            "physics_given", "physics_spec"]
 
 
+def _named(name: str) -> Callable[[Callable[[str], Any]], Callable[[str], Any]]:
+    """Give an argparse type the name its errors show (``invalid positive integer value: 'x'``)."""
+    def name_it(function: Callable[[str], Any]) -> Callable[[str], Any]:
+        function.__name__ = name
+        return function
+
+    return name_it
+
+
+@_named("positive integer")
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
+
+
+@_named("integer >= 0")
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text}")
+    return value
+
+
+def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite``: the one switch of the output-collision policy (:mod:`sei.io.outputs`)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace output files that already exist (default: refuse, and write nothing)")
+
+
+def add_max_pixels_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--max-pixels``: the override of the image-size policy (:mod:`sei.io.images`)."""
+    option(parser, "--max-pixels", dest="data.max_pixels", type=_positive_int, help=lazy(lambda: (
+           f"most pixels one image file may hold, all pages together (default {_max_pixels()}); larger files are "
+           "refused one by one, before they are decoded")))
+
+
+def _max_pixels() -> int:
+    from sei.io.images import MAX_PIXELS
+
+    return MAX_PIXELS
 
 
 class LazyHelp:
@@ -132,8 +170,10 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
            help="download a missing named dataset (checksum-verified)")
     option(group, "--resize", dest="data.resize", type=_resize,
            help="resize images so their shorter side is N px, 'none' to keep sizes (default: 256 for named datasets)")
+    add_max_pixels_option(group)
 
 
+@_named("size in pixels or 'none'")
 def _resize(text: str) -> int | None:
     if text.lower() in ("none", "null", "0"):
         return None

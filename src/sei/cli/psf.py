@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from sei.cli.options import add_overwrite_option
+
 __all__ = ["EPILOG", "add_parser", "run_command"]
 
 EPILOG = """examples:
@@ -43,6 +45,7 @@ def add_parser(subparsers) -> None:
     optics.add_argument("--na", type=float, help="numerical aperture of the objective (microscope)")
     optics.add_argument("--f-number", type=float, help="f-number of the optics (telescope, camera)")
     optics.add_argument("--rings", type=int, help="dark rings the default size holds (default 3)")
+    add_overwrite_option(parser)
     parser.set_defaults(run=run_command)
 
 
@@ -53,6 +56,6 @@ def run_command(args: argparse.Namespace) -> int:
     kernel = make_psf(args.kind, size=args.size, sigma=args.sigma, sigma_y=args.sigma_y, angle=args.angle,
                       length=args.length, radius=args.radius, wavelength=args.wavelength, pixel_size=args.pixel_size,
                       na=args.na, f_number=args.f_number, rings=args.rings)
-    npy, png = save_kernel(kernel, args.output)
+    npy, png = save_kernel(kernel, args.output, overwrite=args.overwrite)
     print(f"wrote {npy} ({kernel.shape[0]}x{kernel.shape[1]}, sums to 1) and its preview {png}")
     return 0

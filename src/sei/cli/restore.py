@@ -16,7 +16,8 @@ import argparse
 from pathlib import Path
 
 from sei.cli.options import (
-    add_device_option, add_physics_options, add_reconstructor_options, baseline_options, physics_spec,
+    _non_negative_int, add_device_option, add_max_pixels_option, add_overwrite_option, add_physics_options,
+    add_reconstructor_options, baseline_options, physics_spec,
 )
 
 __all__ = ["EPILOG", "add_parser", "run_command"]
@@ -28,14 +29,6 @@ EPILOG = """examples:
   sei restore blurry/ wiener/ --model-kind wiener --kernel psf.npy --noise-level 3
   sei restore blurry/ tv/ --model-kind tv                   # blurry/degradation.yaml (from sei degrade) says how
 """
-
-
-def _non_negative_int(text: str) -> int:
-    """argparse type: checked when the command is parsed, not per file."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive number of pixels, got {value}")
-    return value
 
 
 def add_parser(subparsers) -> None:
@@ -56,6 +49,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--format", choices=("png", "tif"), default=None,
                         help="output format (default: TIFF inputs stay TIFF, the others become PNG; float data and "
                              "stacks need TIFF)")
+    add_max_pixels_option(parser)
+    add_overwrite_option(parser)
     add_device_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_command)
@@ -71,7 +66,8 @@ def run_command(args: argparse.Namespace) -> int:
                      baseline_options=baseline_options(args, args.download, not args.quiet), tile=args.tile,
                      overlap=args.overlap, ensemble=args.ensemble, precision=args.precision, bits=args.bits,
                      suffix=args.format, device=getattr(args, "train.device", "auto"), download=args.download,
-                     progress=not args.quiet)
+                     progress=not args.quiet, overwrite=args.overwrite,
+                     max_pixels=getattr(args, "data.max_pixels", None))
     if result.physics is not None:
         print(f"operator: {result.physics.describe()} (from {result.origin})")
     if result.precision_reason:
@@ -81,8 +77,8 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"restored {len(report.written)} of {len(result.pairs)} image(s) into {Path(args.output)}")
     for record in result.records:
         print(f"intensity maps (data units <-> the network's [0, 1]) recorded in {record}")
+    if report.failed and not report.written:
+        raise ImageError(f"no image could be restored ({report.failures()})")
     for path, reason in report.failed:
         print(f"  failed: {path}: {reason}", file=sys.stderr)
-    if report.failed and not report.written:
-        raise ImageError(f"no image could be restored ({len(report.failed)} failed)")
     return 1 if report.failed else 0

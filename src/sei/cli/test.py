@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from sei.cli.options import (
-    _positive_int, add_data_options, add_device_option, add_physics_options, add_reconstructor_options,
-    baseline_options, option, overrides, physics_spec,
+    _positive_int, add_data_options, add_device_option, add_overwrite_option, add_physics_options,
+    add_reconstructor_options, baseline_options, option, overrides, physics_spec,
 )
 
 __all__ = ["EPILOG", "add_parser", "run_command"]
@@ -32,6 +32,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out-dir", "--out_dir", help="where to write metrics.csv, summary.json and images")
     parser.add_argument("--save-images", action="store_true", help="write inputs, estimates and references")
     parser.add_argument("--label", help="name of this evaluation in tables and reports")
+    add_overwrite_option(parser)
     lpips = parser.add_mutually_exclusive_group()
     lpips.add_argument("--lpips", dest="lpips", action="store_const", const=True, default=None,
                        help="compute LPIPS (fails if its AlexNet weights are not available)")
@@ -51,7 +52,7 @@ def run_command(args: argparse.Namespace) -> int:
                       max_images=args.max_images, out_dir=args.out_dir, save_images=args.save_images,
                       label=args.label, lpips=args.lpips, ensemble=args.ensemble, precision=args.precision,
                       baseline_options=baseline_options(args, download, not args.quiet), progress=not args.quiet,
-                      strict=args.strict)
+                      strict=args.strict, overwrite=args.overwrite)
     for note in result.notes:
         print(note)
     print(result.describe())

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from sei.cli.options import (
-    _positive_int, add_data_options, add_device_option, add_physics_options, config_default, lazy, method_help, option,
-    overrides, physics_given,
+    _non_negative_int, _positive_int, add_data_options, add_device_option, add_physics_options, config_default, lazy,
+    method_help, option, overrides, physics_given,
 )
 
 __all__ = ["EPILOG", "add_parser", "quiet_lightning", "run_command"]
@@ -85,12 +85,12 @@ def add_parser(subparsers) -> None:
            help="torch.compile the backbone (SwinIR block by block). MODE: auto (the default: reduce-overhead on a "
                 "single GPU, else off), off, or torch.compile's: default (the flag alone), reduce-overhead (also "
                 "replays CUDA graphs on GPUs), max-autotune, max-autotune-no-cudagraphs")
-    option(run, "--num-workers", dest="data.num_workers", type=int, help="data loader worker processes")
-    option(run, "--val-every", dest="train.val_every", type=int, help="validation PSNR every N epochs (0: off)")
-    option(run, "--checkpoint-every", dest="train.checkpoint_every", type=int,
+    option(run, "--num-workers", dest="data.num_workers", type=_non_negative_int, help="data loader worker processes")
+    option(run, "--val-every", dest="train.val_every", type=_non_negative_int, help="validation PSNR every N epochs (0: off)")
+    option(run, "--checkpoint-every", dest="train.checkpoint_every", type=_non_negative_int,
            help=lazy(lambda: f"write a checkpoint every N epochs (default {config_default('train.checkpoint_every')}; "
                              "last.ckpt is rewritten every epoch)"))
-    option(run, "--checkpoint-keep", dest="train.checkpoint_keep", type=int,
+    option(run, "--checkpoint-keep", dest="train.checkpoint_keep", type=_non_negative_int,
            help=lazy(lambda: f"periodic checkpoints kept, the newest (default {config_default('train.checkpoint_keep')}; "
                              "0 keeps all)"))
     option(run, "--quiet", dest="train.progress", action="store_const", const=False, help="no progress bar")
