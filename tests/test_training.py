@@ -127,7 +127,8 @@ class TestMeasurementsOnly:
         tifffile.imwrite(blurry_folder / "deep.tif", deep)
         (blurry_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
         reads, read = [], sources.read_image_file
-        monkeypatch.setattr(sources, "read_image_file", lambda path: reads.append(Path(path).name) or read(path))
+        monkeypatch.setattr(sources, "read_image_file",
+                            lambda path, *limit: reads.append(Path(path).name) or read(path, *limit))
         run = tmp_path / "run"
         assert main(["train", "--measurements", str(blurry_folder), "--kernel", "Box_R2", "--noise-level", "auto",
                      "--model", "unet-tiny", "--crop-size", "24", "--batch-size", "2", "--steps", "2", "--out-dir",

@@ -2,6 +2,8 @@
 copied by hand. Everything is written as Markdown (the pages are MyST) when the build starts:
 
 - ``_generated/cli.md``: the command-line reference, from the parser ``sei`` itself builds (``sei.cli.build_parser``);
+- ``_generated/faults.md``: the fault table, by running the fault cases the tests run (``tests/fault_cases.py``)
+  and recording what each command answered;
 - ``benchmarks/<name>.md``: one page per benchmark script, with the tables it recorded in
   ``benchmarks/results/<name>.json`` (and its variants, such as ``<name>_cuda.json``);
 - the ``sei-registry`` directive: the table of a registry (``operators``, ``methods``, ``backbones``);
@@ -14,6 +16,7 @@ import argparse
 import ast
 import json
 import re
+import sys
 from pathlib import Path
 
 from docutils import nodes
@@ -188,10 +191,37 @@ class BenchmarkIndex(_Markdown):
                 f" {prose(summary)}" for name, summary in benchmark_scripts().items()] + [""]
 
 
+# -- the fault table ---------------------------------------------------------------------------------------------
+def fault_table() -> str:
+    """Each fault case of ``tests/fault_cases.py``, run now in a temporary folder: the case, the exit status and the
+    line the command printed, and what is kept (checked by the case, as the tests check it)."""
+    import importlib.util
+    import tempfile
+
+    spec = importlib.util.spec_from_file_location("fault_cases", ROOT / "tests" / "fault_cases.py")
+    cases = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = cases  # dataclasses look their module up there
+    spec.loader.exec_module(cases)
+    rows = []
+    for case in cases.CASES:
+        with tempfile.TemporaryDirectory() as folder:
+            outcome = cases.run_case(case, Path(folder))
+            case.check(Path(folder))
+            line = outcome.line(case.message)
+            if outcome.exit_code != case.exit_code or line is None:
+                raise RuntimeError(f"fault case {case.name} answered {outcome.exit_code}: {outcome.err + outcome.out}")
+            line = line.replace(folder, "…")
+        rows.append([case.case, outcome.exit_code, f"`{line}`" if not set("`|") & set(line) else escape(line), case.kept])
+    out = ["| case | exit | what sei says | what is kept |", "|---|---|---|---|"]
+    out += ["| " + " | ".join([escape(c), str(e), m, escape(k)]) + " |" for c, e, m, k in rows]
+    return "\n".join(out) + "\n"
+
+
 def write_generated_pages(app) -> None:
-    """The CLI reference and the benchmark pages, written (when changed) before the build reads the sources."""
+    """The CLI reference, the fault table and the benchmark pages, written (when changed) before the build reads
+    the sources."""
     source = Path(app.srcdir)
-    pages = {source / GENERATED / "cli.md": cli_reference()}
+    pages = {source / GENERATED / "cli.md": cli_reference(), source / GENERATED / "faults.md": fault_table()}
     pages.update({source / "benchmarks" / f"{name}.md": benchmark_page(name, summary)
                   for name, summary in benchmark_scripts().items()})
     for path, text in pages.items():
