@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_parser", "run_fetch", "run_list"]
+__all__ = ["add_parser", "run_fetch", "run_list", "weights_table"]
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("weights", help="list or fetch published weights", description=__doc__)
     commands = parser.add_subparsers(dest="weights_command", metavar="{list,fetch}", required=True)
-    listing = commands.add_parser("list", help="known and cached published weights")
+    listing = commands.add_parser("list", help="known and cached published weights (and which are cached)")
     listing.add_argument("--remote", action="store_true", help="ask the hub for every file (needs the network)")
     listing.set_defaults(run=run_list)
     fetch = commands.add_parser("fetch", help="download published weights into the local cache")
@@ -21,24 +21,31 @@ def add_parser(subparsers) -> None:
     fetch.set_defaults(run=run_fetch)
 
 
-def _line(name: str, cached: set[str]) -> str:
+def weights_table(names: list[str], cached: set[str]) -> list[str]:
+    """The lines of ``sei weights list``: each name, whether it is in the local cache (``cached``: yes or no) and
+    the settings the name encodes."""
     from sei.models.hub import parse_name
 
-    info = parse_name(name)
-    what = info.describe() if info else "(settings not encoded in the name)"
-    return f"  {name:<50}{what}{'  [cached]' if name in cached else ''}"
+    width = max([len("name"), *map(len, names)])
+    lines = [f"  {'name':<{width}}  cached  settings"]
+    for name in names:
+        info = parse_name(name)
+        what = info.describe() if info else "(settings not encoded in the name)"
+        lines.append(f"  {name:<{width}}  {'yes' if name in cached else 'no':<6}  {what}")
+    return lines
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from sei.models.hub import HUB_REPO, KNOWN_NAMES, cached_names, remote_names
+    from sei.models.hub import HUB_REPO, KNOWN_NAMES, cache_folder, cached_names, remote_names
 
     cached = set(cached_names())
     names = remote_names() if args.remote else sorted(set(KNOWN_NAMES) | cached)
-    print(f"published weights in {HUB_REPO} ({'hub listing' if args.remote else 'known or cached'}):")
-    for name in names:
-        print(_line(name, cached))
+    print(f"published weights in {HUB_REPO} ({'hub listing' if args.remote else 'known or cached'}; "
+          f"cache: {cache_folder()}):")
+    for line in weights_table(names, cached):
+        print(line)
     if not args.remote:
-        print("`sei weights list --remote` asks the hub for every file.")
+        print("`sei weights list --remote` asks the hub for every file; `sei weights fetch NAME` caches one.")
     return 0
 
 

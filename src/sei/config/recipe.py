@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from sei.core.devices import has_native_bf16
 from sei.core.errors import ConfigError
+
+if TYPE_CHECKING:  # imported where a device is made: `sei train --help` quotes this module's constants
+    import torch
 
 __all__ = ["AUTO", "FP16_PRECISIONS", "LAPTOP_BACKBONE", "LAPTOP_DATASETS", "LAPTOP_GRAD_CLIP", "LAPTOP_LR",
            "LAPTOP_STEPS", "MEMORY_MODES", "PAPER_BACKBONE", "PAPER_EPOCHS", "PAPER_LR", "STEP_BUDGET_EPOCH",
@@ -137,6 +138,8 @@ def resolve_inference_precision(precision: str, device: torch.device, eight_bit:
     would lose digits, and emulated bf16 is slower. Measured on this project's CPU (avx512_bf16) with an SEI
     unet-small: 1.8x faster, 92-94 % of 8-bit output values identical to float32's, the others 1 or 2 grey levels
     apart, PSNR within 0.002 dB. Other precisions are returned unchanged."""
+    import torch
+
     if precision != AUTO:
         return precision
     return "bf16-mixed" if eight_bit and has_native_bf16(torch.device(device)) else "32-true"

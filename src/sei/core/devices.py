@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from sei.core.errors import ConfigError
+
+if TYPE_CHECKING:  # imported where a device is made: sei.config.recipe reads this module without torch
+    import torch
 
 __all__ = ["NATIVE_BF16_CPU_FLAGS", "cpu_has_native_bf16", "has_native_bf16", "lightning_devices", "torch_device",
            "training_processes"]
@@ -18,6 +19,8 @@ def torch_device(device: str = "auto") -> torch.device:
 
     :raises ConfigError: for an unknown string or a GPU that PyTorch does not see.
     """
+    import torch
+
     name = str(device).lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -47,6 +50,8 @@ def training_processes(device: str = "auto", devices: Any = 1, num_nodes: int = 
     :param devices: a count; ``auto`` or -1 (every visible GPU on a GPU, one process on a CPU); or GPU indices, as a
         list or a string such as ``"0,1"``. A device string naming one GPU (``cuda:1``) trains in one process.
     """
+    import torch
+
     resolved = torch_device(device)
     if resolved.type == "cuda" and resolved.index is not None:
         per_node = 1
@@ -88,6 +93,8 @@ def has_native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 natively: a GPU with bf16 tensor cores (compute capability 8.0 and
     later), or a CPU with :data:`NATIVE_BF16_CPU_FLAGS`."""
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
         return cpu_has_native_bf16()

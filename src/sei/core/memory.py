@@ -36,12 +36,13 @@ the least memory: :data:`THRESHOLD_BYTES` is 1 MiB.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
-import platform
 import sys
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where the C library is called: every `sei` command imports this module to start
+    import ctypes
 
 __all__ = ["COALESCING_TUNABLES", "THRESHOLD_BYTES", "TUNABLES_VARIABLE", "coalescing_active",
            "coalescing_environment", "format_tunables", "is_glibc", "parse_tunables", "release_freed_memory",
@@ -59,8 +60,18 @@ COALESCING_TUNABLES = {"glibc.malloc.tcache_count": "0", "glibc.malloc.mxfast": 
 
 
 def is_glibc() -> bool:
-    """Whether this process runs on Linux with glibc (the C library whose allocator this module tunes)."""
-    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    """Whether this process runs on Linux with glibc (the C library whose allocator this module tunes).
+
+    Asked of the C library itself (``confstr``: instant, and true of the library the process runs with), rather than
+    by ``platform.libc_ver``, which reads the Python executable.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        version = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):  # no confstr, or a C library without this name (musl)
+        return False
+    return bool(version) and version.startswith("glibc")
 
 
 def parse_tunables(value: str) -> dict[str, str]:
@@ -118,6 +129,9 @@ def _glibc() -> ctypes.CDLL | None:
     """The C library when it is glibc (it has ``mallopt`` and ``malloc_trim``), else None."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes
+    import ctypes.util  # imports subprocess and shutil (tens of ms): here, not at every command's start
+
     name = ctypes.util.find_library("c")
     if name is None:
         return None

@@ -24,6 +24,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from sei.core.defaults import MAX_PIXELS
 from sei.core.errors import ImageError
 from sei.core.files import atomic_path, atomic_write
 from sei.io.intensity import check_dtype, integer_map
@@ -34,10 +35,8 @@ __all__ = ["EIGHT_BIT_PILLOW_MODES", "IMAGE_SUFFIXES", "MAX_PIXELS", "check_pixe
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".gif")
 
-# Pixels one file may hold, all pages together: 2**28 (268 megapixels; a 16384 x 16384 image, or 64 slices of
-# 2048 x 2048) is 1 GiB as float32 per channel, what a laptop restores comfortably; above Pillow's own bound
-# (179 megapixels), which would otherwise stop genuine large images with its DecompressionBombError.
-MAX_PIXELS = 2**28
+# Pixels one file may hold, all pages together: MAX_PIXELS, 2**28 (imported above from sei.core.defaults, where
+# the reasons are; help texts quote it without importing this module).
 
 
 def check_pixel_count(pixels: int, path: str | Path, max_pixels: int | None = None) -> None:

@@ -13,12 +13,11 @@ from contextlib import nullcontext
 
 import torch
 
+from sei.core.defaults import DEFAULT_ALPHA  # the weight of the equivariance term against SURE (the paper's alpha)
 from sei.physics.noise import measure
 
 __all__ = ["DEFAULT_ALPHA", "equivariance_loss"]
 
-# The weight of the equivariance term against SURE (the paper's alpha).
-DEFAULT_ALPHA = 1.0
 
 
 def equivariance_loss(

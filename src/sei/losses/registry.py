@@ -25,13 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sei.core.errors import ConfigError, UnknownNameError
-from sei.losses.base import Method
-from sei.losses.sei import SEILoss
-from sei.losses.supervised import CSS, Supervised
-from sei.transforms import RandomRotate, RandomShift
+
+if TYPE_CHECKING:  # the registry is declarative: listing it imports neither torch nor deepinv (the factories do)
+    from sei.losses.base import Method
 
 __all__ = ["LOSS_OPTIONS", "METHOD_REGISTRY", "SURE_OPTIONS", "build_method", "canonical_method", "method_entry",
            "MethodEntry", "MethodFactory", "methods_help"]
@@ -40,7 +39,7 @@ __all__ = ["LOSS_OPTIONS", "METHOD_REGISTRY", "SURE_OPTIONS", "build_method", "c
 SURE_OPTIONS = ("alpha", "tau", "sure_constant", "batched_probe")
 LOSS_OPTIONS = (*SURE_OPTIONS, "scale_factors", "rotation_multiples")
 
-MethodFactory = Callable[..., Method]
+MethodFactory = Callable[..., "Method"]
 
 
 def _sure_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -62,24 +61,53 @@ class MethodEntry:
 
 
 def _sei(stop_gradient: bool = True, **options: Any) -> Method:
+    from sei.losses.sei import SEILoss
+
     scaling = {"scale_factors": options["scale_factors"]} if "scale_factors" in options else {}
     return SEILoss(stop_gradient=stop_gradient, **scaling, **_sure_options(options))
+
+
+def _supervised(**options: Any) -> Method:
+    from sei.losses.supervised import Supervised
+
+    return Supervised()
+
+
+def _css(**options: Any) -> Method:
+    from sei.losses.supervised import CSS
+
+    return CSS()
+
+
+def _ei_shift(stop_gradient: bool = True, **options: Any) -> Method:
+    from sei.losses.sei import SEILoss
+    from sei.transforms import RandomShift
+
+    return SEILoss(RandomShift(), stop_gradient=stop_gradient, name="ei-shift", **_sure_options(options))
+
+
+def _ei_rotate(stop_gradient: bool = True, **options: Any) -> Method:
+    from sei.losses.sei import SEILoss
+    from sei.transforms import RandomRotate
+
+    return SEILoss(RandomRotate(options.get("rotation_multiples", 1.0)), stop_gradient=stop_gradient,
+                   name="ei-rotate", **_sure_options(options))
+
+
+def _sure(stop_gradient: bool = True, **options: Any) -> Method:
+    from sei.losses.sei import SEILoss
+
+    return SEILoss(None, name="sure", **_sure_options(options))
 
 
 METHOD_REGISTRY: tuple[MethodEntry, ...] = (
     MethodEntry("sei", ("proposed",), "SURE + scale equivariance with stop-gradient (the paper's method)", False,
                 _sei),
-    MethodEntry("supervised", ("sup",), "MSE to clean images", True, lambda **o: Supervised()),
-    MethodEntry("css", (), "supervised on re-degraded measurement pairs (A y + e'', y)", False, lambda **o: CSS()),
-    MethodEntry("ei-shift", ("eishift",), "SURE + circular-shift equivariance", False,
-                lambda stop_gradient=True, **o: SEILoss(RandomShift(), stop_gradient=stop_gradient, name="ei-shift",
-                                                        **_sure_options(o))),
-    MethodEntry("ei-rotate", ("eirotate",), "SURE + rotation equivariance", False,
-                lambda stop_gradient=True, **o: SEILoss(RandomRotate(o.get("rotation_multiples", 1.0)),
-                                                        stop_gradient=stop_gradient, name="ei-rotate",
-                                                        **_sure_options(o))),
-    MethodEntry("sure", ("sure-only",), "SURE only (measurement consistency)", False,
-                lambda stop_gradient=True, **o: SEILoss(None, name="sure", **_sure_options(o))),
+    MethodEntry("supervised", ("sup",), "MSE to clean images", True, _supervised),
+    MethodEntry("css", (), "supervised on re-degraded measurement pairs (A y + e'', y)", False, _css),
+    MethodEntry("ei-shift", ("eishift",), "SURE + circular-shift equivariance", False, _ei_shift),
+    MethodEntry("ei-rotate", ("eirotate",), "SURE + rotation equivariance", False, _ei_rotate),
+    MethodEntry("sure", ("sure-only",), "SURE only (measurement consistency)", False, _sure),
     MethodEntry("sei-no-stop-grad", ("sei-no-stop-gradient",), "SEI without stop-gradient (ablation)", False,
                 lambda stop_gradient=False, **o: _sei(stop_gradient=False, **o)),
 )

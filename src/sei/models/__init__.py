@@ -1,10 +1,31 @@
-"""Backbones (the paper's SwinIR, a small residual U-Net) and their weights files."""
+"""Backbones (the paper's SwinIR, a small residual U-Net) and their weights files.
 
-from sei.models.registry import (
-    BACKBONES, BackboneFamily, BackbonePreset, backbone_from_architecture, backbone_preset, build_backbone,
-)
-from sei.models.weights import load_backbone, load_state, read_weights, save_weights
+The names below load their module on first use, so that the registry (:mod:`sei.models.registry`) and the
+published weights' names (:mod:`sei.models.hub`) can be read without importing torch or deepinv.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module that defines it
+_LAZY = {
+    **dict.fromkeys(("BACKBONES", "BackboneFamily", "BackbonePreset", "backbone_from_architecture", "backbone_preset",
+                     "build_backbone"), "sei.models.registry"),
+    **dict.fromkeys(("load_backbone", "load_state", "read_weights", "save_weights"), "sei.models.weights"),
+}
 
 __all__ = ["BACKBONES", "BackboneFamily", "BackbonePreset", "backbone_from_architecture", "backbone_preset",
            "build_backbone", "load_backbone",
            "load_state", "read_weights", "save_weights"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sei.models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -11,13 +11,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sei.core.errors import ResourceUnavailableError, UnknownNameError, WeightsError
 from sei.losses.registry import method_entry
-from sei.physics.spec import PhysicsSpec, resolve_spec
 
-__all__ = ["HUB_REPO", "KNOWN_NAMES", "cached_names", "fetch_weights", "parse_name", "PublishedWeights",
-           "remote_names", "resolve_weights"]
+if TYPE_CHECKING:  # imported where a spec is made: `sei weights list` reads names without torch or deepinv
+    from sei.physics.spec import PhysicsSpec
+
+__all__ = ["HUB_REPO", "KNOWN_NAMES", "cache_folder", "cached_names", "fetch_weights", "parse_name",
+           "PublishedWeights", "remote_names", "resolve_weights"]
 
 HUB_REPO = "jscanvic/scale-equivariant-imaging"
 # Names confirmed by the reference implementation's documentation; `sei weights list --remote` shows all files.
@@ -51,6 +54,8 @@ class PublishedWeights:
     @property
     def spec(self) -> PhysicsSpec:
         """The physics spec the name describes."""
+        from sei.physics.spec import PhysicsSpec, resolve_spec
+
         return resolve_spec(PhysicsSpec(task=self.task, kernel=self.kernel, sr_factor=self.sr_factor,
                                         noise_level=self.noise_level))
 
@@ -84,8 +89,18 @@ def _hub():
     return huggingface_hub
 
 
+def cache_folder(cache_dir: str | Path | None = None) -> Path:
+    """Where published weights are cached: ``cache_dir``, else Hugging Face's hub cache (``HF_HUB_CACHE``, else
+    ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``, as huggingface_hub reads them)."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
 def cached_names(cache_dir: str | Path | None = None) -> list[str]:
-    """Published weights already in the local Hugging Face cache."""
+    """Published weights already in the local Hugging Face cache (:func:`cache_folder`)."""
     hub = _hub()
     try:
         info = hub.scan_cache_dir(cache_dir)

@@ -37,12 +37,13 @@ import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
+from sei.core.defaults import CHECKPOINTING, PAPER_SWINIR
 from sei.core.errors import ConfigError, UnknownNameError
-from sei.models.swinir import CHECKPOINTING, PAPER_SWINIR
+
+if TYPE_CHECKING:  # the registry is declarative: listing it imports neither torch nor deepinv
+    from torch import nn
 
 __all__ = ["ARCHITECTURE_KEYS", "BACKBONES", "CHANNELS", "CONVOLUTIONAL_LR", "RUNTIME_OPTIONS", "SWINIR", "UNET",
            "UNROLLED", "UPSCALES", "backbone_from_architecture", "backbone_preset", "BackboneFamily",

@@ -27,24 +27,15 @@ import torch.nn.functional as F
 from deepinv.models.swinir import SwinTransformerBlock, WindowAttention
 from torch.utils.checkpoint import checkpoint
 
+from sei.core.defaults import CHECKPOINTING, PAPER_SWINIR
 from sei.core.errors import ConfigError
 from sei.physics.base import SizeCache
 
 __all__ = ["CHECKPOINTING", "PAPER_SWINIR", "CachedMaskBlock", "fused_window_attention", "FusedWindowAttention",
            "SwinIR"]
 
-CHECKPOINTING = (False, True, "none", "blocks", "alternate")  # see SwinIR's checkpointing parameter
-PAPER_SWINIR = dict(
-    img_size=48,
-    patch_size=1,
-    in_chans=3,
-    embed_dim=180,
-    depths=(6, 6, 6, 6, 6, 6),
-    num_heads=(6, 6, 6, 6, 6, 6),
-    window_size=8,
-    mlp_ratio=2.0,
-    resi_connection="1conv",
-)
+# CHECKPOINTING (the values of SwinIR's checkpointing parameter) and PAPER_SWINIR (the paper's architecture) are
+# sei.core.defaults' (imported above: the backbone registry lists them without importing deepinv).
 
 
 def fused_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,

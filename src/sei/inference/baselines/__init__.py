@@ -21,6 +21,7 @@ from typing import Any
 
 from torch import nn
 
+from sei.core.defaults import BASELINE_DEFAULTS
 from sei.core.errors import ConfigError, UnknownNameError
 from sei.physics.base import physics_upscale
 from sei.physics.registry import ALL_BASELINES
@@ -28,9 +29,7 @@ from sei.physics.registry import ALL_BASELINES
 __all__ = ["BASELINE_DEFAULTS", "KIND_ALIASES", "MODEL_KINDS", "build_baseline", "canonical_kind"]
 
 MODEL_KINDS = ("network", *ALL_BASELINES)
-# The baselines' settings when the options leave them open (a Wiener strength and TV weight follow the noise level;
-# DIP's iterations the kernel: see each class).
-BASELINE_DEFAULTS = {"tv_iterations": 100, "dip_channels": 256, "dip_lr": 1e-2, "bm3d_profile": "np"}
+# The baselines' settings when the options leave them open: BASELINE_DEFAULTS (sei.core.defaults).
 KIND_ALIASES = {"swinir": "network", "net": "network", "id": "identity", "up": "bicubic", "upsample": "bicubic"}
 
 

@@ -1,0 +1,64 @@
+"""Defaults that help texts and the registries' declarative parts quote, in a module that imports nothing.
+
+``sei COMMAND --help`` shows these without importing torch, deepinv or Lightning (``tests/test_startup.py``
+checks it), so each value is defined here, once; the module that uses it imports it from here and keeps its
+name (``sei.physics.spec.DEFAULT_NOISE_LEVEL`` is this module's). A default that no help text quotes stays in its
+own module.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BASELINE_DEFAULTS", "BATCH_SIZE", "CHECKPOINT_EVERY", "CHECKPOINT_KEEP", "CHECKPOINTING",
+           "CONFIG_DEFAULTS", "CROP_SIZE", "DATASETS_DIR", "DEFAULT_ALPHA", "DEFAULT_NOISE_LEVEL", "DEMO_STEPS",
+           "MAX_PIXELS", "PAPER_SWINIR", "SEED"]
+
+# -- measurements (sei.physics.spec) ------------------------------------------------------------------------
+# The paper's noise level (grey levels): the one default of every noise level in sei.
+DEFAULT_NOISE_LEVEL = 5.0
+
+# -- image files (sei.io.images) ----------------------------------------------------------------------------
+# Pixels one file may hold, all pages together: 2**28 (268 megapixels; a 16384 x 16384 image, or 64 slices of
+# 2048 x 2048) is 1 GiB as float32 per channel, what a laptop restores comfortably; above Pillow's own bound
+# (179 megapixels), which would otherwise stop genuine large images with its DecompressionBombError.
+MAX_PIXELS = 2**28
+
+# -- losses (sei.losses.equivariance) -----------------------------------------------------------------------
+# The weight of the equivariance term against SURE (the paper's alpha).
+DEFAULT_ALPHA = 1.0
+
+# -- the experiment configuration (sei.config.schema's fields) ----------------------------------------------
+DATASETS_DIR = "datasets"
+CROP_SIZE = 48
+BATCH_SIZE = 8
+SEED = 0
+CHECKPOINT_EVERY = 10  # epochs; the latest checkpoint is also kept at every epoch
+CHECKPOINT_KEEP = 3  # periodic checkpoints kept (the newest); 0 keeps all
+# The dotted configuration keys of the defaults help texts quote (sei.cli.options.config_default).
+CONFIG_DEFAULTS = {"data.datasets_dir": DATASETS_DIR, "data.crop_size": CROP_SIZE, "data.batch_size": BATCH_SIZE,
+                   "train.seed": SEED, "train.checkpoint_every": CHECKPOINT_EVERY,
+                   "train.checkpoint_keep": CHECKPOINT_KEEP, "loss.alpha": DEFAULT_ALPHA}
+
+# -- baselines (sei.inference.baselines) --------------------------------------------------------------------
+# The baselines' settings when the options leave them open (a Wiener strength and TV weight follow the noise level;
+# DIP's iterations the kernel: see each class).
+BASELINE_DEFAULTS = {"tv_iterations": 100, "dip_channels": 256, "dip_lr": 1e-2, "bm3d_profile": "np"}
+
+# -- backbones (sei.models.swinir, sei.models.registry) -----------------------------------------------------
+CHECKPOINTING = (False, True, "none", "blocks", "alternate")  # see SwinIR's checkpointing parameter
+# The paper's SwinIR (embed 180, 6 x 6 blocks, 6 heads, window 8, mlp ratio 2, '1conv').
+PAPER_SWINIR = dict(
+    img_size=48,
+    patch_size=1,
+    in_chans=3,
+    embed_dim=180,
+    depths=(6, 6, 6, 6, 6, 6),
+    num_heads=(6, 6, 6, 6, 6, 6),
+    window_size=8,
+    mlp_ratio=2.0,
+    resi_connection="1conv",
+)
+
+# -- the demo (sei.demo) ------------------------------------------------------------------------------------
+# Two trainings (SEI and supervised), shorter than `sei train`'s default; their duration is measured by
+# benchmarks/demo.py (benchmarks/results/demo.json), the one place the README's stated duration is checked against.
+DEMO_STEPS = 1000
