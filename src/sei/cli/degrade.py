@@ -29,7 +29,7 @@ def add_parser(subparsers) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="an image file or a folder of clean images")
     parser.add_argument("output", help="output folder")
-    add_physics_options(parser)
+    add_physics_options(parser, use="simulate")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default %(default)s)")
     parser.add_argument("--resize", type=_resize, help="resize clean images to this shorter side first")
     parser.add_argument("--bits", type=int, choices=(8, 16), default=None,

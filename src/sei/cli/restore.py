@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("output", help="output folder (or file name for a single input file)")
     add_reconstructor_options(parser, auto_precision=True)
     parser.add_argument("--model", help="backbone, for weights files without an architecture record")
-    add_physics_options(parser)  # baselines need them; networks carry their task in their weights
+    add_physics_options(parser, use="restore")  # baselines need them; networks carry their task in their weights
     parser.add_argument("--download", action="store_true", help="download published weights if not cached")
     parser.add_argument("--tile", type=_non_negative_int, default=512,
                         help="tile size in input pixels for large images (default 512; 0: whole images)")
@@ -70,11 +70,13 @@ def run_command(args: argparse.Namespace) -> int:
                      max_pixels=getattr(args, "data.max_pixels", None))
     if result.physics is not None:
         print(f"operator: {result.physics.describe()} (from {result.origin})")
+    if result.noise_estimate:
+        print(result.noise_estimate)
     if result.precision_reason:
         print(f"precision: {result.precision} ({result.precision_reason}; --precision 32-true or bf16-mixed to "
               "choose)")
     report = result.report
-    print(f"restored {len(report.written)} of {len(result.pairs)} image(s) into {Path(args.output)}")
+    print(report.summary("restored", len(result.pairs), Path(args.output)))
     for record in result.records:
         print(f"intensity maps (data units <-> the network's [0, 1]) recorded in {record}")
     if report.failed and not report.written:

@@ -25,7 +25,7 @@ def add_parser(subparsers) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_reconstructor_options(parser)
     option(parser, "--model", dest="model.backbone", help="backbone, for weights files without an architecture record")
-    add_physics_options(parser)
+    add_physics_options(parser, use="simulate")
     add_data_options(parser)
     parser.add_argument("--split", default="val", choices=("train", "val"), help="dataset split (default %(default)s)")
     parser.add_argument("--max-images", type=_positive_int, help="evaluate only the first N images")

@@ -66,7 +66,8 @@ def choose_physics(given: PhysicsSpec, source: NetworkSource | None = None, meas
 
     Options the user gave win; what they leave open comes from the network (its run, weights record or published
     name), else from the measurement folder's ``degradation.yaml``, else from ``default_kernel`` (simulated
-    measurements of clean images).
+    measurements of clean images). The noise level of measurements that nothing records is ``"auto"`` unless
+    given: the caller estimates it from them.
 
     :param given: the spec of the options given (``None`` fields where an option was not given).
     :param measurements: a measurement folder or file whose folder may hold ``degradation.yaml``.
@@ -89,7 +90,8 @@ def choose_physics(given: PhysicsSpec, source: NetworkSource | None = None, meas
         if not required:
             return None, "unknown"
         resolve_spec(given)  # raises: deblurring needs the blur kernel ...
-    return resolve_spec(given, default_kernel, recorded), origin
+    measured = recorded is None and measurements is not None and default_kernel is None
+    return resolve_spec(given, default_kernel, recorded, measured=measured), origin
 
 
 @dataclass(frozen=True)

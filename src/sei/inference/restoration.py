@@ -24,10 +24,13 @@ import torch.nn.functional as F
 from sei.core.errors import SEIError
 from sei.io.intensity import IntensityMap, data_map, integer_map
 from sei.io.images import ImageFile, image_tensor, read_image_file, skipped_entries, write_image_file
-from sei.io.outputs import FileReport, check_intensity_records, output_paths, write_intensity_record
+from sei.io.outputs import (
+    FileReport, check_intensity_records, check_restore_records, output_paths, write_intensity_record,
+    write_restore_record,
+)
 from sei.physics.spec import PhysicsSpec
 
-__all__ = ["file_intensity", "restore", "restore_file", "restore_files", "restore_image", "RestoreResult"]
+__all__ = ["NOISE_SAMPLE_IMAGES", "estimate_inputs_noise", "file_intensity", "restore", "restore_file", "restore_files", "restore_image", "RestoreResult"]
 
 
 def restore_image(reconstruct: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
@@ -56,13 +59,13 @@ def file_intensity(file: ImageFile, recorded: IntensityMap | None = None, name: 
 
 def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Path, target: Path,
                  device: torch.device | str = "cpu", bits: int | None = None, upscale: int = 1,
-                 recorded: IntensityMap | None = None, max_pixels: int | None = None) -> IntensityMap:
+                 recorded: IntensityMap | None = None, max_pixels: int | None = None) -> tuple[IntensityMap, int]:
     """Restore every page of ``source`` into ``target`` in the input's dtype and units (or ``bits`` of [0, 1]).
 
     :param upscale: the super-resolution factor, to scale a TIFF's resolution (pixels per unit) by.
     :param recorded: the map the network was trained with, used for float files (see :func:`file_intensity`).
     :param max_pixels: the most pixels the file may hold (:func:`sei.io.images.check_pixel_count`).
-    :return: the map of the file written (data units <-> network units).
+    :return: the map of the file written (data units <-> network units), and its number of images (pages).
     :raises SEIError: for a file that cannot be read, mapped or written.
     """
     file = read_image_file(source, max_pixels)
@@ -79,7 +82,7 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
         (x, y), unit = file.resolution
         resolution = ((x * upscale, y * upscale), unit)
     write_image_file(target, ImageFile(pages, resolution, file.imagej, file.stack_axes, file.stack_shape))
-    return out
+    return out, len(pages)
 
 
 def restore_files(reconstruct: Callable[[torch.Tensor], torch.Tensor], pairs: list[tuple[Path, Path]],
@@ -96,8 +99,9 @@ def restore_files(reconstruct: Callable[[torch.Tensor], torch.Tensor], pairs: li
     report = FileReport()
     for source, target in tqdm(pairs, desc="restoring", unit="image", disable=not progress):
         try:
-            report.intensity[target] = restore_file(reconstruct, source, target, device, bits, upscale, recorded,
-                                                    max_pixels)
+            report.intensity[target], images = restore_file(reconstruct, source, target, device, bits, upscale,
+                                                            recorded, max_pixels)
+            report.images += images
             report.written.append(target)
         except (SEIError, RuntimeError, OSError) as error:
             report.failed.append((source, str(error)))
@@ -115,6 +119,7 @@ class RestoreResult:
     precision: str
     precision_reason: str | None
     records: list[Path]
+    noise_estimate: str | None = None
 
 
 def _precision_for(precision: str, kind: str, pairs: list[tuple[Path, Path]], bits: int | None,
@@ -132,6 +137,52 @@ def _precision_for(precision: str, kind: str, pairs: list[tuple[Path, Path]], bi
     why = ("8-bit data, native bf16" if precision == "bf16-mixed" else
            f"no native bf16 on {device}" if eight_bit else "inputs or outputs not all 8-bit")
     return precision, why
+
+
+# At most this many images (files, or pages of stacks) are read to estimate an ``auto`` noise level.
+NOISE_SAMPLE_IMAGES = 32
+
+
+def estimate_inputs_noise(spec: PhysicsSpec, sources: list[Path], recorded: IntensityMap | None = None,
+                          max_pixels: int | None = None) -> tuple[PhysicsSpec, str]:
+    """``spec`` with its ``"auto"`` noise level (and gain) estimated from the files to restore, and a line that
+    says so in the data's own units.
+
+    Up to :data:`NOISE_SAMPLE_IMAGES` images, spread evenly over the files, are read in network units (the map
+    each file is restored with) and estimated as a training run's measurements are
+    (:func:`sei.physics.noise_estimation.estimate_spec_noise`).
+
+    :raises ConfigError: for ``learn``, which only training can do.
+    :raises ImageError: when no file can be read or their noise cannot be estimated.
+    """
+    from sei.core.errors import ConfigError, ImageError
+    from sei.physics.noise_estimation import estimate_spec_noise
+    from sei.physics.spec import LEARNED
+    from sei.io.intensity import noise_level_text
+
+    if spec.noise_level == LEARNED:
+        raise ConfigError("--noise-level learn is learned while training; to restore, give a number or auto")
+    step = max(1, len(sources) // NOISE_SAMPLE_IMAGES)
+    images, maps, failures = [], set(), []
+    for path in sources[::step]:
+        try:
+            file = read_image_file(path, max_pixels)
+            into = file_intensity(file, recorded, str(path))
+        except SEIError as error:
+            failures.append(str(error))
+            continue
+        maps.add(into)
+        for page in file.pages[:max(1, NOISE_SAMPLE_IMAGES // len(sources[::step]))]:
+            images.append(image_tensor(into.to_network(page), None, path))
+        if len(images) >= NOISE_SAMPLE_IMAGES:
+            break
+    if not images:
+        raise ImageError(f"no input could be read to estimate the noise level: {failures[0] if failures else ''}")
+    estimated = estimate_spec_noise(spec, images)
+    gain = f", gain {estimated.gain:.4g}" if estimated.gain is not None else ""
+    intensity = maps.pop() if len(maps) == 1 else None
+    return estimated, (f"noise estimated from {len(images)} input image(s): level "
+                       f"{noise_level_text(estimated.noise_level, intensity)}{gain}")
 
 
 def restore(source: str | Path, destination: str | Path, model_kind: str = "network", weights: str | None = None,
@@ -163,23 +214,31 @@ def restore(source: str | Path, destination: str | Path, model_kind: str = "netw
     kind = canonical_kind(model_kind)
     network = locate_network(weights, download=download) if weights and kind == "network" else None
     spec, origin = choose_physics(physics or PhysicsSpec(), network, source, required=kind != "network")
-    operator = spec.build().to(target) if spec is not None else None
     pairs = output_paths(Path(source), Path(destination), suffix, overwrite)
     check_intensity_records([target for _, target in pairs], overwrite)
-    precision, why = _precision_for(precision, kind, pairs, bits, target)
-    reconstructor = open_reconstructor(kind, operator, network, baseline_options, backbone=backbone, tile=tile,
-                                       overlap=overlap, ensemble=ensemble, precision=precision).to(target)
+    check_restore_records([target for _, target in pairs], overwrite)
     # float data go through the map the network was trained with, when its run recorded one
     run = network.run_config if network is not None else None
     recorded = IntensityMap.from_dict(run.data.intensity) if run is not None and run.data.intensity else None
+    estimated = None
+    if spec is not None and spec.needs_estimate:
+        spec, estimated = estimate_inputs_noise(spec, [path for path, _ in pairs], recorded, max_pixels)
+        origin = f"{origin}; the noise level from the inputs"
+    operator = spec.build().to(target) if spec is not None else None
+    precision, why = _precision_for(precision, kind, pairs, bits, target)
+    reconstructor = open_reconstructor(kind, operator, network, baseline_options, backbone=backbone, tile=tile,
+                                       overlap=overlap, ensemble=ensemble, precision=precision).to(target)
     upscale = spec.upscale if spec is not None else getattr(reconstructor, "upscale", 1)
     report = restore_files(reconstructor, pairs, target, bits=bits, progress=progress, upscale=upscale,
                            recorded=recorded, max_pixels=max_pixels)
     if Path(source).is_dir():  # broken links and the like are named with the files that failed
         report.failed += skipped_entries(Path(source))
+    how = {"model_kind": kind, "weights": str(network.weights) if network is not None else None,
+           "physics": spec.to_dict() if spec is not None else None}
     try:
         records = write_intensity_record(report)
+        write_restore_record(report, pairs, how)
     except SEIError as error:  # a full disk: reported beside the files that failed, which are named too
         report.failed.append((Path(destination), str(error)))
         records = []
-    return RestoreResult(report, pairs, spec, origin, precision, why, records)
+    return RestoreResult(report, pairs, spec, origin, precision, why, records, estimated)

@@ -35,7 +35,7 @@ import numpy as np
 from sei.core.errors import ImageError, IntensityError
 
 __all__ = ["FLOAT_DTYPES", "HIGH_PERCENTILE", "INTEGER_DTYPES", "LOW_PERCENTILE", "check_dtype", "data_map",
-           "float_map", "integer_map", "IntensityMap"]
+           "float_map", "integer_map", "IntensityMap", "noise_level_text"]
 
 # Robust range of float data: the percentiles that become 0 and 1 (in %).
 LOW_PERCENTILE = 0.1
@@ -166,3 +166,24 @@ def data_map(arrays: Sequence[np.ndarray], name: str = "the data") -> IntensityM
     if dtypes[0] in FLOAT_DTYPES:
         return float_map(arrays, dtypes[0], name)
     return integer_map(dtypes[0])
+
+
+def noise_level_text(level: float, intensity: IntensityMap | None = None) -> str:
+    """A noise level in grey levels of the network's range, and in the data's own units when their map is known.
+
+    :param level: the standard deviation in 8-bit grey levels of network units (:mod:`sei.core.units`).
+    :param intensity: the data's map; ``None`` for 8-bit photographs or a set that mixes dtypes.
+
+    >>> noise_level_text(1.922, integer_map("uint16"))
+    '1.922/255 (494 counts of the uint16 data)'
+    >>> noise_level_text(5.0)
+    '5/255'
+    """
+    from sei.core.units import sigma_of
+
+    text = f"{level:.4g}/255"
+    if intensity is None or intensity.dtype == "uint8":
+        return text
+    spread = sigma_of(level) * intensity.scale
+    units = "counts" if intensity.is_integer else "units"
+    return f"{text} ({spread:.4g} {units} of the {intensity.dtype} data)"

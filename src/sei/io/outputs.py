@@ -17,8 +17,9 @@ from sei.core.files import atomic_write_text
 from sei.io.images import is_image_file, list_images
 from sei.io.intensity import IntensityMap, integer_map
 
-__all__ = ["INTENSITY_RECORD", "TIFF_SUFFIXES", "FileReport", "check_intensity_records", "check_replaceable",
-           "output_paths", "write_intensity_record"]
+__all__ = ["INTENSITY_RECORD", "RESTORE_RECORD", "TIFF_SUFFIXES", "FileReport", "check_intensity_records",
+           "check_replaceable", "check_restore_records", "output_paths", "write_intensity_record",
+           "write_restore_record"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -26,15 +27,28 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 # The record beside the outputs of ``sei restore`` and ``sei degrade``: each file's map between its values and the
 # network's [0, 1] (sei.io.intensity), for every file that is not plain 8-bit.
 INTENSITY_RECORD = "intensity.json"
+# The record beside the outputs of ``sei restore``: which input each output came from, and how it was restored
+# (read by ``sei report`` to show inputs and outputs side by side).
+RESTORE_RECORD = "restore.json"
+RESTORE_KIND = "sei restore"
 
 
 @dataclass
 class FileReport:
-    """Files written, files that failed (with the reason), and the intensity map of each file written."""
+    """Files written, files that failed (with the reason), the intensity map of each file written, and how many
+    images (a stack's pages) the written files hold."""
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     intensity: dict[Path, IntensityMap] = field(default_factory=dict)
+    images: int = 0
+
+    def summary(self, verb: str, total: int, destination: Path) -> str:
+        """``"restored 1 of 1 file (6 images) into out"``: what was written, counting pages where files hold more
+        than one image."""
+        files = f"{len(self.written)} of {total} file{'s' if total != 1 else ''}"
+        pages = f" ({self.images} images)" if self.images > len(self.written) else ""
+        return f"{verb} {files}{pages} into {destination}"
 
     def failures(self, listed: int = 3) -> str:
         """The failures on one line: ``"2 failed: a.png: reason; b.tif: reason"`` (the first ``listed`` named)."""
@@ -141,5 +155,47 @@ def write_intensity_record(report: FileReport) -> list[Path]:
         path = folder / INTENSITY_RECORD
         previous = json.loads(path.read_text()) if _is_intensity_record(path) else {}
         atomic_write_text(path, json.dumps({**previous, **maps}, indent=2, sort_keys=True))
+        written.append(path)
+    return written
+
+
+def _is_restore_record(path: Path) -> bool:
+    """Whether ``path`` holds a record ``sei restore`` wrote."""
+    try:
+        data = json.loads(path.read_text())
+        return isinstance(data, dict) and data.get("kind") == RESTORE_KIND
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+
+
+def check_restore_records(targets: list[Path], overwrite: bool = False) -> None:
+    """Refuse (unless ``overwrite``) to merge into a ``restore.json`` that is not a record ``sei restore`` wrote.
+
+    :raises OutputExistsError: naming the file.
+    """
+    foreign = sorted({target.parent / RESTORE_RECORD for target in targets
+                      if (target.parent / RESTORE_RECORD).exists()
+                      and not _is_restore_record(target.parent / RESTORE_RECORD)})
+    check_replaceable(foreign, overwrite)
+
+
+def write_restore_record(report: FileReport, pairs: list[tuple[Path, Path]], how: dict) -> list[Path]:
+    """Write, next to the outputs, ``restore.json``: ``{"kind", "files": {output name: input path}, **how}`` for
+    the outputs written (merged with a record ``sei restore`` wrote there before).
+
+    :param how: what restored them (model kind, weights, operator), JSON-safe.
+    :return: the records written.
+    :raises StorageError: when a record cannot be written (naming it).
+    """
+    written_files = set(report.written)
+    by_folder: dict[Path, dict[str, str]] = {}
+    for source, target in pairs:
+        if target in written_files:
+            by_folder.setdefault(target.parent, {})[target.name] = str(source.resolve())
+    written = []
+    for folder, files in by_folder.items():
+        path = folder / RESTORE_RECORD
+        previous = json.loads(path.read_text()).get("files", {}) if _is_restore_record(path) else {}
+        atomic_write_text(path, json.dumps({**how, "kind": RESTORE_KIND, "files": {**previous, **files}}, indent=2))
         written.append(path)
     return written

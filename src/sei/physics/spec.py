@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from sei.core.defaults import DEFAULT_NOISE_LEVEL
 from sei.core.errors import ConfigError, UnknownNameError
 from sei.core.files import read_yaml_mapping
 from sei.core.units import sigma_of
@@ -45,8 +46,8 @@ PADDINGS = ("circular",)
 PAPER_SR_FACTORS = (2, 3, 4)
 # The paper's default kernel, used only where measurements are simulated from clean images.
 DEFAULT_KERNEL = "Gaussian_R2"
-# The paper's noise level (grey levels): the one default of every noise level in sei.
-DEFAULT_NOISE_LEVEL = 5.0
+# The paper's noise level (grey levels), the one default of every noise level in sei, is
+# sei.core.defaults.DEFAULT_NOISE_LEVEL (imported above: help texts quote it without importing this module).
 # The record ``sei degrade`` writes beside the measurements it simulates.
 DEGRADATION_FILE = "degradation.yaml"
 
@@ -287,8 +288,8 @@ class PhysicsSpec:
 
         spec = self if self.resolved else resolve_spec(self)
         if spec.needs_estimate:
-            raise ConfigError("the noise level or gain is 'auto' or 'learn': estimate it from the measurements before "
-                              "building the operator (sei.physics.noise_estimation.estimate_spec_noise)")
+            raise ConfigError("the noise level or gain is 'auto' or 'learn', which only measurements can tell, and "
+                              "none are read here: give --noise-level NUMBER (and --gain NUMBER)")
         noise = (PoissonGaussianNoise(spec.gain, spec.noise_level) if spec.noise == "poisson-gaussian"
                  else GaussianNoise(spec.noise_level))
         operator = spec.operator_kind.build(spec, noise)
@@ -345,7 +346,7 @@ def _check_factor(value: Any) -> int:
 
 
 def resolve_spec(spec: PhysicsSpec | dict[str, Any], default_kernel: str | None = None,
-                 recorded: PhysicsSpec | None = None) -> PhysicsSpec:
+                 recorded: PhysicsSpec | None = None, measured: bool = False) -> PhysicsSpec:
     """The canonical, checked spec: the one place for the physics defaults and checks.
 
     :param default_kernel: the kernel a deblurring spec without one gets (``DEFAULT_KERNEL`` where measurements
@@ -353,6 +354,9 @@ def resolve_spec(spec: PhysicsSpec | dict[str, Any], default_kernel: str | None 
     :param recorded: what the measurements' folder says about them (its ``degradation.yaml``): its operator is used
         when the spec names none (no task, kernel nor factor), and its noise model, level and gain fill those the
         spec leaves open.
+    :param measured: the spec describes measurements the user has, whose noise nobody recorded: a noise level (and
+        a Poisson-Gaussian gain) left open is ``"auto"``, estimated from them, instead of the simulations' default
+        :data:`DEFAULT_NOISE_LEVEL`.
     :raises ConfigError: for unknown names, a missing kernel or factor, a bad noise level, or a kernel file that
         cannot be read.
     """
@@ -377,7 +381,10 @@ def resolve_spec(spec: PhysicsSpec | dict[str, Any], default_kernel: str | None 
     noise = str(values["noise"] or "gaussian").strip().lower().replace("_", "-")
     if noise not in NOISE_MODELS:
         raise UnknownNameError("noise model", values["noise"], NOISE_MODELS)
-    level = _noise_level_word(values["noise_level"] if values["noise_level"] is not None else DEFAULT_NOISE_LEVEL)
+    open_level = ESTIMATED if measured else DEFAULT_NOISE_LEVEL
+    level = _noise_level_word(values["noise_level"] if values["noise_level"] is not None else open_level)
+    if measured and values["gain"] is None and noise == "poisson-gaussian":
+        values["gain"] = ESTIMATED
     gain = _gain_word(values["gain"], noise)
     if noise == "poisson-gaussian" and level == LEARNED:
         raise ConfigError("--noise-level learn is for Gaussian noise; Poisson-Gaussian noise takes numbers or auto")

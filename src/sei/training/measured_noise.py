@@ -33,9 +33,12 @@ def estimate_run_noise(config: ExperimentConfig, measurements: ImageSet | None) 
         raise ConfigError("--noise-level auto or learn (and --gain auto) start from the noise of measurements you have "
                           "(--measurements FOLDER); clean images are measured with the noise you give: "
                           "--noise-level NUMBER")
+    from sei.io.intensity import noise_level_text
+
     spec = estimate_spec_noise(physics, measurements.images)
     gain = f", gain {spec.gain:.4g}" if spec.gain is not None else ""
-    print(f"noise estimated from {len(measurements)} measurements: level {spec.noise_level:.4g}/255{gain}")
+    print(f"noise estimated from {len(measurements)} measurements: level "
+          f"{noise_level_text(spec.noise_level, measurements.intensity)}{gain}")
     return spec
 
 
