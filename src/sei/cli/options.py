@@ -56,7 +56,7 @@ def add_max_pixels_option(parser: argparse.ArgumentParser | argparse._ArgumentGr
 
 
 def _max_pixels() -> int:
-    from sei.io.images import MAX_PIXELS
+    from sei.core.defaults import MAX_PIXELS  # sei.io.images' policy, without importing torch
 
     return MAX_PIXELS
 
@@ -84,7 +84,15 @@ class LazyHelp:
 
 
 def config_default(dotted: str) -> Any:
-    """The schema's default of a dotted configuration key (``data.batch_size`` -> 8), for help texts."""
+    """The schema's default of a dotted configuration key (``data.batch_size`` -> 8), for help texts.
+
+    The keys help texts quote are read from :data:`sei.core.defaults.CONFIG_DEFAULTS` (where the schema takes them
+    from), so that ``--help`` does not import torch; any other key from the schema itself.
+    """
+    from sei.core.defaults import CONFIG_DEFAULTS
+
+    if dotted in CONFIG_DEFAULTS:
+        return CONFIG_DEFAULTS[dotted]
     from sei.config.schema import ExperimentConfig
 
     section, _, name = dotted.partition(".")
@@ -115,7 +123,26 @@ def option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *flags: st
     parser.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, **kwargs)
 
 
-def add_physics_options(parser: argparse.ArgumentParser) -> None:
+# What --noise-level's default is, for each kind of command that takes it (see add_physics_options).
+_NOISE_DEFAULTS = {
+    "train": ("default: auto for your own --measurements, unless their degradation.yaml records a level; {level:g} "
+              "for clean images; auto: estimated from the measurements (printed in the data's units, recorded in "
+              "config.yaml); learn: estimated, then learned with the network from the SURE residual (logged as "
+              "train/sigma, recorded in the weights)"),
+    "restore": ("default: the network's record, else the inputs' degradation.yaml, else auto: estimated from the "
+                "inputs and printed in the data's units"),
+    "simulate": "default {level:g}: the noise added to simulate measurements from clean images",
+}
+
+
+def add_physics_options(parser: argparse.ArgumentParser, use: str = "train") -> None:
+    """The operator and noise options (``--task``, ``--kernel``, ``--noise-level`` ...).
+
+    :param use: ``"train"``, ``"restore"`` (the noise of measurements read: ``auto`` estimates it) or ``"simulate"``
+        (the noise added to clean images: a number), which sets what ``--noise-level`` says of its default.
+    """
+    if use not in _NOISE_DEFAULTS:
+        raise ValueError(f"unknown use {use!r}: one of {', '.join(_NOISE_DEFAULTS)}")
     group = parser.add_argument_group("measurements")
     option(group, "--task", dest="physics.task", help="deblurring (default) or sr")
     option(group, "--kernel", dest="physics.kernel",
@@ -124,20 +151,20 @@ def add_physics_options(parser: argparse.ArgumentParser) -> None:
     option(group, "--sr-factor", "--sr_factor", dest="physics.sr_factor", type=_positive_int,
            help="super-resolution factor (2, 3, 4)")
     option(group, "--noise-level", "--noise_level", dest="physics.noise_level", help=lazy(lambda: (
-           "Gaussian (read-)noise standard deviation in 8-bit grey levels of the network's range (default "
-           f"{_default_noise_level():g}): for 8-bit data their grey levels; for 16-bit data 255 * counts / 65535 (a noise of 500 counts is "
-                "1.95); for float data 255 * sigma / scale of the map in config.yaml (sei.io.intensity); auto: estimated from "
-                "the measurements (printed, recorded in config.yaml); learn: estimated, then learned with the network "
-                "from the SURE residual (logged as train/sigma, recorded in the weights)")))
+           "Gaussian (read-)noise standard deviation in 8-bit grey levels of the network's range: for 8-bit data "
+           "their grey levels; for 16-bit data 255 * counts / 65535 (a noise of 500 counts is 1.95); for float data "
+           "255 * sigma / scale of the map in config.yaml (sei.io.intensity); "
+           + _NOISE_DEFAULTS[use].format(level=_default_noise_level()))))
     option(group, "--noise", dest="physics.noise", choices=("gaussian", "poisson-gaussian"),
            help="noise model: gaussian (default) or poisson-gaussian, y = gain * Poisson(A x / gain) + N(0, sigma^2) "
                 "(photon noise plus read noise; needs --gain)")
     option(group, "--gain", dest="physics.gain",
-           help="poisson-gaussian: intensity of one photon in [0, 1] image units (1 / peak photon count), or auto")
+           help="poisson-gaussian: intensity of one photon in [0, 1] image units (1 / peak photon count)"
+                + (", or auto (the default for measurements)" if use != "simulate" else ""))
 
 
 def _default_noise_level() -> float:
-    from sei.physics.spec import DEFAULT_NOISE_LEVEL
+    from sei.core.defaults import DEFAULT_NOISE_LEVEL  # sei.physics.spec's, without importing torch
 
     return DEFAULT_NOISE_LEVEL
 
@@ -227,7 +254,7 @@ def add_reconstructor_options(parser: argparse.ArgumentParser, weights_required:
 
 
 def _baseline_default(option: str) -> Any:
-    from sei.inference.baselines import BASELINE_DEFAULTS
+    from sei.core.defaults import BASELINE_DEFAULTS  # sei.inference.baselines', without importing torch
 
     return BASELINE_DEFAULTS[option]
 

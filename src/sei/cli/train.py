@@ -21,6 +21,16 @@ EPILOG = """examples:
 """
 
 
+def _duration(text: str) -> float:
+    """argparse type of ``--time``: seconds of a duration (:func:`sei.core.units.parse_duration`)."""
+    from sei.core.units import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train a network (SEI, supervised, CSS, EI, SURE)",
                                    description=__doc__, epilog=EPILOG,
@@ -62,6 +72,10 @@ def add_parser(subparsers) -> None:
            help=lazy(lambda: f"default {_recipe().PAPER_EPOCHS} (the paper's) on a GPU; a CPU trains "
                              f"{_recipe().LAPTOP_STEPS} steps instead"))
     option(budget, "--steps", dest="train.steps", type=_positive_int, help="train for a number of steps instead")
+    option(budget, "--time", dest="train.time", type=_duration,
+           help="a wall-clock budget (90s, 10m, 1.5h, 1h30m): alone, the steps that fit are measured before training "
+                "(and the learning-rate schedule scaled to them); with --steps or --epochs, a limit; training stops "
+                "when it is spent, and --resume --time LONGER continues")
     option(budget, "--lr", dest="train.lr", type=float,
            help=lazy(lambda: f"default: by backbone, {_rate(_recipe().PAPER_LR['deblurring'])} (deblurring) or "
                              f"{_rate(_recipe().PAPER_LR['sr'])} (sr) for SwinIR, {_rate(_convolutional_lr())} for "
@@ -94,6 +108,8 @@ def add_parser(subparsers) -> None:
            help=lazy(lambda: f"periodic checkpoints kept, the newest (default {config_default('train.checkpoint_keep')}; "
                              "0 keeps all)"))
     option(run, "--quiet", dest="train.progress", action="store_const", const=False, help="no progress bar")
+    run.add_argument("--verbose", action="store_true",
+                     help="also show Lightning's messages (devices, the model summary)")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                         help="continue the run in --out-dir (or from CHECKPOINT)")
     option(parser, "--strict", dest="data.strict", action="store_const", const=True,
@@ -127,14 +143,14 @@ def _devices(text: str) -> int | str:
         return text
 
 
-def quiet_lightning() -> None:
-    """Keep Lightning's informational messages (devices, tips) off the terminal."""
+def quiet_lightning(verbose: bool = False) -> None:
+    """Keep Lightning's informational messages (devices, the model summary) off the terminal, or show them."""
     import logging
 
     import lightning.pytorch  # noqa: F401 - importing it sets its loggers' levels, which we then override
 
     for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -156,9 +172,8 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"read the measurements' operator from {recorded}")
     print(f"operator: {config.physics.describe()}")
     print(f"training: {describe_recipe(config)}")
-    if not config.train.progress:
-        quiet_lightning()
-    result = train(config, resume=args.resume)
+    quiet_lightning(args.verbose)
+    result = train(config, resume=args.resume, enable_model_summary=args.verbose)
     if result.rank != 0:
         return 0
     metrics = ", ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in result.metrics.items()

@@ -27,6 +27,7 @@ from sei.config.sources import initial_network
 from sei.core.checks import is_count, is_positive_number
 from sei.core.devices import torch_device, training_processes
 from sei.core.errors import ConfigError, MissingGroundTruthError
+from sei.core.units import duration_text, parse_duration, plural
 from sei.losses.registry import canonical_method, method_entry
 from sei.physics.spec import DEFAULT_KERNEL, PhysicsSpec, read_degradation_spec, resolve_spec
 
@@ -58,13 +59,14 @@ def default_name(config: ExperimentConfig) -> str:
 
 
 def resolve_physics(physics: PhysicsSpec, data: DataConfig) -> PhysicsSpec:
-    """The run's physics spec: clean datasets default to the paper's kernel; a folder of measurements takes what
-    its ``degradation.yaml`` records, and otherwise must be told its kernel."""
+    """The run's physics spec: clean datasets default to the paper's kernel and noise level; a folder of
+    measurements takes what its ``degradation.yaml`` records, and otherwise must be told its kernel and has its
+    noise level estimated unless one is given."""
     if physics.operator:  # handed over from Python (train(config, physics=...)): recorded as it is
         return physics
     if data.kind == "measurements":
         folder = Path(str(data.dataset))
-        return resolve_spec(physics, None, read_degradation_spec(folder) if folder.is_dir() else None)
+        return resolve_spec(physics, None, read_degradation_spec(folder) if folder.is_dir() else None, measured=True)
     return resolve_spec(physics, DEFAULT_KERNEL)
 
 
@@ -99,6 +101,11 @@ def check_train_settings(train: TrainConfig) -> None:
         value = getattr(train, name)
         if not is_count(value, minimum):
             raise ConfigError(f"train.{name} must be an integer >= {minimum}, got {value!r}")
+    if train.time is not None:
+        try:
+            parse_duration(train.time)
+        except ValueError as error:
+            raise ConfigError(f"train.time: {error}") from None
     if (train.epochs is not None and train.steps is not None):
         raise ConfigError("give either a number of epochs or a number of steps, not both")
     if (train.epochs is not None and train.epochs < 1) or (train.steps is not None and train.steps < 1):
@@ -133,7 +140,8 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
         backbone = backbone or held.backbone
         channels = channels or held.channels
     backbone = backbone or (None if model.weights else recipe.default_backbone(laptop))
-    budget = {} if train.epochs is not None or train.steps is not None else recipe.default_budget(laptop)
+    given_budget = train.epochs is not None or train.steps is not None or train.time is not None
+    budget = {} if given_budget else recipe.default_budget(laptop)
     mode = recipe.requested_mode(train.memory, model.checkpointing, train.release_memory)
     processes = training_processes(train.device, train.devices, train.num_nodes)
     values = {
@@ -145,6 +153,7 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
         "train.grad_clip": recipe.resolve_grad_clip(train.grad_clip, laptop),
         "train.compile": recipe.resolve_compile(train.compile, device, processes) or False,
         **{f"train.{key}": value for key, value in budget.items()},
+        "train.time": parse_duration(train.time) if train.time is not None else None,
         **(recipe.memory_switches(mode, backbone) if mode != recipe.AUTO else {}),  # auto: measured by the run
     }
     if data.val_dataset is None and is_named_dataset(data.dataset) and data.kind == "clean":
@@ -159,7 +168,10 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
 def describe_recipe(config: ExperimentConfig) -> str:
     """One line on what a resolved configuration trains, for the terminal."""
     train, model = config.train, config.model
-    budget = f"{train.steps} steps" if train.steps is not None else f"{train.epochs} epochs"
+    budget = (plural(train.steps, "step") if train.steps is not None else plural(train.epochs, "epoch")
+              if train.epochs is not None else "as many steps as fit")
+    if train.time is not None:
+        budget += f" in {duration_text(train.time)}"
     return (f"{model.backbone or 'backbone of the initial weights'}, {budget}, batch {config.data.batch_size} "
             f"of {config.data.crop_size}x{config.data.crop_size} crops, lr {train.lr:g}"
             f"{f' (gradient norm clipped at {train.grad_clip:g})' if train.grad_clip else ''}, {config.loss.method}, "

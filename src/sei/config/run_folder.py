@@ -48,11 +48,11 @@ METRICS_LOG = "metrics.csv"
 # is one (recomputed activations are the same numbers): a resumed run keeps its recorded mode unless one is given.
 MEMORY_SETTINGS = frozenset({"train.memory", "model.checkpointing", "train.release_memory"})
 RESUMABLE_CHANGES = frozenset({
-    "out_dir", "train.epochs", "train.steps", "train.device", "train.devices", "train.num_nodes", "train.strategy",
+    "out_dir", "train.epochs", "train.steps", "train.time", "train.device", "train.devices", "train.num_nodes", "train.strategy",
     "train.progress", "train.log_every", "train.compile", "data.num_workers", "data.download", "data.datasets_dir",
     "data.strict", "data.max_pixels", "train.checkpoint_every", "train.checkpoint_keep", *MEMORY_SETTINGS,
 })
-BUDGET = frozenset({"train.epochs", "train.steps"})
+BUDGET = frozenset({"train.epochs", "train.steps", "train.time"})
 # The sections of a configuration sei writes (see sei.config.schema.ExperimentConfig).
 RUN_SECTIONS = frozenset({"physics", "data", "model", "loss", "train"})
 
@@ -108,8 +108,9 @@ class RunFolder:
             raise ConfigError(f"{self.path} holds a {CONFIG_FILE} that sei did not write; it would be overwritten. "
                               "Choose another --out-dir")
 
-    def check_not_finished(self, steps: int | None, epochs: int | None) -> None:
-        """Refuse to resume a run that already reached its budget (``steps`` or ``epochs``).
+    def check_not_finished(self, steps: int | None, epochs: int | None, seconds: float | None = None) -> None:
+        """Refuse to resume a run that already reached its budget (``steps``, ``epochs`` or ``seconds`` of
+        training).
 
         :raises RunFinishedError: (exit status 0 on the command line) naming the run's weights.
         """
@@ -118,12 +119,14 @@ class RunFolder:
         try:
             summary = json.loads(self.summary_path.read_text())
             done_steps, done_epochs = int(summary.get("steps", -1)), int(summary.get("epochs", -1))
+            spent = float(summary.get("training_seconds", -1))
         except (OSError, ValueError, TypeError, AttributeError):
             return  # an unreadable summary says nothing about being finished: let the resume go on
-        if (steps is not None and done_steps >= steps) or (epochs is not None and done_epochs >= epochs):
+        if ((steps is not None and done_steps >= steps) or (epochs is not None and done_epochs >= epochs)
+                or (seconds is not None and spent >= seconds)):
             raise RunFinishedError(f"{self.path} already finished ({done_steps} steps); its weights are "
-                                   f"{self.weights_path}. Nothing to resume (raise --steps or --epochs to train it "
-                                   "further)")
+                                   f"{self.weights_path}. Nothing to resume (raise --steps, --epochs or --time to "
+                                   "train it further)")
 
     def is_finished(self) -> bool:
         return self.weights_path.is_file()

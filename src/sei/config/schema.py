@@ -32,6 +32,8 @@ from typing import Any
 
 import yaml
 
+# the defaults help texts quote live in sei.core.defaults, which `sei train --help` reads without importing torch
+from sei.core.defaults import BATCH_SIZE, CHECKPOINT_EVERY, CHECKPOINT_KEEP, CROP_SIZE, DATASETS_DIR, SEED
 from sei.core.errors import ConfigError
 from sei.core.files import read_yaml_mapping
 from sei.losses.equivariance import DEFAULT_ALPHA
@@ -60,11 +62,11 @@ class _Section:
 class DataConfig(_Section):
     dataset: str = "div2k"
     kind: str = "clean"  # "clean" images, or "measurements" only
-    datasets_dir: str = "datasets"
+    datasets_dir: str = DATASETS_DIR
     download: bool = False
     resize: Any = "auto"  # shorter side in px, null to keep, "auto": 256 for named datasets
-    crop_size: int = 48
-    batch_size: int = 8
+    crop_size: int = CROP_SIZE
+    batch_size: int = BATCH_SIZE
     samples_per_epoch: int | None = None  # default: one crop per image (at least 25 batches for step budgets)
     num_workers: int | None = None  # default: 0 on CPU, up to 8 on GPU
     noise_seed: int = 0
@@ -105,11 +107,12 @@ class LossConfig(_Section):
 class TrainConfig(_Section):
     epochs: int | None = None
     steps: int | None = None
+    time: float | None = None  # seconds of training; alone, the steps are measured to fit (sei.training.time_budget)
     lr: float | None = None
     betas: tuple[float, float] = (0.9, 0.999)
     lr_decay_start: float = 0.5  # fraction of training after which the rate decays linearly
     lr_final_factor: float = 0.01
-    seed: int = 0
+    seed: int = SEED
     device: str = "auto"  # cpu, cuda, cuda:1, auto
     devices: Any = 1  # number of devices (or "auto")
     num_nodes: int = 1
@@ -118,8 +121,8 @@ class TrainConfig(_Section):
     compile: Any = "auto"  # auto: reduce-overhead (CUDA graphs) on a single GPU, else off; false; a torch.compile mode
     memory: str = "auto"  # auto (measured before training), none, checkpointing, lean: sei.training.memory_plan
     release_memory: bool = False  # glibc returns freed memory to the system (sei.core.memory): set from train.memory
-    checkpoint_every: int = 10  # epochs; the latest checkpoint is also kept at every epoch
-    checkpoint_keep: int = 3  # periodic checkpoints kept (the newest); 0 keeps all
+    checkpoint_every: int = CHECKPOINT_EVERY  # epochs; the latest checkpoint is also kept at every epoch
+    checkpoint_keep: int = CHECKPOINT_KEEP  # periodic checkpoints kept (the newest); 0 keeps all
     ema_decay: float | None = None  # an exponential moving average of the weights for validation and weights.pt
     grad_clip: Any = "auto"  # bound on the global gradient norm; auto: the recipe's (sei.config.recipe); none or 0: off
     val_every: int = 0  # epochs; 0 turns validation off

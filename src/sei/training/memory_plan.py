@@ -34,7 +34,7 @@ from sei.core.errors import ConfigError, InsufficientMemoryError
 
 __all__ = ["GIB", "MEMINFO", "OUT_OF_MEMORY", "USABLE_FRACTION", "available_memory", "candidate_modes",
            "choose_memory_mode", "estimate_mode", "format_bytes", "MemoryPlan", "MemorySetup", "ModeEstimate",
-           "PeakMeter", "plan_memory", "StepProbe"]
+           "PeakMeter", "plan_memory", "precision_context", "StepProbe"]
 
 if TYPE_CHECKING:
     import torch
@@ -169,7 +169,7 @@ class PeakMeter:
         return int(re.search(rf"{field}:\s+(\d+) kB", _STATUS.read_text()).group(1)) * 1024
 
 
-def _precision_context(precision: str, device_type: str) -> tuple[Any, Any]:
+def precision_context(precision: str, device_type: str) -> tuple[Any, Any]:
     """(autocast context, parameter dtype or None) of a Lightning precision name."""
     import torch
 
@@ -207,7 +207,7 @@ class StepProbe:
         # called as the training steps call it: in float32 outside autocast (see sei.physics.base.Float32Physics)
         self.physics = float32_physics(physics).to(device)
         self.backbone = (copy.deepcopy(network) if copy_network else network).to(device)
-        self.autocast, dtype = _precision_context(config.train.precision, device.type)
+        self.autocast, dtype = precision_context(config.train.precision, device.type)
         self.dtype = dtype or torch.float32
         if dtype is not None:
             self.backbone = self.backbone.to(dtype)

@@ -34,7 +34,7 @@ from sei.config.schema import ExperimentConfig, from_dict
 from sei.core.devices import lightning_devices
 from sei.core.errors import ConfigError
 from sei.core.files import atomic_write_text
-from sei.core.units import level_of
+from sei.core.units import duration_text, level_of
 from sei.data.channels import training_channels
 from sei.data.sources import ImageSet
 from sei.losses.registry import build_method
@@ -53,6 +53,7 @@ from sei.training.measured_noise import estimate_run_noise, learned_physics
 from sei.training.memory_plan import plan_memory
 from sei.training.module import SEIModule
 from sei.training.progress import RunProgressBar, silence_lightning_tips
+from sei.training.time_budget import TimeBudget, measure_step, steps_for_time
 
 __all__ = ["build_trainer", "load_run_config", "prepare_run", "spec_of_operator", "train", "train_or_reuse",
            "TrainResult"]
@@ -83,7 +84,7 @@ def _prepare_output(config: ExperimentConfig, resume: bool | str | Path) -> Path
         if explicit and not checkpoint.is_file():  # said before "finished": the path asked for is wrong either way
             raise ConfigError(f"nothing to resume: no checkpoint at {checkpoint}")
         remove_orphans(*orphans)
-        folder.check_not_finished(config.train.steps, config.train.epochs)
+        folder.check_not_finished(config.train.steps, config.train.epochs, config.train.time)
         if not checkpoint.is_file():
             raise ConfigError(f"nothing to resume: no checkpoint at {checkpoint}")
         check_resumable(checkpoint)  # a damaged one: the error names the newest intact one
@@ -133,6 +134,7 @@ def build_trainer(config: ExperimentConfig, callbacks: Sequence[L.Callback] = ()
         callbacks=[DivergenceGuard(folder.checkpoint_dir), *([RunProgressBar(train.steps)] if train.progress else []),
                    *checkpoint_callbacks(folder.checkpoint_dir, train.checkpoint_every, train.checkpoint_keep),
                    *([StepBudget(train.steps)] if train.steps is not None else []),
+                   *([TimeBudget(train.time)] if train.time is not None else []),
                    *([EMA(train.ema_decay)] if train.ema_decay else []), *callbacks],
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,  # EpochSampler shards samples across ranks itself
@@ -143,7 +145,7 @@ def build_trainer(config: ExperimentConfig, callbacks: Sequence[L.Callback] = ()
         gradient_clip_algorithm="norm",
         log_every_n_steps=train.log_every,
         enable_progress_bar=train.progress,
-        enable_model_summary=train.progress,
+        enable_model_summary=False,  # the command line shows it with --verbose
     )
     settings.update(overrides)
     silence_lightning_tips()
@@ -203,6 +205,23 @@ def train(config: ExperimentConfig, resume: bool | str | Path = False, callbacks
         return _train_claimed(config, folder, train_images, resume, callbacks, physics, trainer_overrides)
 
 
+def _plan_duration(config: ExperimentConfig, physics: LinearPhysics, method: Any) -> ExperimentConfig:
+    """Time the run's step (:func:`sei.training.time_budget.measure_step`), say how long the run will take, and
+    with a time budget and no step count, set the steps that fit."""
+    timing = measure_step(config, physics, method)
+    train = config.train
+    if train.time is not None and train.steps is None and train.epochs is None:
+        steps = steps_for_time(train.time, timing.seconds)
+        rank_zero_only(print)(f"time budget {duration_text(train.time)}: {timing.expected(steps)}")
+        return config.replace(train=dataclasses.replace(train, steps=steps))
+    if train.steps is not None:
+        rank_zero_only(print)(f"expected duration: {timing.expected(train.steps)}"
+                              + (f", stopped at {duration_text(train.time)}" if train.time is not None else ""))
+    else:
+        rank_zero_only(print)(f"expected: {timing.seconds:.3g} s per step at batch {timing.batch} (measured)")
+    return config
+
+
 def _train_claimed(config: ExperimentConfig, folder: RunFolder, train_images: ImageSet | None,
                    resume: bool | str | Path, callbacks: Sequence[L.Callback], physics: LinearPhysics | None,
                    trainer_overrides: dict[str, Any]) -> TrainResult:
@@ -222,6 +241,8 @@ def _train_claimed(config: ExperimentConfig, folder: RunFolder, train_images: Im
         plan = plan_memory(config, physics, method)
         rank_zero_only(print)(plan.describe())
         config = _with_memory_mode(config, plan.mode)
+    if checkpoint is None and (config.train.time is not None or config.train.progress):
+        config = _plan_duration(config, physics, method)
     torch.manual_seed(config.train.seed)  # the backbone's initial weights
     module = SEIModule(config, physics=physics, method=method)
     folder.write_config(config)
@@ -246,6 +267,14 @@ def _train_claimed(config: ExperimentConfig, folder: RunFolder, train_images: Im
         save_weights(module.backbone, weights, physics=learned_physics(config.physics, module.method))
         summary = {"epochs": trainer.current_epoch, "steps": trainer.global_step, "seconds": seconds,
                    "metrics": metrics, "weights": str(weights)}
+        budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget)), None)
+        if budget is not None:
+            summary.update(training_seconds=budget.elapsed(), stopped_by_time=budget.stopped_early)
+            if budget.stopped_early:
+                rank_zero_only(print)(
+                    f"the time budget ({duration_text(budget.seconds)}) was spent at step {trainer.global_step} of "
+                    f"{config.train.steps}: the learning rate had not finished its schedule (a busier machine than "
+                    "the probe saw); --resume --time LONGER continues it")
         atomic_write_text(folder.summary_path, json.dumps(summary, indent=2))
     return TrainResult(folder.path, weights, config, metrics, seconds, trainer.global_rank)
 
