@@ -44,7 +44,8 @@ def test_import_is_light():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "True"
 
 
-@pytest.mark.parametrize("command", ["train", "test", "restore", "degrade", "demo", "psf", "report", "weights", "info"])
+@pytest.mark.parametrize("command", ["train", "test", "restore", "degrade", "demo", "psf", "report", "weights", "info",
+                                     "score"])
 def test_every_command_prints_its_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])

@@ -58,7 +58,8 @@ class TestRestore:
                      "--overlap", "8"])
         assert code == 1  # one file failed, the others were restored
         assert "corrupt.png" in capsys.readouterr().err
-        assert sorted(p.name for p in out.iterdir()) == ["alpha.png", "colour.png", "gray.png", "photo.png"]
+        assert sorted(p.name for p in out.iterdir()) == ["alpha.png", "colour.png", "gray.png", "photo.png",
+                                                            "restore.json"]
         assert read_image(out / "colour.png", channels=None).shape == (3, 37, 61)
         assert read_image(out / "gray.png", channels=None).shape == (1, 50, 40)
         restored = read_image(out / "alpha.png", channels=None)

@@ -1,10 +1,14 @@
-"""One self-contained HTML page for training runs and evaluations: curves, metrics table, image crops.
+"""One self-contained HTML page for training runs, evaluations, scores and restorations.
 
-Given folders, the report finds training runs (``config.yaml`` with ``logs/``) and evaluations
-(``summary.json`` with ``metrics.csv``, and the ``images/`` that ``sei test --save-images`` writes). It draws each
-run's loss terms and learning rate, tabulates the evaluations, and shows the same crop of a few images for every
-evaluation side by side with the measurement, the reference and the error maps. Plots use matplotlib; every
-image is embedded, so the page is a single file.
+Given folders, the report finds training runs (``config.yaml`` with ``logs/``), evaluations (``summary.json`` with
+``metrics.csv``, and the ``images/`` that ``sei test --save-images`` writes), scores (``scores.json`` of
+``sei score``; a folder or the file itself) and ``sei restore`` outputs (a folder with the restore record
+:data:`RESTORE_RECORD`, or an ``intensity.json`` sei wrote). It draws each run's loss terms and learning rate,
+tabulates the evaluations (best per metric in bold, the gain over the blurry input, and what PSNR and SSIM were
+computed on, as each evaluation recorded it), shows the same crop of a few images for every evaluation side by side
+with the measurement, the reference and the error maps, tabulates each score file with its stated data range, and
+shows restored images beside their inputs. Plots use matplotlib; every image is embedded, so the page is a single
+file.
 """
 
 from __future__ import annotations
@@ -23,16 +27,25 @@ from typing import Any
 import numpy as np
 
 from sei.config.run_folder import CONFIG_FILE, RunFolder
-from sei.core.errors import ConfigError
+from sei.core.errors import ConfigError, SEIError
 from sei.core.files import atomic_write_text, read_yaml_mapping
-from sei.inference.evaluation import IMAGES_DIR, METRICS_FILE, SUMMARY_FILE
+from sei.core.units import duration_text
+from sei.inference.evaluation import IMAGES_DIR, METRICS_FILE, SUMMARY_FILE, describe_scoring
+from sei.inference.scoring import SCORES_JSON, is_score_record
+from sei.io.outputs import INTENSITY_RECORD, RESTORE_RECORD
+from sei.physics.spec import DEGRADATION_FILE
 
-__all__ = ["check_report_path", "crops_figure", "describe_task", "discover", "EvaluationRecord", "is_report",
-           "read_series", "render", "Run", "training_figure", "write_report"]
+__all__ = ["DEVELOPER_QUANTITIES", "check_report_path", "crops_figure", "describe_task",
+           "discover", "EvaluationRecord", "find", "Findings", "is_report", "read_series", "render",
+           "Restoration", "Run", "ScoreRecord", "training_figure", "write_report"]
 
 _CROP = 96  # output pixels shown per image crop
 _LINE_COLOUR = "#1f5f8b"
 _MAX_IMAGES = 3
+_MAX_RESTORED = 6  # restored files shown beside their inputs
+_THUMBNAIL = 320  # longest side of a restored image's thumbnail, in pixels
+# Logged quantities about the machine rather than the learning: shown in a collapsed section, not plotted.
+DEVELOPER_QUANTITIES = ("train/data_wait_fraction", "train/samples_per_s")
 # Marks the pages sei writes, so that `sei report --out` replaces its own reports and nothing else.
 _GENERATOR = "<meta name='generator' content='sei report'>"
 
@@ -61,6 +74,23 @@ class Run:
         steps = [step for values in self.series.values() for step in values]
         return max(steps) if steps else None
 
+    @property
+    def training_summary(self) -> dict[str, Any]:
+        """What a finished run recorded in ``train_summary.json`` (steps, epochs, seconds, final metrics); ``{}`` when
+        there is none or it cannot be read (the report shows the rest)."""
+        path = RunFolder(self.path).summary_path
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def seconds(self) -> float | None:
+        """The wall-clock training time the run recorded when it finished (``None``: not recorded)."""
+        value = self.training_summary.get("seconds")
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
 
 @dataclass
 class EvaluationRecord:
@@ -88,6 +118,34 @@ class EvaluationRecord:
         return describe_task(physics) if isinstance(physics, dict) else "?"
 
     @property
+    def is_input(self) -> bool:
+        """Whether this evaluation scores the measurement itself (the blurry input): ``sei test --model-kind
+        identity``, or the demo's evaluation labelled ``input``."""
+        settings = self.summary.get("settings", {})
+        kind = settings.get("model_kind")
+        return kind == "identity" or (kind is None and str(settings.get("label")) == "input")
+
+    @property
+    def scoring(self) -> str:
+        """What PSNR and SSIM were computed on, as the evaluation recorded it (``scoring`` in its summary, or derived
+        from the ``data_range`` and ``intensity`` of its settings)."""
+        recorded = self.summary.get("scoring")
+        if isinstance(recorded, str) and recorded.strip():
+            return recorded
+        settings = self.summary.get("settings", {})
+        if "data_range" in settings:
+            from sei.io.intensity import IntensityMap
+
+            data_range, intensity = settings.get("data_range"), settings.get("intensity")
+            try:
+                mapping = IntensityMap.from_dict(intensity) if isinstance(intensity, dict) else None
+                return describe_scoring(float(data_range) if data_range is not None else None, mapping)
+            except (SEIError, TypeError, ValueError):
+                pass
+        return ("8-bit full-range luma (assumed: this evaluation's summary.json does not record its scoring; sei "
+                "scored so before it recorded it)")
+
+    @property
     def data(self) -> str:
         """The dataset and split; a folder's path alone (folders have no splits)."""
         from sei.data.sources import NAMED_DATASETS  # here: torch is not needed to read a report otherwise
@@ -97,6 +155,73 @@ class EvaluationRecord:
         if dataset.lower() in NAMED_DATASETS:
             return f"{dataset}/{settings.get('split', '?')}"
         return dataset.rstrip("/\\") or dataset
+
+
+@dataclass
+class ScoreRecord:
+    """A ``scores.json`` that ``sei score`` wrote: the rule, border, per-file rows and the means."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        estimates = Path(str(self.data.get("estimates", "?"))).name or "?"
+        references = Path(str(self.data.get("references", "?"))).name or "?"
+        return f"{estimates} against {references}"
+
+
+@dataclass
+class Restoration:
+    """A ``sei restore`` output folder: its restored files, each with its input when the folder records it.
+
+    :ivar record: the folder's :data:`RESTORE_RECORD` (``{}`` when it has none).
+    :ivar pairs: ``(output, input or None)``, sorted by output name.
+    """
+
+    path: Path
+    record: dict[str, Any]
+    pairs: list[tuple[Path, Path | None]]
+
+    @property
+    def source(self) -> str | None:
+        source = self.record.get("source")
+        return str(source) if source else None
+
+
+def _restoration(folder: Path) -> Restoration | None:
+    """The restore outputs in ``folder``: recognised by its :data:`RESTORE_RECORD`, or by an ``intensity.json`` sei
+    wrote without the ``degradation.yaml`` of ``sei degrade`` beside it (outputs alone, their inputs unknown);
+    ``None`` for any other folder."""
+    from sei.io.images import is_image_file
+
+    record: dict[str, Any] = {}
+    if (folder / RESTORE_RECORD).is_file():
+        record = _read_mapping(folder / RESTORE_RECORD, "json")
+        files = record.get("files")
+        inputs: dict[str, Path | None] = {}
+        if isinstance(files, dict):
+            inputs = {str(name): folder / str(source) for name, source in files.items() if source}
+        elif record.get("source") and (folder / str(record["source"])).is_dir():
+            by_stem = {path.stem: path for path in sorted((folder / str(record["source"])).iterdir())
+                       if is_image_file(path)}
+            inputs = {path.name: by_stem.get(path.stem) for path in folder.iterdir() if is_image_file(path)}
+        elif record.get("source") and (folder / str(record["source"])).is_file():
+            outputs = [path for path in folder.iterdir() if is_image_file(path)]
+            inputs = {outputs[0].name: folder / str(record["source"])} if len(outputs) == 1 else {}
+    elif (folder / INTENSITY_RECORD).is_file() and not (folder / DEGRADATION_FILE).is_file():  # not sei degrade's
+        try:
+            maps = json.loads((folder / INTENSITY_RECORD).read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        if not (isinstance(maps, dict) and maps and all(isinstance(v, dict) and "scale" in v for v in maps.values())):
+            return None
+        inputs = {str(name): None for name in maps}
+    else:
+        return None
+    pairs = [(folder / name, source if source is None or source.is_file() else None)
+             for name, source in sorted(inputs.items()) if (folder / name).is_file()]
+    return Restoration(folder, record, pairs) if pairs else None
 
 
 def describe_task(physics: dict[str, Any]) -> str:
@@ -152,15 +277,35 @@ def _read_mapping(path: Path, kind: str) -> dict[str, Any]:
     return data
 
 
-def discover(paths: list[str | Path], depth: int = 3) -> tuple[list[Run], list[EvaluationRecord]]:
-    """Training runs and evaluations in ``paths`` and their sub-folders (down to ``depth`` levels).
+@dataclass
+class Findings:
+    """Everything reportable found in the folders given to the report."""
 
-    :raises ConfigError: if a path does not exist or nothing reportable is found.
+    runs: list[Run] = field(default_factory=list)
+    evaluations: list[EvaluationRecord] = field(default_factory=list)
+    scores: list[ScoreRecord] = field(default_factory=list)
+    restorations: list[Restoration] = field(default_factory=list)
+
+
+def _score_record(path: Path) -> ScoreRecord | None:
+    """The scores in ``path`` if it is a ``scores.json`` that ``sei score`` wrote."""
+    data = _read_mapping(path, "json")
+    return ScoreRecord(path, data) if is_score_record(data) else None
+
+
+def find(paths: list[str | Path], depth: int = 3) -> Findings:
+    """Training runs, evaluations, scores and restore outputs in ``paths`` and their sub-folders (down to ``depth``
+    levels); a ``scores.json`` may also be given as a file.
+
+    :raises ConfigError: if a path does not exist, a record is malformed, or nothing reportable is found.
     """
-    runs: list[Run] = []
-    evaluations: list[EvaluationRecord] = []
+    found = Findings()
     seen: set[Path] = set()
     partial: list[str] = []  # near misses, named when nothing else is found
+
+    def add_score(record: ScoreRecord) -> None:
+        if record.path.resolve() not in {known.path.resolve() for known in found.scores}:
+            found.scores.append(record)
 
     def visit(folder: Path, level: int) -> None:
         folder = folder.resolve()
@@ -171,7 +316,7 @@ def discover(paths: list[str | Path], depth: int = 3) -> tuple[list[Run], list[E
         # a run killed before its first logged step has a config and a logs folder, but no metrics.csv yet
         if run.has_config() and (run.metrics_log.is_file() or run.log_dir.is_dir()):
             config = _read_mapping(run.config_path, "yaml")
-            runs.append(Run(folder, config, read_series(run.metrics_log) if run.metrics_log.is_file() else {}))
+            found.runs.append(Run(folder, config, read_series(run.metrics_log) if run.metrics_log.is_file() else {}))
         if (folder / SUMMARY_FILE).is_file() and (folder / METRICS_FILE).is_file():
             try:
                 with open(folder / METRICS_FILE, newline="") as file:
@@ -181,11 +326,25 @@ def discover(paths: list[str | Path], depth: int = 3) -> tuple[list[Run], list[E
             summary = _read_mapping(folder / SUMMARY_FILE, "json")
             if not isinstance(summary.get("settings", {}), dict):
                 raise ConfigError(f"{folder / SUMMARY_FILE} is malformed: its settings are not a mapping")
-            evaluations.append(EvaluationRecord(folder, summary, rows))
+            found.evaluations.append(EvaluationRecord(folder, summary, rows))
         elif (folder / SUMMARY_FILE).is_file():
             partial.append(f"{folder / SUMMARY_FILE} has no {METRICS_FILE} beside it")
         elif run.has_config() and not run.is_sei_run():
             partial.append(f"{run.config_path} is not a configuration sei wrote")
+        if (folder / SCORES_JSON).is_file():  # a file of that name that sei did not write is passed over
+            try:
+                record = _score_record(folder / SCORES_JSON)
+            except ConfigError as error:
+                record = None
+                partial.append(str(error))
+            else:
+                if record is None:
+                    partial.append(f"{folder / SCORES_JSON} is not a score file sei wrote")
+            if record is not None:
+                add_score(record)
+        restoration = _restoration(folder)
+        if restoration is not None:
+            found.restorations.append(restoration)
         if level < depth:
             for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in run.own_folders):
                 visit(child, level + 1)
@@ -194,12 +353,29 @@ def discover(paths: list[str | Path], depth: int = 3) -> tuple[list[Run], list[E
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"{path} does not exist")
+        if path.is_file() and path.suffix.lower() == ".json":
+            record = _score_record(path)
+            if record is None:
+                raise ConfigError(f"{path} is not a score file sei wrote (sei score's {SCORES_JSON}); give folders, "
+                                  "or a scores.json")
+            add_score(record)
+            continue
         visit(path, 0)
-    if not runs and not evaluations:
+    if not (found.runs or found.evaluations or found.scores or found.restorations):
         raise ConfigError(f"found no training run ({CONFIG_FILE} + logs) or evaluation ({SUMMARY_FILE} + "
-                          f"{METRICS_FILE}) in {', '.join(map(str, paths))}"
+                          f"{METRICS_FILE}), nor scores ({SCORES_JSON}) or restored images ({RESTORE_RECORD} or "
+                          f"{INTENSITY_RECORD}) in {', '.join(map(str, paths))}"
                           + (f" ({'; '.join(partial[:3])})" if partial else ""))
-    return runs, evaluations
+    return found
+
+
+def discover(paths: list[str | Path], depth: int = 3) -> tuple[list[Run], list[EvaluationRecord]]:
+    """The training runs and evaluations that :func:`find` finds in ``paths``.
+
+    :raises ConfigError: if a path does not exist or nothing reportable is found.
+    """
+    found = find(paths, depth)
+    return found.runs, found.evaluations
 
 
 def _png(figure) -> str:
@@ -223,7 +399,7 @@ def training_figure(run: Run) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [k for k in run.series if k.startswith(("train/", "val/")) and k != "train/samples_per_s"]
+    keys = [k for k in run.series if k.startswith(("train/", "val/")) and k not in DEVELOPER_QUANTITIES]
     keys.sort(key=lambda k: (k.startswith("val/"), k == "train/lr", k != "train/loss", k))
     columns = min(3, max(len(keys), 1))
     rows = max(math.ceil(len(keys) / columns), 1)
@@ -277,7 +453,11 @@ def _crop_box(reference: np.ndarray, size: int) -> tuple[int, int, int]:
 
 
 def crops_figure(name: str, evaluations: list[EvaluationRecord]) -> str | None:
-    """Measurement, each estimate, the reference and each error map, same crop, side by side (PNG data URI)."""
+    """Measurement, each estimate, the reference and each error map, same crop, side by side (PNG data URI).
+
+    The blurry input's evaluation (:attr:`EvaluationRecord.is_input`) is the measurement itself: it is shown once,
+    as the measurement, with its error map beneath it.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -292,13 +472,21 @@ def crops_figure(name: str, evaluations: list[EvaluationRecord]) -> str | None:
     ratio = reference.shape[0] // max(measurement.shape[0], 1)
     # measurements of super-resolution are smaller: show the matching region, enlarged
     measured = np.repeat(np.repeat(measurement, max(ratio, 1), 0), max(ratio, 1), 1)
-    panels = [("measurement", measured[top:top + side, left:left + side])]
+    inputs = [e for e in available if e.is_input]
+    shown = [e for e in available if not e.is_input]
+    title = "measurement" + (f" = {inputs[0].label}" if inputs else "")
+    panels = [(title, measured[top:top + side, left:left + side])]
     estimates = [(e.label, _read_rgb(e.image_dir / f"{name}_estimate.png")[top:top + side, left:left + side])
-                 for e in available]
+                 for e in shown]
     truth = reference[top:top + side, left:left + side]
     panels += estimates + [("reference", truth)]
     errors = [(f"|error| {label}", np.abs(_luma(crop) - _luma(truth))) for label, crop in estimates]
-    vmax = max(max(float(np.percentile(err, 99)) for _, err in errors), 1e-3)
+    input_error = None
+    if inputs:  # what the input's evaluation scored: its own estimate (the measurement, enlarged for SR)
+        crop = _read_rgb(inputs[0].image_dir / f"{name}_estimate.png")[top:top + side, left:left + side]
+        input_error = (f"|error| {inputs[0].label}", np.abs(_luma(crop) - _luma(truth)))
+    every_error = errors + ([input_error] if input_error else [])
+    vmax = max(max(float(np.percentile(err, 99)) for _, err in every_error), 1e-3)
     columns = len(panels)
     # constrained layout keeps every title clear of the row above it (tight_layout let the "|error|" titles
     # overlap the crops when the first panel of the second row is hidden)
@@ -308,7 +496,8 @@ def crops_figure(name: str, evaluations: list[EvaluationRecord]) -> str | None:
         axis.set_title(label, fontsize=9)
     for axis in axes[1]:
         axis.set_visible(False)
-    for axis, (label, error) in zip(axes[1][1:], errors):
+    beneath = ([(axes[1][0], input_error)] if input_error else []) + list(zip(axes[1][1:], errors))
+    for axis, (label, error) in beneath:
         axis.set_visible(True)
         axis.imshow(error, cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
         axis.set_title(label, fontsize=9)
@@ -328,12 +517,22 @@ def _number(value: Any, digits: int) -> str:
     return html.escape(str(value))
 
 
-def _cell(summary: dict[str, Any], metric: str, digits: int) -> str:
+def _cell(summary: dict[str, Any], metric: str, digits: int, best: bool = False) -> str:
     if metric not in summary:
         return "n/a"
     if metric + "_std" not in summary:
-        return _number(summary[metric], digits)
-    return f"{_number(summary[metric], digits)} ± {_number(summary[metric + '_std'], digits)}"
+        text = _number(summary[metric], digits)
+    else:
+        text = f"{_number(summary[metric], digits)} ± {_number(summary[metric + '_std'], digits)}"
+    return f"<strong>{text}</strong>" if best else text
+
+
+def _value(summary: dict[str, Any], metric: str) -> float | None:
+    """A metric's mean as a finite number, or ``None``."""
+    value = summary.get(metric)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _settings_text(config: dict[str, Any]) -> str:
@@ -352,51 +551,262 @@ def _status_text(run: Run) -> str:
             f"unfinished: stopped after step {step} (no weights.pt; resume it with sei train --resume)")
 
 
+def _time_text(run: Run) -> str:
+    """The run's training time, from what its folder records (``train_summary.json``, written when it finished)."""
+    seconds = run.seconds
+    if seconds is None:
+        return ("training time: not recorded" if run.finished else
+                "training time: not recorded (train_summary.json is written when training finishes)")
+    steps = run.training_summary.get("steps")
+    per_step = f", {seconds / steps:.3g} s per step" if isinstance(steps, int) and steps > 0 else ""
+    count = f" for {steps} steps" if isinstance(steps, int) else ""
+    return (f"training time: {duration_text(seconds)}{count}{per_step} (wall clock, recorded when training "
+            "finished; a resumed run counts its last session only)")
+
+
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; margin: 1em 0; } th, td { padding: 0.3em 0.9em; border-bottom: 1px solid #ddd; }
-th { text-align: left; background: #f3f5f7; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.unfinished { color: #a33; font-weight: 600; }
+th { text-align: left; background: #f3f5f7; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.unfinished { color: #a33; font-weight: 600; } tr.input td { color: #556; }
 img { max-width: 100%; } .muted { color: #667; font-size: 0.9em; } figure { margin: 1em 0; }
+details { margin: 1em 0; } summary { cursor: pointer; color: #445; }
+td.thumb img { width: 320px; image-rendering: pixelated; }
 """
 
 
+def _evaluation_section(evaluations: list[EvaluationRecord]) -> list[str]:
+    """The metrics table: grouped by task and data, methods by PSNR (best first) with the blurry input last, the
+    best of each metric in bold, the gain over the input, and what the scores were computed on."""
+    groups: dict[tuple[str, str], list[EvaluationRecord]] = {}
+    for record in evaluations:  # deblurring and super-resolution numbers, or two datasets', are not comparable
+        groups.setdefault((record.task, record.data), []).append(record)
+    scorings = list(dict.fromkeys(record.scoring for record in evaluations))
+    parts = ["<h2>Metrics</h2><table><tr><th>evaluation</th><th>task</th><th>data</th><th>PSNR (dB)</th>"
+             "<th>gain over input (dB)</th><th>SSIM</th><th>LPIPS</th><th>images</th></tr>"]
+    for key in sorted(groups):
+        records = groups[key]
+        methods = sorted((r for r in records if not r.is_input),
+                         key=lambda r: -(_value(r.summary, "psnr") if _value(r.summary, "psnr") is not None
+                                         else -math.inf))
+        inputs = [r for r in records if r.is_input]
+        ordered = methods + inputs
+        best: dict[str, float] = {}
+        if len(ordered) > 1:  # "best" of one is no news
+            for metric, pick in (("psnr", max), ("ssim", max), ("lpips", min)):
+                values = [v for v in (_value(r.summary, metric) for r in ordered) if v is not None]
+                if values:
+                    best[metric] = pick(values)
+        baseline = _value(inputs[0].summary, "psnr") if inputs else None
+        for record in ordered:
+            psnr = _value(record.summary, "psnr")
+            if record.is_input:
+                gain = "(the input)"
+            elif psnr is not None and baseline is not None:
+                gain = f"{psnr - baseline:+.2f}"
+            else:
+                gain = "n/a"
+            marks = {metric: _value(record.summary, metric) == value for metric, value in best.items()}
+            note = f"<sup>{scorings.index(record.scoring) + 1}</sup>" if len(scorings) > 1 else ""
+            row_class = " class='input'" if record.is_input else ""
+            parts.append(f"<tr{row_class}><td>{html.escape(record.label)}{note}</td>"
+                         f"<td>{html.escape(record.task)}</td><td>{html.escape(record.data)}</td>"
+                         f"<td class='num'>{_cell(record.summary, 'psnr', 2, marks.get('psnr', False))}</td>"
+                         f"<td class='num'>{gain}</td>"
+                         f"<td class='num'>{_cell(record.summary, 'ssim', 4, marks.get('ssim', False))}</td>"
+                         f"<td class='num'>{_cell(record.summary, 'lpips', 4, marks.get('lpips', False))}</td>"
+                         f"<td class='num'>{html.escape(str(record.summary.get('n', len(record.rows))))}</td></tr>")
+    parts.append("</table>")
+    if len(scorings) == 1:
+        scoring = f"PSNR and SSIM on {html.escape(scorings[0])}"
+    else:
+        scoring = "PSNR and SSIM on " + "; ".join(f"<sup>{index}</sup> {html.escape(text)}"
+                                                  for index, text in enumerate(scorings, start=1))
+    parts.append("<p class='muted'>Mean ± standard deviation over images; " + scoring + "; LPIPS (AlexNet) on "
+                 "RGB. Within each task and dataset, methods by PSNR (best first) and the blurry input last; the "
+                 "best value of each metric in bold; gain over input: PSNR minus the blurry input's on the same "
+                 "images.</p>")
+    return parts
+
+
+def _is_developer_quantity(key: str) -> bool:
+    return key in DEVELOPER_QUANTITIES
+
+
+def _run_section(run: Run) -> list[str]:
+    """A run's settings, status and training time, its loss (first) and other learning quantities at their last
+    step, its curves, and the machine's quantities (data loading, throughput) collapsed at the end."""
+    parts = [f"<h2>Training: {html.escape(run.label)}</h2>",
+             f"<p class='muted'>{html.escape(_settings_text(run.config))}</p>",
+             f"<p class='{'muted' if run.finished else 'unfinished'}'>{html.escape(_status_text(run))}</p>",
+             f"<p>{html.escape(_time_text(run))}</p>"]
+    finals = {key: values[max(values)] for key, values in run.series.items() if values}
+    learning = sorted((key for key in finals if not _is_developer_quantity(key)),
+                      key=lambda k: (k != "train/loss", k.startswith("val/"), k == "train/lr", k))
+    developer = sorted(key for key in finals if _is_developer_quantity(key))
+
+    def table(keys: list[str]) -> str:
+        rows = []
+        for key in keys:
+            value = html.escape(f"{finals[key]:.5g}")
+            if key == "train/loss":
+                value = f"<strong>{value}</strong>"
+            rows.append(f"<tr><td>{html.escape(key)}</td><td class='num'>{value}</td>"
+                        f"<td class='num'>{max(run.series[key])}</td></tr>")
+        header = "<tr><th>logged quantity</th><th>last value</th><th>at step</th></tr>"
+        return "<table>" + header + "".join(rows) + "</table>"
+
+    if learning:
+        parts.append(table(learning))
+    if any(key.startswith(("train/", "val/")) and not _is_developer_quantity(key) for key in run.series):
+        parts.append(f"<figure><img alt='training curves of {html.escape(run.label)}' "
+                     f"src='{training_figure(run)}'></figure>")
+    if developer:
+        parts.append("<details><summary>machine quantities (data loading, throughput)</summary>"
+                     + table(developer) + "<p class='muted'>data_wait_fraction: the share of step time spent "
+                     "waiting for data; samples_per_s: training samples per second of compute.</p></details>")
+    return parts
+
+
+def _score_section(record: ScoreRecord) -> list[str]:
+    """One ``scores.json``: its stated rule, one row per file (failures with their reason) and the mean ± std."""
+    data = record.data
+    parts = [f"<h2>Scores: {html.escape(record.label)}</h2>",
+             f"<p class='muted'>{html.escape(str(data.get('rule', 'scoring rule not recorded')))}</p>",
+             f"<p class='muted'>estimates {html.escape(str(data.get('estimates')))} · references "
+             f"{html.escape(str(data.get('references')))} · {html.escape(str(record.path))}</p>",
+             "<table><tr><th>file</th><th>PSNR (dB)</th><th>SSIM</th><th>peak</th><th>shape</th><th>note</th></tr>"]
+    for row in data.get("rows", []):
+        if not isinstance(row, dict):
+            continue
+        name = html.escape(str(row.get("name", "?")))
+        if row.get("error"):
+            parts.append(f"<tr><td>{name}</td><td colspan='5' class='unfinished'>failed: "
+                         f"{html.escape(str(row['error']))}</td></tr>")
+            continue
+        psnr = _number(row["psnr"], 2) if row.get("psnr") is not None else "∞"  # recorded as null when infinite
+        ssim = _number(row["ssim"], 4) if row.get("ssim") is not None else "n/a"
+        peak = html.escape(f"{row['peak']:.6g}") if isinstance(row.get("peak"), (int, float)) else "?"
+        parts.append(f"<tr><td>{name}</td><td class='num'>{psnr}</td><td class='num'>{ssim}</td>"
+                     f"<td class='num'>{peak}</td><td>{html.escape(str(row.get('shape', '')))}</td>"
+                     f"<td>{html.escape(str(row.get('note') or ''))}</td></tr>")
+    summary = data.get("summary") if isinstance(data.get("summary"), dict) else {}
+    parts.append(f"<tr><th>mean ± std ({html.escape(str(summary.get('n', '?')))} files)</th>"
+                 f"<td class='num'><strong>{_cell(summary, 'psnr', 2)}</strong></td>"
+                 f"<td class='num'><strong>{_cell(summary, 'ssim', 4)}</strong></td><td colspan='3'></td></tr>"
+                 "</table>")
+    unpaired = [Path(str(p)).name for key in ("only_estimates", "only_references") for p in data.get(key) or []]
+    if unpaired:
+        parts.append(f"<p class='muted'>not scored (no partner of the same name): "
+                     f"{html.escape(', '.join(unpaired))}</p>")
+    return parts
+
+
+def _first_page(path: Path) -> tuple[np.ndarray, str]:
+    """The first page of an image file, alpha left out, in its own units; and its dtype's name."""
+    from sei.io.images import read_image_file
+
+    file = read_image_file(path)
+    page = file.pages[0]
+    if page.ndim == 3:
+        page = page[..., :3] if page.shape[2] >= 3 else page[..., 0]
+    return page, file.dtype.name
+
+
+def _restored_pair(output: Path, source: Path | None) -> tuple[str, str | None, bool]:
+    """PNG data URIs of a restored file and its input (same display size, same intensity scale), and whether the
+    scale was stretched (16-bit and float data: the input's 0.5-99.5 percentiles, else the output's)."""
+    from PIL import Image
+
+    out, dtype = _first_page(output)
+    inp, in_dtype = _first_page(source) if source is not None else (None, None)
+    stretched = not (dtype == "uint8" and in_dtype in (None, "uint8"))
+    if stretched:
+        basis = (inp if inp is not None else out).astype(np.float64)
+        low, high = (float(v) for v in np.percentile(basis, [0.5, 99.5]))
+        if not high > low:
+            low, high = float(basis.min()), float(basis.max())
+        high = high if high > low else low + 1
+    else:
+        low, high = 0.0, 255.0
+    height, width = out.shape[:2]
+    scale = min(1.0, _THUMBNAIL / max(height, width))
+    size = (max(round(width * scale), 1), max(round(height * scale), 1))
+
+    def encode(array: np.ndarray) -> str:
+        pixels = np.clip((array.astype(np.float64) - low) / (high - low), 0, 1) * 255
+        image = Image.fromarray(np.round(pixels).astype(np.uint8))
+        image = image.resize(size, Image.NEAREST if size[0] >= image.size[0] else Image.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    return encode(out), encode(inp) if inp is not None else None, stretched
+
+
+def _restoration_section(restoration: Restoration) -> list[str]:
+    """A ``sei restore`` output folder: its first files beside their inputs (outputs alone when the folder does not
+    record its inputs)."""
+    record = restoration.record
+    known = any(source is not None for _, source in restoration.pairs)
+    if restoration.source:
+        origin = f"restored from {restoration.source}"
+    else:
+        origin = f"the inputs are not recorded in this folder ({RESTORE_RECORD}): outputs alone"
+    details = [f"{key} {record[key]}" for key in ("model_kind", "weights") if record.get(key)]
+    if isinstance(record.get("physics"), dict):
+        details.append(describe_task(record["physics"]))
+    parts = [f"<h2>Restored: {html.escape(restoration.path.name)}</h2>",
+             f"<p class='muted'>{html.escape(' · '.join([str(restoration.path), origin, *details]))}</p>",
+             "<table><tr><th>file</th>" + ("<th>input</th>" if known else "") + "<th>restored</th></tr>"]
+    stretched_any = False
+    for output, source in restoration.pairs[:_MAX_RESTORED]:
+        name = html.escape(output.name)
+        try:
+            restored, original, stretched = _restored_pair(output, source)
+        except (SEIError, OSError) as error:
+            parts.append(f"<tr><td>{name}</td><td colspan='2' class='unfinished'>cannot show: "
+                         f"{html.escape(' '.join(str(error).split()))}</td></tr>")
+            continue
+        stretched_any |= stretched
+        cells = ""
+        if known:
+            cells += (f"<td class='thumb'><img alt='input of {name}' src='{original}'></td>" if original else
+                      "<td class='muted'>input not found</td>")
+        cells += f"<td class='thumb'><img alt='{name} restored' src='{restored}'></td>"
+        parts.append(f"<tr><td>{name}</td>{cells}</tr>")
+    parts.append("</table>")
+    notes = [f"{min(len(restoration.pairs), _MAX_RESTORED)} of {len(restoration.pairs)} file(s) shown; first page "
+             "of stacks"]
+    if stretched_any:
+        notes.append("16-bit and float images shown with one contrast stretch per pair (the input's 0.5-99.5 "
+                     "percentiles)")
+    parts.append(f"<p class='muted'>{html.escape('; '.join(notes))}.</p>")
+    return parts
+
+
 def render(paths: list[str | Path], title: str = "SEI report") -> str:
-    """The report's HTML for the runs and evaluations found in ``paths``."""
+    """The report's HTML for the runs, evaluations, scores and restore outputs found in ``paths`` (:func:`find`)."""
     import sei
 
-    runs, evaluations = discover(paths)
+    found = find(paths)
+    runs, evaluations = found.runs, found.evaluations
+    counts = f"{len(runs)} training run(s), {len(evaluations)} evaluation(s)"
+    if found.scores:
+        counts += f", {len(found.scores)} score file(s)"
+    if found.restorations:
+        counts += f", {len(found.restorations)} restore output folder(s)"
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'>{_GENERATOR}<title>{html.escape(title)}</title>",
              f"<style>{_STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
-             f"<p class='muted'>sei {sei.__version__} · {datetime.now():%Y-%m-%d %H:%M} · "
-             f"{len(runs)} training run(s), {len(evaluations)} evaluation(s)</p>"]
+             f"<p class='muted'>sei {sei.__version__} · {datetime.now():%Y-%m-%d %H:%M} · {counts}</p>"]
     if evaluations:
-        parts.append("<h2>Metrics</h2><table><tr><th>evaluation</th><th>task</th><th>data</th><th>PSNR (dB)</th>"
-                     "<th>SSIM</th><th>LPIPS</th><th>images</th></tr>")
-        # grouped by task: deblurring and super-resolution numbers are not comparable
-        for record in sorted(evaluations, key=lambda r: r.task):
-            parts.append(f"<tr><td>{html.escape(record.label)}</td><td>{html.escape(record.task)}</td>"
-                         f"<td>{html.escape(record.data)}</td>"
-                         f"<td class='num'>{_cell(record.summary, 'psnr', 2)}</td>"
-                         f"<td class='num'>{_cell(record.summary, 'ssim', 4)}</td>"
-                         f"<td class='num'>{_cell(record.summary, 'lpips', 4)}</td>"
-                         f"<td class='num'>{html.escape(str(record.summary.get('n', len(record.rows))))}</td></tr>")
-        parts.append("</table><p class='muted'>Mean ± standard deviation over images; PSNR and SSIM on 8-bit "
-                     "full-range luma, LPIPS (AlexNet) on RGB.</p>")
+        parts += _evaluation_section(evaluations)
+    for record in found.scores:
+        parts += _score_section(record)
     for run in runs:
-        parts.append(f"<h2>Training: {html.escape(run.label)}</h2>")
-        status = _status_text(run)
-        parts.append(f"<p class='muted'>{html.escape(_settings_text(run.config))}</p>"
-                     f"<p class='{'muted' if run.finished else 'unfinished'}'>{html.escape(status)}</p>")
-        finals = {key: values[max(values)] for key, values in sorted(run.series.items()) if values}
-        if finals:
-            parts.append("<table><tr><th>logged quantity</th><th>last value</th><th>at step</th></tr>" + "".join(
-                f"<tr><td>{html.escape(key)}</td><td class='num'>{html.escape(f'{value:.5g}')}</td>"
-                f"<td class='num'>{max(run.series[key])}</td></tr>" for key, value in finals.items()) + "</table>")
-        if run.series:
-            parts.append(f"<figure><img alt='training curves of {html.escape(run.label)}' "
-                         f"src='{training_figure(run)}'></figure>")
+        parts += _run_section(run)
     with_images = [e for e in evaluations if e.image_dir.is_dir()]
     if with_images:
         parts.append("<h2>Images</h2>")
@@ -405,6 +815,8 @@ def render(paths: list[str | Path], title: str = "SEI report") -> str:
             uri = crops_figure(name, with_images)
             if uri:
                 parts.append(f"<figure><img alt='crops of {html.escape(name)}' src='{uri}'></figure>")
+    for restoration in found.restorations:
+        parts += _restoration_section(restoration)
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -22,6 +22,7 @@ COMMANDS = {
     "degrade": "sei.cli.degrade",
     "psf": "sei.cli.psf",
     "report": "sei.cli.report",
+    "score": "sei.cli.score",
     "weights": "sei.cli.weights",
     "info": "sei.cli.info",
 }

@@ -29,8 +29,8 @@ from sei.io.intensity import IntensityMap
 from sei.metrics import psnr, ssim
 from sei.physics.spec import PhysicsSpec
 
-__all__ = ["IMAGES_DIR", "METRICS_FILE", "RESULTS_DIR", "SUMMARY_FILE", "evaluate", "Evaluation", "format_table",
-           "metric_data_range", "open_lpips", "Reconstructor", "run_test", "summarise", "TestResult",
+__all__ = ["IMAGES_DIR", "METRICS_FILE", "RESULTS_DIR", "SUMMARY_FILE", "describe_scoring", "evaluate", "Evaluation",
+           "format_table", "metric_data_range", "open_lpips", "Reconstructor", "run_test", "summarise", "TestResult",
            "write_evaluation"]
 
 METRICS_FILE = "metrics.csv"
@@ -76,6 +76,26 @@ def metric_data_range(intensity: IntensityMap | None) -> float | None:
     return 1.0
 
 
+def describe_scoring(data_range: float | None, intensity: IntensityMap | None = None) -> str:
+    """What PSNR and SSIM were computed on, for a given ``data_range`` (:func:`metric_data_range`): the words that
+    follow "PSNR and SSIM on" in ``sei test``'s output, in ``summary.json`` (``scoring``) and in ``sei report``.
+
+    >>> describe_scoring(None)
+    '8-bit full-range luma (estimates and references rounded to 8 bits, peak 255), as in the paper'
+    >>> describe_scoring(1.0, IntensityMap(0.0, 65535.0, "uint16"))
+    'uint16 data, its full range (65535) as peak, no 8-bit rounding (luma)'
+    """
+    if data_range is None:
+        return "8-bit full-range luma (estimates and references rounded to 8 bits, peak 255), as in the paper"
+    if intensity is None:
+        return f"luma with peak {data_range:g} in the network's units, no 8-bit rounding"
+    peak = intensity.data_range * data_range  # data_range is in network units, where the map's range is 1
+    if intensity.is_integer:
+        return f"{intensity.dtype} data, its full range ({peak:g}) as peak, no 8-bit rounding (luma)"
+    return (f"{intensity.dtype} data, the range of its intensity map ({peak:.6g} units) as peak, no 8-bit "
+            "rounding (luma)")
+
+
 @torch.no_grad()
 def evaluate(
     reconstruct: Reconstructor,
@@ -86,6 +106,7 @@ def evaluate(
     settings: dict[str, Any] | None = None,
     progress: bool = True,
     data_range: float | None = None,
+    scoring: str | None = None,
 ) -> Evaluation:
     """Reconstruct every measurement of a set with ground truth and score it.
 
@@ -94,6 +115,8 @@ def evaluate(
     :param image_dir: if given, write ``<name>_input.png``, ``<name>_estimate.png``, ``<name>_reference.png``.
     :param data_range: PSNR/SSIM peak in network units: ``None`` for the paper's protocol (8-bit quantised
         photographs), ``1.0`` for 16-bit or float data (no 8-bit rounding; see :func:`metric_data_range`).
+    :param scoring: what that means, recorded in the summary as ``scoring`` (default: :func:`describe_scoring` of
+        ``data_range`` alone), so that a report says what this evaluation used.
     """
     from tqdm.auto import tqdm
 
@@ -117,7 +140,9 @@ def evaluate(
             write_image(Path(image_dir) / f"{name}_input.png", y[0])
             write_image(Path(image_dir) / f"{name}_estimate.png", estimate[0])
             write_image(Path(image_dir) / f"{name}_reference.png", x[0])
-    return Evaluation(rows, summarise(rows, settings))
+    summary = summarise(rows, settings)
+    summary["scoring"] = scoring or describe_scoring(data_range)
+    return Evaluation(rows, summary)
 
 
 # A spreadsheet evaluates a cell that starts with one of these as a formula (CSV injection).
@@ -205,7 +230,7 @@ class TestResult:
     notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        """``Gaussian_R2 deblurring, ...; sample (3 images); PSNR/SSIM on 8-bit, as in the paper``."""
+        """``Gaussian_R2 deblurring, ...; sample (3 images); PSNR/SSIM on 8-bit full-range luma (...)``."""
         return f"{self.physics.describe()}; {self.images.name} ({len(self.images)} images); PSNR/SSIM on {self.scoring}"
 
 
@@ -295,9 +320,9 @@ def run_test(model_kind: str = "network", weights: str | None = None, physics: P
         "sei": sei.__version__, "torch": torch.__version__,
         "data_range": data_range, "intensity": images.intensity.to_dict() if images.intensity else None,
     }
+    scoring = describe_scoring(data_range, images.intensity)
     evaluation = evaluate(reconstructor, measurements, device, metric,
                           image_dir=out_dir / IMAGES_DIR if save_images else None, settings=settings,
-                          progress=progress, data_range=data_range)
+                          progress=progress, data_range=data_range, scoring=scoring)
     metrics_path, summary_path = write_evaluation(evaluation, out_dir)
-    scoring = "8-bit, as in the paper" if data_range is None else f"{images.intensity.dtype} data, its full range"
     return TestResult(evaluation, label, spec, images, scoring, metrics_path, summary_path, notes)
