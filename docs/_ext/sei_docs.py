@@ -29,15 +29,20 @@ RESULTS = BENCHMARKS / "results"
 GENERATED = "_generated"
 
 
+def _escape_punctuation(text: str) -> str:
+    return re.sub(r"([\\`*_\[\]<>|#{}$])", r"\\\1", text)
+
+
 def escape(text: object) -> str:
     """Text as one line of Markdown prose: Markdown's punctuation escaped, whitespace collapsed."""
-    return re.sub(r"([\\`*_\[\]<>|#{}$])", r"\\\1", " ".join(str(text).split()))
+    return _escape_punctuation(" ".join(str(text).split()))
 
 
 def prose(text: str) -> str:
-    """A docstring's reStructuredText sentence as Markdown: ````code```` as code, the rest escaped."""
+    """A docstring's reStructuredText sentence as Markdown: ````code```` as code, the rest escaped (the spaces
+    around the code kept)."""
     parts = re.split(r"``(.+?)``", " ".join(str(text).split()))
-    return "".join(f"`{part}`" if index % 2 else escape(part) for index, part in enumerate(parts))
+    return "".join(f"`{part}`" if index % 2 else _escape_punctuation(part) for index, part in enumerate(parts))
 
 
 def cell(value: object) -> str:
