@@ -87,12 +87,26 @@ print(json.dumps({"heavy": [m for m in HEAVY if m in sys.modules]}))
     assert run_python(code)["heavy"] == []
 
 
+def test_sei_info_imports_neither_deepinv_nor_lightning():
+    code = """
+import contextlib, io, json, sys
+from sei.cli import main
+with contextlib.redirect_stdout(io.StringIO()) as text:
+    main(["info"])
+assert "Gaussian_R2" in text.getvalue() and "unet-small" in text.getvalue()
+print(json.dumps({"heavy": [m for m in HEAVY if m in sys.modules]}))
+"""
+    assert run_python(code)["heavy"] == ["torch"]  # the device line asks torch; deepinv and Lightning stay out
+
+
 def test_the_lazy_packages_still_give_every_public_name():
     import sei.config
+    import sei.data
     import sei.losses
     import sei.models
+    import sei.physics
 
-    for package in (sei.config, sei.losses, sei.models):
+    for package in (sei.config, sei.losses, sei.models, sei.physics, sei.data):
         for name in package.__all__:
             assert getattr(package, name) is not None, f"{package.__name__}.{name}"
     from sei.config import resolve

@@ -1,21 +1,39 @@
-"""Measurement operators ``y = A x + e``: the physics spec, FFT blur, bicubic and PSF down-sampling, noise."""
+"""Measurement operators ``y = A x + e``: the physics spec, FFT blur, bicubic and PSF down-sampling, noise.
 
-from sei.physics.base import SEILinearPhysics, physics_margin, physics_upscale
-from sei.physics.blur import FFTBlur, transfer_function
-from sei.physics.blur_downsampling import BlurDownsampling
-from sei.physics.downsampling import BicubicDownsampling, bicubic_downsample, downsampling_matrix
-from sei.physics.factory import make_physics
-from sei.physics.kernels import PAPER_KERNELS, box_kernel, gaussian_kernel, kernel_from_file, kernel_from_name, load_kernel
-from sei.physics.noise import (
-    GaussianNoise, PoissonGaussianNoise, add_noise, equivalent_sigma, gaussian_noise_like, gaussian_sigma, measure,
-    noise_parameters,
-)
-from sei.physics.spec import TASKS, PhysicsSpec, canonical_task, resolve_spec
+The names below load their module on first use, so that reading the registries and specs (``sei info``, every
+command's ``--help``) does not import deepinv.
+"""
 
-__all__ = [
-    "PAPER_KERNELS", "TASKS", "BicubicDownsampling", "BlurDownsampling", "FFTBlur", "GaussianNoise", "PhysicsSpec",
-    "PoissonGaussianNoise", "SEILinearPhysics", "add_noise", "bicubic_downsample", "box_kernel", "canonical_task",
-    "downsampling_matrix", "equivalent_sigma", "gaussian_kernel", "gaussian_noise_like", "gaussian_sigma",
-    "kernel_from_file", "kernel_from_name", "load_kernel", "make_physics", "measure", "noise_parameters",
-    "physics_margin", "physics_upscale", "resolve_spec", "transfer_function",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module that defines it
+_LAZY = {
+    **dict.fromkeys(("SEILinearPhysics", "physics_margin", "physics_upscale"), "sei.physics.base"),
+    **dict.fromkeys(("FFTBlur", "transfer_function"), "sei.physics.blur"),
+    **dict.fromkeys(("BlurDownsampling",), "sei.physics.blur_downsampling"),
+    **dict.fromkeys(("BicubicDownsampling", "bicubic_downsample", "downsampling_matrix"), "sei.physics.downsampling"),
+    **dict.fromkeys(("make_physics",), "sei.physics.factory"),
+    **dict.fromkeys((
+        "PAPER_KERNELS", "box_kernel", "gaussian_kernel", "kernel_from_file", "kernel_from_name", "load_kernel",
+    ), "sei.physics.kernels"),
+    **dict.fromkeys((
+        "GaussianNoise", "PoissonGaussianNoise", "add_noise", "equivalent_sigma", "gaussian_noise_like",
+        "gaussian_sigma", "measure", "noise_parameters",
+    ), "sei.physics.noise"),
+    **dict.fromkeys(("TASKS", "PhysicsSpec", "canonical_task", "resolve_spec"), "sei.physics.spec"),
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sei.physics' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sei.core.errors import ConfigError
-from sei.physics.base import SEILinearPhysics
+
+if TYPE_CHECKING:
+    from sei.physics.base import SEILinearPhysics
 
 __all__ = ["ALL_BASELINES", "DIHEDRAL_TRANSFORMS", "OPERATOR_FIELDS", "OPERATORS", "operator_kind", "OperatorKind"]
 
