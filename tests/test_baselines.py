@@ -47,7 +47,7 @@ class TestShapes:
         with pytest.raises(ConfigError, match="does not apply to super-resolution"):
             build_baseline("bm3d", make_physics("sr", sr_factor=2))
         with pytest.raises(UnknownNameError, match="wiener"):
-            canonical_kind("richardson-lucy")
+            canonical_kind("landweber")
         assert canonical_kind("up") == "bicubic" and canonical_kind("id") == "identity"
         assert canonical_kind("swinir") == "network" and set(MODEL_KINDS) >= {"pnp", "dip"}
 

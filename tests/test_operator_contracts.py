@@ -149,7 +149,7 @@ class TestContract:
         x = torch.rand(1, 3, *image_size(physics), generator=seeded(7))
         y = physics(x, generator=seeded(8))
         entry = OPERATORS[kind]
-        for baseline in ("identity", "bicubic", "wiener", "tv", "dip", "bm3d"):
+        for baseline in ("identity", "bicubic", "wiener", "tv", "richardson-lucy", "dip", "bm3d"):
             if baseline not in entry.baselines:
                 with pytest.raises(Exception, match="does not apply"):
                     build_baseline(baseline, physics, FAST_BASELINES)

@@ -227,8 +227,8 @@ def add_reconstructor_options(parser: argparse.ArgumentParser, weights_required:
     group.add_argument("--weights", required=weights_required,
                        help="a weights file, a training run's folder, or a published weights name")
     group.add_argument("--model-kind", "--model_kind", default="network",
-                       help="network (default; needs --weights), identity, bicubic, wiener, tv, dip, pnp, bm3d "
-                            "(the reference's swinir, id and up are accepted)")
+                       help="network (default; needs --weights), identity, bicubic, wiener, tv, richardson-lucy "
+                            "(rl), dip, pnp, bm3d (the reference's swinir, id and up are accepted)")
     group.add_argument("--ensemble", action="store_true",
                        help="networks: average over the flips and 90-degree rotations the operator allows (up to 8x "
                             "slower, usually a little better)")
@@ -244,6 +244,12 @@ def add_reconstructor_options(parser: argparse.ArgumentParser, weights_required:
     group.add_argument("--tv-weight", type=float, help="TV weight (default 0.05 sigma)")
     group.add_argument("--tv-iterations", type=_positive_int,
                        help=lazy(lambda: f"ADMM iterations for TV (default {_baseline_default('tv_iterations')})"))
+    group.add_argument("--rl-iterations", type=_positive_int,
+                       help=lazy(lambda: f"Richardson-Lucy: most iterations (default {_baseline_default('rl_iterations')})"))
+    group.add_argument("--rl-stop", choices=("discrepancy", "iterations"),
+                       help="Richardson-Lucy: stop when the residual is as large as the noise model says "
+                            "(discrepancy, the default; no ground truth needed) or after --rl-iterations")
+    group.add_argument("--rl-tv", type=float, help="Richardson-Lucy: RL-TV weight (default 0: plain RL; e.g. 0.002)")
     group.add_argument("--dip-iterations", type=_positive_int,
                        help="DIP iterations (default 4000 for Gaussian blur, 1000 for box blur and SR)")
     group.add_argument("--dip-channels", type=_positive_int,
@@ -262,5 +268,6 @@ def _baseline_default(option: str) -> Any:
 def baseline_options(args: argparse.Namespace, download: bool = False, progress: bool = True) -> dict[str, Any]:
     """The baselines' settings the user gave (see ``sei.inference.baselines.build_baseline``)."""
     return {"wiener_strength": args.wiener_strength, "tv_weight": args.tv_weight, "tv_iterations": args.tv_iterations,
+            "rl_iterations": args.rl_iterations, "rl_tv": args.rl_tv, "rl_stop": args.rl_stop,
             "dip_iterations": args.dip_iterations, "dip_channels": args.dip_channels, "pnp_weights": args.pnp_weights,
             "bm3d_profile": args.bm3d_profile, "download": download, "progress": progress}

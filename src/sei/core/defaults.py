@@ -41,7 +41,8 @@ CONFIG_DEFAULTS = {"data.datasets_dir": DATASETS_DIR, "data.crop_size": CROP_SIZ
 # -- baselines (sei.inference.baselines) --------------------------------------------------------------------
 # The baselines' settings when the options leave them open (a Wiener strength and TV weight follow the noise level;
 # DIP's iterations the kernel: see each class).
-BASELINE_DEFAULTS = {"tv_iterations": 100, "dip_channels": 256, "dip_lr": 1e-2, "bm3d_profile": "np"}
+BASELINE_DEFAULTS = {"tv_iterations": 100, "rl_iterations": 200, "rl_tv": 0.0, "rl_stop": "discrepancy",
+                     "dip_channels": 256, "dip_lr": 1e-2, "bm3d_profile": "np"}
 
 # -- backbones (sei.models.swinir, sei.models.registry) -----------------------------------------------------
 CHECKPOINTING = (False, True, "none", "blocks", "alternate")  # see SwinIR's checkpointing parameter

@@ -39,7 +39,7 @@ __all__ = ["ALL_BASELINES", "DIHEDRAL_TRANSFORMS", "OPERATOR_FIELDS", "OPERATORS
 # The spec fields that say which operator a spec describes (the others describe its noise).
 OPERATOR_FIELDS = ("kernel", "sr_factor")
 # Every baseline model kind (sei.inference.baselines), for entries that take them all.
-ALL_BASELINES = ("identity", "bicubic", "wiener", "tv", "dip", "pnp", "bm3d")
+ALL_BASELINES = ("identity", "bicubic", "wiener", "tv", "richardson-lucy", "dip", "pnp", "bm3d")
 # The flips and quarter turns of the square (sei.inference.ensemble.DIHEDRAL), by index.
 DIHEDRAL_TRANSFORMS = tuple(range(8))
 
@@ -97,7 +97,8 @@ OPERATORS: dict[str, OperatorKind] = {
                      _blur, baselines=tuple(b for b in ALL_BASELINES if b != "bicubic")),
         OperatorKind("bicubic", "sr", frozenset({"sr_factor"}),
                      "antialiased bicubic down-sampling by an integer factor (the paper's super-resolution)",
-                     _bicubic, baselines=tuple(b for b in ALL_BASELINES if b != "bm3d"), periodic=False),
+                     _bicubic, baselines=tuple(b for b in ALL_BASELINES if b not in ("bm3d", "richardson-lucy")),
+                     periodic=False),
         OperatorKind("blur-decimate", "sr", frozenset({"kernel", "sr_factor"}),
                      "circular blur by a PSF, then every r-th pixel kept (super-resolution as optics make it)",
                      _blur_decimate, baselines=tuple(b for b in ALL_BASELINES if b != "bm3d")),

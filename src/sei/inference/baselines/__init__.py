@@ -1,16 +1,17 @@
 """Reconstruction baselines with the interface of a trained network: measurement in, estimate out, any size.
 
-==================  =====================================================================  ============  =====
-kind (aliases)      what                                                                   deblurring    SR
-==================  =====================================================================  ============  =====
-``identity`` (id)   the measurement (nearest-neighbour enlargement for SR)                 yes           yes
-``bicubic`` (up)    bicubic up-sampling                                                    no            yes
-``wiener``          Laplacian-regularised inverse, regularisation from the noise level     yes (exact)   yes
-``tv``              TV-regularised least squares, ADMM with Chambolle-Pock TV steps        yes           yes
-``dip``             Deep Image Prior (deepinv's ConvDecoder)                               yes           yes
-``pnp``             plug-and-play DPIR with a DRUNet denoiser (deepinv)                    yes           yes
-``bm3d``            BM3D deblurring (optional ``bm3d`` package)                            yes           no
-==================  =====================================================================  ============  =====
+========================  ==================================================================  ===========  ==========
+kind (aliases)            what                                                                deblurring   SR
+========================  ==================================================================  ===========  ==========
+``identity`` (id)         the measurement (nearest-neighbour enlargement for SR)              yes          yes
+``bicubic`` (up)          bicubic up-sampling                                                 no           yes
+``wiener``                Laplacian-regularised inverse, regularisation from the noise level  yes (exact)  yes
+``tv``                    TV-regularised least squares, ADMM with Chambolle-Pock TV steps     yes          yes
+``richardson-lucy`` (rl)  Richardson-Lucy or RL-TV, stopped by the discrepancy principle      yes          with a PSF
+``dip``                   Deep Image Prior (deepinv's ConvDecoder)                            yes          yes
+``pnp``                   plug-and-play DPIR with a DRUNet denoiser (deepinv)                 yes          yes
+``bm3d``                  BM3D deblurring (optional ``bm3d`` package)                         yes          no
+========================  ==================================================================  ===========  ==========
 
 Which baselines apply to which operator is declared by the operator's registry entry (:mod:`sei.physics.registry`).
 """
@@ -30,7 +31,8 @@ __all__ = ["BASELINE_DEFAULTS", "KIND_ALIASES", "MODEL_KINDS", "build_baseline",
 
 MODEL_KINDS = ("network", *ALL_BASELINES)
 # The baselines' settings when the options leave them open: BASELINE_DEFAULTS (sei.core.defaults).
-KIND_ALIASES = {"swinir": "network", "net": "network", "id": "identity", "up": "bicubic", "upsample": "bicubic"}
+KIND_ALIASES = {"swinir": "network", "net": "network", "id": "identity", "up": "bicubic", "upsample": "bicubic",
+                "rl": "richardson-lucy", "richardson_lucy": "richardson-lucy", "rl-tv": "richardson-lucy"}
 
 
 def canonical_kind(kind: str) -> str:
@@ -45,7 +47,8 @@ def canonical_kind(kind: str) -> str:
 def build_baseline(kind: str, physics, options: dict[str, Any] | None = None) -> nn.Module:
     """A baseline reconstructor for ``physics`` (not ``network``: that one needs weights).
 
-    :param options: ``wiener_strength``, ``tv_weight``, ``tv_iterations``, ``dip_iterations``, ``dip_channels``,
+    :param options: ``wiener_strength``, ``tv_weight``, ``tv_iterations``, ``rl_iterations``, ``rl_tv``,
+        ``rl_stop``, ``dip_iterations``, ``dip_channels``,
         ``dip_lr``, ``pnp_weights``, ``download``, ``bm3d_profile``, ``progress`` (missing ones take defaults).
     :raises ConfigError: when the operator's registry entry (:mod:`sei.physics.registry`) says the baseline does
         not apply to it.
@@ -71,6 +74,11 @@ def build_baseline(kind: str, physics, options: dict[str, Any] | None = None) ->
         return Wiener(physics, strength=options.get("wiener_strength"))
     if kind == "tv":
         return TotalVariation(physics, weight=options.get("tv_weight"), iterations=options["tv_iterations"])
+    if kind == "richardson-lucy":
+        from sei.inference.baselines.richardson_lucy import RichardsonLucy
+
+        return RichardsonLucy(physics, iterations=options["rl_iterations"], tv_weight=options["rl_tv"],
+                              stop=options["rl_stop"])
     if kind == "dip":
         return DeepImagePrior(physics, iterations=options.get("dip_iterations"), channels=options["dip_channels"],
                               learning_rate=options["dip_lr"], progress=options.get("progress", True))
