@@ -6,8 +6,7 @@ command's ``--help``) does not import deepinv.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sei.core.lazy import lazy_exports
 
 # public name -> module that defines it
 _LAZY = {
@@ -20,11 +19,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'sei.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("sei.data", _LAZY, __all__)

@@ -162,9 +162,10 @@ def estimate_inputs_noise(spec: PhysicsSpec, sources: list[Path], recorded: Inte
 
     if spec.noise_level == LEARNED:
         raise ConfigError("--noise-level learn is learned while training; to restore, give a number or auto")
-    step = max(1, len(sources) // NOISE_SAMPLE_IMAGES)
+    sampled = sources[::max(1, len(sources) // NOISE_SAMPLE_IMAGES)]
+    pages_per_file = max(1, NOISE_SAMPLE_IMAGES // len(sampled))
     images, maps, failures = [], set(), []
-    for path in sources[::step]:
+    for path in sampled:
         try:
             file = read_image_file(path, max_pixels)
             into = file_intensity(file, recorded, str(path))
@@ -172,7 +173,7 @@ def estimate_inputs_noise(spec: PhysicsSpec, sources: list[Path], recorded: Inte
             failures.append(str(error))
             continue
         maps.add(into)
-        for page in file.pages[:max(1, NOISE_SAMPLE_IMAGES // len(sources[::step]))]:
+        for page in file.pages[:pages_per_file]:
             images.append(image_tensor(into.to_network(page), None, path))
         if len(images) >= NOISE_SAMPLE_IMAGES:
             break

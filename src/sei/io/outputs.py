@@ -115,13 +115,26 @@ def output_paths(source: Path, destination: Path, suffix: str | None = "png",
     return pairs
 
 
-def _is_intensity_record(path: Path) -> bool:
-    """Whether ``path`` holds a record sei wrote: a JSON mapping of file names to intensity maps."""
+def _json_mapping(path: Path) -> dict | None:
+    """The JSON object in ``path``, or ``None`` when it is unreadable or not an object."""
     try:
         data = json.loads(path.read_text())
-        return isinstance(data, dict) and all(isinstance(v, dict) and "scale" in v for v in data.values())
     except (OSError, ValueError, UnicodeDecodeError):
-        return False
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _is_intensity_record(path: Path) -> bool:
+    """Whether ``path`` holds a record sei wrote: a JSON mapping of file names to intensity maps."""
+    data = _json_mapping(path)
+    return data is not None and all(isinstance(v, dict) and "scale" in v for v in data.values())
+
+
+def _refuse_foreign_records(targets: list[Path], name: str, is_ours, overwrite: bool) -> None:
+    """Refuse (unless ``overwrite``) a record ``name`` beside the targets that ``is_ours`` does not recognise."""
+    foreign = sorted({target.parent / name for target in targets
+                      if (target.parent / name).exists() and not is_ours(target.parent / name)})
+    check_replaceable(foreign, overwrite)
 
 
 def check_intensity_records(targets: list[Path], overwrite: bool = False) -> None:
@@ -129,10 +142,7 @@ def check_intensity_records(targets: list[Path], overwrite: bool = False) -> Non
 
     :raises OutputExistsError: naming the file.
     """
-    foreign = sorted({target.parent / INTENSITY_RECORD for target in targets
-                      if (target.parent / INTENSITY_RECORD).exists()
-                      and not _is_intensity_record(target.parent / INTENSITY_RECORD)})
-    check_replaceable(foreign, overwrite)
+    _refuse_foreign_records(targets, INTENSITY_RECORD, _is_intensity_record, overwrite)
 
 
 def write_intensity_record(report: FileReport) -> list[Path]:
@@ -161,11 +171,8 @@ def write_intensity_record(report: FileReport) -> list[Path]:
 
 def _is_restore_record(path: Path) -> bool:
     """Whether ``path`` holds a record ``sei restore`` wrote."""
-    try:
-        data = json.loads(path.read_text())
-        return isinstance(data, dict) and data.get("kind") == RESTORE_KIND
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
+    data = _json_mapping(path)
+    return data is not None and data.get("kind") == RESTORE_KIND
 
 
 def check_restore_records(targets: list[Path], overwrite: bool = False) -> None:
@@ -173,10 +180,7 @@ def check_restore_records(targets: list[Path], overwrite: bool = False) -> None:
 
     :raises OutputExistsError: naming the file.
     """
-    foreign = sorted({target.parent / RESTORE_RECORD for target in targets
-                      if (target.parent / RESTORE_RECORD).exists()
-                      and not _is_restore_record(target.parent / RESTORE_RECORD)})
-    check_replaceable(foreign, overwrite)
+    _refuse_foreign_records(targets, RESTORE_RECORD, _is_restore_record, overwrite)
 
 
 def write_restore_record(report: FileReport, pairs: list[tuple[Path, Path]], how: dict) -> list[Path]:

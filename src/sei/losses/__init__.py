@@ -7,8 +7,7 @@ The names below load their module on first use, so that the method registry can 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sei.core.lazy import lazy_exports
 
 # public name -> module that defines it
 _LAZY = {
@@ -27,11 +26,4 @@ __all__ = ["CSS", "METHOD_REGISTRY", "LossOutput", "Method", "MethodEntry", "SEI
            "interior_probe", "method_entry", "supervised_loss", "sure_gaussian", "sure_poisson_gaussian"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'sei.losses' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("sei.losses", _LAZY, __all__)

@@ -6,8 +6,7 @@ published weights' names (:mod:`sei.models.hub`) can be read without importing t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sei.core.lazy import lazy_exports
 
 # public name -> module that defines it
 _LAZY = {
@@ -21,11 +20,4 @@ __all__ = ["BACKBONES", "BackboneFamily", "BackbonePreset", "backbone_from_archi
            "load_state", "read_weights", "save_weights"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'sei.models' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("sei.models", _LAZY, __all__)
