@@ -26,7 +26,8 @@ def seeded(seed: int) -> torch.Generator:
 ASYMMETRIC = torch.tensor([[0.0, 1.0, 2.0, 0.5, 0.0], [3.0, 1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 2.0, 1.0, 0.2]])
 OPERATOR_EXAMPLES = {
     "blur": [dict(task="deblurring", kernel="Gaussian_R1"), dict(task="deblurring", kernel="Box_R2"),
-             dict(task="deblurring", kernel=ASYMMETRIC)],
+             dict(task="deblurring", kernel=ASYMMETRIC), dict(task="deblurring", kernel="Gaussian_R1", padding="reflect"),
+             dict(task="deblurring", kernel=ASYMMETRIC, padding="replicate")],
     "bicubic": [dict(task="sr", sr_factor=2), dict(task="sr", sr_factor=3)],
     "blur-decimate": [dict(task="sr", sr_factor=2, kernel="Gaussian_R1"),
                       dict(task="sr", sr_factor=3, kernel=ASYMMETRIC)],

@@ -8,13 +8,16 @@ own module.
 
 from __future__ import annotations
 
-__all__ = ["BASELINE_DEFAULTS", "BATCH_SIZE", "CHECKPOINT_EVERY", "CHECKPOINT_KEEP", "CHECKPOINTING",
+__all__ = ["BASELINE_DEFAULTS", "BATCH_SIZE", "BOUNDARIES", "CHECKPOINT_EVERY", "CHECKPOINT_KEEP", "CHECKPOINTING",
            "CONFIG_DEFAULTS", "CROP_SIZE", "DATASETS_DIR", "DEFAULT_ALPHA", "DEFAULT_NOISE_LEVEL", "DEMO_STEPS",
            "MAX_PIXELS", "PAPER_SWINIR", "SEED"]
 
 # -- measurements (sei.physics.spec) ------------------------------------------------------------------------
 # The paper's noise level (grey levels): the one default of every noise level in sei.
 DEFAULT_NOISE_LEVEL = 5.0
+# What a blur assumes beyond the image's borders (sei.physics.blur.FFTBlur), the first the default: the paper's
+# circular model, or extensions that do not wrap around (a real field of view).
+BOUNDARIES = ("circular", "reflect", "replicate")
 
 # -- image files (sei.io.images) ----------------------------------------------------------------------------
 # Pixels one file may hold, all pages together: 2**28 (268 megapixels; a 16384 x 16384 image, or 64 slices of

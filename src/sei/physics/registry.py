@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sei.core.defaults import BOUNDARIES
 from sei.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ class OperatorKind:
         the measurement of a crop differs from the crop of the whole image's measurement: SURE leaves it out. A
         non-periodic operator defines its borders itself (bicubic down-sampling renormalises its weights there; the
         paper's margin is then 0).
+    :ivar boundaries: the boundary models (a physics spec's ``padding``) the operator takes, the first its default.
     """
 
     name: str
@@ -70,12 +72,13 @@ class OperatorKind:
     baselines: tuple[str, ...] = ALL_BASELINES
     transforms: tuple[int, ...] = DIHEDRAL_TRANSFORMS
     periodic: bool = True
+    boundaries: tuple[str, ...] = ("circular",)
 
 
 def _blur(spec, noise) -> SEILinearPhysics:
     from sei.physics.blur import FFTBlur
 
-    return FFTBlur(spec.kernel, noise_model=noise)
+    return FFTBlur(spec.kernel, noise_model=noise, boundary=spec.padding)
 
 
 def _bicubic(spec, noise) -> SEILinearPhysics:
@@ -93,8 +96,9 @@ def _blur_decimate(spec, noise) -> SEILinearPhysics:
 OPERATORS: dict[str, OperatorKind] = {
     kind.name: kind for kind in (
         OperatorKind("blur", "deblurring", frozenset({"kernel"}),
-                     "circular convolution by a kernel (named, from a file, or a PSF), computed with the FFT",
-                     _blur, baselines=tuple(b for b in ALL_BASELINES if b != "bicubic")),
+                     "convolution by a kernel (named, from a file, or a PSF), computed with the FFT, with a "
+                     "circular, reflecting or replicating boundary",
+                     _blur, baselines=tuple(b for b in ALL_BASELINES if b != "bicubic"), boundaries=BOUNDARIES),
         OperatorKind("bicubic", "sr", frozenset({"sr_factor"}),
                      "antialiased bicubic down-sampling by an integer factor (the paper's super-resolution)",
                      _bicubic, baselines=tuple(b for b in ALL_BASELINES if b not in ("bm3d", "richardson-lucy")),

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from sei.core.defaults import DEFAULT_NOISE_LEVEL
+from sei.core.defaults import BOUNDARIES, DEFAULT_NOISE_LEVEL
 from sei.core.errors import ConfigError, UnknownNameError
 from sei.core.files import read_yaml_mapping
 from sei.core.units import sigma_of
@@ -42,7 +42,7 @@ ESTIMATED = "auto"
 # A Gaussian noise level learned with the network (sei.losses.sei.SEILoss), from the measurements' estimate.
 LEARNED = "learn"
 NOISE_SOURCES = ("given", "estimated", "learned")
-PADDINGS = ("circular",)
+PADDINGS = BOUNDARIES  # the blur's boundary models (sei.core.defaults)
 PAPER_SR_FACTORS = (2, 3, 4)
 # The paper's default kernel, used only where measurements are simulated from clean images.
 DEFAULT_KERNEL = "Gaussian_R2"
@@ -102,7 +102,9 @@ class PhysicsSpec:
         ``"auto"``; ``None`` for Gaussian noise.
     :ivar noise_source: ``"given"``, ``"estimated"`` (from the measurements) or ``"learned"`` (the level is the
         starting point of one learned in training; a trained network's weights record the learned value).
-    :ivar padding: boundary model of the blur, ``"circular"``.
+    :ivar padding: the blur's boundary model (what lies beyond the image's borders): ``"circular"`` (the paper's,
+        the default), ``"reflect"`` or ``"replicate"`` (:class:`~sei.physics.blur.FFTBlur`); operators whose
+        registry entry does not list a model refuse it.
     :ivar operator: set when the operator was handed over from Python and cannot be rebuilt from these words
         (its class name); :meth:`build` then refuses.
     :ivar resolved: set by :func:`resolve_spec` only.
@@ -390,8 +392,9 @@ def resolve_spec(spec: PhysicsSpec | dict[str, Any], default_kernel: str | None 
         raise ConfigError("--noise-level learn is for Gaussian noise; Poisson-Gaussian noise takes numbers or auto")
     if values["noise_source"] not in NOISE_SOURCES:
         raise UnknownNameError("noise source", values["noise_source"], NOISE_SOURCES)
-    if values["padding"] not in PADDINGS:
-        raise UnknownNameError("padding", values["padding"], PADDINGS)
+    padding = str(values["padding"] if values["padding"] is not None else PADDINGS[0]).strip().lower()
+    if padding not in PADDINGS:
+        raise UnknownNameError("boundary model", values["padding"], PADDINGS)
     kernel, factor = values["kernel"], values["sr_factor"]
     if task == "deblurring":
         if factor not in (None, 1):
@@ -410,8 +413,12 @@ def resolve_spec(spec: PhysicsSpec | dict[str, Any], default_kernel: str | None 
         factor = _check_factor(factor)
     if kernel is not None:
         kernel = canonical_kernel(kernel)
-    operator_kind(task, kernel, factor)  # every operator the words can name has an entry
-    values.update(task=task, kernel=kernel, sr_factor=factor, noise=noise, noise_level=level, gain=gain)
+    kind = operator_kind(task, kernel, factor)  # every operator the words can name has an entry
+    if padding not in kind.boundaries:
+        raise ConfigError(f"the {kind.name} operator ({kind.description}) has no {padding!r} boundary model; it "
+                          f"takes {', '.join(kind.boundaries)}")
+    values.update(task=task, kernel=kernel, sr_factor=factor, noise=noise, noise_level=level, gain=gain,
+                  padding=padding)
     return PhysicsSpec(**values, resolved=True)
 
 

@@ -81,7 +81,8 @@ class Wiener(nn.Module):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         lam = self.regularisation()
         if self.task == "deblurring":
-            return self.physics.wiener(y, lam * laplacian_power(*y.shape[-2:]))
+            # evaluated on the size the filter runs at (larger than y for a non-circular boundary)
+            return self.physics.wiener(y, lambda height, width: lam * laplacian_power(height, width))
         from deepinv.optim.linear import conjugate_gradient
 
         y = y.float()
