@@ -73,6 +73,61 @@ class TestInverses:
             physics.wiener(y, reg=0)
 
 
+def band_and_interior_error(estimate: torch.Tensor, truth: torch.Tensor, band: int) -> tuple[float, float]:
+    """Mean squared error on the outer ``band`` pixels and on the rest."""
+    error = (estimate - truth).pow(2)
+    inner = torch.zeros_like(error, dtype=torch.bool)
+    inner[..., band:-band, band:-band] = True
+    return error[~inner].mean().item(), error[inner].mean().item()
+
+
+class TestBoundaryModels:
+    """``reflect`` and ``replicate``: the blur of the image extended as ``F.pad`` extends it, cropped back."""
+
+    @pytest.mark.parametrize("boundary", ["reflect", "replicate"])
+    @pytest.mark.parametrize("kernel", ["Gaussian_R1", torch.arange(15.0).reshape(3, 5)])
+    def test_matches_direct_convolution_of_the_padded_image(self, boundary, kernel):
+        physics = FFTBlur(kernel, boundary=boundary)
+        x = torch.randn(2, 3, 17, 22, dtype=torch.float64)
+        mh, mw = physics.margin
+        padded = torch.nn.functional.pad(x, (mw, mw, mh, mh), mode=boundary)
+        expected = circular_convolution(padded, physics.kernel.double())[..., mh:-mh, mw:-mw]
+        assert torch.allclose(physics.A(x), expected, atol=1e-12)
+
+    def test_no_pixel_mixes_with_the_opposite_border(self):
+        x = torch.zeros(1, 1, 20, 20, dtype=torch.float64)
+        x[..., 0, 0] = 1.0
+        circular, reflect = FFTBlur("Box_R2").A(x), FFTBlur("Box_R2", boundary="reflect").A(x)
+        assert circular[..., -1, -1] > 0.01 and abs(reflect[..., -1, -1]) < 1e-15
+
+    def test_constant_image_is_preserved(self):
+        for boundary in ("reflect", "replicate"):
+            x = torch.full((1, 1, 15, 18), 0.37, dtype=torch.float64)
+            assert torch.allclose(FFTBlur("Gaussian_R2", boundary=boundary).A(x), x, atol=1e-12)
+
+    def test_prox_l2_is_differentiable_in_a_learned_step_size(self):
+        physics = FFTBlur("Gaussian_R1", boundary="reflect")
+        z, y = torch.randn(2, 1, 1, 9, 11, dtype=torch.float64)
+        gamma = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda g, v: physics.prox_l2(z, v, g), (gamma, y.requires_grad_()))
+
+    def test_the_right_model_removes_the_edge_error_of_wiener(self, natural_image):
+        x = natural_image[None, :1].double()
+        y = FFTBlur("Gaussian_R2", boundary="reflect").A(x)  # a field of view that does not wrap
+        errors = {boundary: band_and_interior_error(FFTBlur("Gaussian_R2", boundary=boundary).wiener(y, 1e-4), x, 16)
+                  for boundary in ("circular", "reflect")}
+        assert errors["reflect"][0] < 0.2 * errors["circular"][0]  # the edge ringing is gone
+        assert errors["reflect"][1] <= 1.05 * errors["circular"][1]  # and the interior loses nothing
+
+    def test_unknown_boundary_and_too_small_image(self):
+        from sei.core.errors import UnknownNameError
+
+        with pytest.raises(UnknownNameError, match="periodic"):
+            FFTBlur("Box_R2", boundary="periodic")
+        with pytest.raises(ImageTooSmallError, match="reflected"):
+            FFTBlur("Gaussian_R2", boundary="reflect").A(torch.randn(1, 1, 5, 40))
+
+
 class TestCacheAndErrors:
     def test_transfer_functions_are_cached_per_size(self):
         physics = FFTBlur("Gaussian_R1")

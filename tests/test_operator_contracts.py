@@ -43,6 +43,12 @@ def random_pair(physics, dtype: torch.dtype, device: torch.device, seed: int = 0
     return x, y
 
 
+def regularised_pseudo_inverse(physics) -> bool:
+    """Whether ``A_dagger`` is the Tikhonov-regularised one (a blur whose boundary does not wrap): an exact
+    pseudo-inverse of a Gaussian blur without the FFT's diagonalisation is out of an iterative solver's reach."""
+    return getattr(physics, "periodic", True) is False
+
+
 def test_every_registered_operator_has_examples():
     assert set(EXAMPLES) == set(OPERATORS)
     for kind, examples in EXAMPLES.items():
@@ -90,6 +96,10 @@ class TestContract:
         size = x.shape[-2:]
         pinv_y = physics.A_dagger(y, img_size=size)
         assert pinv_y.shape == x.shape
+        if regularised_pseudo_inverse(physics):  # (A^T A + t I) x = A^T y, t = 1e-4: the normal equations hold
+            residual = physics.A_adjoint_A(pinv_y) + 1e-4 * pinv_y - physics.A_adjoint(y, img_size=size)
+            assert residual.norm() < 1e-9 * physics.A_adjoint(y, img_size=size).norm()
+            return
         assert relative_difference(physics.A(physics.A_dagger(physics.A(x), img_size=size)), physics.A(x)) < 1e-6
         assert relative_difference(physics.A_dagger(physics.A(pinv_y), img_size=size), pinv_y) < 1e-6
 
@@ -109,7 +119,8 @@ class TestContract:
         size = x.shape[-2:]
         assert torch.autograd.gradcheck(physics.A, (x,))
         assert torch.autograd.gradcheck(lambda v: physics.A_adjoint(v, img_size=size), (y,))
-        assert torch.autograd.gradcheck(lambda v: physics.A_dagger(v, img_size=size), (y,))
+        if not regularised_pseudo_inverse(physics):  # otherwise A_dagger is prox_l2(0, y, 1e4), checked below
+            assert torch.autograd.gradcheck(lambda v: physics.A_dagger(v, img_size=size), (y,))
         assert torch.autograd.gradcheck(lambda z, v: physics.prox_l2(z, v, 0.7), (x, y))
 
     def test_margin_is_where_a_crop_differs_from_the_whole(self, kind, words):

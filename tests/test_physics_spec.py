@@ -47,7 +47,8 @@ class TestResolve:
         (PhysicsSpec(task="sr"), ConfigError, "needs --sr-factor"),
         (PhysicsSpec(kernel="Box_R2", noise="poisson"), UnknownNameError, "gaussian"),
         (PhysicsSpec(kernel="Box_R2", noise_level=float("inf")), ConfigError, "finite"),
-        (PhysicsSpec(kernel="Box_R2", padding="reflect"), UnknownNameError, "circular"),
+        (PhysicsSpec(kernel="Box_R2", padding="zeros"), UnknownNameError, "circular, reflect, replicate"),
+        (PhysicsSpec(task="sr", sr_factor=2, padding="reflect"), ConfigError, "no 'reflect' boundary model"),
         (PhysicsSpec(kernel="Box_R2", operator="my.Operator"), ConfigError, "from Python"),
     ])
     def test_errors(self, spec, error, message):
@@ -65,6 +66,14 @@ class TestResolve:
         assert louder.noise_level == 9 and louder.task == "sr"
         other = resolve_spec(PhysicsSpec(kernel="Box_R2"), recorded=recorded)  # the options name an operator
         assert other.task == "deblurring" and other.kernel == "Box_R2" and other.noise_level == 3
+
+    def test_the_recorded_boundary_model_comes_with_the_recorded_operator(self):
+        recorded = resolve_spec(PhysicsSpec(kernel="Box_R2", padding="reflect", noise_level=3))
+        assert resolve_spec(PhysicsSpec(noise_level=9), recorded=recorded).padding == "reflect"
+        assert resolve_spec(PhysicsSpec(kernel="Box_R3"), recorded=recorded).padding == "circular"
+        assert resolve_spec(PhysicsSpec(kernel="Box_R3", padding="replicate"), recorded=recorded).padding == "replicate"
+        assert "reflect borders" in recorded.describe() and "borders" not in resolve_spec(
+            PhysicsSpec(kernel="Box_R2")).describe()
 
     def test_kernel_files_compare_by_content(self, psf_file, tmp_path):
         copy = tmp_path / "copy.npy"
@@ -146,6 +155,28 @@ class TestNoSilentOperator:
         assert "from " in capsys.readouterr().out and (tmp_path / "wiener" / "camera.png").is_file()
         # and a trained network needs no physics options: its weights carry the operator
         assert main(["restore", str(folder), str(tmp_path / "net"), "--weights", str(run), "--quiet"]) == 0
+
+    def test_a_boundary_model_goes_from_degrade_to_train_to_restore(self, tmp_path, capsys):
+        from PIL import Image
+        from skimage import data
+
+        clean = tmp_path / "clean"
+        clean.mkdir()
+        Image.fromarray(data.camera()[100:196, 200:296]).save(clean / "camera.png")
+        folder = tmp_path / "blurry"
+        assert main(["degrade", str(clean), str(folder), "--kernel", "Box_R2", "--boundary", "reflect",
+                     "--noise-level", "3", "--quiet"]) == 0
+        assert yaml.safe_load((folder / "degradation.yaml").read_text())["padding"] == "reflect"
+        run = tmp_path / "run"
+        assert main(["train", "--measurements", str(folder), *TINY_FLAGS, "--out-dir", str(run)]) == 0
+        assert "Box_R2 deblurring, reflect borders" in capsys.readouterr().out
+        assert read_physics(run / "weights.pt").padding == "reflect"
+        assert main(["restore", str(folder), str(tmp_path / "rl"), "--model-kind", "rl", "--quiet"]) == 0
+        assert (tmp_path / "rl" / "camera.png").is_file()
+        # an operator without the model refuses it in one line
+        assert main(["restore", str(folder), str(tmp_path / "sr"), "--model-kind", "bicubic", "--task", "sr",
+                     "--sr-factor", "2", "--boundary", "reflect", "--quiet"]) == 2
+        assert "has no 'reflect' boundary model" in capsys.readouterr().err
 
     def test_a_baseline_without_an_operator_is_refused(self, tmp_path, capsys):
         image = tmp_path / "in.png"

@@ -10,7 +10,7 @@ from sei.models import backbone_from_architecture, build_backbone, load_backbone
 from sei.models.registry import needs_physics
 from sei.models.unrolled import UnrolledHQS, hqs_schedule
 from sei.physics import make_physics
-from sei.physics.blur import transfer_function
+from sei.physics.blur import FFTBlur, transfer_function
 
 
 @pytest.fixture
@@ -159,6 +159,25 @@ class TestOperatorHandling:
         with torch.no_grad():
             expected = physics.prox_l2(y, y, model.log_gamma.exp()[0])
             torch.testing.assert_close(model(y), expected)
+
+
+def test_a_blur_that_does_not_wrap_is_the_data_step_and_passes_gradients_to_the_step_sizes():
+    """With reflecting borders prox_l2 is solved by conjugate gradients, differentiated implicitly: the learned step
+    sizes get the gradient that finite differences give."""
+    blur = FFTBlur("Gaussian_R1", boundary="reflect")
+    model = UnrolledHQS(blur, iterations=2, width=8, levels=1).double()
+    y = blur.A(torch.rand(1, 3, 20, 18, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    model(y).pow(2).sum().backward()
+    analytic = model.log_gamma.grad.clone()
+    step = 1e-6
+    with torch.no_grad():
+        for k in range(2):
+            model.log_gamma[k] += step
+            up = model(y).pow(2).sum()
+            model.log_gamma[k] -= 2 * step
+            down = model(y).pow(2).sum()
+            model.log_gamma[k] += step
+            assert (up - down).item() / (2 * step) == pytest.approx(analytic[k].item(), rel=1e-5, abs=1e-8)
 
 
 def test_training_and_reloading_through_the_api(tmp_path):

@@ -169,9 +169,9 @@ class RegistryTable(_Markdown):
             from sei.physics.registry import OPERATORS
 
             return table("Operators (sei.physics.registry)",
-                         ["kind", "task", "spec fields", "what", "baselines", "periodic"],
+                         ["kind", "task", "spec fields", "what", "baselines", "periodic", "boundary models"],
                          [[k.name, k.task, ", ".join(sorted(k.fields)), k.description, ", ".join(k.baselines),
-                           k.periodic] for k in OPERATORS.values()])
+                           k.periodic, ", ".join(k.boundaries)] for k in OPERATORS.values()])
         if which == "methods":
             from sei.losses.registry import METHOD_REGISTRY
 

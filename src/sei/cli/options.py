@@ -150,6 +150,10 @@ def add_physics_options(parser: argparse.ArgumentParser, use: str = "train") -> 
                 "makes one); with --task sr: blur by it, then decimate (default for sr: bicubic down-sampling)")
     option(group, "--sr-factor", "--sr_factor", dest="physics.sr_factor", type=_positive_int,
            help="super-resolution factor (2, 3, 4)")
+    option(group, "--boundary", dest="physics.padding", choices=_boundaries(),
+           help="what lies beyond the image's borders for the blur: circular (the opposite border, the paper's "
+                "model and the default), reflect or replicate (a field of view that does not wrap around: "
+                "real microscope and camera images)")
     option(group, "--noise-level", "--noise_level", dest="physics.noise_level", help=lazy(lambda: (
            "Gaussian (read-)noise standard deviation in 8-bit grey levels of the network's range: for 8-bit data "
            "their grey levels; for 16-bit data 255 * counts / 65535 (a noise of 500 counts is 1.95); for float data "
@@ -161,6 +165,12 @@ def add_physics_options(parser: argparse.ArgumentParser, use: str = "train") -> 
     option(group, "--gain", dest="physics.gain",
            help="poisson-gaussian: intensity of one photon in [0, 1] image units (1 / peak photon count)"
                 + (", or auto (the default for measurements)" if use != "simulate" else ""))
+
+
+def _boundaries() -> tuple[str, ...]:
+    from sei.core.defaults import BOUNDARIES  # FFTBlur's boundary models, without importing torch
+
+    return BOUNDARIES
 
 
 def _default_noise_level() -> float:
@@ -177,7 +187,8 @@ def physics_spec(args: argparse.Namespace):
     return PhysicsSpec(task=getattr(args, "physics.task", None), kernel=getattr(args, "physics.kernel", None),
                        sr_factor=getattr(args, "physics.sr_factor", None),
                        noise=getattr(args, "physics.noise", None),
-                       noise_level=getattr(args, "physics.noise_level", None), gain=getattr(args, "physics.gain", None))
+                       noise_level=getattr(args, "physics.noise_level", None), gain=getattr(args, "physics.gain", None),
+                       padding=getattr(args, "physics.padding", None))
 
 
 def physics_given(args: argparse.Namespace) -> bool:

@@ -83,7 +83,7 @@ def choose_physics(given: PhysicsSpec, source: NetworkSource | None = None, meas
         recorded = read_degradation_spec(folder)
         origin = f"{folder / DEGRADATION_FILE}" if recorded is not None else origin
     given_any = any(v is not None for v in (given.task, given.kernel, given.sr_factor, given.noise_level,
-                                                 given.gain))
+                                                 given.gain, given.padding))
     if given_any:
         origin = "the options" if recorded is None else f"the options, then {origin}"
     elif recorded is None and default_kernel is None:

@@ -18,7 +18,7 @@ image by ``m`` pixels (the kernel's radius) as ``F.pad`` does, blur that circula
 ``A = C P``, with ``P`` the padding and ``C`` the crop, so no pixel mixes with the opposite border; the adjoint is
 ``A^T = P^T K^T C^T`` (``C^T`` pads with zeros, ``P^T`` folds the added rows and columns back onto those they
 copy). Without the FFT diagonalisation the pseudo-inverse and the proximal operator are solved by conjugate
-gradients (deepinv's ``LinearPhysics``), and the Wiener inverse is taken on the image extended by the same model.
+gradients with implicit gradients (:mod:`sei.physics.solvers`), and the Wiener inverse is taken on the image extended by the same model.
 """
 
 from __future__ import annotations
@@ -32,23 +32,11 @@ from sei.core.errors import ImageTooSmallError, UnknownNameError
 from sei.core.checks import check_image_batch
 from sei.physics.base import SEILinearPhysics, SizeCache, compute_dtype
 from sei.physics.kernels import load_kernel
+from sei.physics.solvers import tikhonov_solve
 
 __all__ = ["BOUNDARIES", "boundary_pad", "boundary_pad_adjoint", "centred_kernel", "FFTBlur", "laplacian_power",
            "transfer_function"]
 
-# The iterative solves of a non-circular blur's pseudo-inverse and proximal operator, to the accuracy of the data's
-# dtype (deepinv's defaults, 50 iterations to 1e-4, leave residuals of 1e-4 that the unrolled network's data step
-# would see): relative residual tolerance by dtype, and the iteration cap.
-SOLVER_TOLERANCE = {torch.float64: 1e-13}
-SOLVER_DEFAULT_TOLERANCE = 1e-7
-SOLVER_ITERATIONS = 1000
-
-
-def _solver_accuracy(y: torch.Tensor, options: dict) -> dict:
-    """The solver's options among ``options`` (not the operator interface's ``img_size``), with the tolerance and
-    iteration cap of a solve for ``y``'s dtype unless given."""
-    given = {name: value for name, value in options.items() if name in ("tol", "max_iter", "solver", "verbose")}
-    return {"tol": SOLVER_TOLERANCE.get(y.dtype, SOLVER_DEFAULT_TOLERANCE), "max_iter": SOLVER_ITERATIONS, **given}
 # BOUNDARIES, FFTBlur's boundary models (circular, the paper's, and two extensions that do not wrap: F.pad's modes),
 # are sei.core.defaults' (imported above: help texts quote them without importing torch).
 
@@ -225,11 +213,15 @@ class FFTBlur(SEILinearPhysics):
             return self.A(self.A_adjoint(y))
         return self._filter(y, lambda k: k.abs() ** 2)
 
-    def A_dagger(self, y: torch.Tensor, rcond: float = 1e-6, **kwargs) -> torch.Tensor:
-        """Pseudo-inverse: frequencies with ``|K| <= rcond * max|K|`` are treated as zeros of ``K`` (circular
-        model); a least-squares solve by conjugate gradients otherwise (deepinv's)."""
+    def A_dagger(self, y: torch.Tensor, rcond: float = 1e-6, tikhonov: float = 1e-4, **kwargs) -> torch.Tensor:
+        """Pseudo-inverse. Circular model: exact, frequencies with ``|K| <= rcond * max|K|`` treated as zeros of
+        ``K``. Other boundaries: the Tikhonov-regularised least-squares solution ``(A^T A + tikhonov I)^-1 A^T y``
+        by conjugate gradients, which inverts ``A`` where its singular values exceed ``sqrt(tikhonov)`` and damps
+        the rest (an exact pseudo-inverse of a Gaussian blur would need condition numbers beyond 1e9)."""
         if not self.periodic:
-            return super().A_dagger(y, **_solver_accuracy(y, kwargs))
+            check_image_batch(y)
+            y = y.to(compute_dtype(y))
+            return tikhonov_solve(torch.zeros_like(y), y, 1.0 / tikhonov, self.A, self.A_adjoint)
 
         def inverse(k: torch.Tensor) -> torch.Tensor:
             magnitude = k.abs()
@@ -239,12 +231,13 @@ class FFTBlur(SEILinearPhysics):
         return self._filter(y, inverse)
 
     def prox_l2(self, z: torch.Tensor, y: torch.Tensor, gamma: float, **kwargs) -> torch.Tensor:
-        """Exact ``argmin_x gamma/2 ||A x - y||^2 + 1/2 ||x - z||^2`` (by conjugate gradients for a non-circular
-        boundary: deepinv's)."""
-        if not self.periodic:
-            return super().prox_l2(z, y, gamma, **_solver_accuracy(y, kwargs))
+        """Exact ``argmin_x gamma/2 ||A x - y||^2 + 1/2 ||x - z||^2``: in closed form for the circular model, by
+        conjugate gradients to the dtype's accuracy otherwise (:func:`sei.physics.solvers.tikhonov_solve`)."""
         check_image_batch(z, "z")
         check_image_batch(y, "y")
+        if not self.periodic:
+            dtype = compute_dtype(y)
+            return tikhonov_solve(z.to(dtype), y.to(dtype), gamma, self.A, self.A_adjoint)
         dtype = compute_dtype(y)
         height, width = y.shape[-2:]
         k = self.transfer(height, width, dtype, y.device)

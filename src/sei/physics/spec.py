@@ -104,7 +104,8 @@ class PhysicsSpec:
         starting point of one learned in training; a trained network's weights record the learned value).
     :ivar padding: the blur's boundary model (what lies beyond the image's borders): ``"circular"`` (the paper's,
         the default), ``"reflect"`` or ``"replicate"`` (:class:`~sei.physics.blur.FFTBlur`); operators whose
-        registry entry does not list a model refuse it.
+        registry entry does not list a model refuse it. ``None`` until resolved: the recorded model where the
+        operator comes from a record, else circular.
     :ivar operator: set when the operator was handed over from Python and cannot be rebuilt from these words
         (its class name); :meth:`build` then refuses.
     :ivar resolved: set by :func:`resolve_spec` only.
@@ -123,7 +124,7 @@ class PhysicsSpec:
     noise_level: float | str | None = None
     gain: float | str | None = None
     noise_source: str = "given"
-    padding: str = "circular"
+    padding: str | None = None
     operator: str | None = None
     resolved: bool = field(default=False, compare=False, repr=False)
 
@@ -229,7 +230,8 @@ class PhysicsSpec:
             noise += f", gain {gain}"
         origin = {"estimated": " (estimated from the measurements)",
                   "learned": " (estimated from the measurements, then learned with the network)"}
-        return f"{what}, {noise}" + origin.get(self.noise_source, "")
+        borders = f", {self.padding} borders" if self.padding not in (None, PADDINGS[0]) else ""
+        return f"{what}{borders}, {noise}" + origin.get(self.noise_source, "")
 
     # -- conversions --------------------------------------------------------------------------------------
     def values(self) -> dict[str, Any]:
@@ -373,6 +375,8 @@ def resolve_spec(spec: PhysicsSpec | dict[str, Any], default_kernel: str | None 
     if recorded is not None:
         if spec.task is None and spec.kernel is None and spec.sr_factor is None:
             values.update(task=recorded.task, kernel=recorded.kernel, sr_factor=recorded.sr_factor)
+            if spec.padding is None:
+                values["padding"] = recorded.padding
         if spec.noise is None:
             values["noise"] = recorded.noise
         if spec.noise_level is None:

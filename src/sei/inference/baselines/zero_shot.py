@@ -12,7 +12,7 @@ from torch import nn
 from sei.core.errors import ConfigError, OptionalDependencyError
 from sei.core.units import NOISE_FLOOR
 from sei.physics.base import physics_upscale
-from sei.physics.blur import FFTBlur
+from sei.physics.blur import FFTBlur, boundary_pad
 from sei.physics.noise import equivalent_sigma
 from sei.core.rng import make_generator
 
@@ -119,8 +119,13 @@ class BM3DDeblurring(nn.Module):
 
         sigma = max(equivalent_sigma(self.physics), NOISE_FLOOR)
         kernel = self.physics.kernel.double().cpu().numpy()
+        # bm3d's deconvolution is circular: a boundary that does not wrap is honoured by deblurring the image extended
+        # by that model (twice the kernel's radius, beyond the circular inverse's reach) and cropping it back
+        (mh, mw) = (0, 0) if self.physics.periodic else (2 * self.physics.margin[0], 2 * self.physics.margin[1])
+        extended = y.float().cpu() if (mh, mw) == (0, 0) else boundary_pad(y.float().cpu(), (mh, mw),
+                                                                             self.physics.boundary)
         estimates = []
-        for image in y.float().cpu():
+        for image in extended:
             channels = []
             # bm3d 4.0.3's deblurring fails on colour images and mis-broadcasts 2-D ones: one (H, W, 1) plane at a time
             for plane in image.numpy().astype(np.float64):
@@ -129,4 +134,5 @@ class BM3DDeblurring(nn.Module):
                                                     profile=self.profile)
                 channels.append(torch.from_numpy(np.asarray(restored, dtype=np.float32).reshape(plane.shape)))
             estimates.append(torch.stack(channels))
-        return torch.stack(estimates).to(y.device)
+        restored = torch.stack(estimates)
+        return restored[..., mh : restored.shape[-2] - mh, mw : restored.shape[-1] - mw].to(y.device)
