@@ -46,6 +46,17 @@ def test_poisson_gaussian_gain(natural_image):
     assert estimate.gain == pytest.approx(gain, rel=0.15)
 
 
+def test_poisson_gaussian_gain_of_a_few_photons_in_16_bit_units(natural_image):
+    """Sparse photon counts written as 16-bit integers span a thousandth of [0, 1]: the fit is scale-free."""
+    operator = make_physics("deblurring", kernel="Gaussian_R2", noise_level=0)
+    photons = (100 * operator.A(natural_image.mean(0, keepdim=True)[None] ** 4)[0]).clamp(min=0)  # dark, bright spots
+    generator = torch.Generator().manual_seed(0)
+    counts = [(torch.poisson(photons, generator=generator) + 1.5 * torch.randn(photons.shape, generator=generator))
+              .round().clamp(min=0) for _ in range(4)]
+    estimate = estimate_poisson_gaussian([c / 65535 for c in counts])
+    assert estimate.gain == pytest.approx(1 / 65535, rel=0.1)
+
+
 def test_poisson_gaussian_needs_intensity_variation():
     generator = torch.Generator().manual_seed(0)
     flat = [0.5 + 0.02 * torch.randn(1, 64, 64, generator=generator) for _ in range(2)]

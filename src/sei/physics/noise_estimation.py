@@ -224,7 +224,8 @@ def estimate_poisson_gaussian(images: Sequence[torch.Tensor], patch_size: int = 
     if len(levels) < 3:
         raise ImageError("too few flat patches to fit the Poisson-Gaussian noise: give --gain and --noise-level")
     levels, variances, weights = (torch.tensor(v, dtype=torch.float64) for v in (levels, variances, weights))
-    if float(levels.max() - levels.min()) < 1e-3:
+    # scale-free: 16-bit data of a few photons span a thousandth of the range, and their levels still separate
+    if float(levels.max() - levels.min()) < float(variances.min().clamp(min=0)) ** 0.5:
         raise ImageError("the measurements' flat regions all have the same intensity, so the Poisson "
                          "(signal-dependent) and Gaussian parts of the noise cannot be told apart: give --gain and --noise-level")
     design = torch.stack([levels, torch.ones_like(levels)], 1) * weights.sqrt()[:, None]
