@@ -14,7 +14,7 @@ from PIL import Image
 from sei.cli import main
 from sei.data.sources import load_image_set
 from sei.core.errors import ImageError, IntensityError
-from sei.io.intensity import IntensityMap, data_map, float_map, integer_map
+from sei.io.intensity import DIM_FRACTION, IntensityMap, data_map, float_map, integer_map, integer_set_map
 from sei.io.images import ImageFile, read_image_file, write_image_file
 from sei.metrics import psnr, ssim
 from sei.models import build_backbone, save_weights
@@ -113,6 +113,47 @@ class TestStacks:
             read_image_file(tmp_path / "mixed.tif")
 
 
+class TestDimIntegerData:
+    """Integer data that use a small part of their dtype (photon counts, 12-bit cameras) are mapped by their range."""
+
+    def test_dim_counts_get_their_robust_range_and_come_back_exactly(self):
+        counts = np.random.default_rng(0).poisson(30.0, size=(64, 64)).astype(np.uint16)
+        mapping = integer_set_map([counts])
+        assert mapping.offset == 0 and mapping.scale == pytest.approx(np.percentile(counts, 99.9))
+        np.testing.assert_array_equal(mapping.from_network(mapping.to_network(counts)), counts)
+
+    def test_data_that_fill_their_range_keep_the_dtype_map(self):
+        bright = np.linspace(0, 1.1 * DIM_FRACTION * 65535, 4096).astype(np.uint16).reshape(64, 64)
+        assert integer_set_map([bright]) == integer_map("uint16")
+        assert integer_set_map([np.zeros((8, 8), np.uint8)]) == integer_map("uint8")  # nothing to measure
+
+    def test_a_set_shares_one_map(self, tmp_path):
+        rng = np.random.default_rng(0)
+        for name, peak in (("dim", 20.0), ("brighter", 200.0)):
+            tifffile.imwrite(tmp_path / f"{name}.tif", rng.poisson(peak, (32, 32)).astype(np.uint16))
+        images = load_image_set(tmp_path, ground_truth=False)
+        assert images.intensity.scale == pytest.approx(np.percentile(tifffile.imread(tmp_path / "brighter.tif"), 99.9))
+        assert float(images.images[images.names.index("dim")].max()) < 0.3  # dim in the set's units
+
+    def test_degrade_records_the_sets_map_and_training_reads_with_it(self, tmp_path):
+        import yaml
+
+        clean = tmp_path / "clean"
+        clean.mkdir()
+        rng = np.random.default_rng(1)
+        for index in range(2):
+            tifffile.imwrite(clean / f"c{index}.tif", (rng.random((40, 40)) ** 4 * 300).astype(np.uint16))
+        assert main(["degrade", str(clean), str(tmp_path / "blurry"), "--kernel", "Box_R2", "--noise",
+                     "poisson-gaussian", "--gain", "0.01", "--noise-level", "1", "--quiet"]) == 0
+        recorded = yaml.safe_load((tmp_path / "blurry" / "degradation.yaml").read_text())["intensity"]
+        assert recorded["dtype"] == "uint16" and recorded["scale"] < 300
+        run = tmp_path / "run"
+        assert main(["train", "--measurements", str(tmp_path / "blurry"), "--model", "unet-tiny", "--batch-size", "2",
+                     "--crop-size", "24", "--samples-per-epoch", "4", "--steps", "2", "--quiet",
+                     "--out-dir", str(run)]) == 0
+        assert yaml.safe_load((run / "config.yaml").read_text())["data"]["intensity"] == recorded
+
+
 class TestRestore:
     def test_sixteen_bit_grayscale_keeps_its_scale(self, tmp_path, identity_weights):
         data = np.random.default_rng(0).integers(100, 3000, (40, 36), dtype=np.uint16)  # a 12-bit camera's range
@@ -122,7 +163,9 @@ class TestRestore:
         restored = read_image_file(tmp_path / "out" / "cell.png").pages[0]
         assert restored.dtype == np.uint16 and np.abs(restored.astype(np.int64) - data).max() <= 1
         record = json.loads((tmp_path / "out" / "intensity.json").read_text())
-        assert IntensityMap.from_dict(record["cell.png"]) == integer_map("uint16")
+        # dim data (a 12-bit range in a 16-bit file) go to the network by their robust range, zero kept at zero
+        mapping = IntensityMap.from_dict(record["cell.png"])
+        assert mapping.offset == 0 and mapping.scale == pytest.approx(np.percentile(data, 99.9))
 
     def test_float_tiff_in_and_out(self, tmp_path, identity_weights):
         rng = np.random.default_rng(0)

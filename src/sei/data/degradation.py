@@ -16,7 +16,7 @@ import yaml
 from sei.core.errors import SEIError
 from sei.core.files import atomic_write_text
 from sei.io.images import ImageFile, image_tensor, read_image_file, skipped_entries, write_image_file
-from sei.io.intensity import IntensityMap, data_map, integer_map
+from sei.io.intensity import IntensityMap, combined_map, data_map, integer_map
 from sei.io.outputs import FileReport, write_intensity_record
 from sei.physics.spec import DEGRADATION_FILE, PhysicsSpec
 
@@ -33,6 +33,35 @@ def write_degradation_record(folder: str | Path, spec: PhysicsSpec, **details) -
         values["kernel"] = copy.name
     values.pop("operator", None)
     return atomic_write_text(folder / DEGRADATION_FILE, yaml.safe_dump({**values, **details}, sort_keys=False))
+
+
+def files_intensity(paths: Sequence[Path], max_pixels: int | None = None) -> IntensityMap | None:
+    """One map for a set of integer files that are dim (:mod:`sei.io.intensity`): the robust range of all their
+    pages, so that one noise level and one photon gain hold for every file. ``None`` when the files are float,
+    mixed, or fill their dtype's range (each file's own map is then the same as the set's, or its float range).
+    Unreadable files are left out (they fail where they are used)."""
+    maps = []
+    for path in paths:
+        try:
+            maps.append(data_map(read_image_file(path, max_pixels).pages, str(path)))
+        except SEIError:
+            continue
+    combined = combined_map(maps)
+    if combined is None or not combined.is_integer or combined == integer_map(combined.dtype):
+        return None
+    return combined
+
+
+def recorded_intensity(folder: str | Path) -> IntensityMap | None:
+    """The map ``sei degrade`` wrote a folder's dim integer measurements with (``intensity`` in its
+    ``degradation.yaml``), in whose units the record's noise level and gain are; ``None`` if it records none."""
+    path = Path(folder) / DEGRADATION_FILE
+    if not path.is_file():
+        return None
+    from sei.core.files import read_yaml_mapping
+
+    values = read_yaml_mapping(path, DEGRADATION_FILE).get("intensity")
+    return IntensityMap.from_dict(values) if isinstance(values, dict) else None
 
 
 def _measured_page(physics: torch.nn.Module, spec: PhysicsSpec, image: torch.Tensor, resize: int | None,
@@ -56,7 +85,8 @@ def _measured_page(physics: torch.nn.Module, spec: PhysicsSpec, image: torch.Ten
 
 
 def degrade_file(physics: torch.nn.Module, spec: PhysicsSpec, source: Path, target: Path, seed: int, index: int,
-                 resize: int | None = None, bits: int | None = None, max_pixels: int | None = None) -> IntensityMap:
+                 resize: int | None = None, bits: int | None = None, max_pixels: int | None = None,
+                 intensity: IntensityMap | None = None) -> IntensityMap:
     """Write the measurement ``A x + e`` of every page of ``source`` to ``target``, in the input's dtype and units.
 
     The file goes to the network's units by its map (:func:`sei.io.intensity.data_map`: 8- and 16-bit data by
@@ -66,13 +96,15 @@ def degrade_file(physics: torch.nn.Module, spec: PhysicsSpec, source: Path, targ
     stack's pages); a TIFF's resolution (pixels per unit) shrinks with the super-resolution factor.
 
     :param bits: 8 or 16 bits of the network's [0, 1] instead of the input's dtype and units.
+    :param intensity: the set's map (:func:`files_intensity`), used for files of its dtype.
     :return: the map of the file written (data units <-> network units).
     :raises SEIError: for a file that cannot be read, mapped, measured or written.
     """
     from sei.core.rng import make_generator
 
     file = read_image_file(source, max_pixels)
-    into = data_map(file.pages, str(source))
+    into = intensity if intensity is not None and intensity.dtype == file.dtype.name else data_map(file.pages,
+                                                                                                     str(source))
     out = into if bits is None else integer_map(f"uint{bits}")
     pages = []
     for page_index, page in enumerate(file.pages):
@@ -89,7 +121,8 @@ def degrade_file(physics: torch.nn.Module, spec: PhysicsSpec, source: Path, targ
 
 
 def degrade_files(spec: PhysicsSpec, pairs: Sequence[tuple[Path, Path]], seed: int = 0, resize: int | None = None,
-                  bits: int | None = None, progress: bool = True, max_pixels: int | None = None) -> FileReport:
+                  bits: int | None = None, progress: bool = True, max_pixels: int | None = None,
+                  intensity: IntensityMap | None = None) -> FileReport:
     """Write the measurement of each input file to its output file (:func:`degrade_file`); a file that fails is
     recorded in the report (with the reason) and the others go on.
 
@@ -97,6 +130,7 @@ def degrade_files(spec: PhysicsSpec, pairs: Sequence[tuple[Path, Path]], seed: i
 
     :param bits: ``None`` to write each file in its input's dtype and units, 8 or 16 for that many bits of the
         network's [0, 1].
+    :param intensity: one map for the files of its dtype (:func:`files_intensity` of dim integer files).
     """
     from tqdm.auto import tqdm
 
@@ -105,7 +139,7 @@ def degrade_files(spec: PhysicsSpec, pairs: Sequence[tuple[Path, Path]], seed: i
     for index, (source, target) in enumerate(tqdm(pairs, desc="degrading", unit="image", disable=not progress)):
         try:
             report.intensity[target] = degrade_file(physics, spec, source, target, seed, index, resize, bits,
-                                                    max_pixels)
+                                                    max_pixels, intensity)
             report.written.append(target)
         except (SEIError, OSError) as error:
             report.failed.append((source, str(error)))
@@ -142,15 +176,18 @@ def degrade(source: str | Path, destination: str | Path, physics: PhysicsSpec | 
     kernel_copy = spec.kernel_copy_target(folder)
     check_replaceable([folder / DEGRADATION_FILE] + ([kernel_copy] if kernel_copy else []), overwrite)
     check_intensity_records([target for _, target in pairs], overwrite)
-    report = degrade_files(spec, pairs, seed, resize, bits, progress, max_pixels)
+    # dim integer files share one map, recorded: the noise level and gain hold in its units for every file
+    intensity = files_intensity([source for source, _ in pairs], max_pixels) if bits is None else None
+    report = degrade_files(spec, pairs, seed, resize, bits, progress, max_pixels, intensity)
     if source.is_dir():
         report.failed += skipped_entries(source)
     if not report.written:
         raise ImageError(f"no image could be degraded ({report.failures()})")
     try:
         write_intensity_record(report)
+        details = {"intensity": intensity.to_dict()} if intensity is not None else {}
         write_degradation_record(folder, spec, seed=seed, resize=resize, bits=bits or "input's",
-                                 images=len(report.written))
+                                 images=len(report.written), **details)
     except SEIError as error:  # a full disk: reported beside the files that failed, which are named too
         report.failed.append((folder, str(error)))
     return spec, report, folder

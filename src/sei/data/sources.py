@@ -35,7 +35,7 @@ from sei.io.download import RemoteFile, fetch
 from sei.data.photos import PHOTO_PACKAGES
 from sei.data.preprocess import resize_shorter_side
 from sei.core.errors import ConfigError, ImageError, ResourceUnavailableError, UnknownNameError
-from sei.io.intensity import IntensityMap, float_map, integer_map
+from sei.io.intensity import IntensityMap, float_map, integer_map, integer_set_map
 from sei.io.images import image_tensor, list_images, read_image_file, skipped_entries
 
 __all__ = ["CT_FILE", "DIV2K_FILES", "NAMED_DATASETS", "PAPER_SHORTER_SIDE", "SAMPLE_SPLITS", "SCIKIT_LEARN_PHOTOS",
@@ -118,8 +118,8 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
                 progress: bool = False, intensity: IntensityMap | None = None,
                 max_pixels: int | None = None) -> ImageSet:
     """Read files into an :class:`ImageSet` in network units (:mod:`sei.io.intensity`): integer files by their dtype's
-    full range, float files by one robust range for the whole set (or ``intensity``, the map a run recorded), so
-    that one noise level holds for every image. A stack contributes each page as an image (``name_0000`` ...).
+    full range (dim ones by the set's robust range), float files by one robust range for the whole set (or
+    ``intensity``, the map a run recorded, of the same dtype), so that one noise level holds for every image. A stack contributes each page as an image (``name_0000`` ...).
 
     :raises ImageError: when no file is readable (a set mixing float and integer files is warned about: the two
         maps need not share a scale).
@@ -143,15 +143,22 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
     if floats and len(floats) < len(pages):  # each kind keeps its own map; only the user can say how they relate
         _log.warning("%s mixes float and integer image files: the floats are mapped by their own range, the integers "
                     "by their dtype's, so their intensities may not share a scale (convert them to one type)", set_name)
+    floats_map = None
     if floats:
-        set_map = intensity if intensity is not None else float_map(floats, np.float32, set_name)
-    else:
-        dtypes = {page.dtype.name for page in pages}
-        set_map = integer_map(dtypes.pop()) if len(dtypes) == 1 else None  # mixed 8/16 bits: each its full range
+        floats_map = intensity if intensity is not None and not intensity.is_integer else float_map(
+            floats, np.float32, set_name)
+    integers = [page for page in pages if not np.issubdtype(page.dtype, np.floating)]
+    dtypes = {page.dtype.name for page in integers}
+    integers_map = None  # mixed 8/16 bits: each its full range
+    if len(dtypes) == 1:
+        dtype = dtypes.pop()
+        recorded = intensity is not None and intensity.dtype == dtype
+        integers_map = intensity if recorded else integer_set_map(integers, dtype, set_name)
+    set_map = floats_map if floats else integers_map
     images = []
     for page in pages:
         is_float = np.issubdtype(page.dtype, np.floating)
-        mapped = (set_map if is_float else integer_map(page.dtype)).to_network(page)
+        mapped = (floats_map if is_float else integers_map or integer_map(page.dtype)).to_network(page)
         image = image_tensor(mapped, 3, set_name)
         images.append(resize_shorter_side(image, resize, set_name, max_pixels) if resize else image)
     return ImageSet(set_name, names, images, ground_truth, skipped, set_map)
@@ -300,7 +307,8 @@ def load_image_set(
         none on folders.
     :param strict: fail on an unreadable file instead of skipping it (skipped files are always named in a
         warning).
-    :param intensity: for folders of float files: the map to use (a run's record) instead of the set's own range.
+    :param intensity: for folders: the map to use (a run's or ``sei degrade``'s record) instead of the set's own,
+        for files of its kind (float files; integer files of its dtype).
     :param max_pixels: for folders: the most pixels one file may hold (:func:`sei.io.images.check_pixel_count`).
     :raises UnknownNameError: for a name that is neither a dataset nor an existing folder.
     :raises ImageError: for a folder of measurements, or a name written as a path, that does not exist.

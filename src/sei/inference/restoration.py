@@ -50,10 +50,13 @@ def restore_image(reconstruct: Callable[[torch.Tensor], torch.Tensor], image: to
 
 
 def file_intensity(file: ImageFile, recorded: IntensityMap | None = None, name: str = "image") -> IntensityMap:
-    """The map of one file to network units: its dtype's full range for integers; for floats the ``recorded``
-    map (the network's training set), in the file's own dtype, else the robust range of the file's pages."""
+    """The map of one file to network units: the ``recorded`` map (the network's training set) when it is of the
+    file's kind (float for float files, in the file's own dtype; the same dtype for integer files), else the file's
+    own (:func:`sei.io.intensity.data_map`: its dtype's full range, or its robust range for floats and dim integers)."""
     if recorded is not None and np.issubdtype(file.dtype, np.floating) and not recorded.is_integer:
         return dataclasses.replace(recorded, dtype=file.dtype.name)
+    if recorded is not None and recorded.dtype == file.dtype.name:
+        return recorded
     return data_map(file.pages, name)
 
 
@@ -221,6 +224,11 @@ def restore(source: str | Path, destination: str | Path, model_kind: str = "netw
     # float data go through the map the network was trained with, when its run recorded one
     run = network.run_config if network is not None else None
     recorded = IntensityMap.from_dict(run.data.intensity) if run is not None and run.data.intensity else None
+    if recorded is None:  # dim integer inputs share one map: the one sei degrade recorded, else their set's
+        from sei.data.degradation import files_intensity, recorded_intensity
+
+        folder = Path(source) if Path(source).is_dir() else Path(source).parent
+        recorded = recorded_intensity(folder) or files_intensity([path for path, _ in pairs], max_pixels)
     estimated = None
     if spec is not None and spec.needs_estimate:
         spec, estimated = estimate_inputs_noise(spec, [path for path, _ in pairs], recorded, max_pixels)

@@ -25,9 +25,16 @@ def read_training_folder(config: ExperimentConfig) -> ImageSet | None:
     data = config.data
     if data.kind == "clean" and str(data.dataset).strip().lower() in NAMED_DATASETS:
         return None
+    from pathlib import Path
+
+    from sei.data.degradation import recorded_intensity
+
+    folder = Path(data.dataset)
+    # measurements that sei degrade wrote with a set's map are read with it: their recorded noise is in its units
+    intensity = recorded_intensity(folder) if data.kind == "measurements" and folder.is_dir() else None
     return load_image_set(data.dataset, "train", data.datasets_dir, False, ground_truth=data.kind == "clean",
                           resize=data.resize, progress=config.train.progress, strict=data.strict,
-                          max_pixels=data.max_pixels)
+                          max_pixels=data.max_pixels, intensity=intensity)
 
 
 def check_crop_fits(config: ExperimentConfig, images: ImageSet | None) -> None:
