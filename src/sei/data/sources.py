@@ -119,7 +119,8 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
                 max_pixels: int | None = None) -> ImageSet:
     """Read files into an :class:`ImageSet` in network units (:mod:`sei.io.intensity`): integer files by their dtype's
     full range (dim ones by the set's robust range), float files by one robust range for the whole set (or
-    ``intensity``, the map a run recorded, of the same dtype), so that one noise level holds for every image. A stack contributes each page as an image (``name_0000`` ...).
+    ``intensity``, the map a run recorded, of the same kind), so that one noise level holds for every image. A stack
+    contributes each page as an image (``name_0000`` ...).
 
     :raises ImageError: when no file is readable (a set mixing float and integer files is warned about: the two
         maps need not share a scale).

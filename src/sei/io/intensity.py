@@ -152,13 +152,34 @@ def integer_set_map(arrays: Sequence[np.ndarray], dtype: str | np.dtype | None =
     full = integer_map(dtype if dtype is not None else arrays[0].dtype)
     if not arrays:
         return full
-    high = max(float(np.percentile(a, HIGH_PERCENTILE)) for a in arrays)
+    low, high = _percentile_range(arrays)
     if high - full.offset >= DIM_FRACTION * full.scale:
         return full
     try:
-        return float_map(arrays, full.dtype, name)
+        return _robust_map(low, high, full.dtype, name)
     except IntensityError:  # nearly empty (the 99.9th percentile at zero): no robust range, the dtype's
         return full
+
+
+def _percentile_range(arrays: Sequence[np.ndarray]) -> tuple[float, float]:
+    """The lowest ``LOW_PERCENTILE`` and the highest ``HIGH_PERCENTILE`` over ``arrays``."""
+    low = min(float(np.percentile(a, LOW_PERCENTILE)) for a in arrays)
+    high = max(float(np.percentile(a, HIGH_PERCENTILE)) for a in arrays)
+    return low, high
+
+
+def _robust_map(low: float, high: float, dtype: str | np.dtype, name: str) -> IntensityMap:
+    """``offset = min(low, 0)``, ``scale = high - offset``.
+
+    :raises IntensityError: when that range is empty or not finite.
+    """
+    offset = min(low, 0.0)
+    scale = high - offset
+    if not (np.isfinite(scale) and scale > 0):
+        raise IntensityError(f"{name}: float data from {low:g} to {high:g} have no positive range to map onto the "
+                             "network's [0, 1] (a constant image at zero or below); such an image has nothing to "
+                             "restore or learn from")
+    return IntensityMap(offset, scale, check_dtype(dtype))
 
 
 def float_map(arrays: Sequence[np.ndarray], dtype: str | np.dtype | None = None, name: str = "the data") -> IntensityMap:
@@ -172,15 +193,7 @@ def float_map(arrays: Sequence[np.ndarray], dtype: str | np.dtype | None = None,
     """
     if not arrays:
         raise IntensityError(f"{name}: no data to measure an intensity range on")
-    low = min(float(np.percentile(a, LOW_PERCENTILE)) for a in arrays)
-    high = max(float(np.percentile(a, HIGH_PERCENTILE)) for a in arrays)
-    offset = min(low, 0.0)
-    scale = high - offset
-    if not (np.isfinite(scale) and scale > 0):
-        raise IntensityError(f"{name}: float data from {low:g} to {high:g} have no positive range to map onto the "
-                             "network's [0, 1] (a constant image at zero or below); such an image has nothing to "
-                             "restore or learn from")
-    return IntensityMap(offset, scale, check_dtype(dtype if dtype is not None else arrays[0].dtype))
+    return _robust_map(*_percentile_range(arrays), dtype if dtype is not None else arrays[0].dtype, name)
 
 
 def data_map(arrays: Sequence[np.ndarray], name: str = "the data") -> IntensityMap:

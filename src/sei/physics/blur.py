@@ -18,7 +18,8 @@ image by ``m`` pixels (the kernel's radius) as ``F.pad`` does, blur that circula
 ``A = C P``, with ``P`` the padding and ``C`` the crop, so no pixel mixes with the opposite border; the adjoint is
 ``A^T = P^T K^T C^T`` (``C^T`` pads with zeros, ``P^T`` folds the added rows and columns back onto those they
 copy). Without the FFT diagonalisation the pseudo-inverse and the proximal operator are solved by conjugate
-gradients with implicit gradients (:mod:`sei.physics.solvers`), and the Wiener inverse is taken on the image extended by the same model.
+gradients with implicit gradients (:mod:`sei.physics.solvers`), and the Wiener inverse is taken on the image
+extended by the same model.
 """
 
 from __future__ import annotations
@@ -36,10 +37,6 @@ from sei.physics.solvers import tikhonov_solve
 
 __all__ = ["BOUNDARIES", "boundary_pad", "boundary_pad_adjoint", "centred_kernel", "FFTBlur", "laplacian_power",
            "transfer_function"]
-
-# BOUNDARIES, FFTBlur's boundary models (circular, the paper's, and two extensions that do not wrap: F.pad's modes),
-# are sei.core.defaults' (imported above: help texts quote them without importing torch).
-
 
 def _pad_axis_adjoint(v: torch.Tensor, margin: int, mode: str, axis: int) -> torch.Tensor:
     """The adjoint of padding one axis of a tensor by ``margin`` at each end with ``mode``: ``v``'s centre, plus
@@ -235,10 +232,9 @@ class FFTBlur(SEILinearPhysics):
         conjugate gradients to the dtype's accuracy otherwise (:func:`sei.physics.solvers.tikhonov_solve`)."""
         check_image_batch(z, "z")
         check_image_batch(y, "y")
-        if not self.periodic:
-            dtype = compute_dtype(y)
-            return tikhonov_solve(z.to(dtype), y.to(dtype), gamma, self.A, self.A_adjoint)
         dtype = compute_dtype(y)
+        if not self.periodic:
+            return tikhonov_solve(z.to(dtype), y.to(dtype), gamma, self.A, self.A_adjoint)
         height, width = y.shape[-2:]
         k = self.transfer(height, width, dtype, y.device)
         numerator = torch.fft.rfft2(z.to(dtype)) + gamma * torch.conj(k) * torch.fft.rfft2(y.to(dtype))

@@ -141,8 +141,11 @@ class RichardsonLucy(nn.Module):
         y = y.float()
         self._check_size(y)
         shift = self.sigma**2 / self.gain if self.gain > 0 else 0.0
+        shifted = (y + shift).clamp(min=0)
         normaliser = self.physics.A_adjoint(torch.ones_like(y)).clamp(min=POSITIVE_FLOOR)
-        x = self._start(y, normaliser)
+        # a flat start at the measurements' mean: positive everywhere, and no structure RL would have to undo
+        mean = y.clamp(min=0).flatten(1).mean(1).clamp(min=POSITIVE_FLOOR).view(-1, 1, 1, 1)
+        x = mean * torch.ones_like(normaliser)
         active = torch.ones(y.shape[0], dtype=torch.bool, device=y.device)
         stopped_at = torch.full((y.shape[0],), self.iterations, dtype=torch.long)
         for iteration in range(self.iterations):
@@ -154,22 +157,12 @@ class RichardsonLucy(nn.Module):
                 active &= ~done
                 if not bool(active.any()):
                     break
-            x = torch.where(active.view(-1, 1, 1, 1), self._update(x, blurred, y, shift, normaliser), x)
+            ratio = shifted / (blurred + shift).clamp(min=POSITIVE_FLOOR)
+            denominator = normaliser
+            if self.tv_weight > 0:
+                denominator = (normaliser + self.tv_weight * tv_subgradient(x)).clamp(min=POSITIVE_FLOOR)
+            update = (x * self.physics.A_adjoint(ratio) / denominator).clamp(min=POSITIVE_FLOOR)
+            keep = active.view(-1, 1, 1, 1)
+            x = torch.where(keep, update, x)
         self.stopped_at = stopped_at
         return x
-
-    @staticmethod
-    def _start(y: torch.Tensor, normaliser: torch.Tensor) -> torch.Tensor:
-        """A flat start at the measurements' mean: positive everywhere, and no structure RL would have to undo."""
-        mean = y.clamp(min=0).flatten(1).mean(1).clamp(min=POSITIVE_FLOOR).view(-1, 1, 1, 1)
-        return mean * torch.ones_like(normaliser)
-
-    def _update(self, x: torch.Tensor, blurred: torch.Tensor, y: torch.Tensor, shift: float,
-                normaliser: torch.Tensor) -> torch.Tensor:
-        """One RL (or RL-TV) step from ``x``, whose blur is ``blurred``."""
-        ratio = (y + shift).clamp(min=0) / (blurred + shift).clamp(min=POSITIVE_FLOOR)
-        denominator = normaliser
-        if self.tv_weight > 0:
-            denominator = (normaliser + self.tv_weight * tv_subgradient(x)).clamp(min=POSITIVE_FLOOR)
-        return (x * self.physics.A_adjoint(ratio) / denominator).clamp(min=POSITIVE_FLOOR)
-
