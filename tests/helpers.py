@@ -30,7 +30,8 @@ OPERATOR_EXAMPLES = {
              dict(task="deblurring", kernel=ASYMMETRIC, padding="replicate")],
     "bicubic": [dict(task="sr", sr_factor=2), dict(task="sr", sr_factor=3)],
     "blur-decimate": [dict(task="sr", sr_factor=2, kernel="Gaussian_R1"),
-                      dict(task="sr", sr_factor=3, kernel=ASYMMETRIC)],
+                      dict(task="sr", sr_factor=3, kernel=ASYMMETRIC),
+                      dict(task="sr", sr_factor=2, kernel="Gaussian_R1", padding="reflect")],
 }
 
 

@@ -8,6 +8,7 @@ import torch
 
 from sei.core.errors import ConfigError, ShapeError
 from sei.physics import BlurDownsampling, FFTBlur, make_physics, physics_margin
+from sei.physics.spec import PhysicsSpec
 
 
 def _inner(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -55,3 +56,25 @@ class TestExceptions:
     def test_bad_factor(self, factor):
         with pytest.raises(ConfigError, match="factor"):
             BlurDownsampling("Box_R2", factor)
+
+
+class TestBoundaryModels:
+    """Super-resolution of a field of view that does not wrap: the blur's boundary model, then decimation."""
+
+    @pytest.mark.parametrize("boundary", ["reflect", "replicate"])
+    def test_forward_is_the_blur_with_the_boundary_then_every_rth_pixel(self, boundary):
+        op = BlurDownsampling("Gaussian_R1", 2, boundary=boundary)
+        x = torch.rand(2, 1, 24, 30, dtype=torch.float64)
+        assert torch.allclose(op.A(x), FFTBlur("Gaussian_R1", boundary=boundary).A(x)[..., ::2, ::2])
+        assert op.boundary == boundary and not op.periodic and f"boundary='{boundary}'" in repr(op)
+
+    def test_the_spec_builds_it_and_the_right_model_removes_the_edge_error(self, natural_image):
+        from test_blur import band_and_interior_error
+
+        x = natural_image[None, :1, :96, :96].double()
+        y = PhysicsSpec(task="sr", sr_factor=2, kernel="Gaussian_R2", padding="reflect").build().A(x)
+        errors = {boundary: band_and_interior_error(
+            BlurDownsampling("Gaussian_R2", 2, boundary=boundary).wiener(y, 1e-3), x, 16)
+            for boundary in ("circular", "reflect")}
+        assert errors["reflect"][0] < 0.5 * errors["circular"][0]  # the edge ringing is gone
+        assert errors["reflect"][1] <= 1.05 * errors["circular"][1]  # and the interior loses nothing

@@ -175,7 +175,7 @@ class TestNoSilentOperator:
         assert (tmp_path / "rl" / "camera.png").is_file()
         # an operator without the model refuses it in one line
         assert main(["restore", str(folder), str(tmp_path / "sr"), "--model-kind", "bicubic", "--task", "sr",
-                     "--sr-factor", "2", "--boundary", "reflect", "--quiet"]) == 2
+                     "--sr-factor", "2", "--boundary", "reflect", "--quiet"]) == 2  # bicubic defines its own
         assert "has no 'reflect' boundary model" in capsys.readouterr().err
 
     def test_a_baseline_without_an_operator_is_refused(self, tmp_path, capsys):

@@ -90,7 +90,7 @@ def _bicubic(spec, noise) -> SEILinearPhysics:
 def _blur_decimate(spec, noise) -> SEILinearPhysics:
     from sei.physics.blur_downsampling import BlurDownsampling
 
-    return BlurDownsampling(spec.kernel, spec.sr_factor, noise_model=noise)
+    return BlurDownsampling(spec.kernel, spec.sr_factor, noise_model=noise, boundary=spec.padding)
 
 
 OPERATORS: dict[str, OperatorKind] = {
@@ -104,8 +104,9 @@ OPERATORS: dict[str, OperatorKind] = {
                      _bicubic, baselines=tuple(b for b in ALL_BASELINES if b not in ("bm3d", "richardson-lucy")),
                      periodic=False),
         OperatorKind("blur-decimate", "sr", frozenset({"kernel", "sr_factor"}),
-                     "circular blur by a PSF, then every r-th pixel kept (super-resolution as optics make it)",
-                     _blur_decimate, baselines=tuple(b for b in ALL_BASELINES if b != "bm3d")),
+                     "blur by a PSF with a circular, reflecting or replicating boundary, then every r-th pixel kept "
+                     "(super-resolution as optics make it)",
+                     _blur_decimate, baselines=tuple(b for b in ALL_BASELINES if b != "bm3d"), boundaries=BOUNDARIES),
     )
 }
 
