@@ -124,6 +124,7 @@ class TestResolve:
         ({"data.kind": "noisy"}, ConfigError),
         ({"train.lr_final_factor": 0}, ConfigError),
         ({"train.compile": "fastest"}, ConfigError),
+        ({"data.crop_sampling": "random"}, UnknownNameError),
     ])
     def test_errors(self, overrides, error):
         with pytest.raises(error):
@@ -154,7 +155,7 @@ class TestCompatibility:
 
         text = (Path(__file__).parent / "data" / "config_before_renovation.yaml").read_text()
         written = yaml.safe_load(from_dict(yaml.safe_load(text)).to_yaml())
-        added_since = {"data": {"max_pixels": None}, "train": {"time": None}}  # added after the file, at their defaults
+        added_since = {"data": {"max_pixels": None, "crop_sampling": "uniform"}, "train": {"time": None}}  # added after the file, at their defaults
         for section, values in added_since.items():
             assert {key: written[section].pop(key) for key in values} == values
         assert yaml.safe_dump(written, sort_keys=False) == text

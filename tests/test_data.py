@@ -366,6 +366,36 @@ class TestMeasurements:
         with pytest.raises(ImageTooSmallError, match="--crop-size"):
             CropDataset(measurements, 64)
 
+    def test_signal_sampling_favours_the_bright_structures(self):
+        # a dark 96 x 96 field with one bright 24 x 24 square: uniform crops of 16 rarely touch it
+        field = torch.zeros(1, 96, 96)
+        field[:, 60:84, 12:36] = 1.0
+        measurements = MeasurementSet(ImageSet("dark", ["field"], [field], False),
+                                      make_physics("deblurring", kernel="Box_R2"))
+        def on_signal(sampling):
+            dataset = CropDataset(measurements, 16, samples_per_epoch=400, sampling=sampling)
+            crops = [dataset[(0, k)]["y"] for k in range(400)]
+            assert all(crop.shape == (1, 16, 16) for crop in crops)
+            return sum(crop.sum().item() > 0 for crop in crops) / len(crops)
+        uniform, signal = on_signal("uniform"), on_signal("signal")
+        assert uniform < 0.25
+        # half the crops follow the signal (all touching it) and the other half stay uniform
+        assert signal > 0.5 + uniform / 2 - 0.1
+        dataset = CropDataset(measurements, 16, seed=5, sampling="signal")
+        assert torch.equal(dataset[(2, 0)]["y"], CropDataset(measurements, 16, seed=5, sampling="signal")[(2, 0)]["y"])
+
+    def test_signal_sampling_of_a_flat_image_is_uniform(self):
+        measurements = MeasurementSet(ImageSet("flat", ["f"], [torch.ones(1, 40, 40)], False),
+                                      make_physics("sr", sr_factor=2))
+        dataset = CropDataset(measurements, 16, sampling="signal")
+        assert dataset.weights[0].sum() == 0
+        assert dataset[(0, 0)]["y"].shape == (1, 16, 16)
+
+    def test_unknown_crop_sampling(self):
+        measurements = MeasurementSet(tiny_set([(30, 30)], ground_truth=False), make_physics("sr", sr_factor=2))
+        with pytest.raises(UnknownNameError, match="crop sampling 'random'"):
+            CropDataset(measurements, 16, sampling="random")
+
     def test_measurement_only_items_have_no_target(self):
         measurements = MeasurementSet(tiny_set([(30, 30)], ground_truth=False), make_physics("sr", sr_factor=2))
         assert not measurements.has_ground_truth

@@ -9,6 +9,7 @@ from sei.cli.options import (
     _non_negative_int, _positive_int, add_data_options, add_device_option, add_physics_options, config_default, lazy,
     method_help, option, overrides, physics_given,
 )
+from sei.core.defaults import CROP_SAMPLINGS
 
 __all__ = ["EPILOG", "add_parser", "quiet_lightning", "run_command"]
 
@@ -66,6 +67,9 @@ def add_parser(subparsers) -> None:
     option(budget, "--batch-size", "--batch_size", dest="data.batch_size", type=_positive_int, help=lazy(lambda: f"default {config_default('data.batch_size')}"))
     option(budget, "--crop-size", "--crop_size", dest="data.crop_size", type=_positive_int,
            help=lazy(lambda: f"measurement crop size in pixels (default {config_default('data.crop_size')})"))
+    option(budget, "--crop-sampling", dest="data.crop_sampling", choices=CROP_SAMPLINGS,
+           help="where crops are drawn: uniform (default), or signal (half of them weighted by the crop's mean above "
+                "the image's background: for sparse bright structures on a dark field)")
     option(budget, "--samples-per-epoch", dest="data.samples_per_epoch", type=_positive_int,
            help="crops per epoch (default: one per image)")
     option(budget, "--epochs", dest="train.epochs", type=_positive_int,

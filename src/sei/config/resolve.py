@@ -25,8 +25,9 @@ from sei.config import recipe
 from sei.config.schema import DataConfig, ExperimentConfig, TrainConfig, from_flat, load_config
 from sei.config.sources import initial_network
 from sei.core.checks import is_count, is_positive_number
+from sei.core.defaults import CROP_SAMPLINGS
 from sei.core.devices import torch_device, training_processes
-from sei.core.errors import ConfigError, MissingGroundTruthError
+from sei.core.errors import ConfigError, MissingGroundTruthError, UnknownNameError
 from sei.core.units import duration_text, parse_duration, plural
 from sei.losses.registry import canonical_method, method_entry
 from sei.physics.spec import DEFAULT_KERNEL, PhysicsSpec, read_degradation_spec, resolve_spec
@@ -71,7 +72,8 @@ def resolve_physics(physics: PhysicsSpec, data: DataConfig) -> PhysicsSpec:
 
 
 def check_data_settings(data: DataConfig) -> None:
-    """Check a :class:`~sei.config.schema.DataConfig`'s counts (batch and crop size, workers, pixel limit).
+    """Check a :class:`~sei.config.schema.DataConfig`'s counts (batch and crop size, workers, pixel limit) and crop
+    sampling.
 
     :raises ConfigError: naming the setting, the value and what is valid.
     """
@@ -81,6 +83,8 @@ def check_data_settings(data: DataConfig) -> None:
         optional = name in ("num_workers", "samples_per_epoch", "max_pixels", "val_max_images")
         if not (optional and value is None) and not is_count(value, minimum):
             raise ConfigError(f"data.{name} must be an integer >= {minimum}, got {value!r}")
+    if data.crop_sampling not in CROP_SAMPLINGS:
+        raise UnknownNameError("crop sampling", data.crop_sampling, CROP_SAMPLINGS)
 
 
 def check_train_settings(train: TrainConfig) -> None:

@@ -33,7 +33,8 @@ from typing import Any
 import yaml
 
 # the defaults help texts quote live in sei.core.defaults, which `sei train --help` reads without importing torch
-from sei.core.defaults import BATCH_SIZE, CHECKPOINT_EVERY, CHECKPOINT_KEEP, CROP_SIZE, DATASETS_DIR, SEED
+from sei.core.defaults import (BATCH_SIZE, CHECKPOINT_EVERY, CHECKPOINT_KEEP, CROP_SAMPLINGS, CROP_SIZE, DATASETS_DIR,
+                               SEED)
 from sei.core.errors import ConfigError
 from sei.core.files import read_yaml_mapping
 from sei.losses.equivariance import DEFAULT_ALPHA
@@ -66,6 +67,7 @@ class DataConfig(_Section):
     download: bool = False
     resize: Any = "auto"  # shorter side in px, null to keep, "auto": 256 for named datasets
     crop_size: int = CROP_SIZE
+    crop_sampling: str = CROP_SAMPLINGS[0]  # where crops are drawn (sei.data.pairs.CropDataset)
     batch_size: int = BATCH_SIZE
     samples_per_epoch: int | None = None  # default: one crop per image (at least 25 batches for step budgets)
     num_workers: int | None = None  # default: 0 on CPU, up to 8 on GPU

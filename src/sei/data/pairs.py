@@ -18,12 +18,17 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from sei.data.sources import ImageSet
-from sei.core.errors import ImageTooSmallError, ShapeError
+from sei.core.defaults import CROP_SAMPLINGS
+from sei.core.errors import ImageTooSmallError, ShapeError, UnknownNameError
 from sei.physics.base import physics_upscale
 from sei.physics.noise import measure
 from sei.core.rng import make_generator
 
-__all__ = ["CropDataset", "EpochSampler", "FullImageDataset", "MeasurementSet"]
+__all__ = ["CropDataset", "EpochSampler", "FullImageDataset", "MeasurementSet", "SIGNAL_SHARE", "signal_crop_weights"]
+
+# The share of "signal" crops drawn by the crops' signal; the rest stays uniform, so that the network still sees
+# the background it must leave dark.
+SIGNAL_SHARE = 0.5
 
 
 class MeasurementSet:
@@ -65,6 +70,28 @@ class MeasurementSet:
         return len(self.measurements)
 
 
+def signal_crop_weights(y: torch.Tensor, crop_size: int, stride: int) -> torch.Tensor:
+    r"""How much signal each crop of a measurement holds: the crop's mean above the image's background.
+
+    .. math:: w(p) = \max\big(\bar y_p - \min_q \bar y_q,\ 0\big)
+
+    where :math:`\bar y_p` is the channel-averaged mean of the ``crop_size`` crop whose top-left corner is grid
+    point :math:`p` (every ``stride`` pixels): the darkest crop is the background. A flat image has no signal
+    anywhere (all weights zero).
+
+    :param y: ``(C, h, w)`` measurement, ``h, w >= crop_size``.
+    :return: ``((h - c) // stride + 1, (w - c) // stride + 1)`` non-negative weights.
+
+    >>> y = torch.zeros(1, 16, 16); y[:, 8:, 8:] = 1.0
+    >>> signal_crop_weights(y, 8, 4)
+    tensor([[0.0000, 0.0000, 0.0000],
+            [0.0000, 0.2500, 0.5000],
+            [0.0000, 0.5000, 1.0000]])
+    """
+    means = torch.nn.functional.avg_pool2d(y.float().mean(0)[None, None], crop_size, stride)[0, 0]
+    return (means - means.min()).clamp(min=0)
+
+
 class CropDataset(Dataset):
     """Random crops of a :class:`MeasurementSet`, addressed by ``(epoch, sample)`` keys.
 
@@ -72,13 +99,20 @@ class CropDataset(Dataset):
     defaults to ``N`` (one crop per image per epoch, as in the paper), and to at least ``minimum_samples``. Images smaller than the crop are
     left out with a warning.
 
+    ``sampling="uniform"`` draws every position alike; ``"signal"`` draws a crop with probability
+    :data:`SIGNAL_SHARE` from a grid (every ``crop_size // 8`` pixels) weighted by :func:`signal_crop_weights`, then
+    jittered within its grid cell, and otherwise uniformly: for sparse structures on a dark field, on which uniform
+    crops spend most steps (it measured no gain on fluorescence images of which a fifth to a half is structure).
+
     :return: items ``{"y": (C, c, c)}`` plus ``"x": (C, c r, c r)`` when the set has ground truth.
     """
 
     def __init__(self, measurements: MeasurementSet, crop_size: int, seed: int = 0,
-                 samples_per_epoch: int | None = None, minimum_samples: int = 0) -> None:
+                 samples_per_epoch: int | None = None, minimum_samples: int = 0, sampling: str = "uniform") -> None:
         if crop_size < 1:
             raise ShapeError(f"crop size must be positive, got {crop_size}")
+        if sampling not in CROP_SAMPLINGS:
+            raise UnknownNameError("crop sampling", sampling, CROP_SAMPLINGS)
         self.data = measurements
         self.crop_size = crop_size
         self.seed = seed
@@ -94,6 +128,11 @@ class CropDataset(Dataset):
             warnings.warn(f"{len(too_small)} image(s) of {measurements.name} are smaller than the "
                           f"{crop_size}x{crop_size} crop and are left out: {', '.join(too_small[:5])}", stacklevel=2)
         self.samples_per_epoch = samples_per_epoch or max(len(self.usable), minimum_samples)
+        self.stride = max(1, crop_size // 8)
+        self.weights = None
+        if sampling == "signal":
+            self.weights = {i: signal_crop_weights(measurements.measurements[i], crop_size, self.stride).flatten()
+                            for i in self.usable}
 
     def __len__(self) -> int:
         return self.samples_per_epoch
@@ -103,13 +142,26 @@ class CropDataset(Dataset):
         index = self.usable[sample % len(self.usable)]
         y = self.data.measurements[index]
         generator = make_generator(self.seed, "crop", epoch, sample)
-        top = int(torch.randint(0, y.shape[-2] - self.crop_size + 1, (1,), generator=generator))
-        left = int(torch.randint(0, y.shape[-1] - self.crop_size + 1, (1,), generator=generator))
+        top, left = self._position(index, y.shape[-2:], generator)
         item = {"y": y[:, top:top + self.crop_size, left:left + self.crop_size]}
         if self.data.has_ground_truth:
             r, size = self.data.upscale, self.crop_size * self.data.upscale
             item["x"] = self.data.targets[index][:, top * r:top * r + size, left * r:left * r + size]
         return item
+
+    def _position(self, index: int, shape: torch.Size, generator: torch.Generator) -> tuple[int, int]:
+        """The top-left corner of a crop of image ``index`` (``shape``: its height and width)."""
+        last_top, last_left = shape[0] - self.crop_size, shape[1] - self.crop_size
+        weights = None if self.weights is None else self.weights[index]
+        if weights is not None and weights.sum() > 0 and float(torch.rand((), generator=generator)) < SIGNAL_SHARE:
+            cell = int(torch.multinomial(weights, 1, generator=generator))
+            columns = last_left // self.stride + 1
+            jitter = torch.randint(0, self.stride, (2,), generator=generator).tolist()
+            return (min((cell // columns) * self.stride + jitter[0], last_top),
+                    min((cell % columns) * self.stride + jitter[1], last_left))
+        top = int(torch.randint(0, last_top + 1, (1,), generator=generator))
+        left = int(torch.randint(0, last_left + 1, (1,), generator=generator))
+        return top, left
 
 
 class EpochSampler(Sampler):

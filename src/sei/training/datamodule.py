@@ -106,7 +106,7 @@ class SEIDataModule(L.LightningDataModule):
         # a step budget on a few images: epochs of at least STEP_BUDGET_EPOCH batches, not one step each
         minimum = STEP_BUDGET_EPOCH * data.batch_size if self.config.train.steps is not None else 0
         self.train_set = CropDataset(measurements, data.crop_size, self.config.train.seed, data.samples_per_epoch,
-                                     minimum)
+                                     minimum, data.crop_sampling)
         if data.val_dataset and self.config.train.val_every:
             val_images = self._load(data.val_dataset, "val", True)
             if data.val_max_images:
