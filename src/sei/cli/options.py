@@ -151,9 +151,9 @@ def add_physics_options(parser: argparse.ArgumentParser, use: str = "train") -> 
     option(group, "--sr-factor", "--sr_factor", dest="physics.sr_factor", type=_positive_int,
            help="super-resolution factor (2, 3, 4)")
     option(group, "--boundary", dest="physics.padding", choices=_boundaries(),
-           help="what lies beyond the image's borders for the blur (alone or before decimation): circular (the opposite border, the paper's "
-                "model and the default), reflect or replicate (a field of view that does not wrap around: "
-                "real microscope and camera images)")
+           help="what lies beyond the image's borders for the blur (alone or before decimation): circular (the "
+                "opposite border, the paper's model and the default), reflect or replicate (a field of view that "
+                "does not wrap around: real microscope and camera images)")
     option(group, "--noise-level", "--noise_level", dest="physics.noise_level", help=lazy(lambda: (
            "Gaussian (read-)noise standard deviation in 8-bit grey levels of the network's range: for 8-bit data "
            "their grey levels; for 16-bit data 255 * counts / 65535 (a noise of 500 counts is 1.95); for float data "

@@ -9,8 +9,8 @@ own module.
 from __future__ import annotations
 
 __all__ = ["BASELINE_DEFAULTS", "BATCH_SIZE", "BOUNDARIES", "CHECKPOINT_EVERY", "CHECKPOINT_KEEP", "CHECKPOINTING",
-           "CONFIG_DEFAULTS", "CROP_SAMPLINGS", "CROP_SIZE", "DATASETS_DIR", "DEFAULT_ALPHA", "DEFAULT_NOISE_LEVEL", "DEMO_STEPS",
-           "MAX_PIXELS", "PAPER_SWINIR", "SEED"]
+           "CONFIG_DEFAULTS", "CROP_SAMPLINGS", "CROP_SIZE", "DATASETS_DIR", "DEFAULT_ALPHA", "DEFAULT_NOISE_LEVEL",
+           "DEMO_STEPS", "MAX_PIXELS", "PAPER_SWINIR", "SEED"]
 
 # -- measurements (sei.physics.spec) ------------------------------------------------------------------------
 # The paper's noise level (grey levels): the one default of every noise level in sei.

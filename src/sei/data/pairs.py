@@ -129,10 +129,12 @@ class CropDataset(Dataset):
                           f"{crop_size}x{crop_size} crop and are left out: {', '.join(too_small[:5])}", stacklevel=2)
         self.samples_per_epoch = samples_per_epoch or max(len(self.usable), minimum_samples)
         self.stride = max(1, crop_size // 8)
-        self.weights = None
+        # per usable image, its crops' signal weights; None where it has none (a flat image: uniform crops)
+        self.weights: dict[int, torch.Tensor | None] = {}
         if sampling == "signal":
-            self.weights = {i: signal_crop_weights(measurements.measurements[i], crop_size, self.stride).flatten()
-                            for i in self.usable}
+            for i in self.usable:
+                weights = signal_crop_weights(measurements.measurements[i], crop_size, self.stride).flatten()
+                self.weights[i] = weights if weights.sum() > 0 else None
 
     def __len__(self) -> int:
         return self.samples_per_epoch
@@ -152,8 +154,8 @@ class CropDataset(Dataset):
     def _position(self, index: int, shape: torch.Size, generator: torch.Generator) -> tuple[int, int]:
         """The top-left corner of a crop of image ``index`` (``shape``: its height and width)."""
         last_top, last_left = shape[0] - self.crop_size, shape[1] - self.crop_size
-        weights = None if self.weights is None else self.weights[index]
-        if weights is not None and weights.sum() > 0 and float(torch.rand((), generator=generator)) < SIGNAL_SHARE:
+        weights = self.weights.get(index)
+        if weights is not None and float(torch.rand((), generator=generator)) < SIGNAL_SHARE:
             cell = int(torch.multinomial(weights, 1, generator=generator))
             columns = last_left // self.stride + 1
             jitter = torch.randint(0, self.stride, (2,), generator=generator).tolist()
