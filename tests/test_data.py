@@ -198,11 +198,13 @@ class TestDebianPackages:
 
 class TestPhotosDataset:
     def test_the_table_is_consistent(self):
-        from sei.data.photos import PHOTO_PACKAGES
+        from sei.data.photos import HELD_OUT_PACKAGES, PHOTO_PACKAGES
 
-        names = [photo.name for package in PHOTO_PACKAGES for photo in package.photos]
+        names = [photo.name for package in PHOTO_PACKAGES + HELD_OUT_PACKAGES for photo in package.photos]
         assert len(names) == len(set(names)) and not set(names) & {n for s in SAMPLE_SPLITS.values() for n in s}
-        for package in PHOTO_PACKAGES:
+        # the held-out photographs come from packages no training set uses
+        assert not {p.folder for p in PHOTO_PACKAGES} & {p.folder for p in HELD_OUT_PACKAGES}
+        for package in PHOTO_PACKAGES + HELD_OUT_PACKAGES:
             assert package.remote.members == tuple(photo.member for photo in package.photos)
             assert package.remote.url.startswith("https://deb.debian.org/") and len(package.remote.md5) == 32
             assert all(photo.credit for photo in package.photos)
@@ -227,6 +229,25 @@ class TestPhotosDataset:
         (tmp_path / "datasets" / "photos" / "pics" / "usr/share/bg/one.png").unlink()
         with pytest.raises(ResourceUnavailableError, match="delete .* and download again"):
             load_image_set("photos", "train", tmp_path / "datasets")
+
+    def test_held_out_photographs_for_evaluation_only(self, tmp_path, monkeypatch):
+        from sei.data.photos import PackagedPhoto, PhotoPackage
+
+        rng = np.random.default_rng(8)
+        deb = make_deb(tmp_path / "server" / "walls_1_all.deb", {"./usr/share/w/a.png": random_png(rng, 300, 500),
+                                                                 "./usr/share/w/b.png": random_png(rng, 512, 300)})
+        package = PhotoPackage(RemoteFile(deb.name, deb.as_uri(), hashlib.md5(deb.read_bytes()).hexdigest(), True,
+                                          members=("usr/share/w/a.png", "usr/share/w/b.png")),
+                               (PackagedPhoto("a", "usr/share/w/a.png", "someone, CC0"),
+                                PackagedPhoto("b", "usr/share/w/b.png", "someone, CC0")))
+        monkeypatch.setattr(sources, "HELD_OUT_PACKAGES", (package,))
+        with pytest.raises(ResourceUnavailableError, match="--download"):
+            load_image_set("photos-test", "val", tmp_path / "datasets")
+        test = load_image_set("photos-test", "val", tmp_path / "datasets", download=True)
+        assert test.names == ["a", "b"] and [i.shape for i in test.images] == [(3, 256, 426), (3, 436, 256)]
+        assert (tmp_path / "datasets" / "photos-test" / "walls" / "usr/share/w/a.png").is_file()
+        with pytest.raises(ConfigError, match="evaluation only"):
+            load_image_set("photos-test", "train", tmp_path / "datasets")
 
 
 class TestNamedDatasets:

@@ -200,7 +200,8 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     option(group, "--dataset", dest="data.dataset",
            help="div2k, urban100, ct, sample (embedded, no network), photos (sample and 25 downloaded photographs: "
-                "the best training set for photographs the network never saw), or a folder of clean images")
+                "the best training set for photographs the network never saw), photos-test (12 downloaded photographs "
+                "no training set uses: for sei test), or a folder of clean images")
     option(group, "--datasets-dir", "--datasets_dir", dest="data.datasets_dir",
            help=lazy(lambda: f"where named datasets are stored and downloaded (default "
                              f"./{config_default('data.datasets_dir')})"))

@@ -1,5 +1,6 @@
 """The ``photos`` dataset: the ``sample`` photographs plus free-licensed photographs from Debian's wallpaper
-packages, for a network that restores photographs it was never trained on.
+packages, for a network that restores photographs it was never trained on; and ``photos-test``, photographs of
+two other packages that no training set of ``sei`` uses, to measure that.
 
 The packages come from Debian's archive (``deb.debian.org``; the versions of Debian 13, the stable release in
 2026), checksum-verified against the MD5 that Debian's package index records, and only the photographs are
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from sei.io.download import RemoteFile
 
-__all__ = ["DEBIAN_POOL", "PHOTO_PACKAGES", "debian_package", "PackagedPhoto", "PhotoPackage"]
+__all__ = ["DEBIAN_POOL", "HELD_OUT_PACKAGES", "PHOTO_PACKAGES", "debian_package", "PackagedPhoto", "PhotoPackage"]
 
 DEBIAN_POOL = "https://deb.debian.org/debian/pool/main"
 
@@ -82,5 +83,27 @@ PHOTO_PACKAGES: tuple[PhotoPackage, ...] = (
     ]),
     debian_package("m/mate-backgrounds/mate-backgrounds_1.26.0-1_all.deb", "ef71d29fbd8637a0c1ba3c372fd955bc", [
         (name.lower(), f"{_MATE}/{name}.jpg", f"{author}, {_GPL}") for name, author in _MATE_CREDITS.items()
+    ]),
+)
+
+_PLASMA = "usr/share/wallpapers"
+_PLASMA_CREDITS = {  # author as each wallpaper's metadata.json names them; licence below
+    "BytheWater": "Maciej Wiklo", "ColdRipple": "Risto Saukonpää", "ColorfulCups": "Dmitri Popov",
+    "DarkestHour": "Risto Saukonpää", "EveningGlow": "Ian Hex", "FallenLeaf": "Martin Klapetek", "Grey": "Sigi Sagi",
+    "Kite": "Risto Saukonpää", "OneStandsOut": "Risto Saukonpää", "Path": "Risto Saukonpää",
+    "summer_1am": "Risto Saukonpää",
+}
+_PLASMA_LICENCE = "LGPL-3 (the wallpaper's metadata.json; the package's copyright file: GPL-2+)"
+
+# Photographs for evaluation only: no training set of sei uses these packages. Every photograph was looked at
+# (landscapes, objects, close-ups); the packages' illustrations and renders are left out.
+HELD_OUT_PACKAGES: tuple[PhotoPackage, ...] = (
+    debian_package("p/plasma-workspace-wallpapers/plasma-workspace-wallpapers_6.3.4-1_all.deb",
+                   "252edea9b43659ad413bb3447c8f8b65", [
+        (name.lower(), f"{_PLASMA}/{name}/contents/images/2560x1600.jpg", f"{author}, {_PLASMA_LICENCE}")
+        for name, author in _PLASMA_CREDITS.items()
+    ]),
+    debian_package("l/lomiri-wallpapers/lomiri-wallpapers-20.04_20.04.0-4_all.deb", "2aeb741b7c5930ec620d266678606ea0", [
+        ("kleiber", f"{_LOMIRI}/Kleiber_by_Lukas_Baubkus.jpg", "Lukas Baubkus, CC BY-SA 3.0"),
     ]),
 )

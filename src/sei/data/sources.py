@@ -5,17 +5,20 @@ Every source yields an :class:`ImageSet`: named ``(C, H, W)`` float tensors in t
 (measurements are then simulated from them) or measurements only (the user's blurry or low-resolution
 images, for self-supervised training and restoration).
 
-============ ============================================== =====================================================
-name         images                                         splits
-============ ============================================== =====================================================
-``div2k``    DIV2K high-resolution photographs              train: 0001-0800, val: 0801-0900
-``urban100`` Urban100 high-resolution city photographs      train: img_001-090, val: img_091-100
-``ct``       CT slices of the paper (HDF5, grayscale)       train: x_train, val: x_test; repeated to RGB
-``sample``   photographs shipped with installed packages    train: 13 images, val: 3 images (no network needed)
-``photos``   sample + 25 photographs of Debian's wallpaper  train: 38 images, val: sample's 3
-             packages (downloaded, 62 MB; sei.data.photos)
-PATH         a folder of image files                        all images (the split is ignored)
-============ ============================================== =====================================================
+=============== ============================================== =====================================================
+name            images                                         splits
+=============== ============================================== =====================================================
+``div2k``       DIV2K high-resolution photographs              train: 0001-0800, val: 0801-0900
+``urban100``    Urban100 high-resolution city photographs      train: img_001-090, val: img_091-100
+``ct``          CT slices of the paper (HDF5, grayscale)       train: x_train, val: x_test; repeated to RGB
+``sample``      photographs shipped with installed packages    train: 13 images, val: 3 images (no network needed)
+``photos``      sample + 25 photographs of Debian's wallpaper  train: 38 images, val: sample's 3
+                packages (downloaded, 62 MB; sei.data.photos)
+``photos-test`` 12 photographs of two other Debian wallpaper   val: all 12 (evaluation only: there is no train
+                packages that no training set uses             split)
+                (downloaded, 142 MB; sei.data.photos)
+PATH            a folder of image files                        all images (the split is ignored)
+=============== ============================================== =====================================================
 
 The named datasets are resized so that their shorter side is 256 px (bicubic, antialiased), as in the paper;
 folders keep their size unless asked otherwise.
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 
 from sei.io.download import RemoteFile, fetch
-from sei.data.photos import PHOTO_PACKAGES
+from sei.data.photos import HELD_OUT_PACKAGES, PHOTO_PACKAGES, PhotoPackage
 from sei.data.preprocess import resize_shorter_side
 from sei.core.errors import ConfigError, ImageError, ResourceUnavailableError, UnknownNameError
 from sei.io.intensity import IntensityMap, float_map, integer_map, integer_set_map
@@ -258,14 +261,12 @@ def _sample(split: str, root: Path, download: bool, resize: int | None, progress
     return ImageSet(f"sample/{split}", names, [resize_shorter_side(i, resize) if resize else i for i in images], True)
 
 
-def _photos(split: str, root: Path, download: bool, resize: int | None, progress: bool) -> ImageSet:
-    """The sample photographs, and for training the photographs of Debian's wallpaper packages too."""
-    sample = _sample(split, root, download, resize, progress)
-    if split != "train":
-        return ImageSet(f"photos/{split}", sample.names, sample.images, True)
+def _packaged_photos(packages: tuple[PhotoPackage, ...], dataset: str, root: Path, download: bool,
+                     resize: int | None, progress: bool) -> ImageSet:
+    """The photographs of Debian packages, each package fetched (checksum-verified) into ``root/dataset``."""
     names, files = [], []
-    for package in PHOTO_PACKAGES:
-        directory = root / "photos" / package.folder
+    for package in packages:
+        directory = root / dataset / package.folder
         fetch(package.remote, directory, download, progress)
         for photo in package.photos:
             if not (directory / photo.member).is_file():
@@ -273,15 +274,34 @@ def _photos(split: str, root: Path, download: bool, resize: int | None, progress
                                                f"{package.remote.filename}; delete {directory} and download again")
             names.append(photo.name)
             files.append(directory / photo.member)
-    packaged = _read_files(files, "photos/train", True, resize, progress)
+    packaged = _read_files(files, dataset, True, resize, progress)
     if packaged.skipped:
-        raise ResourceUnavailableError(f"{describe_skipped(packaged.skipped, 'photos/train')}: delete "
-                                       f"{root / 'photos'} and download again")
-    return ImageSet("photos/train", sample.names + names, sample.images + packaged.images, True)
+        raise ResourceUnavailableError(f"{describe_skipped(packaged.skipped, dataset)}: delete "
+                                       f"{root / dataset} and download again")
+    return ImageSet(dataset, names, packaged.images, True)
+
+
+def _photos(split: str, root: Path, download: bool, resize: int | None, progress: bool) -> ImageSet:
+    """The sample photographs, and for training the photographs of Debian's wallpaper packages too."""
+    sample = _sample(split, root, download, resize, progress)
+    if split != "train":
+        return ImageSet(f"photos/{split}", sample.names, sample.images, True)
+    packaged = _packaged_photos(PHOTO_PACKAGES, "photos", root, download, resize, progress)
+    return ImageSet("photos/train", sample.names + packaged.names, sample.images + packaged.images, True)
+
+
+def _photos_test(split: str, root: Path, download: bool, resize: int | None, progress: bool) -> ImageSet:
+    """Photographs that no training set uses, for evaluation only."""
+    if split == "train":
+        raise ConfigError("photos-test is for evaluation only (sei test --dataset photos-test); train on its "
+                          "measurements with `sei degrade` and `sei train --measurements`")
+    packaged = _packaged_photos(HELD_OUT_PACKAGES, "photos-test", root, download, resize, progress)
+    return ImageSet(f"photos-test/{split}", packaged.names, packaged.images, True)
 
 
 NAMED_DATASETS: dict[str, Callable[..., ImageSet]] = {
     "div2k": _div2k, "urban100": _urban100, "ct": _ct, "sample": _sample, "photos": _photos,
+    "photos-test": _photos_test,
 }
 
 
