@@ -24,18 +24,15 @@ Records benchmarks/results/microscopy.json, keeping the photon levels of an earl
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from commands import sei
 from recording import Table, record, recorded_data
 
-from sei.cli import main as sei_main
-from sei.core.errors import SEIError
 from sei.data.fluorescence import fluorescence_stack
 from sei.metrics import psnr, ssim
 from sei.physics.psf import airy_psf
@@ -81,16 +78,6 @@ def simulate(images: dict[str, np.ndarray], psf: torch.Tensor, peak: float, read
         tifffile.imwrite(folder / f"{name}.tif", counts.round().clamp(0, 65535)[0, 0].numpy().astype(dtype))
         clean[name] = photons[0, 0].numpy()
     return clean
-
-
-def sei(*words: str) -> float:
-    """Run a ``sei`` command quietly; seconds taken. :raises SEIError: if it fails."""
-    started = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        status = sei_main([str(word) for word in words])
-    if status != 0:
-        raise SEIError(f"sei {' '.join(map(str, words))} exited with status {status}:\n{out.getvalue()[-2000:]}")
-    return time.perf_counter() - started
 
 
 def scores(folder: Path, clean: dict[str, np.ndarray]) -> dict[str, float]:

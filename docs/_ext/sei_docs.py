@@ -26,6 +26,8 @@ from sphinx.util.docutils import SphinxDirective
 ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = ROOT / "benchmarks"
 RESULTS = BENCHMARKS / "results"
+# scripts beside the benchmarks that measure nothing: helpers, and the training of the shipped networks
+NOT_BENCHMARKS = ("recording", "commands", "pretrain")
 GENERATED = "_generated"
 
 
@@ -111,7 +113,7 @@ def benchmark_scripts() -> dict[str, str]:
     scripts = {}
     for path in sorted(BENCHMARKS.glob("*.py")):
         doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-        if doc and path.stem != "recording":
+        if doc and path.stem not in NOT_BENCHMARKS:
             scripts[path.stem] = " ".join(doc.split("\n\n")[0].split())
     return scripts
 

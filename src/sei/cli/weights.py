@@ -1,19 +1,21 @@
-"""``sei weights``: list and fetch the authors' published weights (Hugging Face hub).
+"""``sei weights``: list the networks that ship with sei, and list and fetch the authors' published weights
+(Hugging Face hub).
 
-Weights are cached in Hugging Face's standard cache and then work offline, anywhere ``--weights`` is accepted.
+Shipped networks are used as ``--weights pretrained:NAME``; published weights are cached in Hugging Face's
+standard cache and then work offline, anywhere ``--weights`` is accepted.
 """
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_parser", "run_fetch", "run_list", "weights_table"]
+__all__ = ["add_parser", "run_fetch", "run_list", "shipped_table", "weights_table"]
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("weights", help="list or fetch published weights", description=__doc__)
     commands = parser.add_subparsers(dest="weights_command", metavar="{list,fetch}", required=True)
-    listing = commands.add_parser("list", help="known and cached published weights (and which are cached)")
+    listing = commands.add_parser("list", help="the shipped networks, and the known and cached published weights")
     listing.add_argument("--remote", action="store_true", help="ask the hub for every file (needs the network)")
     listing.set_defaults(run=run_list)
     fetch = commands.add_parser("fetch", help="download published weights into the local cache")
@@ -35,9 +37,24 @@ def weights_table(names: list[str], cached: set[str]) -> list[str]:
     return lines
 
 
+def shipped_table() -> list[str]:
+    """The lines of ``sei weights list`` for the networks that ship with sei."""
+    from sei.models.pretrained import pretrained_networks
+
+    networks = list(pretrained_networks().values())
+    width = max([len("name"), *(len(n.weights_name) for n in networks)])
+    lines = [f"  {'name':<{width}}  sample PSNR  what"]
+    for network in networks:
+        lines.append(f"  {network.weights_name:<{width}}  {network.val_psnr:8.2f} dB  {network.description}")
+    return lines
+
+
 def run_list(args: argparse.Namespace) -> int:
     from sei.models.hub import HUB_REPO, KNOWN_NAMES, cache_folder, cached_names, remote_names
 
+    print("networks that ship with sei (--weights pretrained:NAME; no download):")
+    for line in shipped_table():
+        print(line)
     cached = set(cached_names())
     names = remote_names() if args.remote else sorted(set(KNOWN_NAMES) | cached)
     print(f"published weights in {HUB_REPO} ({'hub listing' if args.remote else 'known or cached'}; "

@@ -32,7 +32,7 @@ from sei.io.debian import (
     staged_extraction,
 )
 
-__all__ = ["PROBE_TIMEOUT", "RemoteFile", "fetch", "file_md5", "offline_requested", "unreachable", "verify"]
+__all__ = ["PROBE_TIMEOUT", "RemoteFile", "fetch", "file_digest", "file_md5", "offline_requested", "unreachable", "verify"]
 
 _CHUNK = 1 << 20
 # How long to wait for a server to be found and to answer a connection before calling the network unreachable:
@@ -59,7 +59,12 @@ class RemoteFile:
 
 def file_md5(path: str | Path) -> str:
     """MD5 hex digest of a file, read in chunks."""
-    digest = hashlib.md5()
+    return file_digest(path, "md5")
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file by a :mod:`hashlib` algorithm, read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as file:
         for chunk in iter(lambda: file.read(_CHUNK), b""):
             digest.update(chunk)

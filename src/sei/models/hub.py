@@ -198,16 +198,22 @@ def fetch_weights(name: str, download: bool = False, cache_dir: str | Path | Non
 
 def resolve_weights(source: str | Path, download: bool = False, cache_dir: str | Path | None = None
                     ) -> tuple[Path, PublishedWeights | None]:
-    """A local weights path for ``source`` (a file, or a published name), and what a published name says.
+    """A local weights path for ``source`` (a file, a shipped network ``pretrained:NAME``, or a published name),
+    and what a published name says.
 
-    :raises WeightsError: if ``source`` is neither an existing file nor a published weights name.
+    :raises WeightsError: if ``source`` is neither an existing file, a shipped network nor a published weights name.
     """
+    from sei.models.pretrained import is_pretrained, pretrained_path
+
     path = Path(source)
     if path.exists():
         return path, None
+    if is_pretrained(source):
+        return pretrained_path(str(source)), None
     text = str(source)
     info = parse_name(text)
     if info is None and text not in KNOWN_NAMES:
         raise WeightsError(f"weights {text!r}: no such file, and not a published weights name "
-                           f"(e.g. {KNOWN_NAMES[0]}; `sei weights list` shows the known names)")
+                           f"(e.g. {KNOWN_NAMES[0]}, or pretrained:NAME for a network that ships with sei; `sei weights list` "
+                           "shows the names)")
     return fetch_weights(text, download=download, cache_dir=cache_dir), info
