@@ -150,6 +150,17 @@ class TestCompatibility:
         assert folder.changed_settings(same) == []
         assert folder.changed_settings(from_flat({"loss.alpha": 2.0}, same)) == ["loss.alpha: 1.0 -> 2.0"]
 
+    def test_an_intensity_map_left_open_matches_the_one_the_run_read_off_its_data(self):
+        from sei.config.run_folder import changed_settings
+
+        base = {"data.dataset": "blurry/", "data.kind": "measurements", "physics.kernel": "Gaussian_R2",
+                "physics.noise_level": 5.0}
+        recorded = from_flat({**base, "data.intensity": {"dtype": "uint8", "offset": 0.0, "scale": 255.0}})
+        assert changed_settings(recorded, from_flat(base)) == []
+        other = from_flat({**base, "data.intensity": {"dtype": "uint16", "offset": 0.0, "scale": 65535.0}})
+        assert [c.split(":")[0] for c in changed_settings(recorded, other)] == ["data.intensity.dtype",
+                                                                                "data.intensity.scale"]
+
     def test_frozen_sections_write_the_yaml_they_read(self, tmp_path):
         import yaml
 

@@ -53,6 +53,8 @@ RESUMABLE_CHANGES = frozenset({
     "data.strict", "data.max_pixels", "train.checkpoint_every", "train.checkpoint_keep", *MEMORY_SETTINGS,
 })
 BUDGET = frozenset({"train.epochs", "train.steps", "train.time"})
+# Settings that a run decides when they are left open (initial weights or the data do): an open one matches the run's.
+_DECIDED_WHEN_OPEN = ("model.backbone", "model.channels", "data.intensity.")
 # The sections of a configuration sei writes (see sei.config.schema.ExperimentConfig).
 RUN_SECTIONS = frozenset({"physics", "data", "model", "loss", "train"})
 
@@ -163,9 +165,9 @@ class RunFolder:
     def changed_settings(self, config: ExperimentConfig, may_change: frozenset[str] = RESUMABLE_CHANGES) -> list[str]:
         """``"key: old -> new"`` for each setting of ``config`` that differs from the run's and may not.
 
-        The operator is compared as an operator (a kernel file by its content), a backbone or channel count left
-        open (initial weights or the data decide it) matches the recorded one, and the folder's own path never
-        counts.
+        The operator is compared as an operator (a kernel file by its content), a backbone, channel count or
+        intensity map left open (initial weights or the data decide it) matches the recorded one, and the folder's
+        own path never counts.
         """
         return changed_settings(self.config, config, may_change)
 
@@ -178,7 +180,7 @@ def changed_settings(saved: ExperimentConfig, config: ExperimentConfig,
     new = flatten_config({k: v for k, v in config.to_dict().items() if k != "physics"})
     changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
                if old.get(k) != new.get(k) and k not in may_change
-               and not (k in ("model.backbone", "model.channels") and new.get(k) is None)]
+               and not (new.get(k) is None and k.startswith(_DECIDED_WHEN_OPEN))]
     if not saved.physics.operator and not config.physics.operator:
         if not saved.physics.same_operator(config.physics):
             changed.insert(0, f"physics: {saved.physics.describe()} -> {config.physics.describe()}")
