@@ -226,10 +226,13 @@ def demo(tmp_path_factory):
 
 class TestReportAndDemo:
     def test_quick_demo(self, demo):
-        assert set(demo.summaries) == {"input", "tv", "sei", "supervised"}  # BM3D joins them in the full demo
+        rows = {"input", "tv", "sei", "supervised", "shipped", "sei-finetuned"}  # BM3D joins them in the full demo
+        assert set(demo.summaries) == rows
         assert demo.best_classical == "tv"
         summary = json.loads((demo.out_dir / "demo_summary.json").read_text())
-        assert summary["quick"] and set(summary["psnr"]) == {"input", "tv", "sei", "supervised"}
+        assert summary["quick"] and set(summary["psnr"]) == rows and summary["finetune_steps"] == 6
+        # the shipped network restores before any training: far above the blurry input
+        assert demo.summaries["shipped"]["psnr"] > demo.summaries["input"]["psnr"] + 1
         assert (demo.out_dir / "eval" / "sei" / "images").is_dir()
 
     def test_demo_reuses_finished_runs(self, demo):
