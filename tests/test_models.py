@@ -86,6 +86,31 @@ class TestUNet:
         model = build_backbone("unet-tiny", upscale=upscale)
         assert model(torch.rand(2, 3, *size)).shape == (2, 3, upscale * size[0], upscale * size[1])
 
+    @pytest.mark.parametrize("upscale", [1, 2])
+    def test_a_size_off_the_grid_is_computed_on_aligned_windows_not_padded(self, upscale):
+        """Every output pixel is what the network gives on an aligned window of the true image (no padded border):
+        the top left from the largest window, the last columns and rows from strips ending at the borders."""
+        from sei.models.unet import UNet
+
+        torch.manual_seed(0)
+        model = UNet(upscale, width=8).eval()
+        torch.nn.init.normal_(model.tail.weight, std=0.1)  # not the identity: the detail shows where it was computed
+        x = torch.rand(1, 3, 70, 150)  # multiple 4: 68 x 148 aligned, strips of 64
+        r = upscale
+        with torch.no_grad():
+            base = x if r == 1 else torch.nn.functional.interpolate(x, scale_factor=r, mode="bicubic")
+            detail = model(x) - base  # what the network adds, window by window
+            windows = [(slice(0, 68), slice(0, 148), x[..., :68, :148]),
+                       (slice(0, 68), slice(148, 150), x[..., :68, 150 - 64:]),
+                       (slice(68, 70), slice(0, 148), x[..., 70 - 64:, :148]),
+                       (slice(68, 70), slice(148, 150), x[..., 70 - 64:, 150 - 64:])]
+            for rows, cols, window in windows:
+                expected = model._padded_detail(window, None)
+                expected = expected[..., expected.shape[-2] - (rows.stop - rows.start) * r:,
+                                    expected.shape[-1] - (cols.stop - cols.start) * r:]
+                got = detail[..., rows.start * r:rows.stop * r, cols.start * r:cols.stop * r]
+                assert torch.allclose(got, expected, atol=1e-5)
+
     def test_starts_as_identity_or_bicubic(self):
         x = torch.rand(1, 3, 20, 28)
         assert torch.equal(build_backbone("unet-small")(x), x)
