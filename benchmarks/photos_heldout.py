@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 from commands import sei
+from laptop_quality import HELD_OUT
 from recording import Table, record, recorded_data
 
 from sei.data.preprocess import resize_shorter_side
@@ -63,24 +64,8 @@ CLASSICAL = {"gaussian": ["wiener", "tv", "bm3d"], "box": ["wiener", "tv", "bm3d
 WIENER_GRID = (12.5, 25.0, 50.0, 100.0, 200.0)
 TV_GRID = tuple(round(factor * 5 / 255, 6) for factor in (0.0125, 0.025, 0.05, 0.1, 0.2))
 TUNING_IMAGES = 8
-WHEEL_PHOTOS = {
-    "motorcycle": "scikit-image data.stereo_motorcycle (left view): Middlebury 2014 stereo benchmark (Scharstein et "
-                  "al.), distributed with scikit-image for research use",
-    "grace_hopper": "matplotlib sample_data/grace_hopper.jpg: U.S. Navy photograph, public domain",
-}
-
-
-def wheel_photo(name: str) -> torch.Tensor:
-    """A photograph that ships inside an installed wheel, ``(3, H, W)`` in [0, 1]."""
-    if name == "motorcycle":
-        from skimage import data
-
-        left = data.stereo_motorcycle()[0]
-        return torch.from_numpy(np.asarray(left, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
-    import matplotlib.cbook
-
-    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as file:
-        return read_image(Path(file.name))
+# the photographs of laptop_quality.HELD_OUT that no training run validates on (the others are sample's val split)
+WHEEL_PHOTOS = {name: HELD_OUT[name][1] for name in ("motorcycle", "grace_hopper")}
 
 
 def write_references(images: dict[str, torch.Tensor], folder: Path) -> None:
@@ -93,12 +78,12 @@ def write_references(images: dict[str, torch.Tensor], folder: Path) -> None:
 def held_out(datasets_dir: Path, download: bool) -> dict[str, torch.Tensor]:
     test = load_image_set("photos-test", "val", datasets_dir, download=download, resize=None)
     images = dict(zip(test.names, test.images))
-    images.update({name: wheel_photo(name) for name in WHEEL_PHOTOS})
+    images.update({name: HELD_OUT[name][0]() for name in WHEEL_PHOTOS})
     return images
 
 
 def tuning_photos(datasets_dir: Path, download: bool) -> dict[str, torch.Tensor]:
-    """Photographs of the ``photos`` training set (Debian's, every other one) to choose classical strengths on."""
+    """Photographs of the ``photos`` training set (Debian's, every third one) to choose classical strengths on."""
     train = load_image_set("photos", "train", datasets_dir, download=download, resize=None)
     packaged = [(n, i) for n, i in zip(train.names, train.images) if n not in SAMPLE_SPLITS["train"]]
     return dict(packaged[::3][:TUNING_IMAGES])
