@@ -146,3 +146,96 @@ class TestCacheAndErrors:
     def test_bad_input_shapes(self, bad):
         with pytest.raises(ShapeError):
             FFTBlur("Box_R2").A(bad)
+
+
+def anisotropic_psf() -> torch.Tensor:
+    """A small 3-D PSF, longer along z than across and not symmetric (flips would show)."""
+    z, y, x = torch.meshgrid(torch.arange(5.0) - 2, torch.arange(3.0) - 1, torch.arange(5.0) - 2, indexing="ij")
+    psf = torch.exp(-(z**2) / 4 - (y**2 + x**2) / 1.5) * (1 + 0.2 * (x + 2)) * (1 + 0.1 * (z + 2))
+    return psf / psf.sum()
+
+
+def direct_convolution_3d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Reference: sum over the PSF's taps of shifted volumes, centred at (kd // 2, kh // 2, kw // 2)."""
+    out = torch.zeros_like(x)
+    for (i, j, k), weight in zip(torch.cartesian_prod(*(torch.arange(n) for n in kernel.shape)).tolist(),
+                                 kernel.flatten().tolist()):
+        shifts = (i - kernel.shape[0] // 2, j - kernel.shape[1] // 2, k - kernel.shape[2] // 2)
+        out += weight * torch.roll(x, shifts=shifts, dims=(-3, -2, -1))
+    return out
+
+
+class TestVolumes:
+    """A 3-D PSF blurs ``(B, C, D, H, W)`` volumes: the same operator, its FFTs over three axes."""
+
+    @pytest.mark.parametrize("boundary", ["circular", "reflect", "replicate"])
+    def test_matches_direct_convolution(self, boundary):
+        physics = FFTBlur(anisotropic_psf(), boundary=boundary)
+        x = torch.randn(2, 1, 9, 10, 13, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        assert physics.spatial_dims == 3 and physics.margin == (2, 1, 2)
+        kernel = physics.kernel.double()
+        if boundary == "circular":
+            expected = direct_convolution_3d(x, kernel)
+        else:
+            padded = torch.nn.functional.pad(x, (2, 2, 1, 1, 2, 2), mode=boundary)
+            expected = direct_convolution_3d(padded, kernel)[..., 2:-2, 1:-1, 2:-2]
+        assert torch.allclose(physics.A(x), expected, atol=1e-12)
+
+    @pytest.mark.parametrize("boundary", ["circular", "reflect", "replicate"])
+    def test_adjoint_normal_operators_and_prox(self, boundary):
+        physics = FFTBlur(anisotropic_psf(), boundary=boundary)
+        generator = torch.Generator().manual_seed(1)
+        x, y = torch.randn(2, 1, 2, 7, 8, 11, dtype=torch.float64, generator=generator)
+        lhs, rhs = (physics.A(x) * y).sum(), (x * physics.A_adjoint(y)).sum()
+        assert abs(lhs - rhs) < 1e-12 * physics.A(x).norm() * y.norm()
+        assert torch.allclose(physics.A_adjoint_A(x), physics.A_adjoint(physics.A(x)), atol=1e-12)
+        estimate = physics.prox_l2(x, y, 0.7)
+        gradient = 0.7 * physics.A_adjoint(physics.A(estimate) - y) + (estimate - x)
+        assert gradient.abs().max() < 1e-9
+
+    def test_gradients_in_float64(self):
+        physics = FFTBlur(anisotropic_psf(), boundary="reflect")
+        x = torch.randn(1, 1, 6, 5, 7, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(physics.A, (x,))
+        assert torch.autograd.gradcheck(physics.A_adjoint, (x,))
+
+    def test_margin_is_where_a_crop_differs_from_the_whole(self):
+        physics = FFTBlur(anisotropic_psf())
+        x = torch.randn(1, 1, 20, 16, 18, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+        whole, crop = physics.A(x), physics.A(x[..., 5:15, 4:12, 3:15])
+        inner = (..., slice(2, -2), slice(1, -1), slice(2, -2))
+        assert torch.allclose(crop[inner], whole[..., 5:15, 4:12, 3:15][inner], atol=1e-12)
+        assert not torch.allclose(crop, whole[..., 5:15, 4:12, 3:15], atol=1e-3)
+
+    def test_wiener_restores_a_blurred_volume(self):
+        from sei.physics.blur import laplacian_power
+
+        generator = torch.Generator().manual_seed(3)
+        x = torch.nn.functional.avg_pool3d(torch.rand(1, 1, 16, 24, 24, generator=generator), 3, 1, 1)
+        physics = FFTBlur(anisotropic_psf(), boundary="reflect")
+        y = physics.A(x) + 0.002 * torch.randn(x.shape, generator=generator)
+        estimate = physics.wiener(y, lambda *size: 1e-3 * laplacian_power(*size))
+        assert estimate.shape == x.shape
+        assert (estimate - x).norm() < 0.7 * (y - x).norm()
+
+    def test_the_other_dimensionality_is_refused_in_one_line(self):
+        with pytest.raises(ShapeError, match=r"\(B, C, D, H, W\) \(volumes\)"):
+            FFTBlur(anisotropic_psf()).A(torch.randn(1, 1, 16, 16))
+        with pytest.raises(ShapeError, match=r"\(B, C, H, W\) \(images\)"):
+            FFTBlur("Box_R2").A(torch.randn(1, 1, 8, 16, 16))
+        with pytest.raises(ImageTooSmallError, match="volume of size 4x16x16 is smaller than the 5x3x5"):
+            FFTBlur(anisotropic_psf()).A(torch.randn(1, 1, 4, 16, 16))
+
+    def test_a_3d_psf_is_refused_where_only_2d_kernels_apply(self, tmp_path):
+        import numpy as np
+
+        from sei.core.errors import KernelError
+        from sei.physics.kernels import VOLUME_DIMS, load_kernel
+
+        path = tmp_path / "psf.npy"
+        np.save(path, anisotropic_psf().numpy())
+        assert load_kernel(path, dims=VOLUME_DIMS).shape == (5, 3, 5)
+        with pytest.raises(KernelError, match=r"must be 2-D \(kh, kw\) here \(a 3-D PSF blurs volumes\)"):
+            load_kernel(path)
+        np.save(path, anisotropic_psf()[:1].numpy())  # one plane: a 2-D kernel
+        assert load_kernel(path).shape == (3, 5)

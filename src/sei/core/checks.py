@@ -21,12 +21,15 @@ from sei.core.errors import ShapeError
 __all__ = ["check_image_batch", "is_count", "is_positive_number", "nonfinite_tensors"]
 
 
-def check_image_batch(x: torch.Tensor, name: str = "x") -> None:
-    """Raise :class:`~sei.core.errors.ShapeError` unless ``x`` is a ``(B, C, H, W)`` floating-point tensor."""
+def check_image_batch(x: torch.Tensor, name: str = "x", spatial_dims: int = 2) -> None:
+    """Raise :class:`~sei.core.errors.ShapeError` unless ``x`` is a ``(B, C, H, W)`` floating-point tensor, or
+    ``(B, C, D, H, W)`` with ``spatial_dims=3`` (volumes)."""
     if not isinstance(x, torch.Tensor):
         raise ShapeError(f"{name} must be a tensor, got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ShapeError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}")
+    if x.ndim != 2 + spatial_dims:
+        axes = "(B, C, H, W)" if spatial_dims == 2 else "(B, C, D, H, W)"
+        what = {2: "images", 3: "volumes"}.get(spatial_dims, f"{spatial_dims}-D data")
+        raise ShapeError(f"{name} must have shape {axes} ({what}), got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ShapeError(f"{name} must be a floating-point tensor, got {x.dtype}")
 

@@ -35,9 +35,10 @@ def physics_upscale(physics: deepinv.physics.Physics) -> int:
     return int(upscale or 1)
 
 
-def physics_margin(physics: deepinv.physics.Physics) -> tuple[int, int]:
-    """Rows and columns to leave out at each border of a measurement: ``margin`` of our operators; for deepinv's
-    ``Blur`` and ``Downsampling``, the half-size of their filter (in measurement pixels); 0 otherwise."""
+def physics_margin(physics: deepinv.physics.Physics) -> tuple[int, ...]:
+    """Rows and columns (planes first, for volumes) to leave out at each border of a measurement: ``margin`` of our
+    operators; for deepinv's ``Blur`` and ``Downsampling``, the half-size of their filter (in measurement pixels);
+    0 otherwise."""
     margin = getattr(physics, "margin", None)
     if margin is None:
         kernel = getattr(physics, "filter", None)
@@ -45,7 +46,7 @@ def physics_margin(physics: deepinv.physics.Physics) -> tuple[int, int]:
             return (0, 0)
         upscale = physics_upscale(physics)
         margin = tuple(-(-((size - 1) // 2) // upscale) for size in kernel.shape[-2:])
-    return (int(margin[0]), int(margin[1]))
+    return tuple(int(m) for m in margin)
 
 
 class SizeCache:
@@ -132,7 +133,7 @@ class Float32Physics(nn.Module):
         return physics_upscale(self.operator)
 
     @property
-    def margin(self) -> tuple[int, int]:
+    def margin(self) -> tuple[int, ...]:
         return physics_margin(self.operator)
 
     def _in_float32(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -1,7 +1,8 @@
 """Blur kernels: the paper's named kernels, and kernels read from files.
 
 A kernel is a 2-D float tensor of shape ``(kh, kw)`` with non-negative entries summing to 1. Its centre
-is the pixel ``(kh // 2, kw // 2)`` (the middle pixel for odd sizes).
+is the pixel ``(kh // 2, kw // 2)`` (the middle pixel for odd sizes). A 3-D kernel ``(kd, kh, kw)`` (a microscope's
+PSF, planes along z) is accepted where the caller says it can use one (``dims=VOLUME_DIMS``).
 
 Named kernels (sizes in pixels):
 
@@ -21,11 +22,14 @@ import torch
 
 from sei.core.errors import KernelError, UnknownNameError
 
-__all__ = ["KERNEL_FILE_SUFFIXES", "PAPER_KERNELS", "box_kernel", "canonical_kernel_name", "gaussian_kernel",
+__all__ = ["KERNEL_FILE_SUFFIXES", "PAPER_KERNELS", "PLANE_DIMS", "VOLUME_DIMS", "box_kernel", "canonical_kernel_name", "gaussian_kernel",
            "kernel_from_file", "kernel_from_name", "load_kernel", "save_kernel", "validate_kernel", "write_kernel"]
 
 PAPER_KERNELS = ("Gaussian_R1", "Gaussian_R2", "Gaussian_R3", "Box_R2", "Box_R3", "Box_R4")
 KERNEL_FILE_SUFFIXES = (".pt", ".pth", ".npy", ".png", ".tif", ".tiff", ".bmp", ".pgm")
+# The kernel dimensionalities a caller accepts: images only, or images and volumes.
+PLANE_DIMS = (2,)
+VOLUME_DIMS = (2, 3)
 _NAME_PATTERN = re.compile(r"^(gaussian|box)_r(\d+)$", re.IGNORECASE)
 
 
@@ -91,12 +95,15 @@ def canonical_kernel_name(name: str) -> str:
     return f"{family.capitalize()}_R{size}"
 
 
-def validate_kernel(kernel: torch.Tensor, source: str = "kernel") -> torch.Tensor:
+def validate_kernel(kernel: torch.Tensor, source: str = "kernel", dims: tuple[int, ...] = PLANE_DIMS) -> torch.Tensor:
     """Check a kernel and return it as float32, normalised to sum 1.
 
-    Singleton dimensions are squeezed, so ``(1, 1, kh, kw)`` is accepted.
+    Leading singleton dimensions are squeezed while the kernel has more than 2, so ``(1, 1, kh, kw)`` and a
+    one-plane ``(1, kh, kw)`` PSF are 2-D kernels.
 
-    :raises KernelError: if it is not 2-D, is empty, complex, holds non-finite or negative values, or sums to 0.
+    :param dims: the dimensionalities the caller accepts (:data:`PLANE_DIMS`, or :data:`VOLUME_DIMS` for 3-D PSFs).
+    :raises KernelError: if its dimensionality is not one of ``dims``, it is empty, complex, holds non-finite or
+        negative values, or sums to 0.
     """
     if not isinstance(kernel, torch.Tensor):
         raise KernelError(f"{source}: expected a tensor, got {type(kernel).__name__}")
@@ -106,8 +113,10 @@ def validate_kernel(kernel: torch.Tensor, source: str = "kernel") -> torch.Tenso
     kernel = kernel.detach().to(torch.float64)
     while kernel.ndim > 2 and kernel.shape[0] == 1:
         kernel = kernel[0]
-    if kernel.ndim != 2:
-        raise KernelError(f"{source}: a blur kernel must be 2-D (kh, kw), got shape {tuple(kernel.shape)}")
+    if kernel.ndim not in dims:
+        wanted = "2-D (kh, kw)" if dims == PLANE_DIMS else "2-D (kh, kw) or 3-D (kd, kh, kw)"
+        where = " here (a 3-D PSF blurs volumes)" if kernel.ndim == 3 else ""
+        raise KernelError(f"{source}: a blur kernel must be {wanted}{where}, got shape {tuple(kernel.shape)}")
     if kernel.numel() == 0:
         raise KernelError(f"{source}: the kernel is empty")
     if not torch.isfinite(kernel).all():
@@ -123,10 +132,11 @@ def validate_kernel(kernel: torch.Tensor, source: str = "kernel") -> torch.Tenso
     return (kernel / total).to(torch.float32)
 
 
-def kernel_from_file(path: str | Path) -> torch.Tensor:
+def kernel_from_file(path: str | Path, dims: tuple[int, ...] = PLANE_DIMS) -> torch.Tensor:
     """Read a kernel from ``.pt``/``.pth`` (a tensor), ``.npy`` (an array) or a grayscale image.
 
-    :return: float32 tensor of shape ``(kh, kw)`` normalised to sum 1.
+    :param dims: the kernel dimensionalities accepted (:func:`validate_kernel`).
+    :return: float32 tensor of shape ``(kh, kw)`` (or ``(kd, kh, kw)``) normalised to sum 1.
     :raises KernelError: if the file is missing, of an unknown type, or does not hold a valid kernel.
     """
     path = Path(path)
@@ -152,7 +162,7 @@ def kernel_from_file(path: str | Path) -> torch.Tensor:
         raise
     except Exception as error:  # unpickling/decoding errors come in many types
         raise KernelError(f"{source}: cannot be read ({error})") from error
-    return validate_kernel(data, source)
+    return validate_kernel(data, source, dims)
 
 
 _NPY_MAGIC = b"\x93NUMPY"
@@ -179,30 +189,33 @@ def _load_tensor_file(path: Path, source: str) -> torch.Tensor | np.ndarray:
     return torch.from_numpy(data) if isinstance(data, np.ndarray) else data
 
 
-def load_kernel(spec: str | Path | torch.Tensor) -> torch.Tensor:
-    """A kernel from a name, a file path, or a tensor; always float32 ``(kh, kw)`` summing to 1."""
+def load_kernel(spec: str | Path | torch.Tensor, dims: tuple[int, ...] = PLANE_DIMS) -> torch.Tensor:
+    """A kernel from a name, a file path, or a tensor; always float32 ``(kh, kw)`` summing to 1, or ``(kd, kh, kw)``
+    when ``dims`` allows volumes (:data:`VOLUME_DIMS`; the named kernels are 2-D)."""
     if isinstance(spec, torch.Tensor):
-        return validate_kernel(spec)
+        return validate_kernel(spec, dims=dims)
     if isinstance(spec, Path) or (isinstance(spec, str) and Path(spec).suffix.lower() in KERNEL_FILE_SUFFIXES):
-        return kernel_from_file(spec)
+        return kernel_from_file(spec, dims)
     return kernel_from_name(spec)
 
 
 def write_kernel(kernel: torch.Tensor, path: str | Path) -> Path:
-    """Write a kernel, checked and normalised, as a float32 ``.npy`` file (what ``--kernel`` reads), atomically."""
+    """Write a 2-D or 3-D kernel, checked and normalised, as a float32 ``.npy`` file (what ``--kernel`` reads),
+    atomically."""
     from sei.core.files import atomic_write
 
     path = Path(path)
     if path.suffix.lower() != ".npy":
         raise KernelError(f"kernel files are written as .npy, got {path.name}")
-    array = validate_kernel(kernel).numpy()
+    array = validate_kernel(kernel, dims=VOLUME_DIMS).numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
 
 
 def save_kernel(kernel: torch.Tensor, path: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
     """Write a kernel as ``.npy`` (float32, what ``--kernel`` reads) and a PNG preview beside it (scaled to its
-    maximum and enlarged so that each kernel pixel is visible).
+    maximum and enlarged so that each kernel pixel is visible; a 3-D PSF shows its brightest plane (xy) beside its
+    xz section through the centre, z downwards, both square-rooted).
 
     :param overwrite: replace files of those names that are already there (otherwise refused, nothing written).
     :return: the ``.npy`` and ``.png`` paths.
@@ -219,6 +232,12 @@ def save_kernel(kernel: torch.Tensor, path: str | Path, overwrite: bool = False)
     check_replaceable([path, path.with_suffix(".png")], overwrite)
     path = write_kernel(kernel, path)
     array = np.load(path)
+    if array.ndim == 3:  # xy | gap | xz, square-rooted so that the faint out-of-focus cone shows
+        centre = array.shape[0] // 2
+        views = [array[centre], np.zeros((array.shape[1], 1), array.dtype), array[:, array.shape[1] // 2, :]]
+        height = max(view.shape[0] for view in views)
+        array = np.sqrt(np.concatenate([np.pad(view, ((0, height - view.shape[0]), (0, 0))) for view in views],
+                                       axis=1))
     preview = np.round(255 * array / array.max()).astype(np.uint8)
     zoom = max(1, 256 // max(array.shape))
     png = path.with_suffix(".png")

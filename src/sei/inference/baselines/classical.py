@@ -82,7 +82,7 @@ class Wiener(nn.Module):
         lam = self.regularisation()
         if self.task == "deblurring":
             # evaluated on the size the filter runs at (larger than y for a non-circular boundary)
-            return self.physics.wiener(y, lambda height, width: lam * laplacian_power(height, width))
+            return self.physics.wiener(y, lambda *size: lam * laplacian_power(*size))
         from deepinv.optim.linear import conjugate_gradient
 
         y = y.float()
