@@ -109,3 +109,26 @@ class TestCommand:
         assert main(["psf", "motion", str(tmp_path / "m.npy")]) == 2
         assert "needs --length" in capsys.readouterr().err
         assert not (tmp_path / "m.npy").exists()
+
+    def test_writes_a_3d_microscope_psf_that_blurs_volumes(self, tmp_path, capsys):
+        from PIL import Image
+
+        from sei.physics import FFTBlur
+        from sei.physics.kernels import VOLUME_DIMS
+
+        out = tmp_path / "psf3d.npy"
+        assert main(["psf", "widefield", str(out), "--wavelength", "520", "--na", "1.4", "--pixel-size", "65",
+                     "--z-step", "200", "--planes", "15"]) == 0
+        kernel = kernel_from_file(out, dims=VOLUME_DIMS)
+        assert kernel.shape[0] == 15 and kernel.shape[1] == kernel.shape[2] and "15x" in capsys.readouterr().out
+        assert Image.open(tmp_path / "psf3d.png").size[0] > Image.open(tmp_path / "psf3d.png").size[1]  # xy | xz
+        assert FFTBlur(out).A(torch.rand(1, 1, 20, 32, 32)).shape == (1, 1, 20, 32, 32)
+        with pytest.raises(KernelError, match="3-D PSF blurs volumes"):
+            kernel_from_file(out)  # where only 2-D kernels apply
+
+    def test_3d_kinds_say_what_they_need(self, tmp_path, capsys):
+        assert main(["psf", "confocal", str(tmp_path / "c.npy"), "--wavelength", "520", "--na", "1.4",
+                     "--pixel-size", "65", "--z-step", "200"]) == 2
+        assert "needs --excitation-wavelength" in capsys.readouterr().err
+        assert main(["psf", "gaussian", str(tmp_path / "g.npy"), "--sigma", "2", "--z-step", "200"]) == 2
+        assert "takes no --z-step" in capsys.readouterr().err

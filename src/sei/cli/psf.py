@@ -3,7 +3,8 @@
 Writes ``OUT.npy`` (float32, normalised to sum 1, odd-sized) and ``OUT.png``, a preview scaled to the kernel's
 maximum. Lengths are in pixels; for diffraction, the wavelength and the pixel size are in one unit of your
 choice (nm, µm): the pixel size at the sample for a microscope (with --na), on the sensor for a telescope or
-camera (with --f-number).
+camera (with --f-number). ``widefield`` and ``confocal`` write 3-D microscope PSFs ``(planes, size, size)`` for
+z-stacks (scalar Gibson-Lanni model, :mod:`sei.physics.psf3d`): wavelength, pixel size, z-step and depth in one unit.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ EPILOG = """examples:
   sei psf gaussian psf_gauss.npy --sigma 2 --sigma-y 1 --angle 45
   sei psf defocus psf_defocus.npy --radius 3.5
   sei psf Gaussian_R2 gaussian_r2.npy                   # the paper's named kernels too
+  sei psf widefield psf3d.npy --wavelength 520 --na 1.4 --pixel-size 65 --z-step 200              # nm, 3-D
+  sei psf widefield psf3d.npy --wavelength 520 --na 1.2 --pixel-size 100 --z-step 300 \
+      --immersion-index 1.333 --sample-index 1.38 --depth 20000          # water objective, 20 um deep in tissue
+  sei psf confocal psf3d.npy --wavelength 520 --excitation-wavelength 488 --na 1.4 --pixel-size 50 \
+      --z-step 150 --pinhole 1
 """
 
 
@@ -28,7 +34,8 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("psf", help="write a blur kernel (PSF) from optics parameters",
                                    description=__doc__, epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", help="gaussian, motion, defocus, diffraction, or a named kernel (Gaussian_R2, Box_R3 ...)")
+    parser.add_argument("kind", help="gaussian, motion, defocus, diffraction, widefield (3-D), confocal (3-D), or a "
+                                     "named kernel (Gaussian_R2, Box_R3 ...)")
     parser.add_argument("output", help="the .npy file to write (a .png preview is written beside it)")
     parser.add_argument("--size", type=int, help="kernel size in pixels (odd; default: large enough for the PSF)")
     gaussian = parser.add_argument_group("gaussian")
@@ -45,6 +52,14 @@ def add_parser(subparsers) -> None:
     optics.add_argument("--na", type=float, help="numerical aperture of the objective (microscope)")
     optics.add_argument("--f-number", type=float, help="f-number of the optics (telescope, camera)")
     optics.add_argument("--rings", type=int, help="dark rings the default size holds (default 3)")
+    volume = parser.add_argument_group("widefield and confocal (3-D; lengths in the unit of --wavelength)")
+    volume.add_argument("--z-step", type=float, help="distance between planes")
+    volume.add_argument("--planes", type=int, help="number of planes (odd; default: four axial half-widths each side)")
+    volume.add_argument("--immersion-index", type=float, help="refractive index of the immersion (default 1.515, oil)")
+    volume.add_argument("--sample-index", type=float, help="refractive index of the sample (default: the immersion's)")
+    volume.add_argument("--depth", type=float, help="depth below the coverslip (matters when the indices differ)")
+    volume.add_argument("--excitation-wavelength", type=float, help="confocal: the laser's wavelength")
+    volume.add_argument("--pinhole", type=float, help="confocal: pinhole diameter in Airy units (default 1)")
     add_overwrite_option(parser)
     parser.set_defaults(run=run_command)
 
@@ -55,7 +70,10 @@ def run_command(args: argparse.Namespace) -> int:
 
     kernel = make_psf(args.kind, size=args.size, sigma=args.sigma, sigma_y=args.sigma_y, angle=args.angle,
                       length=args.length, radius=args.radius, wavelength=args.wavelength, pixel_size=args.pixel_size,
-                      na=args.na, f_number=args.f_number, rings=args.rings)
+                      na=args.na, f_number=args.f_number, rings=args.rings, z_step=args.z_step, planes=args.planes,
+                      immersion_index=args.immersion_index, sample_index=args.sample_index, depth=args.depth,
+                      excitation_wavelength=args.excitation_wavelength, pinhole=args.pinhole)
     npy, png = save_kernel(kernel, args.output, overwrite=args.overwrite)
-    print(f"wrote {npy} ({kernel.shape[0]}x{kernel.shape[1]}, sums to 1) and its preview {png}")
+    shape = "x".join(map(str, kernel.shape))
+    print(f"wrote {npy} ({shape}, sums to 1) and its preview {png}")
     return 0

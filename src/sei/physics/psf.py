@@ -149,7 +149,7 @@ def airy_psf(wavelength: float, pixel_size: float, numerical_aperture: float | N
     return _normalised(_integrate(values, size, oversample), "diffraction")
 
 
-PSF_KINDS = ("gaussian", "motion", "defocus", "diffraction")
+PSF_KINDS = ("gaussian", "motion", "defocus", "diffraction", "widefield", "confocal")
 
 
 def make_psf(kind: str, size: int | None = None, **params: float | None) -> torch.Tensor:
@@ -162,6 +162,9 @@ def make_psf(kind: str, size: int | None = None, **params: float | None) -> torc
     ``motion``                ``length`` (px), ``angle`` (degrees)
     ``defocus``               ``radius`` (px)
     ``diffraction``           ``wavelength``, ``pixel_size`` (one unit), ``na`` or ``f_number``, ``rings``
+    ``widefield`` (3-D)       ``wavelength``, ``na``, ``pixel_size``, ``z_step``, ``immersion_index``,
+                              ``sample_index``, ``depth``, ``planes`` (:mod:`sei.physics.psf3d`)
+    ``confocal`` (3-D)        the same and ``excitation_wavelength``, ``pinhole`` (Airy units)
     ``Gaussian_R2`` ...       a named kernel (no parameters)
     ========================  ================================================================================
 
@@ -197,6 +200,19 @@ def make_psf(kind: str, size: int | None = None, **params: float | None) -> torc
         only("wavelength", "pixel_size", "na", "f_number", "rings")
         return airy_psf(params["wavelength"], params["pixel_size"], params.get("na"), params.get("f_number"),
                         int(params.get("rings", 3)), size)
+    if key in ("widefield", "confocal"):
+        from sei.physics.psf3d import confocal_psf_3d, widefield_psf_3d
+
+        optics = ("wavelength", "na", "pixel_size", "z_step")
+        need(*optics, *(("excitation_wavelength",) if key == "confocal" else ()))
+        extra = ("excitation_wavelength", "pinhole") if key == "confocal" else ()
+        only(*optics, "immersion_index", "sample_index", "depth", "planes", *extra)
+        values = dict(wavelength=params["wavelength"], numerical_aperture=params["na"],
+                      pixel_size=params["pixel_size"], z_step=params["z_step"],
+                      **{name: params[name] for name in ("immersion_index", "sample_index", "depth", *extra)
+                         if name in params},
+                      planes=int(params["planes"]) if "planes" in params else None, size=size)
+        return confocal_psf_3d(**values) if key == "confocal" else widefield_psf_3d(**values)
     from sei.core.errors import UnknownNameError
     from sei.physics.kernels import PAPER_KERNELS, kernel_from_name
 
