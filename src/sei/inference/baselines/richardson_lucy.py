@@ -61,7 +61,7 @@ def check_positive_kernel(kernel: torch.Tensor) -> None:
 def normalised_residual(y: torch.Tensor, blurred: torch.Tensor, gain: float, sigma: float) -> torch.Tensor:
     """The mean over each image of ``(y - A x)^2 / (gain * max(A x, 0) + sigma^2)``: 1 in expectation at the truth.
 
-    :param y: ``(B, C, H, W)`` measurements; ``blurred``: ``A x`` of the same shape.
+    :param y: ``(B, C, H, W)`` (or ``(B, C, D, H, W)``) measurements; ``blurred``: ``A x`` of the same shape.
     :return: ``(B,)`` values.
     """
     variance = gain * blurred.clamp(min=0) + max(sigma, NOISE_FLOOR) ** 2
@@ -69,18 +69,20 @@ def normalised_residual(y: torch.Tensor, blurred: torch.Tensor, gain: float, sig
 
 
 def tv_subgradient(x: torch.Tensor, epsilon: float = TV_EPSILON) -> torch.Tensor:
-    """``-div(grad x / |grad x|_epsilon)`` of ``(B, C, H, W)`` images (forward differences, Neumann borders): the
-    gradient of the smoothed isotropic total variation."""
-    dx = torch.zeros_like(x)
-    dy = torch.zeros_like(x)
-    dx[..., :, :-1] = x[..., :, 1:] - x[..., :, :-1]
-    dy[..., :-1, :] = x[..., 1:, :] - x[..., :-1, :]
-    norm = torch.sqrt(dx**2 + dy**2 + epsilon**2)
-    px, py = dx / norm, dy / norm
-    divergence = px.clone()
-    divergence[..., :, 1:] -= px[..., :, :-1]
-    divergence += py
-    divergence[..., 1:, :] -= py[..., :-1, :]
+    """``-div(grad x / |grad x|_epsilon)`` of ``(B, C, H, W)`` images or ``(B, C, D, H, W)`` volumes (forward
+    differences, Neumann borders): the gradient of the smoothed isotropic total variation."""
+    axes = range(2, x.ndim)
+    gradients = []
+    for axis in axes:
+        difference = torch.zeros_like(x)
+        difference.narrow(axis, 0, x.shape[axis] - 1).copy_(x.diff(dim=axis))
+        gradients.append(difference)
+    norm = torch.sqrt(sum(g**2 for g in gradients) + epsilon**2)
+    divergence = torch.zeros_like(x)
+    for axis, gradient in zip(axes, gradients):
+        flux = gradient / norm
+        divergence += flux
+        divergence.narrow(axis, 1, x.shape[axis] - 1).sub_(flux.narrow(axis, 0, x.shape[axis] - 1))
     return -divergence
 
 
@@ -129,22 +131,27 @@ class RichardsonLucy(nn.Module):
         self.stopped_at = torch.zeros(0, dtype=torch.long)
 
     def _check_size(self, y: torch.Tensor) -> None:
-        kh, kw = self.physics.kernel.shape[-2:]
-        height, width = y.shape[-2] * self.upscale, y.shape[-1] * self.upscale
-        if kh > height or kw > width:
-            raise ImageError(f"the PSF ({kh}x{kw}) is larger than the image ({height}x{width}): crop the PSF or "
-                             "restore a larger image")
+        kernel = tuple(self.physics.kernel.shape)
+        size = tuple(n * self.upscale for n in y.shape[-len(kernel):])
+        if y.ndim != 2 + len(kernel):
+            what = "volumes (B, C, D, H, W)" if len(kernel) == 3 else "images (B, C, H, W)"
+            raise ImageError(f"a {len(kernel)}-D PSF restores {what}; got shape {tuple(y.shape)}")
+        if any(k > n for k, n in zip(kernel, size)):
+            raise ImageError(f"the PSF ({'x'.join(map(str, kernel))}) is larger than the image "
+                             f"({'x'.join(map(str, size))}): crop the PSF or restore a larger image")
 
     @torch.no_grad()
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        """Deconvolve ``(B, C, H, W)`` measurements in [0, 1] units; returns ``(B, C, H r, W r)``."""
+        """Deconvolve ``(B, C, H, W)`` measurements in [0, 1] units, returning ``(B, C, H r, W r)``; or
+        ``(B, C, D, H, W)`` volumes through a 3-D PSF."""
         y = y.float()
         self._check_size(y)
         shift = self.sigma**2 / self.gain if self.gain > 0 else 0.0
         shifted = (y + shift).clamp(min=0)
         normaliser = self.physics.A_adjoint(torch.ones_like(y)).clamp(min=POSITIVE_FLOOR)
         # a flat start at the measurements' mean: positive everywhere, and no structure RL would have to undo
-        mean = y.clamp(min=0).flatten(1).mean(1).clamp(min=POSITIVE_FLOOR).view(-1, 1, 1, 1)
+        per_item = (-1,) + (1,) * (y.ndim - 1)
+        mean = y.clamp(min=0).flatten(1).mean(1).clamp(min=POSITIVE_FLOOR).view(per_item)
         x = mean * torch.ones_like(normaliser)
         active = torch.ones(y.shape[0], dtype=torch.bool, device=y.device)
         stopped_at = torch.full((y.shape[0],), self.iterations, dtype=torch.long)
@@ -162,7 +169,7 @@ class RichardsonLucy(nn.Module):
             if self.tv_weight > 0:
                 denominator = (normaliser + self.tv_weight * tv_subgradient(x)).clamp(min=POSITIVE_FLOOR)
             update = (x * self.physics.A_adjoint(ratio) / denominator).clamp(min=POSITIVE_FLOOR)
-            keep = active.view(-1, 1, 1, 1)
+            keep = active.view(per_item)
             x = torch.where(keep, update, x)
         self.stopped_at = stopped_at
         return x
