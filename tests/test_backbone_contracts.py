@@ -1,6 +1,6 @@
 """The contract every backbone preset keeps (sei.models.registry): it builds from its name (physics-aware ones with
 an operator), restores odd and non-square images at its upscale, declares its family's checkpointing and tiling
-grid truthfully, trains every parameter, round-trips through a weights file, and computes on a GPU what it computes
+grid truthfully, computes an off-grid image without a padded border, trains every parameter, round-trips through a weights file, and computes on a GPU what it computes
 on the CPU. Architecture-specific facts (SwinIR's keys and size, the U-Net's start as the identity) are tested in
 test_models.py."""
 
@@ -12,6 +12,7 @@ from helpers import relative_difference, seeded
 
 from sei.core.errors import ConfigError
 from sei.models import BACKBONES, build_backbone, load_backbone, save_weights
+from sei.models.windows import STRIP
 from sei.physics import make_physics
 
 # The paper's SwinIR is checked at its size where it matters (test_models.py); its contract runs on a smaller twin.
@@ -36,6 +37,25 @@ class TestContract:
         y = torch.rand(2, 3, 19, 26, generator=seeded(0))
         assert model(y).shape == (2, 3, 19 * upscale, 26 * upscale)
         assert model.sei_architecture["backbone"] == name and model.sei_architecture["upscale"] == upscale
+
+    @pytest.mark.parametrize("upscale", [1, 2])
+    def test_an_off_grid_image_is_computed_on_its_own_pixels_not_a_padded_border(self, name, upscale):
+        """The top left is the network on the largest aligned window, the bottom-right corner the network on an
+        aligned window ending there (sei.models.windows): no padded border reaches the estimate."""
+        if BACKBONES[name].needs_physics:
+            pytest.skip("its data steps apply the operator to the whole image")
+        model = network(name, upscale).eval()
+        m, r = model.size_multiple, upscale
+        rows, columns = m - 1, max(1, m // 2)  # past the aligned 9m x 10m, less than one multiple
+        y = torch.rand(1, 3, 9 * m + rows, 10 * m + columns, generator=seeded(4))
+        with torch.no_grad():
+            whole = model(y)
+            top_left = model(y[..., :9 * m, :10 * m])
+            strip = -(-STRIP // m) * m  # or the aligned size when smaller
+            corner = model(y[..., -min(strip, 9 * m):, -min(strip, 10 * m):])
+        inner = (..., slice(0, (9 * m - 2) * r), slice(0, (10 * m - 2) * r))  # a bicubic base sees 2 px further
+        assert torch.allclose(whole[inner], top_left[inner], atol=1e-5)
+        assert torch.allclose(whole[..., -rows * r:, -columns * r:], corner[..., -rows * r:, -columns * r:], atol=1e-5)
 
     def test_declarations_are_true(self, name):
         preset, model = BACKBONES[name], network(name)

@@ -156,3 +156,43 @@ class TestWeightsFiles:
         torch.save(build_backbone("unet-tiny").state_dict(), tmp_path / "bare.pt")
         with pytest.raises(WeightsError, match="no architecture record"):
             load_backbone(tmp_path / "bare.pt")
+
+
+class TestUNet3D:
+    """``UNet(spatial_dims=3)``: the same residual U-Net on volumes (3x3x3 convolutions)."""
+
+    def volume_net(self):
+        from sei.models.unet import UNet
+
+        torch.manual_seed(0)
+        model = UNet(1, in_chans=1, width=4, levels=2, blocks=1, spatial_dims=3).eval()
+        torch.nn.init.normal_(model.tail.weight, std=0.1)
+        return model
+
+    def test_any_volume_size_and_the_identity_at_start(self):
+        from sei.models.unet import UNet
+
+        y = torch.rand(2, 1, 7, 10, 13)
+        assert torch.equal(UNet(1, in_chans=1, width=4, spatial_dims=3)(y), y)
+        assert self.volume_net()(y).shape == y.shape
+
+    def test_an_off_grid_volume_is_computed_on_aligned_windows(self):
+        model = self.volume_net()
+        y = torch.rand(1, 1, 9, 70, 66)  # multiple 4: 8 x 68 x 64 aligned, strips ending at each border
+        with torch.no_grad():
+            whole = model(y)
+            assert torch.allclose(whole[..., :8, :68, :64], model(y[..., :8, :68, :64]), atol=1e-5)
+            corner = model(y[..., -8:, -64:, -64:])
+            assert torch.allclose(whole[..., -1:, -2:, -2:], corner[..., -1:, -2:, -2:], atol=1e-5)
+
+    def test_every_parameter_trains_and_bad_inputs_are_refused(self):
+        from sei.core.errors import ConfigError, ShapeError
+        from sei.models.unet import UNet
+
+        model = self.volume_net().train()
+        model(torch.rand(1, 1, 8, 12, 12)).pow(2).mean().backward()
+        assert all(p.grad is not None for p in model.parameters())
+        with pytest.raises(ShapeError, match=r"\(B, C, D, H, W\) volumes"):
+            model(torch.rand(1, 1, 12, 12))
+        with pytest.raises(ConfigError, match="super-resolution of volumes"):
+            UNet(2, spatial_dims=3)

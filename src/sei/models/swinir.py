@@ -4,8 +4,9 @@ Built on ``deepinv.models.SwinIR`` without any download, so its ``state_dict`` k
 original SwinIR, the format of the authors' published weights. What this module changes, none of it touching
 the parameters or their names:
 
-- inputs of any size: padded to the window multiple by reflection when possible, by replication otherwise
-  (reflection fails for inputs smaller than half a window);
+- inputs of any size: computed on windows whose sizes are multiples of the attention window
+  (:func:`sei.models.windows.apply_aligned`), not padded (a padded border is sharpened into spikes); only inputs
+  smaller than one window are padded, by replication;
 - fused window attention on GPUs: ``torch.nn.functional.scaled_dot_product_attention`` with the
   relative-position bias and the shift mask as an additive mask, instead of materialising and keeping the
   attention matrices (same numbers up to float rounding, less memory, faster);
@@ -29,6 +30,7 @@ from torch.utils.checkpoint import checkpoint
 
 from sei.core.defaults import CHECKPOINTING, PAPER_SWINIR
 from sei.core.errors import ConfigError
+from sei.models.windows import apply_aligned
 from sei.physics.base import SizeCache
 
 __all__ = ["CHECKPOINTING", "PAPER_SWINIR", "CachedMaskBlock", "fused_window_attention", "FusedWindowAttention",
@@ -153,14 +155,15 @@ class SwinIR(deepinv.models.SwinIR):
         """Input sizes that are multiples of this (the window) are computed without padding."""
         return self.window_size
 
+    def forward(self, x: torch.Tensor, sigma: float | None = None, **kwargs) -> torch.Tensor:
+        """``(B, C, H, W)`` of any size to ``(B, C, upscale H, upscale W)``."""
+        return apply_aligned(super().forward, x, self.window_size, self.upscale)
+
     def check_img_size(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad an input smaller than one window (the only inputs :meth:`forward` gives unaligned) by replication."""
         height, width = x.shape[-2:]
-        pad_h = (-height) % self.window_size
-        pad_w = (-width) % self.window_size
-        if pad_h == 0 and pad_w == 0:
-            return x
-        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-        return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        pad_h, pad_w = (-height) % self.window_size, (-width) % self.window_size
+        return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # deepinv's loop over residual Swin transformer blocks (RSTB), unrolled down to the Swin blocks so that
