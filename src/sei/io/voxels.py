@@ -1,0 +1,122 @@
+"""Voxel sizes of microscopy stacks, read from what the file says: OME-TIFF, ImageJ hyperstacks, TIFF resolution tags.
+
+A z-stack restored in 3-D needs its voxel size: the PSF is sampled on it, and an axially super-resolved stack is
+written back with its new z-step. Files say it in three ways, read in this order of trust:
+
+- **OME-TIFF**: ``PhysicalSizeX``, ``PhysicalSizeY``, ``PhysicalSizeZ`` of the ``Pixels`` element, each with its
+  unit (micrometres by default);
+- **ImageJ**: the ``spacing`` (z-step) and ``unit`` of its metadata, with the lateral size from the resolution tags;
+- **TIFF resolution tags**: ``XResolution``/``YResolution`` in pixels per ``ResolutionUnit`` (inch or centimetre),
+  or per ImageJ's ``unit`` when the tag says none.
+
+Every size is returned in micrometres; an axis the file does not describe is ``None`` (set it on the command line).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+from pathlib import Path
+
+from sei.core.errors import ImageError
+
+__all__ = ["MICROMETRES_PER", "VoxelSize", "read_voxel_size"]
+
+# Micrometres per length unit, by the names files use.
+MICROMETRES_PER = {"nm": 1e-3, "nanometer": 1e-3, "nanometre": 1e-3, "um": 1.0, "µm": 1.0, "\\u00b5m": 1.0,
+                   "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "micrometre": 1.0, "mm": 1e3, "millimeter": 1e3,
+                   "cm": 1e4, "centimeter": 1e4, "m": 1e6, "meter": 1e6, "inch": 25400.0, "in": 25400.0}
+_TIFF_RESOLUTION_UNITS = {2: "inch", 3: "cm"}  # ResolutionUnit tag values (1: none)
+
+
+@dataclass(frozen=True)
+class VoxelSize:
+    """A stack's sampling in micrometres, ``None`` for an axis the file does not describe.
+
+    :ivar z: the distance between planes; ``y``, ``x``: the pixel's height and width.
+    :ivar source: where it was read (``"OME"``, ``"ImageJ"``, ``"TIFF tags"``), for messages.
+    """
+
+    z: float | None
+    y: float | None
+    x: float | None
+    source: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return None not in (self.z, self.y, self.x)
+
+    @property
+    def anisotropy(self) -> float | None:
+        """The z-step over the lateral pixel size (3 for 300 nm planes of 100 nm pixels)."""
+        if self.z is None or self.x is None:
+            return None
+        return self.z / self.x
+
+
+def _micrometres(value: object, unit: str | None) -> float | None:
+    """``value`` in ``unit`` as micrometres; ``None`` when either is missing, unknown or not a positive number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    factor = MICROMETRES_PER.get(str(unit or "").strip().lower())
+    if factor is None or not math.isfinite(number) or number <= 0:
+        return None
+    return number * factor
+
+
+def _from_ome(xml: str) -> VoxelSize | None:
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError:
+        return None
+    pixels = next((element for element in root.iter() if element.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return None
+    sizes = {axis: _micrometres(pixels.get(f"PhysicalSize{axis}"), pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+             for axis in "ZYX"}
+    if all(value is None for value in sizes.values()):
+        return None
+    return VoxelSize(sizes["Z"], sizes["Y"], sizes["X"], "OME")
+
+
+def _lateral_from_tags(page, imagej_unit: str | None) -> tuple[float | None, float | None]:
+    if "XResolution" not in page.tags:
+        return None, None
+    unit = _TIFF_RESOLUTION_UNITS.get(int(page.resolutionunit), imagej_unit)
+    x_per_unit, y_per_unit = (float(v) for v in page.resolution)
+    size = [_micrometres(1.0 / per_unit, unit) if per_unit > 0 else None for per_unit in (y_per_unit, x_per_unit)]
+    return size[0], size[1]
+
+
+def read_voxel_size(path: str | Path) -> VoxelSize:
+    """The voxel size a TIFF file states (see the module); all ``None`` for a file that states none.
+
+    :raises ImageError: if the file cannot be read as a TIFF.
+    """
+    import tifffile
+
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            if tiff.ome_metadata:
+                found = _from_ome(tiff.ome_metadata)
+                if found is not None:
+                    return found
+            imagej = tiff.imagej_metadata or {}
+            unit = imagej.get("unit")
+            unit = _clean_unit(unit) if isinstance(unit, str) else None
+            y, x = _lateral_from_tags(tiff.pages[0], unit)
+            if imagej:
+                return VoxelSize(_micrometres(imagej.get("spacing"), unit), y, x, "ImageJ")
+            return VoxelSize(None, y, x, "TIFF tags" if x is not None else "")
+    except (tifffile.TiffFileError, OSError, ValueError) as error:
+        raise ImageError(f"{path}: cannot read its voxel size ({error})") from error
+
+
+def _clean_unit(unit: str) -> str:
+    # ImageJ writes micrometres as "micron" or "\u00B5m" (escaped); both mean the same
+    return re.sub(r"\\u00[bB]5", "µ", unit).strip()
