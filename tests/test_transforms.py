@@ -128,3 +128,41 @@ class TestRotate:
         assert RandomShift()(torch.rand(2, 1, 8, 8), generator).shape == (2, 1, 8, 8)
         with pytest.raises(ConfigError):
             RandomRotate(multiples=0)
+
+
+class TestScaleVolume:
+    """SEI's down-scaling of volumes: laterally (every plane by the paper's transform), or along all three axes."""
+
+    def test_lateral_scaling_is_the_paper_transform_on_every_plane(self):
+        from sei.transforms import scale_volume
+
+        x = torch.rand(2, 1, 5, 16, 20, dtype=torch.float64)
+        factors, centres = torch.tensor([0.5, 0.75]), torch.tensor([[2.0, 7.0, 9.0], [1.0, 3.0, 15.0]])
+        out = scale_volume(x, factors, centres, "lateral")
+        for plane in range(5):
+            assert torch.allclose(out[:, :, plane], scale(x[:, :, plane], factors, centres[:, 1:]))
+
+    def test_all_axes_shrink_along_z_too_and_lateral_does_not(self):
+        from sei.transforms import scale_volume
+
+        z = torch.arange(17.0).view(1, 1, -1, 1, 1)
+        blob = torch.exp(-((z - 8) ** 2) / 8).expand(1, 1, 17, 9, 9).contiguous()
+        centre = torch.tensor([[8.0, 4.0, 4.0]])
+        lateral = scale_volume(blob, torch.tensor([0.5]), centre, "lateral")
+        everywhere = scale_volume(blob, torch.tensor([0.5]), centre, "all")
+        assert torch.allclose(lateral, blob, atol=1e-6)  # constant across: nothing to shrink laterally
+        # two planes from the centre the shrunk profile has the original's value four planes away
+        assert float(everywhere[0, 0, 10, 4, 4]) == pytest.approx(float(blob[0, 0, 12, 4, 4]), abs=1e-6)
+        assert float(everywhere[0, 0, 10, 4, 4]) < 0.5 * float(blob[0, 0, 10, 4, 4])
+
+    def test_random_draws_are_reproducible_and_errors_are_clear(self):
+        from sei.core.errors import ConfigError, ShapeError
+        from sei.transforms import random_scale_volume
+
+        x = torch.rand(3, 1, 6, 10, 12)
+        first = random_scale_volume(x, torch.Generator().manual_seed(1), axes="all")
+        assert torch.equal(first, random_scale_volume(x, torch.Generator().manual_seed(1), axes="all"))
+        with pytest.raises(ConfigError, match="lateral"):
+            random_scale_volume(x, axes="z")
+        with pytest.raises(ShapeError, match="volumes"):
+            random_scale_volume(torch.rand(1, 1, 10, 12))

@@ -1,4 +1,5 @@
-"""Random image transforms for equivariant losses: down-scaling (SEI), circular shifts and rotations (EI).
+"""Random image transforms for equivariant losses: down-scaling (SEI, of images and of volumes), circular shifts and
+rotations (EI).
 
 Each transform is a pure function of the image and explicit per-image parameters, plus a ``random_*``
 function that draws those parameters from a ``torch.Generator`` and a thin ``nn.Module`` wrapper. Every
@@ -20,8 +21,9 @@ from torch import nn
 from sei.core.errors import ConfigError, ImageTooSmallError
 from sei.core.checks import check_image_batch
 
-__all__ = ["DEFAULT_SCALE_FACTORS", "draw_rotation_params", "draw_scale_params", "draw_shift_params", "random_rotate",
-           "random_scale", "random_shift", "RandomRotate", "RandomScale", "RandomShift", "rotate", "scale", "shift"]
+__all__ = ["DEFAULT_SCALE_FACTORS", "VOLUME_SCALE_AXES", "draw_rotation_params", "draw_scale_params",
+           "draw_shift_params", "draw_volume_scale_params", "random_rotate", "random_scale", "random_scale_volume",
+           "random_shift", "RandomRotate", "RandomScale", "RandomShift", "rotate", "scale", "scale_volume", "shift"]
 
 DEFAULT_SCALE_FACTORS = (0.75, 0.5)
 
@@ -98,6 +100,77 @@ def random_scale(x: torch.Tensor, generator: torch.Generator | None = None,
     """The paper's random down-scaling: :func:`scale` with parameters from :func:`draw_scale_params`."""
     batch, _, height, width = x.shape
     return scale(x, *draw_scale_params(batch, height, width, generator, factors), **kwargs)
+
+
+# -- down-scaling of volumes ------------------------------------------------------------------------------
+# Which axes of a volume the scale transform shrinks: the lateral ones only (anisotropic voxels: the z sampling
+# stays as it is), or all three (isotropic voxels).
+VOLUME_SCALE_AXES = ("lateral", "all")
+
+
+def scale_volume(x: torch.Tensor, factors: torch.Tensor, centers: torch.Tensor, axes: str = "lateral",
+                 padding_mode: str = "reflection") -> torch.Tensor:
+    """Rescale each volume about a centre, keeping its size: :func:`scale` in 3-D.
+
+    ``axes="lateral"`` shrinks every plane by the paper's bicubic :func:`scale` (the planes of a volume share its
+    factor and lateral centre; z is untouched); ``axes="all"`` shrinks along z too, by trilinear interpolation
+    (``grid_sample`` has no tricubic mode), for stacks whose voxels are isotropic.
+
+    :param x: ``(B, C, D, H, W)`` volumes, each axis at least 2.
+    :param factors: ``(B,)`` scale factors ``s > 0``.
+    :param centers: ``(B, 3)`` centres ``(plane, row, column)`` in voxels (the plane is ignored laterally).
+    :param axes: one of :data:`VOLUME_SCALE_AXES`.
+    :return: ``(B, C, D, H, W)`` tensor.
+
+    >>> x = torch.rand(2, 1, 6, 12, 10, dtype=torch.float64)
+    >>> centres = torch.tensor([[2.0, 5.0, 4.0], [3.0, 1.0, 8.0]])
+    >>> all(torch.allclose(scale_volume(x, torch.ones(2), centres, a), x) for a in VOLUME_SCALE_AXES)
+    True
+    """
+    check_image_batch(x, spatial_dims=3)
+    if axes not in VOLUME_SCALE_AXES:
+        raise ConfigError(f"volume scale axes must be one of {VOLUME_SCALE_AXES}, got {axes!r}")
+    batch, channels, depth, height, width = x.shape
+    if min(depth, height, width) < 2:
+        raise ImageTooSmallError(f"scaling needs volumes of at least 2x2x2 voxels, got {depth}x{height}x{width}")
+    factors = torch.as_tensor(factors, dtype=torch.float64).reshape(-1)
+    centers = torch.as_tensor(centers, dtype=torch.float64).reshape(-1, 3)
+    if axes == "lateral":  # the planes as channels: one factor and centre per volume
+        planes = x.reshape(batch, channels * depth, height, width)
+        return scale(planes, factors, centers[:, 1:], padding_mode=padding_mode).reshape(x.shape)
+    if factors.shape[0] != batch or centers.shape[0] != batch:
+        raise ConfigError(f"need one factor and one centre per volume ({batch}), got {factors.shape[0]} and "
+                          f"{centers.shape[0]}")
+    if (factors <= 0).any():
+        raise ConfigError(f"scale factors must be > 0, got {factors.tolist()}")
+    inverse = (1.0 / factors).view(batch, 1)
+    grids = []
+    for axis, size in enumerate((depth, height, width)):
+        coordinates = torch.arange(size, dtype=torch.float64).view(1, -1)
+        source = centers[:, axis:axis + 1] + (coordinates - centers[:, axis:axis + 1]) * inverse  # (B, size)
+        grids.append(2.0 * source / (size - 1) - 1.0)
+    grid_z, grid_y, grid_x = torch.broadcast_tensors(grids[0][:, :, None, None], grids[1][:, None, :, None],
+                                                     grids[2][:, None, None, :])
+    grid = torch.stack([grid_x, grid_y, grid_z], dim=-1)
+    grid = grid.to(device=x.device, dtype=x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32)
+    return F.grid_sample(x.to(grid.dtype), grid, mode="bilinear", padding_mode=padding_mode,
+                         align_corners=True).to(x.dtype)
+
+
+def draw_volume_scale_params(batch: int, shape: Sequence[int], generator: torch.Generator | None = None,
+                             factors: Sequence[float] = DEFAULT_SCALE_FACTORS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per volume, a factor drawn uniformly from ``factors`` and a centre drawn uniformly in the volume of
+    ``shape`` ``(D, H, W)``: ``(factors (B,), centres (B, 3))``."""
+    choices = torch.as_tensor(tuple(factors), dtype=torch.float64)
+    drawn = choices[_integers(generator, len(choices), (batch,)).cpu()]
+    extent = torch.tensor([n - 1 for n in shape], dtype=torch.float64)
+    return drawn, _uniform(generator, (batch, 3)).cpu() * extent
+
+
+def random_scale_volume(x: torch.Tensor, generator: torch.Generator | None = None,
+                        factors: Sequence[float] = DEFAULT_SCALE_FACTORS, axes: str = "lateral") -> torch.Tensor:
+    """SEI's random down-scaling of volumes: :func:`scale_volume` with :func:`draw_volume_scale_params`."""
+    return scale_volume(x, *draw_volume_scale_params(x.shape[0], x.shape[-3:], generator, factors), axes=axes)
 
 
 # -- circular shifts --------------------------------------------------------------------------------------
