@@ -8,7 +8,7 @@ import torch
 from helpers import fixed_network
 
 from sei.core.errors import ConfigError, ImageTooSmallError
-from sei.losses import interior_probe, sure_gaussian
+from sei.losses import interior, interior_probe, sure_gaussian
 from sei.physics import make_physics
 
 
@@ -63,3 +63,26 @@ class TestErrors:
             sure_gaussian(fixed_network(), physics, torch.rand(1, 3, 16, 16), 0.02, constant="biased")
         with pytest.raises(ConfigError):
             sure_gaussian(fixed_network(), physics, torch.rand(1, 3, 16, 16), 0.02, tau=0)
+
+
+def test_sure_matches_the_true_error_in_expectation_for_volumes():
+    """A 3-D PSF, a linear restorer of a volume: SURE's average over noise draws is the measurement-domain error's."""
+    from sei.data.phantoms import fluorescence_phantom
+    from sei.physics import FFTBlur
+    from sei.physics.noise import GaussianNoise
+    from sei.physics.psf3d import widefield_psf_3d
+
+    psf = widefield_psf_3d(wavelength=520, numerical_aperture=1.3, pixel_size=100, z_step=300, planes=5, size=7)
+    physics = FFTBlur(psf, noise_model=GaussianNoise(10.0))
+    x = fluorescence_phantom((12, 24, 24), seed=0, anisotropy=3.0)[None, None].double()
+    sigma = 10 / 255
+    restorer = lambda y: 0.5 * y + 0.5 * physics.A_adjoint(y)  # noqa: E731  a fixed linear map, not the identity
+    margin = physics.margin
+    estimates, errors = [], []
+    for draw in range(40):
+        y = physics(x, generator=torch.Generator().manual_seed(draw))
+        terms = sure_gaussian(restorer, physics, y, sigma, torch.Generator().manual_seed(100 + draw), margin=margin)
+        estimates.append(float(terms.loss))
+        errors.append(float(interior(physics.A(restorer(y)) - physics.A(x), margin).pow(2).mean()))
+    assert len(margin) == 3
+    assert sum(estimates) / 40 == pytest.approx(sum(errors) / 40, rel=0.05)

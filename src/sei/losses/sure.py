@@ -44,27 +44,32 @@ SURE_CONSTANTS = ("unbiased", "reference")  # the first is the default
 DEFAULT_TAU = 0.01
 
 
-def interior(t: torch.Tensor, margin: tuple[int, int]) -> torch.Tensor:
-    """``t[..., mh:H-mh, mw:W-mw]`` for ``margin = (mh, mw)``.
+def _inner(margin: tuple[int, ...], shape: torch.Size) -> tuple:
+    """The index of the interior of a tensor of ``shape``: ``margin`` voxels off each end of its trailing axes."""
+    return (..., *(slice(m, n - m) for m, n in zip(margin, shape[-len(margin):])))
+
+
+def interior(t: torch.Tensor, margin: tuple[int, ...]) -> torch.Tensor:
+    """``t[..., mh:H-mh, mw:W-mw]`` for ``margin = (mh, mw)``; for a volume's ``(md, mh, mw)``, over its last three
+    axes likewise.
 
     :raises ImageTooSmallError: if nothing is left.
     """
-    mh, mw = margin
-    height, width = t.shape[-2:]
-    if height <= 2 * mh or width <= 2 * mw:
+    sizes = tuple(t.shape[-len(margin):])
+    if any(n <= 2 * m for m, n in zip(margin, sizes)):
+        size_text, margin_text = "x".join(map(str, sizes)), "x".join(map(str, margin))
+        larger = "x".join(str(2 * m) for m in margin)
         raise ImageTooSmallError(
-            f"a {height}x{width} measurement has no interior left after removing a {mh}x{mw}-pixel margin; "
-            f"use measurements larger than {2 * mh}x{2 * mw}"
+            f"a {size_text} measurement has no interior left after removing a {margin_text}-pixel margin; "
+            f"use measurements larger than {larger}"
         )
-    return t[..., mh : height - mh, mw : width - mw]
+    return t[_inner(margin, t.shape)]
 
 
-def interior_probe(y: torch.Tensor, margin: tuple[int, int], generator: torch.Generator | None) -> torch.Tensor:
+def interior_probe(y: torch.Tensor, margin: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
     """A standard Gaussian probe of ``y``'s shape, zero outside the interior."""
-    mh, mw = margin
-    height, width = y.shape[-2:]
     probe = torch.zeros_like(y)
-    inner = probe[..., mh : height - mh, mw : width - mw]
+    inner = probe[_inner(margin, y.shape)]
     inner.copy_(gaussian_noise_like(inner, 1.0, generator))
     return probe
 
@@ -156,18 +161,18 @@ def sure_gaussian(
     y: torch.Tensor,
     sigma: float,
     generator: torch.Generator | None = None,
-    margin: tuple[int, int] = (0, 0),
+    margin: tuple[int, ...] = (0, 0),
     tau: float = DEFAULT_TAU,
     constant: str = SURE_CONSTANTS[0],
     batched_probe: bool = True,
 ) -> SureTerms:
     """SURE for Gaussian noise of standard deviation ``sigma`` (in [0, 1] units).
 
-    :param model: network ``f``, ``(B, C, h, w) -> (B, C, H, W)``.
+    :param model: network ``f``, ``(B, C, h, w) -> (B, C, H, W)`` (or volumes, ``(B, C, d, h, w)``).
     :param physics: operator with ``A``.
-    :param y: ``(B, C, h, w)`` measurements.
+    :param y: ``(B, C, h, w)`` measurements (or ``(B, C, d, h, w)``).
     :param generator: source of the divergence probe.
-    :param margin: interior margin ``(rows, columns)``.
+    :param margin: interior margin ``(rows, columns)``; ``(planes, rows, columns)`` for volumes.
     :param tau: finite-difference step.
     :param constant: ``"unbiased"`` subtracts ``sigma^2`` (an unbiased estimate, as in the formula);
         ``"reference"`` subtracts ``sigma^2 / B`` as the paper's reference code does. The two differ by a
@@ -201,7 +206,7 @@ def sure_poisson_gaussian(
     gain: float,
     sigma: float,
     generator: torch.Generator | None = None,
-    margin: tuple[int, int] = (0, 0),
+    margin: tuple[int, ...] = (0, 0),
     tau: float = DEFAULT_TAU,
     constant: str = SURE_CONSTANTS[0],
     batched_probe: bool = True,
