@@ -55,6 +55,7 @@ class TVProximal:
     from the previous call's primal and dual variables), with the two gradient components stacked in one tensor
     and updated in place, so that an iteration is about 20 tensor operations instead of about 35 with two
     ``(B, C, H, W, 2)`` allocations. One instance serves one solve: a new image starts from ``p`` and a zero dual.
+    A ``(B, C, D, H, W)`` volume gets the isotropic TV of its three-axis gradient.
 
     :param iterations: most iterations per call.
     :param crit: stop when an iteration changes the primal variable by less than this, relatively.
@@ -71,25 +72,30 @@ class TVProximal:
 
     def __call__(self, p: torch.Tensor, gamma: float) -> torch.Tensor:
         tau, rho = self.TAU, self.RHO
-        sigma = 1.0 / tau / 8.0  # 1 / (tau ||D||^2), ||D||^2 = 8 in 2-D
+        axes = tuple(range(-(p.ndim - 2), 0))  # (H, W), or (D, H, W) for volumes
+        sigma = 1.0 / tau / (4.0 * len(axes))  # 1 / (tau ||D||^2), ||D||^2 = 4 per axis
         if self.x2 is None or self.x2.shape != p.shape:
             self.x2 = p.clone()
-            self.u2 = p.new_zeros((2, *p.shape))  # last row (dim 0) / column (dim 1) stay 0, as D's are
+            self.u2 = p.new_zeros((len(axes), *p.shape))  # the last entry along each component's axis stays 0
         x2, u2 = self.x2, self.u2
         gradient = torch.zeros_like(u2)
         scaled_p = p * (tau / (1.0 + tau))
         for iteration in range(self.iterations):
             # x = (x2 - tau D^T u2 + tau p) / (1 + tau), with D^T u = -u + u shifted by one pixel
             x = torch.add(x2, u2.sum(0), alpha=tau)
-            x[..., 1:, :].sub_(u2[0, ..., :-1, :], alpha=tau)
-            x[..., :, 1:].sub_(u2[1, ..., :, :-1], alpha=tau)
+            for component, axis in enumerate(axes):
+                size = x.shape[axis]
+                x.narrow(axis, 1, size - 1).sub_(u2[component].narrow(axis, 0, size - 1), alpha=tau)
             x.mul_(1.0 / (1.0 + tau)).add_(scaled_p)
             # u = projection of u2 + sigma D (2 x - x2) on the balls of radius gamma
             extrapolated = torch.lerp(x2, x, 2.0)
-            torch.sub(extrapolated[..., 1:, :], extrapolated[..., :-1, :], out=gradient[0, ..., :-1, :])
-            torch.sub(extrapolated[..., :, 1:], extrapolated[..., :, :-1], out=gradient[1, ..., :, :-1])
+            for component, axis in enumerate(axes):
+                size = x.shape[axis]
+                torch.sub(extrapolated.narrow(axis, 1, size - 1), extrapolated.narrow(axis, 0, size - 1),
+                          out=gradient[component].narrow(axis, 0, size - 1))
             u = torch.add(u2, gradient, alpha=sigma)
-            u.div_(torch.hypot(u[0], u[1]).div_(gamma).clamp_(min=1.0))
+            norm = torch.hypot(u[0], u[1]) if len(axes) == 2 else torch.linalg.vector_norm(u, dim=0)
+            u.div_(norm.div_(gamma).clamp_(min=1.0))
             u2.lerp_(u, rho)
             change = torch.dist(x, x2) * rho
             x2.lerp_(x, rho)
