@@ -39,6 +39,16 @@ RECIPES = {
         "flags": ["--dataset", "photos", "--download", "--task", "deblurring", "--kernel", "Gaussian_R2",
                   "--noise-level", "5", "--model", "unet-small", "--ema", "0.999", "--time", "50m"],
     },
+    "photos-box-r3": {
+        "description": "Box_R3 deblurring of photographs, noise 5 (unet-small, RGB)",
+        "flags": ["--dataset", "photos", "--download", "--task", "deblurring", "--kernel", "Box_R3",
+                  "--noise-level", "5", "--model", "unet-small", "--ema", "0.999", "--time", "40m"],
+    },
+    "photos-sr-x2": {
+        "description": "x2 super-resolution of photographs (bicubic), noise 5 (unet-small, RGB)",
+        "flags": ["--dataset", "photos", "--download", "--task", "sr", "--sr-factor", "2",
+                  "--noise-level", "5", "--model", "unet-small", "--ema", "0.999", "--time", "40m"],
+    },
 }
 
 
