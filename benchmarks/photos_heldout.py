@@ -50,6 +50,7 @@ from sei.io.images import read_image, write_image
 from sei.metrics import psnr, ssim
 from sei.models.pretrained import pretrained_networks
 
+MAX_SR_CROP = 4  # the most rows or columns `sei degrade` crops for a super-resolution factor (x4)
 SCENARIOS: dict[str, list[str]] = {
     "gaussian": ["--kernel", "Gaussian_R2"],
     "box": ["--kernel", "Box_R3"],
@@ -95,6 +96,11 @@ def scores(estimates: Path, references: Path) -> dict[str, Any]:
     for reference_file in sorted(references.glob("*.png")):
         reference = read_image(reference_file)[None]
         estimate = read_image(estimates / reference_file.name)[None]
+        # super-resolution measures the reference cropped at the bottom and right to a multiple of the factor
+        # (`sei degrade`): score that crop
+        height, width = estimate.shape[-2:]
+        if 0 <= reference.shape[-2] - height < MAX_SR_CROP and 0 <= reference.shape[-1] - width < MAX_SR_CROP:
+            reference = reference[..., :height, :width]
         per_image[reference_file.stem] = {"psnr": float(psnr(estimate, reference, 1.0)),
                                           "ssim": float(ssim(estimate, reference, 1.0))}
     values = np.array([[v["psnr"], v["ssim"]] for v in per_image.values()])
