@@ -5,7 +5,7 @@
 >>> check_image_batch(torch.zeros(3, 8, 8))
 Traceback (most recent call last):
 ...
-sei.core.errors.ShapeError: x must have shape (B, C, H, W), got (3, 8, 8)
+sei.core.errors.ShapeError: x must have shape (B, C, H, W) (images), got (3, 8, 8)
 """
 
 from __future__ import annotations
