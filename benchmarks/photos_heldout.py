@@ -12,18 +12,19 @@ Every scenario (Gaussian_R2 or Box_R3 deblurring, or x2 bicubic super-resolution
 ``sei degrade`` (8-bit PNG, as a camera writes them), and every restorer runs through the ``sei`` command line:
 
 - classical: Wiener, TV and (deblurring) BM3D, bicubic (SR); the Wiener strength and the TV weight are chosen
-  over a grid on 8 photographs of the ``photos`` *training* set, degraded the same way, never on the held-out ones;
-  the best of them on the held-out set is the reference;
+  over a grid (extended while the best value is at one of its ends) on 8 photographs of the ``photos`` *training*
+  set, degraded the same way, never on the held-out ones; the best of them on the held-out set is the reference;
 - ``default``: the README's command exactly as written, ``sei train --dataset photos --download`` with the
   scenario's operator (its defaults otherwise: unet-small, 2400 steps on a CPU, bf16 where native), then
   ``sei restore`` of the measurements (and with ``--ensemble``);
 - ``shipped``: the network that ships for the operator (``--weights pretrained:NAME``), no training at all;
 - ``finetune``: the shipped network fine-tuned on the held-out measurements themselves, the user's own blurry
   photographs, for ``--time`` (``sei train --measurements DIR --weights pretrained:NAME --time 10m``), then
-  ``sei restore`` (and with ``--ensemble``). Box_R3 starts from the Gaussian_R2 network when no Box_R3 network
-  ships (another operator of the same task).
+  ``sei restore`` (and with ``--ensemble``). A scenario whose operator has no network of its own starts from
+  another of the same task.
 
-Finished trainings in ``--work`` are reused (their recorded training seconds reported) unless ``--retrain``.
+Finished trainings in ``--work`` are reused (their recorded training seconds reported) unless ``--retrain``;
+``--retune`` chooses the classical strengths again (and restores the classical rows again).
 
 PSNR and SSIM on the luma of 8-bit images, as ``sei test`` computes them. Records
 benchmarks/results/photos_heldout.json, keeping the scenarios and rows of an earlier recording that were not rerun.
@@ -63,6 +64,7 @@ CLASSICAL = {"gaussian": ["wiener", "tv", "bm3d"], "box": ["wiener", "tv", "bm3d
 # strength grids around the defaults: Wiener's multiplier of sigma^2 (default 50), TV's weight in [0, 1] image
 # units (default 0.05 sigma, sigma = 5 / 255)
 WIENER_GRID = (12.5, 25.0, 50.0, 100.0, 200.0)
+GRID_EXTENSIONS = 4  # values tried beyond either end of a grid whose best value is at that end
 TV_GRID = tuple(round(factor * 5 / 255, 6) for factor in (0.0125, 0.025, 0.05, 0.1, 0.2))
 TUNING_IMAGES = 8
 # the photographs of laptop_quality.HELD_OUT that no training run validates on (the others are sample's val split)
@@ -125,8 +127,17 @@ def tune(scenario: str, work: Path, tuning: Path) -> dict[str, float]:
         kind = "wiener" if option == "--wiener-strength" else "tv"
         results = {value: restore(measurements, work / "tuning_out", tuning, ["--model-kind", kind, option, value])
                    for value in grid}
+        # a best value at either end of the grid may not be the best: go on by the grid's ratio until it is not
+        for _ in range(GRID_EXTENSIONS):
+            best = max(results, key=lambda value: results[value]["psnr"])
+            values = sorted(results)
+            if best not in (values[0], values[-1]):
+                break
+            step = values[-1] / values[-2] if best == values[-1] else values[0] / values[1]
+            value = round(best * step, 6)
+            results[value] = restore(measurements, work / "tuning_out", tuning, ["--model-kind", kind, option, value])
         chosen[kind] = max(results, key=lambda value: results[value]["psnr"])
-        tried = ", ".join(f"{value}: {result['psnr']:.2f}" for value, result in results.items())
+        tried = ", ".join(f"{value}: {results[value]['psnr']:.2f}" for value in sorted(results))
         print(f"[{scenario}] {kind}: {option} {chosen[kind]} on the training photographs ({tried})", flush=True)
     return chosen
 
@@ -165,7 +176,10 @@ def run_scenario(scenario: str, rows_wanted: list[str], args: argparse.Namespace
     if not measurements.exists():
         sei("degrade", references, measurements, *SCENARIOS[scenario], *NOISE, "--quiet")
     rows: dict[str, Any] = dict(previous.get("rows", {}))
-    strengths = previous.get("strengths") or tune(scenario, work, tuning)
+    strengths = None if args.retune else previous.get("strengths")
+    if strengths is None:
+        strengths = tune(scenario, work, tuning)
+        rows = {label: row for label, row in rows.items() if label not in CLASSICAL[scenario]}
     for kind in CLASSICAL[scenario]:
         if kind not in rows:
             option = {"wiener": ["--wiener-strength", strengths["wiener"]], "tv": ["--tv-weight", strengths["tv"]]}
@@ -221,6 +235,8 @@ def main() -> None:
     parser.add_argument("--download", action="store_true")
     parser.add_argument("--work", type=Path, default=Path("benchmarks/results/photos_heldout_work"))
     parser.add_argument("--retrain", action="store_true", help="train again runs that finished (default: reuse)")
+    parser.add_argument("--retune", action="store_true",
+                        help="choose the classical strengths again and restore the classical rows again")
     args = parser.parse_args()
     references = args.work / "references"
     if not references.exists():
