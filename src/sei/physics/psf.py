@@ -16,7 +16,7 @@ import torch
 
 from sei.core.errors import KernelError, SEIWarning
 
-__all__ = ["MAX_KERNEL_SIZE", "MAX_NUMERICAL_APERTURE", "OVERSAMPLE", "PSF_KINDS", "airy_first_zero", "airy_psf", "disc_psf", "gaussian_psf",
+__all__ = ["MAX_KERNEL_SIZE", "MAX_NUMERICAL_APERTURE", "OVERSAMPLE", "PSF_KINDS", "positive_parameter", "airy_first_zero", "airy_psf", "disc_psf", "gaussian_psf",
            "make_psf", "motion_psf", "odd_size"]
 
 MAX_KERNEL_SIZE = 255
@@ -56,7 +56,11 @@ def _normalised(kernel: np.ndarray, what: str) -> torch.Tensor:
     return torch.from_numpy(kernel / total).to(torch.float32)
 
 
-def _positive(name: str, value: float) -> float:
+def positive_parameter(name: str, value: float) -> float:
+    """``value`` as a float, checked finite and above zero.
+
+    :raises KernelError: naming the parameter otherwise.
+    """
     value = float(value)
     if not math.isfinite(value) or value <= 0:
         raise KernelError(f"{name} must be a positive number, got {value}")
@@ -67,8 +71,8 @@ def gaussian_psf(sigma_x: float, sigma_y: float | None = None, angle: float = 0.
                  oversample: int = OVERSAMPLE) -> torch.Tensor:
     """Anisotropic Gaussian: standard deviations ``sigma_x`` and ``sigma_y`` px along axes rotated by ``angle``
     degrees (counter-clockwise from the image's x axis); default size covers 3 standard deviations."""
-    sigma_x = _positive("sigma_x", sigma_x)
-    sigma_y = _positive("sigma_y", sigma_y if sigma_y is not None else sigma_x)
+    sigma_x = positive_parameter("sigma_x", sigma_x)
+    sigma_y = positive_parameter("sigma_y", sigma_y if sigma_y is not None else sigma_x)
     size = odd_size(3 * max(sigma_x, sigma_y), size)
     y, x = _sample_grid(size, oversample)
     theta = math.radians(angle)
@@ -82,7 +86,7 @@ def motion_psf(length: float, angle: float = 0.0, size: int | None = None, overs
                ) -> torch.Tensor:
     """Linear motion blur: a segment of ``length`` px through the centre at ``angle`` degrees (counter-clockwise
     from the x axis), rendered with sub-pixel accuracy (the segment is sampled densely and splatted bilinearly)."""
-    length = _positive("motion length", length)
+    length = positive_parameter("motion length", length)
     size = odd_size(length / 2.0, size)
     fine = size * oversample
     grid = np.zeros((fine, fine))
@@ -103,7 +107,7 @@ def motion_psf(length: float, angle: float = 0.0, size: int | None = None, overs
 
 def disc_psf(radius: float, size: int | None = None, oversample: int = OVERSAMPLE) -> torch.Tensor:
     """Defocus blur: a uniform disc of ``radius`` px (pixels on its edge weighted by the area they cover)."""
-    radius = _positive("defocus radius", radius)
+    radius = positive_parameter("defocus radius", radius)
     size = odd_size(radius, size)
     y, x = _sample_grid(size, oversample)
     return _normalised(_integrate((x**2 + y**2 <= radius**2).astype(np.float64), size, oversample), "defocus")
@@ -114,18 +118,18 @@ def airy_first_zero(wavelength: float, pixel_size: float, numerical_aperture: fl
     """Radius in pixels of the Airy pattern's first dark ring: ``0.61 lambda / NA`` (a microscope) or
     ``1.22 lambda N`` (a telescope or camera with f-number ``N``), divided by the pixel size (same unit as
     ``wavelength``, at the sample for a microscope, on the sensor for a telescope)."""
-    wavelength = _positive("wavelength", wavelength)
-    pixel_size = _positive("pixel size", pixel_size)
+    wavelength = positive_parameter("wavelength", wavelength)
+    pixel_size = positive_parameter("pixel size", pixel_size)
     if (numerical_aperture is None) == (f_number is None):
         raise KernelError("give the numerical aperture (microscope) or the f-number (telescope, camera), not both")
     if numerical_aperture is not None:
-        numerical_aperture = _positive("numerical aperture", numerical_aperture)
+        numerical_aperture = positive_parameter("numerical aperture", numerical_aperture)
         if numerical_aperture > MAX_NUMERICAL_APERTURE:  # NA = n sin(theta) <= the immersion's refractive index
             warnings.warn(f"a numerical aperture of {numerical_aperture:g} is above any objective's (about "
                           f"{MAX_NUMERICAL_APERTURE:g} at most, with high-index immersion); is it the f-number "
                           "(--f-number)?", SEIWarning, stacklevel=2)
         return 0.6098 * wavelength / numerical_aperture / pixel_size
-    return 1.2197 * wavelength * _positive("f-number", f_number) / pixel_size
+    return 1.2197 * wavelength * positive_parameter("f-number", f_number) / pixel_size
 
 
 def airy_psf(wavelength: float, pixel_size: float, numerical_aperture: float | None = None,

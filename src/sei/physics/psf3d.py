@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from sei.core.errors import KernelError
-from sei.physics.psf import MAX_KERNEL_SIZE, airy_first_zero, odd_size
+from sei.physics.psf import MAX_KERNEL_SIZE, airy_first_zero, odd_size, positive_parameter
 
 __all__ = ["PSF3D_KINDS", "PUPIL_SAMPLES", "confocal_psf_3d", "default_extent", "widefield_psf_3d"]
 
@@ -43,13 +43,6 @@ PSF3D_KINDS = ("widefield", "confocal")
 PUPIL_SAMPLES = 401
 LATERAL_OVERSAMPLE = 3
 WATER, OIL = 1.333, 1.515
-
-
-def _positive(name: str, value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise KernelError(f"{name} must be a positive number, got {value!r}")
-    return value
 
 
 def default_extent(wavelength: float, numerical_aperture: float, immersion_index: float, pixel_size: float,
@@ -87,7 +80,7 @@ def _check_optics(wavelength: float, numerical_aperture: float, immersion_index:
     for name, value in (("wavelength", wavelength), ("numerical aperture", numerical_aperture),
                         ("immersion refractive index", immersion_index), ("sample refractive index", sample_index),
                         ("pixel size", pixel_size), ("z-step", z_step)):
-        _positive(name, value)
+        positive_parameter(name, value)
     if numerical_aperture >= immersion_index:
         raise KernelError(f"the numerical aperture ({numerical_aperture:g}) must be below the immersion's refractive "
                           f"index ({immersion_index:g}): NA = n sin(theta)")
@@ -170,7 +163,7 @@ def confocal_psf_3d(wavelength: float, excitation_wavelength: float, numerical_a
     """
     sample_index = immersion_index if sample_index is None else sample_index
     _check_optics(wavelength, numerical_aperture, immersion_index, sample_index, pixel_size, z_step, depth)
-    _positive("excitation wavelength", excitation_wavelength)
+    positive_parameter("excitation wavelength", excitation_wavelength)
     if not math.isfinite(pinhole) or pinhole < 0:
         raise KernelError(f"the pinhole must be 0 or more Airy units, got {pinhole!r}")
     planes, size = _extent(planes, size, wavelength, numerical_aperture, immersion_index, pixel_size, z_step)
