@@ -24,6 +24,8 @@ def seeded(seed: int) -> torch.Generator:
 # Example specs of every registered operator kind (sei.physics.registry): the operator, loss and method contracts run
 # on each. A 3x5 kernel with no symmetry shows a flip or a wrong centre.
 ASYMMETRIC = torch.tensor([[0.0, 1.0, 2.0, 0.5, 0.0], [3.0, 1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 2.0, 1.0, 0.2]])
+# A 3x3x5 PSF with no symmetry, along z either: three different planes.
+ASYMMETRIC_VOLUME = torch.stack([0.5 * ASYMMETRIC, ASYMMETRIC, ASYMMETRIC.flip(-1) + 0.1])
 OPERATOR_EXAMPLES = {
     "blur": [dict(task="deblurring", kernel="Gaussian_R1"), dict(task="deblurring", kernel="Box_R2"),
              dict(task="deblurring", kernel=ASYMMETRIC), dict(task="deblurring", kernel="Gaussian_R1", padding="reflect"),
@@ -32,16 +34,22 @@ OPERATOR_EXAMPLES = {
     "blur-decimate": [dict(task="sr", sr_factor=2, kernel="Gaussian_R1"),
                       dict(task="sr", sr_factor=3, kernel=ASYMMETRIC),
                       dict(task="sr", sr_factor=2, kernel="Gaussian_R1", padding="reflect")],
+    "blur-3d": [dict(task="deblurring", kernel=ASYMMETRIC_VOLUME),
+                dict(task="deblurring", kernel=ASYMMETRIC_VOLUME, padding="reflect")],
 }
 
 
-def fixed_network(upscale: int = 1) -> torch.nn.Module:
-    """A tiny U-Net, seeded, whose last layer is not zero (an untrained U-Net is the identity, through which no
-    gradient reaches the other layers): a plausible restorer, ``y`` plus a small non-linear correction."""
+def fixed_network(upscale: int = 1, spatial_dims: int = 2) -> torch.nn.Module:
+    """A tiny U-Net (of volumes with ``spatial_dims=3``), seeded, whose last layer is not zero (an untrained U-Net is
+    the identity, through which no gradient reaches the other layers): a plausible restorer, ``y`` plus a small
+    non-linear correction."""
     from sei.models import build_backbone
 
     torch.manual_seed(0)
-    model = build_backbone("unet-tiny", upscale=upscale)
+    if spatial_dims == 3:
+        model = build_backbone("unet3d-small", upscale=upscale, width=4, levels=1)
+    else:
+        model = build_backbone("unet-tiny", upscale=upscale)
     model.tail.reset_parameters()
     with torch.no_grad():
         model.tail.weight.mul_(0.2)

@@ -1,7 +1,8 @@
 """The contract every backbone preset keeps (sei.models.registry): it builds from its name (physics-aware ones with
 an operator), restores odd and non-square images at its upscale, declares its family's checkpointing and tiling
-grid truthfully, computes an off-grid image without a padded border, trains every parameter, round-trips through a weights file, and computes on a GPU what it computes
-on the CPU. Architecture-specific facts (SwinIR's keys and size, the U-Net's start as the identity) are tested in
+grid truthfully, computes an off-grid image without a padded border, trains every parameter, round-trips through a
+weights file, and computes on a GPU what it computes on the CPU. A network of volumes keeps it on volumes (odd plane
+counts, every axis off its grid) and refuses the upscales it does not take. Architecture-specific facts (SwinIR's keys and size, the U-Net's start as the identity) are tested in
 test_models.py."""
 
 from __future__ import annotations
@@ -19,6 +20,21 @@ from sei.physics import make_physics
 SMALLER = {"swinir": dict(embed_dim=24, depths=(2, 2), num_heads=(3, 3))}
 
 
+def spatial(name: str, height: int, width: int, depth: int = 7) -> tuple[int, ...]:
+    """The spatial sizes of an input to the preset ``name``: ``(height, width)``, or with ``depth`` planes first for a
+    network of volumes."""
+    return (depth, height, width) if BACKBONES[name].spatial_dims == 3 else (height, width)
+
+
+def refuses_upscale(name: str, upscale: int) -> bool:
+    """Whether the preset declines ``upscale`` (a 3-D U-Net deblurs only), checked to say so clearly."""
+    if upscale == 1 or BACKBONES[name].spatial_dims == 2:
+        return False
+    with pytest.raises(ConfigError, match="upscale"):
+        network(name, upscale)
+    return True
+
+
 def network(name: str, upscale: int = 1):
     torch.manual_seed(0)
     physics = make_physics("sr", sr_factor=upscale) if upscale > 1 else make_physics("deblurring", kernel="Box_R2")
@@ -33,9 +49,11 @@ def network(name: str, upscale: int = 1):
 class TestContract:
     @pytest.mark.parametrize("upscale", [1, 2])
     def test_odd_non_square_images_at_its_upscale(self, name, upscale):
+        if refuses_upscale(name, upscale):
+            return
         model = network(name, upscale)
-        y = torch.rand(2, 3, 19, 26, generator=seeded(0))
-        assert model(y).shape == (2, 3, 19 * upscale, 26 * upscale)
+        y = torch.rand(2, 3, *spatial(name, 19, 26), generator=seeded(0))
+        assert model(y).shape == (2, 3, *spatial(name, 19 * upscale, 26 * upscale))
         assert model.sei_architecture["backbone"] == name and model.sei_architecture["upscale"] == upscale
 
     @pytest.mark.parametrize("upscale", [1, 2])
@@ -44,18 +62,24 @@ class TestContract:
         aligned window ending there (sei.models.windows): no padded border reaches the estimate."""
         if BACKBONES[name].needs_physics:
             pytest.skip("its data steps apply the operator to the whole image")
+        if refuses_upscale(name, upscale):
+            return
         model = network(name, upscale).eval()
         m, r = model.size_multiple, upscale
-        rows, columns = m - 1, max(1, m // 2)  # past the aligned 9m x 10m, less than one multiple
-        y = torch.rand(1, 3, 9 * m + rows, 10 * m + columns, generator=seeded(4))
+        # past the aligned 3m x 9m x 10m (planes only for volumes), less than one multiple along every axis
+        aligned = spatial(name, 9 * m, 10 * m, 3 * m)
+        extra = spatial(name, m - 1, max(1, m // 2), max(1, m // 2))
+        y = torch.rand(1, 3, *(a + e for a, e in zip(aligned, extra)), generator=seeded(4))
+        strip = -(-STRIP // m) * m  # or the aligned size when smaller
         with torch.no_grad():
             whole = model(y)
-            top_left = model(y[..., :9 * m, :10 * m])
-            strip = -(-STRIP // m) * m  # or the aligned size when smaller
-            corner = model(y[..., -min(strip, 9 * m):, -min(strip, 10 * m):])
-        inner = (..., slice(0, (9 * m - 2) * r), slice(0, (10 * m - 2) * r))  # a bicubic base sees 2 px further
+            top_left = model(y[(..., *(slice(0, a) for a in aligned))])
+            corner = model(y[(..., *(slice(-min(strip, a), None) for a in aligned))])
+        scales = [1] * (len(aligned) - 2) + [r, r]  # a volume network keeps its planes
+        inner = (..., *(slice(0, (a - 2) * s) for a, s in zip(aligned, scales)))  # a bicubic base sees 2 px further
         assert torch.allclose(whole[inner], top_left[inner], atol=1e-5)
-        assert torch.allclose(whole[..., -rows * r:, -columns * r:], corner[..., -rows * r:, -columns * r:], atol=1e-5)
+        end = (..., *(slice(-e * s, None) for e, s in zip(extra, scales)))
+        assert torch.allclose(whole[end], corner[end], atol=1e-5)
 
     def test_declarations_are_true(self, name):
         preset, model = BACKBONES[name], network(name)
@@ -68,7 +92,7 @@ class TestContract:
 
     def test_every_parameter_trains(self, name):
         model = network(name).train()
-        model(torch.rand(2, 3, 16, 16, generator=seeded(1))).pow(2).mean().backward()
+        model(torch.rand(2, 3, *spatial(name, 16, 16, 8), generator=seeded(1))).pow(2).mean().backward()
         assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
     def test_weights_file_round_trip(self, name, tmp_path):
@@ -76,13 +100,13 @@ class TestContract:
         physics = make_physics("deblurring", kernel="Box_R2")
         loaded = load_backbone(save_weights(model, tmp_path / "w.pt"), physics=physics).eval()
         assert loaded.sei_architecture == model.sei_architecture
-        y = torch.rand(1, 3, 16, 16, generator=seeded(2))
+        y = torch.rand(1, 3, *spatial(name, 16, 16, 8), generator=seeded(2))
         with torch.no_grad():
             assert torch.equal(loaded(y), model(y))
 
     def test_the_device_computes_what_the_cpu_computes(self, name, device):
         model = network(name).eval()
-        y = torch.rand(1, 3, 16, 24, generator=seeded(3))
+        y = torch.rand(1, 3, *spatial(name, 16, 24, 8), generator=seeded(3))
         with torch.no_grad():
             expected = model(y)
             # a physics-aware network moves its operator along with it

@@ -2,7 +2,7 @@
 
 - SURE agrees in expectation with the true measurement-domain error, for every operator kind and both noise models;
 - every method gives a finite scalar loss whose gradient reaches every parameter, is repeatable from its generator,
-  works on every operator kind, refuses or accepts missing clean images as its entry says, and computes on a GPU
+  works on every operator kind (of volumes too, unless its entry says it is for images only), refuses or accepts missing clean images as its entry says, and computes on a GPU
   what it computes on the CPU;
 - stop-gradient stops gradients: a method with it trains only through ``f(A T x_hat + e')``.
 """
@@ -16,8 +16,10 @@ from helpers import OPERATOR_EXAMPLES, crops, fixed_network, relative_difference
 from sei.core.errors import MissingGroundTruthError
 from sei.losses import interior
 from sei.losses.registry import METHOD_REGISTRY, build_method, method_entry
+from sei.core.errors import ShapeError
 from sei.losses.sei import SEILoss
 from sei.physics import PhysicsSpec, resolve_spec
+from sei.physics.registry import OPERATORS
 from sei.physics.noise import measure
 
 NOISE_MODELS = {
@@ -26,6 +28,8 @@ NOISE_MODELS = {
 }
 # One example per operator kind: the losses are checked on each.
 KINDS = {kind: examples[0] for kind, examples in OPERATOR_EXAMPLES.items()}
+# SURE in expectation on natural images; on volumes it is checked in test_sure.py
+IMAGE_KINDS = [kind for kind in KINDS if OPERATORS[kind].spatial_dims == 2]
 METHODS = [entry.name for entry in METHOD_REGISTRY]
 
 
@@ -34,7 +38,7 @@ def operator(words: dict, **noise):
 
 
 @pytest.mark.parametrize("noise", list(NOISE_MODELS))
-@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("kind", IMAGE_KINDS)
 def test_sure_agrees_with_the_true_error_in_expectation(kind, noise, natural_image):
     """Mean SURE over measurement crops and noise draws against the mean true error ``||A f(y) - A x||^2`` on the
     same interior; the plain residual (SURE without its divergence) is far off, so the test can fail."""
@@ -63,8 +67,13 @@ class TestMethodContract:
     @pytest.mark.parametrize("kind", list(KINDS))
     def test_a_finite_loss_whose_gradient_reaches_every_parameter(self, method, kind):
         physics = operator(KINDS[kind])
-        model = fixed_network(physics.upscale).train()
+        dims = physics.spec.spatial_dims
+        model = fixed_network(physics.upscale, dims).train()
         y, x = batch(physics)
+        if dims == 3 and not method_entry(method).volumes:
+            with pytest.raises(ShapeError, match="images"):
+                build_method(method)(model, physics, y, x, generator=seeded(3))
+            return
         output = build_method(method)(model, physics, y, x, generator=seeded(3))
         assert output.loss.ndim == 0 and torch.isfinite(output.loss)
         assert all(part.ndim == 0 and not part.requires_grad for part in output.parts.values())
@@ -108,8 +117,10 @@ class TestMethodContract:
 
 
 def batch(physics, size: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
-    """Measurements of random images and the images, for one method evaluation."""
-    x = torch.rand(2, 3, size * physics.upscale, size * physics.upscale, generator=seeded(1))
+    """Measurements of random images (volumes of 8 planes for an operator of volumes) and the images, for one method
+    evaluation."""
+    depth = (8,) if physics.spec.spatial_dims == 3 else ()
+    x = torch.rand(2, 3, *depth, size * physics.upscale, size * physics.upscale, generator=seeded(1))
     return physics(x, generator=seeded(2)), x
 
 

@@ -192,7 +192,7 @@ class TestUNet3D:
         model = self.volume_net().train()
         model(torch.rand(1, 1, 8, 12, 12)).pow(2).mean().backward()
         assert all(p.grad is not None for p in model.parameters())
-        with pytest.raises(ShapeError, match=r"\(B, C, D, H, W\) volumes"):
+        with pytest.raises(ShapeError, match=r"\(B, C, D, H, W\) \(volumes\)"):
             model(torch.rand(1, 1, 12, 12))
         with pytest.raises(ConfigError, match="super-resolution of volumes"):
             UNet(2, spatial_dims=3)

@@ -1,4 +1,5 @@
-"""The contract every registered operator keeps (sei.physics.registry), on odd and non-square sizes, on every device.
+"""The contract every registered operator keeps (sei.physics.registry), on odd and non-square sizes, on every device;
+an operator of volumes keeps it on odd volumes of non-square planes.
 
 Adding an operator kind means adding its examples to ``EXAMPLES``: the first test fails until it has some. The
 operator-specific behaviour (that blur is the convolution it claims, that bicubic down-sampling is PyTorch's
@@ -7,6 +8,7 @@ operator-specific behaviour (that blur is the convolution it claims, that bicubi
 
 from __future__ import annotations
 
+import functools
 import pickle
 
 import pytest
@@ -28,10 +30,21 @@ def build(words: dict, noise_level: float = 5.0):
     return resolve_spec(PhysicsSpec(**words, noise_level=noise_level)).build()
 
 
-def image_size(physics, small: bool = False) -> tuple[int, int]:
-    """Odd, non-square measurement sizes (13 x 17, or 7 x 9 for gradcheck) times the operator's upscale."""
+def image_size(physics, small: bool = False) -> tuple[int, ...]:
+    """Odd, non-square measurement sizes (13 x 17, or 7 x 9 for gradcheck) times the operator's upscale; a volume has
+    7 planes (3 for gradcheck) of them."""
     height, width = (7, 9) if small else (13, 17)
-    return physics.upscale * height, physics.upscale * width
+    depth = ((3 if small else 7),) if spatial_dims(physics) == 3 else ()
+    return (*depth, physics.upscale * height, physics.upscale * width)
+
+
+def spatial_dims(physics) -> int:
+    return physics.spec.spatial_dims
+
+
+def spatial_size(x: torch.Tensor, physics) -> tuple[int, ...]:
+    """The spatial sizes of an image or volume batch (the operator's ``img_size``)."""
+    return tuple(x.shape[-spatial_dims(physics):])
 
 
 def random_pair(physics, dtype: torch.dtype, device: torch.device, seed: int = 0, small: bool = False):
@@ -53,7 +66,8 @@ def test_every_registered_operator_has_examples():
     assert set(EXAMPLES) == set(OPERATORS)
     for kind, examples in EXAMPLES.items():
         for words in examples:
-            assert resolve_spec(PhysicsSpec(**words)).kind == kind
+            spec = resolve_spec(PhysicsSpec(**words))
+            assert spec.kind == kind and spec.spatial_dims == OPERATORS[kind].spatial_dims
 
 
 @pytest.mark.parametrize("kind, words", CASES)
@@ -75,7 +89,7 @@ class TestContract:
     def test_adjointness(self, kind, words, device, dtype):
         physics = build(words).to(device)
         x, y = random_pair(physics, dtype, device)
-        ax, aty = physics.A(x), physics.A_adjoint(y, img_size=x.shape[-2:])
+        ax, aty = physics.A(x), physics.A_adjoint(y, img_size=spatial_size(x, physics))
         assert ax.shape == y.shape and aty.shape == x.shape and ax.dtype == dtype and ax.device.type == device.type
         lhs, rhs = (ax * y).sum(), (x * aty).sum()
         # relative to the Cauchy-Schwarz bound, the scale of rounding errors in either inner product
@@ -84,7 +98,7 @@ class TestContract:
     def test_normal_operators(self, kind, words, device, dtype):
         physics = build(words).to(device)
         x, y = random_pair(physics, dtype, device)
-        size = x.shape[-2:]
+        size = spatial_size(x, physics)
         assert relative_difference(physics.A_adjoint_A(x), physics.A_adjoint(physics.A(x), img_size=size)) \
             < 10 * tolerance(dtype)
         assert relative_difference(physics.A_A_adjoint(y), physics.A(physics.A_adjoint(y, img_size=size))) \
@@ -93,7 +107,7 @@ class TestContract:
     def test_pseudo_inverse_penrose_conditions(self, kind, words, device):
         physics = build(words).to(device)
         x, y = random_pair(physics, torch.float64, device)
-        size = x.shape[-2:]
+        size = spatial_size(x, physics)
         pinv_y = physics.A_dagger(y, img_size=size)
         assert pinv_y.shape == x.shape
         if regularised_pseudo_inverse(physics):  # (A^T A + t I) x = A^T y, t = 1e-4: the normal equations hold
@@ -109,35 +123,44 @@ class TestContract:
         z, y = random_pair(physics, torch.float64, device)
         x = physics.prox_l2(z, y, gamma)
         # the gradient of gamma/2 ||A x - y||^2 + 1/2 ||x - z||^2 vanishes at the minimiser
-        gradient = gamma * physics.A_adjoint(physics.A(x) - y, img_size=z.shape[-2:]) + (x - z)
+        gradient = gamma * physics.A_adjoint(physics.A(x) - y, img_size=spatial_size(z, physics)) + (x - z)
         assert gradient.abs().max() < 1e-9 * (1 + gamma)
 
     def test_gradients_in_float64(self, kind, words):
         physics = build(words)
         x, y = random_pair(physics, torch.float64, torch.device("cpu"), small=True)
         x, y = x[:1].requires_grad_(), y[:1].requires_grad_()
-        size = x.shape[-2:]
-        assert torch.autograd.gradcheck(physics.A, (x,))
-        assert torch.autograd.gradcheck(lambda v: physics.A_adjoint(v, img_size=size), (y,))
+        size = spatial_size(x, physics)
+        # a volume has many inputs and a slow Jacobian: checked along random directions (gradcheck's fast mode)
+        check = functools.partial(torch.autograd.gradcheck, fast_mode=spatial_dims(physics) == 3)
+        assert check(physics.A, (x,))
+        assert check(lambda v: physics.A_adjoint(v, img_size=size), (y,))
         if not regularised_pseudo_inverse(physics):  # otherwise A_dagger is prox_l2(0, y, 1e4), checked below
-            assert torch.autograd.gradcheck(lambda v: physics.A_dagger(v, img_size=size), (y,))
-        assert torch.autograd.gradcheck(lambda z, v: physics.prox_l2(z, v, 0.7), (x, y))
+            assert check(lambda v: physics.A_dagger(v, img_size=size), (y,))
+        assert check(lambda z, v: physics.prox_l2(z, v, 0.7), (x, y))
 
     def test_margin_is_where_a_crop_differs_from_the_whole(self, kind, words):
         physics = build(words)
-        r, (mh, mw) = physics.upscale, physics.margin
-        x = torch.randn(1, 1, 40 * r, 44 * r, generator=seeded(3), dtype=torch.float64)
+        r, margin = physics.upscale, tuple(physics.margin)
+        assert len(margin) == spatial_dims(physics)
+        sizes = (24, 40, 44)[-len(margin):]  # planes are fewer and the axial PSF shorter
+        x = torch.randn(1, 1, *(n * r for n in sizes), generator=seeded(3), dtype=torch.float64)
         whole = physics.A(x)
-        top, left, height, width = 9, 11, 18, 20  # a measurement crop away from the image's own borders
-        crop = physics.A(x[..., top * r:(top + height) * r, left * r:(left + width) * r])
-        expected = whole[..., top:top + height, left:left + width]
-        inner = (..., slice(mh, height - mh), slice(mw, width - mw))
+        starts, lengths = (7, 9, 11)[-len(margin):], (12, 18, 20)[-len(margin):]  # away from the image's borders
+        crop = physics.A(x[(..., *(slice(s * r, (s + n) * r) for s, n in zip(starts, lengths)))])
+        expected = whole[(..., *(slice(s, s + n) for s, n in zip(starts, lengths)))]
+        inner = (..., *(slice(m, n - m) for m, n in zip(margin, lengths)))
         if OPERATORS[kind].periodic:
             assert relative_difference(crop[inner], expected[inner]) < 1e-12
-            if mh or mw:  # the margin is needed: the wrap-around reaches exactly that far
+            if any(margin):  # the margin is needed: the wrap-around reaches exactly that far
                 assert relative_difference(crop, expected) > 1e-3
+            for axis, m in enumerate(margin):  # one voxel less along any axis would take in the wrap-around
+                if m:
+                    short = list(inner)
+                    short[1 + axis] = slice(m - 1, lengths[axis] - m + 1)
+                    assert relative_difference(crop[tuple(short)], expected[tuple(short)]) > 1e-6
         else:
-            assert (mh, mw) == (0, 0)  # the operator's own borders (the paper's margin for bicubic SR)
+            assert not any(margin)  # the operator's own borders (the paper's margin for bicubic SR)
 
     def test_noise_model_draws_from_the_generator(self, kind, words, device):
         physics = build(words, noise_level=12.0).to(device)
@@ -180,6 +203,6 @@ class TestContract:
 def physics_upscale_matches(physics) -> bool:
     """The operator's upscale is the spec's, and its measurements are that much smaller."""
     x = torch.zeros(1, 1, *image_size(physics))
-    height, width = physics.A(x).shape[-2:]
-    return physics.upscale == physics.spec.upscale and (height * physics.upscale, width * physics.upscale) == \
-        tuple(x.shape[-2:])
+    measured = physics.A(x).shape[-spatial_dims(physics):]
+    upscaled = (*measured[:-2], *(n * physics.upscale for n in measured[-2:]))
+    return physics.upscale == physics.spec.upscale and upscaled == spatial_size(x, physics)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.core.errors import ConfigError, ImageError
+from sei.core.errors import ConfigError, ImageError, ShapeError
 from sei.data.phantoms import BACKGROUND, fluorescence_phantom
 from sei.inference.baselines.richardson_lucy import RichardsonLucy, tv_subgradient
 from sei.physics import FFTBlur
@@ -60,7 +60,7 @@ class TestRichardsonLucyInThreeDimensions:
 
     def test_a_volume_through_a_2d_psf_is_refused(self, psf):
         rl = RichardsonLucy(FFTBlur(psf, noise_model=PoissonGaussianNoise(gain=0.01)))
-        with pytest.raises(ImageError, match=r"3-D PSF restores volumes \(B, C, D, H, W\)"):
+        with pytest.raises(ShapeError, match=r"3-D PSF must have shape \(B, C, D, H, W\) \(volumes\)"):
             rl(torch.rand(1, 1, 32, 32))
         with pytest.raises(ImageError, match="larger than the image"):
             rl(torch.rand(1, 1, 6, 32, 32))

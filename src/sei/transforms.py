@@ -98,6 +98,7 @@ def draw_scale_params(batch: int, height: int, width: int, generator: torch.Gene
 def random_scale(x: torch.Tensor, generator: torch.Generator | None = None,
                  factors: Sequence[float] = DEFAULT_SCALE_FACTORS, **kwargs) -> torch.Tensor:
     """The paper's random down-scaling: :func:`scale` with parameters from :func:`draw_scale_params`."""
+    check_image_batch(x)
     batch, _, height, width = x.shape
     return scale(x, *draw_scale_params(batch, height, width, generator, factors), **kwargs)
 
@@ -168,9 +169,12 @@ def draw_volume_scale_params(batch: int, shape: Sequence[int], generator: torch.
 
 
 def random_scale_volume(x: torch.Tensor, generator: torch.Generator | None = None,
-                        factors: Sequence[float] = DEFAULT_SCALE_FACTORS, axes: str = "lateral") -> torch.Tensor:
+                        factors: Sequence[float] = DEFAULT_SCALE_FACTORS, axes: str = "lateral",
+                        padding_mode: str = "reflection") -> torch.Tensor:
     """SEI's random down-scaling of volumes: :func:`scale_volume` with :func:`draw_volume_scale_params`."""
-    return scale_volume(x, *draw_volume_scale_params(x.shape[0], x.shape[-3:], generator, factors), axes=axes)
+    check_image_batch(x, spatial_dims=3)
+    return scale_volume(x, *draw_volume_scale_params(x.shape[0], x.shape[-3:], generator, factors), axes=axes,
+                        padding_mode=padding_mode)
 
 
 # -- circular shifts --------------------------------------------------------------------------------------
@@ -198,6 +202,7 @@ def draw_shift_params(batch: int, height: int, width: int, generator: torch.Gene
 
 def random_shift(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Circular shift of each image by :func:`draw_shift_params`."""
+    check_image_batch(x)
     batch, _, height, width = x.shape
     return shift(x, draw_shift_params(batch, height, width, generator))
 
@@ -244,22 +249,33 @@ def random_rotate(x: torch.Tensor, generator: torch.Generator | None = None, mul
 
 # -- modules and registry ---------------------------------------------------------------------------------
 class RandomScale(nn.Module):
-    """Module form of :func:`random_scale`: ``transform(x, generator)``."""
+    """Module form of :func:`random_scale` for images and of :func:`random_scale_volume` for volumes:
+    ``transform(x, generator)``.
+
+    :param volume_axes: which axes of a ``(B, C, D, H, W)`` volume are shrunk (:data:`VOLUME_SCALE_AXES`).
+    """
 
     def __init__(self, factors: Sequence[float] = DEFAULT_SCALE_FACTORS, mode: str = "bicubic",
-                 padding_mode: str = "reflection") -> None:
+                 padding_mode: str = "reflection", volume_axes: str = VOLUME_SCALE_AXES[0]) -> None:
         super().__init__()
         if not factors or any(f <= 0 for f in factors):
             raise ConfigError(f"scale factors must be positive numbers, got {list(factors)}")
+        if volume_axes not in VOLUME_SCALE_AXES:
+            raise ConfigError(f"volume scale axes must be one of {VOLUME_SCALE_AXES}, got {volume_axes!r}")
         self.factors = tuple(float(f) for f in factors)
         self.mode = mode
         self.padding_mode = padding_mode
+        self.volume_axes = volume_axes
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if x.ndim == 5:
+            return random_scale_volume(x, generator, self.factors, axes=self.volume_axes,
+                                       padding_mode=self.padding_mode)
         return random_scale(x, generator, self.factors, mode=self.mode, padding_mode=self.padding_mode)
 
     def extra_repr(self) -> str:
-        return f"factors={self.factors}, mode={self.mode!r}, padding_mode={self.padding_mode!r}"
+        return (f"factors={self.factors}, mode={self.mode!r}, padding_mode={self.padding_mode!r}, "
+                f"volume_axes={self.volume_axes!r}")
 
 
 class RandomShift(nn.Module):

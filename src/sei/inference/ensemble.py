@@ -68,9 +68,9 @@ class ConjugatedOperator(SEILinearPhysics):
         self.upscale = physics_upscale(physics)
 
     @property
-    def margin(self) -> tuple[int, int]:
-        mh, mw = physics_margin(self.base)
-        return (mw, mh) if DIHEDRAL[self.index][0] % 2 else (mh, mw)
+    def margin(self) -> tuple[int, ...]:
+        *depth, mh, mw = physics_margin(self.base)  # a volume's axial margin stays: T acts on the planes
+        return (*depth, mw, mh) if DIHEDRAL[self.index][0] % 2 else (*depth, mh, mw)
 
     def _conjugate(self, function: Callable[..., torch.Tensor], *tensors: torch.Tensor, **kwargs) -> torch.Tensor:
         inputs = [dihedral_inverse(t, self.index) for t in tensors]
@@ -91,7 +91,8 @@ class ConjugatedOperator(SEILinearPhysics):
 
 @torch.no_grad()
 def commutes(physics, index: int, size: int = 24, tolerance: float = 1e-5) -> bool:
-    """Whether ``A T = T A`` for transform ``index``, checked numerically on random square images.
+    """Whether ``A T = T A`` for transform ``index``, checked numerically on random square images (volumes of square
+    planes for an operator of volumes, whose planes ``T`` transforms alike).
 
     Exact for any linear operator up to ``tolerance`` (relative): it decides which transforms a plain network
     trained for ``physics`` may see. The test image is ``size * upscale`` pixels wide.
@@ -100,10 +101,13 @@ def commutes(physics, index: int, size: int = 24, tolerance: float = 1e-5) -> bo
         return True
     side = size * physics_upscale(physics)
     kernel = getattr(physics, "kernel", None)
+    depth = ()
     if isinstance(kernel, torch.Tensor) and kernel.ndim >= 2:
         side = max(side, 2 * max(kernel.shape[-2:]))
+        if getattr(physics, "spatial_dims", 2) == 3:
+            depth = (2 * kernel.shape[0],)
     generator = torch.Generator().manual_seed(index)
-    x = torch.rand(2, 1, side, side, generator=generator, dtype=torch.float64)
+    x = torch.rand(2, 1, *depth, side, side, generator=generator, dtype=torch.float64)
     left, right = physics.A(dihedral(x, index)), dihedral(physics.A(x), index)
     return bool((left - right).abs().max() <= tolerance * right.abs().max().clamp_min(1e-12))
 

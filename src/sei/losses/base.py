@@ -9,7 +9,7 @@ from torch import nn
 
 from sei.core.checks import check_image_batch
 from sei.core.errors import MissingGroundTruthError, ShapeError
-from sei.physics.base import physics_upscale
+from sei.physics.base import physics_spatial_dims, physics_upscale
 
 __all__ = ["LossOutput", "Method"]
 
@@ -31,8 +31,8 @@ class LossOutput:
 class Method(nn.Module):
     """Base class: ``method(model, physics, y, x=None, generator=None) -> LossOutput``.
 
-    ``y`` is a ``(B, C, h, w)`` batch of measurements, ``x`` the matching ``(B, C, h r, w r)`` clean images
-    when available, ``generator`` the source of every random draw the loss makes. Subclasses implement
+    ``y`` is a ``(B, C, h, w)`` batch of measurements (``(B, C, d, h, w)`` volumes for an operator of volumes),
+    ``x`` the matching ``(B, C, h r, w r)`` clean images when available, ``generator`` the source of every random draw the loss makes. Subclasses implement
     :meth:`compute`; this class checks the inputs first.
     """
 
@@ -41,16 +41,17 @@ class Method(nn.Module):
 
     def forward(self, model, physics, y: torch.Tensor, x: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> LossOutput:
-        check_image_batch(y, "y")
+        dims = physics_spatial_dims(physics)
+        check_image_batch(y, "y", dims)
         if x is None and self.needs_ground_truth:
             raise MissingGroundTruthError(
                 f"method {self.name!r} needs clean images; train it on a dataset with ground truth, "
                 "or use a self-supervised method (sei, css, ei-shift, ei-rotate, sure)"
             )
         if x is not None:
-            check_image_batch(x, "x")
+            check_image_batch(x, "x", dims)
             upscale = physics_upscale(physics)
-            expected = (y.shape[0], y.shape[1], y.shape[2] * upscale, y.shape[3] * upscale)
+            expected = (*y.shape[:-2], y.shape[-2] * upscale, y.shape[-1] * upscale)
             if tuple(x.shape) != expected:
                 raise ShapeError(f"clean images should have shape {expected} to match measurements "
                                  f"{tuple(y.shape)}, got {tuple(x.shape)}")

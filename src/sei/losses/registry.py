@@ -51,6 +51,8 @@ class MethodEntry:
     """One training method: its name, the other names it answers to, what it is, and how to build it.
 
     :ivar factory: ``factory(stop_gradient=..., **options) -> Method`` with options among :data:`LOSS_OPTIONS`.
+    :ivar volumes: the method trains on volumes (z-stacks) as on images; the EI variants' shifts and rotations are
+        written for images only.
     """
 
     name: str
@@ -58,6 +60,7 @@ class MethodEntry:
     description: str
     needs_ground_truth: bool
     factory: MethodFactory
+    volumes: bool = True
 
 
 def _sei(stop_gradient: bool = True, **options: Any) -> Method:
@@ -105,8 +108,8 @@ METHOD_REGISTRY: tuple[MethodEntry, ...] = (
                 _sei),
     MethodEntry("supervised", ("sup",), "MSE to clean images", True, _supervised),
     MethodEntry("css", (), "supervised on re-degraded measurement pairs (A y + e'', y)", False, _css),
-    MethodEntry("ei-shift", ("eishift",), "SURE + circular-shift equivariance", False, _ei_shift),
-    MethodEntry("ei-rotate", ("eirotate",), "SURE + rotation equivariance", False, _ei_rotate),
+    MethodEntry("ei-shift", ("eishift",), "SURE + circular-shift equivariance", False, _ei_shift, volumes=False),
+    MethodEntry("ei-rotate", ("eirotate",), "SURE + rotation equivariance", False, _ei_rotate, volumes=False),
     MethodEntry("sure", ("sure-only",), "SURE only (measurement consistency)", False, _sure),
     MethodEntry("sei-no-stop-grad", ("sei-no-stop-gradient",), "SEI without stop-gradient (ablation)", False,
                 lambda stop_gradient=False, **o: _sei(stop_gradient=False, **o)),

@@ -8,6 +8,8 @@ preset              family     lr           checkpointing  operator  what
 ``unet-tiny``       unet       1e-3         no             no        tiny residual U-Net, for tests
 ``unet-small``      unet       1e-3         no             no        small residual U-Net (~1.1 M), the laptop's
 ``unet-base``       unet       5e-4         no             no        larger residual U-Net (~4.4 M)
+``unet3d-small``    unet3d     1e-3         no             no        3-D residual U-Net for volumes, sized for a CPU
+``unet3d-base``     unet3d     5e-4         no             no        wider 3-D residual U-Net, for a GPU
 ``unrolled-*``      unrolled   1e-3         no             yes       half-quadratic splitting with the operator
 ==================  =========  ===========  =============  ========  ============================================
 
@@ -46,7 +48,7 @@ if TYPE_CHECKING:  # the registry is declarative: listing it imports neither tor
     from torch import nn
 
 __all__ = ["ARCHITECTURE_KEYS", "BACKBONES", "CHANNELS", "CONVOLUTIONAL_LR", "RUNTIME_OPTIONS", "SWINIR", "UNET",
-           "UNROLLED", "UPSCALES", "backbone_from_architecture", "backbone_preset", "BackboneFamily",
+           "UNET3D", "UNROLLED", "UPSCALES", "backbone_from_architecture", "backbone_preset", "BackboneFamily",
            "BackbonePreset", "Between", "build_backbone", "check_architecture", "check_options", "needs_physics",
            "OneOf", "OptionRule", "Series"]
 
@@ -61,6 +63,12 @@ def _unet(upscale: int, in_chans: int, physics: Any, **options: Any) -> nn.Modul
     from sei.models.unet import UNet
 
     return UNet(upscale=upscale, in_chans=in_chans, **options)
+
+
+def _unet3d(upscale: int, in_chans: int, physics: Any, **options: Any) -> nn.Module:
+    from sei.models.unet import UNet
+
+    return UNet(upscale=upscale, in_chans=in_chans, spatial_dims=3, **options)
 
 
 def _unrolled(upscale: int, in_chans: int, physics: Any, **options: Any) -> nn.Module:
@@ -169,6 +177,7 @@ class BackboneFamily:
         preset's keep any network built from a record within memory.
     :ivar consistency: ``consistency(upscale, options) -> problem or None``, for rules between options that the
         per-option rules cannot say (``options`` merged over the preset's).
+    :ivar spatial_dims: what the networks restore: 2 for ``(B, C, H, W)`` images, 3 for ``(B, C, D, H, W)`` volumes.
     """
 
     name: str
@@ -177,6 +186,7 @@ class BackboneFamily:
     physics_aware: bool = False
     options: Mapping[str, OptionRule] = field(default_factory=_options, hash=False)
     consistency: Callable[[int, Mapping[str, Any]], str | None] | None = None
+    spatial_dims: int = 2
 
 
 _RATE = Between(0.0, 1.0, float)  # a dropout probability
@@ -192,6 +202,18 @@ SWINIR = BackboneFamily("swinir", _swinir, checkpointing=True, consistency=_swin
 # maximum a U-Net (or an unrolled network's denoiser) has ~134 M parameters (0.5 GB).
 UNET = BackboneFamily("unet", _unet, options=_options(
     width=Between(1, 128), levels=Between(0, 3), blocks=Between(1, 4)))
+
+
+
+def _deblurs_only(upscale: int, options: Mapping[str, Any]) -> str | None:
+    """A 3-D U-Net restores at the measurement's own sampling (deblurring)."""
+    return None if upscale == 1 else f"upscale {upscale}: a 3-D U-Net deblurs volumes (upscale 1) only"
+
+
+# The 3-D U-Net: a 3x3x3 convolution costs 3x a 3x3 one per voxel and volumes hold many voxels, so its presets are
+# narrower than the 2-D ones; the option maxima keep it within the 2-D family's memory bound.
+UNET3D = BackboneFamily("unet3d", _unet3d, consistency=_deblurs_only, spatial_dims=3, options=_options(
+    width=Between(1, 64), levels=Between(0, 3), blocks=Between(1, 4)))
 UNROLLED = BackboneFamily("unrolled", _unrolled, physics_aware=True, options=_options(
     iterations=Between(1, 16), width=Between(1, 128), levels=Between(0, 3), blocks=Between(1, 4),
     init_sigma=Between(1e-4, 1.0, float)))
@@ -223,6 +245,11 @@ class BackbonePreset:
         """Whether the network holds the measurement operator (the family's)."""
         return self.family.physics_aware
 
+    @property
+    def spatial_dims(self) -> int:
+        """2 for a network of images, 3 for one of volumes (the family's)."""
+        return self.family.spatial_dims
+
 
 BACKBONES: dict[str, BackbonePreset] = {
     "swinir": BackbonePreset(SWINIR, {}, "the paper's SwinIR (embed 180, 6x6 blocks, ~11.5 M parameters)", lr=None),
@@ -236,6 +263,10 @@ BACKBONES: dict[str, BackbonePreset] = {
     # step 153; 5e-4 trains
     "unet-base": BackbonePreset(UNET, {"width": 64, "levels": 2, "blocks": 2},
                                 "larger residual U-Net (~4.4 M parameters)", lr=5e-4),
+    "unet3d-small": BackbonePreset(UNET3D, {"width": 16, "levels": 2, "blocks": 1},
+                                   "3-D residual U-Net for volumes (~0.4 M parameters), sized for a CPU"),
+    "unet3d-base": BackbonePreset(UNET3D, {"width": 32, "levels": 2, "blocks": 2},
+                                  "wider 3-D residual U-Net for volumes (~3 M parameters), for a GPU", lr=5e-4),
     "unrolled-tiny": BackbonePreset(
         UNROLLED, {"iterations": 2, "width": 8, "levels": 2, "blocks": 1},
         "half-quadratic splitting, 2 iterations, tiny denoiser; needs the operator; for tests"),

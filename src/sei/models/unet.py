@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sei.core.errors import ConfigError, ShapeError
+from sei.core.checks import check_image_batch
+from sei.core.errors import ConfigError
 from sei.models.windows import apply_aligned
 
 __all__ = ["CONVOLUTIONS", "ResidualBlock", "UNet"]
@@ -88,9 +89,7 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """:param condition: ``(B, condition_channels)`` values, each given as a constant input channel."""
         # Windows of aligned sizes: padding would put a border in the image (sei.models.windows).
-        if x.ndim != 2 + self.spatial_dims:
-            axes = "(B, C, H, W) images" if self.spatial_dims == 2 else "(B, C, D, H, W) volumes"
-            raise ShapeError(f"this U-Net restores {axes}, got shape {tuple(x.shape)}")
+        check_image_batch(x, "the U-Net's input", self.spatial_dims)
         detail = apply_aligned(lambda window: self._padded_detail(window, condition), x, self.size_multiple,
                                self.upscale, spatial_dims=self.spatial_dims)
         if self.upscale == 1:

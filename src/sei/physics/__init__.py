@@ -10,7 +10,8 @@ from sei.core.lazy import lazy_exports
 
 # public name -> module that defines it
 _LAZY = {
-    **dict.fromkeys(("SEILinearPhysics", "physics_margin", "physics_upscale"), "sei.physics.base"),
+    **dict.fromkeys(("SEILinearPhysics", "physics_margin", "physics_spatial_dims", "physics_upscale"),
+                    "sei.physics.base"),
     **dict.fromkeys(("FFTBlur", "transfer_function"), "sei.physics.blur"),
     **dict.fromkeys(("BlurDownsampling",), "sei.physics.blur_downsampling"),
     **dict.fromkeys(("BicubicDownsampling", "bicubic_downsample", "downsampling_matrix"), "sei.physics.downsampling"),

@@ -16,7 +16,7 @@ import deepinv
 import torch
 from torch import nn
 
-__all__ = ["compute_dtype", "float32_physics", "Float32Physics", "identity", "physics_margin", "physics_upscale",
+__all__ = ["compute_dtype", "float32_physics", "Float32Physics", "identity", "physics_margin", "physics_spatial_dims", "physics_upscale",
            "SEILinearPhysics", "SizeCache"]
 
 
@@ -33,6 +33,12 @@ def physics_upscale(physics: deepinv.physics.Physics) -> int:
     if upscale is None and isinstance(physics, deepinv.physics.Downsampling):
         upscale = physics.factor
     return int(upscale or 1)
+
+
+def physics_spatial_dims(physics: deepinv.physics.Physics) -> int:
+    """2 for an operator of ``(B, C, H, W)`` images, 3 for one of ``(B, C, D, H, W)`` volumes (``spatial_dims`` of
+    our operators; deepinv's measure images)."""
+    return int(getattr(physics, "spatial_dims", 2))
 
 
 def physics_margin(physics: deepinv.physics.Physics) -> tuple[int, ...]:

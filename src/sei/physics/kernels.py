@@ -22,8 +22,9 @@ import torch
 
 from sei.core.errors import KernelError, UnknownNameError
 
-__all__ = ["KERNEL_FILE_SUFFIXES", "PAPER_KERNELS", "PLANE_DIMS", "VOLUME_DIMS", "box_kernel", "canonical_kernel_name", "gaussian_kernel",
-           "kernel_from_file", "kernel_from_name", "load_kernel", "save_kernel", "validate_kernel", "write_kernel"]
+__all__ = ["KERNEL_FILE_SUFFIXES", "PAPER_KERNELS", "PLANE_DIMS", "VOLUME_DIMS", "box_kernel", "canonical_kernel_name",
+           "gaussian_kernel", "is_kernel_path", "kernel_dimensionality", "kernel_from_file", "kernel_from_name",
+           "load_kernel", "save_kernel", "validate_kernel", "write_kernel"]
 
 PAPER_KERNELS = ("Gaussian_R1", "Gaussian_R2", "Gaussian_R3", "Box_R2", "Box_R3", "Box_R4")
 KERNEL_FILE_SUFFIXES = (".pt", ".pth", ".npy", ".png", ".tif", ".tiff", ".bmp", ".pgm")
@@ -194,9 +195,26 @@ def load_kernel(spec: str | Path | torch.Tensor, dims: tuple[int, ...] = PLANE_D
     when ``dims`` allows volumes (:data:`VOLUME_DIMS`; the named kernels are 2-D)."""
     if isinstance(spec, torch.Tensor):
         return validate_kernel(spec, dims=dims)
-    if isinstance(spec, Path) or (isinstance(spec, str) and Path(spec).suffix.lower() in KERNEL_FILE_SUFFIXES):
+    if is_kernel_path(spec):
         return kernel_from_file(spec, dims)
     return kernel_from_name(spec)
+
+
+def kernel_dimensionality(spec: str | Path | torch.Tensor) -> int:
+    """2 for a kernel that blurs images (every named kernel), 3 for a PSF that blurs volumes (a file or tensor
+    holding ``(kd, kh, kw)`` with ``kd > 1``).
+
+    :raises KernelError: like :func:`load_kernel`.
+    """
+    if isinstance(spec, str) and not is_kernel_path(spec):
+        kernel_from_name(spec)
+        return 2
+    return load_kernel(spec, dims=VOLUME_DIMS).ndim
+
+
+def is_kernel_path(spec: object) -> bool:
+    """Whether ``spec`` names a kernel file (a path, or a string with a kernel file's suffix) rather than a name."""
+    return isinstance(spec, Path) or (isinstance(spec, str) and Path(spec).suffix.lower() in KERNEL_FILE_SUFFIXES)
 
 
 def write_kernel(kernel: torch.Tensor, path: str | Path) -> Path:

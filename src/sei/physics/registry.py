@@ -13,7 +13,10 @@ kind                task         fields                  operator
 ``blur``            deblurring   kernel                  :class:`~sei.physics.blur.FFTBlur`
 ``bicubic``         sr           sr_factor               :class:`~sei.physics.downsampling.BicubicDownsampling`
 ``blur-decimate``   sr           kernel, sr_factor       :class:`~sei.physics.blur_downsampling.BlurDownsampling`
+``blur-3d``         deblurring   kernel (3-D)            :class:`~sei.physics.blur.FFTBlur` of volumes
 ==================  ===========  ======================  =====================================================
+
+An entry also says what its operator measures (``spatial_dims``): images, or volumes (z-stacks) for a 3-D PSF.
 
 Adding an operator is one entry here, its class, and its name in the contract tests' list of example specs.
 
@@ -62,6 +65,7 @@ class OperatorKind:
         non-periodic operator defines its borders itself (bicubic down-sampling renormalises its weights there; the
         paper's margin is then 0).
     :ivar boundaries: the boundary models (a physics spec's ``padding``) the operator takes, the first its default.
+    :ivar spatial_dims: 2 when the operator measures ``(B, C, H, W)`` images, 3 for ``(B, C, D, H, W)`` volumes.
     """
 
     name: str
@@ -73,6 +77,7 @@ class OperatorKind:
     transforms: tuple[int, ...] = DIHEDRAL_TRANSFORMS
     periodic: bool = True
     boundaries: tuple[str, ...] = ("circular",)
+    spatial_dims: int = 2
 
 
 def _blur(spec, noise) -> SEILinearPhysics:
@@ -107,19 +112,28 @@ OPERATORS: dict[str, OperatorKind] = {
                      "blur by a PSF with a circular, reflecting or replicating boundary, then every r-th pixel kept "
                      "(super-resolution as optics make it)",
                      _blur_decimate, baselines=tuple(b for b in ALL_BASELINES if b != "bm3d"), boundaries=BOUNDARIES),
+        OperatorKind("blur-3d", "deblurring", frozenset({"kernel"}),
+                     "convolution of a volume (z-stack) by a 3-D PSF, computed with the FFT, with a circular, "
+                     "reflecting or replicating boundary",
+                     _blur, baselines=("identity", "wiener", "tv", "richardson-lucy"), boundaries=BOUNDARIES,
+                     spatial_dims=3),
     )
 }
 
 
-def operator_kind(task: str, kernel: Any = None, sr_factor: Any = None) -> OperatorKind:
-    """The entry for a task and the operator fields a spec gives (``None``: not given).
+def operator_kind(task: str, kernel: Any = None, sr_factor: Any = None, spatial_dims: int = 2) -> OperatorKind:
+    """The entry for a task, the operator fields a spec gives (``None``: not given) and what is measured (2: images,
+    3: volumes).
 
     :raises ConfigError: when no entry takes that task with those fields.
     """
     given = frozenset(name for name, value in (("kernel", kernel), ("sr_factor", sr_factor)) if value is not None)
     for kind in OPERATORS.values():
-        if kind.task == task and kind.fields == given:
+        if kind.task == task and kind.fields == given and kind.spatial_dims == spatial_dims:
             return kind
-    takes = "; ".join(f"{k.task} with {' and '.join(sorted(k.fields))} ({k.name})" for k in OPERATORS.values())
-    raise ConfigError(f"no operator takes {task} with {', '.join(sorted(given)) or 'no kernel nor factor'}; "
-                      f"operators: {takes}")
+
+    def what(task: str, fields: frozenset[str], dims: int) -> str:
+        return f"{task} of {'volumes' if dims == 3 else 'images'} with {' and '.join(sorted(fields)) or 'nothing'}"
+
+    takes = "; ".join(f"{what(k.task, k.fields, k.spatial_dims)} ({k.name})" for k in OPERATORS.values())
+    raise ConfigError(f"no operator takes {what(task, given, spatial_dims)}; operators: {takes}")

@@ -62,20 +62,20 @@ def canonical_task(task: str) -> str:
 
 def is_kernel_file(kernel: Any) -> bool:
     """Whether ``kernel`` names a file (a path with a kernel-file suffix) rather than a named kernel."""
-    from sei.physics.kernels import KERNEL_FILE_SUFFIXES
+    from sei.physics.kernels import is_kernel_path
 
-    return isinstance(kernel, Path) or (isinstance(kernel, str) and Path(kernel).suffix.lower() in KERNEL_FILE_SUFFIXES)
+    return is_kernel_path(kernel)
 
 
 def canonical_kernel(kernel: Any) -> str | torch.Tensor:
     """A named kernel's canonical spelling (checked by its form, nothing built), a file path as a string (read once
     here, so that a missing or malformed file fails with its name before anything runs), or a tensor unchanged."""
-    from sei.physics.kernels import canonical_kernel_name, kernel_from_file
+    from sei.physics.kernels import VOLUME_DIMS, canonical_kernel_name, kernel_from_file
 
     if isinstance(kernel, torch.Tensor):
         return kernel
     if is_kernel_file(kernel):
-        kernel_from_file(kernel)
+        kernel_from_file(kernel, VOLUME_DIMS)
         return str(kernel)
     return canonical_kernel_name(str(kernel))
 
@@ -89,7 +89,7 @@ class PhysicsSpec:
 
     :ivar task: ``"deblurring"`` or ``"sr"``.
     :ivar kernel: blur kernel: a name (``Gaussian_R2``, ``Box_R3``), a kernel file, or a ``(kh, kw)`` tensor (in
-        memory only, e.g. read from a weights file). For ``sr``: ``None`` is the paper's bicubic down-sampling,
+        memory only, e.g. read from a weights file); a ``(kd, kh, kw)`` PSF (file or tensor) blurs volumes. For ``sr``: ``None`` is the paper's bicubic down-sampling,
         a kernel means blur by it then keep every ``sr_factor``-th pixel.
     :ivar sr_factor: super-resolution factor (``sr`` only).
     :ivar noise: noise model, ``"gaussian"`` (``y = A x + N(0, sigma^2)``, the default) or ``"poisson-gaussian"``
@@ -106,6 +106,8 @@ class PhysicsSpec:
         the default), ``"reflect"`` or ``"replicate"`` (:class:`~sei.physics.blur.FFTBlur`); operators whose
         registry entry does not list a model refuse it. ``None`` until resolved: the recorded model where the
         operator comes from a record, else circular.
+    :ivar spatial_dims: 2 when the measurements are images, 3 when they are volumes (z-stacks); decided by the
+        kernel's dimensionality when resolved (a value given that the kernel contradicts is an error).
     :ivar operator: set when the operator was handed over from Python and cannot be rebuilt from these words
         (its class name); :meth:`build` then refuses.
     :ivar resolved: set by :func:`resolve_spec` only.
@@ -125,6 +127,7 @@ class PhysicsSpec:
     gain: float | str | None = None
     noise_source: str = "given"
     padding: str | None = None
+    spatial_dims: int | None = None
     operator: str | None = None
     resolved: bool = field(default=False, compare=False, repr=False)
 
@@ -156,7 +159,19 @@ class PhysicsSpec:
     @property
     def operator_kind(self) -> OperatorKind:
         """The operator's registry entry (:mod:`sei.physics.registry`)."""
-        return operator_kind(self.task, self.kernel, self.sr_factor)
+        return operator_kind(self.task, self.kernel, self.sr_factor, self.dimensionality)
+
+    @property
+    def dimensionality(self) -> int:
+        """2 for images, 3 for volumes: ``spatial_dims`` once resolved, else what the kernel says (a spec recorded
+        before volumes existed has none)."""
+        if self.spatial_dims is not None:
+            return int(self.spatial_dims)
+        if self.kernel is None:
+            return 2
+        from sei.physics.kernels import kernel_dimensionality
+
+        return kernel_dimensionality(self.kernel)
 
     @property
     def kernel_is_file(self) -> bool:
@@ -190,14 +205,14 @@ class PhysicsSpec:
 
         :return: the copy's path.
         """
-        from sei.physics.kernels import load_kernel, write_kernel
+        from sei.physics.kernels import VOLUME_DIMS, load_kernel, write_kernel
 
         if self.kernel is None or (isinstance(self.kernel, str) and not self.kernel_is_file):
             return None
         copy = self.kernel_copy_target(folder)
         if copy is None:  # the folder's own kernel file
             return Path(folder) / self.kernel_copy_name()
-        write_kernel(load_kernel(self.kernel), copy)
+        write_kernel(load_kernel(self.kernel, VOLUME_DIMS), copy)
         return copy
 
     def short_name(self) -> str:
@@ -219,7 +234,7 @@ class PhysicsSpec:
         if self.operator:
             what = f"{self.operator} (from Python)"
         elif self.task == "deblurring":
-            what = f"{self.kernel_label()} deblurring"
+            what = f"{'3-D ' if self.spatial_dims == 3 else ''}{self.kernel_label()} deblurring"
         else:
             how = "bicubic" if self.kernel is None else f"{self.kernel_label()} blur then decimation"
             what = f"x{self.sr_factor} super-resolution ({how})"
@@ -242,16 +257,16 @@ class PhysicsSpec:
         """The spec as YAML-safe values; a tensor kernel is written as a description (see :meth:`record`)."""
         values = self.values()
         if isinstance(self.kernel, torch.Tensor):
-            values["kernel"] = f"<{self.kernel.shape[0]}x{self.kernel.shape[1]} kernel>"
+            values["kernel"] = f"<{'x'.join(map(str, self.kernel.shape))} kernel>"
         return values
 
     def record(self) -> dict[str, Any]:
         """What a weights file stores: the spec, with a kernel file's content embedded as a tensor."""
         values = self.to_dict()
         if self.kernel is not None and (self.kernel_is_file or isinstance(self.kernel, torch.Tensor)):
-            from sei.physics.kernels import load_kernel
+            from sei.physics.kernels import VOLUME_DIMS, load_kernel
 
-            values["kernel"] = load_kernel(self.kernel).clone()
+            values["kernel"] = load_kernel(self.kernel, VOLUME_DIMS).clone()
         return values
 
     @classmethod
@@ -266,17 +281,18 @@ class PhysicsSpec:
 
     def same_operator(self, other: PhysicsSpec) -> bool:
         """Whether two resolved specs describe the same measurements (kernel files compared by content)."""
-        from sei.physics.kernels import load_kernel
+        from sei.physics.kernels import VOLUME_DIMS, load_kernel
 
         mine, theirs = self.values(), other.values()
-        mine.pop("kernel"), theirs.pop("kernel")
-        if mine != theirs:
+        for values in (mine, theirs):
+            values.pop("kernel"), values.pop("spatial_dims")
+        if mine != theirs or self.dimensionality != other.dimensionality:
             return False
         if self.kernel is None or other.kernel is None:
             return self.kernel is None and other.kernel is None
         if isinstance(self.kernel, str) and isinstance(other.kernel, str) and self.kernel == other.kernel:
             return True
-        a, b = load_kernel(self.kernel), load_kernel(other.kernel)
+        a, b = load_kernel(self.kernel, VOLUME_DIMS), load_kernel(other.kernel, VOLUME_DIMS)
         return a.shape == b.shape and bool(torch.allclose(a, b, rtol=0, atol=1e-7))
 
     # -- the operator -------------------------------------------------------------------------------------
@@ -415,14 +431,22 @@ def resolve_spec(spec: PhysicsSpec | dict[str, Any], default_kernel: str | None 
         if factor is None:
             raise ConfigError(f"super-resolution needs --sr-factor (e.g. one of {PAPER_SR_FACTORS})")
         factor = _check_factor(factor)
+    dims = 2
     if kernel is not None:
+        from sei.physics.kernels import kernel_dimensionality
+
         kernel = canonical_kernel(kernel)
-    kind = operator_kind(task, kernel, factor)  # every operator the words can name has an entry
+        dims = kernel_dimensionality(kernel)
+    given = values["spatial_dims"]
+    if given is not None and given != dims:
+        raise ConfigError(f"the physics spec says spatial_dims {given!r}, but its kernel is {dims}-D: a 2-D kernel "
+                          "blurs images, a 3-D PSF (kd, kh, kw) blurs volumes")
+    kind = operator_kind(task, kernel, factor, dims)  # every operator the words can name has an entry
     if padding not in kind.boundaries:
         raise ConfigError(f"the {kind.name} operator ({kind.description}) has no {padding!r} boundary model; it "
                           f"takes {', '.join(kind.boundaries)}")
     values.update(task=task, kernel=kernel, sr_factor=factor, noise=noise, noise_level=level, gain=gain,
-                  padding=padding)
+                  padding=padding, spatial_dims=dims)
     return PhysicsSpec(**values, resolved=True)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sei.core.checks import check_image_batch
 from sei.core.errors import ConfigError, ImageError
 from sei.core.units import NOISE_FLOOR
 from sei.physics.base import physics_upscale
@@ -132,10 +133,8 @@ class RichardsonLucy(nn.Module):
 
     def _check_size(self, y: torch.Tensor) -> None:
         kernel = tuple(self.physics.kernel.shape)
+        check_image_batch(y, f"a measurement for a {len(kernel)}-D PSF", len(kernel))
         size = tuple(n * self.upscale for n in y.shape[-len(kernel):])
-        if y.ndim != 2 + len(kernel):
-            what = "volumes (B, C, D, H, W)" if len(kernel) == 3 else "images (B, C, H, W)"
-            raise ImageError(f"a {len(kernel)}-D PSF restores {what}; got shape {tuple(y.shape)}")
         if any(k > n for k, n in zip(kernel, size)):
             raise ImageError(f"the PSF ({'x'.join(map(str, kernel))}) is larger than the image "
                              f"({'x'.join(map(str, size))}): crop the PSF or restore a larger image")
