@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # imported where a device is made: `sei train --help` quotes 
 
 __all__ = ["AUTO", "FP16_PRECISIONS", "LAPTOP_BACKBONE", "LAPTOP_DATASETS", "LAPTOP_GRAD_CLIP", "LAPTOP_LR",
            "LAPTOP_STEPS", "MEMORY_MODES", "PAPER_BACKBONE", "PAPER_EPOCHS", "PAPER_LR", "STEP_BUDGET_EPOCH",
+           "GPU_VOLUME_BACKBONE", "VOLUME_BACKBONE",
            "check_memory_mode", "default_backbone", "default_budget", "default_lr", "default_num_workers", "is_fp16",
            "memory_switches", "requested_mode", "resolve_compile", "resolve_grad_clip", "resolve_inference_precision",
            "resolve_precision", "uses_laptop_recipe"]
@@ -59,6 +60,9 @@ LAPTOP_LR = 1e-3
 LAPTOP_GRAD_CLIP = 1.0
 # The named datasets small enough that the laptop recipe suits them on any device (sei.data.sources).
 LAPTOP_DATASETS = ("sample", "photos")
+# The networks of volumes (z-stacks), on a CPU and on a GPU.
+VOLUME_BACKBONE = "unet3d-small"
+GPU_VOLUME_BACKBONE = "unet3d-base"
 # Batches per epoch at least, for runs with a step budget (progress, checkpoints).
 STEP_BUDGET_EPOCH = 25
 
@@ -69,8 +73,11 @@ def uses_laptop_recipe(dataset: str, device: torch.device) -> bool:
     return str(dataset).lower() in LAPTOP_DATASETS or device.type != "cuda"
 
 
-def default_backbone(laptop: bool) -> str:
-    """The backbone a run trains when none is given (and no initial weights say which)."""
+def default_backbone(laptop: bool, spatial_dims: int = 2) -> str:
+    """The backbone a run trains when none is given (and no initial weights say which): for volumes the 3-D U-Net
+    sized for a CPU (:data:`VOLUME_BACKBONE`), or the larger one on a GPU."""
+    if spatial_dims == 3:
+        return VOLUME_BACKBONE if laptop else GPU_VOLUME_BACKBONE
     return LAPTOP_BACKBONE if laptop else PAPER_BACKBONE
 
 

@@ -29,11 +29,11 @@ from sei.core.defaults import CROP_SAMPLINGS
 from sei.core.devices import torch_device, training_processes
 from sei.core.errors import ConfigError, MissingGroundTruthError, UnknownNameError
 from sei.core.units import duration_text, parse_duration, plural
-from sei.losses.registry import canonical_method, method_entry
+from sei.losses.registry import METHOD_REGISTRY, canonical_method, method_entry
 from sei.physics.spec import DEFAULT_KERNEL, PhysicsSpec, read_degradation_spec, resolve_spec
 
-__all__ = ["DATA_KINDS", "PRECISIONS", "RUNS_DIR", "check_data_settings", "check_train_settings", "default_name", "describe_recipe",
-           "is_named_dataset", "requested_config", "resolve", "resolve_physics"]
+__all__ = ["DATA_KINDS", "PRECISIONS", "RUNS_DIR", "check_data_settings", "check_network_fits", "check_train_settings",
+           "default_name", "describe_recipe", "is_named_dataset", "requested_config", "resolve", "resolve_physics"]
 
 DATA_KINDS = ("clean", "measurements")
 # Lightning's precision names (``lightning.fabric.connector._PRECISION_INPUT_STR``), spelled out so that
@@ -42,6 +42,9 @@ PRECISIONS = ("32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true"
               "transformer-engine", "transformer-engine-float16")
 # Where runs go when no --out-dir is given: runs/<name>.
 RUNS_DIR = "runs"
+
+
+METHOD_NAMES = tuple(entry.name for entry in METHOD_REGISTRY)
 
 
 def is_named_dataset(dataset: str) -> bool:
@@ -118,6 +121,31 @@ def check_train_settings(train: TrainConfig) -> None:
         raise ConfigError("lr_decay_start must lie in [0, 1] and lr_final_factor in (0, 1]")
 
 
+def check_network_fits(backbone: str | None, physics: PhysicsSpec, method: str, dataset: str) -> None:
+    """Refuse a run whose network, method or dataset cannot take what its physics measures: a network of images
+    for volumes (a 3-D PSF) or the reverse, a method written for images on volumes, the named datasets (images)
+    through a 3-D PSF.
+
+    :raises ConfigError: naming what fits instead.
+    """
+    from sei.models.registry import BACKBONES
+
+    dims = physics.spatial_dims
+    measured = "volumes (its PSF is 3-D)" if dims == 3 else "images (its kernel is 2-D)"
+    preset = BACKBONES.get(str(backbone)) if backbone else None
+    if preset is not None and preset.spatial_dims != dims:
+        fitting = " or ".join(name for name, other in BACKBONES.items() if other.spatial_dims == dims)
+        restores = "volumes" if preset.spatial_dims == 3 else "images"
+        raise ConfigError(f"backbone {backbone!r} restores {restores}, and this run measures {measured}: use "
+                          f"--model {fitting}")
+    if dims == 3 and not method_entry(method).volumes:
+        fitting = ", ".join(entry for entry in METHOD_NAMES if method_entry(entry).volumes)
+        raise ConfigError(f"method {method!r} is written for images; on volumes use one of {fitting}")
+    if dims == 3 and is_named_dataset(dataset):
+        raise ConfigError(f"{dataset} holds images, and a 3-D PSF blurs volumes: train on a folder of z-stacks "
+                          "(multi-page TIFF)")
+
+
 def resolve(config: ExperimentConfig) -> ExperimentConfig:
     """Decide every value left open and check them all (see the module); a resolved configuration is returned as
     it is.
@@ -143,7 +171,8 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
         held = initial_network(model.weights)
         backbone = backbone or held.backbone
         channels = channels or held.channels
-    backbone = backbone or (None if model.weights else recipe.default_backbone(laptop))
+    backbone = backbone or (None if model.weights else recipe.default_backbone(laptop, physics.spatial_dims))
+    check_network_fits(backbone, physics, method, data.dataset)
     given_budget = train.epochs is not None or train.steps is not None or train.time is not None
     budget = {} if given_budget else recipe.default_budget(laptop)
     mode = recipe.requested_mode(train.memory, model.checkpointing, train.release_memory)
@@ -171,13 +200,16 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
 
 def describe_recipe(config: ExperimentConfig) -> str:
     """One line on what a resolved configuration trains, for the terminal."""
+    from sei.data.pairs import crop_shape
+
     train, model = config.train, config.model
     budget = (plural(train.steps, "step") if train.steps is not None else plural(train.epochs, "epoch")
               if train.epochs is not None else "as many steps as fit")
     if train.time is not None:
         budget += f" in {duration_text(train.time)}"
     return (f"{model.backbone or 'backbone of the initial weights'}, {budget}, batch {config.data.batch_size} "
-            f"of {config.data.crop_size}x{config.data.crop_size} crops, lr {train.lr:g}"
+            f"of {'x'.join(map(str, crop_shape(config.data.crop_size, config.physics.dimensionality)))} crops"
+            f"{' (all planes of a thinner stack)' if config.physics.dimensionality == 3 else ''}, lr {train.lr:g}"
             f"{f' (gradient norm clipped at {train.grad_clip:g})' if train.grad_clip else ''}, {config.loss.method}, "
             f"precision {train.precision}{f', compiled ({train.compile} mode)' if train.compile else ''}")
 

@@ -35,7 +35,8 @@ def dataset_channels(images: Sequence[torch.Tensor]) -> int:
 
 
 def to_channels(image: torch.Tensor, channels: int, colour_to_luma: bool = False) -> torch.Tensor:
-    """A ``(C, H, W)`` image with ``channels`` channels: grayscale kept as one channel or repeated to three.
+    """A ``(C, H, W)`` image (or ``(C, D, H, W)`` volume) with ``channels`` channels: grayscale kept as one channel or
+    repeated to three.
 
     :param colour_to_luma: a colour image asked for as one channel becomes its :func:`luma` (validation images,
         scored on luma anyway) instead of an error.
@@ -45,7 +46,7 @@ def to_channels(image: torch.Tensor, channels: int, colour_to_luma: bool = False
     if channels not in NETWORK_CHANNELS:
         raise ConfigError(f"networks take 1 (grayscale) or 3 (RGB) channels, got {channels}")
     if channels == 3:
-        return image if image.shape[0] == 3 else image[:1].expand(3, -1, -1).contiguous()
+        return image if image.shape[0] == 3 else image[:1].expand(3, *image.shape[1:]).contiguous()
     if not is_grayscale(image):
         if colour_to_luma:
             return luma(image)
@@ -56,19 +57,20 @@ def to_channels(image: torch.Tensor, channels: int, colour_to_luma: bool = False
 
 def apply_by_channels(network: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor,
                       network_channels: int) -> torch.Tensor:
-    """``network`` applied to ``(B, C, h, w)`` measurements whatever their channels (see the module's rule).
+    """``network`` applied to ``(B, C, h, w)`` measurements (or ``(B, C, d, h, w)`` volumes) whatever their channels
+    (see the module's rule).
 
-    :return: ``(B, C, H, W)``: as many channels as ``y``.
+    :return: ``(B, C, H, W)`` (``(B, C, D, H, W)``): as many channels as ``y``.
     :raises ShapeError: for channel counts the rule does not cover.
     """
     channels = y.shape[1]
     if channels == network_channels:
         return network(y)
     if network_channels == 1:
-        estimate = network(y.reshape(-1, 1, *y.shape[-2:]))  # every channel is a grayscale image
-        return estimate.reshape(y.shape[0], channels, *estimate.shape[-2:])
+        estimate = network(y.reshape(-1, 1, *y.shape[2:]))  # every channel is a grayscale image
+        return estimate.reshape(y.shape[0], channels, *estimate.shape[2:])
     if network_channels == 3 and channels == 1:
-        return network(y.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
+        return network(y.expand(-1, 3, *y.shape[2:])).mean(dim=1, keepdim=True)
     raise ShapeError(f"a {network_channels}-channel network cannot restore {channels}-channel images")
 
 

@@ -2,7 +2,7 @@
 
 Following the paper's protocol, each clean image gets one fixed measurement whose noise is seeded by the
 image's index. Training then draws random ``c x c`` measurement crops (with the matching ``c r x c r`` image
-crop for x r super-resolution). The sampler hands the dataset ``(epoch, sample)`` keys, and each crop's
+crop for x r super-resolution); of a volume, ``c x c x c`` crops (all its planes when it has fewer than ``c``). The sampler hands the dataset ``(epoch, sample)`` keys, and each crop's
 position comes from a generator seeded by (run seed, epoch, sample): crops are reproducible, a resumed run
 draws the crops an uninterrupted run would have drawn, and with several processes each rank draws its own
 samples of the epoch.
@@ -24,11 +24,24 @@ from sei.physics.base import physics_upscale
 from sei.physics.noise import measure
 from sei.core.rng import make_generator
 
-__all__ = ["CropDataset", "EpochSampler", "FullImageDataset", "MeasurementSet", "SIGNAL_SHARE", "signal_crop_weights"]
+__all__ = ["CropDataset", "crop_shape", "EpochSampler", "FullImageDataset", "MeasurementSet", "SIGNAL_SHARE",
+           "signal_crop_weights"]
 
 # The share of "signal" crops drawn by the crops' signal; the rest stays uniform, so that the network still sees
 # the background it must leave dark.
 SIGNAL_SHARE = 0.5
+
+
+def crop_shape(crop_size: int, spatial_dims: int = 2, depth: int | None = None) -> tuple[int, ...]:
+    """The spatial shape of a training crop: ``(c, c)`` of images, ``(min(c, depth), c, c)`` of a volume of
+    ``depth`` planes (``(c, c, c)`` when the depth is not known: the largest a crop can be).
+
+    >>> crop_shape(48), crop_shape(32, 3, depth=20)
+    ((48, 48), (20, 32, 32))
+    """
+    if spatial_dims == 3:
+        return (crop_size if depth is None else min(crop_size, depth), crop_size, crop_size)
+    return (crop_size, crop_size)
 
 
 class MeasurementSet:
@@ -38,7 +51,7 @@ class MeasurementSet:
     :param physics: the operator with its noise model, used to simulate measurements of clean images.
     :param noise_seed: measurement ``i`` uses noise from a generator seeded by ``(noise_seed, i)``.
     :ivar names: image names.
-    :ivar measurements: ``(C, h, w)`` tensors.
+    :ivar measurements: ``(C, h, w)`` tensors (``(C, d, h, w)`` volumes).
     :ivar targets: matching ``(C, h r, w r)`` clean images, or ``None`` for measurement-only sets; clean
         images are cropped at the bottom/right to a multiple of ``r``.
     """
@@ -104,7 +117,11 @@ class CropDataset(Dataset):
     jittered within its grid cell, and otherwise uniformly: for sparse structures on a dark field, on which uniform
     crops spend most steps (it measured no gain on fluorescence images of which a fifth to a half is structure).
 
-    :return: items ``{"y": (C, c, c)}`` plus ``"x": (C, c r, c r)`` when the set has ground truth.
+    A volume's crop is :func:`crop_shape` (its depth drawn like a row), and its signal weights are those of its
+    mean along z.
+
+    :return: items ``{"y": (C, c, c)}`` plus ``"x": (C, c r, c r)`` when the set has ground truth (``(C, d, c, c)``
+        for volumes).
     """
 
     def __init__(self, measurements: MeasurementSet, crop_size: int, seed: int = 0,
@@ -133,7 +150,8 @@ class CropDataset(Dataset):
         self.weights: dict[int, torch.Tensor | None] = {}
         if sampling == "signal":
             for i in self.usable:
-                weights = signal_crop_weights(measurements.measurements[i], crop_size, self.stride).flatten()
+                y = measurements.measurements[i]
+                weights = signal_crop_weights(y.mean(1) if y.ndim == 4 else y, crop_size, self.stride).flatten()
                 self.weights[i] = weights if weights.sum() > 0 else None
 
     def __len__(self) -> int:
@@ -145,10 +163,18 @@ class CropDataset(Dataset):
         y = self.data.measurements[index]
         generator = make_generator(self.seed, "crop", epoch, sample)
         top, left = self._position(index, y.shape[-2:], generator)
-        item = {"y": y[:, top:top + self.crop_size, left:left + self.crop_size]}
+        planes = slice(None)
+        if y.ndim == 4:  # a volume: its planes too (after the lateral draw, so images draw as before)
+            depth = crop_shape(self.crop_size, 3, y.shape[1])[0]
+            front = int(torch.randint(0, y.shape[1] - depth + 1, (1,), generator=generator))
+            planes = slice(front, front + depth)
+        item = {"y": y[:, planes, top:top + self.crop_size, left:left + self.crop_size] if y.ndim == 4
+                else y[:, top:top + self.crop_size, left:left + self.crop_size]}
         if self.data.has_ground_truth:
             r, size = self.data.upscale, self.crop_size * self.data.upscale
-            item["x"] = self.data.targets[index][:, top * r:top * r + size, left * r:left * r + size]
+            target = self.data.targets[index]
+            lateral = (slice(top * r, top * r + size), slice(left * r, left * r + size))
+            item["x"] = target[(slice(None), planes, *lateral) if target.ndim == 4 else (slice(None), *lateral)]
         return item
 
     def _position(self, index: int, shape: torch.Size, generator: torch.Generator) -> tuple[int, int]:

@@ -92,7 +92,7 @@ class ImageSet:
 
     :ivar name: what the set is (``"div2k/train"``, a folder path ...).
     :ivar names: one name per image (file stem or index), used for output files and metrics rows.
-    :ivar images: ``(C, H, W)`` float32 tensors in [0, 1].
+    :ivar images: ``(C, H, W)`` float32 tensors in [0, 1]; ``(C, D, H, W)`` for a set read as volumes.
     :ivar ground_truth: True for clean images, False for measurements only.
     :ivar skipped: files that could not be read, with the reason.
     :ivar intensity: the map from the files' intensities to the images' (:mod:`sei.io.intensity`) when one holds for
@@ -119,11 +119,12 @@ def _check_split(split: str) -> str:
 
 def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: int | None,
                 progress: bool = False, intensity: IntensityMap | None = None,
-                max_pixels: int | None = None) -> ImageSet:
+                max_pixels: int | None = None, volumes: bool = False) -> ImageSet:
     """Read files into an :class:`ImageSet` in network units (:mod:`sei.io.intensity`): integer files by their dtype's
     full range (dim ones by the set's robust range), float files by one robust range for the whole set (or
     ``intensity``, the map a run recorded, of the same kind), so that one noise level holds for every image. A stack
-    contributes each page as an image (``name_0000`` ...).
+    contributes each page as an image (``name_0000`` ...), or, with ``volumes``, each file is one ``(C, D, H, W)``
+    volume of its pages (planes along z; a file of one page is a volume of one plane).
 
     :raises ImageError: when no file is readable (a set mixing float and integer files is warned about: the two
         maps need not share a scale).
@@ -131,15 +132,22 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
     """
     from tqdm.auto import tqdm
 
-    names, pages, skipped = [], [], []
+    names, pages, skipped, planes = [], [], [], []
     for path in tqdm(files, desc=f"reading {set_name}", unit="image", disable=not progress or len(files) < 20):
         try:
             file = read_image_file(path, max_pixels)
+            if volumes and file.stack_axes not in ("", "Z"):
+                raise ImageError(f"{path}: its pages run along {file.stack_axes} {file.stack_shape}, not along z "
+                                 "alone: save one z-stack per file")
         except ImageError as error:
             skipped.append((str(path), str(error)))
             continue
-        names += [f"{path.stem}_{i:04d}" for i in range(len(file.pages))] if file.is_stack else [path.stem]
+        if volumes:
+            names.append(path.stem)
+        else:
+            names += [f"{path.stem}_{i:04d}" for i in range(len(file.pages))] if file.is_stack else [path.stem]
         pages += file.pages
+        planes.append(len(file.pages))
     if not pages:
         reasons = "; ".join(reason for _, reason in skipped[:3])
         raise ImageError(f"no readable images in {set_name}" + (f" ({reasons})" if reasons else ""))
@@ -163,8 +171,14 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
     for page in pages:
         is_float = np.issubdtype(page.dtype, np.floating)
         mapped = (floats_map if is_float else integers_map or integer_map(page.dtype)).to_network(page)
+        if volumes:  # the stack's own channels: a grayscale volume is not tripled in memory
+            images.append(image_tensor(mapped, None, set_name))
+            continue
         image = image_tensor(mapped, 3, set_name)
         images.append(resize_shorter_side(image, resize, set_name, max_pixels) if resize else image)
+    if volumes:
+        starts = np.cumsum([0, *planes])
+        images = [torch.stack(images[start:end], dim=1) for start, end in zip(starts[:-1], starts[1:])]
     return ImageSet(set_name, names, images, ground_truth, skipped, set_map)
 
 
@@ -316,6 +330,7 @@ def load_image_set(
     strict: bool = False,
     intensity: IntensityMap | dict | None = None,
     max_pixels: int | None = None,
+    volumes: bool = False,
 ) -> ImageSet:
     """Images of ``dataset``'s ``split``.
 
@@ -331,6 +346,8 @@ def load_image_set(
     :param intensity: for folders: the map to use (a run's or ``sei degrade``'s record) instead of the set's own,
         for files of its kind (float files; integer files of its dtype).
     :param max_pixels: for folders: the most pixels one file may hold (:func:`sei.io.images.check_pixel_count`).
+    :param volumes: for folders: read each file as one ``(C, D, H, W)`` volume (z-stacks blurred by a 3-D PSF); the
+        named datasets hold images.
     :raises UnknownNameError: for a name that is neither a dataset nor an existing folder.
     :raises ImageError: for a folder of measurements, or a name written as a path, that does not exist.
     :raises ResourceUnavailableError: for a named dataset that is missing offline.
@@ -338,6 +355,8 @@ def load_image_set(
     split = _check_split(split)
     key = str(dataset).strip()
     if key.lower() in NAMED_DATASETS:
+        if volumes:
+            raise ConfigError(f"{key} holds images, not volumes: a 3-D PSF needs a folder of z-stacks")
         if not ground_truth:
             raise ConfigError(f"{key} holds clean images, not measurements")
         size = PAPER_SHORTER_SIDE if resize == "auto" else resize
@@ -348,7 +367,9 @@ def load_image_set(
         files = list_images(path) if path.is_dir() else [path]
         if isinstance(intensity, dict):
             intensity = IntensityMap.from_dict(intensity)
-        images = _read_files(files, str(path), ground_truth, size, progress, intensity, max_pixels)
+        if volumes and size:
+            raise ConfigError("volumes are restored at their own sampling: --resize applies to images only")
+        images = _read_files(files, str(path), ground_truth, size, progress, intensity, max_pixels, volumes)
         if path.is_dir():  # broken links and the like are named with the unreadable files
             images.skipped += [(str(entry), reason) for entry, reason in skipped_entries(path)]
         return _report_skipped(images, strict)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sei.core.errors import SEIError
+from sei.core.errors import ImageError, SEIError
 from sei.io.intensity import IntensityMap, data_map, integer_map
 from sei.io.images import ImageFile, image_tensor, read_image_file, skipped_entries, write_image_file
 from sei.io.outputs import (
@@ -35,9 +35,13 @@ __all__ = ["NOISE_SAMPLE_IMAGES", "estimate_inputs_noise", "file_intensity", "re
 
 def restore_image(reconstruct: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
                   device: torch.device | str = "cpu") -> torch.Tensor:
-    """Restore a ``(C, H, W)`` image with 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) channels."""
+    """Restore a ``(C, H, W)`` image with 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) channels, or a ``(C, D, H, W)``
+    volume."""
     channels = image.shape[0]
-    colour = image[:3] if channels >= 3 else image[:1].expand(3, -1, -1)
+    if image.ndim == 4 and channels <= 2:  # a gray volume stays one channel: three would triple the work
+        colour = image[:1]
+    else:
+        colour = image[:3] if channels >= 3 else image[:1].expand(3, *image.shape[1:])
     alpha = image[-1:] if channels in (2, 4) else None
     estimate = reconstruct(colour[None].to(device))[0].float().cpu()
     if channels <= 2:
@@ -62,10 +66,13 @@ def file_intensity(file: ImageFile, recorded: IntensityMap | None = None, name: 
 
 def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Path, target: Path,
                  device: torch.device | str = "cpu", bits: int | None = None, upscale: int = 1,
-                 recorded: IntensityMap | None = None, max_pixels: int | None = None) -> tuple[IntensityMap, int]:
+                 recorded: IntensityMap | None = None, max_pixels: int | None = None,
+                 volumes: bool = False) -> tuple[IntensityMap, int]:
     """Restore every page of ``source`` into ``target`` in the input's dtype and units (or ``bits`` of [0, 1]).
 
     :param upscale: the super-resolution factor, to scale a TIFF's resolution (pixels per unit) by.
+    :param volumes: restore the file's pages as one z-stack (a ``(C, D, H, W)`` volume, for a 3-D PSF), written back
+        as a stack with the input's voxel size.
     :param recorded: the map the network was trained with, used for float files (see :func:`file_intensity`).
     :param max_pixels: the most pixels the file may hold (:func:`sei.io.images.check_pixel_count`).
     :return: the map of the file written (data units <-> network units), and its number of images (pages).
@@ -75,7 +82,18 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
     into = file_intensity(file, recorded, str(source))
     out = into if bits is None else integer_map(f"uint{bits}")
     pages = []
-    for page in file.pages:
+    if volumes:
+        if file.stack_axes not in ("", "Z"):
+            raise ImageError(f"{source}: its pages run along {file.stack_axes} {file.stack_shape}, not along z alone: "
+                             "save one z-stack per file")
+        if len(file.pages) < 2:
+            raise ImageError(f"{source}: one image, and this operator's PSF is 3-D: restore z-stacks (multi-page "
+                             "TIFF) with it, or single images with a 2-D PSF")
+        volume = torch.stack([image_tensor(into.to_network(page), None, source) for page in file.pages], dim=1)
+        estimate = restore_image(reconstruct, volume, device)
+        pages = [out.from_network(estimate[:, plane].numpy().transpose(1, 2, 0))
+                 for plane in range(estimate.shape[1])]
+    for page in [] if volumes else file.pages:
         estimate = restore_image(reconstruct, image_tensor(into.to_network(page), None, source), device)
         if estimate.shape[0] == 2:  # image files have no gray+alpha layout we can write: store it as RGBA
             estimate = torch.cat([estimate[:1].expand(3, -1, -1), estimate[1:]])
@@ -91,7 +109,7 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
 def restore_files(reconstruct: Callable[[torch.Tensor], torch.Tensor], pairs: list[tuple[Path, Path]],
                   device: torch.device | str = "cpu", bits: int | None = None, progress: bool = True,
                   upscale: int = 1, recorded: IntensityMap | None = None,
-                  max_pixels: int | None = None) -> FileReport:
+                  max_pixels: int | None = None, volumes: bool = False) -> FileReport:
     """Restore each input file into its output file (:func:`restore_file`); failures are recorded, not raised.
 
     :param bits: ``None`` to write each file in its input's dtype and units, 8 or 16 for that many bits of the
@@ -103,7 +121,7 @@ def restore_files(reconstruct: Callable[[torch.Tensor], torch.Tensor], pairs: li
     for source, target in tqdm(pairs, desc="restoring", unit="image", disable=not progress):
         try:
             report.intensity[target], images = restore_file(reconstruct, source, target, device, bits, upscale,
-                                                            recorded, max_pixels)
+                                                            recorded, max_pixels, volumes)
             report.images += images
             report.written.append(target)
         except (SEIError, RuntimeError, OSError) as error:
@@ -239,7 +257,8 @@ def restore(source: str | Path, destination: str | Path, model_kind: str = "netw
                                        overlap=overlap, ensemble=ensemble, precision=precision).to(target)
     upscale = spec.upscale if spec is not None else getattr(reconstructor, "upscale", 1)
     report = restore_files(reconstructor, pairs, target, bits=bits, progress=progress, upscale=upscale,
-                           recorded=recorded, max_pixels=max_pixels)
+                           recorded=recorded, max_pixels=max_pixels,
+                           volumes=spec is not None and spec.dimensionality == 3)
     if Path(source).is_dir():  # broken links and the like are named with the files that failed
         report.failed += skipped_entries(Path(source))
     how = {"model_kind": kind, "weights": str(network.weights) if network is not None else None,

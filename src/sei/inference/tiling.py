@@ -69,7 +69,8 @@ def tiled_apply(restore: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor
     """``restore(y)`` computed tile by tile.
 
     :param restore: ``(B, C, h, w) -> (B, C, h r, w r)``, for any tile size.
-    :param y: ``(B, C, H, W)`` measurement.
+    :param y: ``(B, C, H, W)`` measurement, or a ``(B, C, D, H, W)`` volume, tiled laterally (each tile holds every
+        plane: a z-stack is far thinner than wide).
     :param tile: tile size in measurement pixels; an image no larger than one tile is restored whole.
     :param overlap: overlap between neighbouring tiles in measurement pixels (the blending ramp's width).
     :param upscale: ``r``, the output's size ratio.
@@ -91,7 +92,7 @@ def tiled_apply(restore: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor
         for left in lefts:
             piece = restore(y[..., top:top + tile_h, left:left + tile_w]).float()
             if output is None:
-                output = piece.new_zeros(*piece.shape[:2], height * upscale, width * upscale)
+                output = piece.new_zeros(*piece.shape[:-2], height * upscale, width * upscale)
                 total = piece.new_zeros(height * upscale, width * upscale)
             rows = slice(top * upscale, (top + tile_h) * upscale)
             cols = slice(left * upscale, (left + tile_w) * upscale)

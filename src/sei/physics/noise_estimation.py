@@ -241,7 +241,8 @@ def estimate_spec_noise(spec, measurements: Sequence[torch.Tensor]):
     """``spec`` with its ``"auto"`` noise level (and gain) replaced by estimates from ``measurements``.
 
     :param spec: a resolved :class:`~sei.physics.spec.PhysicsSpec`; returned unchanged if nothing is ``"auto"``.
-    :param measurements: ``(C, H, W)`` measurements in [0, 1] units.
+    :param measurements: ``(C, H, W)`` measurements in [0, 1] units, or ``(C, D, H, W)`` volumes, whose planes are
+        estimated on as images (the noise is independent from voxel to voxel).
     :return: a copy with numbers and ``noise_source="estimated"`` (``"learned"`` for ``"learn"``: the estimate is
         where the learned level starts).
     :raises ImageError: when the noise cannot be estimated (constant or too small images, see above).
@@ -252,6 +253,7 @@ def estimate_spec_noise(spec, measurements: Sequence[torch.Tensor]):
 
     if not spec.needs_estimate:
         return spec
+    measurements = [plane for y in measurements for plane in (y.unbind(1) if y.ndim == 4 else (y,))]
     if spec.noise == "poisson-gaussian":
         estimate = estimate_poisson_gaussian(measurements)
         gain = float(f"{estimate.gain:.4g}") if spec.gain == ESTIMATED else spec.gain

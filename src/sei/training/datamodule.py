@@ -34,16 +34,23 @@ def read_training_folder(config: ExperimentConfig) -> ImageSet | None:
     intensity = recorded_intensity(folder) if data.kind == "measurements" and folder.is_dir() else None
     return load_image_set(data.dataset, "train", data.datasets_dir, False, ground_truth=data.kind == "clean",
                           resize=data.resize, progress=config.train.progress, strict=data.strict,
-                          max_pixels=data.max_pixels, intensity=intensity)
+                          max_pixels=data.max_pixels, intensity=intensity,
+                          volumes=config.physics.dimensionality == 3)
 
 
 def check_crop_fits(config: ExperimentConfig, images: ImageSet | None) -> None:
     """Refuse a crop larger than every training measurement before anything is allocated for it (the memory plan
     measures a step at the crop size): from the images read, or, for a named dataset, from its resizing.
 
-    :raises ImageTooSmallError: naming the crop and the largest measurement's shorter side.
+    A 3-D PSF must fit in every stack and in a crop along every axis (SURE leaves out the PSF's half-size at each
+    border of a crop: a smaller crop keeps nothing).
+
+    :raises ImageTooSmallError: naming the crop and the largest measurement's shorter side, or the PSF and the stack
+        or crop it does not fit in.
     """
     data = config.data
+    if images is not None and config.physics.dimensionality == 3:
+        _check_psf_fits(config, images)
     upscale = 1 if data.kind == "measurements" else config.physics.upscale
     if images is not None:
         side = max(min(image.shape[-2:]) for image in images.images) // upscale
@@ -56,6 +63,24 @@ def check_crop_fits(config: ExperimentConfig, images: ImageSet | None) -> None:
         raise ImageTooSmallError(f"the {data.crop_size}x{data.crop_size} crop (--crop-size) is larger than every "
                                  f"training measurement (the largest has a shorter side of {side} px); use "
                                  f"--crop-size {side} or less")
+
+
+def _check_psf_fits(config: ExperimentConfig, images: ImageSet) -> None:
+    from sei.data.pairs import crop_shape
+    from sei.physics.kernels import VOLUME_DIMS, load_kernel
+
+    psf = tuple(load_kernel(config.physics.kernel, VOLUME_DIMS).shape)
+    text = "x".join(map(str, psf))
+    for name, volume in zip(images.names, images.images):
+        size = tuple(volume.shape[1:])
+        if any(k > n for k, n in zip(psf, size)):
+            raise ImageTooSmallError(f"the PSF ({text} voxels, z y x) is larger than the stack {name} "
+                                     f"({'x'.join(map(str, size))}): make a PSF that fits (sei psf ... --planes N "
+                                     "--size N) or record more planes")
+        crop = crop_shape(config.data.crop_size, 3, size[0])
+        if any(k > n for k, n in zip(psf, crop)):
+            raise ImageTooSmallError(f"a {'x'.join(map(str, crop))} crop of {name} is smaller than the PSF ({text}) "
+                                     f"along some axis: use --crop-size {max(psf)} or more, or a smaller PSF")
 
 
 class SEIDataModule(L.LightningDataModule):
@@ -81,7 +106,7 @@ class SEIDataModule(L.LightningDataModule):
         if images is None:
             images = load_image_set(dataset, split, data.datasets_dir, data.download, ground_truth, data.resize,
                                     progress=self.config.train.progress, strict=data.strict,
-                                    max_pixels=data.max_pixels)
+                                    max_pixels=data.max_pixels, volumes=self.config.physics.dimensionality == 3)
         channels = self.config.model.channels or 3
         images.images = [to_channels(image, channels, colour_to_luma=split == "val") for image in images.images]
         return images

@@ -222,14 +222,17 @@ class StepProbe:
         """
         import torch
 
+        from sei.data.pairs import crop_shape
+        from sei.physics.base import physics_spatial_dims
+
         setup = MemorySetup(mode)
         if self.device.type == "cpu":
             setup.prepare_process()
         setup.prepare_network(self.backbone)
-        crop = self.config.data.crop_size
+        *depth, crop, _ = crop_shape(self.config.data.crop_size, physics_spatial_dims(self.physics))
         generator = torch.Generator().manual_seed(0)
-        y = torch.rand(batch, self.channels, crop, crop, generator=generator).to(self.device, self.dtype)
-        x = torch.rand(batch, self.channels, crop * self.upscale, crop * self.upscale,
+        y = torch.rand(batch, self.channels, *depth, crop, crop, generator=generator).to(self.device, self.dtype)
+        x = torch.rand(batch, self.channels, *depth, crop * self.upscale, crop * self.upscale,
                        generator=generator).to(self.device, self.dtype)
         optimizer = torch.optim.Adam(self.backbone.parameters(), lr=1e-12)
         meter = PeakMeter(self.device)

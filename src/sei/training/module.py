@@ -107,7 +107,8 @@ class SEIModule(L.LightningModule):
 
     def configure_model(self) -> None:
         if isinstance(self.backbone, UNet):  # convolutions run faster on channels-last tensors (same numbers)
-            self.backbone.to(memory_format=torch.channels_last)
+            self.backbone.to(memory_format=torch.channels_last_3d if self.backbone.spatial_dims == 3
+                             else torch.channels_last)
         if self._compile_mode is not None and self._network is self.backbone:
             object.__setattr__(self, "_network", compile_network(self.backbone, self._compile_mode))
 
