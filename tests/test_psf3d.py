@@ -93,3 +93,58 @@ def test_sizes_must_be_odd_and_depth_non_negative():
         widefield_psf_3d(**OPTICS, planes=4, size=5)
     with pytest.raises(KernelError, match="depth"):
         widefield_psf_3d(**OPTICS, depth=-1.0, planes=5, size=5)
+
+
+@pytest.fixture(scope="module")
+def measured():
+    """A widefield PSF recorded off-centre in a larger stack, 2e5 photons over a background of 100, Poisson."""
+    psf = widefield_psf_3d(520, 1.3, 100, 300, planes=15, size=21).double()
+    stack = torch.zeros(24, 40, 40, dtype=torch.float64)
+    stack[3:18, 9:30, 14:35] = psf * 2e5
+    return psf, torch.poisson(stack + 100, generator=torch.Generator().manual_seed(0))
+
+
+class TestBeadPSF:
+    def test_a_noisy_off_centre_bead_gives_back_the_centred_psf(self, measured):
+        from sei.physics.psf3d import bead_psf
+
+        psf, stack = measured
+        estimate = bead_psf(stack, planes=15, size=21).double()
+        assert estimate.shape == psf.shape and float(estimate.sum()) == pytest.approx(1.0, abs=1e-5)
+        assert (estimate == estimate.max()).nonzero()[0].tolist() == [7, 10, 10]
+        assert float((estimate - psf).norm() / psf.norm()) < 0.15  # 0.116 measured: the photon noise's share
+        flat = bead_psf(stack[10], size=21)  # one image gives a 2-D PSF
+        assert flat.shape == (21, 21)
+
+    def test_a_hot_pixel_is_not_taken_for_the_bead(self, measured):
+        from sei.physics.psf3d import bead_psf
+
+        psf, stack = measured
+        hot = stack.clone()
+        hot[0, 0, 0] = 10 * stack.max()
+        assert (bead_psf(hot, planes=15, size=21) == bead_psf(stack, planes=15, size=21)).float().mean() > 0.99
+
+    @pytest.mark.parametrize("volume, options, message", [
+        (torch.full((5, 9, 9), 3.0), {}, "flat"),
+        (torch.rand(5, 9, 9), {"planes": 4}, "odd"),
+        (torch.rand(2, 3, 9, 9), {}, "bead image is"),
+    ])
+    def test_bad_beads(self, volume, options, message):
+        from sei.physics.psf3d import bead_psf
+
+        with pytest.raises(KernelError, match=message):
+            bead_psf(volume, **options)
+
+    def test_sei_psf_bead_writes_the_kernel(self, measured, tmp_path, capsys):
+        import numpy as np
+        import tifffile
+
+        from sei.cli import main
+
+        _, stack = measured
+        tifffile.imwrite(tmp_path / "bead.tif", stack.numpy().astype(np.uint16))
+        assert main(["psf", "bead", str(tmp_path / "psf.npy"), "--bead", str(tmp_path / "bead.tif"), "--planes", "15",
+                     "--size", "21"]) == 0
+        assert np.load(tmp_path / "psf.npy").shape == (15, 21, 21)
+        assert main(["psf", "widefield", str(tmp_path / "w.npy"), "--bead", str(tmp_path / "bead.tif")]) == 2
+        assert "--bead is for `sei psf bead`" in capsys.readouterr().err

@@ -5,6 +5,8 @@ maximum. Lengths are in pixels; for diffraction, the wavelength and the pixel si
 choice (nm, µm): the pixel size at the sample for a microscope (with --na), on the sensor for a telescope or
 camera (with --f-number). ``widefield`` and ``confocal`` write 3-D microscope PSFs ``(planes, size, size)`` for
 z-stacks (scalar Gibson-Lanni model, :mod:`sei.physics.psf3d`): wavelength, pixel size, z-step and depth in one unit.
+``bead`` makes a measured PSF from an image (a z-stack, or one image) of a sub-resolution bead: background subtracted,
+centred on the bead, cropped to ``--planes`` x ``--size`` and normalised.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from sei.cli.options import add_overwrite_option
+from sei.core.errors import KernelError
 
 __all__ = ["EPILOG", "add_parser", "run_command"]
 
@@ -27,6 +30,7 @@ EPILOG = """examples:
       --immersion-index 1.333 --sample-index 1.38 --depth 20000          # water objective, 20 um deep in tissue
   sei psf confocal psf3d.npy --wavelength 520 --excitation-wavelength 488 --na 1.4 --pixel-size 50 \
       --z-step 150 --pinhole 1
+  sei psf bead psf_measured.npy --bead bead_stack.tif --planes 31 --size 25      # a measured bead, 3-D
 """
 
 
@@ -34,8 +38,8 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("psf", help="write a blur kernel (PSF) from optics parameters",
                                    description=__doc__, epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", help="gaussian, motion, defocus, diffraction, widefield (3-D), confocal (3-D), or a "
-                                     "named kernel (Gaussian_R2, Box_R3 ...)")
+    parser.add_argument("kind", help="gaussian, motion, defocus, diffraction, widefield (3-D), confocal (3-D), bead "
+                                     "(measured, from --bead), or a named kernel (Gaussian_R2, Box_R3 ...)")
     parser.add_argument("output", help="the .npy file to write (a .png preview is written beside it)")
     parser.add_argument("--size", type=int, help="kernel size in pixels (odd; default: large enough for the PSF)")
     gaussian = parser.add_argument_group("gaussian")
@@ -60,6 +64,8 @@ def add_parser(subparsers) -> None:
     volume.add_argument("--depth", type=float, help="depth below the coverslip (matters when the indices differ)")
     volume.add_argument("--excitation-wavelength", type=float, help="confocal: the laser's wavelength")
     volume.add_argument("--pinhole", type=float, help="confocal: pinhole diameter in Airy units (default 1)")
+    measured = parser.add_argument_group("bead (a measured PSF)")
+    measured.add_argument("--bead", help="image or z-stack (multi-page TIFF) of one sub-resolution bead")
     add_overwrite_option(parser)
     parser.set_defaults(run=run_command)
 
@@ -68,12 +74,38 @@ def run_command(args: argparse.Namespace) -> int:
     from sei.physics.kernels import save_kernel
     from sei.physics.psf import make_psf
 
-    kernel = make_psf(args.kind, size=args.size, sigma=args.sigma, sigma_y=args.sigma_y, angle=args.angle,
-                      length=args.length, radius=args.radius, wavelength=args.wavelength, pixel_size=args.pixel_size,
-                      na=args.na, f_number=args.f_number, rings=args.rings, z_step=args.z_step, planes=args.planes,
-                      immersion_index=args.immersion_index, sample_index=args.sample_index, depth=args.depth,
-                      excitation_wavelength=args.excitation_wavelength, pinhole=args.pinhole)
+    if str(args.kind).strip().lower() == "bead":
+        kernel = _measured_bead(args)
+    else:
+        if args.bead is not None:
+            raise KernelError(f"--bead is for `sei psf bead`, not a {args.kind} PSF")
+        kernel = _computed(args, make_psf)
     npy, png = save_kernel(kernel, args.output, overwrite=args.overwrite)
     shape = "x".join(map(str, kernel.shape))
     print(f"wrote {npy} ({shape}, sums to 1) and its preview {png}")
     return 0
+
+
+def _measured_bead(args: argparse.Namespace):
+    import numpy as np
+
+    from sei.io.images import read_image_file
+    from sei.physics.psf3d import bead_psf
+
+    if args.bead is None:
+        raise KernelError("a bead PSF needs --bead FILE: an image or z-stack of one sub-resolution bead")
+    given = [name for name in ("sigma", "length", "radius", "wavelength", "na", "z_step") if getattr(args, name)]
+    if given:
+        raise KernelError(f"a bead PSF is measured: it takes no --{given[0].replace('_', '-')}")
+    file = read_image_file(args.bead)
+    if any(page.ndim != 2 for page in file.pages):
+        raise KernelError(f"{args.bead}: a bead image has one channel")
+    return bead_psf(np.stack(file.pages).astype(np.float64), args.planes, args.size)
+
+
+def _computed(args: argparse.Namespace, make_psf):
+    return make_psf(args.kind, size=args.size, sigma=args.sigma, sigma_y=args.sigma_y, angle=args.angle,
+                    length=args.length, radius=args.radius, wavelength=args.wavelength, pixel_size=args.pixel_size,
+                    na=args.na, f_number=args.f_number, rings=args.rings, z_step=args.z_step, planes=args.planes,
+                    immersion_index=args.immersion_index, sample_index=args.sample_index, depth=args.depth,
+                    excitation_wavelength=args.excitation_wavelength, pinhole=args.pinhole)

