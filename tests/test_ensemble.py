@@ -116,3 +116,18 @@ def test_unrolled_super_resolution_with_non_square_images(natural_image):
     y = physics.A(natural_image[None, :, :36, :52])
     with torch.no_grad():
         torch.testing.assert_close(SelfEnsemble(network, physics)(y), network(y), atol=1e-5, rtol=1e-5)
+
+
+def test_a_widefield_psf_commutes_with_every_lateral_transform_of_a_volume_and_an_asymmetric_one_with_none():
+    from helpers import ASYMMETRIC_VOLUME
+
+    from sei.physics import FFTBlur
+    from sei.physics.psf3d import widefield_psf_3d
+
+    symmetric = FFTBlur(widefield_psf_3d(520, 1.3, 100, 300, planes=5, size=9))
+    assert all(commutes(symmetric, index) for index in range(len(DIHEDRAL)))
+    assert [index for index in range(len(DIHEDRAL)) if commutes(FFTBlur(ASYMMETRIC_VOLUME), index)] == [0]
+    volume = torch.rand(1, 1, 6, 12, 12)
+    ensemble = SelfEnsemble(lambda y: y.square(), symmetric)
+    assert ensemble.transforms == list(range(len(DIHEDRAL)))
+    assert torch.allclose(ensemble(volume), volume.square(), atol=1e-6)  # each transform undone on every plane

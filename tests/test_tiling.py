@@ -47,6 +47,18 @@ def test_pointwise_operation_is_reproduced_exactly(upscale):
     assert torch.allclose(tiled_apply(restore, y, tile=48, overlap=12, upscale=upscale), restore(y), atol=1e-6)
 
 
+def test_a_volume_is_tiled_laterally_with_all_its_planes():
+    y = torch.rand(1, 1, 7, 90, 110)
+    seen = []
+
+    def restore(t):
+        seen.append(tuple(t.shape))
+        return t.square()
+
+    assert torch.allclose(tiled_apply(restore, y, tile=48, overlap=12), y.square(), atol=1e-6)
+    assert len(seen) > 1 and all(shape[:3] == (1, 1, 7) and max(shape[3:]) <= 48 for shape in seen)
+
+
 def test_network_output_has_no_seams():
     # a residual restorer with a modest correction, like a trained one
     torch.manual_seed(0)
