@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -185,3 +186,29 @@ class TestVolumeWorkflow:
         code = main(["train", "--dataset", "sample", "--kernel", str(root / "psf.npy"), "--steps", "2",
                      "--out-dir", str(tmp_path / "r"), "--quiet"])
         assert code == 2 and "sample holds images, and a 3-D PSF blurs volumes" in capsys.readouterr().err
+
+
+def test_orthogonal_views_show_sections_and_projections_with_z_at_its_length():
+    from sei.report import orthogonal_views
+
+    volume = np.zeros((3, 5, 7))
+    volume[1, 2, 3] = 1.0  # the centre voxel
+    volume[0, 0, 0] = 2.0  # off every central section, on every projection
+    section, projection = orthogonal_views(volume, "section", z_scale=2), orthogonal_views(volume, "max", z_scale=2)
+    assert section.shape == projection.shape == (5 + 1 + 6, 7 + 1 + 6)
+    assert section.max() == 1.0 and projection.max() == 2.0
+    assert section[2, 3] == 1.0 and section[2, 8 + 2] == section[2, 8 + 3] == 1.0  # yz: planes 1 -> columns 2, 3
+    assert projection[0, 0] == 2.0 and projection[6, 0] == projection[7, 0] == 2.0  # xz: plane 0 -> rows 6, 7
+
+
+def test_the_report_shows_a_restored_stack_as_orthogonal_views(stack_folder, tmp_path):
+    from sei.cli import main
+
+    root, _ = stack_folder
+    restored = tmp_path / "restored"
+    assert main(["restore", str(root / "blurry"), str(restored), "--model-kind", "wiener", "--kernel",
+                 str(root / "psf.npy"), "--quiet"]) == 0
+    assert main(["report", str(restored), "--out", str(tmp_path / "report.html")]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "cells.tif (sections)" in page and "cells.tif (max projections)" in page
+    assert "z-stacks as orthogonal views" in page

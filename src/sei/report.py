@@ -35,8 +35,8 @@ from sei.inference.scoring import SCORES_JSON, is_score_record
 from sei.io.outputs import INTENSITY_RECORD, RESTORE_RECORD
 from sei.physics.spec import DEGRADATION_FILE
 
-__all__ = ["DEVELOPER_QUANTITIES", "check_report_path", "crops_figure", "describe_task",
-           "discover", "EvaluationRecord", "find", "Findings", "is_report", "read_series", "render",
+__all__ = ["DEVELOPER_QUANTITIES", "VOLUME_VIEWS", "check_report_path", "crops_figure", "describe_task",
+           "discover", "EvaluationRecord", "find", "Findings", "is_report", "orthogonal_views", "read_series", "render",
            "Restoration", "Run", "ScoreRecord", "training_figure", "write_report"]
 
 _CROP = 96  # output pixels shown per image crop
@@ -704,24 +704,64 @@ def _score_section(record: ScoreRecord) -> list[str]:
     return parts
 
 
-def _first_page(path: Path) -> tuple[np.ndarray, str]:
-    """The first page of an image file, alpha left out, in its own units; and its dtype's name."""
+# How a z-stack is shown: sections through its centre, or maximum projections (sei.report.orthogonal_views).
+VOLUME_VIEWS = ("section", "max")
+
+
+def orthogonal_views(volume: np.ndarray, view: str = "section", z_scale: int = 1) -> np.ndarray:
+    """A ``(D, H, W)`` volume as one image: xy at the top left, yz to its right (z across), xz below it (z down),
+    each the section through the volume's centre (``view="section"``) or the maximum projection along the third
+    axis (``"max"``); planes repeated ``z_scale`` times so that the z axis has its physical length; the corner and the
+    one-pixel gaps hold the volume's minimum.
+
+    >>> orthogonal_views(np.arange(24.0).reshape(2, 3, 4), "max", z_scale=2).shape  # (3 + 1 + 2*2, 4 + 1 + 2*2)
+    (8, 9)
+    """
+    if view not in VOLUME_VIEWS:
+        raise ConfigError(f"volume view must be one of {VOLUME_VIEWS}, got {view!r}")
+    depth, height, width = volume.shape
+    if view == "max":
+        xy, xz, yz = volume.max(0), volume.max(1), volume.max(2)
+    else:
+        xy, xz, yz = volume[depth // 2], volume[:, height // 2], volume[:, :, width // 2]
+    xz, yz = np.repeat(xz, z_scale, axis=0), np.repeat(yz, z_scale, axis=0).T  # (D', W) and (H, D')
+    planes = xz.shape[0]
+    montage = np.full((height + 1 + planes, width + 1 + planes), volume.min(), dtype=np.float64)
+    montage[:height, :width] = xy
+    montage[:height, width + 1:] = yz
+    montage[height + 1:, :width] = xz
+    return montage
+
+
+def _first_page(path: Path, view: str | None = None) -> tuple[np.ndarray, str]:
+    """The first page of an image file, alpha left out, in its own units; and its dtype's name. With ``view``, a
+    stack's :func:`orthogonal_views` (z stretched by its voxels' anisotropy where the file records it)."""
     from sei.io.images import read_image_file
 
     file = read_image_file(path)
+    if view is not None and file.is_stack and all(page.ndim == 2 for page in file.pages):
+        from sei.io.voxels import read_voxel_size
+
+        try:
+            anisotropy = read_voxel_size(path).anisotropy
+        except SEIError:
+            anisotropy = None
+        z_scale = max(1, round(anisotropy)) if anisotropy else 1
+        return orthogonal_views(np.stack(file.pages).astype(np.float64), view, min(z_scale, 8)), file.dtype.name
     page = file.pages[0]
     if page.ndim == 3:
         page = page[..., :3] if page.shape[2] >= 3 else page[..., 0]
     return page, file.dtype.name
 
 
-def _restored_pair(output: Path, source: Path | None) -> tuple[str, str | None, bool]:
+def _restored_pair(output: Path, source: Path | None, view: str | None = None) -> tuple[str, str | None, bool]:
     """PNG data URIs of a restored file and its input (same display size, same intensity scale), and whether the
-    scale was stretched (16-bit and float data: the input's 0.5-99.5 percentiles, else the output's)."""
+    scale was stretched (16-bit and float data: the input's 0.5-99.5 percentiles, else the output's); ``view``: how a
+    z-stack is shown (:data:`VOLUME_VIEWS`), ``None`` for its first page."""
     from PIL import Image
 
-    out, dtype = _first_page(output)
-    inp, in_dtype = _first_page(source) if source is not None else (None, None)
+    out, dtype = _first_page(output, view)
+    inp, in_dtype = _first_page(source, view) if source is not None else (None, None)
     stretched = not (dtype == "uint8" and in_dtype in (None, "uint8"))
     if stretched:
         basis = (inp if inp is not None else out).astype(np.float64)
@@ -762,24 +802,29 @@ def _restoration_section(restoration: Restoration) -> list[str]:
              f"<p class='muted'>{html.escape(' · '.join([str(restoration.path), origin, *details]))}</p>",
              "<table><tr><th>file</th>" + ("<th>input</th>" if known else "") + "<th>restored</th></tr>"]
     stretched_any = False
+    physics = record.get("physics")
+    volumes = isinstance(physics, dict) and physics.get("spatial_dims") == 3
+    views = VOLUME_VIEWS if volumes else (None,)
     for output, source in restoration.pairs[:_MAX_RESTORED]:
-        name = html.escape(output.name)
-        try:
-            restored, original, stretched = _restored_pair(output, source)
-        except (SEIError, OSError) as error:
-            parts.append(f"<tr><td>{name}</td><td colspan='2' class='unfinished'>cannot show: "
-                         f"{html.escape(' '.join(str(error).split()))}</td></tr>")
-            continue
-        stretched_any |= stretched
-        cells = ""
-        if known:
-            cells += (f"<td class='thumb'><img alt='input of {name}' src='{original}'></td>" if original else
-                      "<td class='muted'>input not found</td>")
-        cells += f"<td class='thumb'><img alt='{name} restored' src='{restored}'></td>"
-        parts.append(f"<tr><td>{name}</td>{cells}</tr>")
+        for view in views:
+            name = html.escape(output.name + {"section": " (sections)", "max": " (max projections)"}.get(view, ""))
+            try:
+                restored, original, stretched = _restored_pair(output, source, view)
+            except (SEIError, OSError) as error:
+                parts.append(f"<tr><td>{name}</td><td colspan='2' class='unfinished'>cannot show: "
+                             f"{html.escape(' '.join(str(error).split()))}</td></tr>")
+                continue
+            stretched_any |= stretched
+            cells = ""
+            if known:
+                cells += (f"<td class='thumb'><img alt='input of {name}' src='{original}'></td>" if original else
+                          "<td class='muted'>input not found</td>")
+            cells += f"<td class='thumb'><img alt='{name} restored' src='{restored}'></td>"
+            parts.append(f"<tr><td>{name}</td>{cells}</tr>")
     parts.append("</table>")
-    notes = [f"{min(len(restoration.pairs), _MAX_RESTORED)} of {len(restoration.pairs)} file(s) shown; first page "
-             "of stacks"]
+    shown = ("z-stacks as orthogonal views: xy, yz to the right, xz below, through the centre and as maximum "
+             "projections" if volumes else "first page of stacks")
+    notes = [f"{min(len(restoration.pairs), _MAX_RESTORED)} of {len(restoration.pairs)} file(s) shown; {shown}"]
     if stretched_any:
         notes.append("16-bit and float images shown with one contrast stretch per pair (the input's 0.5-99.5 "
                      "percentiles)")
