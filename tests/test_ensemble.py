@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.inference.ensemble import DIHEDRAL, ConjugatedOperator, SelfEnsemble, commutes, dihedral, dihedral_inverse
+from sei.inference.ensemble import (DIHEDRAL, ConjugatedOperator, SelfEnsemble, commutes, dihedral, dihedral_inverse,
+                                   transform_count)
 from sei.core.errors import ConfigError
 from sei.models import build_backbone
 from sei.physics import make_physics
@@ -118,16 +119,19 @@ def test_unrolled_super_resolution_with_non_square_images(natural_image):
         torch.testing.assert_close(SelfEnsemble(network, physics)(y), network(y), atol=1e-5, rtol=1e-5)
 
 
-def test_a_widefield_psf_commutes_with_every_lateral_transform_of_a_volume_and_an_asymmetric_one_with_none():
+def test_a_widefield_psf_commutes_with_every_transform_of_a_volume_and_an_asymmetric_one_with_none():
     from helpers import ASYMMETRIC_VOLUME
 
     from sei.physics import FFTBlur
     from sei.physics.psf3d import widefield_psf_3d
 
     symmetric = FFTBlur(widefield_psf_3d(520, 1.3, 100, 300, planes=5, size=9))
-    assert all(commutes(symmetric, index) for index in range(len(DIHEDRAL)))
-    assert [index for index in range(len(DIHEDRAL)) if commutes(FFTBlur(ASYMMETRIC_VOLUME), index)] == [0]
+    assert transform_count(symmetric) == 16 and all(commutes(symmetric, index) for index in range(16))
+    assert [index for index in range(16) if commutes(FFTBlur(ASYMMETRIC_VOLUME), index)] == [0]
+    # spherical aberration (a sample index below the immersion's, 10 um deep) breaks the z symmetry alone
+    aberrated = FFTBlur(widefield_psf_3d(520, 1.3, 100, 300, sample_index=1.33, depth=10000, planes=5, size=9))
+    assert [index for index in range(16) if commutes(aberrated, index)] == list(range(8))
     volume = torch.rand(1, 1, 6, 12, 12)
     ensemble = SelfEnsemble(lambda y: y.square(), symmetric)
-    assert ensemble.transforms == list(range(len(DIHEDRAL)))
+    assert ensemble.transforms == list(range(16))
     assert torch.allclose(ensemble(volume), volume.square(), atol=1e-6)  # each transform undone on every plane

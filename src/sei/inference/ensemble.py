@@ -12,7 +12,9 @@ the *conjugated* operator ``A_T = T A T^-1`` (white noise stays white). Hence
   :class:`ConjugatedOperator` wraps any operator exactly (its ``prox_l2`` is the original one, conjugated), so
   every one of the 8 transforms is valid for any operator.
 
-The estimate is ``mean_T T^-1 f_T(T y)``, 8 network evaluations (or fewer) per image.
+The estimate is ``mean_T T^-1 f_T(T y)``, 8 network evaluations (or fewer) per image. A volume's group also
+reverses the order of its planes (transforms 8-15: transforms 0-7 after a flip along z), which a PSF without
+spherical aberration leaves unchanged: 16 evaluations (or fewer) per volume.
 """
 
 from __future__ import annotations
@@ -23,17 +25,26 @@ import torch
 from torch import nn
 
 from sei.core.errors import ConfigError
-from sei.physics.base import SEILinearPhysics, physics_margin, physics_upscale
+from sei.physics.base import SEILinearPhysics, physics_margin, physics_spatial_dims, physics_upscale
 
 __all__ = ["DIHEDRAL", "commutes", "ConjugatedOperator", "dihedral", "dihedral_inverse", "physics_aware_networks",
-           "SelfEnsemble"]
+           "SelfEnsemble", "transform_count"]
 
 # (quarter turns, flip) for the 8 elements of the dihedral group of the square; index 0 is the identity.
 DIHEDRAL: tuple[tuple[int, bool], ...] = tuple((turns, flip) for flip in (False, True) for turns in range(4))
 
 
+def transform_count(physics) -> int:
+    """How many transforms the ensemble may try for ``physics``' measurements: the 8 of :data:`DIHEDRAL` for
+    images, and as many again with the planes' order reversed for volumes."""
+    return len(DIHEDRAL) * (2 if physics_spatial_dims(physics) == 3 else 1)
+
+
 def dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
-    """Transform ``index`` (0-7) of ``(..., H, W)`` tensors: an optional left-right flip, then quarter turns."""
+    """Transform ``index`` of ``(..., H, W)`` tensors (0-7: an optional left-right flip, then quarter turns), or of
+    ``(..., D, H, W)`` volumes (8-15: the planes' order reversed, then transform ``index - 8``)."""
+    if index >= len(DIHEDRAL):
+        x, index = x.flip(-3), index - len(DIHEDRAL)
     turns, flip = DIHEDRAL[index]
     if flip:
         x = x.flip(-1)
@@ -46,11 +57,17 @@ def dihedral_inverse(x: torch.Tensor, index: int) -> torch.Tensor:
     >>> x = torch.rand(1, 1, 5, 7)
     >>> all(torch.equal(dihedral_inverse(dihedral(x, index), index), x) for index in range(len(DIHEDRAL)))
     True
+    >>> v = torch.rand(1, 1, 3, 5, 7)
+    >>> all(torch.equal(dihedral_inverse(dihedral(v, index), index), v) for index in range(2 * len(DIHEDRAL)))
+    True
     """
-    turns, flip = DIHEDRAL[index]
+    axial = index >= len(DIHEDRAL)
+    turns, flip = DIHEDRAL[index % len(DIHEDRAL)]
     if turns:
         x = torch.rot90(x, -turns, dims=(-2, -1))
-    return x.flip(-1) if flip else x
+    if flip:
+        x = x.flip(-1)
+    return x.flip(-3) if axial else x
 
 
 class ConjugatedOperator(SEILinearPhysics):
@@ -58,7 +75,7 @@ class ConjugatedOperator(SEILinearPhysics):
     adjoint and the proximal operator (exact: ``T`` is orthogonal), so a closed-form ``prox_l2`` stays one.
 
     :param physics: the operator ``A``; its noise model is shared (white noise is invariant under ``T``).
-    :param index: the transform (0-7, see :data:`DIHEDRAL`).
+    :param index: the transform (0-7, see :data:`DIHEDRAL`; 8-15 for volumes, see :func:`dihedral`).
     """
 
     def __init__(self, physics, index: int) -> None:
@@ -69,8 +86,13 @@ class ConjugatedOperator(SEILinearPhysics):
 
     @property
     def margin(self) -> tuple[int, ...]:
-        *depth, mh, mw = physics_margin(self.base)  # a volume's axial margin stays: T acts on the planes
-        return (*depth, mw, mh) if DIHEDRAL[self.index][0] % 2 else (*depth, mh, mw)
+        *depth, mh, mw = physics_margin(self.base)  # a volume's axial margin stays: a z flip keeps it
+        return (*depth, mw, mh) if self._swaps_axes else (*depth, mh, mw)
+
+    @property
+    def _swaps_axes(self) -> bool:
+        """Whether the transform turns by an odd number of quarter turns (rows and columns swap sizes)."""
+        return DIHEDRAL[self.index % len(DIHEDRAL)][0] % 2 == 1
 
     def _conjugate(self, function: Callable[..., torch.Tensor], *tensors: torch.Tensor, **kwargs) -> torch.Tensor:
         inputs = [dihedral_inverse(t, self.index) for t in tensors]
@@ -80,8 +102,9 @@ class ConjugatedOperator(SEILinearPhysics):
         return self._conjugate(self.base.A, x, **kwargs)
 
     def A_adjoint(self, y: torch.Tensor, **kwargs) -> torch.Tensor:
-        if "img_size" in kwargs and kwargs["img_size"] is not None and DIHEDRAL[self.index][0] % 2:
-            kwargs["img_size"] = tuple(kwargs["img_size"])[::-1]
+        if "img_size" in kwargs and kwargs["img_size"] is not None and self._swaps_axes:
+            *depth, height, width = kwargs["img_size"]
+            kwargs["img_size"] = (*depth, width, height)
         return self._conjugate(self.base.A_adjoint, y, **kwargs)
 
     def prox_l2(self, z: torch.Tensor, y: torch.Tensor, gamma, **kwargs) -> torch.Tensor:
@@ -134,10 +157,11 @@ class SelfEnsemble(nn.Module):
         self.reconstructor = reconstructor
         object.__setattr__(self, "_physics", physics)
         self.aware = physics_aware_networks(reconstructor)
+        count = transform_count(physics)
         if self.aware:
-            valid = list(range(len(DIHEDRAL)))  # the operator is conjugated along with the measurement
+            valid = list(range(count))  # the operator is conjugated along with the measurement
         else:
-            valid = [index for index in range(len(DIHEDRAL)) if commutes(physics, index)]
+            valid = [index for index in range(count) if commutes(physics, index)]
         if transforms is None:
             transforms = valid
         invalid = [index for index in transforms if index not in valid]

@@ -38,14 +38,17 @@ from sei.core.errors import ConfigError
 if TYPE_CHECKING:
     from sei.physics.base import SEILinearPhysics
 
-__all__ = ["ALL_BASELINES", "DIHEDRAL_TRANSFORMS", "OPERATOR_FIELDS", "OPERATORS", "operator_kind", "OperatorKind"]
+__all__ = ["ALL_BASELINES", "DIHEDRAL_TRANSFORMS", "OPERATOR_FIELDS", "OPERATORS", "operator_kind", "OperatorKind",
+           "VOLUME_TRANSFORMS"]
 
 # The spec fields that say which operator a spec describes (the others describe its noise).
 OPERATOR_FIELDS = ("kernel", "sr_factor")
 # Every baseline model kind (sei.inference.baselines), for entries that take them all.
 ALL_BASELINES = ("identity", "bicubic", "wiener", "tv", "richardson-lucy", "dip", "pnp", "bm3d")
-# The flips and quarter turns of the square (sei.inference.ensemble.DIHEDRAL), by index.
+# The flips and quarter turns of the square (sei.inference.ensemble.DIHEDRAL), by index; for volumes, the same after
+# reversing the planes' order too.
 DIHEDRAL_TRANSFORMS = tuple(range(8))
+VOLUME_TRANSFORMS = tuple(range(16))
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ OPERATORS: dict[str, OperatorKind] = {
                      "convolution of a volume (z-stack) by a 3-D PSF, computed with the FFT, with a circular, "
                      "reflecting or replicating boundary",
                      _blur, baselines=("identity", "wiener", "tv", "richardson-lucy"), boundaries=BOUNDARIES,
-                     spatial_dims=3),
+                     transforms=VOLUME_TRANSFORMS, spatial_dims=3),
     )
 }
 
