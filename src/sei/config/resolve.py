@@ -130,7 +130,7 @@ def check_network_fits(backbone: str | None, physics: PhysicsSpec, method: str, 
     """
     from sei.models.registry import BACKBONES
 
-    dims = physics.spatial_dims
+    dims = physics.dimensionality
     measured = "volumes (its PSF is 3-D)" if dims == 3 else "images (its kernel is 2-D)"
     preset = BACKBONES.get(str(backbone)) if backbone else None
     if preset is not None and preset.spatial_dims != dims:
