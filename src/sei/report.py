@@ -733,7 +733,7 @@ def orthogonal_views(volume: np.ndarray, view: str = "section", z_scale: int = 1
     return montage
 
 
-def _first_page(path: Path, view: str | None = None) -> tuple[np.ndarray, str]:
+def _shown_array(path: Path, view: str | None = None) -> tuple[np.ndarray, str]:
     """The first page of an image file, alpha left out, in its own units; and its dtype's name. With ``view``, a
     stack's :func:`orthogonal_views` (z stretched by its voxels' anisotropy where the file records it)."""
     from sei.io.images import read_image_file
@@ -760,8 +760,8 @@ def _restored_pair(output: Path, source: Path | None, view: str | None = None) -
     z-stack is shown (:data:`VOLUME_VIEWS`), ``None`` for its first page."""
     from PIL import Image
 
-    out, dtype = _first_page(output, view)
-    inp, in_dtype = _first_page(source, view) if source is not None else (None, None)
+    out, dtype = _shown_array(output, view)
+    inp, in_dtype = _shown_array(source, view) if source is not None else (None, None)
     stretched = not (dtype == "uint8" and in_dtype in (None, "uint8"))
     if stretched:
         basis = (inp if inp is not None else out).astype(np.float64)

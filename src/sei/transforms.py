@@ -172,7 +172,6 @@ def random_scale_volume(x: torch.Tensor, generator: torch.Generator | None = Non
                         factors: Sequence[float] = DEFAULT_SCALE_FACTORS, axes: str = "lateral",
                         padding_mode: str = "reflection") -> torch.Tensor:
     """SEI's random down-scaling of volumes: :func:`scale_volume` with :func:`draw_volume_scale_params`."""
-    check_image_batch(x, spatial_dims=3)
     return scale_volume(x, *draw_volume_scale_params(x.shape[0], x.shape[-3:], generator, factors), axes=axes,
                         padding_mode=padding_mode)
 

@@ -1,11 +1,11 @@
 """Measurements simulated once per image, and random crop pairs drawn from them reproducibly.
 
-Following the paper's protocol, each clean image gets one fixed measurement whose noise is seeded by the
-image's index. Training then draws random ``c x c`` measurement crops (with the matching ``c r x c r`` image
-crop for x r super-resolution); of a volume, ``c x c x c`` crops (all its planes when it has fewer than ``c``). The sampler hands the dataset ``(epoch, sample)`` keys, and each crop's
-position comes from a generator seeded by (run seed, epoch, sample): crops are reproducible, a resumed run
-draws the crops an uninterrupted run would have drawn, and with several processes each rank draws its own
-samples of the epoch.
+Following the paper's protocol, each clean image gets one fixed measurement whose noise is seeded by the image's
+index. Training then draws random ``c x c`` measurement crops (with the matching ``c r x c r`` image crop for x r
+super-resolution); of a volume, ``c x c x c`` crops (all its planes when it has fewer than ``c``). The sampler hands
+the dataset ``(epoch, sample)`` keys, and each crop's position comes from a generator seeded by (run seed, epoch,
+sample): crops are reproducible, a resumed run draws the crops an uninterrupted run would have drawn, and with
+several processes each rank draws its own samples of the epoch.
 """
 
 from __future__ import annotations

@@ -136,9 +136,8 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
     for path in tqdm(files, desc=f"reading {set_name}", unit="image", disable=not progress or len(files) < 20):
         try:
             file = read_image_file(path, max_pixels)
-            if volumes and file.stack_axes not in ("", "Z"):
-                raise ImageError(f"{path}: its pages run along {file.stack_axes} {file.stack_shape}, not along z "
-                                 "alone: save one z-stack per file")
+            if volumes:
+                file.check_z_stack(path)
         except ImageError as error:
             skipped.append((str(path), str(error)))
             continue

@@ -127,7 +127,7 @@ def commutes(physics, index: int, size: int = 24, tolerance: float = 1e-5) -> bo
     depth = ()
     if isinstance(kernel, torch.Tensor) and kernel.ndim >= 2:
         side = max(side, 2 * max(kernel.shape[-2:]))
-        if getattr(physics, "spatial_dims", 2) == 3:
+        if physics_spatial_dims(physics) == 3:
             depth = (2 * kernel.shape[0],)
     generator = torch.Generator().manual_seed(index)
     x = torch.rand(2, 1, *depth, side, side, generator=generator, dtype=torch.float64)

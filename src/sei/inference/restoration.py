@@ -81,11 +81,8 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
     file = read_image_file(source, max_pixels)
     into = file_intensity(file, recorded, str(source))
     out = into if bits is None else integer_map(f"uint{bits}")
-    pages = []
     if volumes:
-        if file.stack_axes not in ("", "Z"):
-            raise ImageError(f"{source}: its pages run along {file.stack_axes} {file.stack_shape}, not along z alone: "
-                             "save one z-stack per file")
+        file.check_z_stack(source)
         if len(file.pages) < 2:
             raise ImageError(f"{source}: one image, and this operator's PSF is 3-D: restore z-stacks (multi-page "
                              "TIFF) with it, or single images with a 2-D PSF")
@@ -93,11 +90,13 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
         estimate = restore_image(reconstruct, volume, device)
         pages = [out.from_network(estimate[:, plane].numpy().transpose(1, 2, 0))
                  for plane in range(estimate.shape[1])]
-    for page in [] if volumes else file.pages:
-        estimate = restore_image(reconstruct, image_tensor(into.to_network(page), None, source), device)
-        if estimate.shape[0] == 2:  # image files have no gray+alpha layout we can write: store it as RGBA
-            estimate = torch.cat([estimate[:1].expand(3, -1, -1), estimate[1:]])
-        pages.append(out.from_network(estimate.numpy().transpose(1, 2, 0)))
+    else:
+        pages = []
+        for page in file.pages:
+            estimate = restore_image(reconstruct, image_tensor(into.to_network(page), None, source), device)
+            if estimate.shape[0] == 2:  # image files have no gray+alpha layout we can write: store it as RGBA
+                estimate = torch.cat([estimate[:1].expand(3, -1, -1), estimate[1:]])
+            pages.append(out.from_network(estimate.numpy().transpose(1, 2, 0)))
     resolution = None
     if file.resolution is not None:  # pixels per unit grow with the super-resolution factor
         (x, y), unit = file.resolution

@@ -126,6 +126,16 @@ class ImageFile:
     def is_stack(self) -> bool:
         return len(self.pages) > 1
 
+    def check_z_stack(self, path: str | Path) -> None:
+        """Refuse a stack whose pages run along anything but z (a time series, channels), for callers that read
+        one file as one volume.
+
+        :raises ImageError: naming the file and its axes.
+        """
+        if self.stack_axes not in ("", "Z"):
+            raise ImageError(f"{path}: its pages run along {self.stack_axes} {self.stack_shape}, not along z alone: "
+                             "save one z-stack per file")
+
 
 def _check_pixels(array: np.ndarray, path: Path, pillow: bool = False) -> np.ndarray:
     """``array`` in a supported dtype (bool as uint8 0/255), with finite values.

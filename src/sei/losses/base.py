@@ -32,7 +32,8 @@ class Method(nn.Module):
     """Base class: ``method(model, physics, y, x=None, generator=None) -> LossOutput``.
 
     ``y`` is a ``(B, C, h, w)`` batch of measurements (``(B, C, d, h, w)`` volumes for an operator of volumes),
-    ``x`` the matching ``(B, C, h r, w r)`` clean images when available, ``generator`` the source of every random draw the loss makes. Subclasses implement
+    ``x`` the matching ``(B, C, h r, w r)`` clean images when available, ``generator`` the source of every random
+    draw the loss makes. Subclasses implement
     :meth:`compute`; this class checks the inputs first.
     """
 

@@ -16,8 +16,8 @@ import deepinv
 import torch
 from torch import nn
 
-__all__ = ["compute_dtype", "float32_physics", "Float32Physics", "identity", "physics_margin", "physics_spatial_dims", "physics_upscale",
-           "SEILinearPhysics", "SizeCache"]
+__all__ = ["compute_dtype", "float32_physics", "Float32Physics", "identity", "physics_margin", "physics_spatial_dims",
+           "physics_upscale", "SEILinearPhysics", "SizeCache"]
 
 
 

@@ -201,8 +201,7 @@ def bead_psf(volume: torch.Tensor | np.ndarray, planes: int | None = None, size:
     >>> psf.shape, tuple(int(i) for i in (psf == psf.max()).nonzero()[0])
     (torch.Size([5, 7, 7]), (2, 3, 3))
     """
-    data = torch.as_tensor(np.asarray(volume, dtype=np.float64) if isinstance(volume, np.ndarray) else volume)
-    data = data.detach().to(torch.float64)
+    data = torch.as_tensor(volume).detach().to(torch.float64)
     flat = data.ndim == 2
     if flat:
         data = data[None]

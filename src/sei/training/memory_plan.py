@@ -34,7 +34,7 @@ from sei.core.errors import ConfigError, InsufficientMemoryError
 
 __all__ = ["GIB", "MEMINFO", "OUT_OF_MEMORY", "USABLE_FRACTION", "available_memory", "candidate_modes",
            "choose_memory_mode", "estimate_mode", "format_bytes", "MemoryPlan", "MemorySetup", "ModeEstimate",
-           "PeakMeter", "plan_memory", "precision_context", "StepProbe"]
+           "PeakMeter", "plan_memory", "precision_context", "probe_batch", "StepProbe"]
 
 if TYPE_CHECKING:
     import torch
@@ -183,6 +183,23 @@ def precision_context(precision: str, device_type: str) -> tuple[Any, Any]:
     return nullcontext(), dtype
 
 
+def probe_batch(crop_size: int, physics: Any, batch: int, channels: int, device: torch.device,
+                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random batch of training crops ``y`` and matching images ``x`` (volumes for an operator of volumes,
+    at the largest crop depth): what the memory and time probes take a step on."""
+    import torch
+
+    from sei.data.pairs import crop_shape
+    from sei.physics.base import physics_spatial_dims, physics_upscale
+
+    *depth, crop, _ = crop_shape(crop_size, physics_spatial_dims(physics))
+    upscale = physics_upscale(physics)
+    generator = torch.Generator().manual_seed(0)
+    y = torch.rand(batch, channels, *depth, crop, crop, generator=generator).to(device, dtype)
+    x = torch.rand(batch, channels, *depth, crop * upscale, crop * upscale, generator=generator).to(device, dtype)
+    return y, x
+
+
 class StepProbe:
     """Measures the peak memory of one training step of a run (its backbone, method, precision and crop size) at
     a given memory mode and batch size, on a copy of the network with random inputs.
@@ -199,7 +216,7 @@ class StepProbe:
                  device: torch.device, copy_network: bool = True) -> None:
         import torch
 
-        from sei.physics.base import float32_physics, physics_upscale
+        from sei.physics.base import float32_physics
 
         self.config = config
         self.device = device
@@ -212,7 +229,6 @@ class StepProbe:
         if dtype is not None:
             self.backbone = self.backbone.to(dtype)
         self.channels = int(network.sei_architecture.get("in_chans", 3))
-        self.upscale = physics_upscale(physics)
 
     def __call__(self, mode: str, batch: int) -> int:
         """Peak memory increase of one step in ``mode`` at ``batch``, in bytes.
@@ -222,18 +238,11 @@ class StepProbe:
         """
         import torch
 
-        from sei.data.pairs import crop_shape
-        from sei.physics.base import physics_spatial_dims
-
         setup = MemorySetup(mode)
         if self.device.type == "cpu":
             setup.prepare_process()
         setup.prepare_network(self.backbone)
-        *depth, crop, _ = crop_shape(self.config.data.crop_size, physics_spatial_dims(self.physics))
-        generator = torch.Generator().manual_seed(0)
-        y = torch.rand(batch, self.channels, *depth, crop, crop, generator=generator).to(self.device, self.dtype)
-        x = torch.rand(batch, self.channels, *depth, crop * self.upscale, crop * self.upscale,
-                       generator=generator).to(self.device, self.dtype)
+        y, x = probe_batch(self.config.data.crop_size, self.physics, batch, self.channels, self.device, self.dtype)
         optimizer = torch.optim.Adam(self.backbone.parameters(), lr=1e-12)
         meter = PeakMeter(self.device)
         training = self.method.training

@@ -74,9 +74,8 @@ def measure_step(config: ExperimentConfig, physics: Any, method: Any, device: to
         noise level does not move).
     """
     from sei.core.devices import torch_device
-    from sei.data.pairs import crop_shape
-    from sei.physics.base import float32_physics, physics_spatial_dims, physics_upscale
-    from sei.training.memory_plan import MemorySetup, precision_context
+    from sei.physics.base import float32_physics
+    from sei.training.memory_plan import MemorySetup, precision_context, probe_batch
     from sei.training.module import build_network
 
     device = device or torch_device(config.train.device)
@@ -91,11 +90,8 @@ def measure_step(config: ExperimentConfig, physics: Any, method: Any, device: to
     MemorySetup(config.train.memory).prepare_network(network)
     operator = float32_physics(physics).to(device)
     channels = int(network.sei_architecture.get("in_chans", 3))
-    batch, upscale = config.data.batch_size, physics_upscale(physics)
-    *depth, crop, _ = crop_shape(config.data.crop_size, physics_spatial_dims(physics))
-    generator = torch.Generator().manual_seed(0)
-    y = torch.rand(batch, channels, *depth, crop, crop, generator=generator).to(device, dtype or torch.float32)
-    x = torch.rand(batch, channels, *depth, crop * upscale, crop * upscale, generator=generator).to(device, y.dtype)
+    batch = config.data.batch_size
+    y, x = probe_batch(config.data.crop_size, physics, batch, channels, device, dtype or torch.float32)
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-12)
     training = method.training
     method.eval()
