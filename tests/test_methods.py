@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.core.errors import MissingGroundTruthError, ShapeError, UnknownNameError
+from sei.core.errors import ConfigError, MissingGroundTruthError, ShapeError, UnknownNameError
 from sei.losses import equivariance_loss
 from sei.losses.registry import METHOD_REGISTRY, build_method, canonical_method, method_entry, methods_help
 from sei.losses.sei import SEILoss
@@ -62,6 +62,12 @@ class TestRegistry:
         assert build_method("sei", stop_gradient=False).name == "sei-no-stop-grad"
         assert isinstance(build_method("sei", scale_factors=(0.5,)).transform, RandomScale)
 
+    def test_volume_scale_axes_reach_the_transform(self):
+        assert build_method("sei").transform.volume_axes == "all"
+        assert build_method("sei", scale_axes="lateral").transform.volume_axes == "lateral"
+        with pytest.raises(ConfigError, match="lateral"):
+            build_method("sei", scale_axes="z")
+
 
 class TestGroundTruth:
     def test_supervised_without_x_is_a_clear_error(self):
@@ -108,6 +114,26 @@ class TestStopGradient:
         assert target.requires_grad
         gradient = torch.autograd.grad(loss, estimate)[0]
         assert gradient.abs().sum() > 0
+
+
+class TestPhotonTarget:
+    """Under Poisson-Gaussian noise the equivariance target is clipped at zero (what a photon count can come from);
+    under Gaussian noise it is left as it is."""
+
+    @staticmethod
+    def _target(noise: dict) -> torch.Tensor:
+        physics = make_physics("deblurring", kernel="Box_R2", **noise)
+        estimate = torch.rand(2, 1, 24, 24) - 0.5  # half the pixels negative
+        _, target = equivariance_loss(build_backbone("unet-tiny", in_chans=1), physics, estimate, RandomScale(),
+                                      torch.Generator().manual_seed(3))
+        return target
+
+    def test_poisson_target_is_non_negative(self):
+        target = self._target(dict(noise="poisson-gaussian", gain=0.01, noise_level=2))
+        assert target.min() == 0 and (target == 0).float().mean() > 0.3
+
+    def test_gaussian_target_keeps_negative_values(self):
+        assert self._target(dict(noise_level=5)).min() < -0.2
 
 
 class TestShortTraining:

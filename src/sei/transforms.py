@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sei.core.defaults import VOLUME_SCALE_AXES
 from sei.core.errors import ConfigError, ImageTooSmallError
 from sei.core.checks import check_image_batch
 
@@ -104,12 +105,7 @@ def random_scale(x: torch.Tensor, generator: torch.Generator | None = None,
 
 
 # -- down-scaling of volumes ------------------------------------------------------------------------------
-# Which axes of a volume the scale transform shrinks: the lateral ones only (anisotropic voxels: the z sampling
-# stays as it is), or all three (isotropic voxels).
-VOLUME_SCALE_AXES = ("lateral", "all")
-
-
-def scale_volume(x: torch.Tensor, factors: torch.Tensor, centers: torch.Tensor, axes: str = "lateral",
+def scale_volume(x: torch.Tensor, factors: torch.Tensor, centers: torch.Tensor, axes: str = VOLUME_SCALE_AXES[0],
                  padding_mode: str = "reflection") -> torch.Tensor:
     """Rescale each volume about a centre, keeping its size: :func:`scale` in 3-D.
 
@@ -169,7 +165,7 @@ def draw_volume_scale_params(batch: int, shape: Sequence[int], generator: torch.
 
 
 def random_scale_volume(x: torch.Tensor, generator: torch.Generator | None = None,
-                        factors: Sequence[float] = DEFAULT_SCALE_FACTORS, axes: str = "lateral",
+                        factors: Sequence[float] = DEFAULT_SCALE_FACTORS, axes: str = VOLUME_SCALE_AXES[0],
                         padding_mode: str = "reflection") -> torch.Tensor:
     """SEI's random down-scaling of volumes: :func:`scale_volume` with :func:`draw_volume_scale_params`."""
     return scale_volume(x, *draw_volume_scale_params(x.shape[0], x.shape[-3:], generator, factors), axes=axes,

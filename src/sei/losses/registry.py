@@ -37,7 +37,7 @@ __all__ = ["LOSS_OPTIONS", "METHOD_REGISTRY", "SURE_OPTIONS", "build_method", "c
 
 # The options a method is built with (the loss section of a configuration); each factory takes those it uses.
 SURE_OPTIONS = ("alpha", "tau", "sure_constant", "batched_probe")
-LOSS_OPTIONS = (*SURE_OPTIONS, "scale_factors", "rotation_multiples")
+LOSS_OPTIONS = (*SURE_OPTIONS, "scale_factors", "scale_axes", "rotation_multiples")
 
 MethodFactory = Callable[..., "Method"]
 
@@ -66,7 +66,7 @@ class MethodEntry:
 def _sei(stop_gradient: bool = True, **options: Any) -> Method:
     from sei.losses.sei import SEILoss
 
-    scaling = {"scale_factors": options["scale_factors"]} if "scale_factors" in options else {}
+    scaling = {key: options[key] for key in ("scale_factors", "scale_axes") if key in options}
     return SEILoss(stop_gradient=stop_gradient, **scaling, **_sure_options(options))
 
 

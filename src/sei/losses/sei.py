@@ -40,7 +40,7 @@ from sei.losses.equivariance import DEFAULT_ALPHA, equivariance_loss
 from sei.losses.sure import DEFAULT_TAU, SURE_CONSTANTS, pooled_noise_variance, sure_gaussian, sure_poisson_gaussian
 from sei.physics.base import physics_margin
 from sei.physics.noise import noise_parameters
-from sei.transforms import DEFAULT_SCALE_FACTORS, RandomScale
+from sei.transforms import DEFAULT_SCALE_FACTORS, VOLUME_SCALE_AXES, RandomScale
 
 __all__ = ["NOISE_VARIANCE_MOMENTUM", "PAPER_SCALING", "SEILoss"]
 
@@ -62,6 +62,7 @@ class SEILoss(Method):
     :param sure_constant: ``"unbiased"`` or ``"reference"`` (see :func:`sei.losses.sure.sure_gaussian`).
     :param batched_probe: evaluate ``f(y)`` and ``f(y + tau b)`` in one batch.
     :param scale_factors: the down-scaling factors of the default transform.
+    :param scale_axes: which axes of a volume the default transform shrinks (:data:`sei.transforms.VOLUME_SCALE_AXES`).
     :param name: the method's name in logs (``sei``, ``ei-shift`` ...; default from ``stop_gradient``).
 
     When the operator's spec says its Gaussian noise level is ``learned`` (``--noise-level learn``), sigma^2 is
@@ -90,12 +91,13 @@ class SEILoss(Method):
     def __init__(self, transform: nn.Module | None | object = PAPER_SCALING, alpha: float = DEFAULT_ALPHA,
                  stop_gradient: bool = True, tau: float = DEFAULT_TAU, sure_constant: str = SURE_CONSTANTS[0],
                  batched_probe: bool = True, scale_factors: Sequence[float] = DEFAULT_SCALE_FACTORS,
-                 name: str | None = None) -> None:
+                 scale_axes: str = VOLUME_SCALE_AXES[0], name: str | None = None) -> None:
         super().__init__()
         if alpha < 0:
             raise ConfigError(f"equivariance weight alpha must be >= 0, got {alpha}")
         self.name = name or ("sei" if stop_gradient else "sei-no-stop-grad")
-        self.transform = RandomScale(scale_factors) if transform is PAPER_SCALING else transform
+        self.transform = (RandomScale(scale_factors, volume_axes=scale_axes) if transform is PAPER_SCALING
+                          else transform)
         self.alpha = float(alpha)
         self.stop_gradient = bool(stop_gradient)
         self.tau = float(tau)
