@@ -75,7 +75,8 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
         as a stack with the input's voxel size.
     :param recorded: the map the network was trained with, used for float files (see :func:`file_intensity`).
     :param max_pixels: the most pixels the file may hold (:func:`sei.io.images.check_pixel_count`).
-    :return: the map of the file written (data units <-> network units), and its number of images (pages).
+    :return: the map of the file written (data units <-> network units), and its number of images (its pages; a
+        z-stack restored as one volume counts once).
     :raises SEIError: for a file that cannot be read, mapped or written.
     """
     file = read_image_file(source, max_pixels)
@@ -102,7 +103,7 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
         (x, y), unit = file.resolution
         resolution = ((x * upscale, y * upscale), unit)
     write_image_file(target, ImageFile(pages, resolution, file.imagej, file.stack_axes, file.stack_shape))
-    return out, len(pages)
+    return out, 1 if volumes else len(pages)
 
 
 def restore_files(reconstruct: Callable[[torch.Tensor], torch.Tensor], pairs: list[tuple[Path, Path]],
