@@ -70,6 +70,10 @@ def test_help_quotes_the_defaults_the_code_uses():
         section, _, name = dotted.partition(".")
         assert config_default(dotted) == value == getattr(getattr(config, section), name), dotted
     assert config_default("train.log_every") == config.train.log_every  # a key no help quotes: from the schema
+    from sei.config.recipe import default_crop  # crop and batch size: decided by the recipe, quoted by the help
+
+    assert default_crop() == (defaults.CROP_SIZE, defaults.BATCH_SIZE)
+    assert default_crop(3)[1] == defaults.VOLUME_BATCH_SIZE and default_crop(3, (9, 9, 9))[0] == defaults.VOLUME_CROP_SIZE
     assert resolve_spec({"task": "deblurring", "kernel": "Gaussian_R2"}).noise_level == DEFAULT_NOISE_LEVEL
     assert (DEMO_STEPS, BASELINE_DEFAULTS, MAX_PIXELS, PAPER_SWINIR) == (
         defaults.DEMO_STEPS, defaults.BASELINE_DEFAULTS, defaults.MAX_PIXELS, defaults.PAPER_SWINIR)

@@ -179,6 +179,26 @@ class TestVolumeWorkflow:
         error = capsys.readouterr().err
         assert code == 2 and "PSF (15x5x5 voxels, z y x) is larger than the stack cells (12x40x40)" in error
 
+    def test_volumes_default_to_smaller_batches_of_crops_that_hold_the_psf(self, stack_folder, tmp_path):
+        from sei.config.resolve import resolve
+        from sei.config.schema import ExperimentConfig, from_flat
+        from sei.core.defaults import VOLUME_BATCH_SIZE, VOLUME_CROP_SIZE
+        from sei.physics.kernels import write_kernel
+
+        root, _ = stack_folder
+        write_kernel(torch.ones(9, 35, 35), tmp_path / "wide.npy")
+
+        def resolved(kernel, **given):
+            flat = {"data.dataset": str(root / "blurry"), "data.kind": "measurements", "physics.kernel": str(kernel),
+                    "physics.noise": "poisson-gaussian", "train.steps": 2, **given}
+            return resolve(from_flat(flat, ExperimentConfig())).data
+
+        data = resolved(root / "psf.npy")
+        assert (data.crop_size, data.batch_size) == (VOLUME_CROP_SIZE, VOLUME_BATCH_SIZE)
+        assert resolved(tmp_path / "wide.npy").crop_size == 35  # the PSF's lateral extent
+        given = resolved(root / "psf.npy", **{"data.crop_size": 20, "data.batch_size": 3})
+        assert (given.crop_size, given.batch_size) == (20, 3)
+
     def test_a_named_dataset_through_a_3d_psf_is_refused(self, stack_folder, tmp_path, capsys):
         from sei.cli import main
 

@@ -84,7 +84,7 @@ class LazyHelp:
 
 
 def config_default(dotted: str) -> Any:
-    """The schema's default of a dotted configuration key (``data.batch_size`` -> 8), for help texts.
+    """The schema's default of a dotted configuration key (``train.seed`` -> 0), for help texts.
 
     The keys help texts quote are read from :data:`sei.core.defaults.CONFIG_DEFAULTS` (where the schema takes them
     from), so that ``--help`` does not import torch; any other key from the schema itself.

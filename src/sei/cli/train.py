@@ -9,7 +9,8 @@ from sei.cli.options import (
     _non_negative_int, _positive_int, add_data_options, add_device_option, add_physics_options, config_default, lazy,
     method_help, option, overrides, physics_given,
 )
-from sei.core.defaults import CROP_SAMPLINGS
+from sei.core.defaults import (BATCH_SIZE, CROP_SAMPLINGS, CROP_SIZE, VOLUME_BATCH_SIZE, VOLUME_CROP_SIZE,
+                               VOLUME_SCALE_AXES)
 
 __all__ = ["EPILOG", "add_parser", "quiet_lightning", "run_command"]
 
@@ -62,11 +63,14 @@ def add_parser(subparsers) -> None:
     loss = parser.add_argument_group("loss")
     option(loss, "--no-stop-gradient", "--no-stop_gradient", dest="loss.stop_gradient", action="store_const",
            const=False, help="let gradients flow through the transformed target (ablation)")
+    option(loss, "--scale-axes", dest="loss.scale_axes", choices=VOLUME_SCALE_AXES,
+           help="volumes: the axes SEI's down-scaling shrinks, all three (default) or the lateral ones only")
     option(loss, "--alpha", dest="loss.alpha", type=float, help=lazy(lambda: f"weight of the equivariance term (default {config_default('loss.alpha'):g})"))
     budget = parser.add_argument_group("optimisation")
-    option(budget, "--batch-size", "--batch_size", dest="data.batch_size", type=_positive_int, help=lazy(lambda: f"default {config_default('data.batch_size')}"))
+    option(budget, "--batch-size", "--batch_size", dest="data.batch_size", type=_positive_int, help=lazy(lambda: f"default {BATCH_SIZE}, {VOLUME_BATCH_SIZE} for volumes"))
     option(budget, "--crop-size", "--crop_size", dest="data.crop_size", type=_positive_int,
-           help=lazy(lambda: f"measurement crop size in pixels (default {config_default('data.crop_size')})"))
+           help=lazy(lambda: f"measurement crop size in pixels (default {CROP_SIZE}; for volumes "
+                             f"{VOLUME_CROP_SIZE}, or the PSF's largest extent)"))
     option(budget, "--crop-sampling", dest="data.crop_sampling", choices=CROP_SAMPLINGS,
            help="where crops are drawn: uniform (default), or signal (half of them weighted by the crop's mean above "
                 "the image's background: for sparse bright structures on a dark field)")

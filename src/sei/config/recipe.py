@@ -3,6 +3,9 @@
 =====================  ===========================================================================================
 setting                ``auto`` or left open becomes
 =====================  ===========================================================================================
+crop and batch size    :data:`~sei.core.defaults.CROP_SIZE` and :data:`~sei.core.defaults.BATCH_SIZE` for images;
+                       for volumes :data:`~sei.core.defaults.VOLUME_BATCH_SIZE` crops of
+                       :data:`~sei.core.defaults.VOLUME_CROP_SIZE` or the PSF's largest extent (:func:`default_crop`)
 backbone, budget, lr   the laptop recipe (:data:`LAPTOP_BACKBONE`, :data:`LAPTOP_STEPS`, :data:`LAPTOP_LR`) on a CPU
                        and on the small photograph sets anywhere; the paper's (SwinIR, :data:`PAPER_EPOCHS`,
                        :data:`PAPER_LR`) on a GPU. The learning rate follows the backbone (:func:`default_lr`).
@@ -28,6 +31,7 @@ import math
 import os
 from typing import TYPE_CHECKING, Any
 
+from sei.core.defaults import BATCH_SIZE, CROP_SIZE, VOLUME_BATCH_SIZE, VOLUME_CROP_SIZE
 from sei.core.devices import has_native_bf16
 from sei.core.errors import ConfigError
 
@@ -37,7 +41,7 @@ if TYPE_CHECKING:  # imported where a device is made: `sei train --help` quotes 
 __all__ = ["AUTO", "FP16_PRECISIONS", "LAPTOP_BACKBONE", "LAPTOP_DATASETS", "LAPTOP_GRAD_CLIP", "LAPTOP_LR",
            "LAPTOP_STEPS", "MEMORY_MODES", "PAPER_BACKBONE", "PAPER_EPOCHS", "PAPER_LR", "STEP_BUDGET_EPOCH",
            "GPU_VOLUME_BACKBONE", "VOLUME_BACKBONE",
-           "check_memory_mode", "default_backbone", "default_budget", "default_lr", "default_num_workers", "is_fp16",
+           "check_memory_mode", "default_backbone", "default_budget", "default_crop", "default_lr", "default_num_workers", "is_fp16",
            "memory_switches", "requested_mode", "resolve_compile", "resolve_grad_clip", "resolve_inference_precision",
            "resolve_precision", "uses_laptop_recipe"]
 
@@ -79,6 +83,18 @@ def default_backbone(laptop: bool, spatial_dims: int = 2) -> str:
     if spatial_dims == 3:
         return VOLUME_BACKBONE if laptop else GPU_VOLUME_BACKBONE
     return LAPTOP_BACKBONE if laptop else PAPER_BACKBONE
+
+
+def default_crop(spatial_dims: int = 2, psf_shape: tuple[int, ...] = ()) -> tuple[int, int]:
+    """``(crop size, batch size)`` of a run that gives neither: the images' defaults, or for volumes smaller batches
+    of crops that hold the PSF along every axis (a crop smaller than the PSF would be refused).
+
+    >>> default_crop(), default_crop(3, (15, 21, 21)), default_crop(3, (41, 33, 33))
+    ((48, 8), (32, 4), (41, 4))
+    """
+    if spatial_dims == 3:
+        return max((VOLUME_CROP_SIZE, *psf_shape)), VOLUME_BATCH_SIZE
+    return CROP_SIZE, BATCH_SIZE
 
 
 def default_budget(laptop: bool) -> dict[str, int]:

@@ -74,6 +74,15 @@ def resolve_physics(physics: PhysicsSpec, data: DataConfig) -> PhysicsSpec:
     return resolve_spec(physics, DEFAULT_KERNEL)
 
 
+def psf_extent(physics: PhysicsSpec) -> tuple[int, ...]:
+    """A volume PSF's shape ``(kd, kh, kw)`` (what a training crop must hold); ``()`` for images."""
+    if physics.spatial_dims != 3 or physics.kernel is None:
+        return ()
+    from sei.physics.kernels import VOLUME_DIMS, load_kernel
+
+    return tuple(load_kernel(physics.kernel, VOLUME_DIMS).shape)
+
+
 def check_data_settings(data: DataConfig) -> None:
     """Check a :class:`~sei.config.schema.DataConfig`'s counts (batch and crop size, workers, pixel limit) and crop
     sampling.
@@ -83,7 +92,8 @@ def check_data_settings(data: DataConfig) -> None:
     for name, minimum in (("batch_size", 1), ("crop_size", 1), ("num_workers", 0), ("samples_per_epoch", 1),
                           ("max_pixels", 1), ("val_max_images", 1)):
         value = getattr(data, name)
-        optional = name in ("num_workers", "samples_per_epoch", "max_pixels", "val_max_images")
+        optional = name in ("batch_size", "crop_size", "num_workers", "samples_per_epoch", "max_pixels",
+                            "val_max_images")  # None: decided by resolve (batch and crop size) or later
         if not (optional and value is None) and not is_count(value, minimum):
             raise ConfigError(f"data.{name} must be an integer >= {minimum}, got {value!r}")
     if data.crop_sampling not in CROP_SAMPLINGS:
@@ -175,11 +185,14 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
     check_network_fits(backbone, physics, method, data.dataset)
     given_budget = train.epochs is not None or train.steps is not None or train.time is not None
     budget = {} if given_budget else recipe.default_budget(laptop)
+    crop_size, batch_size = recipe.default_crop(physics.spatial_dims, psf_extent(physics))
     mode = recipe.requested_mode(train.memory, model.checkpointing, train.release_memory)
     processes = training_processes(train.device, train.devices, train.num_nodes)
     values = {
         "loss.method": method,
         "model.backbone": backbone,
+        "data.crop_size": data.crop_size or crop_size,
+        "data.batch_size": data.batch_size or batch_size,
         "model.channels": channels,
         "train.precision": recipe.resolve_precision(train.precision, device),
         "train.lr": train.lr if train.lr is not None else recipe.default_lr(backbone, physics.task),

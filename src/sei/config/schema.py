@@ -33,14 +33,13 @@ from typing import Any
 import yaml
 
 # the defaults help texts quote live in sei.core.defaults, which `sei train --help` reads without importing torch
-from sei.core.defaults import (BATCH_SIZE, CHECKPOINT_EVERY, CHECKPOINT_KEEP, CROP_SAMPLINGS, CROP_SIZE, DATASETS_DIR,
-                               SEED)
+from sei.core.defaults import CHECKPOINT_EVERY, CHECKPOINT_KEEP, CROP_SAMPLINGS, DATASETS_DIR, SEED
 from sei.core.errors import ConfigError
 from sei.core.files import read_yaml_mapping
 from sei.losses.equivariance import DEFAULT_ALPHA
 from sei.losses.sure import DEFAULT_TAU, SURE_CONSTANTS
 from sei.physics.spec import PhysicsSpec
-from sei.transforms import DEFAULT_SCALE_FACTORS
+from sei.transforms import DEFAULT_SCALE_FACTORS, VOLUME_SCALE_AXES
 
 __all__ = ["DataConfig", "ExperimentConfig", "flatten_config", "from_dict", "from_flat", "load_config", "LossConfig",
            "ModelConfig", "PhysicsConfig", "section_fields", "TrainConfig"]
@@ -66,9 +65,9 @@ class DataConfig(_Section):
     datasets_dir: str = DATASETS_DIR
     download: bool = False
     resize: Any = "auto"  # shorter side in px, null to keep, "auto": 256 for named datasets
-    crop_size: int = CROP_SIZE
+    crop_size: int | None = None  # default: CROP_SIZE, for volumes VOLUME_CROP_SIZE or the PSF's size (resolve)
     crop_sampling: str = CROP_SAMPLINGS[0]  # where crops are drawn (sei.data.pairs.CropDataset)
-    batch_size: int = BATCH_SIZE
+    batch_size: int | None = None  # default: BATCH_SIZE, for volumes VOLUME_BATCH_SIZE (resolve)
     samples_per_epoch: int | None = None  # default: one crop per image (at least 25 batches for step budgets)
     num_workers: int | None = None  # default: 0 on CPU, up to 8 on GPU
     noise_seed: int = 0
@@ -94,6 +93,7 @@ class LossConfig(_Section):
     tau: float = DEFAULT_TAU
     stop_gradient: bool = True
     scale_factors: tuple[float, ...] = DEFAULT_SCALE_FACTORS
+    scale_axes: str = VOLUME_SCALE_AXES[0]  # which axes of a volume SEI's down-scaling shrinks
     rotation_multiples: float = 1.0
     sure_constant: str = SURE_CONSTANTS[0]
     batched_probe: bool = True
@@ -101,7 +101,8 @@ class LossConfig(_Section):
     def method_options(self) -> dict[str, Any]:
         """The options :func:`sei.losses.registry.build_method` takes."""
         return {"stop_gradient": self.stop_gradient, "alpha": self.alpha, "tau": self.tau,
-                "scale_factors": self.scale_factors, "rotation_multiples": self.rotation_multiples,
+                "scale_factors": self.scale_factors, "scale_axes": self.scale_axes,
+                "rotation_multiples": self.rotation_multiples,
                 "sure_constant": self.sure_constant, "batched_probe": self.batched_probe}
 
 

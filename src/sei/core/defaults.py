@@ -10,7 +10,8 @@ from __future__ import annotations
 
 __all__ = ["BASELINE_DEFAULTS", "BATCH_SIZE", "BOUNDARIES", "CHECKPOINT_EVERY", "CHECKPOINT_KEEP", "CHECKPOINTING",
            "CONFIG_DEFAULTS", "CROP_SAMPLINGS", "CROP_SIZE", "DATASETS_DIR", "DEFAULT_ALPHA", "DEFAULT_NOISE_LEVEL",
-           "DEMO_FINETUNE_STEPS", "DEMO_PRETRAINED", "DEMO_STEPS", "MAX_PIXELS", "PAPER_SWINIR", "SEED"]
+           "DEMO_FINETUNE_STEPS", "DEMO_PRETRAINED", "DEMO_STEPS", "MAX_PIXELS", "PAPER_SWINIR", "SEED",
+           "VOLUME_BATCH_SIZE", "VOLUME_CROP_SIZE", "VOLUME_SCALE_AXES"]
 
 # -- measurements (sei.physics.spec) ------------------------------------------------------------------------
 # The paper's noise level (grey levels): the one default of every noise level in sei.
@@ -26,12 +27,23 @@ BOUNDARIES = ("circular", "reflect", "replicate")
 MAX_PIXELS = 2**28
 
 # -- losses (sei.losses.equivariance) -----------------------------------------------------------------------
+# Which axes of a volume SEI's scale transform (sei.transforms.scale_volume) shrinks, the first the default: all three (a smaller copy of the scene,
+# whatever the voxels' anisotropy: each axis shrinks by the same factor in voxels, so in micrometres too), or the
+# lateral ones only (the z sampling stays as it is; objects change their aspect ratio). On the benchmark phantom
+# (voxels 3x deeper than wide, benchmarks/volumes.py) all three trained better: 16.88 against 16.53 dB after 400
+# steps of batch 4 of 32^3 crops (SURE alone 16.53).
+VOLUME_SCALE_AXES = ("all", "lateral")
 # The weight of the equivariance term against SURE (the paper's alpha).
 DEFAULT_ALPHA = 1.0
 
 # -- the experiment configuration (sei.config.schema's fields) ----------------------------------------------
 DATASETS_DIR = "datasets"
 CROP_SIZE = 48
+# Volumes (z-stacks) train on smaller batches of c x c x c crops (all planes of a thinner stack), at least as large as
+# the PSF along every axis (sei.config.recipe.default_crop): a 32^3 crop holds 5.5 times the voxels of the 48^2 crops'
+# pixels, and 4 of them about 2 steps a second with unet3d-small on two cores (benchmarks/volumes.py).
+VOLUME_CROP_SIZE = 32
+VOLUME_BATCH_SIZE = 4
 # Where training crops are drawn (sei.data.pairs.CropDataset), the first the default. "signal" (half the crops
 # weighted by their signal) measured no gain on fluorescence images (docs: own-measurements), so it is not it.
 CROP_SAMPLINGS = ("uniform", "signal")
@@ -40,8 +52,7 @@ SEED = 0
 CHECKPOINT_EVERY = 10  # epochs; the latest checkpoint is also kept at every epoch
 CHECKPOINT_KEEP = 3  # periodic checkpoints kept (the newest); 0 keeps all
 # The dotted configuration keys of the defaults help texts quote (sei.cli.options.config_default).
-CONFIG_DEFAULTS = {"data.datasets_dir": DATASETS_DIR, "data.crop_size": CROP_SIZE, "data.batch_size": BATCH_SIZE,
-                   "train.seed": SEED, "train.checkpoint_every": CHECKPOINT_EVERY,
+CONFIG_DEFAULTS = {"data.datasets_dir": DATASETS_DIR, "train.seed": SEED, "train.checkpoint_every": CHECKPOINT_EVERY,
                    "train.checkpoint_keep": CHECKPOINT_KEEP, "loss.alpha": DEFAULT_ALPHA}
 
 # -- baselines (sei.inference.baselines) --------------------------------------------------------------------
