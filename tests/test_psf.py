@@ -126,6 +126,18 @@ class TestCommand:
         with pytest.raises(KernelError, match="3-D PSF blurs volumes"):
             kernel_from_file(out)  # where only 2-D kernels apply
 
+    def test_a_3d_psf_records_the_voxel_size_it_was_made_for(self, tmp_path, capsys):
+        from sei.io.voxels import VoxelSize, read_psf_voxel_size
+
+        out = tmp_path / "psf3d.npy"
+        flags = ["--wavelength", "520", "--na", "1.4", "--pixel-size", "65", "--z-step", "200", "--planes", "9"]
+        assert main(["psf", "widefield", str(out), *flags]) == 0
+        assert "0.2 x 0.065 x 0.065 um (z y x), in" in capsys.readouterr().out
+        assert read_psf_voxel_size(out) == VoxelSize(0.2, 0.065, 0.065, "psf3d.json")
+        assert main(["psf", "widefield", str(out), *flags]) == 2  # nothing replaced unless asked
+        assert main(["psf", "gaussian", str(out), "--sigma", "2", "--overwrite"]) == 0
+        assert read_psf_voxel_size(out) is None  # a 2-D kernel in its place: the old record goes with the old PSF
+
     def test_3d_kinds_say_what_they_need(self, tmp_path, capsys):
         assert main(["psf", "confocal", str(tmp_path / "c.npy"), "--wavelength", "520", "--na", "1.4",
                      "--pixel-size", "65", "--z-step", "200"]) == 2

@@ -179,6 +179,26 @@ class TestVolumeWorkflow:
         error = capsys.readouterr().err
         assert code == 2 and "PSF (15x5x5 voxels, z y x) is larger than the stack cells (12x40x40)" in error
 
+    def test_a_psf_made_for_other_voxels_is_refused_in_training_and_restoring(self, stack_folder, tmp_path, capsys):
+        from sei.cli import main
+        from sei.io.voxels import VoxelSize, write_psf_voxel_size
+        from sei.physics.kernels import write_kernel
+
+        root, _ = stack_folder  # its stack states 0.3 um planes of 0.1 um pixels
+        kernel = write_kernel(torch.ones(3, 5, 5), tmp_path / "psf.npy")
+        write_psf_voxel_size(kernel, VoxelSize(0.5, 0.1, 0.1))
+        common = ["--kernel", str(kernel), "--noise", "poisson-gaussian", "--quiet"]
+        code = main(["train", "--measurements", str(root / "blurry"), "--steps", "2", "--out-dir",
+                     str(tmp_path / "r"), *common])
+        message = "the stack cells has voxels of 0.3 x 0.1 x 0.1 um (z y x) and its PSF was made for 0.5 x 0.1 x 0.1"
+        assert code == 2 and message in capsys.readouterr().err
+        code = main(["restore", str(root / "blurry" / "cells.tif"), str(tmp_path / "out.tif"), "--model-kind", "rl",
+                     *common])
+        assert code == 2 and "cells.tif has voxels of 0.3" in capsys.readouterr().err
+        write_psf_voxel_size(kernel, VoxelSize(0.3, 0.1, 0.1))  # the stack's own sampling: restored
+        assert main(["restore", str(root / "blurry" / "cells.tif"), str(tmp_path / "out.tif"), "--model-kind", "rl",
+                     *common]) == 0
+
     def test_volumes_default_to_smaller_batches_of_crops_that_hold_the_psf(self, stack_folder, tmp_path):
         from sei.config.resolve import resolve
         from sei.config.schema import ExperimentConfig, from_flat

@@ -7,7 +7,8 @@ import pytest
 import tifffile
 
 from sei.core.errors import ImageError
-from sei.io.voxels import read_voxel_size
+from sei.io.voxels import (VoxelSize, check_psf_sampling, psf_sampling_file, read_psf_voxel_size, read_voxel_size,
+                           write_psf_voxel_size)
 
 STACK = np.zeros((5, 16, 20), dtype=np.uint16)
 
@@ -50,3 +51,34 @@ def test_a_file_that_is_not_a_tiff_is_named(tmp_path):
     path.write_bytes(b"nothing here")
     with pytest.raises(ImageError, match="cannot read its voxel size"):
         read_voxel_size(path)
+
+
+class TestPSFSampling:
+    """The voxel size a PSF file was made for, recorded beside it, and checked against a stack's."""
+
+    def test_the_record_round_trips_and_only_files_have_one(self, tmp_path):
+        kernel = tmp_path / "psf.npy"
+        assert read_psf_voxel_size(kernel) is None and read_psf_voxel_size("Gaussian_R2") is None
+        write_psf_voxel_size(kernel, VoxelSize(0.3, 0.1, None, "sei psf"))
+        assert psf_sampling_file(kernel) == tmp_path / "psf.json"
+        assert read_psf_voxel_size(kernel) == VoxelSize(0.3, 0.1, None, "psf.json")
+        assert read_psf_voxel_size(str(kernel)) == read_psf_voxel_size(kernel)
+
+    @pytest.mark.parametrize("content", ["{", '{"voxel_size_um": {"z": -1}}', '{"other": 1}'])
+    def test_a_broken_record_is_named(self, tmp_path, content):
+        (tmp_path / "psf.json").write_text(content)
+        with pytest.raises(ImageError, match="psf.json"):
+            read_psf_voxel_size(tmp_path / "psf.npy")
+
+    @pytest.mark.parametrize("stack, refused", [
+        (VoxelSize(0.3, 0.1, 0.1), False), (VoxelSize(0.31, 0.102, 0.1), False),  # within 5 %
+        (VoxelSize(None, None, None), False), (VoxelSize(0.5, None, None), True), (VoxelSize(0.3, 0.2, 0.2), True),
+    ])
+    def test_a_stack_of_other_voxels_is_refused(self, stack, refused):
+        psf = VoxelSize(0.3, 0.1, 0.1)
+        if refused:
+            with pytest.raises(ImageError, match="cells.tif has voxels of .* and its PSF was made for 0.3 x 0.1 x 0.1"):
+                check_psf_sampling(psf, stack, "cells.tif")
+        else:
+            check_psf_sampling(psf, stack, "cells.tif")
+            check_psf_sampling(None, stack, "cells.tif")

@@ -74,15 +74,25 @@ def run_command(args: argparse.Namespace) -> int:
     from sei.physics.kernels import save_kernel
     from sei.physics.psf import make_psf
 
+    sampling = None
     if str(args.kind).strip().lower() == "bead":
-        kernel = _measured_bead(args)
+        kernel, sampling = _measured_bead(args)
     else:
         if args.bead is not None:
             raise KernelError(f"--bead is for `sei psf bead`, not a {args.kind} PSF")
         kernel = _computed(args, make_psf)
-    npy, png = save_kernel(kernel, args.output, overwrite=args.overwrite)
+        if kernel.ndim == 3:
+            from sei.physics.psf3d import optics_sampling
+
+            sampling = optics_sampling(args.wavelength, args.pixel_size, args.z_step)
+    npy, png = save_kernel(kernel, args.output, overwrite=args.overwrite, voxel_size=sampling)
     shape = "x".join(map(str, kernel.shape))
     print(f"wrote {npy} ({shape}, sums to 1) and its preview {png}")
+    if sampling is not None:
+        from sei.io.voxels import describe_voxel_size, psf_sampling_file
+
+        print(f"its voxel size, {describe_voxel_size(sampling)}, in {psf_sampling_file(npy)}: stacks of other voxels "
+              "are refused")
     return 0
 
 
@@ -97,10 +107,15 @@ def _measured_bead(args: argparse.Namespace):
     given = [name for name in ("sigma", "length", "radius", "wavelength", "na", "z_step") if getattr(args, name)]
     if given:
         raise KernelError(f"a bead PSF is measured: it takes no --{given[0].replace('_', '-')}")
+    from sei.io.voxels import read_voxel_size
+
     file = read_image_file(args.bead)
     if any(page.ndim != 2 for page in file.pages):
         raise KernelError(f"{args.bead}: a bead image has one channel")
-    return bead_psf(np.stack(file.pages).astype(np.float64), args.planes, args.size)
+    psf = bead_psf(np.stack(file.pages).astype(np.float64), args.planes, args.size)
+    sampling = read_voxel_size(args.bead) if str(args.bead).lower().endswith((".tif", ".tiff")) else None
+    described = sampling is not None and any(v is not None for v in (sampling.z, sampling.y, sampling.x))
+    return psf, sampling if described and psf.ndim == 3 else None
 
 
 def _computed(args: argparse.Namespace, make_psf):

@@ -40,6 +40,8 @@ from sei.data.preprocess import resize_shorter_side
 from sei.core.errors import ConfigError, ImageError, ResourceUnavailableError, UnknownNameError
 from sei.io.intensity import IntensityMap, float_map, integer_map, integer_set_map
 from sei.io.images import image_tensor, list_images, read_image_file, skipped_entries
+from sei.io.outputs import TIFF_SUFFIXES
+from sei.io.voxels import VoxelSize, read_voxel_size
 
 __all__ = ["CT_FILE", "DIV2K_FILES", "NAMED_DATASETS", "PAPER_SHORTER_SIDE", "SAMPLE_SPLITS", "SCIKIT_LEARN_PHOTOS",
            "SPLITS", "URBAN100_FILE", "describe_skipped", "ImageSet", "load_image_set", "read_ct_slices",
@@ -98,6 +100,8 @@ class ImageSet:
     :ivar intensity: the map from the files' intensities to the images' (:mod:`sei.io.intensity`) when one holds for
         the whole set (one dtype), ``None`` for the named datasets (8-bit photographs in [0, 1]) and for sets that
         mix 8- and 16-bit files (each by its dtype's full range).
+    :ivar voxel_sizes: for a set read as volumes, each volume's voxel size as its file states it
+        (:func:`sei.io.voxels.read_voxel_size`); empty otherwise.
     """
 
     name: str
@@ -106,6 +110,7 @@ class ImageSet:
     ground_truth: bool = True
     skipped: list[tuple[str, str]] = field(default_factory=list)
     intensity: IntensityMap | None = None
+    voxel_sizes: list[VoxelSize] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -132,7 +137,7 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
     """
     from tqdm.auto import tqdm
 
-    names, pages, skipped, planes = [], [], [], []
+    names, pages, skipped, planes, voxel_sizes = [], [], [], [], []
     for path in tqdm(files, desc=f"reading {set_name}", unit="image", disable=not progress or len(files) < 20):
         try:
             file = read_image_file(path, max_pixels)
@@ -143,6 +148,7 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
             continue
         if volumes:
             names.append(path.stem)
+            voxel_sizes.append(_stated_voxel_size(path))
         else:
             names += [f"{path.stem}_{i:04d}" for i in range(len(file.pages))] if file.is_stack else [path.stem]
         pages += file.pages
@@ -178,7 +184,14 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
     if volumes:
         starts = np.cumsum([0, *planes])
         images = [torch.stack(images[start:end], dim=1) for start, end in zip(starts[:-1], starts[1:])]
-    return ImageSet(set_name, names, images, ground_truth, skipped, set_map)
+    return ImageSet(set_name, names, images, ground_truth, skipped, set_map, voxel_sizes)
+
+
+def _stated_voxel_size(path: Path) -> VoxelSize:
+    """The voxel size a TIFF states; nothing known for other files."""
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        return read_voxel_size(path)
+    return VoxelSize(None, None, None)
 
 
 def _report_skipped(images: ImageSet, strict: bool) -> ImageSet:

@@ -25,9 +25,10 @@ from sei.core.errors import ImageError, SEIError
 from sei.io.intensity import IntensityMap, data_map, integer_map
 from sei.io.images import ImageFile, image_tensor, read_image_file, skipped_entries, write_image_file
 from sei.io.outputs import (
-    FileReport, check_intensity_records, check_restore_records, output_paths, write_intensity_record,
+    TIFF_SUFFIXES, FileReport, check_intensity_records, check_restore_records, output_paths, write_intensity_record,
     write_restore_record,
 )
+from sei.io.voxels import VoxelSize, check_psf_sampling, read_psf_voxel_size, read_voxel_size
 from sei.physics.spec import PhysicsSpec
 
 __all__ = ["NOISE_SAMPLE_IMAGES", "estimate_inputs_noise", "file_intensity", "restore", "restore_file", "restore_files", "restore_image", "RestoreResult"]
@@ -67,12 +68,14 @@ def file_intensity(file: ImageFile, recorded: IntensityMap | None = None, name: 
 def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Path, target: Path,
                  device: torch.device | str = "cpu", bits: int | None = None, upscale: int = 1,
                  recorded: IntensityMap | None = None, max_pixels: int | None = None,
-                 volumes: bool = False) -> tuple[IntensityMap, int]:
+                 volumes: bool = False, sampling: VoxelSize | None = None) -> tuple[IntensityMap, int]:
     """Restore every page of ``source`` into ``target`` in the input's dtype and units (or ``bits`` of [0, 1]).
 
     :param upscale: the super-resolution factor, to scale a TIFF's resolution (pixels per unit) by.
     :param volumes: restore the file's pages as one z-stack (a ``(C, D, H, W)`` volume, for a 3-D PSF), written back
         as a stack with the input's voxel size.
+    :param sampling: the voxel size the PSF was made for (:func:`sei.io.voxels.read_psf_voxel_size`): a stack that
+        states other voxels is refused.
     :param recorded: the map the network was trained with, used for float files (see :func:`file_intensity`).
     :param max_pixels: the most pixels the file may hold (:func:`sei.io.images.check_pixel_count`).
     :return: the map of the file written (data units <-> network units), and its number of images (its pages; a
@@ -84,6 +87,8 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
     out = into if bits is None else integer_map(f"uint{bits}")
     if volumes:
         file.check_z_stack(source)
+        if sampling is not None and source.suffix.lower() in TIFF_SUFFIXES:
+            check_psf_sampling(sampling, read_voxel_size(source), source.name)
         if len(file.pages) < 2:
             raise ImageError(f"{source}: one image, and this operator's PSF is 3-D: restore z-stacks (multi-page "
                              "TIFF) with it, or single images with a 2-D PSF")
@@ -109,7 +114,8 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
 def restore_files(reconstruct: Callable[[torch.Tensor], torch.Tensor], pairs: list[tuple[Path, Path]],
                   device: torch.device | str = "cpu", bits: int | None = None, progress: bool = True,
                   upscale: int = 1, recorded: IntensityMap | None = None,
-                  max_pixels: int | None = None, volumes: bool = False) -> FileReport:
+                  max_pixels: int | None = None, volumes: bool = False,
+                  sampling: VoxelSize | None = None) -> FileReport:
     """Restore each input file into its output file (:func:`restore_file`); failures are recorded, not raised.
 
     :param bits: ``None`` to write each file in its input's dtype and units, 8 or 16 for that many bits of the
@@ -121,7 +127,7 @@ def restore_files(reconstruct: Callable[[torch.Tensor], torch.Tensor], pairs: li
     for source, target in tqdm(pairs, desc="restoring", unit="image", disable=not progress):
         try:
             report.intensity[target], images = restore_file(reconstruct, source, target, device, bits, upscale,
-                                                            recorded, max_pixels, volumes)
+                                                            recorded, max_pixels, volumes, sampling)
             report.images += images
             report.written.append(target)
         except (SEIError, RuntimeError, OSError) as error:
@@ -256,9 +262,10 @@ def restore(source: str | Path, destination: str | Path, model_kind: str = "netw
     reconstructor = open_reconstructor(kind, operator, network, baseline_options, backbone=backbone, tile=tile,
                                        overlap=overlap, ensemble=ensemble, precision=precision).to(target)
     upscale = spec.upscale if spec is not None else getattr(reconstructor, "upscale", 1)
+    volumes = spec is not None and spec.dimensionality == 3
     report = restore_files(reconstructor, pairs, target, bits=bits, progress=progress, upscale=upscale,
-                           recorded=recorded, max_pixels=max_pixels,
-                           volumes=spec is not None and spec.dimensionality == 3)
+                           recorded=recorded, max_pixels=max_pixels, volumes=volumes,
+                           sampling=read_psf_voxel_size(spec.kernel) if volumes else None)
     if Path(source).is_dir():  # broken links and the like are named with the files that failed
         report.failed += skipped_entries(Path(source))
     how = {"model_kind": kind, "weights": str(network.weights) if network is not None else None,

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from sei.core.errors import ImageError
 
-__all__ = ["MICROMETRES_PER", "VoxelSize", "read_voxel_size"]
+__all__ = ["MICROMETRES_PER", "SAMPLING_TOLERANCE", "VoxelSize", "check_psf_sampling", "describe_voxel_size",
+           "psf_sampling_file", "read_psf_voxel_size", "read_voxel_size", "write_psf_voxel_size"]
 
 # Micrometres per length unit, by the names files use.
 MICROMETRES_PER = {"nm": 1e-3, "nanometer": 1e-3, "nanometre": 1e-3, "um": 1.0, "µm": 1.0, "\\u00b5m": 1.0,
@@ -120,3 +121,74 @@ def read_voxel_size(path: str | Path) -> VoxelSize:
 def _clean_unit(unit: str) -> str:
     # ImageJ writes micrometres as "micron" or "\u00B5m" (escaped); both mean the same
     return re.sub(r"\\u00[bB]5", "µ", unit).strip()
+
+
+# -- the sampling a PSF file was made for ---------------------------------------------------------------------------
+# A PSF file (psf.npy) carries its voxel size in a record beside it (psf.json), written by `sei psf`; a stack whose
+# voxels differ by more than this share along an axis both describe is refused (its PSF is the wrong size in voxels).
+SAMPLING_TOLERANCE = 0.05
+
+
+def psf_sampling_file(kernel_file: str | Path) -> Path:
+    """Where a PSF file's voxel size is recorded: ``psf.json`` beside ``psf.npy``."""
+    return Path(kernel_file).with_suffix(".json")
+
+
+def write_psf_voxel_size(kernel_file: str | Path, voxel: VoxelSize) -> Path:
+    """Record the voxel size a PSF file was sampled on (micrometres; an unknown axis as null), atomically."""
+    import json
+
+    from sei.core.files import atomic_write_text
+
+    record = {"voxel_size_um": {"z": voxel.z, "y": voxel.y, "x": voxel.x}, "source": voxel.source}
+    return atomic_write_text(psf_sampling_file(kernel_file), json.dumps(record, indent=2) + "\n")
+
+
+def read_psf_voxel_size(kernel: object) -> VoxelSize | None:
+    """The voxel size recorded beside a PSF file (:func:`write_psf_voxel_size`); ``None`` for a kernel that is not a
+    file, or a file without a record.
+
+    :raises ImageError: for a record that cannot be read.
+    """
+    import json
+
+    if not isinstance(kernel, (str, Path)):
+        return None
+    record = psf_sampling_file(kernel)
+    if Path(kernel).suffix.lower() != ".npy" or not record.is_file():
+        return None
+    try:
+        sizes = json.loads(record.read_text())["voxel_size_um"]
+        values = [None if sizes.get(axis) is None else float(sizes[axis]) for axis in ("z", "y", "x")]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ImageError(f"{record}: not a PSF voxel-size record ({error}); remove it or write the PSF again with "
+                         "sei psf") from error
+    if any(value is not None and not (math.isfinite(value) and value > 0) for value in values):
+        raise ImageError(f"{record}: voxel sizes must be positive micrometres, got {values}")
+    return VoxelSize(*values, source=record.name)
+
+
+def describe_voxel_size(voxel: VoxelSize) -> str:
+    """``"0.3 x 0.1 x 0.1 um (z y x)"``, ``?`` for an axis not described."""
+    return " x ".join("?" if value is None else f"{value:.4g}" for value in (voxel.z, voxel.y, voxel.x)) + \
+        " um (z y x)"
+
+
+def check_psf_sampling(psf: VoxelSize | None, stack: VoxelSize | None, stack_name: str) -> None:
+    """Refuse a stack whose voxels differ from those its PSF was made for, along an axis both describe.
+
+    >>> check_psf_sampling(VoxelSize(0.3, 0.1, 0.1), VoxelSize(0.3, 0.1, None), "cells.tif")  # agrees
+    >>> check_psf_sampling(VoxelSize(0.3, 0.1, 0.1), VoxelSize(0.5, 0.1, 0.1), "cells.tif")
+    Traceback (most recent call last):
+    ...
+    sei.core.errors.ImageError: cells.tif has voxels of 0.5 x 0.1 x 0.1 um (z y x) and its PSF was made for 0.3 x 0.1 x 0.1 um (z y x): make the PSF for the stack's sampling (sei psf ... --pixel-size, --z-step)
+
+    :raises ImageError: naming both samplings.
+    """
+    if psf is None or stack is None:
+        return
+    for made, found in zip((psf.z, psf.y, psf.x), (stack.z, stack.y, stack.x)):
+        if made is not None and found is not None and abs(found - made) > SAMPLING_TOLERANCE * made:
+            raise ImageError(f"{stack_name} has voxels of {describe_voxel_size(stack)} and its PSF was made for "
+                             f"{describe_voxel_size(psf)}: make the PSF for the stack's sampling (sei psf ... "
+                             "--pixel-size, --z-step)")

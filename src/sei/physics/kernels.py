@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from sei.core.errors import KernelError, UnknownNameError
+from sei.io.voxels import VoxelSize
 
 __all__ = ["KERNEL_FILE_SUFFIXES", "PAPER_KERNELS", "PLANE_DIMS", "VOLUME_DIMS", "box_kernel", "canonical_kernel_name",
            "gaussian_kernel", "is_kernel_path", "kernel_dimensionality", "kernel_from_file", "kernel_from_name",
@@ -230,25 +231,34 @@ def write_kernel(kernel: torch.Tensor, path: str | Path) -> Path:
     return atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
 
 
-def save_kernel(kernel: torch.Tensor, path: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
+def save_kernel(kernel: torch.Tensor, path: str | Path, overwrite: bool = False,
+                voxel_size: VoxelSize | None = None) -> tuple[Path, Path]:
     """Write a kernel as ``.npy`` (float32, what ``--kernel`` reads) and a PNG preview beside it (scaled to its
     maximum and enlarged so that each kernel pixel is visible; a 3-D PSF shows its brightest plane (xy) beside its
     xz section through the centre, z downwards, both square-rooted).
 
     :param overwrite: replace files of those names that are already there (otherwise refused, nothing written).
+    :param voxel_size: the sampling the PSF was made for, recorded beside it (``psf.json``,
+        :func:`sei.io.voxels.write_psf_voxel_size`) so that a stack of other voxels is refused.
     :return: the ``.npy`` and ``.png`` paths.
-    :raises OutputExistsError: when either file exists and ``overwrite`` is not set.
+    :raises OutputExistsError: when any of the files exists and ``overwrite`` is not set.
     """
     from PIL import Image
 
     from sei.core.files import atomic_write
     from sei.io.outputs import check_replaceable
+    from sei.io.voxels import psf_sampling_file, write_psf_voxel_size
 
     path = Path(path)
     if path.suffix.lower() != ".npy":
         raise KernelError(f"kernel files are written as .npy, got {path.name}")
-    check_replaceable([path, path.with_suffix(".png")], overwrite)
+    record = psf_sampling_file(path)
+    check_replaceable([path, path.with_suffix(".png"), record], overwrite)
     path = write_kernel(kernel, path)
+    if voxel_size is not None:
+        write_psf_voxel_size(path, voxel_size)
+    elif record.is_file():  # replaced (overwrite): an earlier PSF's record would describe this one
+        record.unlink()
     array = np.load(path)
     if array.ndim == 3:  # xy | gap | xz, square-rooted so that the faint out-of-focus cone shows
         centre = array.shape[0] // 2

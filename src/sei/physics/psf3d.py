@@ -34,15 +34,29 @@ import numpy as np
 import torch
 
 from sei.core.errors import KernelError
+from sei.io.voxels import VoxelSize
 from sei.physics.psf import MAX_KERNEL_SIZE, airy_first_zero, odd_size, positive_parameter
 
-__all__ = ["PSF3D_KINDS", "PUPIL_SAMPLES", "bead_psf", "confocal_psf_3d", "default_extent", "widefield_psf_3d"]
+__all__ = ["PSF3D_KINDS", "PUPIL_SAMPLES", "bead_psf", "confocal_psf_3d", "default_extent", "optics_sampling",
+           "widefield_psf_3d"]
 
 PSF3D_KINDS = ("widefield", "confocal")
 # Samples of the pupil radius rho in [0, 1] (Simpson's rule): enough for defocus phases of a few hundred radians.
 PUPIL_SAMPLES = 401
 LATERAL_OVERSAMPLE = 3
 WATER, OIL = 1.333, 1.515
+
+
+def optics_sampling(wavelength: float, pixel_size: float, z_step: float) -> VoxelSize:
+    """The voxel size in micrometres of a PSF made from optics given in one length unit, the unit read off the
+    wavelength: a light microscope's lies between 0.2 and 2 um, so a wavelength above 50 is in nanometres.
+
+    >>> optics_sampling(520, 100, 300), optics_sampling(0.52, 0.1, 0.3) == optics_sampling(520, 100, 300)
+    (VoxelSize(z=0.3, y=0.1, x=0.1, source='sei psf'), True)
+    """
+    factor = 1e-3 if wavelength > 50 else 1.0
+    return VoxelSize(round(z_step * factor, 9), round(pixel_size * factor, 9), round(pixel_size * factor, 9),
+                     "sei psf")
 
 
 def default_extent(wavelength: float, numerical_aperture: float, immersion_index: float, pixel_size: float,

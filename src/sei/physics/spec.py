@@ -205,6 +205,7 @@ class PhysicsSpec:
 
         :return: the copy's path.
         """
+        from sei.io.voxels import read_psf_voxel_size, write_psf_voxel_size
         from sei.physics.kernels import VOLUME_DIMS, load_kernel, write_kernel
 
         if self.kernel is None or (isinstance(self.kernel, str) and not self.kernel_is_file):
@@ -213,6 +214,9 @@ class PhysicsSpec:
         if copy is None:  # the folder's own kernel file
             return Path(folder) / self.kernel_copy_name()
         write_kernel(load_kernel(self.kernel, VOLUME_DIMS), copy)
+        sampling = read_psf_voxel_size(self.kernel)
+        if sampling is not None:  # the copy keeps the sampling the PSF was made for
+            write_psf_voxel_size(copy, sampling)
         return copy
 
     def short_name(self) -> str:

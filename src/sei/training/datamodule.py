@@ -67,9 +67,13 @@ def check_crop_fits(config: ExperimentConfig, images: ImageSet | None) -> None:
 
 def _check_psf_fits(config: ExperimentConfig, images: ImageSet) -> None:
     from sei.data.pairs import crop_shape
+    from sei.io.voxels import check_psf_sampling, read_psf_voxel_size
     from sei.physics.kernels import VOLUME_DIMS, load_kernel
 
     psf = tuple(load_kernel(config.physics.kernel, VOLUME_DIMS).shape)
+    sampling = read_psf_voxel_size(config.physics.kernel)
+    for name, stated in zip(images.names, images.voxel_sizes):
+        check_psf_sampling(sampling, stated, f"the stack {name}")
     text = "x".join(map(str, psf))
     for name, volume in zip(images.names, images.images):
         size = tuple(volume.shape[1:])
