@@ -161,6 +161,43 @@ def test_bad_input_is_refused_in_one_line(package, run, tmp_path, capsys, case, 
     assert not (tmp_path / "p.zip").exists()
 
 
+def test_a_backbone_that_does_not_export_is_refused(run, tmp_path, capsys):
+    import shutil
+
+    from sei.models import build_backbone, save_weights
+
+    other = tmp_path / "swinir_run"
+    shutil.copytree(run, other, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    save_weights(build_backbone("swinir-small", in_chans=1, embed_dim=12, depths=[1], num_heads=[2]),
+                 other / "weights.pt")
+    assert main(["export", str(other), str(tmp_path / "p.zip"), "--author", "A B"]) == 2
+    assert "backbone 'swinir-small' does not export to the BioImage Model Zoo yet" in capsys.readouterr().err
+
+
+def test_without_the_extra_export_says_how_to_install_it(run, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bioimageio", None)  # as if not installed
+    assert main(["export", str(run), str(tmp_path / "p.zip"), "--author", "A B"]) == 2
+    assert "pip install 'sei[bioimageio]'" in capsys.readouterr().err
+
+
+def test_a_package_without_a_state_dict_is_read_from_its_torchscript(package, tmp_path):
+    import yaml
+
+    from sei.models.weights import load_backbone
+
+    description = yaml.safe_load(member(package, "rdf.yaml"))
+    del description["weights"]["pytorch_state_dict"]
+    with zipfile.ZipFile(package) as source, zipfile.ZipFile(tmp_path / "torchscript.zip", "w") as target:
+        for name in source.namelist():
+            data = yaml.safe_dump(description).encode() if name == "rdf.yaml" else source.read(name)
+            target.writestr(name, data)
+    x = torch.rand(1, 1, 40, 44)
+    with torch.no_grad():
+        assert torch.equal(load_backbone(tmp_path / "torchscript.zip")(x), load_backbone(package)(x))
+
+
 @pytest.mark.parametrize("flags, message", [(["--format", "onnx"], "invalid choice: 'onnx'"),
                                             ([], "the following arguments are required: --author")])
 def test_an_unknown_format_or_no_author_is_refused_by_the_parser(tmp_path, capsys, flags, message):

@@ -50,7 +50,7 @@ from sei.io.intensity import IntensityMap, integer_map
 from sei.io.outputs import check_replaceable
 from sei.losses.registry import method_entry
 from sei.models.registry import backbone_preset
-from sei.models.weights import load_backbone
+from sei.models.weights import load_backbone, read_weights
 from sei.models.zoo import ARCHITECTURE_FILE, KERNEL_FILE, RECORD_KEY, STATE_DICT_FILE, TORCHSCRIPT_FILE
 
 __all__ = ["CITATION", "DEFAULT_LICENSE", "EXPORTABLE_FAMILIES", "ExportResult", "HALO", "TEST_CROP",
@@ -432,10 +432,13 @@ def export_bioimageio(run: str | Path, output: str | Path, authors: Sequence[str
     spec_module = _bioimageio()
     _check_license(license)
 
+    architecture = read_weights(folder.weights_path)[1]
+    if architecture is None:
+        raise WeightsError(f"{folder.weights_path} carries no architecture record; sei export takes runs of sei train")
+    kwargs = _network_kwargs(dict(architecture))  # before the network is built: refuses what does not export
     source = locate_network(folder.path)
     network = load_backbone(folder.weights_path).eval()
     architecture = dict(network.sei_architecture)
-    kwargs = _network_kwargs(architecture)
     spatial, channels, upscale = kwargs.get("spatial_dims", 2), kwargs["in_chans"], kwargs["upscale"]
     multiple = int(network.size_multiple)
     recorded = IntensityMap.from_dict(source.intensity) if source.intensity else None

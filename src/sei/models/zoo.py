@@ -14,6 +14,7 @@ module reads.
 from __future__ import annotations
 
 import io
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -83,7 +84,9 @@ def _state_dict(archive: zipfile.ZipFile, weights: Mapping[str, Any], where: str
     if isinstance(entry, Mapping):
         data = _member(archive, entry.get("source"), where)
         try:
-            module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+            with warnings.catch_warnings():  # TorchScript is deprecated, and is what deepImageJ runs
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(io.BytesIO(data), map_location="cpu")
         except Exception as error:
             raise WeightsError(f"{where}: its TorchScript weights cannot be read ({error})") from error
         return {name: value.detach().clone() for name, value in module.state_dict().items()}
