@@ -45,7 +45,7 @@ def test_import_is_light():
 
 
 @pytest.mark.parametrize("command", ["train", "test", "restore", "degrade", "demo", "psf", "report", "weights", "info",
-                                     "score"])
+                                     "score", "export"])
 def test_every_command_prints_its_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])

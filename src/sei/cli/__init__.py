@@ -23,6 +23,7 @@ COMMANDS = {
     "psf": "sei.cli.psf",
     "report": "sei.cli.report",
     "score": "sei.cli.score",
+    "export": "sei.cli.export",
     "weights": "sei.cli.weights",
     "info": "sei.cli.info",
 }

@@ -25,20 +25,24 @@ class NetworkSource:
         weights file's record, or what a published name says).
     :ivar run_config: the training run's resolved configuration, when the source is a run folder.
     :ivar backbone: the backbone preset, when the origin says it (a run, a published name).
+    :ivar intensity: the intensity map record (:class:`sei.io.intensity.IntensityMap`'s dict) of the network's
+        training data, when its origin records one (a run of measurements, or a zoo package exported from one).
     """
 
     weights: Path
     physics: PhysicsSpec | None = None
     run_config: Any = None
     backbone: str | None = None
+    intensity: dict | None = None
 
 
 def locate_network(source: str | Path, download: bool = False) -> NetworkSource:
-    """Resolve a weights file, a training run's folder, or a published weights name.
+    """Resolve a weights file (or a zoo package that ``sei export`` wrote), a training run's folder, or a published
+    weights name.
 
     :raises WeightsError: if the source is none of these.
     """
-    from sei.models.weights import read_physics
+    from sei.models.weights import read_intensity, read_physics
 
     path = Path(source)
     if path.is_dir():
@@ -50,13 +54,13 @@ def locate_network(source: str | Path, download: bool = False) -> NetworkSource:
         if folder.has_config():
             config = folder.config
             physics = None if config.physics.operator else config.physics
-            return NetworkSource(folder.weights_path, physics, config, config.model.backbone)
+            return NetworkSource(folder.weights_path, physics, config, config.model.backbone, config.data.intensity)
         return NetworkSource(folder.weights_path, read_physics(folder.weights_path))
     from sei.models.hub import resolve_weights
 
     weights, published = resolve_weights(source, download=download)
     if published is None:
-        return NetworkSource(weights, read_physics(weights))
+        return NetworkSource(weights, read_physics(weights), intensity=read_intensity(weights))
     return NetworkSource(weights, published.spec, None, published.backbone)
 
 

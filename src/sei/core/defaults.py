@@ -9,8 +9,8 @@ own module.
 from __future__ import annotations
 
 __all__ = ["BASELINE_DEFAULTS", "BATCH_SIZE", "BOUNDARIES", "CHECKPOINT_EVERY", "CHECKPOINT_KEEP", "CHECKPOINTING",
-           "CONFIG_DEFAULTS", "CROP_SAMPLINGS", "CROP_SIZE", "DATASETS_DIR", "DEFAULT_ALPHA", "DEFAULT_NOISE_LEVEL",
-           "DEMO_FINETUNE_STEPS", "DEMO_PRETRAINED", "DEMO_STEPS", "MAX_PIXELS", "PAPER_SWINIR", "SEED",
+           "CONFIG_DEFAULTS", "CROP_SAMPLINGS", "CROP_SIZE", "DATASETS_DIR", "DEFAULT_ALPHA", "DEFAULT_LICENSE",
+           "DEFAULT_NOISE_LEVEL", "DEMO_FINETUNE_STEPS", "DEMO_PRETRAINED", "DEMO_STEPS", "MAX_PIXELS", "PAPER_SWINIR", "SEED",
            "VOLUME_BATCH_SIZE", "VOLUME_CROP_SIZE", "VOLUME_SCALE_AXES"]
 
 # -- measurements (sei.physics.spec) ------------------------------------------------------------------------
@@ -84,3 +84,9 @@ DEMO_STEPS = 1000
 # photographs themselves, as a user fine-tunes it on their own measurements.
 DEMO_PRETRAINED = "pretrained:photos-gaussian-r2"
 DEMO_FINETUNE_STEPS = 300
+
+# -- export (sei.export) ------------------------------------------------------------------------------------
+# The licence of an exported network's weights unless --license says another: trained weights are their authors'
+# work, and a Creative Commons licence that asks for attribution (and the paper's citation) is common for shared
+# models and data; the weights are not sei's code, so they do not take its BSD licence.
+DEFAULT_LICENSE = "CC-BY-4.0"

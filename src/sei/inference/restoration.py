@@ -221,7 +221,8 @@ def restore(source: str | Path, destination: str | Path, model_kind: str = "netw
             overwrite: bool = False, max_pixels: int | None = None) -> RestoreResult:
     """Restore an image file or a folder of them with a trained network or a baseline (``sei restore``).
 
-    :param weights: a weights file, a run folder or a published name (``model_kind="network"``).
+    :param weights: a weights file, a run folder, a zoo package ``sei export`` wrote, or a published name
+        (``model_kind="network"``).
     :param physics: the operator options given (``None`` fields where not given); what they leave open comes from
         the network's record, else the input folder's ``degradation.yaml``; baselines need one of the three.
     :param suffix: the output format (``png``, ``tif``); ``None``: TIFF stays TIFF, the rest becomes PNG.
@@ -245,9 +246,8 @@ def restore(source: str | Path, destination: str | Path, model_kind: str = "netw
     pairs = output_paths(Path(source), Path(destination), suffix, overwrite)
     check_intensity_records([target for _, target in pairs], overwrite)
     check_restore_records([target for _, target in pairs], overwrite)
-    # float data go through the map the network was trained with, when its run recorded one
-    run = network.run_config if network is not None else None
-    recorded = IntensityMap.from_dict(run.data.intensity) if run is not None and run.data.intensity else None
+    # float data go through the map the network was trained with, when its run (or package) recorded one
+    recorded = IntensityMap.from_dict(network.intensity) if network is not None and network.intensity else None
     if recorded is None:  # dim integer inputs share one map: the one sei degrade recorded, else their set's
         from sei.data.degradation import files_intensity, recorded_intensity
 

@@ -3,8 +3,9 @@
 Our weights files are ``{"params": state_dict, "sei_architecture": {...}}``: the ``params`` key is what the
 original SwinIR code and ``deepinv.models.SwinIR(pretrained=path)`` read, and the architecture record lets
 ``sei`` rebuild any of its backbones from the file alone. Loading also accepts a bare ``state_dict``, the
-authors' published files (a ``state_dict`` or ``{"params": ...}``), ``params_ema``, and Lightning
-checkpoints (``{"state_dict": {"backbone.<key>": ...}}``).
+authors' published files (a ``state_dict`` or ``{"params": ...}``), ``params_ema``, Lightning
+checkpoints (``{"state_dict": {"backbone.<key>": ...}}``), and BioImage Model Zoo packages that ``sei export``
+wrote (:mod:`sei.models.zoo`, which also give the intensity map of the network's run: :func:`read_intensity`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from sei.core.errors import ConfigError, SEIError, WeightsError
 from sei.core.files import atomic_torch_save, describe_load_failure
 from sei.physics.spec import PhysicsSpec, resolve_spec
 from sei.models.registry import backbone_from_architecture, build_backbone, check_architecture
+from sei.models.zoo import is_package, read_package
 
-__all__ = ["load_backbone", "load_state", "read_physics", "read_weights", "save_weights"]
+__all__ = ["load_backbone", "load_state", "read_intensity", "read_physics", "read_weights", "save_weights"]
 
 # Prefixes added by our LightningModule, DistributedDataParallel and torch.compile.
 _PREFIXES = ("backbone.", "module.", "_orig_mod.")
@@ -70,14 +72,29 @@ def read_physics(source: str | Path | Mapping[str, Any]) -> PhysicsSpec | None:
         raise WeightsError(f"{where} hold a malformed physics record: {error}") from error
 
 
+def read_intensity(source: str | Path | Mapping[str, Any]) -> dict[str, Any] | None:
+    """The intensity map record (:class:`sei.io.intensity.IntensityMap`'s dict) that a zoo package carries from its
+    network's run; ``None`` for weights files, which do not record one (a run folder's ``config.yaml`` does).
+
+    :raises WeightsError: if the file cannot be read.
+    """
+    if isinstance(source, (str, Path)) and not is_package(source):
+        return None  # not loaded twice: a weights file holds no map
+    data, _ = _load_payload(source)
+    record = data.get("sei_intensity") if isinstance(data, Mapping) else None
+    return dict(record) if isinstance(record, Mapping) else None
+
+
 def _load_payload(source: str | Path | Mapping[str, Any]) -> tuple[Any, str]:
-    """What a weights file holds (or the in-memory dict itself), and how to name it in messages."""
+    """What a weights file or zoo package holds (or the in-memory dict itself), and how to name it in messages."""
     where = "weights"
     if isinstance(source, (str, Path)):
         where = f"weights file {source}"
         path = Path(source)
         if not path.is_file():
             raise WeightsError(f"{where} not found")
+        if is_package(path):
+            return read_package(path), f"package {source}"
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # corrupted zip, pickle with forbidden globals, ...
