@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -102,16 +101,27 @@ def scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
             "ssim": ssim(x[:, None], t[:, None], data_range=span).mean().item()}
 
 
+# Runs a command and prints its peak resident memory (kB). Linux carries a process's peak across exec, so a child
+# forked straight from this process (several GB after the RL oracle) would report this process's size as its own:
+# the command is forked from this small interpreter instead.
+_PEAK_OF_CHILD = ("import os, subprocess, sys\n"
+                  "child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+                  "_, status, usage = os.wait4(child.pid, 0)\n"
+                  "print(usage.ru_maxrss)\n"
+                  "sys.exit(os.waitstatus_to_exitcode(status))")
+
+
 def measured_run(*words: object) -> tuple[float, float]:
     """Run ``sei WORDS`` in its own process: (seconds, peak resident memory in GB)."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "sei", *map(str, words)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    if status != 0:
-        raise RuntimeError(f"sei {' '.join(map(str, words))} failed: {process.stderr.read().decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 2**20  # kilobytes on Linux
+    with tempfile.TemporaryFile() as errors:
+        done = subprocess.run([sys.executable, "-c", _PEAK_OF_CHILD, sys.executable, "-m", "sei", *map(str, words)],
+                              stdout=subprocess.PIPE, stderr=errors)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            errors.seek(0)
+            raise RuntimeError(f"sei {' '.join(map(str, words))} failed: {errors.read().decode()[-2000:]}")
+    return seconds, int(done.stdout.split()[-1]) / 2**20  # kilobytes on Linux
 
 
 def read_stack(path: Path) -> np.ndarray:
