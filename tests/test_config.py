@@ -167,7 +167,7 @@ class TestCompatibility:
         text = (Path(__file__).parent / "data" / "config_before_renovation.yaml").read_text()
         written = yaml.safe_load(from_dict(yaml.safe_load(text)).to_yaml())
         added_since = {"data": {"max_pixels": None, "crop_sampling": "uniform"}, "train": {"time": None},
-                       "physics": {"spatial_dims": None}}  # added after the file, at their defaults
+                       "physics": {"spatial_dims": None}, "loss": {"scale_axes": "all"}}  # added since, at defaults
         for section, values in added_since.items():
             assert {key: written[section].pop(key) for key in values} == values
         assert yaml.safe_dump(written, sort_keys=False) == text
