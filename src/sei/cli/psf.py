@@ -107,14 +107,14 @@ def _measured_bead(args: argparse.Namespace):
     given = [name for name in ("sigma", "length", "radius", "wavelength", "na", "z_step") if getattr(args, name)]
     if given:
         raise KernelError(f"a bead PSF is measured: it takes no --{given[0].replace('_', '-')}")
-    from sei.io.voxels import read_voxel_size
+    from sei.io.voxels import stated_voxel_size
 
     file = read_image_file(args.bead)
     if any(page.ndim != 2 for page in file.pages):
         raise KernelError(f"{args.bead}: a bead image has one channel")
     psf = bead_psf(np.stack(file.pages).astype(np.float64), args.planes, args.size)
-    sampling = read_voxel_size(args.bead) if str(args.bead).lower().endswith((".tif", ".tiff")) else None
-    described = sampling is not None and any(v is not None for v in (sampling.z, sampling.y, sampling.x))
+    sampling = stated_voxel_size(args.bead)
+    described = any(size is not None for size in (sampling.z, sampling.y, sampling.x))
     return psf, sampling if described and psf.ndim == 3 else None
 
 

@@ -40,8 +40,7 @@ from sei.data.preprocess import resize_shorter_side
 from sei.core.errors import ConfigError, ImageError, ResourceUnavailableError, UnknownNameError
 from sei.io.intensity import IntensityMap, float_map, integer_map, integer_set_map
 from sei.io.images import image_tensor, list_images, read_image_file, skipped_entries
-from sei.io.outputs import TIFF_SUFFIXES
-from sei.io.voxels import VoxelSize, read_voxel_size
+from sei.io.voxels import VoxelSize, stated_voxel_size
 
 __all__ = ["CT_FILE", "DIV2K_FILES", "NAMED_DATASETS", "PAPER_SHORTER_SIDE", "SAMPLE_SPLITS", "SCIKIT_LEARN_PHOTOS",
            "SPLITS", "URBAN100_FILE", "describe_skipped", "ImageSet", "load_image_set", "read_ct_slices",
@@ -148,7 +147,7 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
             continue
         if volumes:
             names.append(path.stem)
-            voxel_sizes.append(_stated_voxel_size(path))
+            voxel_sizes.append(stated_voxel_size(path))
         else:
             names += [f"{path.stem}_{i:04d}" for i in range(len(file.pages))] if file.is_stack else [path.stem]
         pages += file.pages
@@ -185,13 +184,6 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
         starts = np.cumsum([0, *planes])
         images = [torch.stack(images[start:end], dim=1) for start, end in zip(starts[:-1], starts[1:])]
     return ImageSet(set_name, names, images, ground_truth, skipped, set_map, voxel_sizes)
-
-
-def _stated_voxel_size(path: Path) -> VoxelSize:
-    """The voxel size a TIFF states; nothing known for other files."""
-    if path.suffix.lower() in TIFF_SUFFIXES:
-        return read_voxel_size(path)
-    return VoxelSize(None, None, None)
 
 
 def _report_skipped(images: ImageSet, strict: bool) -> ImageSet:

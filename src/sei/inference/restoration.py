@@ -25,10 +25,10 @@ from sei.core.errors import ImageError, SEIError
 from sei.io.intensity import IntensityMap, data_map, integer_map
 from sei.io.images import ImageFile, image_tensor, read_image_file, skipped_entries, write_image_file
 from sei.io.outputs import (
-    TIFF_SUFFIXES, FileReport, check_intensity_records, check_restore_records, output_paths, write_intensity_record,
+    FileReport, check_intensity_records, check_restore_records, output_paths, write_intensity_record,
     write_restore_record,
 )
-from sei.io.voxels import VoxelSize, check_psf_sampling, read_psf_voxel_size, read_voxel_size
+from sei.io.voxels import VoxelSize, check_psf_sampling, read_psf_voxel_size, stated_voxel_size
 from sei.physics.spec import PhysicsSpec
 
 __all__ = ["NOISE_SAMPLE_IMAGES", "estimate_inputs_noise", "file_intensity", "restore", "restore_file", "restore_files", "restore_image", "RestoreResult"]
@@ -87,8 +87,8 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
     out = into if bits is None else integer_map(f"uint{bits}")
     if volumes:
         file.check_z_stack(source)
-        if sampling is not None and source.suffix.lower() in TIFF_SUFFIXES:
-            check_psf_sampling(sampling, read_voxel_size(source), source.name)
+        if sampling is not None:
+            check_psf_sampling(sampling, stated_voxel_size(source), source.name)
         if len(file.pages) < 2:
             raise ImageError(f"{source}: one image, and this operator's PSF is 3-D: restore z-stacks (multi-page "
                              "TIFF) with it, or single images with a 2-D PSF")

@@ -23,7 +23,8 @@ from pathlib import Path
 from sei.core.errors import ImageError
 
 __all__ = ["MICROMETRES_PER", "SAMPLING_TOLERANCE", "VoxelSize", "check_psf_sampling", "describe_voxel_size",
-           "psf_sampling_file", "read_psf_voxel_size", "read_voxel_size", "write_psf_voxel_size"]
+           "psf_sampling_file", "read_psf_voxel_size", "read_voxel_size", "stated_voxel_size",
+           "write_psf_voxel_size"]
 
 # Micrometres per length unit, by the names files use.
 MICROMETRES_PER = {"nm": 1e-3, "nanometer": 1e-3, "nanometre": 1e-3, "um": 1.0, "µm": 1.0, "\\u00b5m": 1.0,
@@ -116,6 +117,18 @@ def read_voxel_size(path: str | Path) -> VoxelSize:
             return VoxelSize(None, y, x, "TIFF tags" if x is not None else "")
     except (tifffile.TiffFileError, OSError, ValueError) as error:
         raise ImageError(f"{path}: cannot read its voxel size ({error})") from error
+
+
+def stated_voxel_size(path: str | Path) -> VoxelSize:
+    """:func:`read_voxel_size` of a TIFF; nothing known (all ``None``) for other files, which state no voxel size.
+
+    :raises ImageError: for a TIFF that cannot be read.
+    """
+    from sei.io.outputs import TIFF_SUFFIXES
+
+    if Path(path).suffix.lower() in TIFF_SUFFIXES:
+        return read_voxel_size(path)
+    return VoxelSize(None, None, None)
 
 
 def _clean_unit(unit: str) -> str:
