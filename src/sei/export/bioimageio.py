@@ -189,7 +189,7 @@ def _measurement_crop(dataset: str, dims: int, multiple: int, channels: int) -> 
             file = read_image_file(path)
         except ImageError:
             continue
-        if dims == 3 and (len(file.pages) < 2 or file.stack_axes not in ("", "Z")):
+        if dims == 3 and (len(file.pages) < 2 or not file.pages_along_z):
             continue
         pages = file.pages if dims == 3 else file.pages[:1]
         data = np.stack([page if page.ndim == 3 else page[..., None] for page in pages])  # (D, H, W, C)

@@ -126,13 +126,19 @@ class ImageFile:
     def is_stack(self) -> bool:
         return len(self.pages) > 1
 
+    @property
+    def pages_along_z(self) -> bool:
+        """Whether the pages run along z alone (or the file does not say), so that the file can be read as one
+        volume; a time series or a stack of channels cannot."""
+        return self.stack_axes in ("", "Z")
+
     def check_z_stack(self, path: str | Path) -> None:
         """Refuse a stack whose pages run along anything but z (a time series, channels), for callers that read
         one file as one volume.
 
         :raises ImageError: naming the file and its axes.
         """
-        if self.stack_axes not in ("", "Z"):
+        if not self.pages_along_z:
             raise ImageError(f"{path}: its pages run along {self.stack_axes} {self.stack_shape}, not along z alone: "
                              "save one z-stack per file")
 
