@@ -34,7 +34,6 @@ benchmarks/results/photos_heldout.json, keeping the scenarios and rows of an ear
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from commands import sei
+from commands import finished_run_seconds, sei
 from laptop_quality import HELD_OUT
 from recording import Table, record, recorded_data
 
@@ -145,13 +144,13 @@ def tune(scenario: str, work: Path, tuning: Path) -> dict[str, float]:
 
 def trained(run: Path, retrain: bool, *options: object) -> float:
     """Train a run with ``sei train OPTIONS --out-dir RUN`` (or reuse it when finished); its training seconds."""
-    summary = run / "train_summary.json"
-    if summary.is_file() and (run / "weights.pt").is_file() and not retrain:
-        return float(json.loads(summary.read_text())["seconds"])
+    finished = finished_run_seconds(run)
+    if finished is not None and not retrain:
+        return finished
     if run.exists():
         shutil.rmtree(run)
     sei("train", *options, "--out-dir", run, "--quiet")
-    return float(json.loads(summary.read_text())["seconds"])
+    return finished_run_seconds(run)
 
 
 def shipped_for(scenario: str) -> tuple[str | None, bool]:

@@ -26,7 +26,6 @@ Records benchmarks/results/volumes.json, keeping the volumes of an earlier recor
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from commands import finished_run_seconds
 from recording import Table, record, recorded_data
 
 from sei.metrics import psnr, ssim
@@ -185,10 +185,8 @@ def main() -> None:
                 out = folder / f"{kind}.tif"
                 if kind in ("sei2d", "sei3d"):
                     run = folder / f"{kind}_run"
-                    summary = run / "train_summary.json"
-                    if args.reuse and summary.is_file() and (run / "weights.pt").is_file():
-                        trained = float(json.loads(summary.read_text())["seconds"])
-                    else:
+                    trained = finished_run_seconds(run) if args.reuse else None
+                    if trained is None:
                         shutil.rmtree(run, ignore_errors=True)  # a work folder's earlier run: trained afresh
                         kernel = psf_file if kind == "sei3d" else plane_file
                         # in its own process, as a user runs it: the step-time probe that sizes a --time budget
