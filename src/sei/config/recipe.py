@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # imported where a device is made: `sei train --help` quotes 
 __all__ = ["AUTO", "FP16_PRECISIONS", "LAPTOP_BACKBONE", "LAPTOP_DATASETS", "LAPTOP_GRAD_CLIP", "LAPTOP_LR",
            "LAPTOP_STEPS", "MEMORY_MODES", "PAPER_BACKBONE", "PAPER_EPOCHS", "PAPER_LR", "STEP_BUDGET_EPOCH",
            "GPU_VOLUME_BACKBONE", "VOLUME_BACKBONE",
-           "check_memory_mode", "default_backbone", "default_budget", "default_crop", "default_lr", "default_num_workers", "is_fp16",
+           "check_memory_mode", "default_backbone", "default_budget", "default_crop", "default_lr", "default_num_workers",
+           "is_fp16",
            "memory_switches", "requested_mode", "resolve_compile", "resolve_grad_clip", "resolve_inference_precision",
            "resolve_precision", "uses_laptop_recipe"]
 

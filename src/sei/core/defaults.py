@@ -10,8 +10,8 @@ from __future__ import annotations
 
 __all__ = ["BASELINE_DEFAULTS", "BATCH_SIZE", "BOUNDARIES", "CHECKPOINT_EVERY", "CHECKPOINT_KEEP", "CHECKPOINTING",
            "CONFIG_DEFAULTS", "CROP_SAMPLINGS", "CROP_SIZE", "DATASETS_DIR", "DEFAULT_ALPHA", "DEFAULT_LICENSE",
-           "DEFAULT_NOISE_LEVEL", "DEMO_FINETUNE_STEPS", "DEMO_PRETRAINED", "DEMO_STEPS", "MAX_PIXELS", "PAPER_SWINIR", "SEED",
-           "VOLUME_BATCH_SIZE", "VOLUME_CROP_SIZE", "VOLUME_SCALE_AXES"]
+           "DEFAULT_NOISE_LEVEL", "DEMO_FINETUNE_STEPS", "DEMO_PRETRAINED", "DEMO_STEPS", "MAX_PIXELS", "PAPER_SWINIR",
+           "SEED", "VOLUME_BATCH_SIZE", "VOLUME_CROP_SIZE", "VOLUME_SCALE_AXES"]
 
 # -- measurements (sei.physics.spec) ------------------------------------------------------------------------
 # The paper's noise level (grey levels): the one default of every noise level in sei.
@@ -27,9 +27,9 @@ BOUNDARIES = ("circular", "reflect", "replicate")
 MAX_PIXELS = 2**28
 
 # -- losses (sei.losses.equivariance) -----------------------------------------------------------------------
-# Which axes of a volume SEI's scale transform (sei.transforms.scale_volume) shrinks, the first the default: all three (a smaller copy of the scene,
-# whatever the voxels' anisotropy: each axis shrinks by the same factor in voxels, so in micrometres too), or the
-# lateral ones only (the z sampling stays as it is; objects change their aspect ratio). On the benchmark phantom
+# Which axes of a volume SEI's scale transform (sei.transforms.scale_volume) shrinks, the first the default: all
+# three (a smaller copy of the scene, whatever the voxels' anisotropy: each axis shrinks by the same factor in voxels,
+# so in micrometres too), or the lateral ones only (the z sampling stays as it is; objects change their aspect ratio). On the benchmark phantom
 # (voxels 3x deeper than wide, benchmarks/volumes.py) all three trained better: 16.88 against 16.53 dB after 400
 # steps of batch 4 of 32^3 crops (SURE alone 16.53).
 VOLUME_SCALE_AXES = ("all", "lateral")
