@@ -114,6 +114,17 @@ class TestResolve:
         assert "compiled (reduce-overhead mode)" in describe_recipe(compiled)
         assert "compiled" not in describe_recipe(resolve(from_flat({})))
 
+    def test_the_divergence_flag_reaches_the_method(self):
+        from sei.cli import build_parser
+        from sei.cli.options import overrides
+        from sei.losses.registry import build_method
+
+        args = build_parser().parse_args(["train", "--divergence", "jvp", "--steps", "3", "--device", "cpu"])
+        loss = resolve(from_flat(overrides(args))).loss
+        assert loss.divergence == "jvp"
+        assert build_method(loss.method, **loss.method_options()).divergence == "jvp"
+        assert resolve(from_flat({})).loss.divergence == "finite-difference"
+
     def test_no_stop_gradient_is_the_ablation(self):
         assert resolve(from_flat({"loss.stop_gradient": False})).loss.method == "sei-no-stop-grad"
 
@@ -167,7 +178,7 @@ class TestCompatibility:
         text = (Path(__file__).parent / "data" / "config_before_renovation.yaml").read_text()
         written = yaml.safe_load(from_dict(yaml.safe_load(text)).to_yaml())
         added_since = {"data": {"max_pixels": None, "crop_sampling": "uniform"}, "train": {"time": None},
-                       "physics": {"spatial_dims": None}, "loss": {"scale_axes": "all"}}  # added since, at defaults
+                       "physics": {"spatial_dims": None}, "loss": {"scale_axes": "all", "divergence": "finite-difference"}}  # added since, at defaults
         for section, values in added_since.items():
             assert {key: written[section].pop(key) for key in values} == values
         assert yaml.safe_dump(written, sort_keys=False) == text

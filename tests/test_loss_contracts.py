@@ -18,6 +18,7 @@ from sei.losses import interior
 from sei.losses.registry import METHOD_REGISTRY, build_method, method_entry
 from sei.core.errors import ShapeError
 from sei.losses.sei import SEILoss
+from sei.losses.sure import SURE_DIVERGENCES
 from sei.physics import PhysicsSpec, resolve_spec
 from sei.physics.registry import OPERATORS
 from sei.physics.noise import measure
@@ -37,15 +38,16 @@ def operator(words: dict, **noise):
     return resolve_spec(PhysicsSpec(**words, **(noise or {"noise_level": 5.0}))).build()
 
 
+@pytest.mark.parametrize("divergence", SURE_DIVERGENCES)
 @pytest.mark.parametrize("noise", list(NOISE_MODELS))
 @pytest.mark.parametrize("kind", IMAGE_KINDS)
-def test_sure_agrees_with_the_true_error_in_expectation(kind, noise, natural_image):
+def test_sure_agrees_with_the_true_error_in_expectation(kind, noise, divergence, natural_image):
     """Mean SURE over measurement crops and noise draws against the mean true error ``||A f(y) - A x||^2`` on the
     same interior; the plain residual (SURE without its divergence) is far off, so the test can fail."""
     physics = operator(KINDS[kind], **NOISE_MODELS[noise])
     r, margin = physics.upscale, physics.margin
     x = natural_image[None, :, : 96 // r * r, : 128 // r * r]
-    model, sure_loss = fixed_network(r), build_method("sure")
+    model, sure_loss = fixed_network(r), build_method("sure", divergence=divergence)
     clean = physics.A(x)
     generator = seeded(0)
     sure, truth, naive = [], [], []

@@ -1,5 +1,6 @@
-"""SURE: its constant, the probe, gradients through both evaluations, errors (SURE against the true error, for
-every operator and both noise models, is in test_loss_contracts.py)."""
+"""SURE: its constant, the probe, gradients through both evaluations, the exact divergence (Jacobian-vector
+product), errors (SURE against the true error, for every operator, both noise models and both divergence estimates,
+is in test_loss_contracts.py)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,49 @@ class TestProbeAndGradients:
         assert residual_grad.abs().sum() > 0 and divergence_grad.abs().sum() > 0
 
 
+class TestJacobianProduct:
+    """``divergence="jvp"``: Hutchinson's ``b^T A J b`` with the exact Jacobian at ``y``."""
+
+    def test_it_is_the_dense_jacobians_quadratic_form_with_the_same_probe(self):
+        physics = make_physics("sr", sr_factor=2, noise_level=5)
+        model = fixed_network(2).double()
+        y = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+        terms = sure_gaussian(model, physics, y, 5 / 255, torch.Generator().manual_seed(3), divergence="jvp")
+        probe = interior_probe(y, (0, 0), torch.Generator().manual_seed(3))  # the probe SURE drew
+        jacobian = torch.autograd.functional.jacobian(lambda v: physics.A(model(v)), y).reshape(y.numel(), y.numel())
+        expected = probe.flatten() @ jacobian @ probe.flatten() / y.numel()
+        assert terms.divergence.item() == pytest.approx(expected.item(), rel=1e-9)
+        gain = ((jacobian - torch.eye(y.numel(), dtype=y.dtype)) @ probe.flatten()).pow(2).mean()
+        assert terms.noise_gain.item() == pytest.approx(gain.item(), rel=1e-9)
+
+    def test_it_is_the_finite_differences_limit_and_so_are_its_gradients(self):
+        physics = make_physics("deblurring", kernel="Box_R2", noise_level=5)
+        model = fixed_network().double().train()
+        y = torch.rand(2, 3, 24, 24, dtype=torch.float64)
+        values, gradients = {}, {}
+        for divergence, tau in (("jvp", 0.01), ("finite-difference", 1e-7), ("finite-difference", 0.01)):
+            terms = sure_gaussian(model, physics, y, 5 / 255, torch.Generator().manual_seed(0), margin=(2, 2),
+                                  tau=tau, divergence=divergence)
+            values[divergence, tau] = terms.divergence.item()
+            gradients[divergence, tau] = torch.autograd.grad(terms.loss, model.tail.weight)[0]
+        assert values["jvp", 0.01] == pytest.approx(values["finite-difference", 1e-7], rel=1e-5)
+        assert values["jvp", 0.01] != pytest.approx(values["finite-difference", 0.01], rel=1e-5)  # not a copy
+        exact, limit = gradients["jvp", 0.01], gradients["finite-difference", 1e-7]
+        assert (exact - limit).norm() / exact.norm() < 1e-4
+
+    def test_under_bf16_autocast_it_stays_near_float32(self):
+        """The finite difference subtracts two bf16 outputs that agree to two digits; the product is computed as
+        such and keeps bf16's relative precision."""
+        physics = make_physics("deblurring", kernel="Box_R2", noise_level=5)
+        model, y = fixed_network(), torch.rand(4, 3, 32, 32)
+        exact = sure_gaussian(model, physics, y, 5 / 255, torch.Generator().manual_seed(0), margin=(2, 2),
+                              divergence="jvp").divergence.item()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = sure_gaussian(model, physics, y, 5 / 255, torch.Generator().manual_seed(0), margin=(2, 2),
+                                divergence="jvp").divergence.float().item()
+        assert low == pytest.approx(exact, rel=0.02)
+
+
 class TestErrors:
     def test_crop_smaller_than_margin(self):
         physics = make_physics("deblurring", kernel="Gaussian_R2")
@@ -63,6 +107,22 @@ class TestErrors:
             sure_gaussian(fixed_network(), physics, torch.rand(1, 3, 16, 16), 0.02, constant="biased")
         with pytest.raises(ConfigError):
             sure_gaussian(fixed_network(), physics, torch.rand(1, 3, 16, 16), 0.02, tau=0)
+        with pytest.raises(ConfigError, match="finite-difference, jvp"):
+            sure_gaussian(fixed_network(), physics, torch.rand(1, 3, 16, 16), 0.02, divergence="exact")
+
+    def test_a_network_without_forward_mode_derivatives_is_a_clear_error(self):
+        class NoForwardMode(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return 2 * x
+
+            @staticmethod
+            def backward(ctx, grad):
+                return 2 * grad
+
+        physics = make_physics("deblurring", kernel="Box_R2")
+        with pytest.raises(ConfigError, match="--divergence finite-difference"):
+            sure_gaussian(NoForwardMode.apply, physics, torch.rand(1, 3, 16, 16), 0.02, divergence="jvp")
 
 
 def test_sure_matches_the_true_error_in_expectation_for_volumes():

@@ -9,8 +9,8 @@ from sei.cli.options import (
     _non_negative_int, _positive_int, add_data_options, add_device_option, add_physics_options, config_default, lazy,
     method_help, option, overrides, physics_given,
 )
-from sei.core.defaults import (BATCH_SIZE, CROP_SAMPLINGS, CROP_SIZE, VOLUME_BATCH_SIZE, VOLUME_CROP_SIZE,
-                               VOLUME_SCALE_AXES)
+from sei.core.defaults import (BATCH_SIZE, CROP_SAMPLINGS, CROP_SIZE, SURE_DIVERGENCES, VOLUME_BATCH_SIZE,
+                               VOLUME_CROP_SIZE, VOLUME_SCALE_AXES)
 
 __all__ = ["EPILOG", "add_parser", "quiet_lightning", "run_command"]
 
@@ -65,6 +65,10 @@ def add_parser(subparsers) -> None:
            const=False, help="let gradients flow through the transformed target (ablation)")
     option(loss, "--scale-axes", dest="loss.scale_axes", choices=VOLUME_SCALE_AXES,
            help="volumes: the axes SEI's down-scaling shrinks, all three (default) or the lateral ones only")
+    option(loss, "--divergence", dest="loss.divergence", choices=SURE_DIVERGENCES,
+           help="how SURE estimates the network's divergence: finite-difference (default, the paper's) or jvp (exact, "
+                "by forward-mode autodiff: ~1.4x the network's cost, and nothing a network fine-tuned on few "
+                "images can game)")
     option(loss, "--alpha", dest="loss.alpha", type=float, help=lazy(lambda: f"weight of the equivariance term (default {config_default('loss.alpha'):g})"))
     budget = parser.add_argument_group("optimisation")
     option(budget, "--batch-size", "--batch_size", dest="data.batch_size", type=_positive_int, help=lazy(lambda: f"default {BATCH_SIZE}, {VOLUME_BATCH_SIZE} for volumes"))

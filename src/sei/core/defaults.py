@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = ["BASELINE_DEFAULTS", "BATCH_SIZE", "BOUNDARIES", "CHECKPOINT_EVERY", "CHECKPOINT_KEEP", "CHECKPOINTING",
            "CONFIG_DEFAULTS", "CROP_SAMPLINGS", "CROP_SIZE", "DATASETS_DIR", "DEFAULT_ALPHA", "DEFAULT_LICENSE",
            "DEFAULT_NOISE_LEVEL", "DEMO_FINETUNE_STEPS", "DEMO_PRETRAINED", "DEMO_STEPS", "MAX_PIXELS", "PAPER_SWINIR",
-           "SEED", "VOLUME_BATCH_SIZE", "VOLUME_CROP_SIZE", "VOLUME_SCALE_AXES"]
+           "SEED", "SURE_DIVERGENCES", "VOLUME_BATCH_SIZE", "VOLUME_CROP_SIZE", "VOLUME_SCALE_AXES"]
 
 # -- measurements (sei.physics.spec) ------------------------------------------------------------------------
 # The paper's noise level (grey levels): the one default of every noise level in sei.
@@ -33,6 +33,11 @@ MAX_PIXELS = 2**28
 # (voxels 3x deeper than wide, benchmarks/volumes.py) all three trained better: 16.88 against 16.53 dB after 400
 # steps of batch 4 of 32^3 crops (SURE alone 16.53).
 VOLUME_SCALE_AXES = ("all", "lateral")
+# How SURE estimates the divergence of A f (sei.losses.sure), the first the default: the paper's finite difference
+# f(y + tau b) - f(y), or the exact Jacobian-vector product J b by forward-mode autodiff, which a network cannot game
+# by growing non-smooth at the scale tau (as a fine-tuning on 14 photographs did: -42 per pixel at tau, +0.41 at
+# tau / 10; its output exploded on textures it had not seen).
+SURE_DIVERGENCES = ("finite-difference", "jvp")
 # The weight of the equivariance term against SURE (the paper's alpha).
 DEFAULT_ALPHA = 1.0
 

@@ -36,7 +36,7 @@ __all__ = ["LOSS_OPTIONS", "METHOD_REGISTRY", "SURE_OPTIONS", "build_method", "c
            "MethodEntry", "MethodFactory", "methods_help"]
 
 # The options a method is built with (the loss section of a configuration); each factory takes those it uses.
-SURE_OPTIONS = ("alpha", "tau", "sure_constant", "batched_probe")
+SURE_OPTIONS = ("alpha", "tau", "sure_constant", "batched_probe", "divergence")
 LOSS_OPTIONS = (*SURE_OPTIONS, "scale_factors", "scale_axes", "rotation_multiples")
 
 MethodFactory = Callable[..., "Method"]
@@ -145,7 +145,7 @@ def build_method(name: str, stop_gradient: bool = True, **options: Any) -> Metho
     :param stop_gradient: ``False`` turns ``sei``, ``ei-shift`` and ``ei-rotate`` into their
         no-stop-gradient ablations (``sei-no-stop-grad`` is ``sei`` with this set).
     :param options: any of :data:`LOSS_OPTIONS` (``alpha``, ``tau``, ``sure_constant``, ``batched_probe``,
-        ``scale_factors``, ``rotation_multiples``); each method takes those it uses.
+        ``divergence``, ``scale_factors``, ``rotation_multiples``); each method takes those it uses.
     :raises ConfigError: for an option no method takes.
     """
     unknown = sorted(set(options) - set(LOSS_OPTIONS))

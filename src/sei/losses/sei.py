@@ -37,7 +37,7 @@ from sei.core.errors import ConfigError
 from sei.core.units import level_of
 from sei.losses.base import LossOutput, Method
 from sei.losses.equivariance import DEFAULT_ALPHA, equivariance_loss
-from sei.losses.sure import DEFAULT_TAU, SURE_CONSTANTS, pooled_noise_variance, sure_gaussian, sure_poisson_gaussian
+from sei.losses.sure import DEFAULT_TAU, SURE_CONSTANTS, SURE_DIVERGENCES, pooled_noise_variance, sure_gaussian, sure_poisson_gaussian
 from sei.physics.base import physics_margin
 from sei.physics.noise import noise_parameters
 from sei.transforms import DEFAULT_SCALE_FACTORS, VOLUME_SCALE_AXES, RandomScale
@@ -61,6 +61,8 @@ class SEILoss(Method):
     :param tau: SURE finite-difference step.
     :param sure_constant: ``"unbiased"`` or ``"reference"`` (see :func:`sei.losses.sure.sure_gaussian`).
     :param batched_probe: evaluate ``f(y)`` and ``f(y + tau b)`` in one batch.
+    :param divergence: how SURE estimates the divergence, ``"finite-difference"`` (the paper's) or ``"jvp"``
+        (exact Jacobian-vector product; see :mod:`sei.losses.sure`).
     :param scale_factors: the down-scaling factors of the default transform.
     :param scale_axes: which axes of a volume the default transform shrinks (:data:`sei.transforms.VOLUME_SCALE_AXES`).
     :param name: the method's name in logs (``sei``, ``ei-shift`` ...; default from ``stop_gradient``).
@@ -91,7 +93,8 @@ class SEILoss(Method):
     def __init__(self, transform: nn.Module | None | object = PAPER_SCALING, alpha: float = DEFAULT_ALPHA,
                  stop_gradient: bool = True, tau: float = DEFAULT_TAU, sure_constant: str = SURE_CONSTANTS[0],
                  batched_probe: bool = True, scale_factors: Sequence[float] = DEFAULT_SCALE_FACTORS,
-                 scale_axes: str = VOLUME_SCALE_AXES[0], name: str | None = None) -> None:
+                 scale_axes: str = VOLUME_SCALE_AXES[0], name: str | None = None,
+                 divergence: str = SURE_DIVERGENCES[0]) -> None:
         super().__init__()
         if alpha < 0:
             raise ConfigError(f"equivariance weight alpha must be >= 0, got {alpha}")
@@ -103,6 +106,10 @@ class SEILoss(Method):
         self.tau = float(tau)
         self.sure_constant = sure_constant
         self.batched_probe = bool(batched_probe)
+        if divergence not in SURE_DIVERGENCES:
+            raise ConfigError(f"unknown SURE divergence estimate {divergence!r}; use one of "
+                              f"{', '.join(SURE_DIVERGENCES)}")
+        self.divergence = divergence
         # -1 until a level is learned (a finite value: the divergence guard checks every saved tensor)
         self.register_buffer("noise_variance", torch.tensor(-1.0, dtype=torch.float64))
 
@@ -124,7 +131,7 @@ class SEILoss(Method):
         if learn:
             sigma = self._learned_sigma(sigma)
         options = dict(margin=physics_margin(physics), tau=self.tau, constant=self.sure_constant,
-                       batched_probe=self.batched_probe)
+                       batched_probe=self.batched_probe, divergence=self.divergence)
         if gain > 0:
             sure = sure_poisson_gaussian(model, physics, y, gain, sigma, generator, **options)
         else:
@@ -148,4 +155,4 @@ class SEILoss(Method):
 
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, alpha={self.alpha}, stop_gradient={self.stop_gradient}, tau={self.tau}, "
-                f"sure_constant={self.sure_constant!r}")
+                f"sure_constant={self.sure_constant!r}, divergence={self.divergence!r}")
