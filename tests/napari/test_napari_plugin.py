@@ -260,3 +260,17 @@ class TestErrors:
         widget.train.time.value = "soon"
         assert widget.train.start() is None
         assert len(notifications) == 1 and notifications[0][1].startswith("sei train: error: --time: ")
+
+
+def test_python_m_sei_napari_opens_the_dock_after_loading_sei(make_napari_viewer):
+    """The launcher of machines with software OpenGL: sei's libraries (Triton among them) load before the viewer."""
+    import sys
+
+    from sei.napari.__main__ import open_viewer
+
+    def make_viewer():
+        assert "triton" in sys.modules or "lightning" in sys.modules
+        return make_napari_viewer()
+
+    viewer = open_viewer(make_viewer=make_viewer)
+    assert "Scale-Equivariant Imaging (sei)" in viewer.window.dock_widgets

@@ -140,6 +140,7 @@ class PsfPanel(Container):
         self.source.changed.connect(self._show_fields)
         self.make.changed.connect(self.start)
         self._show_fields()
+        self.native.layout().addStretch()
 
     def _show_fields(self, *_: Any) -> None:
         shown = _PSF_SOURCES.get(self.source.value, ())
@@ -204,6 +205,7 @@ class TrainPanel(Container):
         self.viewer, self.on_trained = viewer, on_trained
         self.measurements = Select(label="measurements", choices=layers,
                                    tooltip="the layers to train on (blurry images or z-stacks); no sharp images needed")
+        self.measurements.native.setMaximumHeight(90)  # four rows; it scrolls
         self.psf = ComboBox(label="PSF", choices=layers, nullable=True, tooltip="the PSF layer (--kernel)")
         self.noise = ComboBox(label="noise", choices=["gaussian", "poisson-gaussian"], value="gaussian",
                               tooltip="--noise (poisson-gaussian: photon and read noise, its gain estimated)")
@@ -225,8 +227,10 @@ class TrainPanel(Container):
         super().__init__(widgets=[self.measurements, self.psf, self.noise, self.noise_level, self.time, self.steps,
                                   self.backbone, self.crop_size, self.batch_size, self.out_dir, self.resume,
                                   self.train, self.cancel, self.progress, self.status])
+        self.status.native.setWordWrap(True)
         self._figure, self._axes, self._canvas = self._loss_plot()
         self.native.layout().addWidget(self._canvas)
+        self.native.layout().addStretch()
         self._steps: queue.SimpleQueue[tuple[int, int | None, float | None]] = queue.SimpleQueue()
         self._losses: list[tuple[int, float]] = []
         self._stop = threading.Event()
@@ -400,6 +404,8 @@ class RestorePanel(Container):
         self.status = Label(value="")
         super().__init__(widgets=[self.image, self.model_kind, self.weights, self.published, self.psf,
                                   self.noise_level, self.ensemble, self.tile, self.download, self.run, self.status])
+        self.status.native.setWordWrap(True)
+        self.native.layout().addStretch()
         self.published.changed.connect(self._use_published)
         self.run.changed.connect(self.start)
         self.worker = None
