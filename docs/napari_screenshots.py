@@ -2,6 +2,9 @@
 
     xvfb-run -a python docs/napari_screenshots.py      # or plain python on a desktop; needs sei[napari]
 
+Under Qt's offscreen platform, Qt 6 grabs the window without napari's OpenGL canvas: there, install PyQt5 beside
+PyQt6 (``pip install PyQt5``; qtpy takes it first), as for the screenshots of the documentation.
+
 The blurred sample photograph is trained on for 60 steps in the Train tab (the loss plot), then restored with the
 network that ships with sei in the Restore tab, the restored layer shown beside the blurry one.
 """
