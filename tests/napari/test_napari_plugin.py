@@ -55,6 +55,7 @@ def restored_by_the_library(array: np.ndarray, folder: Path, **options) -> np.nd
     """What ``sei restore`` writes for ``array`` saved as a TIFF (sei.inference.restoration.restore)."""
     from sei.inference.restoration import restore
 
+    folder.mkdir(parents=True, exist_ok=True)
     source = folder / "input.tif"
     tifffile.imwrite(source, array)
     target = folder / "out" / "input.tif"
@@ -105,6 +106,24 @@ class TestPsf:
         np.testing.assert_allclose(layer.data, (kernel / kernel.sum()).numpy(), rtol=1e-6)
         assert tuple(layer.scale) == pytest.approx((0.4, 0.1, 0.1))
 
+    def test_a_bead_stack_becomes_the_psf_sei_psf_bead_makes(self, viewer_and_widget, qtbot, tmp_path):
+        from sei.physics.psf3d import bead_psf_file
+
+        viewer, widget = viewer_and_widget
+        bead = np.full((9, 21, 21), 100, np.uint16)
+        bead[4, 10, 11], bead[3:6, 9:12, 10:13] = 5000, 900
+        tifffile.imwrite(tmp_path / "bead.tif", bead, imagej=True, resolution=(10.0, 10.0),
+                         metadata={"axes": "ZYX", "spacing": 0.3, "unit": "micron"})
+        panel = widget.psf
+        panel.source.value, panel.file.value = "bead", tmp_path / "bead.tif"
+        panel.fields["planes"].value, panel.fields["size"].value = "5", "7"
+        panel.start()
+        wait_for(qtbot, panel)
+        expected, sampling = bead_psf_file(tmp_path / "bead.tif", 5, 7)
+        layer = viewer.layers["PSF bead"]
+        np.testing.assert_array_equal(layer.data, expected.numpy())
+        assert tuple(layer.scale) == pytest.approx((0.3, 0.1, 0.1)) == (sampling.z, sampling.y, sampling.x)
+
     @pytest.mark.parametrize("source, fields, message", [
         ("gaussian", {}, "sei psf: error: a gaussian PSF needs --sigma"),
         ("gaussian", {"sigma": "two"}, "sei psf: error: --sigma: expected a number, got 'two'"),
@@ -153,6 +172,13 @@ class TestTrainAndRestore:
         expected = restored_by_the_library(image.data, tmp_path, weights=str(run))
         np.testing.assert_array_equal(output.data, expected)
 
+        restore.ensemble.value = True  # --ensemble
+        restore.start()
+        wait_for(qtbot, restore)
+        expected = restored_by_the_library(image.data, tmp_path / "ensemble", weights=str(run), ensemble=True)
+        np.testing.assert_array_equal(viewer.layers[-1].data, expected)
+        assert not np.array_equal(expected, output.data)
+
     def test_cancel_leaves_a_run_that_resumes_exactly(self, viewer_and_widget, qtbot, tmp_path):
         import json
 
@@ -170,12 +196,35 @@ class TestTrainAndRestore:
         panel.cancel.clicked()
         wait_for(qtbot, panel)
         run = tmp_path / "run"
-        done = json.loads((run / "train_summary.json").read_text())["steps"]
+        summary = json.loads((run / "train_summary.json").read_text())
+        done, epoch = summary["steps"], summary["steps"] // summary["epochs"]
         assert 2 <= done < 100_000 and done == torch.load(run / "checkpoints" / "last.ckpt")["global_step"]
+        assert done % epoch == 0  # stopped where an epoch ends, where checkpoints resume exactly
         assert "cancelled" in panel.status.value and widget.restore.weights.value == str(run)
-        # the command line continues it where it stopped (a checkpoint within an epoch would skip the epoch's rest)
-        assert main(["train", "--out-dir", str(run), "--resume", "--steps", str(done + 2), "--quiet"]) == 0
-        assert json.loads((run / "train_summary.json").read_text())["steps"] == done + 2
+        # the command line continues it where it stopped, and so does the Train tab (budgets of whole epochs: a step
+        # budget that ends within an epoch is checkpointed as if the epoch had ended)
+        assert main(["train", "--out-dir", str(run), "--resume", "--steps", str(done + epoch), "--quiet"]) == 0
+        assert json.loads((run / "train_summary.json").read_text())["steps"] == done + epoch
+        panel.resume.value, panel.steps.value = True, done + 2 * epoch
+        panel.start()
+        wait_for(qtbot, panel)
+        assert json.loads((run / "train_summary.json").read_text())["steps"] == done + 2 * epoch
+
+    def test_a_shipped_network_restores_the_sample_as_sei_restore_does(self, viewer_and_widget, qtbot, tmp_path):
+        viewer, widget = viewer_and_widget
+        viewer.open_sample("sei", "blurred-photo")
+        blurred = viewer.layers[1]
+        blurred.data = blurred.data[96:160, 96:160]  # a 64 x 64 crop: quicker, and no tile seams to think about
+        panel = widget.restore
+        panel.published.value = "pretrained:photos-gaussian-r2"
+        assert panel.weights.value == "pretrained:photos-gaussian-r2" and panel.model_kind.value == "network"
+        panel.image.value = blurred
+        panel.start()
+        wait_for(qtbot, panel)
+        expected = restored_by_the_library(blurred.data, tmp_path, weights="pretrained:photos-gaussian-r2")
+        np.testing.assert_array_equal(viewer.layers[-1].data, expected)
+        clean = viewer.layers[0].data[96:160, 96:160].astype(float)
+        assert np.abs(expected - clean).mean() < np.abs(blurred.data - clean).mean()  # sharper than its input
 
     @pytest.mark.parametrize("kind", ["richardson-lucy", "wiener"])
     def test_a_baseline_with_the_psf_layer_restores_as_sei_restore_does(self, viewer_and_widget, qtbot, tmp_path,
