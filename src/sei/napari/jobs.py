@@ -22,8 +22,8 @@ from sei.io.voxels import VoxelSize
 from sei.napari.layers import layer_array, read_layer_data, write_layer, write_psf_layer
 from sei.physics.spec import PhysicsSpec
 
-__all__ = ["MEASUREMENTS_SUFFIX", "RestoredLayer", "TrainingMonitor", "load_psf", "make_psf", "measurements_folder",
-           "restore_layer", "train_layers"]
+__all__ = ["MEASUREMENTS_SUFFIX", "RestoredLayer", "TrainingMonitor", "layer_scale_for", "load_psf", "make_psf",
+           "measurements_folder", "restore_layer", "train_layers"]
 
 
 def make_psf(kind: str, size: int | None = None, **params: float | None) -> tuple[np.ndarray, VoxelSize | None]:
