@@ -63,7 +63,7 @@ class RestoredLayer:
     """A restored layer's pixels, in the input's dtype and units, and what ``sei restore`` says of the restore.
 
     :ivar data: ``(H', W'[, C])`` or ``(D, H', W')``; larger than the input by the super-resolution factor.
-    :ivar lines: the lines ``sei restore`` prints (operator, noise estimate, precision).
+    :ivar lines: the lines ``sei restore`` prints of it: the operator and where it came from, the noise estimate.
     """
 
     data: np.ndarray
