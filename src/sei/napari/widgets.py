@@ -14,6 +14,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -168,11 +169,11 @@ class PsfPanel(Container):
         if source in ("file", "bead"):
             path = Path(self.file.value)
             size = params.pop("size", None)
-            work = lambda: jobs.load_psf(path, bead=source == "bead", size=size, **params)  # noqa: E731
+            work = partial(jobs.load_psf, path, bead=source == "bead", size=size, **params)
             name = f"PSF {path.stem}"
         else:
             size = params.pop("size", None)
-            work = lambda: jobs.make_psf(source, size=size, **params)  # noqa: E731
+            work = partial(jobs.make_psf, source, size=size, **params)
             name = f"PSF {source}"
         self.make.enabled = False
         self.worker = _start("psf", work, lambda result: self._add(name, *result), self._ended)
@@ -438,8 +439,8 @@ class RestorePanel(Container):
         label = Path(weights).name if kind == "network" and weights else kind
         self.run.enabled = False
         self.status.value = f"restoring {layer.name} with {label} ..."
-        work = lambda: jobs.restore_layer(layer, kind, weights, physics, psf, **options)  # noqa: E731
-        self.worker = _start("restore", work, lambda restored: self._add(layer, label, restored), self._ended)
+        work = partial(jobs.restore_layer, layer, kind, weights, physics, psf, **options)
+        self.worker = _start("restore", work, partial(self._add, layer, label), self._ended)
         return self.worker
 
     def _add(self, layer: Any, label: str, restored: Any) -> None:
