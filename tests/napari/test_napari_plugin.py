@@ -179,6 +179,15 @@ class TestTrainAndRestore:
         np.testing.assert_array_equal(viewer.layers[-1].data, expected)
         assert not np.array_equal(expected, output.data)
 
+        from sei.cli import main  # a zoo package that sei export wrote restores as its run does
+
+        assert main(["export", str(run), str(tmp_path / "cells.zip"), "--author", "Test"]) == 0
+        restore.ensemble.value, restore.weights.value = False, str(tmp_path / "cells.zip")
+        restore.start()
+        wait_for(qtbot, restore)
+        assert viewer.layers[-1].name == "cells restored (cells.zip)"
+        np.testing.assert_array_equal(viewer.layers[-1].data, output.data)
+
     def test_cancel_leaves_a_run_that_resumes_exactly(self, viewer_and_widget, qtbot, tmp_path):
         import json
 
