@@ -17,7 +17,7 @@ pytest.importorskip("napari", reason=_REASON)
 pytest.importorskip("qtpy", reason=_REASON)
 pytest.importorskip("pytestqt", reason=_REASON)
 
-# PyTorch's Triton before any OpenGL: loaded after Mesa's software renderer, it crashes the process (sei.napari.__main__)
+# PyTorch's Triton before any OpenGL: loaded after Mesa's software renderer it crashes the process (sei.napari.__main__)
 import sei.napari.jobs  # noqa: E402, F401
 
 

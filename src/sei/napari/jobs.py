@@ -73,9 +73,9 @@ class RestoredLayer:
 def restore_layer(layer: Any, model_kind: str = "network", weights: str | None = None,
                   physics: PhysicsSpec | None = None, psf_layer: Any = None, ensemble: bool = False,
                   tile: int = 512, overlap: int = 32, download: bool = False, device: str = "auto") -> RestoredLayer:
-    """``sei restore`` of one layer: the layer written as a TIFF in its own dtype (:func:`sei.napari.layers.write_layer`),
-    restored by :func:`sei.inference.restoration.restore` and read back, so that the result is the file the command
-    line writes for the same array.
+    """``sei restore`` of one layer: the layer written as a TIFF in its own dtype
+    (:func:`sei.napari.layers.write_layer`), restored by :func:`sei.inference.restoration.restore` and read back, so
+    that the result is the file the command line writes for the same array.
 
     :param model_kind: ``network`` (with ``weights``: a run folder, weights file, zoo package or published name) or
         a baseline (``wiener``, ``tv``, ``richardson-lucy`` ...), which needs the operator (``physics``, or

@@ -217,7 +217,8 @@ class TrainPanel(Container):
                              tooltip="--steps (0: as many as fit in the time)")
         self.backbone = ComboBox(label="network", choices=_backbones(), value="auto", tooltip="--model")
         self.crop_size = SpinBox(label="crop size", value=0, min=0, max=4096, tooltip="--crop-size (0: the recipe's)")
-        self.batch_size = SpinBox(label="batch size", value=0, min=0, max=4096, tooltip="--batch-size (0: the recipe's)")
+        self.batch_size = SpinBox(label="batch size", value=0, min=0, max=4096,
+                                  tooltip="--batch-size (0: the recipe's)")
         self.out_dir = LineEdit(label="run folder", value="",
                                 tooltip="--out-dir (empty: runs/<layer name>, the next free one)")
         self.resume = CheckBox(label="resume", value=False, tooltip="--resume: continue the run in the run folder")
