@@ -52,3 +52,16 @@ def test_an_upward_import_breaks_it(tmp_path, lower, upper):
     module.write_text(module.read_text() + f"\n\ndef _upwards():\n    import {upper}  # noqa: F401\n")
     result = lint_imports(tree, cwd=tmp_path)
     assert result.returncode != 0 and f"{lower} -> {upper}" in result.stdout, result.stdout + result.stderr
+
+
+def test_nothing_but_the_plugin_imports_napari():
+    """The napari plugin is an optional extra: sei, its command line and the plugin package itself import neither
+    napari nor Qt (only the plugin's widgets do)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sei, sei.cli, sei.napari, sei.napari.jobs, sei.napari.sample_data; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', "
+            "'PySide6', 'magicgui'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -54,19 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text
-
-
 def _warning_printer(command: str, others: Callable[..., None]) -> Callable[..., None]:
     """``warnings.showwarning`` that prints sei's own warnings as one line (``sei train: warning: ...``) and
     leaves the others to ``others``."""
-    from sei.core.errors import SEIWarning
+    from sei.core.errors import SEIWarning, one_line
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         if issubclass(category, SEIWarning):
-            print(f"sei {command}: warning: {_one_line(message)}", file=file or sys.stderr)
+            print(f"sei {command}: warning: {one_line(message)}", file=file or sys.stderr)
         else:
             others(message, category, filename, lineno, file, line)
 
@@ -104,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     line and gives exit status 2; any other exception is a bug and shows its traceback. ``sei --debug COMMAND``
     shows the traceback of user errors too.
     """
-    from sei.core.errors import SEIError
+    from sei.core.errors import USER_ERRORS, is_note, one_line
 
     parser = build_parser()
     args, unrecognised = parser.parse_known_args(argv)
@@ -120,15 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader stopped early (``sei info | head``): not an error of this command
         _silence_stdout()
         return 141  # 128 + SIGPIPE, what a shell reports for a command that a closed pipe stopped
-    except (SEIError, OSError) as error:
+    except USER_ERRORS as error:
         if args.debug:
             raise
-        code = getattr(error, "exit_code", 2)
-        if code == 0:  # nothing to do (e.g. resuming a finished run): a note, not an error
-            print(f"sei {args.command}: {_one_line(error)}")
-        else:
-            print(f"sei {args.command}: error: {_one_line(error)}", file=sys.stderr)
-        return code
+        if is_note(error):  # nothing to do (e.g. resuming a finished run): a note, not an error
+            print(f"sei {args.command}: {one_line(error)}")
+            return 0
+        print(f"sei {args.command}: error: {one_line(error)}", file=sys.stderr)
+        return getattr(error, "exit_code", 2)
     except KeyboardInterrupt:
         print(f"sei {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -72,19 +72,19 @@ def add_parser(subparsers) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     from sei.physics.kernels import save_kernel
-    from sei.physics.psf import make_psf
+    from sei.physics.psf import psf_with_sampling
 
-    sampling = None
     if str(args.kind).strip().lower() == "bead":
         kernel, sampling = _measured_bead(args)
     else:
         if args.bead is not None:
             raise KernelError(f"--bead is for `sei psf bead`, not a {args.kind} PSF")
-        kernel = _computed(args, make_psf)
-        if kernel.ndim == 3:
-            from sei.physics.psf3d import optics_sampling
-
-            sampling = optics_sampling(args.wavelength, args.pixel_size, args.z_step)
+        kernel, sampling = psf_with_sampling(
+            args.kind, size=args.size, sigma=args.sigma, sigma_y=args.sigma_y, angle=args.angle, length=args.length,
+            radius=args.radius, wavelength=args.wavelength, pixel_size=args.pixel_size, na=args.na,
+            f_number=args.f_number, rings=args.rings, z_step=args.z_step, planes=args.planes,
+            immersion_index=args.immersion_index, sample_index=args.sample_index, depth=args.depth,
+            excitation_wavelength=args.excitation_wavelength, pinhole=args.pinhole)
     npy, png = save_kernel(kernel, args.output, overwrite=args.overwrite, voxel_size=sampling)
     shape = "x".join(map(str, kernel.shape))
     print(f"wrote {npy} ({shape}, sums to 1) and its preview {png}")
@@ -97,30 +97,11 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _measured_bead(args: argparse.Namespace):
-    import numpy as np
-
-    from sei.io.images import read_image_file
-    from sei.physics.psf3d import bead_psf
+    from sei.physics.psf3d import bead_psf_file
 
     if args.bead is None:
         raise KernelError("a bead PSF needs --bead FILE: an image or z-stack of one sub-resolution bead")
     given = [name for name in ("sigma", "length", "radius", "wavelength", "na", "z_step") if getattr(args, name)]
     if given:
         raise KernelError(f"a bead PSF is measured: it takes no --{given[0].replace('_', '-')}")
-    from sei.io.voxels import stated_voxel_size
-
-    file = read_image_file(args.bead)
-    if any(page.ndim != 2 for page in file.pages):
-        raise KernelError(f"{args.bead}: a bead image has one channel")
-    psf = bead_psf(np.stack(file.pages).astype(np.float64), args.planes, args.size)
-    sampling = stated_voxel_size(args.bead)
-    described = any(size is not None for size in (sampling.z, sampling.y, sampling.x))
-    return psf, sampling if described and psf.ndim == 3 else None
-
-
-def _computed(args: argparse.Namespace, make_psf):
-    return make_psf(args.kind, size=args.size, sigma=args.sigma, sigma_y=args.sigma_y, angle=args.angle,
-                    length=args.length, radius=args.radius, wavelength=args.wavelength, pixel_size=args.pixel_size,
-                    na=args.na, f_number=args.f_number, rings=args.rings, z_step=args.z_step, planes=args.planes,
-                    immersion_index=args.immersion_index, sample_index=args.sample_index, depth=args.depth,
-                    excitation_wavelength=args.excitation_wavelength, pinhole=args.pinhole)
+    return bead_psf_file(args.bead, args.planes, args.size)

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 __all__ = ["CheckpointError", "ConfigError", "DivergenceError", "ImageError", "ImageTooSmallError",
            "InsufficientMemoryError", "IntensityError", "KernelError", "MissingGroundTruthError",
            "OptionalDependencyError", "OutputExistsError", "ResourceUnavailableError", "RunFinishedError", "RunInUseError",
-           "SEIError", "SEIWarning", "ShapeError", "StorageError", "UnknownNameError", "WeightsError"]
+           "SEIError", "SEIWarning", "ShapeError", "StorageError", "UnknownNameError", "USER_ERRORS", "WeightsError",
+           "is_note", "one_line"]
 
 
 class SEIError(Exception):
@@ -108,3 +109,23 @@ class InsufficientMemoryError(SEIError, MemoryError):
 class SEIWarning(UserWarning):
     """A setting or an input that is allowed but probably not meant (a noise level of 1e30, a loss that grew by
     orders of magnitude); the command line prints it as one line and goes on."""
+
+
+# What a user's input can cause (sei's own errors, and file system errors such as a missing permission): shown as one
+# line by the command line and the napari plugin; any other exception is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (SEIError, OSError)
+
+
+def one_line(error: BaseException) -> str:
+    """An error's (or a warning's) message on one line, its type's name when it has none.
+
+    >>> one_line(ConfigError("a crop of 8 px\\n  is too small"))
+    'a crop of 8 px is too small'
+    """
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def is_note(error: BaseException) -> bool:
+    """Whether the error only says there is nothing to do (a finished run asked to resume): the command line exits
+    with status 0 and prints it as a note, not an error."""
+    return getattr(error, "exit_code", 2) == 0

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from sei.core.errors import KernelError, SEIWarning
+from sei.io.voxels import VoxelSize
 
 __all__ = ["MAX_KERNEL_SIZE", "MAX_NUMERICAL_APERTURE", "OVERSAMPLE", "PSF_KINDS", "positive_parameter", "airy_first_zero", "airy_psf", "disc_psf", "gaussian_psf",
-           "make_psf", "motion_psf", "odd_size"]
+           "make_psf", "motion_psf", "odd_size", "psf_with_sampling"]
 
 MAX_KERNEL_SIZE = 255
 # the largest numerical aperture objectives reach (high-index immersion); more is a unit mix-up, warned about
@@ -228,3 +229,23 @@ def make_psf(kind: str, size: int | None = None, **params: float | None) -> torc
     if params or size is not None:
         raise KernelError(f"the named kernel {kind} takes no parameters")
     return kernel
+
+
+def psf_with_sampling(kind: str, size: int | None = None, **params: float | None
+                      ) -> tuple[torch.Tensor, VoxelSize | None]:
+    """:func:`make_psf`, and the voxel size in micrometres a 3-D PSF was made for (``None`` for a 2-D one, whose
+    lengths are pixels): what ``sei psf`` records beside the kernel so that stacks of other voxels are refused.
+
+    :raises KernelError: like :func:`make_psf`.
+
+    >>> kernel, sampling = psf_with_sampling("widefield", wavelength=520, na=1.4, pixel_size=100, z_step=250,
+    ...                                      planes=5, size=9)
+    >>> tuple(kernel.shape), sampling.z, sampling.x
+    ((5, 9, 9), 0.25, 0.1)
+    """
+    kernel = make_psf(kind, size=size, **params)
+    if kernel.ndim != 3:
+        return kernel, None
+    from sei.physics.psf3d import optics_sampling
+
+    return kernel, optics_sampling(params["wavelength"], params["pixel_size"], params["z_step"])

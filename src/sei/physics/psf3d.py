@@ -29,6 +29,7 @@ Wavelengths, pixel size, z-step and depth are in one length unit (nanometres, sa
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ from sei.core.errors import KernelError
 from sei.io.voxels import VoxelSize
 from sei.physics.psf import MAX_KERNEL_SIZE, airy_first_zero, odd_size, positive_parameter
 
-__all__ = ["PSF3D_KINDS", "PUPIL_SAMPLES", "bead_psf", "confocal_psf_3d", "default_extent", "optics_sampling",
+__all__ = ["PSF3D_KINDS", "PUPIL_SAMPLES", "bead_psf", "bead_psf_file", "confocal_psf_3d", "default_extent", "optics_sampling",
            "widefield_psf_3d"]
 
 PSF3D_KINDS = ("widefield", "confocal")
@@ -250,3 +251,23 @@ def bead_psf(volume: torch.Tensor | np.ndarray, planes: int | None = None, size:
     target = tuple(slice(s.start - (c - h), s.stop - (c - h)) for s, c, h in zip(source, centre, half))
     kernel[target] = signal[source]
     return _finish((kernel[0] if flat else kernel).numpy(), "bead")
+
+
+def bead_psf_file(path: str | Path, planes: int | None = None, size: int | None = None
+                  ) -> tuple[torch.Tensor, VoxelSize | None]:
+    """:func:`bead_psf` of an image file (a z-stack, or one image) of one sub-resolution bead, and the voxel size the
+    file states (``None`` for a 2-D PSF or a file that states none): what ``sei psf bead`` writes.
+
+    :raises KernelError: for a colour image, or what :func:`bead_psf` refuses; :class:`ImageError` for a file that
+        cannot be read.
+    """
+    from sei.io.images import read_image_file
+    from sei.io.voxels import stated_voxel_size
+
+    file = read_image_file(path)
+    if any(page.ndim != 2 for page in file.pages):
+        raise KernelError(f"{path}: a bead image has one channel")
+    psf = bead_psf(np.stack(file.pages).astype(np.float64), planes, size)
+    sampling = stated_voxel_size(path)
+    described = any(value is not None for value in (sampling.z, sampling.y, sampling.x))
+    return psf, sampling if described and psf.ndim == 3 else None
