@@ -124,6 +124,9 @@ class TestResolve:
         assert loss.divergence == "jvp"
         assert build_method(loss.method, **loss.method_options()).divergence == "jvp"
         assert resolve(from_flat({})).loss.divergence == "finite-difference"
+        fine_tuning = resolve(from_flat({"model.weights": "pretrained:photos-sr-x2", "physics.task": "sr",
+                                         "physics.sr_factor": 2}))
+        assert fine_tuning.loss.divergence == "jvp"
 
     def test_no_stop_gradient_is_the_ablation(self):
         assert resolve(from_flat({"loss.stop_gradient": False})).loss.method == "sei-no-stop-grad"
@@ -178,7 +181,7 @@ class TestCompatibility:
         text = (Path(__file__).parent / "data" / "config_before_renovation.yaml").read_text()
         written = yaml.safe_load(from_dict(yaml.safe_load(text)).to_yaml())
         added_since = {"data": {"max_pixels": None, "crop_sampling": "uniform"}, "train": {"time": None},
-                       "physics": {"spatial_dims": None}, "loss": {"scale_axes": "all", "divergence": "finite-difference"}}  # added since, at defaults
+                       "physics": {"spatial_dims": None}, "loss": {"scale_axes": "all", "divergence": None}}  # added since, at defaults
         for section, values in added_since.items():
             assert {key: written[section].pop(key) for key in values} == values
         assert yaml.safe_dump(written, sort_keys=False) == text

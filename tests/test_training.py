@@ -166,6 +166,20 @@ class TestResume:
         first, second = read_weights(reference.weights), read_weights(resumed.weights)
         assert all(torch.equal(first[key], second[key]) for key in first)
 
+    def test_a_run_its_step_budget_stopped_mid_epoch_continues_exactly(self, tmp_path):
+        """4 steps an epoch: a run of 6 steps ends inside its second epoch. Extended to 7 (a constant learning rate,
+        so that the schedule does not depend on the budget) it matches a run of 7: the cut epoch is replayed from
+        the last whole one, not skipped (which trained nothing at all)."""
+        settings = {**TINY, "loss.method": "sei", "train.lr_final_factor": 1.0}
+        reference = read_weights(train(from_flat({**settings, "train.steps": 7,
+                                                  "out_dir": str(tmp_path / "a")})).weights)
+        run = str(tmp_path / "b")
+        six = read_weights(train(from_flat({**settings, "train.steps": 6, "out_dir": run})).weights)
+        extended = train(from_flat({**settings, "train.steps": 7, "out_dir": run}), resume=True)
+        assert json.loads((tmp_path / "b" / "train_summary.json").read_text())["steps"] == 7
+        assert all(torch.equal(reference[key], read_weights(extended.weights)[key]) for key in reference)
+        assert not all(torch.equal(six[key], reference[key]) for key in six)
+
     def test_resume_through_the_command_line(self, tmp_path, interrupt):
         run = tmp_path / "run"
         with pytest.raises(RuntimeError):

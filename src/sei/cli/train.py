@@ -66,9 +66,9 @@ def add_parser(subparsers) -> None:
     option(loss, "--scale-axes", dest="loss.scale_axes", choices=VOLUME_SCALE_AXES,
            help="volumes: the axes SEI's down-scaling shrinks, all three (default) or the lateral ones only")
     option(loss, "--divergence", dest="loss.divergence", choices=SURE_DIVERGENCES,
-           help="how SURE estimates the network's divergence: finite-difference (default, the paper's) or jvp (exact, "
-                "by forward-mode autodiff: ~1.4x the network's cost, and nothing a network fine-tuned on few "
-                "images can game)")
+           help="how SURE estimates the network's divergence: finite-difference (the paper's; the default from "
+                "scratch) or jvp (exact, by forward-mode autodiff: ~1.4x the network's cost, nothing a network "
+                "fine-tuned on few images can game; the default with --weights)")
     option(loss, "--alpha", dest="loss.alpha", type=float, help=lazy(lambda: f"weight of the equivariance term (default {config_default('loss.alpha'):g})"))
     budget = parser.add_argument_group("optimisation")
     option(budget, "--batch-size", "--batch_size", dest="data.batch_size", type=_positive_int, help=lazy(lambda: f"default {BATCH_SIZE}, {VOLUME_BATCH_SIZE} for volumes"))

@@ -196,6 +196,7 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
         "model.channels": channels,
         "train.precision": recipe.resolve_precision(train.precision, device),
         "train.lr": train.lr if train.lr is not None else recipe.default_lr(backbone, physics.task),
+        "loss.divergence": loss.divergence or recipe.default_divergence(bool(model.weights)),
         "train.grad_clip": recipe.resolve_grad_clip(train.grad_clip, laptop),
         "train.compile": recipe.resolve_compile(train.compile, device, processes) or False,
         **{f"train.{key}": value for key, value in budget.items()},
@@ -223,7 +224,8 @@ def describe_recipe(config: ExperimentConfig) -> str:
     return (f"{model.backbone or 'backbone of the initial weights'}, {budget}, batch {config.data.batch_size} "
             f"of {'x'.join(map(str, crop_shape(config.data.crop_size, config.physics.dimensionality)))} crops"
             f"{' (all planes of a thinner stack)' if config.physics.dimensionality == 3 else ''}, lr {train.lr:g}"
-            f"{f' (gradient norm clipped at {train.grad_clip:g})' if train.grad_clip else ''}, {config.loss.method}, "
+            f"{f' (gradient norm clipped at {train.grad_clip:g})' if train.grad_clip else ''}, {config.loss.method}"
+            f"{' (exact SURE divergence)' if config.loss.divergence == 'jvp' else ''}, "
             f"precision {train.precision}{f', compiled ({train.compile} mode)' if train.compile else ''}")
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from sei.config.schema import ExperimentConfig, flatten_config, from_dict
+from sei.core.defaults import SURE_DIVERGENCES
 from sei.core.errors import ConfigError, RunFinishedError
 from sei.core.files import atomic_write_text, exclusive_lock, read_yaml_mapping
 from sei.physics.spec import PhysicsSpec
@@ -141,6 +142,8 @@ class RunFolder:
         values = read_yaml_mapping(self.config_path, CONFIG_FILE)
         if isinstance(values.get("train"), dict):
             values["train"].setdefault("grad_clip", None)  # runs recorded before it existed did not clip
+        if isinstance(values.get("loss"), dict):  # and took SURE's divergence by the finite difference
+            values["loss"].setdefault("divergence", SURE_DIVERGENCES[0])
         config = from_dict(values)
         physics = config.physics
         if isinstance(physics.kernel, str) and physics.kernel_is_file and not Path(physics.kernel).is_absolute():

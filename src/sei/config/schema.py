@@ -37,7 +37,7 @@ from sei.core.defaults import CHECKPOINT_EVERY, CHECKPOINT_KEEP, CROP_SAMPLINGS,
 from sei.core.errors import ConfigError
 from sei.core.files import read_yaml_mapping
 from sei.losses.equivariance import DEFAULT_ALPHA
-from sei.losses.sure import DEFAULT_TAU, SURE_CONSTANTS, SURE_DIVERGENCES
+from sei.losses.sure import DEFAULT_TAU, SURE_CONSTANTS
 from sei.physics.spec import PhysicsSpec
 from sei.transforms import DEFAULT_SCALE_FACTORS, VOLUME_SCALE_AXES
 
@@ -97,7 +97,7 @@ class LossConfig(_Section):
     rotation_multiples: float = 1.0
     sure_constant: str = SURE_CONSTANTS[0]
     batched_probe: bool = True
-    divergence: str = SURE_DIVERGENCES[0]  # how SURE estimates its divergence (sei.losses.sure)
+    divergence: str | None = None  # how SURE estimates its divergence: None = the recipe's (sei.config.recipe)
 
     def method_options(self) -> dict[str, Any]:
         """The options :func:`sei.losses.registry.build_method` takes."""
@@ -105,7 +105,7 @@ class LossConfig(_Section):
                 "scale_factors": self.scale_factors, "scale_axes": self.scale_axes,
                 "rotation_multiples": self.rotation_multiples,
                 "sure_constant": self.sure_constant, "batched_probe": self.batched_probe,
-                "divergence": self.divergence}
+                **({"divergence": self.divergence} if self.divergence else {})}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,9 @@ class StepBudget(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         batches = trainer.num_training_batches
         if batches and math.isfinite(batches):
-            trainer.fit_loop.max_epochs = math.ceil(self.steps / batches)
+            # from where a resumed run starts (an epoch cut short by a first run's budget counts as done)
+            left = max(self.steps - trainer.global_step, 0)
+            trainer.fit_loop.max_epochs = trainer.current_epoch + math.ceil(left / batches)
         if trainer.global_step >= self.steps:
             trainer.should_stop = True
 

@@ -139,15 +139,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class LatestCheckpoint(L.Callback):
-    """Overwrites ``last.ckpt`` at the end of every training epoch (and when training ends mid-epoch is not
-    saved: such a state could not be resumed exactly)."""
+    """Overwrites ``last.ckpt`` at the end of every training epoch.
+
+    An epoch cut short by a step or time budget is not saved over the last whole one: Lightning would record it as
+    complete, and a resume (``--resume --steps MORE``) would skip the rest of its batches, training nothing at all
+    when the new budget ended inside them. From the last whole epoch the resumed run replays the cut one exactly as
+    an uninterrupted run trains it. (A run whose first epoch is cut short keeps that state, to be resumable at all.)
+    """
 
     def __init__(self, directory: str | Path) -> None:
         self.path = Path(directory) / LAST_CHECKPOINT
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path, weights_only=False)
+        if trainer.sanity_checking:
+            return
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        if done < trainer.num_training_batches and self.path.exists():
+            return
+        trainer.save_checkpoint(self.path, weights_only=False)
 
 
 class KeepNewestCheckpoints(L.Callback):
