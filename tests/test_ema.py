@@ -57,14 +57,15 @@ class RecordRaw(L.Callback):
 
 def test_saved_weights_are_the_average_of_the_iterates(tmp_path):
     raw, ema = RecordRaw(), EMA(decay=0.9)
-    result = train(from_flat({**TINY, "train.steps": 6, "out_dir": str(tmp_path / "a")}), callbacks=[raw, ema])
+    # two whole epochs of 4 steps: last.ckpt is written at the end of the last one (tests/test_training.py)
+    result = train(from_flat({**TINY, "train.steps": 8, "out_dir": str(tmp_path / "a")}), callbacks=[raw, ema])
     saved = params(result.weights)
-    assert ema.updates == 6
+    assert ema.updates == 8
     assert all(torch.equal(saved[k], ema.average[k].cpu()) for k in ema.average)
     assert any(not torch.equal(saved[k], raw.raw[k]) for k in saved)  # not the last iterate
     checkpoint = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=False)
     state = checkpoint["callbacks"][ema.state_key]
-    assert state["updates"] == 6 and all(torch.equal(state["average"][k], saved[k]) for k in saved)
+    assert state["updates"] == 8 and all(torch.equal(state["average"][k], saved[k]) for k in saved)
 
 
 def test_validation_uses_the_average_and_training_continues_from_the_raw_weights(tmp_path):
