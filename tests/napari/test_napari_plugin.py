@@ -91,6 +91,21 @@ class TestPsf:
         np.testing.assert_array_equal(layer.data, expected.numpy())
         assert tuple(layer.scale) == pytest.approx((0.25, 0.1, 0.1)) and str(layer.units[0]) == "micrometer"
 
+    def test_a_diffraction_psf_is_shown_on_its_pixel_size(self, viewer_and_widget, qtbot):
+        from sei.physics.psf import make_psf
+
+        viewer, widget = viewer_and_widget
+        panel = widget.psf
+        panel.source.value = "diffraction"
+        for name, text in {"wavelength": "520", "na": "1.4", "pixel_size": "65", "size": "15"}.items():
+            panel.fields[name].value = text
+        assert panel.start() is not None
+        wait_for(qtbot, panel)
+        layer = viewer.layers[-1]
+        expected = make_psf("diffraction", size=15, wavelength=520, na=1.4, pixel_size=65)
+        np.testing.assert_array_equal(layer.data, expected.numpy())
+        assert tuple(layer.scale) == pytest.approx((0.065, 0.065)) and str(layer.units[0]) == "micrometer"
+
     def test_a_kernel_file_loads_with_the_voxel_size_recorded_beside_it(self, viewer_and_widget, qtbot, tmp_path):
         from sei.io.voxels import VoxelSize
         from sei.physics.kernels import save_kernel

@@ -28,13 +28,20 @@ __all__ = ["MEASUREMENTS_SUFFIX", "RestoredLayer", "TrainingMonitor", "layer_sca
 
 def make_psf(kind: str, size: int | None = None, **params: float | None) -> tuple[np.ndarray, VoxelSize | None]:
     """``sei psf KIND``: a PSF from optics parameters (:func:`sei.physics.psf.psf_with_sampling`) as a float32
-    array summing to 1, ``(k, k)`` or ``(planes, k, k)``, and the voxel size in micrometres a 3-D PSF was made for.
+    array summing to 1, ``(k, k)`` or ``(planes, k, k)``, and the voxel size in micrometres a 3-D PSF was made for
+    (for a 2-D diffraction PSF, the pixel size it was made for, ``z`` left ``None``: the layer's scale).
 
     :raises KernelError: for missing or invalid parameters, as the command line says them (``--sigma``).
     """
+    import dataclasses
+
     from sei.physics.psf import psf_with_sampling
+    from sei.physics.psf3d import optics_sampling
 
     kernel, sampling = psf_with_sampling(kind, size=size, **params)
+    if sampling is None and kind == "diffraction" and params.get("wavelength") and params.get("pixel_size"):
+        pixel = params["pixel_size"]
+        sampling = dataclasses.replace(optics_sampling(params["wavelength"], pixel, pixel), z=None)
     return kernel.numpy(), sampling
 
 

@@ -78,11 +78,13 @@ def _image_layers(viewer: napari.Viewer) -> Callable[[Any], list[tuple[str, Any]
                                  if isinstance(layer, napari.layers.Image)]
 
 
-def _physical(sampling: Any) -> dict[str, Any]:
-    """A layer's scale and units for a voxel size in micrometres (nothing for a PSF in pixels)."""
-    if sampling is None or None in (sampling.z, sampling.y, sampling.x):
+def _physical(sampling: Any, ndim: int = 3) -> dict[str, Any]:
+    """A layer's scale and units for a voxel (``ndim`` 3) or pixel (2) size in micrometres (nothing for a PSF in
+    pixels)."""
+    axes = () if sampling is None else (sampling.z, sampling.y, sampling.x)[-ndim:]
+    if not axes or None in axes:
         return {}
-    return {"scale": (sampling.z, sampling.y, sampling.x), "units": ("µm",) * 3}
+    return {"scale": axes, "units": ("µm",) * ndim}
 
 
 def _number(name: str, text: str, kind: type = float) -> float | int | None:
@@ -180,7 +182,7 @@ class PsfPanel(Container):
         return self.worker
 
     def _add(self, name: str, kernel: Any, sampling: Any) -> None:
-        self.viewer.add_image(kernel, name=name, colormap="magma", **_physical(sampling))
+        self.viewer.add_image(kernel, name=name, colormap="magma", **_physical(sampling, kernel.ndim))
 
     def _ended(self) -> None:
         self.make.enabled = True
