@@ -130,9 +130,9 @@ def measurements_folder(out_dir: str | Path) -> Path:
 
 class TrainingMonitor(L.Callback):
     """Reports each optimiser step to ``report(step, total, loss)`` (``total`` the run's step budget, ``None`` when it
-    has none), and once ``stop`` is set, stops training at the end of the epoch: checkpoints are taken at epoch ends
-    (:mod:`sei.training.checkpointing`), so that ``sei train --out-dir RUN --resume`` continues the run exactly where
-    it stopped; the weights are written as at the end of any run.
+    has none), and once ``stop`` is set, stops training at the end of the epoch: checkpoints are taken at whole epochs'
+    ends (:mod:`sei.training.checkpointing`), so that ``sei train --out-dir RUN --resume`` continues the run exactly
+    where it stopped, losing no step; the weights are written as at the end of any run.
 
     ``report`` is called in the training thread; it should hand the values over, not touch widgets.
     """
@@ -152,7 +152,7 @@ class TrainingMonitor(L.Callback):
                            batch_index: int) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         self.report(trainer.global_step, self.total, None if loss is None else float(loss.detach()))
-        # a stop within an epoch would be checkpointed as if the epoch had ended, and its rest skipped on resuming
+        # a stop within an epoch would leave its steps out of last.ckpt (the last whole epoch), to be trained again
         epoch_ends = batch_index + 1 >= trainer.num_training_batches
         if self.stop.is_set() and epoch_ends and not trainer.should_stop:
             trainer.should_stop = True
