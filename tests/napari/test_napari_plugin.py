@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import yaml
 
 from sei.physics.spec import PhysicsSpec
 
@@ -202,6 +203,29 @@ class TestTrainAndRestore:
         wait_for(qtbot, restore)
         assert viewer.layers[-1].name == "cells restored (cells.zip)"
         np.testing.assert_array_equal(viewer.layers[-1].data, output.data)
+
+    def test_super_resolution_trains_and_restores_on_the_finer_grid(self, viewer_and_widget, qtbot, tmp_path,
+                                                                     notifications):
+        viewer, widget = viewer_and_widget
+        image, psf = add_measurements(viewer)
+        image.scale = (0.2, 0.2)
+        panel = widget.train
+        panel.measurements.value, panel.psf.value, panel.sr_factor.value = [image], psf, 2
+        panel.time.value, panel.steps.value = "", 2
+        panel.backbone.value, panel.crop_size.value, panel.batch_size.value = TINY.values()
+        panel.out_dir.value = str(tmp_path / "run")
+        assert panel.start() is not None
+        wait_for(qtbot, panel)
+        assert not [n for n in notifications if n[0] == "error"], notifications
+        config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+        assert config["physics"]["task"] == "sr" and config["physics"]["sr_factor"] == 2
+        restore = widget.restore
+        restore.start()
+        wait_for(qtbot, restore)
+        output = viewer.layers[-1]
+        assert output.data.shape == (96, 96) and tuple(output.scale) == pytest.approx((0.1, 0.1))
+        expected = restored_by_the_library(image.data, tmp_path, weights=str(tmp_path / "run"))
+        np.testing.assert_array_equal(output.data, expected)
 
     def test_cancel_leaves_a_run_that_resumes_exactly(self, viewer_and_widget, qtbot, tmp_path):
         import json

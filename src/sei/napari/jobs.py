@@ -159,7 +159,8 @@ class TrainingMonitor(L.Callback):
             self.stopped = True
 
 
-def train_layers(layers: Sequence[Any], psf_layer: Any, out_dir: str | Path, noise: str = "gaussian",
+def train_layers(layers: Sequence[Any], psf_layer: Any, out_dir: str | Path, sr_factor: int = 1,
+                 noise: str = "gaussian",
                  noise_level: str = "auto", seconds: float | None = None, steps: int | None = None,
                  backbone: str | None = None, crop_size: int | None = None, batch_size: int | None = None,
                  resume: bool = False, callbacks: Sequence[L.Callback] = ()):
@@ -168,6 +169,7 @@ def train_layers(layers: Sequence[Any], psf_layer: Any, out_dir: str | Path, noi
     command line builds it (:func:`sei.config.resolve.requested_config`, :func:`sei.config.resolve.resolve`) and
     trained by :func:`sei.training.run.train`.
 
+    :param sr_factor: 1 to deblur; N > 1 for super-resolution by N with the PSF (``--task sr --sr-factor N``).
     :param noise: ``gaussian`` or ``poisson-gaussian``; ``noise_level``: a number of 8-bit grey levels, ``auto``
         (estimated from the measurements) or ``learn``; the gain of Poisson-Gaussian noise is estimated.
     :param seconds: the time budget (``--time``); ``steps``: ``--steps``; ``None`` leaves each to the recipe.
@@ -197,6 +199,8 @@ def train_layers(layers: Sequence[Any], psf_layer: Any, out_dir: str | Path, noi
         values.update({"data.dataset": str(folder), "data.kind": "measurements", "physics.noise": noise,
                        "physics.noise_level": noise_level,
                        "physics.kernel": str(write_psf_layer(psf_layer, folder / "psf" / "psf.npy"))})
+        if sr_factor > 1:
+            values.update({"physics.task": "sr", "physics.sr_factor": sr_factor})
         for key, value in (("model.backbone", backbone), ("data.crop_size", crop_size),
                            ("data.batch_size", batch_size)):
             if value is not None:

@@ -210,6 +210,8 @@ class TrainPanel(Container):
                                    tooltip="the layers to train on (blurry images or z-stacks); no sharp images needed")
         self.measurements.native.setMaximumHeight(90)  # four rows; it scrolls
         self.psf = ComboBox(label="PSF", choices=layers, nullable=True, tooltip="the PSF layer (--kernel)")
+        self.sr_factor = SpinBox(label="SR factor", value=1, min=1, max=8,
+                                 tooltip="--task sr --sr-factor N: super-resolution by N with the PSF (1: deblurring)")
         self.noise = ComboBox(label="noise", choices=["gaussian", "poisson-gaussian"], value="gaussian",
                               tooltip="--noise (poisson-gaussian: photon and read noise, its gain estimated)")
         self.noise_level = LineEdit(label="noise level", value="auto",
@@ -228,7 +230,8 @@ class TrainPanel(Container):
         self.cancel = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.status = Label(value="")
-        super().__init__(widgets=[self.measurements, self.psf, self.noise, self.noise_level, self.time, self.steps,
+        super().__init__(widgets=[self.measurements, self.psf, self.sr_factor, self.noise, self.noise_level, self.time,
+                                  self.steps,
                                   self.backbone, self.crop_size, self.batch_size, self.out_dir, self.resume,
                                   self.train, self.cancel, self.progress, self.status])
         self.status.native.setWordWrap(True)
@@ -298,7 +301,8 @@ class TrainPanel(Container):
             report_error("train", error)
             return None
         layers, psf = list(self.measurements.value), self.psf.value
-        settings = dict(noise=self.noise.value, noise_level=self.noise_level.value.strip() or "auto", seconds=seconds,
+        settings = dict(sr_factor=self.sr_factor.value, noise=self.noise.value,
+                        noise_level=self.noise_level.value.strip() or "auto", seconds=seconds,
                         steps=self.steps.value or None, crop_size=self.crop_size.value or None,
                         batch_size=self.batch_size.value or None, resume=self.resume.value,
                         backbone=None if self.backbone.value == "auto" else self.backbone.value)
