@@ -164,7 +164,7 @@ def main() -> None:
                                   "--out-dir", run, "--quiet", *args.train_options.split())
                     budget = "" if args.time == DEFAULT_TIME else f"--time {args.time}"
                     name = f"SEI {args.train_options} {budget}".strip()
-                    for label, extra in ((name, []), (f"{name} + ensemble", ["--ensemble"])):
+                    for label, extra in ((name, ["--no-ensemble"]), (f"{name} + ensemble", ["--ensemble"])):
                         out = level / label.replace(" + ", "_").replace(" ", "_")
                         seconds = sei("restore", blurry, out, "--weights", run, "--quiet", "--overwrite", *extra)
                         results[label] = {**scores(out, clean), "seconds": seconds / len(clean),

@@ -193,14 +193,15 @@ def run_scenario(scenario: str, rows_wanted: list[str], args: argparse.Namespace
         for ensemble in (False, True):
             label = "SEI: the README's command" + (" + ensemble" if ensemble else "")
             rows[label] = {**restore(measurements, work / "default_out", references,
-                                     ["--weights", run, *(["--ensemble"] if ensemble else [])]), "train_s": seconds}
+                                     ["--weights", run, "--ensemble" if ensemble else "--no-ensemble"]),
+                            "train_s": seconds}
             print(f"[{scenario}] {label}: {rows[label]['psnr']:.2f} dB ({seconds:.0f} s training)", flush=True)
     start, same_operator = shipped_for(scenario)
     if start and same_operator and "shipped" in rows_wanted:
         for ensemble in (False, True):
             label = f"SEI: shipped {start}, no training" + (" + ensemble" if ensemble else "")
             rows[label] = restore(measurements, work / "shipped_out", references,
-                                  ["--weights", start, *(["--ensemble"] if ensemble else [])])
+                                  ["--weights", start, "--ensemble" if ensemble else "--no-ensemble"])
             print(f"[{scenario}] {label}: {rows[label]['psnr']:.2f} dB", flush=True)
     if start and "finetune" in rows_wanted:
         extra = args.finetune_options.split()
@@ -211,7 +212,8 @@ def run_scenario(scenario: str, rows_wanted: list[str], args: argparse.Namespace
             label = (f"SEI: {start} + {args.time} on the measurements{' ' if extra else ''}{' '.join(extra)}"
                      + (" + ensemble" if ensemble else ""))
             rows[label] = {**restore(measurements, work / "finetune_out", references,
-                                     ["--weights", run, *(["--ensemble"] if ensemble else [])]), "train_s": seconds}
+                                     ["--weights", run, "--ensemble" if ensemble else "--no-ensemble"]),
+                            "train_s": seconds}
             print(f"[{scenario}] {label}: {rows[label]['psnr']:.2f} dB ({seconds:.0f} s training)", flush=True)
     return {"rows": rows, "strengths": strengths}
 

@@ -155,7 +155,7 @@ def microscopy_rows(steps: int, workdir: Path) -> dict:
     train_seconds = time.perf_counter() - started
     config = yaml.safe_load((run / "config.yaml").read_text())
     level = float(config["physics"]["noise_level"])
-    sei(["restore", str(stack_path), str(workdir / "sei"), "--weights", str(run), "--quiet"])
+    sei(["restore", str(stack_path), str(workdir / "sei"), "--weights", str(run), "--no-ensemble", "--quiet"])
     sei(["restore", str(stack_path), str(workdir / "tv"), "--model-kind", "tv", "--kernel", "Gaussian_R2",
          "--noise-level", f"{level:.4g}", "--quiet"])
     reference = torch.stack(clean).double()

@@ -135,3 +135,62 @@ def test_a_widefield_psf_commutes_with_every_transform_of_a_volume_and_an_asymme
     ensemble = SelfEnsemble(lambda y: y.square(), symmetric)
     assert ensemble.transforms == list(range(16))
     assert torch.allclose(ensemble(volume), volume.square(), atol=1e-6)  # each transform undone on every plane
+
+
+class TestRestoreDefault:
+    """``sei restore`` ensembles a network on images by default where the operator allows it."""
+
+    @pytest.fixture
+    def blurry(self, tmp_path):
+        import numpy as np
+        from PIL import Image
+
+        image = (np.random.default_rng(0).random((40, 44)) * 255).astype(np.uint8)
+        Image.fromarray(image).save(tmp_path / "blurry.png")
+        return tmp_path / "blurry.png"
+
+    def weights(self, tmp_path, kernel) -> str:
+        from helpers import fixed_network
+
+        from sei.models.weights import save_weights
+        from sei.physics.spec import PhysicsSpec
+
+        model = fixed_network()
+        model.head = torch.nn.Conv2d(1, model.head.out_channels, 3, padding=1)  # grayscale
+        model.tail = torch.nn.Conv2d(model.tail.in_channels, 1, 3, padding=1)
+        model.sei_architecture = {**model.sei_architecture, "in_chans": 1}
+        return str(save_weights(model, tmp_path / "net.pt", PhysicsSpec(task="deblurring", kernel=kernel,
+                                                                       noise_level=5.0)))
+
+    def restored(self, blurry, tmp_path, weights, *flags):
+        import numpy as np
+        from PIL import Image
+
+        from sei.cli import main
+
+        out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}.png"
+        assert main(["restore", str(blurry), str(out), "--weights", weights, "--quiet", *flags]) == 0
+        return np.asarray(Image.open(out))
+
+    def test_a_symmetric_blur_is_ensembled_unless_told_not_to(self, blurry, tmp_path, capsys):
+        import numpy as np
+
+        weights = self.weights(tmp_path, "Gaussian_R2")
+        default = self.restored(blurry, tmp_path, weights)
+        assert "restored 8 times" in capsys.readouterr().out
+        assert np.array_equal(default, self.restored(blurry, tmp_path, weights, "--ensemble"))
+        capsys.readouterr()
+        single = self.restored(blurry, tmp_path, weights, "--no-ensemble")
+        assert "restored 8 times" not in capsys.readouterr().out
+        assert not np.array_equal(default, single)
+
+    def test_an_asymmetric_blur_restores_in_one_pass_and_an_asked_ensemble_is_refused(self, blurry, tmp_path):
+        import numpy as np
+
+        from sei.cli import main
+
+        weights = self.weights(tmp_path, motion_kernel())
+        assert np.array_equal(self.restored(blurry, tmp_path, weights),
+                              self.restored(blurry, tmp_path, weights, "--no-ensemble"))
+        assert main(["restore", str(blurry), str(tmp_path / "asked.png"), "--weights", weights, "--ensemble",
+                     "--quiet"]) == 2

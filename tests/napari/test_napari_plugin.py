@@ -185,20 +185,21 @@ class TestTrainAndRestore:
         assert output.data.dtype == np.uint16 and output.data.shape == image.data.shape
         assert tuple(output.contrast_limits) == tuple(image.contrast_limits)
         assert not np.array_equal(output.data, image.data)
-        expected = restored_by_the_library(image.data, tmp_path, weights=str(run))
+        expected = restored_by_the_library(image.data, tmp_path, weights=str(run))  # its default: an ensemble
         np.testing.assert_array_equal(output.data, expected)
 
-        restore.ensemble.value = True  # --ensemble
+        restore.ensemble.value = "off"  # --no-ensemble
         restore.start()
         wait_for(qtbot, restore)
-        expected = restored_by_the_library(image.data, tmp_path / "ensemble", weights=str(run), ensemble=True)
-        np.testing.assert_array_equal(viewer.layers[-1].data, expected)
-        assert not np.array_equal(expected, output.data)
+        single = restored_by_the_library(image.data, tmp_path / "single", weights=str(run), ensemble=False)
+        np.testing.assert_array_equal(viewer.layers[-1].data, single)
+        assert not np.array_equal(single, output.data)
+        output = viewer.layers[-1]
 
         from sei.cli import main  # a zoo package that sei export wrote restores as its run does
 
         assert main(["export", str(run), str(tmp_path / "cells.zip"), "--author", "Test"]) == 0
-        restore.ensemble.value, restore.weights.value = False, str(tmp_path / "cells.zip")
+        restore.ensemble.value, restore.weights.value = "off", str(tmp_path / "cells.zip")
         restore.start()
         wait_for(qtbot, restore)
         assert viewer.layers[-1].name == "cells restored (cells.zip)"

@@ -229,9 +229,12 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_reconstructor_options(parser: argparse.ArgumentParser, weights_required: bool = False,
-                              auto_precision: bool = False) -> None:
+                              auto_precision: bool = False, auto_ensemble: bool = False) -> None:
     """``--weights`` / ``--model-kind`` and the baselines' settings.
 
+    :param auto_ensemble: ``--ensemble`` / ``--no-ensemble``, left open (``None``) by default for the library to
+        decide (``sei restore``: :func:`sei.inference.ensemble.ensemble_by_default`); otherwise a plain switch, off
+        (``sei test``: the paper's protocol).
     :param auto_precision: ``--precision`` defaults to ``auto`` (``sei restore``: bf16 for 8-bit data where it is
         native) instead of ``32-true``.
     """
@@ -241,9 +244,15 @@ def add_reconstructor_options(parser: argparse.ArgumentParser, weights_required:
     group.add_argument("--model-kind", "--model_kind", default="network",
                        help="network (default; needs --weights), identity, bicubic, wiener, tv, richardson-lucy "
                             "(rl), dip, pnp, bm3d (the reference's swinir, id and up are accepted)")
-    group.add_argument("--ensemble", action="store_true",
-                       help="networks: average over the flips and 90-degree rotations the operator allows (up to 8x "
-                            "slower, usually a little better)")
+    if auto_ensemble:
+        group.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=None,
+                           help="networks: average over the flips and 90-degree rotations the operator allows (up to "
+                                "8x slower, 0.1-0.3 dB better on photographs; default: on for images whose operator "
+                                "allows any, off for volumes)")
+    else:
+        group.add_argument("--ensemble", action="store_true",
+                           help="networks: average over the flips and 90-degree rotations the operator allows (up to "
+                                "8x slower, usually a little better)")
     bf16 = ("bf16-mixed (the network in bf16 autocast: the paper's SwinIR about 3x faster on CPUs with avx512_bf16, "
             "estimates within a few grey levels; slow where bf16 is emulated)")
     if auto_precision:

@@ -37,7 +37,7 @@ def add_parser(subparsers) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="an image file or a folder of images")
     parser.add_argument("output", help="output folder (or file name for a single input file)")
-    add_reconstructor_options(parser, auto_precision=True)
+    add_reconstructor_options(parser, auto_precision=True, auto_ensemble=True)
     parser.add_argument("--model", help="backbone, for weights files without an architecture record")
     add_physics_options(parser, use="restore")  # baselines need them; networks carry their task in their weights
     parser.add_argument("--download", action="store_true", help="download published weights if not cached")
@@ -72,6 +72,9 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"operator: {result.physics.describe()} (from {result.origin})")
     if result.noise_estimate:
         print(result.noise_estimate)
+    if result.ensemble > 1:
+        print(f"ensemble: each image restored {result.ensemble} times, flipped and rotated, and averaged"
+              f"{'' if args.ensemble else ' (the default for images; --no-ensemble for one pass)'}")
     if result.precision_reason:
         print(f"precision: {result.precision} ({result.precision_reason}; --precision 32-true or bf16-mixed to "
               "choose)")

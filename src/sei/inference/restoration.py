@@ -147,6 +147,7 @@ class RestoreResult:
     precision_reason: str | None
     records: list[Path]
     noise_estimate: str | None = None
+    ensemble: int = 0  # the flips and rotations a network's estimates were averaged over (0: none)
 
 
 def _precision_for(precision: str, kind: str, pairs: list[tuple[Path, Path]], bits: int | None,
@@ -216,7 +217,7 @@ def estimate_inputs_noise(spec: PhysicsSpec, sources: list[Path], recorded: Inte
 def restore(source: str | Path, destination: str | Path, model_kind: str = "network", weights: str | None = None,
             physics: PhysicsSpec | None = None, backbone: str | None = None,
             baseline_options: dict[str, Any] | None = None, tile: int = 0, overlap: int = 32,
-            ensemble: bool = False, precision: str = "auto", bits: int | None = None, suffix: str | None = None,
+            ensemble: bool | None = None, precision: str = "auto", bits: int | None = None, suffix: str | None = None,
             device: str = "auto", download: bool = False, progress: bool = True,
             overwrite: bool = False, max_pixels: int | None = None) -> RestoreResult:
     """Restore an image file or a folder of them with a trained network or a baseline (``sei restore``).
@@ -225,6 +226,8 @@ def restore(source: str | Path, destination: str | Path, model_kind: str = "netw
         (``model_kind="network"``).
     :param physics: the operator options given (``None`` fields where not given); what they leave open comes from
         the network's record, else the input folder's ``degradation.yaml``; baselines need one of the three.
+    :param ensemble: average a network's estimates over the flips and rotations the operator allows; ``None``: for
+        images whose operator allows any (:func:`sei.inference.ensemble.ensemble_by_default`), not for volumes.
     :param suffix: the output format (``png``, ``tif``); ``None``: TIFF stays TIFF, the rest becomes PNG.
     :param precision: ``auto`` (:func:`sei.config.recipe.resolve_inference_precision`), ``32-true`` or
         ``bf16-mixed``.
@@ -259,6 +262,10 @@ def restore(source: str | Path, destination: str | Path, model_kind: str = "netw
         origin = f"{origin}; the noise level from the inputs"
     operator = spec.build().to(target) if spec is not None else None
     precision, why = _precision_for(precision, kind, pairs, bits, target)
+    if ensemble is None:
+        from sei.inference.ensemble import ensemble_by_default
+
+        ensemble = kind == "network" and ensemble_by_default(operator)
     reconstructor = open_reconstructor(kind, operator, network, baseline_options, backbone=backbone, tile=tile,
                                        overlap=overlap, ensemble=ensemble, precision=precision).to(target)
     upscale = spec.upscale if spec is not None else getattr(reconstructor, "upscale", 1)
@@ -276,4 +283,5 @@ def restore(source: str | Path, destination: str | Path, model_kind: str = "netw
     except SEIError as error:  # a full disk: reported beside the files that failed, which are named too
         report.failed.append((Path(destination), str(error)))
         records = []
-    return RestoreResult(report, pairs, spec, origin, precision, why, records, estimated)
+    return RestoreResult(report, pairs, spec, origin, precision, why, records, estimated,
+                         len(getattr(reconstructor, "transforms", ())))

@@ -78,7 +78,7 @@ class RestoredLayer:
 
 
 def restore_layer(layer: Any, model_kind: str = "network", weights: str | None = None,
-                  physics: PhysicsSpec | None = None, psf_layer: Any = None, ensemble: bool = False,
+                  physics: PhysicsSpec | None = None, psf_layer: Any = None, ensemble: bool | None = None,
                   tile: int = 512, overlap: int = 32, download: bool = False, device: str = "auto") -> RestoredLayer:
     """``sei restore`` of one layer: the layer written as a TIFF in its own dtype
     (:func:`sei.napari.layers.write_layer`), restored by :func:`sei.inference.restoration.restore` and read back, so

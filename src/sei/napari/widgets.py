@@ -189,6 +189,10 @@ class PsfPanel(Container):
         self.worker = None
 
 
+# The Restore tab's ensemble choices: what each passes to sei.inference.restoration.restore (None: its default).
+_ENSEMBLE = {"auto": None, "on": True, "off": False}
+
+
 def _backbones() -> list[str]:
     from sei.models.registry import BACKBONES
 
@@ -404,8 +408,10 @@ class RestorePanel(Container):
                             tooltip="--kernel: the PSF layer (baselines; networks carry theirs)")
         self.noise_level = LineEdit(label="noise level", value="",
                                     tooltip="--noise-level (empty: the network's record, else auto)")
-        self.ensemble = CheckBox(label="ensemble", value=False,
-                                 tooltip="--ensemble: average over the flips and rotations the operator allows")
+        self.ensemble = ComboBox(label="ensemble", choices=list(_ENSEMBLE), value="auto",
+                                 tooltip="average a network's estimates over the flips and rotations the operator "
+                                         "allows: auto (sei restore's default: images, not volumes), on "
+                                         "(--ensemble), off (--no-ensemble)")
         self.tile = SpinBox(label="tile", value=512, min=0, max=65536, tooltip="--tile in pixels (0: whole image)")
         self.download = CheckBox(label="download", value=False, tooltip="--download published weights")
         self.run = PushButton(text="Restore")
@@ -442,7 +448,7 @@ class RestorePanel(Container):
             return None
         kind, weights, psf = self.model_kind.value, self.weights.value.strip() or None, self.psf.value
         physics = PhysicsSpec(noise_level=self.noise_level.value.strip() or None)
-        options = dict(ensemble=self.ensemble.value, tile=self.tile.value, download=self.download.value)
+        options = dict(ensemble=_ENSEMBLE[self.ensemble.value], tile=self.tile.value, download=self.download.value)
         label = Path(weights).name if kind == "network" and weights else kind
         self.run.enabled = False
         self.status.value = f"restoring {layer.name} with {label} ..."
