@@ -52,6 +52,14 @@ def add_measurements(viewer, name: str = "cells") -> tuple:
     return image, psf
 
 
+def set_up_training(panel, image, psf, steps: int, run: Path) -> None:
+    """The Train tab on ``image`` with ``psf``: ``steps`` steps of the tiny network into the folder ``run``."""
+    panel.measurements.value, panel.psf.value = [image], psf
+    panel.time.value, panel.steps.value = "", steps
+    panel.backbone.value, panel.crop_size.value, panel.batch_size.value = TINY.values()
+    panel.out_dir.value = str(run)
+
+
 def restored_by_the_library(array: np.ndarray, folder: Path, **options) -> np.ndarray:
     """What ``sei restore`` writes for ``array`` saved as a TIFF (sei.inference.restoration.restore)."""
     from sei.inference.restoration import restore
@@ -163,11 +171,7 @@ class TestTrainAndRestore:
         viewer, widget = viewer_and_widget
         image, psf = add_measurements(viewer)
         panel = widget.train
-        panel.measurements.value = [image]
-        panel.psf.value = psf
-        panel.time.value, panel.steps.value = "", 4
-        panel.backbone.value, panel.crop_size.value, panel.batch_size.value = TINY.values()
-        panel.out_dir.value = str(tmp_path / "run")
+        set_up_training(panel, image, psf, 4, tmp_path / "run")
         assert panel.start() is not None
         wait_for(qtbot, panel)
         assert not [n for n in notifications if n[0] == "error"], notifications
@@ -211,10 +215,8 @@ class TestTrainAndRestore:
         image, psf = add_measurements(viewer)
         image.scale = (0.2, 0.2)
         panel = widget.train
-        panel.measurements.value, panel.psf.value, panel.sr_factor.value = [image], psf, 2
-        panel.time.value, panel.steps.value = "", 2
-        panel.backbone.value, panel.crop_size.value, panel.batch_size.value = TINY.values()
-        panel.out_dir.value = str(tmp_path / "run")
+        set_up_training(panel, image, psf, 2, tmp_path / "run")
+        panel.sr_factor.value = 2
         assert panel.start() is not None
         wait_for(qtbot, panel)
         assert not [n for n in notifications if n[0] == "error"], notifications
@@ -236,10 +238,7 @@ class TestTrainAndRestore:
         viewer, widget = viewer_and_widget
         image, psf = add_measurements(viewer)
         panel = widget.train
-        panel.measurements.value, panel.psf.value = [image], psf
-        panel.time.value, panel.steps.value = "", 100_000
-        panel.backbone.value, panel.crop_size.value, panel.batch_size.value = TINY.values()
-        panel.out_dir.value = str(tmp_path / "run")
+        set_up_training(panel, image, psf, 100_000, tmp_path / "run")
         panel.start()
         qtbot.waitUntil(lambda: len(panel._losses) >= 2, timeout=WAIT_MS)
         panel.cancel.clicked()
@@ -250,8 +249,7 @@ class TestTrainAndRestore:
         assert 2 <= done < 100_000 and done == torch.load(run / "checkpoints" / "last.ckpt")["global_step"]
         assert done % epoch == 0  # stopped where an epoch ends, where checkpoints resume exactly
         assert "cancelled" in panel.status.value and widget.restore.weights.value == str(run)
-        # the command line continues it where it stopped, and so does the Train tab (budgets of whole epochs: a step
-        # budget that ends within an epoch is checkpointed as if the epoch had ended)
+        # the command line continues it where it stopped, and so does the Train tab
         assert main(["train", "--out-dir", str(run), "--resume", "--steps", str(done + epoch), "--quiet"]) == 0
         assert json.loads((run / "train_summary.json").read_text())["steps"] == done + epoch
         panel.resume.value, panel.steps.value = True, done + 2 * epoch
