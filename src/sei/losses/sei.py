@@ -106,10 +106,7 @@ class SEILoss(Method):
         self.tau = float(tau)
         self.sure_constant = sure_constant
         self.batched_probe = bool(batched_probe)
-        if divergence not in SURE_DIVERGENCES:
-            raise ConfigError(f"unknown SURE divergence estimate {divergence!r}; use one of "
-                              f"{', '.join(SURE_DIVERGENCES)}")
-        self.divergence = divergence
+        self.divergence = divergence  # checked where SURE is computed, as the constant is
         # -1 until a level is learned (a finite value: the divergence guard checks every saved tensor)
         self.register_buffer("noise_variance", torch.tensor(-1.0, dtype=torch.float64))
 
