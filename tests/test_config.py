@@ -217,7 +217,7 @@ class TestSchedule:
     @pytest.mark.parametrize("total, decay_start, final", [(1000, 0.5, 0.01), (7, 0.5, 0.01), (10, 0.3, 0.1),
                                                             (3, 0.5, 0.01), (2, 0.5, 0.01), (1, 0.5, 0.01),
                                                             (100, 1.0, 0.01), (100, 0.0, 0.01)])
-    def test_sequential_lr_reproduces_the_definition(self, total, decay_start, final):
+    def test_scheduler_reproduces_the_definition(self, total, decay_start, final):
         import warnings
 
         from sei.training.schedule import paper_scheduler
@@ -232,6 +232,23 @@ class TestSchedule:
                 assert optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-12, abs=0)
                 optimizer.step()
                 scheduler.step()
+
+    def test_a_length_replanned_in_the_constant_phase_gives_the_new_plan_s_schedule(self):
+        from sei.training.schedule import paper_scheduler
+
+        parameter = torch.nn.Parameter(torch.zeros(1))
+        optimizer = torch.optim.SGD([parameter], lr=1.0)
+        plan = {"steps": 1000}
+        scheduler = paper_scheduler(optimizer, lambda: plan["steps"], 0.5, 0.01)
+        rates = []
+        for step in range(300):
+            if step == 100:
+                plan["steps"] = 300  # its decay starts at 149.5: still ahead
+            rates.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        assert rates == pytest.approx([lr_factor(step, 300, 0.5, 0.01) for step in range(300)], abs=1e-12)
+        assert "lr_lambdas" in scheduler.state_dict() and scheduler.state_dict()["lr_lambdas"] == [None]
 
 
 class TestTrainingProcesses:

@@ -4,6 +4,7 @@ command that reads measurements accepts ``auto``, a wall-clock budget, and truth
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -154,6 +155,96 @@ class TestTimeBudget:
         resumed.load_state_dict(budget.state_dict())
         resumed.on_train_start(trainer, None)
         assert resumed.elapsed() == pytest.approx(61)
+
+    @staticmethod
+    def fake_trainer(batches: int = 10) -> SimpleNamespace:
+        return SimpleNamespace(global_step=0, should_stop=False, current_epoch=0, num_training_batches=batches,
+                               fit_loop=SimpleNamespace(max_epochs=-1), is_global_zero=True,
+                               strategy=SimpleNamespace(broadcast=lambda value, src=0: value))
+
+    def test_replans_the_steps_from_the_pace_while_the_rate_is_constant(self, monkeypatch):
+        """The probe said 10 times too few seconds per step: the plan follows the pace of the run instead, is
+        recorded, and is final once the decay begins, even if the machine then slows down."""
+        import sei.training.time_budget as module
+        from sei.training.budget import StepBudget
+
+        clock = SimpleNamespace(now=0.0)
+        monkeypatch.setattr(module.time, "perf_counter", lambda: clock.now)
+        plan, recorded = StepBudget(1900), []
+        budget = TimeBudget(100, plan, decay_start=0.5, on_replan=recorded.append)
+        trainer = self.fake_trainer()
+        budget.on_train_start(trainer, None)
+        history = []
+        while not trainer.should_stop:
+            clock.now += 0.5 if trainer.global_step < 120 else 0.6  # slower once the decay began
+            trainer.current_epoch = trainer.global_step // trainer.num_training_batches
+            trainer.global_step += 1
+            assert trainer.fit_loop.max_epochs == -1 or trainer.fit_loop.max_epochs > trainer.current_epoch
+            budget.on_train_batch_end(trainer, None, None, None, 0)
+            plan.on_train_batch_end(trainer, None, None, None, 0)
+            history.append(plan.steps)
+        expected = steps_for_time(100, 0.5, module.REPLAN_SHARE)
+        assert recorded and recorded[-1] == plan.steps and abs(plan.steps - expected) <= 2
+        start = next(i for i, steps in enumerate(history) if steps == plan.steps)
+        assert start < 0.5 * plan.steps  # final before the decay began
+        assert trainer.global_step == plan.steps and not budget.stopped_early  # the whole schedule, in time
+        assert trainer.fit_loop.max_epochs * trainer.num_training_batches >= plan.steps  # Lightning runs them all
+
+    def test_a_replan_never_moves_the_decay_before_the_current_step(self, monkeypatch):
+        import sei.training.time_budget as module
+        from sei.training.budget import StepBudget
+
+        clock = SimpleNamespace(now=0.0)
+        monkeypatch.setattr(module.time, "perf_counter", lambda: clock.now)
+        plan, replans = StepBudget(400), []
+        trainer = self.fake_trainer()
+        budget = TimeBudget(60, plan, decay_start=0.5, on_replan=lambda steps: replans.append((trainer.global_step,
+                                                                                                 steps)))
+        budget.on_train_start(trainer, None)
+        while not trainer.should_stop:  # a machine far slower than the probe
+            clock.now += 1.0 if trainer.global_step < 10 else 5.0
+            trainer.global_step += 1
+            budget.on_train_batch_end(trainer, None, None, None, 0)
+        assert replans and all(0.5 * (steps - 1) >= step for step, steps in replans)
+        assert budget.stopped_early  # the time ran out before the plan's end: said at the end of the run
+
+    def test_a_given_step_count_is_not_replanned(self, monkeypatch):
+        import sei.training.time_budget as module
+        from sei.training.budget import StepBudget
+
+        clock = SimpleNamespace(now=0.0)
+        monkeypatch.setattr(module.time, "perf_counter", lambda: clock.now)
+        plan = StepBudget(1000)
+        budget, trainer = TimeBudget(100), self.fake_trainer()
+        budget.on_train_start(trainer, None)
+        for _ in range(70):
+            clock.now += 0.5
+            trainer.global_step += 1
+            budget.on_train_batch_end(trainer, None, None, None, 0)
+        assert plan.steps == 1000
+
+    def test_a_run_slower_than_its_probe_still_finishes_its_schedule(self, tmp_path, capsys):
+        """Steps made slower than the probe measured them: without re-planning the budget would stop the run at a
+        fraction of its planned steps, its rate undecayed."""
+        import time
+
+        import lightning as L
+        import yaml
+
+        from sei.training.run import train
+
+        class Slow(L.Callback):
+            def on_train_batch_end(self, *args) -> None:
+                time.sleep(0.1)
+
+        run = tmp_path / "run"
+        config = from_flat({**TINY, "train.time": "9s", "out_dir": str(run)})
+        train(config, callbacks=[Slow()])
+        out = capsys.readouterr().out
+        probed = int(re.search(r"time budget .*? for (\d+) steps", out).group(1))
+        summary = json.loads((run / "train_summary.json").read_text())
+        recorded = yaml.safe_load((run / "config.yaml").read_text())["train"]["steps"]
+        assert not summary["stopped_by_time"] and summary["steps"] == recorded < probed
 
     def test_a_time_budget_alone_decides_and_records_the_steps(self, tmp_path, capsys):
         run = tmp_path / "run"

@@ -142,14 +142,16 @@ class TrainingMonitor(L.Callback):
         self.stop = stop
         self.total: int | None = None
         self.stopped = False
+        self._budget: Any = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from sei.training.budget import StepBudget
 
-        self.total = next((c.steps for c in trainer.callbacks if isinstance(c, StepBudget)), None)
+        self._budget = next((c for c in trainer.callbacks if isinstance(c, StepBudget)), None)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_index: int) -> None:
+        self.total = self._budget.steps if self._budget is not None else None  # a time budget may re-plan it
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         self.report(trainer.global_step, self.total, None if loss is None else float(loss.detach()))
         # a stop within an epoch would leave its steps out of last.ckpt (the last whole epoch), to be trained again

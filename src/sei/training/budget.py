@@ -15,7 +15,11 @@ __all__ = ["StepBudget"]
 
 
 class StepBudget(L.Callback):
-    """Stop training after ``steps`` optimiser steps (the last epoch may end early)."""
+    """Stop training after ``steps`` optimiser steps (the last epoch may end early).
+
+    The run's length as the learning-rate schedule reads it (:class:`sei.training.module.SEIModule`): a time budget
+    may re-plan it mid-run (:meth:`set_steps`).
+    """
 
     def __init__(self, steps: int) -> None:
         if steps < 1:
@@ -23,13 +27,24 @@ class StepBudget(L.Callback):
         self.steps = steps
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        batches = trainer.num_training_batches
-        if batches and math.isfinite(batches):
-            # from where a resumed run starts (an epoch cut short by a first run's budget counts as done)
-            left = max(self.steps - trainer.global_step, 0)
-            trainer.fit_loop.max_epochs = trainer.current_epoch + math.ceil(left / batches)
+        # from where a resumed run starts (an epoch cut short by a first run's budget counts as done)
+        self._set_epochs(trainer, trainer.current_epoch)
         if trainer.global_step >= self.steps:
             trainer.should_stop = True
+
+    def set_steps(self, trainer: L.Trainer, steps: int) -> None:
+        """Change the budget to ``steps`` in the middle of an epoch."""
+        if steps < 1:
+            raise ValueError(f"the step budget must be positive, got {steps}")
+        self.steps = steps
+        self._set_epochs(trainer, trainer.current_epoch + 1)  # one epoch too many at most: the steps stop it
+
+    def _set_epochs(self, trainer: L.Trainer, first_epoch: int) -> None:
+        """Let Lightning run enough epochs from ``first_epoch`` on for the steps left."""
+        batches = trainer.num_training_batches
+        if batches and math.isfinite(batches):
+            left = max(self.steps - trainer.global_step, 0)
+            trainer.fit_loop.max_epochs = first_epoch + math.ceil(left / batches)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_index: int
                            ) -> None:

@@ -8,6 +8,7 @@ seed, step, rank).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -30,6 +31,7 @@ from sei.models.registry import build_backbone
 from sei.models.unet import UNet
 from sei.models.weights import load_backbone
 from sei.physics.base import Float32Physics, float32_physics, physics_upscale
+from sei.training.budget import StepBudget
 from sei.training.schedule import paper_scheduler
 
 __all__ = ["build_network", "SEIModule"]
@@ -169,9 +171,24 @@ class SEIModule(L.LightningModule):
         fused = (bool(parameters) and all(parameter.is_cuda for parameter in parameters)
                  and not is_fp16(train.precision))
         optimizer = torch.optim.Adam(parameters, lr=train.lr, betas=tuple(train.betas), fused=fused or None)
-        total = train.steps if train.steps is not None else int(self.trainer.estimated_stepping_batches)
-        scheduler = paper_scheduler(optimizer, total, train.lr_decay_start, train.lr_final_factor)
+        scheduler = paper_scheduler(optimizer, self._planned_steps(), train.lr_decay_start, train.lr_final_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _planned_steps(self) -> int | Callable[[], int]:
+        """The run's length for the schedule: its step budget, read at each step (a time budget may re-plan it while
+        the rate is constant), or Lightning's estimate for an epoch budget."""
+        callbacks = self._trainer.callbacks if self._trainer is not None else ()  # unattached: the config's steps
+        budget = next((c for c in callbacks if isinstance(c, StepBudget)), None)
+        if budget is not None:
+            return lambda: budget.steps
+        train = self.config.train
+        return train.steps if train.steps is not None else int(self.trainer.estimated_stepping_batches)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # checkpoints written before the schedule was a LambdaLR hold a SequentialLR's state; its step is all a
+        # LambdaLR needs from it
+        for state in checkpoint.get("lr_schedulers", ()):
+            state.setdefault("lr_lambdas", [None])
 
     def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
                                     gradient_clip_algorithm: str | None = None) -> None:

@@ -36,6 +36,13 @@ class RunProgressBar(TQDMProgressBar):
         self.train_progress_bar.n = trainer.global_step  # a resumed run starts where it stopped
         self.train_progress_bar.unit = "step"
 
+    def set_total(self, total_steps: int) -> None:
+        """A re-planned run's new length (:class:`sei.training.time_budget.TimeBudget`)."""
+        self.total_steps = total_steps
+        if self._train_progress_bar is not None:
+            self._train_progress_bar.total = total_steps
+            self._train_progress_bar.refresh()
+
     def on_train_epoch_start(self, trainer: L.Trainer, *_: Any) -> None:
         self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch}")
 

@@ -118,9 +118,26 @@ def _check_checkpoint_settings(checkpoint: Path, config: ExperimentConfig) -> No
                           "resume it with its own settings (sei train --resume RUN_FOLDER), or start a new run")
 
 
-def build_trainer(config: ExperimentConfig, callbacks: Sequence[L.Callback] = (), **overrides: Any) -> L.Trainer:
-    """The Lightning trainer for a resolved configuration (``overrides`` go to ``L.Trainer``)."""
+def build_trainer(config: ExperimentConfig, callbacks: Sequence[L.Callback] = (), replan: bool = False,
+                  **overrides: Any) -> L.Trainer:
+    """The Lightning trainer for a resolved configuration (``overrides`` go to ``L.Trainer``).
+
+    :param replan: the time budget decided the steps: re-plan them from the run's pace, recording each plan in
+        ``config.yaml`` (:class:`sei.training.time_budget.TimeBudget`).
+    """
     train, folder = config.train, RunFolder(config.out_dir)
+    steps = StepBudget(train.steps) if train.steps is not None else None
+    bar = RunProgressBar(train.steps) if train.progress else None
+
+    def record_plan(planned: int) -> None:
+        folder.write_config(config.replace(train=dataclasses.replace(train, steps=planned)))
+        if bar is not None:
+            bar.set_total(planned)
+
+    timing = None
+    if train.time is not None:
+        timing = (TimeBudget(train.time, steps, train.lr_decay_start, record_plan) if replan and steps is not None
+                  else TimeBudget(train.time))
     loggers = [CSVLogger(folder.path, name=LOG_DIR, version=CSV_LOG),
                TensorBoardLogger(folder.path, name=LOG_DIR, version=TENSORBOARD_LOG, default_hp_metric=False)]
     settings = dict(
@@ -131,10 +148,9 @@ def build_trainer(config: ExperimentConfig, callbacks: Sequence[L.Callback] = ()
         max_epochs=train.epochs if train.epochs is not None else -1,  # step budgets: see StepBudget
         default_root_dir=folder.path,
         logger=loggers,
-        callbacks=[DivergenceGuard(folder.checkpoint_dir), *([RunProgressBar(train.steps)] if train.progress else []),
+        callbacks=[DivergenceGuard(folder.checkpoint_dir), *([bar] if bar is not None else []),
                    *checkpoint_callbacks(folder.checkpoint_dir, train.checkpoint_every, train.checkpoint_keep),
-                   *([StepBudget(train.steps)] if train.steps is not None else []),
-                   *([TimeBudget(train.time)] if train.time is not None else []),
+                   *([steps] if steps is not None else []), *([timing] if timing is not None else []),
                    *([EMA(train.ema_decay)] if train.ema_decay else []), *callbacks],
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,  # EpochSampler shards samples across ranks itself
@@ -241,13 +257,16 @@ def _train_claimed(config: ExperimentConfig, folder: RunFolder, train_images: Im
         plan = plan_memory(config, physics, method)
         rank_zero_only(print)(plan.describe())
         config = _with_memory_mode(config, plan.mode)
-    if checkpoint is None and (config.train.time is not None or config.train.progress):
+    planned = checkpoint is None and (config.train.time is not None or config.train.progress)
+    steps_given = config.train.steps
+    if planned:
         config = _plan_duration(config, physics, method)
     torch.manual_seed(config.train.seed)  # the backbone's initial weights
     module = SEIModule(config, physics=physics, method=method)
     folder.write_config(config)
     datamodule = SEIDataModule(config, physics=physics, train_images=train_images)
-    trainer = build_trainer(config, callbacks, **trainer_overrides)
+    replan = planned and steps_given is None and config.train.steps is not None  # the time budget chose them
+    trainer = build_trainer(config, callbacks, replan=replan, **trainer_overrides)
     started = time.perf_counter()
     with warnings.catch_warnings():
         # Our sampler is deliberate, and small datasets give short epochs: Lightning's hints do not apply.
@@ -271,10 +290,11 @@ def _train_claimed(config: ExperimentConfig, folder: RunFolder, train_images: Im
         if budget is not None:
             summary.update(training_seconds=budget.elapsed(), stopped_by_time=budget.stopped_early)
             if budget.stopped_early:
+                planned_steps = next((c.steps for c in trainer.callbacks if isinstance(c, StepBudget)), None)
                 rank_zero_only(print)(
                     f"the time budget ({duration_text(budget.seconds)}) was spent at step {trainer.global_step} of "
-                    f"{config.train.steps}: the learning rate had not finished its schedule (a busier machine than "
-                    "the probe saw); --resume --time LONGER continues it")
+                    f"{planned_steps}: the learning rate had not finished its schedule (the machine slowed down "
+                    "after the plan was made); --resume --time LONGER continues it")
         atomic_write_text(folder.summary_path, json.dumps(summary, indent=2))
     return TrainResult(folder.path, weights, config, metrics, seconds, trainer.global_rank)
 

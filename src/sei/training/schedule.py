@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 
 import torch
-from torch.optim.lr_scheduler import ConstantLR, LinearLR, LRScheduler, SequentialLR
+from torch.optim.lr_scheduler import LambdaLR
 
 __all__ = ["lr_factor", "paper_scheduler"]
 
@@ -24,19 +24,18 @@ def lr_factor(step: int, total_steps: int, decay_start: float = 0.5, final_facto
     return 1.0 - (1.0 - final_factor) * progress
 
 
-def paper_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, decay_start: float = 0.5,
-                    final_factor: float = 0.01) -> LRScheduler:
-    """:func:`lr_factor` as PyTorch's ``SequentialLR(ConstantLR, LinearLR)``, stepped once per optimiser step.
+def paper_scheduler(optimizer: torch.optim.Optimizer, total_steps: int | Callable[[], int], decay_start: float = 0.5,
+                    final_factor: float = 0.01) -> LambdaLR:
+    """:func:`lr_factor` as a PyTorch scheduler, stepped once per optimiser step.
 
-    The decay starts at the fractional step ``decay_start * (total_steps - 1)``; its first integer step gets the
-    factor the straight line has there, so the two agree to rounding (a test compares them).
+    :param total_steps: the run's length, or a function that tells it at each step: a time budget re-plans the
+        length while the rate is still constant (:class:`sei.training.time_budget.TimeBudget`), so the decay
+        always runs its whole course. The length is not part of the scheduler's state: checkpoints keep only the
+        step, and a resumed run takes its length from its configuration.
     """
-    start = decay_start * (total_steps - 1)
-    first = math.floor(start) + 1  # the first step whose factor is below 1
-    if total_steps <= 1 or first > total_steps - 1:
-        return ConstantLR(optimizer, factor=1.0, total_iters=0)
-    first_factor = 1.0 - (1.0 - final_factor) * (first - start) / (total_steps - 1 - start)
-    constant = ConstantLR(optimizer, factor=1.0, total_iters=first)
-    decay = LinearLR(optimizer, start_factor=first_factor, end_factor=final_factor,
-                     total_iters=max(total_steps - 1 - first, 1))
-    return SequentialLR(optimizer, [constant, decay], milestones=[first])
+    length = total_steps if callable(total_steps) else (lambda: total_steps)
+
+    def factor(step: int) -> float:  # a plain function: LambdaLR leaves it out of its state
+        return lr_factor(step, length(), decay_start, final_factor)
+
+    return LambdaLR(optimizer, factor)
