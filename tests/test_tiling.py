@@ -8,7 +8,7 @@ import torch
 from sei.core.errors import ConfigError
 from sei.models import build_backbone
 from sei.inference.reconstructors import NetworkReconstructor
-from sei.inference.tiling import blend_window, tile_layout, tiled_apply
+from sei.inference.tiling import blend_window, planes_by_chunks, tile_layout, tiled_apply
 
 
 @pytest.mark.parametrize("tile, overlap, multiple", [(256, 32, 1), (512, 32, 8), (64, 32, 4), (48, 12, 16)])
@@ -109,3 +109,55 @@ def test_size_multiple_is_what_the_network_computes_unpadded(name, upscale, mult
 def test_bad_tile_settings():
     with pytest.raises(ConfigError):
         tiled_apply(lambda t: t, torch.rand(1, 1, 10, 10), tile=8, overlap=8)
+
+
+class TestPlanesByChunks:
+    """A volume restored a chunk of planes at a time, the planes coming out in order as they are done."""
+
+    @staticmethod
+    def volume(depth: int = 23) -> torch.Tensor:
+        return torch.rand(1, 1, depth, 6, 5, generator=torch.Generator().manual_seed(0))
+
+    @staticmethod
+    def run(restore, volume, chunk, overlap, log=None):
+        def read(start, stop):
+            if log is not None:
+                log.append((start, stop))
+            return volume[:, :, start:stop]
+
+        return torch.stack(list(planes_by_chunks(restore, read, volume.shape[2], chunk, overlap)), dim=2)
+
+    @pytest.mark.parametrize("chunk, overlap", [(8, 3), (5, 1), (23, 4), (40, 4), (2, 1)])
+    def test_a_planewise_operation_is_reproduced_exactly(self, chunk, overlap):
+        volume, log = self.volume(), []
+        chunked = self.run(lambda v: 2 * v + 1, volume, chunk, overlap, log)
+        assert torch.allclose(chunked, 2 * volume + 1, atol=1e-6)
+        assert max(stop - start for start, stop in log) <= chunk and log[0][0] == 0 and log[-1][1] == 23
+
+    def test_an_operation_along_z_is_blended_across_chunks(self):
+        def mean_of_three(v):  # each plane with its neighbours; the ends repeat themselves
+            padded = torch.nn.functional.pad(v, (0, 0, 0, 0, 1, 1), mode="replicate")
+            return torch.nn.functional.avg_pool3d(padded, (3, 1, 1), stride=1)
+
+        volume = self.volume(40)
+        whole = mean_of_three(volume)
+        chunked = self.run(mean_of_three, volume, 12, 4)
+        wrong = self.run(mean_of_three, volume, 12, 0)  # butted chunks: every chunk's ends are wrong
+        assert (chunked - whole).abs().max() < 0.25 * (wrong - whole).abs().max()
+        assert (chunked - whole).abs().mean() < 0.01
+
+    def test_planes_come_out_as_soon_as_no_later_chunk_reaches_them(self):
+        volume, log = self.volume(30), []
+
+        def read(start, stop):
+            log.append(start)
+            return volume[:, :, start:stop]
+
+        planes = planes_by_chunks(lambda v: v, read, 30, 10, 2)
+        next(planes)
+        assert log == [0]  # the second chunk starts at plane 7: planes 0 to 6 are done before it is read
+        assert len(list(planes)) == 29
+
+    def test_bad_chunks(self):
+        with pytest.raises(ConfigError, match="chunk > overlap"):
+            next(planes_by_chunks(lambda v: v, lambda a, b: None, 10, 4, 4))

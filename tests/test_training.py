@@ -219,6 +219,31 @@ def test_two_process_data_parallel_training_on_cpu(tmp_path):
     assert all(not torch.equal(a, b) for a in rank0 for b in rank1)
 
 
+def test_checkpoints_of_the_earlier_sequential_schedule_resume_at_their_step():
+    from torch.optim.lr_scheduler import ConstantLR, LinearLR, SequentialLR
+
+    from sei.training.module import SEIModule
+    from sei.training.schedule import lr_factor, paper_scheduler
+
+    def optimizer() -> torch.optim.Optimizer:
+        return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+
+    earlier = optimizer()
+    sequential = SequentialLR(earlier, [ConstantLR(earlier, 1.0, total_iters=6),
+                                        LinearLR(earlier, 1.0, 0.01, total_iters=5)], milestones=[6])
+    for _ in range(8):
+        earlier.step()
+        sequential.step()
+    checkpoint = {"lr_schedulers": [sequential.state_dict()]}
+    SEIModule.on_load_checkpoint(None, checkpoint)
+    resumed = optimizer()
+    scheduler = paper_scheduler(resumed, 12)
+    scheduler.load_state_dict(checkpoint["lr_schedulers"][0])
+    resumed.step()
+    scheduler.step()
+    assert scheduler.last_epoch == 9 and resumed.param_groups[0]["lr"] == pytest.approx(lr_factor(9, 12))
+
+
 def test_cpu_runs_keep_the_for_loop_adam():
     # the fused Adam is for GPUs (tests/test_cuda.py); CPU runs keep the implementation their numbers came from
     from sei.config.resolve import resolve

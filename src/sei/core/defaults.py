@@ -11,7 +11,8 @@ from __future__ import annotations
 __all__ = ["BASELINE_DEFAULTS", "BATCH_SIZE", "BOUNDARIES", "CHECKPOINT_EVERY", "CHECKPOINT_KEEP", "CHECKPOINTING",
            "CONFIG_DEFAULTS", "CROP_SAMPLINGS", "CROP_SIZE", "DATASETS_DIR", "DEFAULT_ALPHA", "DEFAULT_LICENSE",
            "DEFAULT_NOISE_LEVEL", "DEMO_FINETUNE_STEPS", "DEMO_PRETRAINED", "DEMO_STEPS", "MAX_PIXELS", "PAPER_SWINIR",
-           "SEED", "SURE_DIVERGENCES", "VOLUME_BATCH_SIZE", "VOLUME_CROP_SIZE", "VOLUME_SCALE_AXES"]
+           "SEED", "STACK_CHUNK_BYTES", "STACK_CHUNK_OVERLAP", "STACK_CHUNK_PLANES", "STACK_SAMPLE_PLANES",
+           "SURE_DIVERGENCES", "VOLUME_BATCH_SIZE", "VOLUME_CROP_SIZE", "VOLUME_SCALE_AXES"]
 
 # -- measurements (sei.physics.spec) ------------------------------------------------------------------------
 # The paper's noise level (grey levels): the one default of every noise level in sei.
@@ -25,6 +26,15 @@ BOUNDARIES = ("circular", "reflect", "replicate")
 # 2048 x 2048) is 1 GiB as float32 per channel, what a laptop restores comfortably; above Pillow's own bound
 # (179 megapixels), which would otherwise stop genuine large images with its DecompressionBombError.
 MAX_PIXELS = 2**28
+# A z-stack whose float32 copy would be larger than this is restored along z a chunk of STACK_CHUNK_PLANES planes at
+# a time (sei.inference.restoration): read, restored (tiled laterally) and written chunk by chunk, so memory holds a
+# few copies of one chunk whatever the stack's depth. Neighbouring chunks share STACK_CHUNK_OVERLAP planes, blended:
+# a widefield PSF's half-depth is 7 to 10 planes in the benchmarks. Its intensity map and noise level come from
+# STACK_SAMPLE_PLANES planes spread over it.
+STACK_CHUNK_BYTES = 2**29
+STACK_CHUNK_PLANES = 48
+STACK_CHUNK_OVERLAP = 16
+STACK_SAMPLE_PLANES = 32
 
 # -- losses (sei.losses.equivariance) -----------------------------------------------------------------------
 # Which axes of a volume SEI's scale transform (sei.transforms.scale_volume) shrinks, the first the default: all

@@ -15,7 +15,9 @@ import yaml
 
 from sei.core.errors import SEIError
 from sei.core.files import atomic_write_text
-from sei.io.images import ImageFile, image_tensor, read_image_file, skipped_entries, write_image_file
+from sei.io.images import (
+    ImageFile, image_tensor, read_image_file, read_image_sample, skipped_entries, write_image_file,
+)
 from sei.io.intensity import IntensityMap, combined_map, data_map, integer_map
 from sei.io.outputs import FileReport, write_intensity_record
 from sei.physics.spec import DEGRADATION_FILE, PhysicsSpec
@@ -43,7 +45,7 @@ def files_intensity(paths: Sequence[Path], max_pixels: int | None = None) -> Int
     maps = []
     for path in paths:
         try:
-            maps.append(data_map(read_image_file(path, max_pixels).pages, str(path)))
+            maps.append(data_map(read_image_sample(path, max_pixels).pages, str(path)))
         except SEIError:
             continue
     combined = combined_map(maps)

@@ -23,7 +23,12 @@ import torch.nn.functional as F
 
 from sei.core.errors import ImageError, SEIError
 from sei.io.intensity import IntensityMap, data_map, integer_map
-from sei.io.images import ImageFile, image_tensor, read_image_file, skipped_entries, write_image_file
+from sei.core.defaults import STACK_CHUNK_OVERLAP, STACK_CHUNK_PLANES, STACK_SAMPLE_PLANES
+from sei.inference.tiling import planes_by_chunks
+from sei.io.images import (
+    ImageFile, StackHeader, image_tensor, read_image_file, read_image_sample, read_stack_header, skipped_entries,
+    write_image_file, write_stack_planes,
+)
 from sei.io.outputs import (
     FileReport, check_intensity_records, check_restore_records, output_paths, write_intensity_record,
     write_restore_record,
@@ -31,7 +36,8 @@ from sei.io.outputs import (
 from sei.io.voxels import VoxelSize, check_psf_sampling, read_psf_voxel_size, stated_voxel_size
 from sei.physics.spec import PhysicsSpec
 
-__all__ = ["NOISE_SAMPLE_IMAGES", "estimate_inputs_noise", "file_intensity", "restore", "restore_file", "restore_files", "restore_image", "RestoreResult"]
+__all__ = ["NOISE_SAMPLE_IMAGES", "estimate_inputs_noise", "file_intensity", "restore", "restore_file", "restore_files", "restore_image",
+           "restore_stack_by_chunks", "RestoreResult", "scaled_resolution"]
 
 
 def restore_image(reconstruct: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
@@ -68,7 +74,8 @@ def file_intensity(file: ImageFile, recorded: IntensityMap | None = None, name: 
 def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Path, target: Path,
                  device: torch.device | str = "cpu", bits: int | None = None, upscale: int = 1,
                  recorded: IntensityMap | None = None, max_pixels: int | None = None,
-                 volumes: bool = False, sampling: VoxelSize | None = None) -> tuple[IntensityMap, int]:
+                 volumes: bool = False, sampling: VoxelSize | None = None,
+                 chunk_bytes: int | None = None) -> tuple[IntensityMap, int]:
     """Restore every page of ``source`` into ``target`` in the input's dtype and units (or ``bits`` of [0, 1]).
 
     :param upscale: the super-resolution factor, to scale a TIFF's resolution (pixels per unit) by.
@@ -78,10 +85,17 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
         states other voxels is refused.
     :param recorded: the map the network was trained with, used for float files (see :func:`file_intensity`).
     :param max_pixels: the most pixels the file may hold (:func:`sei.io.images.check_pixel_count`).
+    :param chunk_bytes: a z-stack whose float32 copy is larger (default :data:`STACK_CHUNK_BYTES`) is restored a
+        chunk of planes at a time (:func:`restore_stack_by_chunks`).
     :return: the map of the file written (data units <-> network units), and its number of images (its pages; a
         z-stack restored as one volume counts once).
     :raises SEIError: for a file that cannot be read, mapped or written.
     """
+    if volumes:
+        header = read_stack_header(source, max_pixels)
+        if header is not None and header.too_large_to_hold(chunk_bytes):
+            return restore_stack_by_chunks(reconstruct, header, target, device, bits, upscale, recorded,
+                                           sampling), 1
     file = read_image_file(source, max_pixels)
     into = file_intensity(file, recorded, str(source))
     out = into if bits is None else integer_map(f"uint{bits}")
@@ -103,12 +117,51 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
             if estimate.shape[0] == 2:  # image files have no gray+alpha layout we can write: store it as RGBA
                 estimate = torch.cat([estimate[:1].expand(3, -1, -1), estimate[1:]])
             pages.append(out.from_network(estimate.numpy().transpose(1, 2, 0)))
-    resolution = None
-    if file.resolution is not None:  # pixels per unit grow with the super-resolution factor
-        (x, y), unit = file.resolution
-        resolution = ((x * upscale, y * upscale), unit)
-    write_image_file(target, ImageFile(pages, resolution, file.imagej, file.stack_axes, file.stack_shape))
+    write_image_file(target, ImageFile(pages, scaled_resolution(file.resolution, upscale), file.imagej,
+                                       file.stack_axes, file.stack_shape))
     return out, 1 if volumes else len(pages)
+
+
+def scaled_resolution(resolution: tuple[tuple[float, float], int] | None, upscale: int
+                      ) -> tuple[tuple[float, float], int] | None:
+    """A TIFF's resolution (pixels per unit) after super-resolution by ``upscale``: its pixels per unit grow."""
+    if resolution is None:
+        return None
+    (x, y), unit = resolution
+    return (x * upscale, y * upscale), unit
+
+
+def restore_stack_by_chunks(reconstruct: Callable[[torch.Tensor], torch.Tensor], header: StackHeader, target: Path,
+                            device: torch.device | str = "cpu", bits: int | None = None, upscale: int = 1,
+                            recorded: IntensityMap | None = None, sampling: VoxelSize | None = None,
+                            chunk: int = STACK_CHUNK_PLANES, overlap: int = STACK_CHUNK_OVERLAP) -> IntensityMap:
+    """Restore a z-stack too large to hold as :func:`restore_file` restores one volume, a chunk of planes at a time:
+    each chunk read from the file, restored (tiled laterally as ``reconstruct`` does), blended with its neighbours
+    along z (:func:`sei.inference.tiling.planes_by_chunks`) and written plane by plane, so that memory holds a few
+    copies of one chunk, not the stack. Its intensity map comes from :data:`STACK_SAMPLE_PLANES` planes spread
+    over it.
+
+    :param chunk: the most planes restored at once; ``overlap``: the planes neighbouring chunks share.
+    :return: the map of the file written.
+    """
+    source = header.path
+    if sampling is not None:
+        check_psf_sampling(sampling, stated_voxel_size(source), source.name)
+    into = file_intensity(header.sample(STACK_SAMPLE_PLANES), recorded, str(source))
+    out = into if bits is None else integer_map(f"uint{bits}")
+    depth = header.shape[0]
+    chunk = min(depth, chunk)
+
+    def read(start: int, stop: int) -> torch.Tensor:
+        planes = [image_tensor(into.to_network(plane), None, source) for plane in header.read_planes(start, stop)]
+        return torch.stack(planes, dim=1)[None]
+
+    estimates = planes_by_chunks(lambda volume: restore_image(reconstruct, volume[0], device)[None], read, depth,
+                                 chunk, min(overlap, chunk - 1))
+    pages = (out.from_network(plane[0].numpy().transpose(1, 2, 0)) for plane in estimates)
+    write_stack_planes(target, pages, header, np.dtype(out.dtype),
+                       scaled_resolution(header.metadata.resolution, upscale))
+    return out
 
 
 def restore_files(reconstruct: Callable[[torch.Tensor], torch.Tensor], pairs: list[tuple[Path, Path]],
@@ -195,7 +248,7 @@ def estimate_inputs_noise(spec: PhysicsSpec, sources: list[Path], recorded: Inte
     images, maps, failures = [], set(), []
     for path in sampled:
         try:
-            file = read_image_file(path, max_pixels)
+            file = read_image_sample(path, max_pixels)  # a stack too large to hold: planes spread over it
             into = file_intensity(file, recorded, str(path))
         except SEIError as error:
             failures.append(str(error))

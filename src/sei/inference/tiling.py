@@ -7,13 +7,13 @@ context. Memory depends on the tile size, not on the image size.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
 from sei.core.errors import ConfigError
 
-__all__ = ["blend_window", "tile_layout", "tiled_apply"]
+__all__ = ["blend_profile", "blend_window", "planes_by_chunks", "tile_layout", "tiled_apply"]
 
 
 def tile_layout(length: int, tile: int, overlap: int, multiple: int = 1) -> tuple[int, list[int]]:
@@ -47,20 +47,61 @@ def tile_layout(length: int, tile: int, overlap: int, multiple: int = 1) -> tupl
         count += 1
 
 
+def blend_profile(length: int, ramp: int) -> torch.Tensor:
+    """``(length,)`` float64 weights: 1 inside, raised-cosine ramps over ``ramp`` px at each end, never 0.
+
+    >>> blend_profile(6, 2).tolist()
+    [0.1464466094067262, 0.8535533905932737, 1.0, 1.0, 0.8535533905932737, 0.1464466094067262]
+    """
+    weights = torch.ones(length, dtype=torch.float64)
+    size = min(ramp, length // 2)
+    if size > 0:
+        positions = (torch.arange(size, dtype=torch.float64) + 0.5) / size
+        rise = 0.5 - 0.5 * torch.cos(torch.pi * positions)
+        weights[:size] = rise
+        weights[length - size:] = rise.flip(0)
+    return weights.clamp_min(1e-3)
+
+
 def blend_window(height: int, width: int, ramp: int, dtype=torch.float32, device=None) -> torch.Tensor:
-    """``(height, width)`` weights: 1 inside, raised-cosine ramps over ``ramp`` px at each border, never 0."""
+    """``(height, width)`` weights: :func:`blend_profile` along each axis."""
+    return torch.outer(blend_profile(height, ramp), blend_profile(width, ramp)).to(dtype=dtype, device=device)
 
-    def profile(length: int) -> torch.Tensor:
-        weights = torch.ones(length, dtype=torch.float64)
-        size = min(ramp, length // 2)
-        if size > 0:
-            positions = (torch.arange(size, dtype=torch.float64) + 0.5) / size
-            rise = 0.5 - 0.5 * torch.cos(torch.pi * positions)
-            weights[:size] = rise
-            weights[length - size:] = rise.flip(0)
-        return weights.clamp_min(1e-3)
 
-    return torch.outer(profile(height), profile(width)).to(dtype=dtype, device=device)
+def planes_by_chunks(restore: Callable[[torch.Tensor], torch.Tensor], read: Callable[[int, int], torch.Tensor],
+                     depth: int, chunk: int, overlap: int, multiple: int = 1) -> Iterator[torch.Tensor]:
+    """The planes of ``restore(volume)``, computed over overlapping chunks of planes and blended along z as
+    :func:`tiled_apply` blends tiles, yielded in order as soon as no later chunk reaches them: memory holds about
+    one chunk (its measurement, its estimate and their blend), whatever the depth.
+
+    :param restore: ``(B, C, d, h, w) -> (B, C, d, H, W)`` for any ``d`` (tiled laterally itself if it likes).
+    :param read: ``read(start, stop)``: the measurement's planes ``[start, stop)``, ``(B, C, stop - start, h, w)``.
+    :param depth: the volume's planes; ``chunk``: the most planes restored at once; ``overlap``: planes that
+        neighbouring chunks share at least (the blend's ramp); ``multiple``: the grid chunks are aligned to
+        (:func:`tile_layout`).
+    :return: ``depth`` planes ``(B, C, H, W)`` in float32.
+    """
+    if chunk < 1 or overlap < 0 or overlap >= chunk:
+        raise ConfigError(f"need chunk > overlap >= 0, got chunk={chunk}, overlap={overlap}")
+    size, starts = tile_layout(depth, chunk, overlap, multiple)
+    weights = blend_profile(size, overlap if len(starts) > 1 else 0).float()
+    total = sums = None
+    done = 0  # planes yielded; the sums hold planes [done, done + size)
+    for start in starts:
+        if start > done:  # no later chunk reaches planes [done, start): out they go, and the sums move on
+            shift = start - done
+            for plane in range(shift):
+                yield sums[:, :, plane] / total[plane]
+            sums = torch.cat([sums[:, :, shift:], sums.new_zeros(*sums.shape[:2], shift, *sums.shape[3:])], dim=2)
+            total = torch.cat([total[shift:], total.new_zeros(shift)])
+            done = start
+        piece = restore(read(start, start + size)).float()
+        if sums is None:
+            sums, total = torch.zeros_like(piece), torch.zeros(size, dtype=piece.dtype, device=piece.device)
+        sums += piece * weights.to(piece.device)[:, None, None]
+        total += weights.to(piece.device)
+    for plane in range(depth - done):
+        yield sums[:, :, plane] / total[plane]
 
 
 @torch.no_grad()

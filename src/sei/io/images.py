@@ -16,7 +16,8 @@ naming it, and commands that read folders go on with the other files. The bound 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -24,14 +25,15 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from sei.core.defaults import MAX_PIXELS
+from sei.core.defaults import MAX_PIXELS, STACK_CHUNK_BYTES, STACK_SAMPLE_PLANES
 from sei.core.errors import ImageError
 from sei.core.files import atomic_path, atomic_write
 from sei.io.intensity import check_dtype, integer_map
 
 __all__ = ["EIGHT_BIT_PILLOW_MODES", "IMAGE_SUFFIXES", "MAX_PIXELS", "check_pixel_count", "holds_8bit_pixels",
            "image_tensor", "ImageFile", "is_image_file", "list_images", "read_image", "read_image_array",
-           "read_image_file", "single_page_array", "skipped_entries", "write_image", "write_image_file"]
+           "read_image_file", "read_image_sample", "read_stack_header", "single_page_array", "skipped_entries", "StackHeader",
+           "write_image", "write_image_file", "write_stack_planes"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".gif")
 
@@ -451,23 +453,143 @@ def _write_pillow(handle: IO[bytes], array: np.ndarray, suffix: str) -> None:
 def _write_tiff(target: Path, pages: list[np.ndarray], file: ImageFile) -> None:
     import tifffile
 
-    colour = pages[0].ndim == 3
+    shape, options = _tiff_layout(file, len(pages), pages[0].shape, pages[0].dtype)
+    data = np.stack(pages) if len(pages) > 1 else pages[0]
+    tifffile.imwrite(target, data.reshape(shape), **options)
+
+
+def _tiff_layout(file: ImageFile, count: int, page_shape: tuple[int, ...], dtype: np.dtype
+                 ) -> tuple[tuple[int, ...], dict[str, Any]]:
+    """The array shape and ``tifffile.imwrite`` options of ``count`` pages with ``file``'s metadata."""
+    colour = len(page_shape) == 3
     options: dict[str, Any] = {"photometric": "rgb" if colour else "minisblack"}
     if file.resolution is not None:
         options["resolution"], options["resolutionunit"] = file.resolution
-    data = np.stack(pages) if len(pages) > 1 else pages[0]
+    shape = (count, *page_shape) if count > 1 else tuple(page_shape)
     metadata: dict[str, Any] = {}
-    if len(pages) > 1 and file.stack_axes and int(np.prod(file.stack_shape)) == len(pages):
+    if count > 1 and file.stack_axes and int(np.prod(file.stack_shape)) == count:
         # a z-stack goes back as a z-stack (ImageJ would otherwise read a 3-D array as channels)
-        data = data.reshape(*file.stack_shape, *pages[0].shape)
+        shape = (*file.stack_shape, *page_shape)
         metadata["axes"] = file.stack_axes + ("YXS" if colour else "YX")
-    imagej = bool(file.imagej) and not colour and pages[0].dtype.name in ("uint8", "uint16", "float32")
-    if imagej:
+    if bool(file.imagej) and not colour and np.dtype(dtype).name in ("uint8", "uint16", "float32"):
         options["imagej"] = True
         metadata.update(file.imagej)
     if metadata:
         options["metadata"] = metadata
-    tifffile.imwrite(target, data, **options)
+    return shape, options
+
+
+@dataclass(frozen=True)
+class StackHeader:
+    """A gray TIFF z-stack as its header describes it, its planes read on demand: for stacks too large to hold.
+
+    :ivar path: the file.
+    :ivar shape: ``(D, H, W)``.
+    :ivar dtype: the pixels' dtype.
+    :ivar metadata: the file's resolution, ImageJ metadata and stack layout, as :class:`ImageFile` with no pages.
+    """
+
+    path: Path
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    metadata: ImageFile
+
+    def too_large_to_hold(self, chunk_bytes: int | None = None) -> bool:
+        """Whether its float32 copy would take more than ``chunk_bytes`` (:data:`STACK_CHUNK_BYTES`): then it is
+        restored a chunk of planes at a time, and its intensity map and noise level come from
+        :data:`STACK_SAMPLE_PLANES` planes."""
+        return int(np.prod(self.shape, dtype=np.int64)) * 4 > (STACK_CHUNK_BYTES if chunk_bytes is None else chunk_bytes)
+
+    def read_planes(self, start: int, stop: int) -> np.ndarray:
+        """Planes ``[start, stop)``, ``(n, H, W)`` in the file's dtype (checked as :func:`read_image_file` checks).
+
+        :raises ImageError: for a file that no longer reads.
+        """
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(self.path) as tiff:
+                planes = np.asarray(tiff.asarray(key=range(start, stop), series=0))
+        except Exception as error:  # decoder errors come in many types
+            raise ImageError(f"cannot read planes {start} to {stop - 1} of {self.path}: {error}") from error
+        return _check_pixels(planes.reshape(stop - start, *self.shape[1:]), self.path)
+
+    def sample(self, count: int) -> ImageFile:
+        """``count`` planes spread evenly over the stack (all of them when it has no more), as an :class:`ImageFile`
+        with the stack's metadata."""
+        indices = np.unique(np.linspace(0, self.shape[0] - 1, min(count, self.shape[0])).round().astype(int))
+        return dataclasses.replace(self.metadata, pages=[self.read_planes(i, i + 1)[0] for i in indices])
+
+
+def read_stack_header(path: str | Path, max_pixels: int | None = None) -> StackHeader | None:
+    """The header of a gray z-stack TIFF (one series of 2-D pages along z); ``None`` for any other file.
+
+    :raises ImageError: as :func:`read_image_file`, for a stack of more than ``max_pixels`` pixels.
+    """
+    import tifffile
+
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff") or not _is_regular_file(path):
+        return None
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            series = list(tiff.series)
+            if len(series) != 1 or series[0].axes[-2:] != "YX" or len(series[0].shape) < 3:
+                return None
+            stack_axes, stack_shape = _stack_layout(series)
+            if stack_axes not in ("", "Z") or any(axis not in "ZIQ" for axis in series[0].axes[:-2]):
+                return None
+            first = tiff.pages[0]
+            resolution = (tuple(float(v) for v in first.resolution), int(first.resolutionunit)) \
+                if "XResolution" in first.tags else None
+            imagej = {k: v for k, v in (tiff.imagej_metadata or {}).items() if k in ("unit", "spacing")}
+            height, width = (int(n) for n in series[0].shape[-2:])
+            depth = int(np.prod(series[0].shape[:-2]))
+            dtype = np.dtype(series[0].dtype)
+    except Exception as error:  # decoder errors come in many types
+        raise ImageError(f"cannot read image {path}: {error}") from error
+    check_pixel_count(depth * height * width, path, max_pixels)
+    return StackHeader(path, (depth, height, width), dtype,
+                       ImageFile([], resolution, imagej, stack_axes, stack_shape))
+
+
+def read_image_sample(path: str | Path, max_pixels: int | None = None) -> ImageFile:
+    """The file as :func:`read_image_file` reads it, but for a z-stack too large to hold
+    (:meth:`StackHeader.too_large_to_hold`): :data:`STACK_SAMPLE_PLANES` of its planes, spread over it. For what is
+    estimated from a file (its intensity map, its noise level) rather than restored."""
+    header = read_stack_header(path, max_pixels)
+    if header is not None and header.too_large_to_hold():
+        return header.sample(STACK_SAMPLE_PLANES)
+    return read_image_file(path, max_pixels)
+
+
+def write_stack_planes(path: str | Path, planes: Iterable[np.ndarray], header: StackHeader, dtype: np.dtype,
+                       resolution: tuple[tuple[float, float], int] | None = None) -> Path:
+    """Write a z-stack plane by plane as they come (``planes``: ``(H, W)`` arrays in ``dtype``, as many as the
+    stack's depth) with ``header``'s metadata (``resolution`` instead of its own, when given), atomically.
+
+    :raises StorageError: when the file cannot be written (naming it).
+    """
+    import tifffile
+
+    path = Path(path)
+    metadata = header.metadata if resolution is None else dataclasses.replace(header.metadata, resolution=resolution)
+    def gray(plane: np.ndarray) -> np.ndarray:
+        plane = np.asarray(plane, dtype=dtype)
+        return plane[:, :, 0] if plane.ndim == 3 and plane.shape[2] == 1 else plane
+
+    rest = iter(planes)
+    page = gray(next(rest))
+    shape, options = _tiff_layout(metadata, header.shape[0], page.shape, dtype)
+
+    def pages() -> Iterator[np.ndarray]:
+        yield page
+        for plane in rest:
+            yield gray(plane)
+
+    with atomic_path(path) as temporary:
+        tifffile.imwrite(temporary, pages(), shape=shape, dtype=dtype, **options)
+    return path
 
 
 def _write_png16(handle: IO[bytes], array: np.ndarray) -> None:
