@@ -19,12 +19,13 @@ import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sei.core.errors import ImageError
 
 __all__ = ["MICROMETRES_PER", "SAMPLING_TOLERANCE", "VoxelSize", "check_psf_sampling", "describe_voxel_size",
            "psf_sampling_file", "read_psf_voxel_size", "read_voxel_size", "stated_voxel_size",
-           "write_psf_voxel_size"]
+           "voxel_size_tags", "write_psf_voxel_size"]
 
 # Micrometres per length unit, by the names files use.
 MICROMETRES_PER = {"nm": 1e-3, "nanometer": 1e-3, "nanometre": 1e-3, "um": 1.0, "µm": 1.0, "\\u00b5m": 1.0,
@@ -92,6 +93,21 @@ def _lateral_from_tags(page, imagej_unit: str | None) -> tuple[float | None, flo
     x_per_unit, y_per_unit = (float(v) for v in page.resolution)
     size = [_micrometres(1.0 / per_unit, unit) if per_unit > 0 else None for per_unit in (y_per_unit, x_per_unit)]
     return size[0], size[1]
+
+
+def voxel_size_tags(voxel: VoxelSize) -> tuple[tuple[tuple[float, float], int] | None, dict[str, Any]]:
+    """What states ``voxel`` in a TIFF, as :func:`read_voxel_size` reads it back: the resolution (pixels per
+    centimetre, x then y, and the ResolutionUnit tag's value) when the pixel size is known, and ImageJ's ``unit`` and
+    ``spacing`` when the z-step is.
+
+    >>> voxel_size_tags(VoxelSize(0.3, 0.1, 0.1))
+    (((100000.0, 100000.0), 3), {'unit': 'micron', 'spacing': 0.3})
+    """
+    (centimetre,) = (value for value, unit in _TIFF_RESOLUTION_UNITS.items() if unit == "cm")
+    resolution = None
+    if voxel.x is not None and voxel.y is not None:
+        resolution = ((MICROMETRES_PER["cm"] / voxel.x, MICROMETRES_PER["cm"] / voxel.y), centimetre)
+    return resolution, ({"unit": "micron", "spacing": voxel.z} if voxel.z is not None else {})
 
 
 def read_voxel_size(path: str | Path) -> VoxelSize:

@@ -21,13 +21,10 @@ import numpy as np
 
 from sei.core.errors import ImageError
 from sei.io.images import ImageFile, read_image_file, write_image_file
-from sei.io.voxels import MICROMETRES_PER, VoxelSize
+from sei.io.voxels import MICROMETRES_PER, VoxelSize, voxel_size_tags
 
 __all__ = ["file_name", "layer_array", "layer_image_file", "layer_voxel_size", "read_layer_data",
            "write_layer", "write_psf_layer"]
-
-_CENTIMETRE = 3  # the TIFF ResolutionUnit tag's value for centimetres
-_MICROMETRES_PER_CM = 1e4
 
 
 def layer_array(layer: Any) -> np.ndarray:
@@ -69,13 +66,9 @@ def layer_image_file(layer: Any) -> ImageFile:
         raise ImageError(f"layer {layer.name!r} has {dims} dimensions ({tuple(array.shape)}): sei restores images "
                          "(2-D) and z-stacks (3-D); split other axes into layers of their own")
     voxel = layer_voxel_size(layer)
-    resolution, imagej = None, {}
-    if voxel is not None and voxel.x is not None and voxel.y is not None:
-        resolution = ((_MICROMETRES_PER_CM / voxel.x, _MICROMETRES_PER_CM / voxel.y), _CENTIMETRE)
+    resolution, imagej = voxel_size_tags(voxel) if voxel is not None else (None, {})
     if dims == 2:
         return ImageFile([array], resolution)
-    if voxel is not None and voxel.z is not None:
-        imagej = {"unit": "micron", "spacing": voxel.z}
     return ImageFile(list(array), resolution, imagej, "Z", (array.shape[0],))
 
 
