@@ -228,6 +228,41 @@ class TestVolumeWorkflow:
         assert code == 2 and "sample holds images, and a 3-D PSF blurs volumes" in capsys.readouterr().err
 
 
+def test_sei_test_scores_z_stacks_through_a_3d_psf(tmp_path, psf, capsys):
+    """Each clean stack measured once through the 3-D PSF, restored as one volume and scored: PSNR over its voxels,
+    SSIM over its planes."""
+    import csv
+
+    import tifffile
+
+    from sei.cli import main
+    from sei.physics.kernels import write_kernel
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    for seed in (1, 2):
+        volume = fluorescence_phantom((12, 40, 40), seed=seed, anisotropy=3.0)
+        tifffile.imwrite(clean / f"cells{seed}.tif", np.round(volume.numpy() * 65535).astype(np.uint16), imagej=True,
+                         metadata={"axes": "ZYX"})
+    write_kernel(psf, tmp_path / "psf.npy")
+    common = ["--kernel", str(tmp_path / "psf.npy"), "--noise", "poisson-gaussian", "--noise-level", "1", "--gain",
+              "0.01", "--dataset", str(clean), "--quiet"]
+    scores = {}
+    for kind in ("identity", "richardson-lucy"):
+        out = tmp_path / kind
+        assert main(["test", "--model-kind", kind, *common, "--out-dir", str(out), "--save-images"]) == 0
+        with open(out / "metrics.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        assert [(r["name"], r["depth"], r["height"]) for r in rows] == [("cells1", "12", "40"), ("cells2", "12", "40")]
+        scores[kind] = np.mean([float(r["psnr"]) for r in rows]), np.mean([float(r["ssim"]) for r in rows])
+        assert tifffile.imread(out / "images" / "cells1_estimate.tif").shape == (12, 40, 40)
+    assert scores["richardson-lucy"][0] > scores["identity"][0] + 0.5  # 20.8 against 19.6 dB measured on one
+    assert scores["richardson-lucy"][1] > scores["identity"][1]
+    assert "(2 images)" in capsys.readouterr().out
+    assert main(["test", "--model-kind", "identity", *common, "--out-dir", str(tmp_path / "l"), "--lpips"]) == 2
+    assert "LPIPS scores photographs, not z-stacks" in capsys.readouterr().err
+
+
 def test_orthogonal_views_show_sections_and_projections_with_z_at_its_length():
     from sei.report import orthogonal_views
 

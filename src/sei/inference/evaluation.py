@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from sei.core.errors import ConfigError
 from sei.core.files import atomic_write_text
+from sei.core.units import plural
 from sei.data.pairs import MeasurementSet
 from sei.data.sources import ImageSet
-from sei.io.images import write_image
+from sei.io.images import ImageFile, write_image, write_image_file
 from sei.io.outputs import check_replaceable
 from sei.io.intensity import IntensityMap
 from sei.metrics import psnr, ssim
@@ -110,9 +112,13 @@ def evaluate(
 ) -> Evaluation:
     """Reconstruct every measurement of a set with ground truth and score it.
 
-    :param reconstruct: ``(1, C, h, w)`` measurement -> ``(1, C, h r, w r)`` estimate.
-    :param lpips: optional LPIPS metric (see :class:`sei.metrics.LPIPS`).
-    :param image_dir: if given, write ``<name>_input.png``, ``<name>_estimate.png``, ``<name>_reference.png``.
+    Volumes (``(C, D, H, W)`` images) are scored as the benchmarks score them: PSNR over every voxel, SSIM averaged
+    over the planes; their rows also give the ``depth``.
+
+    :param reconstruct: ``(1, C, h, w)`` measurement -> ``(1, C, h r, w r)`` estimate (``(1, C, d, h, w)`` volumes).
+    :param lpips: optional LPIPS metric (see :class:`sei.metrics.LPIPS`), for images.
+    :param image_dir: if given, write ``<name>_input.png``, ``<name>_estimate.png``, ``<name>_reference.png`` (for
+        volumes, 16-bit ``.tif`` z-stacks).
     :param data_range: PSNR/SSIM peak in network units: ``None`` for the paper's protocol (8-bit quantised
         photographs), ``1.0`` for 16-bit or float data (no 8-bit rounding; see :func:`metric_data_range`).
     :param scoring: what that means, recorded in the summary as ``scoring`` (default: :func:`describe_scoring` of
@@ -128,21 +134,36 @@ def evaluate(
         y = measurements.measurements[index][None].to(device)
         x = measurements.targets[index][None].to(device)
         estimate = reconstruct(y).float()
+        volume = x.ndim == 5
         row: dict[str, Any] = {"index": index, "name": measurements.names[index],
-                               "height": x.shape[-2], "width": x.shape[-1],
-                               "psnr": psnr(estimate, x, data_range).item(),
-                               "ssim": ssim(estimate, x, data_range).item()}
-        if lpips is not None:
+                               **({"depth": x.shape[-3]} if volume else {}), "height": x.shape[-2],
+                               "width": x.shape[-1]}
+        if volume:  # PSNR of the planes side by side (one error over every voxel); SSIM of the planes as a batch
+            side_by_side = [t.reshape(1, t.shape[1], -1, t.shape[-1]) for t in (estimate, x)]
+            row["psnr"] = psnr(*side_by_side, data_range).item()
+            row["ssim"] = ssim(*(t[0].transpose(0, 1) for t in (estimate, x)), data_range).mean().item()
+        else:
+            row["psnr"] = psnr(estimate, x, data_range).item()
+            row["ssim"] = ssim(estimate, x, data_range).item()
+        if lpips is not None and not volume:
             row["lpips"] = lpips(estimate, x).item()
         rows.append(row)
         if image_dir is not None:
             name = measurements.names[index]
-            write_image(Path(image_dir) / f"{name}_input.png", y[0])
-            write_image(Path(image_dir) / f"{name}_estimate.png", estimate[0])
-            write_image(Path(image_dir) / f"{name}_reference.png", x[0])
+            for part, tensor in (("input", y[0]), ("estimate", estimate[0]), ("reference", x[0])):
+                if volume:
+                    _write_volume(Path(image_dir) / f"{name}_{part}.tif", tensor)
+                else:
+                    write_image(Path(image_dir) / f"{name}_{part}.png", tensor)
     summary = summarise(rows, settings)
     summary["scoring"] = scoring or describe_scoring(data_range)
     return Evaluation(rows, summary)
+
+
+def _write_volume(path: Path, volume: torch.Tensor) -> None:
+    """A gray ``(1, D, H, W)`` volume in [0, 1] as a 16-bit z-stack."""
+    pages = [page for page in (volume[0].clamp(0, 1) * 65535).round().cpu().numpy().astype(np.uint16)]
+    write_image_file(path, ImageFile(pages, stack_axes="Z", stack_shape=(len(pages),)))
 
 
 # A spreadsheet evaluates a cell that starts with one of these as a formula (CSV injection).
@@ -231,7 +252,8 @@ class TestResult:
 
     def describe(self) -> str:
         """``Gaussian_R2 deblurring, ...; sample (3 images); PSNR/SSIM on 8-bit full-range luma (...)``."""
-        return f"{self.physics.describe()}; {self.images.name} ({len(self.images)} images); PSNR/SSIM on {self.scoring}"
+        return (f"{self.physics.describe()}; {self.images.name} ({plural(len(self.images), 'image')}); PSNR/SSIM on "
+                f"{self.scoring}")
 
 
 def open_lpips(wanted: bool | None, download: bool, device, notes: list[str]):
@@ -291,8 +313,10 @@ def run_test(model_kind: str = "network", weights: str | None = None, physics: P
     spec, _ = choose_physics(physics or PhysicsSpec(), source, default_kernel=DEFAULT_KERNEL)
     device = torch_device(config.train.device)
     operator = spec.build()
+    volumes = spec.dimensionality == 3  # a 3-D PSF: each file one z-stack
     images = load_image_set(config.data.dataset, split, config.data.datasets_dir, config.data.download, True,
-                            config.data.resize, progress=progress, strict=strict, max_pixels=config.data.max_pixels)
+                            config.data.resize, progress=progress, strict=strict, max_pixels=config.data.max_pixels,
+                            volumes=volumes)
     if max_images:
         images.names, images.images = images.names[:max_images], images.images[:max_images]
     measurements = MeasurementSet(images, operator, config.data.noise_seed)  # simulated on the CPU, seeded
@@ -301,7 +325,9 @@ def run_test(model_kind: str = "network", weights: str | None = None, physics: P
     reconstructor = open_reconstructor(kind, operator.to(device), source, options, backbone=backbone,
                                        ensemble=ensemble, precision=precision).to(device)
     notes: list[str] = []
-    metric = open_lpips(lpips, download, device, notes)
+    if volumes and lpips:
+        raise ConfigError("LPIPS scores photographs, not z-stacks: leave out --lpips")
+    metric = open_lpips(False if volumes else lpips, download, device, notes)
     if source is not None:
         label = label or (source.weights.parent.name if source.run_config else source.weights.stem)
         root = source.weights.parent if source.run_config else Path(RESULTS_DIR) / source.weights.stem
