@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import lightning as L
@@ -217,6 +218,29 @@ def test_two_process_data_parallel_training_on_cpu(tmp_path):
     assert rank0.shape == rank1.shape == (6, 3, 24, 24)
     # each rank trains on its own crops
     assert all(not torch.equal(a, b) for a in rank0 for b in rank1)
+
+
+class SlowSteps(L.Callback):
+    """Sleeps after every step: a machine slower than the step-time probe found it (module-level: spawned ranks
+    receive the callbacks pickled)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, *args) -> None:
+        time.sleep(self.seconds)
+
+
+def test_a_time_budget_replans_alike_on_every_rank(tmp_path, capsys):
+    import re
+
+    run = tmp_path / "run"
+    settings = {**TINY, "train.time": "10s", "train.devices": 2, "train.device": "cpu", "out_dir": str(run)}
+    train(from_flat(settings), callbacks=[SlowSteps(0.1)], strategy="ddp_spawn")  # a rank left out would hang
+    probed = int(re.search(r"time budget .*? for (\d+) steps", capsys.readouterr().out).group(1))
+    recorded = yaml.safe_load((run / "config.yaml").read_text())["train"]["steps"]
+    trained = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    assert trained == recorded < probed  # the last plan, trained to its end within the budget
 
 
 def test_checkpoints_of_the_earlier_sequential_schedule_resume_at_their_step():

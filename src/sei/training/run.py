@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import time
 import warnings
@@ -128,15 +129,11 @@ def build_trainer(config: ExperimentConfig, callbacks: Sequence[L.Callback] = ()
     train, folder = config.train, RunFolder(config.out_dir)
     steps = StepBudget(train.steps) if train.steps is not None else None
     bar = RunProgressBar(train.steps) if train.progress else None
-
-    def record_plan(planned: int) -> None:
-        folder.write_config(config.replace(train=dataclasses.replace(train, steps=planned)))
-        if bar is not None:
-            bar.set_total(planned)
-
     timing = None
     if train.time is not None:
-        timing = (TimeBudget(train.time, steps, train.lr_decay_start, record_plan) if replan and steps is not None
+        # a partial of a module-level function: spawned data-parallel processes receive the callbacks pickled
+        record = functools.partial(_record_plan, config, bar)
+        timing = (TimeBudget(train.time, steps, train.lr_decay_start, record) if replan and steps is not None
                   else TimeBudget(train.time))
     loggers = [CSVLogger(folder.path, name=LOG_DIR, version=CSV_LOG),
                TensorBoardLogger(folder.path, name=LOG_DIR, version=TENSORBOARD_LOG, default_hp_metric=False)]
@@ -166,6 +163,13 @@ def build_trainer(config: ExperimentConfig, callbacks: Sequence[L.Callback] = ()
     settings.update(overrides)
     silence_lightning_tips()
     return L.Trainer(**settings)
+
+
+def _record_plan(config: ExperimentConfig, bar: RunProgressBar | None, steps: int) -> None:
+    """A time budget's new plan of ``steps``: recorded in the run's ``config.yaml``, and shown by its bar."""
+    RunFolder(config.out_dir).write_config(config.replace(train=dataclasses.replace(config.train, steps=steps)))
+    if bar is not None:
+        bar.set_total(steps)
 
 
 def prepare_run(config: ExperimentConfig, physics: LinearPhysics | None = None

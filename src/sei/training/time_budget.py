@@ -172,7 +172,7 @@ class TimeBudget(L.Callback):
         if self.elapsed() >= self.seconds and not trainer.should_stop:
             trainer.should_stop = True
             self.stopped_early = True
-        if self.plan is not None and not trainer.should_stop:
+        if self.plan is not None:  # on every rank at the same steps, whatever each one's clock says (a broadcast)
             self._replan(trainer)
 
     def _replan(self, trainer: L.Trainer) -> None:
