@@ -201,7 +201,7 @@ def _series_pages(array: np.ndarray, axes: str) -> list[np.ndarray]:
         axes = axes.replace("S", "") + "S"
     image_dims = 3 if axes.endswith("S") else 2
     pages = array.reshape(-1, *array.shape[array.ndim - image_dims:])
-    return [page[:, :, 0] if page.ndim == 3 and page.shape[2] == 1 else page for page in pages]
+    return [_gray(page) for page in pages]
 
 
 # the axes a stack of 2-D images may run along and be written back with (ImageJ's order)
@@ -230,18 +230,29 @@ def _read_tiff(path: Path, max_pixels: int | None) -> ImageFile:
                               for s in series), path, max_pixels)
         for one in series:
             pages += _series_pages(np.asarray(one.asarray()), one.axes)
-        stack_axes, stack_shape = _stack_layout(series)
-        first = tiff.pages[0]
-        resolution = (tuple(float(v) for v in first.resolution), int(first.resolutionunit)) \
-            if "XResolution" in first.tags else None
-        imagej = {k: v for k, v in (tiff.imagej_metadata or {}).items() if k in ("unit", "spacing")}
+        metadata = _tiff_metadata(tiff, series)
     shapes = sorted({page.shape for page in pages})
     if len(shapes) > 1:
         raise ImageError(f"{path}: a stack whose pages differ in shape ({', '.join(map(str, shapes[:4]))}); "
                          "the pages of a stack must all have one shape: save them as separate files")
     if len(pages) < 2:
-        stack_axes, stack_shape = "", ()
-    return ImageFile(pages, resolution, imagej, stack_axes, stack_shape)
+        metadata = dataclasses.replace(metadata, stack_axes="", stack_shape=())
+    return dataclasses.replace(metadata, pages=pages)
+
+
+def _tiff_metadata(tiff: Any, series: list[Any]) -> ImageFile:
+    """What an open TIFF says besides its pixels (resolution, ImageJ's unit and spacing, the stack's layout), as an
+    :class:`ImageFile` with no pages."""
+    first = tiff.pages[0]
+    resolution = (tuple(float(v) for v in first.resolution), int(first.resolutionunit)) \
+        if "XResolution" in first.tags else None
+    imagej = {k: v for k, v in (tiff.imagej_metadata or {}).items() if k in ("unit", "spacing")}
+    return ImageFile([], resolution, imagej, *_stack_layout(series))
+
+
+def _gray(page: np.ndarray) -> np.ndarray:
+    """An ``(H, W, 1)`` page as ``(H, W)``; other pages as they are."""
+    return page[:, :, 0] if page.ndim == 3 and page.shape[2] == 1 else page
 
 
 EIGHT_BIT_PILLOW_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr")
@@ -419,7 +430,7 @@ def write_image_file(path: str | Path, file: ImageFile) -> Path:
     :raises StorageError: when the file cannot be written (naming it).
     """
     path = Path(path)
-    pages = [page[:, :, 0] if page.ndim == 3 and page.shape[2] == 1 else page for page in file.pages]
+    pages = [_gray(page) for page in file.pages]
     if not pages or any(p.ndim not in (2, 3) or (p.ndim == 3 and p.shape[2] not in (3, 4)) for p in pages):
         raise ImageError(f"{path.name}: expected (H, W) or (H, W, 3|4) pages, got "
                          f"{[tuple(p.shape) for p in pages[:3]]}")
@@ -536,21 +547,16 @@ def read_stack_header(path: str | Path, max_pixels: int | None = None) -> StackH
             series = list(tiff.series)
             if len(series) != 1 or series[0].axes[-2:] != "YX" or len(series[0].shape) < 3:
                 return None
-            stack_axes, stack_shape = _stack_layout(series)
-            if stack_axes not in ("", "Z") or any(axis not in "ZIQ" for axis in series[0].axes[:-2]):
+            metadata = _tiff_metadata(tiff, series)
+            if metadata.stack_axes not in ("", "Z") or any(axis not in "ZIQ" for axis in series[0].axes[:-2]):
                 return None
-            first = tiff.pages[0]
-            resolution = (tuple(float(v) for v in first.resolution), int(first.resolutionunit)) \
-                if "XResolution" in first.tags else None
-            imagej = {k: v for k, v in (tiff.imagej_metadata or {}).items() if k in ("unit", "spacing")}
             height, width = (int(n) for n in series[0].shape[-2:])
             depth = int(np.prod(series[0].shape[:-2]))
             dtype = np.dtype(series[0].dtype)
     except Exception as error:  # decoder errors come in many types
         raise ImageError(f"cannot read image {path}: {error}") from error
     check_pixel_count(depth * height * width, path, max_pixels)
-    return StackHeader(path, (depth, height, width), dtype,
-                       ImageFile([], resolution, imagej, stack_axes, stack_shape))
+    return StackHeader(path, (depth, height, width), dtype, metadata)
 
 
 def read_image_sample(path: str | Path, max_pixels: int | None = None) -> ImageFile:
@@ -574,18 +580,14 @@ def write_stack_planes(path: str | Path, planes: Iterable[np.ndarray], header: S
 
     path = Path(path)
     metadata = header.metadata if resolution is None else dataclasses.replace(header.metadata, resolution=resolution)
-    def gray(plane: np.ndarray) -> np.ndarray:
-        plane = np.asarray(plane, dtype=dtype)
-        return plane[:, :, 0] if plane.ndim == 3 and plane.shape[2] == 1 else plane
-
     rest = iter(planes)
-    page = gray(next(rest))
+    page = _gray(np.asarray(next(rest), dtype=dtype))
     shape, options = _tiff_layout(metadata, header.shape[0], page.shape, dtype)
 
     def pages() -> Iterator[np.ndarray]:
         yield page
         for plane in rest:
-            yield gray(plane)
+            yield _gray(np.asarray(plane, dtype=dtype))
 
     with atomic_path(path) as temporary:
         tifffile.imwrite(temporary, pages(), shape=shape, dtype=dtype, **options)
