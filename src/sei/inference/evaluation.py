@@ -27,7 +27,7 @@ from sei.data.pairs import MeasurementSet
 from sei.data.sources import ImageSet
 from sei.io.images import ImageFile, write_image, write_image_file
 from sei.io.outputs import check_replaceable
-from sei.io.intensity import IntensityMap
+from sei.io.intensity import IntensityMap, integer_map
 from sei.metrics import psnr, ssim
 from sei.physics.spec import PhysicsSpec
 
@@ -162,7 +162,7 @@ def evaluate(
 
 def _write_volume(path: Path, volume: torch.Tensor) -> None:
     """A gray ``(1, D, H, W)`` volume in [0, 1] as a 16-bit z-stack."""
-    pages = [page for page in (volume[0].clamp(0, 1) * 65535).round().cpu().numpy().astype(np.uint16)]
+    pages = list(integer_map("uint16").from_network(volume[0].cpu().numpy()))
     write_image_file(path, ImageFile(pages, stack_axes="Z", stack_shape=(len(pages),)))
 
 
