@@ -239,12 +239,13 @@ class TestTimeBudget:
 
         run = tmp_path / "run"
         config = from_flat({**TINY, "train.time": "9s", "out_dir": str(run)})
-        train(config, callbacks=[Slow()])
+        result = train(config, callbacks=[Slow()])
         out = capsys.readouterr().out
         probed = int(re.search(r"time budget .*? for (\d+) steps", out).group(1))
         summary = json.loads((run / "train_summary.json").read_text())
         recorded = yaml.safe_load((run / "config.yaml").read_text())["train"]["steps"]
         assert not summary["stopped_by_time"] and summary["steps"] == recorded < probed
+        assert result.config.train.steps == recorded
 
     def test_a_time_budget_alone_decides_and_records_the_steps(self, tmp_path, capsys):
         run = tmp_path / "run"

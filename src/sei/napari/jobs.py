@@ -147,7 +147,7 @@ class TrainingMonitor(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from sei.training.budget import StepBudget
 
-        self._budget = next((c for c in trainer.callbacks if isinstance(c, StepBudget)), None)
+        self._budget = StepBudget.of(trainer)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_index: int) -> None:

@@ -32,6 +32,12 @@ class StepBudget(L.Callback):
         if trainer.global_step >= self.steps:
             trainer.should_stop = True
 
+    @staticmethod
+    def of(trainer: L.Trainer | None) -> StepBudget | None:
+        """The trainer's step budget (``None`` without one, or without a trainer)."""
+        callbacks = trainer.callbacks if trainer is not None else ()
+        return next((c for c in callbacks if isinstance(c, StepBudget)), None)
+
     def set_steps(self, trainer: L.Trainer, steps: int) -> None:
         """Change the budget to ``steps`` in the middle of an epoch."""
         if steps < 1:

@@ -177,8 +177,7 @@ class SEIModule(L.LightningModule):
     def _planned_steps(self) -> int | Callable[[], int]:
         """The run's length for the schedule: its step budget, read at each step (a time budget may re-plan it while
         the rate is constant), or Lightning's estimate for an epoch budget."""
-        callbacks = self._trainer.callbacks if self._trainer is not None else ()  # unattached: the config's steps
-        budget = next((c for c in callbacks if isinstance(c, StepBudget)), None)
+        budget = StepBudget.of(self._trainer)  # unattached: the config's steps
         if budget is not None:
             return lambda: budget.steps
         train = self.config.train

@@ -283,6 +283,9 @@ def _train_claimed(config: ExperimentConfig, folder: RunFolder, train_images: Im
         warnings.filterwarnings("ignore", message=".*is not supported by the model summary.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
     seconds = time.perf_counter() - started
+    plan = StepBudget.of(trainer)
+    if plan is not None and plan.steps != config.train.steps:  # a time budget's last plan, as config.yaml has it
+        config = config.replace(train=dataclasses.replace(config.train, steps=plan.steps))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
     weights = folder.weights_path
     if trainer.global_rank == 0:
@@ -294,10 +297,9 @@ def _train_claimed(config: ExperimentConfig, folder: RunFolder, train_images: Im
         if budget is not None:
             summary.update(training_seconds=budget.elapsed(), stopped_by_time=budget.stopped_early)
             if budget.stopped_early:
-                planned_steps = next((c.steps for c in trainer.callbacks if isinstance(c, StepBudget)), None)
                 rank_zero_only(print)(
                     f"the time budget ({duration_text(budget.seconds)}) was spent at step {trainer.global_step} of "
-                    f"{planned_steps}: the learning rate had not finished its schedule (the machine slowed down "
+                    f"{config.train.steps}: the learning rate had not finished its schedule (the machine slowed down "
                     "after the plan was made); --resume --time LONGER continues it")
         atomic_write_text(folder.summary_path, json.dumps(summary, indent=2))
     return TrainResult(folder.path, weights, config, metrics, seconds, trainer.global_rank)
