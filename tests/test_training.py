@@ -235,7 +235,9 @@ def test_a_time_budget_replans_alike_on_every_rank(tmp_path, capsys):
     import re
 
     run = tmp_path / "run"
-    settings = {**TINY, "train.time": "10s", "train.devices": 2, "train.device": "cpu", "out_dir": str(run)}
+    # one step per epoch on each rank: every step ends an epoch, so last.ckpt holds the run's last step
+    settings = {**TINY, "data.samples_per_epoch": 4, "train.time": "10s", "train.devices": 2, "train.device": "cpu",
+                "out_dir": str(run)}
     train(from_flat(settings), callbacks=[SlowSteps(0.1)], strategy="ddp_spawn")  # a rank left out would hang
     probed = int(re.search(r"time budget .*? for (\d+) steps", capsys.readouterr().out).group(1))
     recorded = yaml.safe_load((run / "config.yaml").read_text())["train"]["steps"]
