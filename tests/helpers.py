@@ -36,6 +36,8 @@ OPERATOR_EXAMPLES = {
                       dict(task="sr", sr_factor=2, kernel="Gaussian_R1", padding="reflect")],
     "blur-3d": [dict(task="deblurring", kernel=ASYMMETRIC_VOLUME),
                 dict(task="deblurring", kernel=ASYMMETRIC_VOLUME, padding="reflect")],
+    "blur-decimate-3d": [dict(task="sr", sr_factor=2, kernel=ASYMMETRIC_VOLUME),
+                         dict(task="sr", sr_factor=3, kernel=ASYMMETRIC_VOLUME, padding="replicate")],
 }
 
 

@@ -2,8 +2,8 @@
 an operator), restores odd and non-square images at its upscale, declares its family's checkpointing and tiling
 grid truthfully, computes an off-grid image without a padded border, trains every parameter, round-trips through a
 weights file, and computes on a GPU what it computes on the CPU. A network of volumes keeps it on volumes (odd plane
-counts, every axis off its grid) and refuses the upscales it does not take. Architecture-specific facts (SwinIR's keys and size, the U-Net's start as the identity) are tested in
-test_models.py."""
+counts, every axis off its grid), super-resolving along z only (sei.core.scaling). Architecture-specific facts
+(SwinIR's keys and size, the U-Net's start as the identity) are tested in test_models.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 from helpers import relative_difference, seeded
 
 from sei.core.errors import ConfigError
+from sei.core.scaling import scale_factors, upscaled_size
 from sei.models import BACKBONES, build_backbone, load_backbone, save_weights
 from sei.models.windows import STRIP
 from sei.physics import make_physics
@@ -24,15 +25,6 @@ def spatial(name: str, height: int, width: int, depth: int = 7) -> tuple[int, ..
     """The spatial sizes of an input to the preset ``name``: ``(height, width)``, or with ``depth`` planes first for a
     network of volumes."""
     return (depth, height, width) if BACKBONES[name].spatial_dims == 3 else (height, width)
-
-
-def refuses_upscale(name: str, upscale: int) -> bool:
-    """Whether the preset declines ``upscale`` (a 3-D U-Net deblurs only), checked to say so clearly."""
-    if upscale == 1 or BACKBONES[name].spatial_dims == 2:
-        return False
-    with pytest.raises(ConfigError, match="upscale"):
-        network(name, upscale)
-    return True
 
 
 def network(name: str, upscale: int = 1):
@@ -49,11 +41,9 @@ def network(name: str, upscale: int = 1):
 class TestContract:
     @pytest.mark.parametrize("upscale", [1, 2])
     def test_odd_non_square_images_at_its_upscale(self, name, upscale):
-        if refuses_upscale(name, upscale):
-            return
         model = network(name, upscale)
         y = torch.rand(2, 3, *spatial(name, 19, 26), generator=seeded(0))
-        assert model(y).shape == (2, 3, *spatial(name, 19 * upscale, 26 * upscale))
+        assert model(y).shape == (2, 3, *upscaled_size(spatial(name, 19, 26), upscale))
         assert model.sei_architecture["backbone"] == name and model.sei_architecture["upscale"] == upscale
 
     @pytest.mark.parametrize("upscale", [1, 2])
@@ -62,10 +52,8 @@ class TestContract:
         aligned window ending there (sei.models.windows): no padded border reaches the estimate."""
         if BACKBONES[name].needs_physics:
             pytest.skip("its data steps apply the operator to the whole image")
-        if refuses_upscale(name, upscale):
-            return
         model = network(name, upscale).eval()
-        m, r = model.size_multiple, upscale
+        m = model.size_multiple
         # past the aligned 3m x 9m x 10m (planes only for volumes), less than one multiple along every axis
         aligned = spatial(name, 9 * m, 10 * m, 3 * m)
         extra = spatial(name, m - 1, max(1, m // 2), max(1, m // 2))
@@ -75,8 +63,8 @@ class TestContract:
             whole = model(y)
             top_left = model(y[(..., *(slice(0, a) for a in aligned))])
             corner = model(y[(..., *(slice(-min(strip, a), None) for a in aligned))])
-        scales = [1] * (len(aligned) - 2) + [r, r]  # a volume network keeps its planes
-        inner = (..., *(slice(0, (a - 2) * s) for a, s in zip(aligned, scales)))  # a bicubic base sees 2 px further
+        scales = scale_factors(upscale, len(aligned))  # a volume network super-resolves along z only
+        inner = (..., *(slice(0, (a - 2) * s) for a, s in zip(aligned, scales)))  # a cubic base sees 2 px further
         assert torch.allclose(whole[inner], top_left[inner], atol=1e-5)
         end = (..., *(slice(-e * s, None) for e, s in zip(extra, scales)))
         assert torch.allclose(whole[end], corner[end], atol=1e-5)

@@ -194,5 +194,20 @@ class TestUNet3D:
         assert all(p.grad is not None for p in model.parameters())
         with pytest.raises(ShapeError, match=r"\(B, C, D, H, W\) \(volumes\)"):
             model(torch.rand(1, 1, 12, 12))
-        with pytest.raises(ConfigError, match="super-resolution of volumes"):
-            UNet(2, spatial_dims=3)
+        with pytest.raises(ConfigError, match="upscale=0"):
+            UNet(0, spatial_dims=3)
+
+    def test_axial_super_resolution_starts_as_cubic_interpolation_along_z(self):
+        """Upscale r of a volume: r times the planes, each plane's pixels where they were (sei.core.scaling); the
+        untrained network is the cubic interpolation along z, and its detail reaches every output plane."""
+        from sei.core.scaling import interpolate_up
+        from sei.models.unet import UNet
+
+        y = torch.rand(2, 1, 5, 10, 13, generator=torch.Generator().manual_seed(0))
+        fresh = UNet(3, in_chans=1, width=4, levels=1, blocks=1, spatial_dims=3)
+        assert torch.equal(fresh(y), interpolate_up(y, 3)) and fresh(y).shape == (2, 1, 15, 10, 13)
+        flat = torch.rand(1, 1, 1, 10, 13).expand(1, 1, 5, 10, 13)  # constant along z: so is the enlargement
+        assert torch.allclose(interpolate_up(flat, 3), flat[:, :, :1].expand(1, 1, 15, 10, 13))
+        torch.nn.init.normal_(fresh.tail.weight, std=0.1)
+        detail = fresh(y) - interpolate_up(y, 3)
+        assert bool((detail.abs().flatten(3).amax(-1) > 0).all())

@@ -15,6 +15,7 @@ import pytest
 import torch
 from helpers import OPERATOR_EXAMPLES, relative_difference, seeded, tolerance
 
+from sei.core.scaling import scale_factors, upscaled_size
 from sei.inference.baselines import build_baseline
 from sei.inference.ensemble import commutes, transform_count
 from sei.physics import PhysicsSpec, resolve_spec
@@ -31,11 +32,11 @@ def build(words: dict, noise_level: float = 5.0):
 
 
 def image_size(physics, small: bool = False) -> tuple[int, ...]:
-    """Odd, non-square measurement sizes (13 x 17, or 7 x 9 for gradcheck) times the operator's upscale; a volume has
-    7 planes (3 for gradcheck) of them."""
+    """Odd, non-square measurement sizes (13 x 17, or 7 x 9 for gradcheck), a volume of 7 planes (3 for gradcheck) of
+    them, up-sampled by the operator's upscale (:mod:`sei.core.scaling`)."""
     height, width = (7, 9) if small else (13, 17)
     depth = ((3 if small else 7),) if spatial_dims(physics) == 3 else ()
-    return (*depth, physics.upscale * height, physics.upscale * width)
+    return upscaled_size((*depth, height, width), physics.upscale)
 
 
 def spatial_dims(physics) -> int:
@@ -141,13 +142,14 @@ class TestContract:
 
     def test_margin_is_where_a_crop_differs_from_the_whole(self, kind, words):
         physics = build(words)
-        r, margin = physics.upscale, tuple(physics.margin)
+        margin = tuple(physics.margin)
         assert len(margin) == spatial_dims(physics)
+        factors = scale_factors(physics.upscale, len(margin))
         sizes = (24, 40, 44)[-len(margin):]  # planes are fewer and the axial PSF shorter
-        x = torch.randn(1, 1, *(n * r for n in sizes), generator=seeded(3), dtype=torch.float64)
+        x = torch.randn(1, 1, *upscaled_size(sizes, physics.upscale), generator=seeded(3), dtype=torch.float64)
         whole = physics.A(x)
         starts, lengths = (7, 9, 11)[-len(margin):], (12, 18, 20)[-len(margin):]  # away from the image's borders
-        crop = physics.A(x[(..., *(slice(s * r, (s + n) * r) for s, n in zip(starts, lengths)))])
+        crop = physics.A(x[(..., *(slice(s * f, (s + n) * f) for s, n, f in zip(starts, lengths, factors)))])
         expected = whole[(..., *(slice(s, s + n) for s, n in zip(starts, lengths)))]
         inner = (..., *(slice(m, n - m) for m, n in zip(margin, lengths)))
         if OPERATORS[kind].periodic:
@@ -204,5 +206,4 @@ def physics_upscale_matches(physics) -> bool:
     """The operator's upscale is the spec's, and its measurements are that much smaller."""
     x = torch.zeros(1, 1, *image_size(physics))
     measured = physics.A(x).shape[-spatial_dims(physics):]
-    upscaled = (*measured[:-2], *(n * physics.upscale for n in measured[-2:]))
-    return physics.upscale == physics.spec.upscale and upscaled == spatial_size(x, physics)
+    return physics.upscale == physics.spec.upscale and upscaled_size(measured, physics.upscale) == spatial_size(x, physics)

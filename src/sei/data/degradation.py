@@ -108,6 +108,9 @@ def degrade_file(physics: torch.nn.Module, spec: PhysicsSpec, source: Path, targ
     into = intensity if intensity is not None and intensity.dtype == file.dtype.name else data_map(file.pages,
                                                                                                      str(source))
     out = into if bits is None else integer_map(f"uint{bits}")
+    if spec.dimensionality == 3:
+        return _degrade_volume(physics, spec, file, source, target, into, out, make_generator("measurement", seed,
+                                                                                              index), resize)
     pages = []
     for page_index, page in enumerate(file.pages):
         keys = ("measurement", seed, index, page_index) if file.is_stack else ("measurement", seed, index)
@@ -119,6 +122,37 @@ def degrade_file(physics: torch.nn.Module, spec: PhysicsSpec, source: Path, targ
         (x, y), unit = file.resolution
         resolution = ((x / spec.upscale, y / spec.upscale), unit)
     write_image_file(target, ImageFile(pages, resolution, file.imagej, file.stack_axes, file.stack_shape))
+    return out
+
+
+def _degrade_volume(physics: torch.nn.Module, spec: PhysicsSpec, file: ImageFile, source: Path, target: Path,
+                    into: IntensityMap, out: IntensityMap, generator: torch.Generator, resize: int | None
+                    ) -> IntensityMap:
+    """A z-stack measured as one volume through a 3-D PSF, written as a stack with its voxel size: the same ``z``
+    spacing for deblurring, ``r`` times it when every ``r``-th plane is kept (the stack is cut to a multiple of
+    ``r`` planes first)."""
+    from sei.core.errors import ImageError
+    from sei.io.voxels import check_psf_sampling, read_psf_voxel_size, stated_voxel_size
+    from sei.physics.noise import check_photon_data, measure
+
+    file.check_z_stack(source)
+    if len(file.pages) < 2:
+        raise ImageError(f"{source}: one image, and this operator's PSF is 3-D: degrade z-stacks (multi-page TIFF) "
+                         "with it, or single images with a 2-D PSF")
+    if resize:
+        raise ImageError(f"{source}: --resize resizes images, not z-stacks; resample the stack beforehand")
+    if spec.kernel_is_file:
+        check_psf_sampling(read_psf_voxel_size(spec.kernel), stated_voxel_size(source), source.name)
+    volume = torch.stack([image_tensor(into.to_network(page), None, source) for page in file.pages], dim=1)
+    r = spec.upscale
+    volume = volume[:, : volume.shape[1] - volume.shape[1] % r]
+    if spec.noise == "poisson-gaussian":
+        check_photon_data(volume, str(source))
+    with torch.no_grad():
+        measurement = measure(physics, volume[None], generator)[0]
+    pages = [out.from_network(measurement[:, plane].numpy().transpose(1, 2, 0))
+             for plane in range(measurement.shape[1])]
+    write_image_file(target, file.resampled(pages, 1 / r, volume=True))
     return out
 
 

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, Sampler
 from sei.data.sources import ImageSet
 from sei.core.defaults import CROP_SAMPLINGS
 from sei.core.errors import ImageTooSmallError, ShapeError, UnknownNameError
+from sei.core.scaling import scale_factors
 from sei.physics.base import physics_upscale
 from sei.physics.noise import measure
 from sei.core.rng import make_generator
@@ -67,9 +68,8 @@ class MeasurementSet:
         self.measurements, self.targets = [], []
         with torch.no_grad():
             for index, image in enumerate(images.images):
-                height = image.shape[-2] - image.shape[-2] % self.upscale
-                width = image.shape[-1] - image.shape[-1] % self.upscale
-                image = image[..., :height, :width].contiguous()
+                factors = scale_factors(self.upscale, image.ndim - 1)
+                image = image[(..., *(slice(0, n - n % f) for n, f in zip(image.shape[1:], factors)))].contiguous()
                 generator = make_generator("measurement", noise_seed, index)
                 measurement = measure(physics, image[None], generator)[0].float()
                 self.measurements.append(measurement)
@@ -171,10 +171,12 @@ class CropDataset(Dataset):
         item = {"y": y[:, planes, top:top + self.crop_size, left:left + self.crop_size] if y.ndim == 4
                 else y[:, top:top + self.crop_size, left:left + self.crop_size]}
         if self.data.has_ground_truth:
-            r, size = self.data.upscale, self.crop_size * self.data.upscale
+            corner = (planes.start, top, left) if y.ndim == 4 else (top, left)
+            extent = item["y"].shape[1:]
+            factors = scale_factors(self.data.upscale, len(corner))
             target = self.data.targets[index]
-            lateral = (slice(top * r, top * r + size), slice(left * r, left * r + size))
-            item["x"] = target[(slice(None), planes, *lateral) if target.ndim == 4 else (slice(None), *lateral)]
+            item["x"] = target[(slice(None), *(slice((s or 0) * f, ((s or 0) + n) * f)
+                                              for s, n, f in zip(corner, extent, factors)))]
         return item
 
     def _position(self, index: int, shape: torch.Size, generator: torch.Generator) -> tuple[int, int]:

@@ -37,7 +37,7 @@ from sei.io.voxels import VoxelSize, check_psf_sampling, read_psf_voxel_size, st
 from sei.physics.spec import PhysicsSpec
 
 __all__ = ["NOISE_SAMPLE_IMAGES", "estimate_inputs_noise", "file_intensity", "restore", "restore_file", "restore_files", "restore_image",
-           "restore_stack_by_chunks", "RestoreResult", "scaled_resolution"]
+           "restore_stack_by_chunks", "RestoreResult"]
 
 
 def restore_image(reconstruct: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
@@ -78,7 +78,8 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
                  chunk_bytes: int | None = None) -> tuple[IntensityMap, int]:
     """Restore every page of ``source`` into ``target`` in the input's dtype and units (or ``bits`` of [0, 1]).
 
-    :param upscale: the super-resolution factor, to scale a TIFF's resolution (pixels per unit) by.
+    :param upscale: the super-resolution factor: the estimate's metadata says so (:meth:`ImageFile.resampled`:
+        an image's pixels per unit, a z-stack's planes and their spacing).
     :param volumes: restore the file's pages as one z-stack (a ``(C, D, H, W)`` volume, for a 3-D PSF), written back
         as a stack with the input's voxel size.
     :param sampling: the voxel size the PSF was made for (:func:`sei.io.voxels.read_psf_voxel_size`): a stack that
@@ -102,7 +103,7 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
     if volumes:
         file.check_z_stack(source)
         if sampling is not None:
-            check_psf_sampling(sampling, stated_voxel_size(source), source.name)
+            check_psf_sampling(sampling, stated_voxel_size(source), source.name, upscale)
         if len(file.pages) < 2:
             raise ImageError(f"{source}: one image, and this operator's PSF is 3-D: restore z-stacks (multi-page "
                              "TIFF) with it, or single images with a 2-D PSF")
@@ -117,18 +118,8 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
             if estimate.shape[0] == 2:  # image files have no gray+alpha layout we can write: store it as RGBA
                 estimate = torch.cat([estimate[:1].expand(3, -1, -1), estimate[1:]])
             pages.append(out.from_network(estimate.numpy().transpose(1, 2, 0)))
-    write_image_file(target, ImageFile(pages, scaled_resolution(file.resolution, upscale), file.imagej,
-                                       file.stack_axes, file.stack_shape))
+    write_image_file(target, file.resampled(pages, upscale, volumes))
     return out, 1 if volumes else len(pages)
-
-
-def scaled_resolution(resolution: tuple[tuple[float, float], int] | None, upscale: int
-                      ) -> tuple[tuple[float, float], int] | None:
-    """A TIFF's resolution (pixels per unit) after super-resolution by ``upscale``: its pixels per unit grow."""
-    if resolution is None:
-        return None
-    (x, y), unit = resolution
-    return (x * upscale, y * upscale), unit
 
 
 def restore_stack_by_chunks(reconstruct: Callable[[torch.Tensor], torch.Tensor], header: StackHeader, target: Path,
@@ -146,7 +137,7 @@ def restore_stack_by_chunks(reconstruct: Callable[[torch.Tensor], torch.Tensor],
     """
     source = header.path
     if sampling is not None:
-        check_psf_sampling(sampling, stated_voxel_size(source), source.name)
+        check_psf_sampling(sampling, stated_voxel_size(source), source.name, upscale)
     into = file_intensity(header.sample(STACK_SAMPLE_PLANES), recorded, str(source))
     out = into if bits is None else integer_map(f"uint{bits}")
     depth = header.shape[0]
@@ -157,10 +148,10 @@ def restore_stack_by_chunks(reconstruct: Callable[[torch.Tensor], torch.Tensor],
         return torch.stack(planes, dim=1)[None]
 
     estimates = planes_by_chunks(lambda volume: restore_image(reconstruct, volume[0], device)[None], read, depth,
-                                 chunk, min(overlap, chunk - 1))
+                                 chunk, min(overlap, chunk - 1), upscale=upscale)
     pages = (out.from_network(plane[0].numpy().transpose(1, 2, 0)) for plane in estimates)
-    write_stack_planes(target, pages, header, np.dtype(out.dtype),
-                       scaled_resolution(header.metadata.resolution, upscale))
+    write_stack_planes(target, pages, depth * upscale,
+                       header.metadata.resampled([], upscale, volume=True, depth=depth * upscale), np.dtype(out.dtype))
     return out
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from sei.core.errors import ConfigError
+from sei.core.scaling import scale_factors
 
 __all__ = ["blend_profile", "blend_window", "planes_by_chunks", "tile_layout", "tiled_apply"]
 
@@ -69,22 +70,26 @@ def blend_window(height: int, width: int, ramp: int, dtype=torch.float32, device
 
 
 def planes_by_chunks(restore: Callable[[torch.Tensor], torch.Tensor], read: Callable[[int, int], torch.Tensor],
-                     depth: int, chunk: int, overlap: int, multiple: int = 1) -> Iterator[torch.Tensor]:
+                     depth: int, chunk: int, overlap: int, multiple: int = 1, upscale: int = 1
+                     ) -> Iterator[torch.Tensor]:
     """The planes of ``restore(volume)``, computed over overlapping chunks of planes and blended along z as
     :func:`tiled_apply` blends tiles, yielded in order as soon as no later chunk reaches them: memory holds about
     one chunk (its measurement, its estimate and their blend), whatever the depth.
 
-    :param restore: ``(B, C, d, h, w) -> (B, C, d, H, W)`` for any ``d`` (tiled laterally itself if it likes).
+    :param restore: ``(B, C, d, h, w) -> (B, C, d r, H, W)`` for any ``d`` (tiled laterally itself if it likes).
     :param read: ``read(start, stop)``: the measurement's planes ``[start, stop)``, ``(B, C, stop - start, h, w)``.
     :param depth: the volume's planes; ``chunk``: the most planes restored at once; ``overlap``: planes that
         neighbouring chunks share at least (the blend's ramp); ``multiple``: the grid chunks are aligned to
-        (:func:`tile_layout`).
-    :return: ``depth`` planes ``(B, C, H, W)`` in float32.
+        (:func:`tile_layout`), all in measurement planes.
+    :param upscale: ``r``, the estimate's planes per measurement plane (axial super-resolution).
+    :return: ``depth r`` planes ``(B, C, H, W)`` in float32.
     """
     if chunk < 1 or overlap < 0 or overlap >= chunk:
         raise ConfigError(f"need chunk > overlap >= 0, got chunk={chunk}, overlap={overlap}")
     size, starts = tile_layout(depth, chunk, overlap, multiple)
-    weights = blend_profile(size, overlap if len(starts) > 1 else 0).float()
+    # from here on in the estimate's planes
+    size, starts, depth = size * upscale, [start * upscale for start in starts], depth * upscale
+    weights = blend_profile(size, overlap * upscale if len(starts) > 1 else 0).float()
     total = sums = None
     done = 0  # planes yielded; the sums hold planes [done, done + size)
     for start in starts:
@@ -95,7 +100,7 @@ def planes_by_chunks(restore: Callable[[torch.Tensor], torch.Tensor], read: Call
             sums = torch.cat([sums[:, :, shift:], sums.new_zeros(*sums.shape[:2], shift, *sums.shape[3:])], dim=2)
             total = torch.cat([total[shift:], total.new_zeros(shift)])
             done = start
-        piece = restore(read(start, start + size)).float()
+        piece = restore(read(start // upscale, (start + size) // upscale)).float()
         if sums is None:
             sums, total = torch.zeros_like(piece), torch.zeros(size, dtype=piece.dtype, device=piece.device)
         sums += piece * weights.to(piece.device)[:, None, None]
@@ -109,7 +114,8 @@ def tiled_apply(restore: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor
                 overlap: int = 32, upscale: int = 1, multiple: int = 1) -> torch.Tensor:
     """``restore(y)`` computed tile by tile.
 
-    :param restore: ``(B, C, h, w) -> (B, C, h r, w r)``, for any tile size.
+    :param restore: ``(B, C, h, w) -> (B, C, h r, w r)``, for any tile size; of volumes ``(B, C, d, h, w) ->
+        (B, C, d r, h, w)`` (:mod:`sei.core.scaling`).
     :param y: ``(B, C, H, W)`` measurement, or a ``(B, C, D, H, W)`` volume, tiled laterally (each tile holds every
         plane: a z-stack is far thinner than wide).
     :param tile: tile size in measurement pixels; an image no larger than one tile is restored whole.
@@ -117,7 +123,7 @@ def tiled_apply(restore: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor
     :param upscale: ``r``, the output's size ratio.
     :param multiple: the grid ``restore`` computes on (e.g. a network's window), which tile sizes and starts
         are aligned to when such tiles fit within ``tile`` (:func:`tile_layout`).
-    :return: ``(B, C, H r, W r)``.
+    :return: ``(B, C, H r, W r)``, or ``(B, C, D r, H, W)``.
     """
     if tile < 1 or overlap < 0 or overlap >= tile:
         raise ConfigError(f"need tile > overlap >= 0, got tile={tile}, overlap={overlap}")
@@ -128,15 +134,16 @@ def tiled_apply(restore: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor
     tile_w, lefts = tile_layout(width, tile, overlap, multiple)
     output = None
     total = None
-    window = blend_window(tile_h * upscale, tile_w * upscale, overlap * upscale, device=y.device)
+    lateral = scale_factors(upscale, y.ndim - 2)[-1]  # a volume is super-resolved along z, not within its tiles
+    window = blend_window(tile_h * lateral, tile_w * lateral, overlap * lateral, device=y.device)
     for top in tops:
         for left in lefts:
             piece = restore(y[..., top:top + tile_h, left:left + tile_w]).float()
             if output is None:
-                output = piece.new_zeros(*piece.shape[:-2], height * upscale, width * upscale)
-                total = piece.new_zeros(height * upscale, width * upscale)
-            rows = slice(top * upscale, (top + tile_h) * upscale)
-            cols = slice(left * upscale, (left + tile_w) * upscale)
+                output = piece.new_zeros(*piece.shape[:-2], height * lateral, width * lateral)
+                total = piece.new_zeros(height * lateral, width * lateral)
+            rows = slice(top * lateral, (top + tile_h) * lateral)
+            cols = slice(left * lateral, (left + tile_w) * lateral)
             output[..., rows, cols] += piece * window
             total[rows, cols] += window
     return output / total

@@ -134,6 +134,34 @@ class ImageFile:
         volume; a time series or a stack of channels cannot."""
         return self.stack_axes in ("", "Z")
 
+    def resampled(self, pages: list[np.ndarray], factor: float, volume: bool = False, depth: int | None = None
+                  ) -> ImageFile:
+        """This file's metadata with other ``pages``, sampled ``factor`` times more finely (:mod:`sei.core.scaling`;
+        ``1 / r`` for a measurement decimated by ``r``): an image has ``factor`` times the pixels per unit; a z-stack
+        handled as one volume keeps its pixels, and its ImageJ ``spacing`` is divided by ``factor``; its planes are
+        ``pages`` (or ``depth``, for planes written as they come: :func:`write_stack_planes`).
+
+        >>> stack = ImageFile([np.zeros((2, 2))] * 12, ((10.0, 10.0), 3), {"spacing": 0.5}, "Z", (12,))
+        >>> finer = stack.resampled([np.zeros((2, 2))] * 24, 2, volume=True)
+        >>> finer.resolution, finer.imagej, finer.stack_shape
+        (((10.0, 10.0), 3), {'spacing': 0.25}, (24,))
+        """
+        if factor == 1:
+            return dataclasses.replace(self, pages=pages)
+        if volume:
+            imagej = dict(self.imagej)
+            if "spacing" in imagej:
+                imagej["spacing"] = float(imagej["spacing"]) / factor
+            along_z = self.stack_axes == "Z" and bool(self.stack_shape)
+            planes = len(pages) if depth is None else depth
+            return ImageFile(pages, self.resolution, imagej, self.stack_axes if along_z else "",
+                             (planes,) if along_z else ())
+        resolution = None
+        if self.resolution is not None:
+            (x, y), unit = self.resolution
+            resolution = ((x * factor, y * factor), unit)
+        return dataclasses.replace(self, pages=pages, resolution=resolution)
+
     def check_z_stack(self, path: str | Path) -> None:
         """Refuse a stack whose pages run along anything but z (a time series, channels), for callers that read
         one file as one volume.
@@ -569,20 +597,20 @@ def read_image_sample(path: str | Path, max_pixels: int | None = None) -> ImageF
     return read_image_file(path, max_pixels)
 
 
-def write_stack_planes(path: str | Path, planes: Iterable[np.ndarray], header: StackHeader, dtype: np.dtype,
-                       resolution: tuple[tuple[float, float], int] | None = None) -> Path:
-    """Write a z-stack plane by plane as they come (``planes``: ``(H, W)`` arrays in ``dtype``, as many as the
-    stack's depth) with ``header``'s metadata (``resolution`` instead of its own, when given), atomically.
+def write_stack_planes(path: str | Path, planes: Iterable[np.ndarray], depth: int, metadata: ImageFile,
+                       dtype: np.dtype) -> Path:
+    """Write a z-stack plane by plane as they come (``planes``: ``depth`` arrays ``(H, W)`` in ``dtype``) with
+    ``metadata``'s resolution, ImageJ metadata and layout (:attr:`StackHeader.metadata`, or its
+    :meth:`ImageFile.resampled`), atomically.
 
     :raises StorageError: when the file cannot be written (naming it).
     """
     import tifffile
 
     path = Path(path)
-    metadata = header.metadata if resolution is None else dataclasses.replace(header.metadata, resolution=resolution)
     rest = iter(planes)
     page = _gray(np.asarray(next(rest), dtype=dtype))
-    shape, options = _tiff_layout(metadata, header.shape[0], page.shape, dtype)
+    shape, options = _tiff_layout(metadata, depth, page.shape, dtype)
 
     def pages() -> Iterator[np.ndarray]:
         yield page

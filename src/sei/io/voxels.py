@@ -14,6 +14,7 @@ Every size is returned in micrometres; an axis the file does not describe is ``N
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import xml.etree.ElementTree as ElementTree
@@ -203,8 +204,11 @@ def describe_voxel_size(voxel: VoxelSize) -> str:
         " um (z y x)"
 
 
-def check_psf_sampling(psf: VoxelSize | None, stack: VoxelSize | None, stack_name: str) -> None:
+def check_psf_sampling(psf: VoxelSize | None, stack: VoxelSize | None, stack_name: str, upscale: int = 1) -> None:
     """Refuse a stack whose voxels differ from those its PSF was made for, along an axis both describe.
+
+    :param upscale: for axial super-resolution by ``r`` (:mod:`sei.core.scaling`), the stack's z-step is ``r``
+        times the PSF's.
 
     >>> check_psf_sampling(VoxelSize(0.3, 0.1, 0.1), VoxelSize(0.3, 0.1, None), "cells.tif")  # agrees
     >>> check_psf_sampling(VoxelSize(0.3, 0.1, 0.1), VoxelSize(0.5, 0.1, 0.1), "cells.tif")
@@ -216,6 +220,8 @@ def check_psf_sampling(psf: VoxelSize | None, stack: VoxelSize | None, stack_nam
     """
     if psf is None or stack is None:
         return
+    if upscale != 1 and psf.z is not None:
+        psf = dataclasses.replace(psf, z=psf.z * upscale)
     for made, found in zip((psf.z, psf.y, psf.x), (stack.z, stack.y, stack.x)):
         if made is not None and found is not None and abs(found - made) > SAMPLING_TOLERANCE * made:
             raise ImageError(f"{stack_name} has voxels of {describe_voxel_size(stack)} and its PSF was made for "

@@ -9,6 +9,7 @@ from torch import nn
 
 from sei.core.checks import check_image_batch
 from sei.core.errors import MissingGroundTruthError, ShapeError
+from sei.core.scaling import upscaled_size
 from sei.physics.base import physics_spatial_dims, physics_upscale
 
 __all__ = ["LossOutput", "Method"]
@@ -51,8 +52,7 @@ class Method(nn.Module):
             )
         if x is not None:
             check_image_batch(x, "x", dims)
-            upscale = physics_upscale(physics)
-            expected = (*y.shape[:-2], y.shape[-2] * upscale, y.shape[-1] * upscale)
+            expected = (*y.shape[:2], *upscaled_size(y.shape[2:], physics_upscale(physics)))
             if tuple(x.shape) != expected:
                 raise ShapeError(f"clean images should have shape {expected} to match measurements "
                                  f"{tuple(y.shape)}, got {tuple(x.shape)}")

@@ -205,14 +205,9 @@ UNET = BackboneFamily("unet", _unet, options=_options(
 
 
 
-def _deblurs_only(upscale: int, options: Mapping[str, Any]) -> str | None:
-    """A 3-D U-Net restores at the measurement's own sampling (deblurring)."""
-    return None if upscale == 1 else f"upscale {upscale}: a 3-D U-Net deblurs volumes (upscale 1) only"
-
-
 # The 3-D U-Net: a 3x3x3 convolution costs 3x a 3x3 one per voxel and volumes hold many voxels, so its presets are
 # narrower than the 2-D ones; the option maxima keep it within the 2-D family's memory bound.
-UNET3D = BackboneFamily("unet3d", _unet3d, consistency=_deblurs_only, spatial_dims=3, options=_options(
+UNET3D = BackboneFamily("unet3d", _unet3d, spatial_dims=3, options=_options(
     width=Between(1, 64), levels=Between(0, 3), blocks=Between(1, 4)))
 UNROLLED = BackboneFamily("unrolled", _unrolled, physics_aware=True, options=_options(
     iterations=Between(1, 16), width=Between(1, 128), levels=Between(0, 3), blocks=Between(1, 4),

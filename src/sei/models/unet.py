@@ -3,10 +3,14 @@
 SEI needs a network whose receptive field covers the blur (13x13 px for Gaussian_R2, 19x19 for R3) and
 which trains usefully on a laptop CPU. Two down-samplings give a receptive field of several tens of pixels at
 a fraction of SwinIR's cost. For super-resolution the U-Net runs at the measurement resolution and a
-pixel-shuffle head adds the high-resolution detail to a bicubic enlargement of the input.
+pixel-shuffle head adds the high-resolution detail to a bicubic enlargement of the input; for the axial
+super-resolution of volumes the head shuffles channels into planes, over a cubic interpolation along z
+(:mod:`sei.core.scaling`).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -14,9 +18,10 @@ from torch import nn
 
 from sei.core.checks import check_image_batch
 from sei.core.errors import ConfigError
+from sei.core.scaling import interpolate_up, scale_factors
 from sei.models.windows import apply_aligned
 
-__all__ = ["CONVOLUTIONS", "ResidualBlock", "UNet"]
+__all__ = ["CONVOLUTIONS", "PlaneShuffle", "ResidualBlock", "UNet"]
 
 
 # Convolutions by number of spatial dimensions: images, volumes.
@@ -36,15 +41,33 @@ class ResidualBlock(nn.Module):
         return x + self.conv2(F.relu(self.conv1(x), inplace=True))
 
 
+class PlaneShuffle(nn.Module):
+    """``(B, C r, d, h, w) -> (B, C, d r, h, w)``: channel ``c r + i`` becomes plane ``i`` of each group of ``r``
+    (PixelShuffle's rearrangement, along z only).
+
+    >>> PlaneShuffle(3)(torch.arange(6.0).reshape(1, 6, 1, 1, 1)).flatten().tolist()
+    [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    """
+
+    def __init__(self, factor: int) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, depth, height, width = x.shape
+        grouped = x.reshape(batch, channels // self.factor, self.factor, depth, height, width)
+        return grouped.transpose(2, 3).reshape(batch, channels // self.factor, depth * self.factor, height, width)
+
+
 def _stage(channels: int, blocks: int, spatial_dims: int) -> nn.Sequential:
     return nn.Sequential(*(ResidualBlock(channels, spatial_dims) for _ in range(blocks)))
 
 
 class UNet(nn.Module):
     """Residual U-Net ``(B, C, h, w) -> (B, C, h r, w r)`` for any input size; with ``spatial_dims=3``, for
-    ``(B, C, d, h, w)`` volumes (deblurring only: ``upscale`` 1).
+    ``(B, C, d, h, w)`` volumes, ``-> (B, C, d r, h, w)``.
 
-    :param upscale: 1 for deblurring, r >= 2 for x r super-resolution.
+    :param upscale: 1 for deblurring, r >= 2 for x r super-resolution (of volumes: along z).
     :param in_chans: image channels.
     :param width: channels at full resolution, doubled at each level.
     :param levels: number of 2x down-samplings.
@@ -60,9 +83,8 @@ class UNet(nn.Module):
         if upscale < 1 or levels < 0 or blocks < 1 or width < 1 or spatial_dims not in CONVOLUTIONS:
             raise ConfigError(f"invalid U-Net settings: upscale={upscale}, width={width}, levels={levels}, "
                               f"blocks={blocks}, spatial_dims={spatial_dims}")
-        if spatial_dims == 3 and upscale != 1:
-            raise ConfigError("a 3-D U-Net deblurs (upscale 1); super-resolution of volumes is not built yet")
         self.upscale = upscale
+        self.factors = scale_factors(upscale, spatial_dims)
         self.levels = levels
         self.spatial_dims = spatial_dims
         convolution, transposed = CONVOLUTIONS[spatial_dims]
@@ -75,9 +97,10 @@ class UNet(nn.Module):
         self.ups = nn.ModuleList(transposed(widths[level + 1], widths[level], 2, stride=2)
                                  for level in range(levels))
         self.decoders = nn.ModuleList(_stage(widths[level], blocks, spatial_dims) for level in range(levels))
-        self.tail = convolution(width, in_chans * upscale**2, 3, padding=1)
-        self.shuffle = nn.PixelShuffle(upscale) if upscale > 1 else nn.Identity()
-        # Start as the identity (deblurring) or bicubic enlargement (SR): training refines a sensible estimate.
+        self.tail = convolution(width, in_chans * math.prod(self.factors), 3, padding=1)
+        shuffle = nn.PixelShuffle(upscale) if spatial_dims == 2 else PlaneShuffle(upscale)
+        self.shuffle = shuffle if upscale > 1 else nn.Identity()
+        # Start as the identity (deblurring) or a cubic enlargement (SR): training refines a sensible estimate.
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
@@ -92,10 +115,7 @@ class UNet(nn.Module):
         check_image_batch(x, "the U-Net's input", self.spatial_dims)
         detail = apply_aligned(lambda window: self._padded_detail(window, condition), x, self.size_multiple,
                                self.upscale, spatial_dims=self.spatial_dims)
-        if self.upscale == 1:
-            return x + detail
-        base = F.interpolate(x, scale_factor=self.upscale, mode="bicubic", align_corners=False)
-        return base + detail
+        return interpolate_up(x, self.upscale) + detail
 
     def _padded_detail(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
         sizes = x.shape[-self.spatial_dims:]
@@ -117,4 +137,4 @@ class UNet(nn.Module):
         for level in reversed(range(self.levels)):
             features = self.decoders[level](self.ups[level](features) + skips[level])
         detail = self.shuffle(self.tail(features))
-        return detail[(..., *(slice(0, n * self.upscale) for n in sizes))]
+        return detail[(..., *(slice(0, n * f) for n, f in zip(sizes, self.factors)))]

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import torch
 
+from sei.core.scaling import scale_factors
+
 __all__ = ["STRIP", "apply_aligned"]
 
 # Width of the border strips: wider than the reach of a border into the output (a few pixels for unet-small, a few
@@ -33,7 +35,8 @@ def apply_aligned(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tens
         an axis (then padding it is the network's own business).
     :param x: ``(B, C, H, W)``, or ``(B, C, D, H, W)`` with ``spatial_dims=3``.
     :param multiple: the size multiple the network needs, in pixels.
-    :param upscale: the network's output size over its input size.
+    :param upscale: the network's output size over its input size (along z only for volumes:
+        :func:`sei.core.scaling.scale_factors`).
     :param strip: the border strips' width in pixels (rounded up to a multiple).
     :return: ``(B, C', upscale H, upscale W)`` (and likewise in 3-D).
 
@@ -45,6 +48,7 @@ def apply_aligned(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tens
     if all(n % multiple == 0 for n in sizes) or any(n < multiple for n in sizes):
         return network(x)
     strip = -(-strip // multiple) * multiple
+    factors = scale_factors(upscale, spatial_dims)
 
     def windowed(window: torch.Tensor, axis: int) -> torch.Tensor:
         if axis == 0:
@@ -53,7 +57,7 @@ def apply_aligned(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tens
         aligned = size - size % multiple
         if aligned == size:
             return windowed(window, axis + 1)
-        width, extra = min(aligned, strip), (size - aligned) * upscale
+        width, extra = min(aligned, strip), (size - aligned) * factors[axis]
         start = windowed(window.narrow(axis, 0, aligned), axis + 1)
         end = windowed(window.narrow(axis, size - width, width), axis + 1)
         return torch.cat([start, end.narrow(axis, end.shape[axis] - extra, extra)], dim=axis)

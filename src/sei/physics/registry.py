@@ -7,14 +7,16 @@ self-ensemble may try (:mod:`sei.inference.ensemble` keeps those the operator co
 passes the contract tests of ``tests/test_operator_contracts.py`` (linearity, adjointness, pseudo-inverse, proximal
 operator, margin, gradients in float64, odd and non-square sizes).
 
-==================  ===========  ======================  =====================================================
-kind                task         fields                  operator
-==================  ===========  ======================  =====================================================
-``blur``            deblurring   kernel                  :class:`~sei.physics.blur.FFTBlur`
-``bicubic``         sr           sr_factor               :class:`~sei.physics.downsampling.BicubicDownsampling`
-``blur-decimate``   sr           kernel, sr_factor       :class:`~sei.physics.blur_downsampling.BlurDownsampling`
-``blur-3d``         deblurring   kernel (3-D)            :class:`~sei.physics.blur.FFTBlur` of volumes
-==================  ===========  ======================  =====================================================
+======================  ===========  =======================  ==========================================================
+kind                    task         fields                   operator
+======================  ===========  =======================  ==========================================================
+``blur``                deblurring   kernel                   :class:`~sei.physics.blur.FFTBlur`
+``bicubic``             sr           sr_factor                :class:`~sei.physics.downsampling.BicubicDownsampling`
+``blur-decimate``       sr           kernel, sr_factor        :class:`~sei.physics.blur_downsampling.BlurDownsampling`
+``blur-3d``             deblurring   kernel (3-D)             :class:`~sei.physics.blur.FFTBlur` of volumes
+``blur-decimate-3d``    sr           kernel (3-D), sr_factor  :class:`~sei.physics.blur_downsampling.BlurDownsampling`
+                                                              of volumes: every r-th plane kept (axial)
+======================  ===========  =======================  ==========================================================
 
 An entry also says what its operator measures (``spatial_dims``): images, or volumes (z-stacks) for a 3-D PSF.
 
@@ -120,6 +122,11 @@ OPERATORS: dict[str, OperatorKind] = {
                      "reflecting or replicating boundary",
                      _blur, baselines=("identity", "wiener", "tv", "richardson-lucy"), boundaries=BOUNDARIES,
                      transforms=VOLUME_TRANSFORMS, spatial_dims=3),
+        OperatorKind("blur-decimate-3d", "sr", frozenset({"kernel", "sr_factor"}),
+                     "axial super-resolution of a volume: blur by a 3-D PSF sampled at the fine z-step, then every "
+                     "r-th plane kept (a z-step r times the PSF's)",
+                     _blur_decimate, baselines=("identity", "bicubic", "wiener", "tv", "richardson-lucy"),
+                     boundaries=BOUNDARIES, transforms=VOLUME_TRANSFORMS, spatial_dims=3),
     )
 }
 

@@ -241,7 +241,9 @@ class PhysicsSpec:
             what = f"{'3-D ' if self.spatial_dims == 3 else ''}{self.kernel_label()} deblurring"
         else:
             how = "bicubic" if self.kernel is None else f"{self.kernel_label()} blur then decimation"
-            what = f"x{self.sr_factor} super-resolution ({how})"
+            if self.spatial_dims == 3:  # sei.core.scaling: volumes are super-resolved along z
+                how = f"3-D {self.kernel_label()} blur, then every {_ordinal(self.sr_factor)} plane kept"
+            what = f"x{self.sr_factor} {'axial ' if self.spatial_dims == 3 else ''}super-resolution ({how})"
         level = self.noise_level if isinstance(self.noise_level, str) else f"{self.noise_level:g}/255"
         noise = f"{self.noise} noise {level}"
         if self.noise == "poisson-gaussian":
@@ -322,6 +324,12 @@ class PhysicsSpec:
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(PhysicsSpec) if f.name != "resolved")
+
+
+def _ordinal(n: int) -> str:
+    """``2`` -> ``2nd``, ``3`` -> ``3rd``, ``11`` -> ``11th``."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _noise_level_word(value: Any) -> float | str:

@@ -66,6 +66,7 @@ def check_crop_fits(config: ExperimentConfig, images: ImageSet | None) -> None:
 
 
 def _check_psf_fits(config: ExperimentConfig, images: ImageSet) -> None:
+    from sei.core.scaling import upscaled_size
     from sei.data.pairs import crop_shape
     from sei.io.voxels import check_psf_sampling, read_psf_voxel_size
     from sei.physics.kernels import VOLUME_DIMS, load_kernel
@@ -73,15 +74,18 @@ def _check_psf_fits(config: ExperimentConfig, images: ImageSet) -> None:
     psf = tuple(load_kernel(config.physics.kernel, VOLUME_DIMS).shape)
     sampling = read_psf_voxel_size(config.physics.kernel)
     for name, stated in zip(images.names, images.voxel_sizes):
-        check_psf_sampling(sampling, stated, f"the stack {name}")
+        check_psf_sampling(sampling, stated, f"the stack {name}", config.physics.upscale)
     text = "x".join(map(str, psf))
+    upscale = config.physics.upscale
     for name, volume in zip(images.names, images.images):
-        size = tuple(volume.shape[1:])
+        # in the estimate's voxels, which the PSF samples (a measured stack has 1/r of its planes: axial SR)
+        depth = volume.shape[1] if config.data.kind == "measurements" else volume.shape[1] // upscale
+        size = upscaled_size((depth, *volume.shape[2:]), upscale)
         if any(k > n for k, n in zip(psf, size)):
             raise ImageTooSmallError(f"the PSF ({text} voxels, z y x) is larger than the stack {name} "
                                      f"({'x'.join(map(str, size))}): make a PSF that fits (sei psf ... --planes N "
                                      "--size N) or record more planes")
-        crop = crop_shape(config.data.crop_size, 3, size[0])
+        crop = upscaled_size(crop_shape(config.data.crop_size, 3, depth), upscale)
         if any(k > n for k, n in zip(psf, crop)):
             raise ImageTooSmallError(f"a {'x'.join(map(str, crop))} crop of {name} is smaller than the PSF ({text}) "
                                      f"along some axis: use --crop-size {max(psf)} or more, or a smaller PSF")

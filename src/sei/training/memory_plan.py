@@ -192,11 +192,13 @@ def probe_batch(crop_size: int, physics: Any, batch: int, channels: int, device:
     from sei.data.pairs import crop_shape
     from sei.physics.base import physics_spatial_dims, physics_upscale
 
-    *depth, crop, _ = crop_shape(crop_size, physics_spatial_dims(physics))
-    upscale = physics_upscale(physics)
+    from sei.core.scaling import upscaled_size
+
+    shape = crop_shape(crop_size, physics_spatial_dims(physics))
     generator = torch.Generator().manual_seed(0)
-    y = torch.rand(batch, channels, *depth, crop, crop, generator=generator).to(device, dtype)
-    x = torch.rand(batch, channels, *depth, crop * upscale, crop * upscale, generator=generator).to(device, dtype)
+    y = torch.rand(batch, channels, *shape, generator=generator).to(device, dtype)
+    x = torch.rand(batch, channels, *upscaled_size(shape, physics_upscale(physics)), generator=generator).to(device,
+                                                                                                          dtype)
     return y, x
 
 

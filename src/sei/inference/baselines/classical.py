@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sei.core.errors import ConfigError
+from sei.core.scaling import interpolate_up, scale_factors, upscaled_size
 from sei.core.units import NOISE_FLOOR
 from sei.physics.base import physics_upscale
 from sei.physics.blur import FFTBlur, laplacian_power
@@ -19,7 +20,8 @@ __all__ = ["Bicubic", "Identity", "Wiener"]
 
 
 class Identity(nn.Module):
-    """The measurement itself as the estimate; for super-resolution, its nearest-neighbour enlargement."""
+    """The measurement itself as the estimate; for super-resolution, its nearest-neighbour enlargement (of volumes:
+    each plane repeated)."""
 
     def __init__(self, upscale: int = 1) -> None:
         super().__init__()
@@ -28,11 +30,12 @@ class Identity(nn.Module):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         if self.upscale == 1:
             return y
-        return F.interpolate(y, scale_factor=self.upscale, mode="nearest")
+        return F.interpolate(y, scale_factor=scale_factors(self.upscale, y.ndim - 2), mode="nearest")
 
 
 class Bicubic(nn.Module):
-    """Bicubic up-sampling by the super-resolution factor (super-resolution only)."""
+    """Bicubic up-sampling by the super-resolution factor (super-resolution only); volumes are interpolated along z
+    (:func:`sei.core.scaling.interpolate_up`)."""
 
     def __init__(self, upscale: int) -> None:
         super().__init__()
@@ -41,7 +44,7 @@ class Bicubic(nn.Module):
         self.upscale = upscale
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(y, scale_factor=self.upscale, mode="bicubic", align_corners=False)
+        return interpolate_up(y, self.upscale)
 
 
 class Wiener(nn.Module):
@@ -86,13 +89,14 @@ class Wiener(nn.Module):
         from deepinv.optim.linear import conjugate_gradient
 
         y = y.float()
-        size = (y.shape[-2] * self.upscale, y.shape[-1] * self.upscale)
+        size = upscaled_size(y.shape[2:], self.upscale)
+        axes = tuple(range(-len(size), 0))
         power = laplacian_power(*size, dtype=torch.float32).to(y.device)
 
         def normal_operator(x: torch.Tensor) -> torch.Tensor:
-            smoothness = torch.fft.irfft2(torch.fft.rfft2(x) * power, s=size)
+            smoothness = torch.fft.irfftn(torch.fft.rfftn(x, dim=axes) * power, s=size, dim=axes)
             return self.physics.A_adjoint(self.physics.A(x), img_size=size) + lam * smoothness
 
-        start = F.interpolate(y, size=size, mode="bicubic", align_corners=False)
+        start = interpolate_up(y, self.upscale)
         return conjugate_gradient(normal_operator, self.physics.A_adjoint(y, img_size=size),
                                   max_iter=self.iterations, tol=1e-7, init=start)

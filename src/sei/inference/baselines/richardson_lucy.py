@@ -31,6 +31,7 @@ from torch import nn
 
 from sei.core.checks import check_image_batch
 from sei.core.errors import ConfigError, ImageError
+from sei.core.scaling import upscaled_size
 from sei.core.units import NOISE_FLOOR
 from sei.physics.base import physics_upscale
 from sei.physics.noise import noise_parameters
@@ -134,7 +135,7 @@ class RichardsonLucy(nn.Module):
     def _check_size(self, y: torch.Tensor) -> None:
         kernel = tuple(self.physics.kernel.shape)
         check_image_batch(y, f"a measurement for a {len(kernel)}-D PSF", len(kernel))
-        size = tuple(n * self.upscale for n in y.shape[-len(kernel):])
+        size = upscaled_size(y.shape[-len(kernel):], self.upscale)
         if any(k > n for k, n in zip(kernel, size)):
             raise ImageError(f"the PSF ({'x'.join(map(str, kernel))}) is larger than the image "
                              f"({'x'.join(map(str, size))}): crop the PSF or restore a larger image")

@@ -1,0 +1,55 @@
+"""How super-resolution scales each axis: images along both axes, volumes (z-stacks) along z only.
+
+A microscope samples a z-stack several times more coarsely along z than across, and that is the axis whose
+resolution super-resolution of volumes restores (axial super-resolution, towards isotropic voxels); images are
+super-resolved along both axes, as in the paper. This is the one place that says so: operators, networks, tiling
+and file writers ask it for an estimate's size.
+
+>>> scale_factors(2, spatial_dims=2), scale_factors(3, spatial_dims=3)
+((2, 2), (3, 1, 1))
+>>> upscaled_size((10, 32, 40), 3)
+(30, 32, 40)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["interpolate_up", "scale_factors", "upscaled_size"]
+
+
+def scale_factors(upscale: int, spatial_dims: int) -> tuple[int, ...]:
+    """An estimate's size over its measurement's, per spatial axis: ``(r, r)`` for ``(H, W)`` images, ``(r, 1, 1)``
+    for ``(D, H, W)`` volumes.
+
+    :param upscale: the super-resolution factor ``r`` (1: deblurring).
+    :param spatial_dims: 2 for images, 3 for volumes.
+    """
+    if spatial_dims == 3:
+        return (int(upscale), 1, 1)
+    return (int(upscale),) * spatial_dims
+
+
+def upscaled_size(size: Sequence[int], upscale: int) -> tuple[int, ...]:
+    """The spatial size of the estimate of a measurement of spatial ``size`` (``(h, w)`` or ``(d, h, w)``)."""
+    return tuple(int(n) * f for n, f in zip(size, scale_factors(upscale, len(size))))
+
+
+def interpolate_up(x: torch.Tensor, upscale: int) -> torch.Tensor:
+    """The smooth enlargement of a measurement to its estimate's size: bicubic for ``(B, C, h, w)`` images, cubic
+    along z only for ``(B, C, d, h, w)`` volumes (each plane's pixels are left as they are).
+
+    >>> interpolate_up(torch.rand(1, 1, 4, 5, 6), 2).shape
+    torch.Size([1, 1, 8, 5, 6])
+    """
+    if upscale == 1:
+        return x
+    if x.ndim == 5:  # cubic along z: a bicubic interpolation of (z, pixel) planes whose second factor is 1
+        batch, channels, depth, height, width = x.shape
+        planes = x.reshape(batch, channels, depth, height * width)
+        enlarged = F.interpolate(planes, scale_factor=(upscale, 1), mode="bicubic", align_corners=False)
+        return enlarged.reshape(batch, channels, depth * upscale, height, width)
+    return F.interpolate(x, scale_factor=upscale, mode="bicubic", align_corners=False)
