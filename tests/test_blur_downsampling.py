@@ -78,3 +78,17 @@ class TestBoundaryModels:
             for boundary in ("circular", "reflect")}
         assert errors["reflect"][0] < 0.5 * errors["circular"][0]  # the edge ringing is gone
         assert errors["reflect"][1] <= 1.05 * errors["circular"][1]  # and the interior loses nothing
+
+
+def test_a_volume_keeps_every_rth_plane_of_its_3d_blur_from_the_first():
+    """Axial super-resolution (sei.core.scaling): the planes are decimated, each plane's pixels are not."""
+    from sei.physics import FFTBlur
+
+    psf = torch.rand(5, 3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = torch.rand(1, 2, 12, 9, 10, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for boundary in ("circular", "reflect"):
+        expected = FFTBlur(psf, boundary=boundary).A(x)[:, :, 0::3]
+        assert torch.allclose(BlurDownsampling(psf, 3, boundary=boundary).A(x), expected, atol=1e-12)
+    assert BlurDownsampling(psf, 3).margin == (1, 1, 1)  # 2 planes of the PSF's half-depth: 1 kept plane
+    with pytest.raises(ShapeError, match="planes that are multiples of 3"):
+        BlurDownsampling(psf, 3).A(x[:, :, :10])

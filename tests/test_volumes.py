@@ -374,3 +374,116 @@ class TestStacksTooLargeToHold:
         tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((8, 8, 3), np.uint8), photometric="rgb")
         assert all(read_stack_header(tmp_path / name) is None for name in ("plane.tif", "series.tif", "rgb.tif"))
         assert read_stack_header(tmp_path / "photo.png") is None
+
+
+@pytest.fixture(scope="module")
+def axial_folder(tmp_path_factory):
+    """An isotropic 16-bit stack (24 x 40 x 40 voxels of 150 nm), its PSF sampled likewise, and its measurement
+    by ``sei degrade`` keeping every 2nd plane (a 300 nm z-step) with Poisson-Gaussian noise."""
+    import tifffile
+
+    from sei.cli import main
+    from sei.io.voxels import VoxelSize, write_psf_voxel_size
+    from sei.physics.kernels import write_kernel
+
+    root = tmp_path_factory.mktemp("axial")
+    psf = widefield_psf_3d(wavelength=520, numerical_aperture=1.3, pixel_size=150, z_step=150, planes=15, size=9)
+    write_psf_voxel_size(write_kernel(psf, root / "psf.npy"), VoxelSize(0.15, 0.15, 0.15))
+    truth = fluorescence_phantom((24, 40, 40), seed=2, anisotropy=1.0)
+    (root / "clean").mkdir()
+    tifffile.imwrite(root / "clean" / "cells.tif", np.round(truth.numpy() * 65535).astype(np.uint16), imagej=True,
+                     metadata={"axes": "ZYX", "spacing": 0.15, "unit": "micron"}, resolution=(1 / 0.15, 1 / 0.15))
+    assert main(["degrade", str(root / "clean"), str(root / "measured"), "--task", "sr", "--sr-factor", "2",
+                 "--kernel", str(root / "psf.npy"), "--noise", "poisson-gaussian", "--gain", "0.01", "--noise-level",
+                 "1", "--quiet"]) == 0
+    return root, truth, psf
+
+
+def stack_psnr(path, truth: torch.Tensor) -> float:
+    import tifffile
+
+    return psnr(torch.from_numpy(tifffile.imread(path).astype(np.float32) / 65535), truth)
+
+
+class TestAxialSuperResolution:
+    """A stack stepped ``r`` times more coarsely along z than its PSF is sampled: ``sei degrade`` keeps every r-th
+    plane, a network trained on the measurement alone restores r times the planes, written with their spacing."""
+
+    def test_degrade_keeps_every_rth_plane_and_records_the_coarser_step(self, axial_folder):
+        import tifffile
+        import yaml
+
+        root, truth, psf = axial_folder
+        with tifffile.TiffFile(root / "measured" / "cells.tif") as tiff:
+            measured = torch.from_numpy(tiff.asarray().astype(np.float32) / 65535)
+            assert measured.shape == (12, 40, 40) and tiff.imagej_metadata["spacing"] == pytest.approx(0.3)
+        record = yaml.safe_load((root / "measured" / "degradation.yaml").read_text())
+        assert (record["task"], record["sr_factor"], record["spatial_dims"]) == ("sr", 2, 3)
+        kept = FFTBlur(psf).A(truth[None, None])[0, 0, 0::2]  # every 2nd plane from the first
+        # what is left is the recorded noise: Poisson of gain 0.01 plus Gaussian of 1/255
+        variance = 0.01 * kept.clamp(min=0) + (1 / 255) ** 2
+        assert 0.9 < float(((measured - kept) ** 2 / variance).mean()) < 1.1
+
+    def test_richardson_lucy_restores_the_planes_between_better_than_interpolation(self, axial_folder):
+        from sei.core.scaling import interpolate_up
+        from sei.physics import make_physics
+
+        root, truth, psf = axial_folder
+        physics = make_physics("sr", kernel=psf, sr_factor=2, noise="poisson-gaussian", noise_level=1, gain=0.01)
+        y = physics(truth[None, None], generator=torch.Generator().manual_seed(0))
+        estimate = RichardsonLucy(physics)(y)[0, 0]
+        assert estimate.shape == truth.shape
+        # 20.3 against 19.2 dB measured; the odd planes, which no measurement holds, improve too
+        assert psnr(estimate, truth) > psnr(interpolate_up(y, 2)[0, 0], truth) + 0.5
+        assert psnr(estimate[1::2], truth[1::2]) > psnr(interpolate_up(y, 2)[0, 0, 1::2], truth[1::2])
+
+    def test_train_then_restore_writes_twice_the_planes_at_half_the_spacing(self, axial_folder, tmp_path):
+        import tifffile
+
+        from sei.cli import main
+
+        root, truth, _ = axial_folder
+        run = tmp_path / "run"
+        assert main(["train", "--measurements", str(root / "measured"), "--steps", "120", "--crop-size", "16",
+                     "--batch-size", "2", "--out-dir", str(run), "--quiet"]) == 0
+        config = (run / "config.yaml").read_text()
+        assert "unet3d-small" in config and "sr_factor: 2" in config and "spatial_dims: 3" in config
+        scores = {}
+        for kind, flags in (("network", ["--weights", str(run)]), ("bicubic", ["--model-kind", "bicubic"])):
+            out = tmp_path / f"{kind}.tif"
+            assert main(["restore", str(root / "measured" / "cells.tif"), str(out), *flags, "--quiet"]) == 0
+            with tifffile.TiffFile(out) as tiff:
+                assert tiff.asarray().shape == (24, 40, 40) and tiff.asarray().dtype == np.uint16
+                assert tiff.imagej_metadata["spacing"] == pytest.approx(0.15)
+            scores[kind] = stack_psnr(out, truth)
+        assert scores["network"] > scores["bicubic"] + 0.2  # 18.73 against 18.37 dB measured after 120 steps
+
+    def test_a_stack_not_stepped_r_times_the_psf_is_refused(self, axial_folder, tmp_path, capsys):
+        from sei.cli import main
+        from sei.io.voxels import VoxelSize, write_psf_voxel_size
+        from sei.physics.kernels import write_kernel
+
+        root, _, psf = axial_folder  # the measurement states 0.3 um planes
+        kernel = write_kernel(psf, tmp_path / "psf.npy")
+        write_psf_voxel_size(kernel, VoxelSize(0.3, 0.15, 0.15))  # then its planes would be 0.6 um apart
+        code = main(["restore", str(root / "measured" / "cells.tif"), str(tmp_path / "out.tif"), "--model-kind",
+                     "rl", "--task", "sr", "--sr-factor", "2", "--kernel", str(kernel), "--quiet"])
+        assert code == 2 and "PSF was made for" in capsys.readouterr().err
+
+    def test_a_stack_too_large_to_hold_is_super_resolved_by_chunks_as_whole(self, axial_folder, tmp_path):
+        import tifffile
+
+        from sei.inference.baselines.classical import Identity
+        from sei.inference.restoration import restore_file, restore_stack_by_chunks
+        from sei.io.images import read_stack_header
+
+        root, _, _ = axial_folder
+        source = root / "measured" / "cells.tif"
+        whole, chunked = tmp_path / "whole.tif", tmp_path / "chunked.tif"
+        restore_file(Identity(2), source, whole, upscale=2, volumes=True)
+        restore_stack_by_chunks(Identity(2), read_stack_header(source), chunked, upscale=2, chunk=5, overlap=2)
+        for path in (whole, chunked):
+            with tifffile.TiffFile(path) as tiff:
+                assert tiff.asarray().shape == (24, 40, 40) and tiff.imagej_metadata["spacing"] == pytest.approx(0.15)
+        assert np.array_equal(tifffile.imread(whole), tifffile.imread(chunked))
+        assert np.array_equal(tifffile.imread(whole)[1::2], tifffile.imread(source))  # each plane, twice
