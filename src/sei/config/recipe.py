@@ -32,6 +32,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from sei.core.defaults import BATCH_SIZE, CROP_SIZE, SURE_DIVERGENCES, VOLUME_BATCH_SIZE, VOLUME_CROP_SIZE
+from sei.core.scaling import scale_factors
 from sei.core.devices import has_native_bf16
 from sei.core.errors import ConfigError
 
@@ -86,15 +87,17 @@ def default_backbone(laptop: bool, spatial_dims: int = 2) -> str:
     return LAPTOP_BACKBONE if laptop else PAPER_BACKBONE
 
 
-def default_crop(spatial_dims: int = 2, psf_shape: tuple[int, ...] = ()) -> tuple[int, int]:
+def default_crop(spatial_dims: int = 2, psf_shape: tuple[int, ...] = (), upscale: int = 1) -> tuple[int, int]:
     """``(crop size, batch size)`` of a run that gives neither: the images' defaults, or for volumes smaller batches
-    of crops that hold the PSF along every axis (a crop smaller than the PSF would be refused).
+    of crops that hold the PSF along every axis (a crop smaller than the PSF would be refused). The crop size counts
+    measurement voxels: with axial super-resolution by ``upscale`` a crop's plane spans that many of the PSF's.
 
-    >>> default_crop(), default_crop(3, (15, 21, 21)), default_crop(3, (41, 33, 33))
-    ((48, 8), (32, 4), (41, 4))
+    >>> default_crop(), default_crop(3, (15, 21, 21)), default_crop(3, (41, 33, 33)), default_crop(3, (45, 21, 21), 3)
+    ((48, 8), (32, 4), (41, 4), (32, 4))
     """
     if spatial_dims == 3:
-        return max((VOLUME_CROP_SIZE, *psf_shape)), VOLUME_BATCH_SIZE
+        measured = (-(-k // f) for k, f in zip(psf_shape, scale_factors(upscale, 3)))
+        return max((VOLUME_CROP_SIZE, *measured)), VOLUME_BATCH_SIZE
     return CROP_SIZE, BATCH_SIZE
 
 

@@ -185,7 +185,7 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
     check_network_fits(backbone, physics, method, data.dataset)
     given_budget = train.epochs is not None or train.steps is not None or train.time is not None
     budget = {} if given_budget else recipe.default_budget(laptop)
-    crop_size, batch_size = recipe.default_crop(physics.spatial_dims, psf_extent(physics))
+    crop_size, batch_size = recipe.default_crop(physics.spatial_dims, psf_extent(physics), physics.upscale)
     mode = recipe.requested_mode(train.memory, model.checkpointing, train.release_memory)
     processes = training_processes(train.device, train.devices, train.num_nodes)
     values = {
