@@ -217,8 +217,8 @@ def test_a_package_sei_did_not_export_is_refused(tmp_path, capsys):
     assert "was not exported by sei" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_the_exported_architecture_is_seis_unet_without_sei(spatial_dims):
+@pytest.mark.parametrize("spatial_dims, upscale", [(2, 1), (3, 1), (2, 2), (3, 2)])
+def test_the_exported_architecture_is_seis_unet_without_sei(spatial_dims, upscale):
     from sei.export.bioimageio import architecture_source
     from sei.models.unet import UNet
 
@@ -226,10 +226,10 @@ def test_the_exported_architecture_is_seis_unet_without_sei(spatial_dims):
     nodes = list(ast.walk(ast.parse(source)))
     modules = ({alias.name for node in nodes if isinstance(node, ast.Import) for alias in node.names}
                | {node.module for node in nodes if isinstance(node, ast.ImportFrom)})
-    assert {name.split(".")[0] for name in modules} == {"__future__", "collections", "torch"}  # no sei
+    assert {name.split(".")[0] for name in modules} == {"__future__", "collections", "math", "torch"}  # no sei
     namespace: dict = {}
     exec(compile(source, "sei_unet.py", "exec"), namespace)
-    kwargs = dict(in_chans=1, width=4, levels=1, blocks=1, spatial_dims=spatial_dims)
+    kwargs = dict(upscale=upscale, in_chans=1, width=4, levels=1, blocks=1, spatial_dims=spatial_dims)
     torch.manual_seed(0)
     ours = UNet(**kwargs).eval()
     ours.tail.reset_parameters()  # an untrained U-Net is the identity
@@ -280,5 +280,32 @@ def test_a_volume_run_exports_with_a_z_axis_and_its_psf(tmp_path):
     assert np.load(io.BytesIO(member(package, "test_input.npy"))).shape == (1, 1, 12, 40, 40)
     kernel = np.load(io.BytesIO(member(package, "psf.npy")))
     assert np.allclose(kernel, psf.numpy() / psf.sum().item())  # attached, normalised as sei reads it
+    summary = test_model(package, weight_format="torchscript")
+    assert summary.status == "passed", summary.format()
+
+
+def test_an_axial_super_resolution_run_exports_with_z_scaled(tmp_path):
+    """A run that restores r times the planes (sei.core.scaling): the output's z axis is the input's scaled by 1/r,
+    its planes keep their pixels, and the zoo's own test passes."""
+    pytest.importorskip("bioimageio.core")
+    from bioimageio.core import test_model
+    from bioimageio.spec import load_model_description
+
+    from sei.physics.kernels import write_kernel
+
+    rng = np.random.default_rng(2)
+    (tmp_path / "stacks").mkdir()
+    tifffile.imwrite(tmp_path / "stacks" / "cells.tif", rng.poisson(200, (12, 40, 40)).astype(np.uint16),
+                     imagej=True, metadata={"axes": "ZYX"})
+    write_kernel(torch.ones(5, 5, 5), tmp_path / "psf.npy")
+    assert main(["train", "--measurements", str(tmp_path / "stacks"), "--kernel", str(tmp_path / "psf.npy"),
+                 "--task", "sr", "--sr-factor", "2", "--noise-level", "3", "--steps", "1", "--crop-size", "12",
+                 "--batch-size", "1", "--quiet", "--out-dir", str(tmp_path / "run")]) == 0
+    package = tmp_path / "axial.zip"
+    assert main(["export", str(tmp_path / "run"), str(package), "--author", "A B", "--license", "MIT"]) == 0
+    output = load_model_description(package).outputs[0]
+    scales = {str(axis.id): axis.scale for axis in output.axes if str(axis.id) in ("z", "y", "x")}
+    assert scales == {"z": 0.5, "y": 1.0, "x": 1.0}
+    assert np.load(io.BytesIO(member(package, "test_output.npy"))).shape == (1, 1, 24, 40, 40)
     summary = test_model(package, weight_format="torchscript")
     assert summary.status == "passed", summary.format()

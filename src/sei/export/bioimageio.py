@@ -45,6 +45,7 @@ from sei.config.sources import locate_network
 from sei.core.defaults import DEFAULT_LICENSE
 from sei.core.errors import ConfigError, ImageError, OptionalDependencyError, SEIError, WeightsError
 from sei.core.files import atomic_path
+from sei.core.scaling import scale_factors, upscaled_size
 from sei.inference.reconstructors import NetworkReconstructor
 from sei.io.intensity import IntensityMap, integer_map
 from sei.io.outputs import check_replaceable
@@ -95,9 +96,9 @@ def _bioimageio() -> Any:
 
 def architecture_source() -> str:
     """A Python module that defines sei's ``UNet`` with torch alone: the source of :class:`sei.models.unet.UNet`,
-    its blocks, :func:`sei.models.windows.apply_aligned` and the input check, as they are in this sei (one copy of
-    the code: a change to the U-Net is exported with it)."""
-    from sei.core import checks
+    its blocks, :func:`sei.models.windows.apply_aligned`, the input check and :mod:`sei.core.scaling`'s rules, as
+    they are in this sei (one copy of the code: a change to the U-Net is exported with it)."""
+    from sei.core import checks, scaling
     from sei.models import unet, windows
 
     convolutions = ", ".join(f"{dims}: ({', '.join(f'nn.{kind.__name__}' for kind in kinds)})"
@@ -105,13 +106,14 @@ def architecture_source() -> str:
     parts = [
         (f'"""sei\'s residual U-Net: the sei package\'s own code, assembled by sei export. The package\'s '
          f'pytorch_state_dict entry builds {ARCHITECTURE_FILE}\'s UNet(**kwargs)."""'),
-        ("from __future__ import annotations\n\nfrom collections.abc import Callable\n\nimport torch\n"
-         "import torch.nn.functional as F\nfrom torch import nn"),
+        ("from __future__ import annotations\n\nimport math\nfrom collections.abc import Callable, Sequence\n\n"
+         "import torch\nimport torch.nn.functional as F\nfrom torch import nn"),
         "class ConfigError(ValueError):\n    pass",
         "class ShapeError(ValueError):\n    pass",
         f"STRIP = {windows.STRIP}\nCONVOLUTIONS = {{{convolutions}}}",
-        *(inspect.getsource(item) for item in (checks.check_image_batch, windows.apply_aligned, unet.ResidualBlock,
-                                               unet._stage, unet.UNet)),
+        *(inspect.getsource(item) for item in (checks.check_image_batch, scaling.scale_factors,
+                                               scaling.interpolate_up, windows.apply_aligned, unet.ResidualBlock,
+                                               unet.PlaneShuffle, unet._stage, unet.UNet)),
     ]
     return "\n\n\n".join(part.rstrip() for part in parts) + "\n"
 
@@ -212,7 +214,8 @@ def _phantom_measurement(spec: Any, mapping: IntensityMap, dims: int, upscale: i
     from sei.data.phantoms import fluorescence_phantom
 
     sizes = TEST_CROP[dims]
-    shape = (sizes[0] if dims == 3 else 8, sizes[-2] * upscale, sizes[-1] * upscale)
+    # a volume is super-resolved along z, an image across (sei.core.scaling); an image is the middle of 8 planes
+    shape = upscaled_size(sizes, upscale) if dims == 3 else (8, *upscaled_size(sizes[-2:], upscale))
     clean = fluorescence_phantom(shape, seed=_SEED)
     clean = clean[None, None] if dims == 3 else clean[shape[0] // 2][None, None]
     how = "a seeded fluorescence phantom"
@@ -224,7 +227,9 @@ def _phantom_measurement(spec: Any, mapping: IntensityMap, dims: int, upscale: i
         measured = operator(clean, generator=torch.Generator().manual_seed(_SEED))
         how += f" through the run's operator ({spec.describe()})"
     else:
-        measured = torch.nn.functional.interpolate(clean, scale_factor=1 / upscale, mode="area") if upscale > 1 else clean
+        factors = scale_factors(upscale, dims)
+        measured = torch.nn.functional.interpolate(clean, scale_factor=tuple(1 / f for f in factors), mode="area") \
+            if upscale > 1 else clean
     array = mapping.from_network(measured[0].clamp_min(0).numpy())
     return _as_channels(array, channels)[None], how
 
@@ -292,7 +297,8 @@ def _cover(test_input: np.ndarray, test_output: np.ndarray, path: Path, upscale:
 
     shown = view(test_input.astype(np.float64))
     low, high = np.percentile(shown, (0.1, 99.9))
-    shown = shown.repeat(upscale, 0).repeat(upscale, 1)
+    lateral = scale_factors(upscale, test_input.ndim - 2)[-1]  # a volume's planes keep their pixels
+    shown = shown.repeat(lateral, 0).repeat(lateral, 1)
     panels = [np.clip((image - low) / max(high - low, 1e-12), 0, 1) for image in (shown, view(test_output))]
     picture = (np.concatenate(panels, axis=1) * 255).round().astype(np.uint8)
     zoom = max(1, -(-256 // picture.shape[0]))
@@ -381,20 +387,21 @@ def _first_error(summary: Any) -> str:
 
 def _tensor_axes(dims: int, channels: int, minimum: Sequence[int], multiple: int, upscale: int,
                  output: bool) -> list[dict[str, Any]]:
-    """The axes of the input (sizes: a minimum and a step) or the output (the input's times ``upscale``)."""
+    """The axes of the input (sizes: a minimum and a step) or the output (the input's times ``upscale``, along z
+    only for volumes: :mod:`sei.core.scaling`)."""
     axes: list[dict[str, Any]] = [{"type": "batch"},
                                   {"type": "channel", "channel_names": _CHANNEL_NAMES.get(channels, [
                                       f"channel{index}" for index in range(channels)])}]
-    for axis, low in zip(("z", "y", "x")[3 - dims:], minimum):
+    for axis, low, factor in zip(("z", "y", "x")[3 - dims:], minimum, scale_factors(upscale, dims)):
         entry: dict[str, Any] = {"type": "space", "id": axis}
         if not output:
             entry["size"] = {"min": low, "step": multiple}
         else:
             entry["size"] = {"tensor_id": "input", "axis_id": axis}
             if axis != "z":
-                entry["halo"] = HALO * upscale
-                if upscale > 1:
-                    entry["scale"] = 1 / upscale
+                entry["halo"] = HALO * factor
+            if factor > 1:
+                entry["scale"] = 1 / factor
         axes.append(entry)
     return axes
 
