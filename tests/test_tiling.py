@@ -59,6 +59,12 @@ def test_a_volume_is_tiled_laterally_with_all_its_planes():
     assert len(seen) > 1 and all(shape[:3] == (1, 1, 7) and max(shape[3:]) <= 48 for shape in seen)
 
 
+def test_a_volume_super_resolved_along_z_is_tiled_without_scaling_its_planes():
+    y = torch.rand(1, 1, 7, 90, 110)
+    repeat = lambda t: t.repeat_interleave(3, dim=2).square()  # noqa: E731 - three planes per plane, as axial SR
+    assert torch.allclose(tiled_apply(repeat, y, tile=48, overlap=12, upscale=3), repeat(y), atol=1e-6)
+
+
 def test_network_output_has_no_seams():
     # a residual restorer with a modest correction, like a trained one
     torch.manual_seed(0)
@@ -133,6 +139,13 @@ class TestPlanesByChunks:
         chunked = self.run(lambda v: 2 * v + 1, volume, chunk, overlap, log)
         assert torch.allclose(chunked, 2 * volume + 1, atol=1e-6)
         assert max(stop - start for start, stop in log) <= chunk and log[0][0] == 0 and log[-1][1] == 23
+
+    @pytest.mark.parametrize("chunk, overlap", [(8, 3), (5, 1)])
+    def test_chunks_super_resolved_along_z_come_out_as_the_whole(self, chunk, overlap):
+        volume = self.volume()
+        planes = planes_by_chunks(lambda v: v.repeat_interleave(2, dim=2) + 1, lambda a, b: volume[:, :, a:b],
+                                  volume.shape[2], chunk, overlap, upscale=2)
+        assert torch.allclose(torch.stack(list(planes), dim=2), volume.repeat_interleave(2, dim=2) + 1, atol=1e-6)
 
     def test_an_operation_along_z_is_blended_across_chunks(self):
         def mean_of_three(v):  # each plane with its neighbours; the ends repeat themselves

@@ -458,6 +458,34 @@ class TestAxialSuperResolution:
             scores[kind] = stack_psnr(out, truth)
         assert scores["network"] > scores["bicubic"] + 0.2  # 18.73 against 18.37 dB measured after 120 steps
 
+    def test_sei_test_scores_the_restored_planes_against_the_finer_stack(self, axial_folder, tmp_path):
+        import csv
+
+        from sei.cli import main
+
+        root, _, _ = axial_folder
+        common = ["--task", "sr", "--sr-factor", "2", "--kernel", str(root / "psf.npy"), "--noise", "poisson-gaussian",
+                  "--noise-level", "1", "--gain", "0.01", "--dataset", str(root / "clean"), "--quiet"]
+        scores = {}
+        for kind in ("bicubic", "richardson-lucy"):
+            assert main(["test", "--model-kind", kind, *common, "--out-dir", str(tmp_path / kind)]) == 0
+            with open(tmp_path / kind / "metrics.csv") as handle:
+                (row,) = list(csv.DictReader(handle))
+            assert (row["depth"], row["height"]) == ("24", "40")  # the finer stack's planes
+            scores[kind] = float(row["psnr"])
+        assert scores["richardson-lucy"] > scores["bicubic"] + 0.5
+
+    def test_the_ensemble_keeps_the_lateral_symmetries_and_drops_the_z_flips(self):
+        """Keeping every 3rd plane from the first does not commute with reversing the planes' order; flips and
+        quarter turns of each plane do, for a PSF that has them."""
+        from sei.inference.ensemble import commutes
+        from sei.physics import make_physics
+
+        psf = widefield_psf_3d(wavelength=520, numerical_aperture=1.3, pixel_size=150, z_step=150, planes=5, size=9)
+        assert [i for i in range(16) if commutes(make_physics("deblurring", kernel=psf), i)] == list(range(16))
+        axial = make_physics("sr", kernel=psf, sr_factor=3)  # 5 planes: the test volume is 10 rounded up to 12
+        assert [i for i in range(16) if commutes(axial, i)] == list(range(8))
+
     def test_a_stack_not_stepped_r_times_the_psf_is_refused(self, axial_folder, tmp_path, capsys):
         from sei.cli import main
         from sei.io.voxels import VoxelSize, write_psf_voxel_size

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from sei.core.errors import ConfigError
+from sei.core.scaling import scale_factors
 from sei.physics.base import SEILinearPhysics, physics_margin, physics_spatial_dims, physics_upscale
 
 __all__ = ["DIHEDRAL", "commutes", "ConjugatedOperator", "dihedral", "dihedral_inverse", "ensemble_by_default",
@@ -138,19 +139,20 @@ def commutes(physics, index: int, size: int = 24, tolerance: float = 1e-5) -> bo
     planes for an operator of volumes, whose planes ``T`` transforms alike).
 
     Exact for any linear operator up to ``tolerance`` (relative): it decides which transforms a plain network
-    trained for ``physics`` may see. The test image is ``size * upscale`` pixels wide.
+    trained for ``physics`` may see. The test image is ``size * upscale`` pixels wide, or twice the kernel, with
+    sizes that are multiples of what the operator decimates (planes too, for axial super-resolution).
     """
     if index == 0:
         return True
-    side = size * physics_upscale(physics)
+    dims, upscale = physics_spatial_dims(physics), physics_upscale(physics)
     kernel = getattr(physics, "kernel", None)
-    depth = ()
-    if isinstance(kernel, torch.Tensor) and kernel.ndim >= 2:
-        side = max(side, 2 * max(kernel.shape[-2:]))
-        if physics_spatial_dims(physics) == 3:
-            depth = (2 * kernel.shape[0],)
+    extent = 2 * max(kernel.shape[-2:]) if isinstance(kernel, torch.Tensor) and kernel.ndim >= 2 else 0
+    factors = scale_factors(upscale, dims)
+    lateral = max(size * factors[-1], extent)
+    sizes = ([2 * kernel.shape[0]] if dims == 3 else []) + [lateral, lateral]
+    sizes = [-(-n // f) * f for n, f in zip(sizes, factors)]  # multiples of what the operator decimates by
     generator = torch.Generator().manual_seed(index)
-    x = torch.rand(2, 1, *depth, side, side, generator=generator, dtype=torch.float64)
+    x = torch.rand(2, 1, *sizes, generator=generator, dtype=torch.float64)
     left, right = physics.A(dihedral(x, index)), dihedral(physics.A(x), index)
     return bool((left - right).abs().max() <= tolerance * right.abs().max().clamp_min(1e-12))
 
