@@ -14,9 +14,10 @@ and file writers ask it for an estimate's size.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:  # the sizes' rules are read where torch is not loaded (the command line's help)
+    import torch
 
 __all__ = ["interpolate_up", "scale_factors", "upscaled_size"]
 
@@ -42,9 +43,12 @@ def interpolate_up(x: torch.Tensor, upscale: int) -> torch.Tensor:
     """The smooth enlargement of a measurement to its estimate's size: bicubic for ``(B, C, h, w)`` images, cubic
     along z only for ``(B, C, d, h, w)`` volumes (each plane's pixels are left as they are).
 
+    >>> import torch
     >>> interpolate_up(torch.rand(1, 1, 4, 5, 6), 2).shape
     torch.Size([1, 1, 8, 5, 6])
     """
+    import torch.nn.functional as F
+
     if upscale == 1:
         return x
     if x.ndim == 5:  # cubic along z: a bicubic interpolation of (z, pixel) planes whose second factor is 1
