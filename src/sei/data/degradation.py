@@ -7,6 +7,7 @@ it and need no physics options.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -117,11 +118,10 @@ def degrade_file(physics: torch.nn.Module, spec: PhysicsSpec, source: Path, targ
         image = image_tensor(into.to_network(page), None, source)  # grayscale stays one channel: one noise draw
         measurement = _measured_page(physics, spec, image, resize, make_generator(*keys), str(source), max_pixels)
         pages.append(out.from_network(measurement.numpy().transpose(1, 2, 0)))
-    resolution = None
-    if file.resolution is not None and not resize:  # pixels per unit shrink with the decimation
-        (x, y), unit = file.resolution
-        resolution = ((x / spec.upscale, y / spec.upscale), unit)
-    write_image_file(target, ImageFile(pages, resolution, file.imagej, file.stack_axes, file.stack_shape))
+    measured = file.resampled(pages, 1 / spec.upscale)  # pixels per unit shrink with the decimation
+    if resize:  # a resized image's pixels no longer have the file's size
+        measured = dataclasses.replace(measured, resolution=None)
+    write_image_file(target, measured)
     return out
 
 
