@@ -175,8 +175,7 @@ class CropDataset(Dataset):
             extent = item["y"].shape[1:]
             factors = scale_factors(self.data.upscale, len(corner))
             target = self.data.targets[index]
-            item["x"] = target[(slice(None), *(slice((s or 0) * f, ((s or 0) + n) * f)
-                                              for s, n, f in zip(corner, extent, factors)))]
+            item["x"] = target[(slice(None), *(slice(s * f, (s + n) * f) for s, n, f in zip(corner, extent, factors)))]
         return item
 
     def _position(self, index: int, shape: torch.Size, generator: torch.Generator) -> tuple[int, int]:

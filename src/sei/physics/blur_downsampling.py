@@ -27,7 +27,7 @@ import torch
 
 from sei.core.errors import ConfigError, ShapeError
 from sei.core.checks import check_image_batch
-from sei.core.scaling import scale_factors
+from sei.core.scaling import scale_factors, upscaled_size
 from sei.physics.base import SEILinearPhysics, SizeCache, compute_dtype
 from sei.physics.blur import FFTBlur, centred_kernel
 from sei.physics.solvers import tikhonov_solve
@@ -110,7 +110,7 @@ class BlurDownsampling(SEILinearPhysics):
         check_image_batch(x, name, self.spatial_dims)
 
     def _image_size(self, y: torch.Tensor, img_size) -> tuple[int, ...]:
-        expected = tuple(n * f for n, f in zip(y.shape[-self.spatial_dims:], self.factors))
+        expected = upscaled_size(y.shape[-self.spatial_dims:], self.factor)
         if img_size is None:
             return expected
         size = tuple(int(s) for s in tuple(img_size)[-self.spatial_dims:])
@@ -137,7 +137,7 @@ class BlurDownsampling(SEILinearPhysics):
 
         def compute() -> torch.Tensor:
             kernel = self.kernel.to(device=y.device, dtype=torch.float64)
-            transfer = torch.fft.fftn(centred_kernel(kernel, *(n * f for n, f in zip(size, self.factors))))
+            transfer = torch.fft.fftn(centred_kernel(kernel, *upscaled_size(size, self.factor)))
             return aliased_power(transfer.abs() ** 2, self.factors).to(dtype)
 
         power = self._aliased.get(key, compute)

@@ -189,10 +189,9 @@ def probe_batch(crop_size: int, physics: Any, batch: int, channels: int, device:
     at the largest crop depth): what the memory and time probes take a step on."""
     import torch
 
+    from sei.core.scaling import upscaled_size
     from sei.data.pairs import crop_shape
     from sei.physics.base import physics_spatial_dims, physics_upscale
-
-    from sei.core.scaling import upscaled_size
 
     shape = crop_shape(crop_size, physics_spatial_dims(physics))
     generator = torch.Generator().manual_seed(0)
