@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the sizes' rules are read where torch is not loaded (the command line's help)
     import torch
 
-__all__ = ["interpolate_up", "scale_factors", "upscaled_size"]
+__all__ = ["decimable", "interpolate_up", "scale_factors", "upscaled_size"]
 
 
 def scale_factors(upscale: int, spatial_dims: int) -> tuple[int, ...]:
@@ -37,6 +37,18 @@ def scale_factors(upscale: int, spatial_dims: int) -> tuple[int, ...]:
 def upscaled_size(size: Sequence[int], upscale: int) -> tuple[int, ...]:
     """The spatial size of the estimate of a measurement of spatial ``size`` (``(h, w)`` or ``(d, h, w)``)."""
     return tuple(int(n) * f for n, f in zip(size, scale_factors(upscale, len(size))))
+
+
+def decimable(image: torch.Tensor, upscale: int) -> torch.Tensor:
+    """``image`` ``(C, *spatial)`` cut at its far end of each axis to a multiple of what super-resolution by
+    ``upscale`` decimates there (:func:`scale_factors`): rows and columns of an image, planes of a volume.
+
+    >>> import torch
+    >>> decimable(torch.zeros(1, 7, 9, 10), 3).shape, decimable(torch.zeros(1, 7, 9), 2).shape
+    (torch.Size([1, 6, 9, 10]), torch.Size([1, 6, 8]))
+    """
+    factors = scale_factors(upscale, image.ndim - 1)
+    return image[(slice(None), *(slice(0, n - n % f) for n, f in zip(image.shape[1:], factors)))]
 
 
 def interpolate_up(x: torch.Tensor, upscale: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from sei.core.errors import SEIError
+from sei.core.scaling import decimable
 from sei.core.files import atomic_write_text
 from sei.io.images import (
     ImageFile, image_tensor, read_image_file, read_image_sample, skipped_entries, write_image_file,
@@ -79,8 +80,7 @@ def _measured_page(physics: torch.nn.Module, spec: PhysicsSpec, image: torch.Ten
         image = resize_shorter_side(image, resize, name, max_pixels)
         if spec.noise == "poisson-gaussian":  # bicubic undershoot near edges is no negative light
             image = image.clamp_min(0)
-    r = spec.upscale
-    image = image[:, : image.shape[1] - image.shape[1] % r, : image.shape[2] - image.shape[2] % r]
+    image = decimable(image, spec.upscale)
     if spec.noise == "poisson-gaussian":
         check_photon_data(image, name)
     with torch.no_grad():
@@ -144,15 +144,14 @@ def _degrade_volume(physics: torch.nn.Module, spec: PhysicsSpec, file: ImageFile
     if spec.kernel_is_file:
         check_psf_sampling(read_psf_voxel_size(spec.kernel), stated_voxel_size(source), source.name)
     volume = torch.stack([image_tensor(into.to_network(page), None, source) for page in file.pages], dim=1)
-    r = spec.upscale
-    volume = volume[:, : volume.shape[1] - volume.shape[1] % r]
+    volume = decimable(volume, spec.upscale)
     if spec.noise == "poisson-gaussian":
         check_photon_data(volume, str(source))
     with torch.no_grad():
         measurement = measure(physics, volume[None], generator)[0]
     pages = [out.from_network(measurement[:, plane].numpy().transpose(1, 2, 0))
              for plane in range(measurement.shape[1])]
-    write_image_file(target, file.resampled(pages, 1 / r, volume=True))
+    write_image_file(target, file.resampled(pages, 1 / spec.upscale, volume=True))
     return out
 
 

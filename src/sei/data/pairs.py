@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, Sampler
 from sei.data.sources import ImageSet
 from sei.core.defaults import CROP_SAMPLINGS
 from sei.core.errors import ImageTooSmallError, ShapeError, UnknownNameError
-from sei.core.scaling import scale_factors
+from sei.core.scaling import decimable, scale_factors
 from sei.physics.base import physics_upscale
 from sei.physics.noise import measure
 from sei.core.rng import make_generator
@@ -68,8 +68,7 @@ class MeasurementSet:
         self.measurements, self.targets = [], []
         with torch.no_grad():
             for index, image in enumerate(images.images):
-                factors = scale_factors(self.upscale, image.ndim - 1)
-                image = image[(..., *(slice(0, n - n % f) for n, f in zip(image.shape[1:], factors)))].contiguous()
+                image = decimable(image, self.upscale).contiguous()
                 generator = make_generator("measurement", noise_seed, index)
                 measurement = measure(physics, image[None], generator)[0].float()
                 self.measurements.append(measurement)
