@@ -515,3 +515,19 @@ class TestAxialSuperResolution:
                 assert tiff.asarray().shape == (24, 40, 40) and tiff.imagej_metadata["spacing"] == pytest.approx(0.15)
         assert np.array_equal(tifffile.imread(whole), tifffile.imread(chunked))
         assert np.array_equal(tifffile.imread(whole)[1::2], tifffile.imread(source))  # each plane, twice
+
+
+@pytest.mark.parametrize("command", ["restore", "degrade"])
+def test_one_image_through_a_3d_psf_is_refused_in_one_line(tmp_path, psf, capsys, command):
+    import tifffile
+
+    from sei.cli import main
+    from sei.physics.kernels import write_kernel
+
+    tifffile.imwrite(tmp_path / "one.tif", np.zeros((20, 20), np.uint16))
+    write_kernel(psf, tmp_path / "psf.npy")
+    words = (["restore", str(tmp_path / "one.tif"), str(tmp_path / "out.tif"), "--model-kind", "wiener"]
+             if command == "restore" else ["degrade", str(tmp_path / "one.tif"), str(tmp_path / "out")])
+    assert main([*words, "--kernel", str(tmp_path / "psf.npy"), "--noise-level", "2", "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert f"one image, and this operator's PSF is 3-D: {command} z-stacks" in error and "Traceback" not in error

@@ -135,16 +135,11 @@ def _degrade_volume(physics: torch.nn.Module, spec: PhysicsSpec, file: ImageFile
     from sei.io.voxels import check_psf_sampling, read_psf_voxel_size, stated_voxel_size
     from sei.physics.noise import check_photon_data, measure
 
-    file.check_z_stack(source)
-    if len(file.pages) < 2:
-        raise ImageError(f"{source}: one image, and this operator's PSF is 3-D: degrade z-stacks (multi-page TIFF) "
-                         "with it, or single images with a 2-D PSF")
     if resize:
         raise ImageError(f"{source}: --resize resizes images, not z-stacks; resample the stack beforehand")
+    volume = decimable(file.volume(into.to_network, source, "degrade"), spec.upscale)
     if spec.kernel_is_file:
         check_psf_sampling(read_psf_voxel_size(spec.kernel), stated_voxel_size(source), source.name)
-    volume = torch.stack([image_tensor(into.to_network(page), None, source) for page in file.pages], dim=1)
-    volume = decimable(volume, spec.upscale)
     if spec.noise == "poisson-gaussian":
         check_photon_data(volume, str(source))
     with torch.no_grad():

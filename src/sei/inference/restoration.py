@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sei.core.errors import ImageError, SEIError
+from sei.core.errors import SEIError
 from sei.io.intensity import IntensityMap, data_map, integer_map
 from sei.core.defaults import STACK_CHUNK_OVERLAP, STACK_CHUNK_PLANES, STACK_SAMPLE_PLANES
 from sei.inference.tiling import planes_by_chunks
@@ -101,13 +101,9 @@ def restore_file(reconstruct: Callable[[torch.Tensor], torch.Tensor], source: Pa
     into = file_intensity(file, recorded, str(source))
     out = into if bits is None else integer_map(f"uint{bits}")
     if volumes:
-        file.check_z_stack(source)
+        volume = file.volume(into.to_network, source, "restore")
         if sampling is not None:
             check_psf_sampling(sampling, stated_voxel_size(source), source.name, upscale)
-        if len(file.pages) < 2:
-            raise ImageError(f"{source}: one image, and this operator's PSF is 3-D: restore z-stacks (multi-page "
-                             "TIFF) with it, or single images with a 2-D PSF")
-        volume = torch.stack([image_tensor(into.to_network(page), None, source) for page in file.pages], dim=1)
         estimate = restore_image(reconstruct, volume, device)
         pages = [out.from_network(estimate[:, plane].numpy().transpose(1, 2, 0))
                  for plane in range(estimate.shape[1])]

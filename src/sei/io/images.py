@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -161,6 +161,18 @@ class ImageFile:
             (x, y), unit = self.resolution
             resolution = ((x * factor, y * factor), unit)
         return dataclasses.replace(self, pages=pages, resolution=resolution)
+
+    def volume(self, to_network: Callable[[np.ndarray], np.ndarray], path: str | Path, verb: str) -> torch.Tensor:
+        """The pages as one ``(C, D, H, W)`` volume through ``to_network`` (the file's intensity map), for an
+        operator whose PSF is 3-D; ``verb`` says what the caller does with it, for the error.
+
+        :raises ImageError: for pages that run along anything but z, or a file of one page.
+        """
+        self.check_z_stack(path)
+        if len(self.pages) < 2:
+            raise ImageError(f"{path}: one image, and this operator's PSF is 3-D: {verb} z-stacks (multi-page "
+                             "TIFF) with it, or single images with a 2-D PSF")
+        return torch.stack([image_tensor(to_network(page), None, path) for page in self.pages], dim=1)
 
     def check_z_stack(self, path: str | Path) -> None:
         """Refuse a stack whose pages run along anything but z (a time series, channels), for callers that read
