@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from sei.core.errors import ConfigError, ImageError, ShapeError
+from sei.core.errors import ConfigError, ImageError, ImageTooSmallError, ShapeError
 from sei.data.phantoms import BACKGROUND, fluorescence_phantom
 from sei.inference.baselines.richardson_lucy import RichardsonLucy, tv_subgradient
 from sei.physics import FFTBlur
@@ -485,6 +485,25 @@ class TestAxialSuperResolution:
         assert [i for i in range(16) if commutes(make_physics("deblurring", kernel=psf), i)] == list(range(16))
         axial = make_physics("sr", kernel=psf, sr_factor=3)  # 5 planes: the test volume is 10 rounded up to 12
         assert [i for i in range(16) if commutes(axial, i)] == list(range(8))
+
+    def test_a_crop_of_clean_stacks_is_checked_against_their_own_width(self, axial_folder):
+        """Axial SR leaves a clean stack as wide as its measurement: a crop is checked against its width, not 1/r."""
+        from sei.config.resolve import resolve
+        from sei.config.schema import ExperimentConfig, from_flat
+        from sei.data.sources import load_image_set
+        from sei.training.datamodule import check_crop_fits
+
+        root, _, _ = axial_folder
+        images = load_image_set(root / "clean", ground_truth=True, volumes=True)
+
+        def config(crop):
+            flat = {"data.dataset": str(root / "clean"), "physics.task": "sr", "physics.sr_factor": 2,
+                    "physics.kernel": str(root / "psf.npy"), "train.steps": 2, "data.crop_size": crop}
+            return resolve(from_flat(flat, ExperimentConfig()))
+
+        check_crop_fits(config(32), images)  # 40 px wide: fits (it was taken as 20 px before)
+        with pytest.raises(ImageTooSmallError, match="shorter side of 40 px"):
+            check_crop_fits(config(48), images)
 
     def test_a_stack_not_stepped_r_times_the_psf_is_refused(self, axial_folder, tmp_path, capsys):
         from sei.cli import main

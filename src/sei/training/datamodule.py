@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 from sei.config.recipe import STEP_BUDGET_EPOCH, default_num_workers
 from sei.config.schema import ExperimentConfig
 from sei.core.errors import ConfigError, ImageTooSmallError
+from sei.core.scaling import scale_factors
 from sei.data.channels import to_channels
 from sei.data.pairs import CropDataset, EpochSampler, FullImageDataset, MeasurementSet
 from sei.data.sources import NAMED_DATASETS, PAPER_SHORTER_SIDE, ImageSet, load_image_set
@@ -51,7 +52,9 @@ def check_crop_fits(config: ExperimentConfig, images: ImageSet | None) -> None:
     data = config.data
     if images is not None and config.physics.dimensionality == 3:
         _check_psf_fits(config, images)
-    upscale = 1 if data.kind == "measurements" else config.physics.upscale
+    # a clean image is r times its measurement's size across (an image under SR), a clean volume as wide (axial SR)
+    upscale = 1 if data.kind == "measurements" else scale_factors(config.physics.upscale,
+                                                                  config.physics.dimensionality)[-1]
     if images is not None:
         side = max(min(image.shape[-2:]) for image in images.images) // upscale
     else:
@@ -73,13 +76,14 @@ def _check_psf_fits(config: ExperimentConfig, images: ImageSet) -> None:
 
     psf = tuple(load_kernel(config.physics.kernel, VOLUME_DIMS).shape)
     sampling = read_psf_voxel_size(config.physics.kernel)
-    for name, stated in zip(images.names, images.voxel_sizes):
-        check_psf_sampling(sampling, stated, f"the stack {name}", config.physics.upscale)
-    text = "x".join(map(str, psf))
     upscale = config.physics.upscale
+    measured = config.data.kind == "measurements"  # stepped r times the PSF along z; a clean stack as the PSF
+    for name, stated in zip(images.names, images.voxel_sizes):
+        check_psf_sampling(sampling, stated, f"the stack {name}", upscale if measured else 1)
+    text = "x".join(map(str, psf))
     for name, volume in zip(images.names, images.images):
         # in the estimate's voxels, which the PSF samples (a measured stack has 1/r of its planes: axial SR)
-        depth = volume.shape[1] if config.data.kind == "measurements" else volume.shape[1] // upscale
+        depth = volume.shape[1] if measured else volume.shape[1] // upscale
         size = upscaled_size((depth, *volume.shape[2:]), upscale)
         if any(k > n for k, n in zip(psf, size)):
             raise ImageTooSmallError(f"the PSF ({text} voxels, z y x) is larger than the stack {name} "
