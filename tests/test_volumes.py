@@ -363,6 +363,30 @@ class TestStacksTooLargeToHold:
         assert len(sample.pages) == 4 and np.array_equal(sample.pages[-1], full[-1])
         assert np.array_equal(sample.pages[1], full[4])  # planes 0, 4, 7, 11
 
+    def test_training_reads_a_stack_too_large_to_hold_as_blocks_spread_over_it(self, stack_folder, tmp_path,
+                                                                               monkeypatch):
+        import sei.io.images as images
+        from sei.cli import main
+        from sei.data.sources import load_image_set
+
+        root, _ = stack_folder  # 12 x 40 x 40
+        source = root / "blurry" / "cells.tif"
+        stack = np.stack(images.read_image_file(source).pages)
+        monkeypatch.setattr(images, "STACK_CHUNK_BYTES", 4 * 12 * 40 * 30)  # 3/4 of the stack
+        monkeypatch.setattr(images, "STACK_MIN_BLOCKS", 2)  # blocks of 12 x 24 x 24 on a 2 x 2 grid: 2 of them
+        blocks = images.read_stack_header(source).blocks()
+        assert [corner for corner, _ in blocks] == [(0, 0, 0), (0, 16, 16)]  # the first and the last of the grid
+        for (z, y, x), planes in blocks:
+            assert np.array_equal(np.stack(planes), stack[z:z + 12, y:y + 24, x:x + 24])
+        assert images.StackHeader.block_grid((200, 64, 64), 2 * 48 * 64 * 64, 48) == [
+            (0, 0, 0, 48, 64, 64), (152, 0, 0, 48, 64, 64)]  # whole planes when they fit: slabs spread along z
+        measured = load_image_set(root / "blurry", ground_truth=False, volumes=True)
+        assert measured.names == ["cells_z0_y0_x0", "cells_z0_y16_x16"]
+        assert [tuple(v.shape) for v in measured.images] == [(1, 12, 24, 24)] * 2
+        assert main(["train", "--measurements", str(root / "blurry"), "--kernel", str(root / "psf.npy"), "--noise",
+                     "poisson-gaussian", "--gain", "0.01", "--noise-level", "1", "--steps", "2", "--crop-size", "16",
+                     "--batch-size", "2", "--out-dir", str(tmp_path / "run"), "--quiet"]) == 0
+
     def test_a_file_that_is_not_one_z_stack_has_no_stack_header(self, tmp_path):
         import tifffile
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 __all__ = ["BASELINE_DEFAULTS", "BATCH_SIZE", "BOUNDARIES", "CHECKPOINT_EVERY", "CHECKPOINT_KEEP", "CHECKPOINTING",
            "CONFIG_DEFAULTS", "CROP_SAMPLINGS", "CROP_SIZE", "DATASETS_DIR", "DEFAULT_ALPHA", "DEFAULT_LICENSE",
            "DEFAULT_NOISE_LEVEL", "DEMO_FINETUNE_STEPS", "DEMO_PRETRAINED", "DEMO_STEPS", "MAX_PIXELS", "PAPER_SWINIR",
-           "SEED", "STACK_CHUNK_BYTES", "STACK_CHUNK_OVERLAP", "STACK_CHUNK_PLANES", "STACK_SAMPLE_PLANES",
-           "SURE_DIVERGENCES", "VOLUME_BATCH_SIZE", "VOLUME_CROP_SIZE", "VOLUME_SCALE_AXES"]
+           "SEED", "STACK_CHUNK_BYTES", "STACK_CHUNK_OVERLAP", "STACK_CHUNK_PLANES", "STACK_MIN_BLOCKS",
+           "STACK_SAMPLE_PLANES", "SURE_DIVERGENCES", "VOLUME_BATCH_SIZE", "VOLUME_CROP_SIZE", "VOLUME_SCALE_AXES"]
 
 # -- measurements (sei.physics.spec) ------------------------------------------------------------------------
 # The paper's noise level (grey levels): the one default of every noise level in sei.
@@ -35,6 +35,10 @@ STACK_CHUNK_BYTES = 2**29
 STACK_CHUNK_PLANES = 48
 STACK_CHUNK_OVERLAP = 16
 STACK_SAMPLE_PLANES = 32
+# Training reads such a stack as blocks spread over it, within STACK_CHUNK_BYTES together: slabs of whole planes
+# when they fit, otherwise squares of them small enough for at least STACK_MIN_BLOCKS blocks (crops drawn from many
+# places in the stack, not from one corner).
+STACK_MIN_BLOCKS = 16
 
 # -- losses (sei.losses.equivariance) -----------------------------------------------------------------------
 # Which axes of a volume SEI's scale transform (sei.transforms.scale_volume) shrinks, the first the default: all

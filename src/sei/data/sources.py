@@ -39,7 +39,7 @@ from sei.data.photos import HELD_OUT_PACKAGES, PHOTO_PACKAGES, PhotoPackage
 from sei.data.preprocess import resize_shorter_side
 from sei.core.errors import ConfigError, ImageError, ResourceUnavailableError, UnknownNameError
 from sei.io.intensity import IntensityMap, float_map, integer_map, integer_set_map
-from sei.io.images import image_tensor, list_images, read_image_file, skipped_entries
+from sei.io.images import image_tensor, list_images, read_image_file, read_stack_header, skipped_entries
 from sei.io.voxels import VoxelSize, stated_voxel_size
 
 __all__ = ["CT_FILE", "DIV2K_FILES", "NAMED_DATASETS", "PAPER_SHORTER_SIDE", "SAMPLE_SPLITS", "SCIKIT_LEARN_PHOTOS",
@@ -128,7 +128,9 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
     full range (dim ones by the set's robust range), float files by one robust range for the whole set (or
     ``intensity``, the map a run recorded, of the same kind), so that one noise level holds for every image. A stack
     contributes each page as an image (``name_0000`` ...), or, with ``volumes``, each file is one ``(C, D, H, W)``
-    volume of its pages (planes along z; a file of one page is a volume of one plane).
+    volume of its pages (planes along z; a file of one page is a volume of one plane), and a z-stack too large to
+    hold (:meth:`~sei.io.images.StackHeader.too_large_to_hold`) is the blocks of it that
+    :meth:`~sei.io.images.StackHeader.blocks` reads (``name_z0_y0_x0`` ...), whose crops train as the whole would.
 
     :raises ImageError: when no file is readable (a set mixing float and integer files is warned about: the two
         maps need not share a scale).
@@ -139,6 +141,18 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
     names, pages, skipped, planes, voxel_sizes = [], [], [], [], []
     for path in tqdm(files, desc=f"reading {set_name}", unit="image", disable=not progress or len(files) < 20):
         try:
+            header = read_stack_header(path, max_pixels) if volumes else None
+            if header is not None and header.too_large_to_hold():
+                blocks = header.blocks()
+                _log.info("%s (%s voxels) is too large to hold: read as %d blocks of %s spread over it", path.name,
+                          "x".join(map(str, header.shape)), len(blocks), "x".join(map(str, (
+                              len(blocks[0][1]), *blocks[0][1][0].shape))))
+                for (z, y, x), block in blocks:
+                    names.append(f"{path.stem}_z{z}_y{y}_x{x}")
+                    voxel_sizes.append(stated_voxel_size(path))
+                    pages += block
+                    planes.append(len(block))
+                continue
             file = read_image_file(path, max_pixels)
             if volumes:
                 file.check_z_stack(path)

@@ -25,7 +25,8 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from sei.core.defaults import MAX_PIXELS, STACK_CHUNK_BYTES, STACK_SAMPLE_PLANES
+from sei.core.defaults import (MAX_PIXELS, STACK_CHUNK_BYTES, STACK_CHUNK_PLANES, STACK_MIN_BLOCKS,
+                               STACK_SAMPLE_PLANES)
 from sei.core.errors import ImageError
 from sei.core.files import atomic_path, atomic_write
 from sei.io.intensity import check_dtype, integer_map
@@ -564,6 +565,53 @@ class StackHeader:
         except Exception as error:  # decoder errors come in many types
             raise ImageError(f"cannot read planes {start} to {stop - 1} of {self.path}: {error}") from error
         return _check_pixels(planes.reshape(stop - start, *self.shape[1:]), self.path)
+
+    def blocks(self, chunk_bytes: int | None = None, depth: int = STACK_CHUNK_PLANES
+               ) -> list[tuple[tuple[int, int, int], list[np.ndarray]]]:
+        """Sub-volumes spread evenly over the stack whose float32 copies take at most ``chunk_bytes`` together
+        (:data:`STACK_CHUNK_BYTES`): for training on a stack too large to hold. Each is ``depth`` planes deep (all of
+        a thinner stack), of whole planes when the budget allows and otherwise of squares of them, small enough
+        for at least :data:`STACK_MIN_BLOCKS` blocks;
+        returned as ``((z, y, x) of its first voxel, its planes in the file's dtype)``, read a plane at a time.
+
+        >>> StackHeader.block_grid((100, 64, 64), 48 * 64 * 64 * 2, 48)  # two slabs of whole planes
+        [(0, 0, 0, 48, 64, 64), (52, 0, 0, 48, 64, 64)]
+
+        :raises ImageError: for a file that no longer reads.
+        """
+        import tifffile
+
+        budget = (STACK_CHUNK_BYTES if chunk_bytes is None else chunk_bytes) // 4
+        grid = self.block_grid(self.shape, budget, depth)
+        height, width = self.shape[1:]
+        try:
+            with tifffile.TiffFile(self.path) as tiff:
+                found = [((z, y, x), [_check_pixels(np.asarray(tiff.asarray(key=i, series=0)).reshape(height, width)
+                                                    [y:y + h, x:x + w], self.path) for i in range(z, z + d)])
+                         for z, y, x, d, h, w in grid]
+        except ImageError:
+            raise
+        except Exception as error:  # decoder errors come in many types
+            raise ImageError(f"cannot read {self.path}: {error}") from error
+        return found
+
+    @staticmethod
+    def block_grid(shape: tuple[int, int, int], voxels: int, depth: int) -> list[tuple[int, int, int, int, int, int]]:
+        """``(z, y, x, d, h, w)`` of the blocks :meth:`blocks` reads from a ``(D, H, W)`` stack, ``voxels`` of them
+        together at most (at least one block)."""
+        planes, height, width = shape
+        d = min(planes, depth)
+        if d * height * width <= voxels:
+            h, w = height, width
+        else:  # squares of the planes, small enough that several spread over the stack
+            side = max(1, int((voxels / (d * STACK_MIN_BLOCKS)) ** 0.5))
+            h, w = min(height, side), min(width, side)
+        starts = [np.linspace(0, n - size, -(-n // size)).round().astype(int)  # as few as cover the axis
+                  for n, size in ((planes, d), (height, h), (width, w))]
+        positions = [(int(z), int(y), int(x)) for z in starts[0] for y in starts[1] for x in starts[2]]
+        count = min(len(positions), max(1, voxels // (d * h * w)))
+        chosen = np.unique(np.linspace(0, len(positions) - 1, count).round().astype(int))
+        return [(*positions[i], d, h, w) for i in chosen]
 
     def sample(self, count: int) -> ImageFile:
         """``count`` planes spread evenly over the stack (all of them when it has no more), as an :class:`ImageFile`
