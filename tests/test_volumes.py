@@ -364,7 +364,7 @@ class TestStacksTooLargeToHold:
         assert np.array_equal(sample.pages[1], full[4])  # planes 0, 4, 7, 11
 
     def test_training_reads_a_stack_too_large_to_hold_as_blocks_spread_over_it(self, stack_folder, tmp_path,
-                                                                               monkeypatch):
+                                                                               monkeypatch, caplog):
         import sei.io.images as images
         from sei.cli import main
         from sei.data.sources import load_image_set
@@ -383,6 +383,7 @@ class TestStacksTooLargeToHold:
         measured = load_image_set(root / "blurry", ground_truth=False, volumes=True)
         assert measured.names == ["cells_z0_y0_x0", "cells_z0_y16_x16"]
         assert [tuple(v.shape) for v in measured.images] == [(1, 12, 24, 24)] * 2
+        assert "read as 2 blocks of 12x24x24 spread over it (72% of its voxels)" in caplog.text
         assert main(["train", "--measurements", str(root / "blurry"), "--kernel", str(root / "psf.npy"), "--noise",
                      "poisson-gaussian", "--gain", "0.01", "--noise-level", "1", "--steps", "2", "--crop-size", "16",
                      "--batch-size", "2", "--out-dir", str(tmp_path / "run"), "--quiet"]) == 0

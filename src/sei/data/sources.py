@@ -144,9 +144,11 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
             header = read_stack_header(path, max_pixels) if volumes else None
             if header is not None and header.too_large_to_hold():
                 blocks = header.blocks()
-                _log.info("%s (%s voxels) is too large to hold: read as %d blocks of %s spread over it", path.name,
-                          "x".join(map(str, header.shape)), len(blocks), "x".join(map(str, (
-                              len(blocks[0][1]), *blocks[0][1][0].shape))))
+                block = (len(blocks[0][1]), *blocks[0][1][0].shape)
+                share = len(blocks) * np.prod(block) / np.prod(header.shape)
+                _log.warning("%s (%s voxels) is too large to hold: read as %d blocks of %s spread over it (%.0f%% of "
+                             "its voxels)", path.name, "x".join(map(str, header.shape)), len(blocks),
+                             "x".join(map(str, block)), 100 * share)
                 for (z, y, x), block in blocks:
                     names.append(f"{path.stem}_z{z}_y{y}_x{x}")
                     voxel_sizes.append(stated_voxel_size(path))
