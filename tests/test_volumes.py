@@ -215,7 +215,8 @@ class TestVolumeWorkflow:
 
         data = resolved(root / "psf.npy")
         assert (data.crop_size, data.batch_size) == (VOLUME_CROP_SIZE, VOLUME_BATCH_SIZE)
-        assert resolved(tmp_path / "wide.npy").crop_size == 35  # the PSF's lateral extent
+        wide = resolved(tmp_path / "wide.npy")  # four times its lateral margin of 17, in batches of one
+        assert (wide.crop_size, wide.batch_size) == (68, 1)
         given = resolved(root / "psf.npy", **{"data.crop_size": 20, "data.batch_size": 3})
         assert (given.crop_size, given.batch_size) == (20, 3)
 

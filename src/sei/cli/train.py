@@ -71,10 +71,10 @@ def add_parser(subparsers) -> None:
                 "fine-tuned on few images can game; the default with --weights)")
     option(loss, "--alpha", dest="loss.alpha", type=float, help=lazy(lambda: f"weight of the equivariance term (default {config_default('loss.alpha'):g})"))
     budget = parser.add_argument_group("optimisation")
-    option(budget, "--batch-size", "--batch_size", dest="data.batch_size", type=_positive_int, help=lazy(lambda: f"default {BATCH_SIZE}, {VOLUME_BATCH_SIZE} for volumes"))
+    option(budget, "--batch-size", "--batch_size", dest="data.batch_size", type=_positive_int, help=lazy(lambda: f"default {BATCH_SIZE}; for volumes {VOLUME_BATCH_SIZE}, fewer for larger crops (the voxels of {VOLUME_BATCH_SIZE} crops of {VOLUME_CROP_SIZE}^3)"))
     option(budget, "--crop-size", "--crop_size", dest="data.crop_size", type=_positive_int,
            help=lazy(lambda: f"measurement crop size in pixels (default {CROP_SIZE}; for volumes "
-                             f"{VOLUME_CROP_SIZE}, or the PSF's largest extent)"))
+                             f"{VOLUME_CROP_SIZE}, or 4 times SURE's margin: the PSF's half-extent)"))
     option(budget, "--crop-sampling", dest="data.crop_sampling", choices=CROP_SAMPLINGS,
            help="where crops are drawn: uniform (default), or signal (half of them weighted by the crop's mean above "
                 "the image's background: for sparse bright structures on a dark field)")

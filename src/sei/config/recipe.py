@@ -4,8 +4,9 @@
 setting                ``auto`` or left open becomes
 =====================  ===========================================================================================
 crop and batch size    :data:`~sei.core.defaults.CROP_SIZE` and :data:`~sei.core.defaults.BATCH_SIZE` for images;
-                       for volumes :data:`~sei.core.defaults.VOLUME_BATCH_SIZE` crops of
-                       :data:`~sei.core.defaults.VOLUME_CROP_SIZE` or the PSF's largest extent (:func:`default_crop`)
+                       for volumes crops of :data:`~sei.core.defaults.VOLUME_CROP_SIZE` or four times SURE's
+                       margin, in batches of about as many voxels as :data:`~sei.core.defaults.VOLUME_BATCH_SIZE`
+                       crops of the former (:func:`default_crop`)
 backbone, budget, lr   the laptop recipe (:data:`LAPTOP_BACKBONE`, :data:`LAPTOP_STEPS`, :data:`LAPTOP_LR`) on a CPU
                        and on the small photograph sets anywhere; the paper's (SwinIR, :data:`PAPER_EPOCHS`,
                        :data:`PAPER_LR`) on a GPU. The learning rate follows the backbone (:func:`default_lr`).
@@ -88,16 +89,26 @@ def default_backbone(laptop: bool, spatial_dims: int = 2) -> str:
 
 
 def default_crop(spatial_dims: int = 2, psf_shape: tuple[int, ...] = (), upscale: int = 1) -> tuple[int, int]:
-    """``(crop size, batch size)`` of a run that gives neither: the images' defaults, or for volumes smaller batches
-    of crops that hold the PSF along every axis (a crop smaller than the PSF would be refused). The crop size counts
-    measurement voxels: with axial super-resolution by ``upscale`` a crop's plane spans that many of the PSF's.
+    """``(crop size, batch size)`` of a run that gives neither: the images' defaults, or for volumes crops at least
+    four times SURE's margin along every axis and at least :data:`~sei.core.defaults.VOLUME_CROP_SIZE`, in batches
+    of about the voxels of :data:`~sei.core.defaults.VOLUME_BATCH_SIZE` crops of that size (at least one).
 
-    >>> default_crop(), default_crop(3, (15, 21, 21)), default_crop(3, (41, 33, 33)), default_crop(3, (45, 21, 21), 3)
-    ((48, 8), (32, 4), (41, 4), (32, 4))
+    SURE scores a crop without the PSF's half-extent at each end of every axis (what it holds depends on voxels
+    outside the crop), so a crop four times that margin keeps half of each axis. A widefield PSF is long along z:
+    the nuclei stack's 21 planes leave 12 of a 32-plane crop's planes scored, and crops of 40 (in batches of 2 for
+    4 of 32^3) trained 31.92 dB against 31.35 and 31.04 (two seeds) in 20 minutes (benchmarks/volumes.py). The crop
+    size counts measurement voxels: with axial super-resolution by ``upscale`` a crop's plane spans that many of the
+    PSF's, and its margin along z is that many times smaller.
+
+    >>> default_crop(), default_crop(3, (9, 9, 9)), default_crop(3, (21, 15, 15)), default_crop(3, (41, 33, 33))
+    ((48, 8), (32, 4), (40, 2), (80, 1))
+    >>> default_crop(3, (45, 21, 21), 3)  # margins of 8, 10 and 10 measurement voxels
+    (40, 2)
     """
     if spatial_dims == 3:
-        measured = (-(-k // f) for k, f in zip(psf_shape, scale_factors(upscale, 3)))
-        return max((VOLUME_CROP_SIZE, *measured)), VOLUME_BATCH_SIZE
+        margins = (-(-((k - 1) // 2) // f) for k, f in zip(psf_shape, scale_factors(upscale, 3)))
+        crop = max((VOLUME_CROP_SIZE, *(4 * m for m in margins)))
+        return crop, max(1, round(VOLUME_BATCH_SIZE * (VOLUME_CROP_SIZE / crop) ** 3))
     return CROP_SIZE, BATCH_SIZE
 
 

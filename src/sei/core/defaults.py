@@ -58,9 +58,10 @@ DEFAULT_ALPHA = 1.0
 # -- the experiment configuration (sei.config.schema's fields) ----------------------------------------------
 DATASETS_DIR = "datasets"
 CROP_SIZE = 48
-# Volumes (z-stacks) train on smaller batches of c x c x c crops (all planes of a thinner stack), at least as large as
-# the PSF along every axis (sei.config.recipe.default_crop): a 32^3 crop holds 5.5 times the voxels of the 48^2 crops'
-# pixels, and 4 of them about 2 steps a second with unet3d-small on two cores (benchmarks/volumes.py).
+# Volumes (z-stacks) train on smaller batches of c x c x c crops (all planes of a thinner stack), at least four times
+# SURE's margin along every axis, in batches of about the voxels of 4 crops of 32^3 (sei.config.recipe.default_crop):
+# a 32^3 crop holds 5.5 times the voxels of the 48^2 crops' pixels, and 4 of them about 2 steps a second with
+# unet3d-small on two cores (benchmarks/volumes.py).
 VOLUME_CROP_SIZE = 32
 VOLUME_BATCH_SIZE = 4
 # Where training crops are drawn (sei.data.pairs.CropDataset), the first the default. "signal" (half the crops
