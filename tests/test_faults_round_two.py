@@ -148,57 +148,6 @@ class TestLossGrowth:
         assert not self.guard_fed([0.01, -0.002, 0.004] * 5 + [-0.01, 0.02])
 
 
-class TestLossSpikes:
-    """A rare exploding step is not learned from (sei.training.guards.SpikeFilter); healthy runs are untouched."""
-
-    @staticmethod
-    def fed(losses, **options):
-        from sei.training.guards import SpikeFilter
-
-        spikes = SpikeFilter(**options)
-        weight = torch.ones((), requires_grad=True)
-        gradients = []
-        for value in losses:
-            weight.grad = None
-            spikes(weight * value).backward()
-            gradients.append(float(weight.grad))
-        return spikes, gradients
-
-    def test_a_spike_gets_a_zero_gradient_and_the_steps_around_it_their_own(self):
-        losses = [0.004 * (1 + 0.5 * np.sin(step)) for step in range(40)]
-        losses[30] = 13581.0  # the spike that set the nuclei run of seed 1 back
-        spikes, gradients = self.fed(losses)
-        assert gradients[30] == 0.0 and int(spikes.skipped) == 1
-        assert all(g == pytest.approx(v) for i, (g, v) in enumerate(zip(gradients, losses)) if i != 30)
-
-    @pytest.mark.parametrize("losses", [
-        [0.05 * 0.97**step for step in range(200)],  # a healthy run's decay
-        [0.01, -0.002, 0.004, 0.0001, -0.0003] * 20 + [0.02, -0.01],  # SURE near zero, of either sign
-        [1.0] + [0.001] * 7 + [0.08],  # the first steps are learned from, and 80 times is not a spike
-    ])
-    def test_a_healthy_run_loses_no_step(self, losses):
-        spikes, gradients = self.fed(losses)
-        assert int(spikes.skipped) == 0 and gradients == pytest.approx(losses)
-
-    def test_non_finite_losses_reach_the_divergence_guard_as_they_are(self):
-        from sei.training.guards import SpikeFilter
-
-        spikes = SpikeFilter()
-        for _ in range(10):
-            spikes(torch.tensor(0.01))
-        assert torch.isinf(spikes(torch.tensor(float("inf")))) and torch.isnan(spikes(torch.tensor(float("nan"))))
-
-    def test_its_state_resumes_with_the_run(self, tmp_path):
-        from sei.training.guards import SpikeFilter
-
-        first, _ = self.fed([0.01] * 12 + [5.0])
-        second = SpikeFilter()
-        torch.save(first.state_dict(), tmp_path / "state.pt")
-        second.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
-        assert int(second.skipped) == 1 and second.steps == 13
-        assert float(second(torch.tensor(5.0))) == 0.0 and float(SpikeFilter()(torch.tensor(5.0))) == 5.0
-
-
 class TestImageSizePolicy:
     @pytest.mark.parametrize("bit_depth", [8, 16])
     def test_a_declared_size_above_the_limit_is_refused_before_decoding(self, tmp_path, bit_depth):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
@@ -23,61 +22,12 @@ from sei.core.checks import nonfinite_tensors
 from sei.core.errors import CheckpointError, DivergenceError, SEIWarning
 from sei.training.checkpointing import periodic_checkpoints, read_checkpoint
 
-__all__ = ["GROWTH_FACTOR", "GROWTH_REFERENCE_STEPS", "SPIKE_FACTOR", "SPIKE_WINDOW", "check_finite_weights",
-           "DivergenceGuard", "last_good_checkpoint", "SpikeFilter"]
+__all__ = ["GROWTH_FACTOR", "GROWTH_REFERENCE_STEPS", "check_finite_weights", "DivergenceGuard",
+           "last_good_checkpoint"]
 
 # A loss this many times larger than the largest of the first steps is warned about (once per run).
 GROWTH_FACTOR = 1000.0
 GROWTH_REFERENCE_STEPS = 10
-# A step whose loss is this many times the median of the last SPIKE_WINDOW steps' is not learned from (SpikeFilter).
-# On the nuclei stack (benchmarks/volumes.py) healthy steps stayed within 10 times their recent median; the two
-# spikes that set runs back by about 1 dB were 5e4 and 5e6 times it.
-SPIKE_FACTOR = 100.0
-SPIKE_WINDOW = 64
-
-
-class SpikeFilter:
-    """Keeps a rare exploding step from being learned from: a finite loss whose size is more than ``factor`` times
-    the median size of the last ``window`` steps' is given a zero gradient (the step counts, the weights move only by
-    Adam's momentum). The first 8 steps are learned from as they are.
-
-    One such step, clipped to a unit gradient norm, still fills Adam's moments with its direction: on the nuclei
-    stack a spike of 5e6 times the median at step 1559 of 2917 left a 3-D U-Net 1.1 dB below a run of another seed
-    without one. Everything stays on the loss's device (no synchronisation per step); a spike is recorded as the
-    median, so it does not raise the bar for the next. Each data-parallel rank filters its own loss (a spiking rank
-    adds a zero gradient to the average). Its state is :meth:`state_dict`, saved in checkpoints for exact resume.
-
-    >>> spikes = SpikeFilter(window=16, factor=10.0)
-    >>> [round(float(spikes(torch.tensor(v))), 2) for v in (1.0, 50.0, 1.2, 0.9, 1.1, 1.0, 0.8, 1.0)]  # learned
-    [1.0, 50.0, 1.2, 0.9, 1.1, 1.0, 0.8, 1.0]
-    >>> spikes(torch.tensor(50.0)), spikes(torch.tensor(5.0)), int(spikes.skipped)  # then 50x the median is not
-    (tensor(0.), tensor(5.), 1)
-    """
-
-    def __init__(self, window: int = SPIKE_WINDOW, factor: float = SPIKE_FACTOR) -> None:
-        self.window, self.factor = window, factor
-        self.history = torch.full((window,), float("nan"))
-        self.skipped = torch.zeros(())
-        self.steps = 0
-
-    def __call__(self, loss: torch.Tensor) -> torch.Tensor:
-        """``loss``, or a copy of it whose gradient is zero when it is a spike."""
-        self.history = self.history.to(loss.device)
-        self.skipped = self.skipped.to(loss.device)
-        value = loss.detach().float().abs()  # SURE's losses may be negative: their size is what spikes
-        seen = torch.isfinite(self.history)
-        median = torch.nanmedian(self.history)
-        spike = (seen.sum() >= min(self.window, 8)) & torch.isfinite(value) & (value > self.factor * median)
-        self.history[self.steps % self.window] = torch.where(spike, median, value)
-        self.steps += 1
-        self.skipped = self.skipped + spike.float()
-        return torch.where(spike, loss * 0, loss)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history.cpu(), "skipped": self.skipped.cpu(), "steps": self.steps}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.history, self.skipped, self.steps = state["history"].clone(), state["skipped"].clone(), state["steps"]
 
 
 def last_good_checkpoint(directory: str | Path) -> Path | None:

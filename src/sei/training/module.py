@@ -32,12 +32,9 @@ from sei.models.unet import UNet
 from sei.models.weights import load_backbone
 from sei.physics.base import Float32Physics, float32_physics, physics_upscale
 from sei.training.budget import StepBudget
-from sei.training.guards import SpikeFilter
 from sei.training.schedule import paper_scheduler
 
 __all__ = ["build_network", "SEIModule"]
-
-SPIKE_STATE = "spike_filter"  # the checkpoint's entry for the spike filter's state
 
 
 def build_network(config: ExperimentConfig, physics) -> nn.Module:
@@ -100,7 +97,6 @@ class SEIModule(L.LightningModule):
         self._step_started: float | None = None
         self._step_ended: float | None = None
         self._waited = self._computed = 0.0  # seconds over the measured steps (data_wait_fraction)
-        self._spikes = SpikeFilter()
 
     @property
     def float32_physics(self) -> Float32Physics:
@@ -130,9 +126,7 @@ class SEIModule(L.LightningModule):
         for name, value in output.parts.items():
             self.log(f"train/{name}", value, batch_size=size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=size)
-        loss = self._spikes(output.loss)
-        self.log("train/skipped_spikes", self._spikes.skipped, batch_size=size)
-        return loss
+        return output.loss
 
     def on_train_epoch_start(self) -> None:
         # The wait before an epoch's first batch includes starting the loader's worker processes, which the
@@ -189,12 +183,7 @@ class SEIModule(L.LightningModule):
         train = self.config.train
         return train.steps if train.steps is not None else int(self.trainer.estimated_stepping_batches)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[SPIKE_STATE] = self._spikes.state_dict()
-
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if SPIKE_STATE in checkpoint:  # checkpoints written before the filter start it afresh
-            self._spikes.load_state_dict(checkpoint[SPIKE_STATE])
         # checkpoints written before the schedule was a LambdaLR hold a SequentialLR's state; its step is all a
         # LambdaLR needs from it
         for state in checkpoint.get("lr_schedulers", ()):
