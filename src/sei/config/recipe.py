@@ -33,7 +33,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from sei.core.defaults import BATCH_SIZE, CROP_SIZE, SURE_DIVERGENCES, VOLUME_BATCH_SIZE, VOLUME_CROP_SIZE
-from sei.core.scaling import scale_factors
+from sei.core.scaling import measured_margin
 from sei.core.devices import has_native_bf16
 from sei.core.errors import ConfigError
 
@@ -106,8 +106,7 @@ def default_crop(spatial_dims: int = 2, psf_shape: tuple[int, ...] = (), upscale
     (40, 2)
     """
     if spatial_dims == 3:
-        margins = (-(-((k - 1) // 2) // f) for k, f in zip(psf_shape, scale_factors(upscale, 3)))
-        crop = max((VOLUME_CROP_SIZE, *(4 * m for m in margins)))
+        crop = max((VOLUME_CROP_SIZE, *(4 * m for m in measured_margin(psf_shape, upscale))))
         return crop, max(1, round(VOLUME_BATCH_SIZE * (VOLUME_CROP_SIZE / crop) ** 3))
     return CROP_SIZE, BATCH_SIZE
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the sizes' rules are read where torch is not loaded (the command line's help)
     import torch
 
-__all__ = ["decimable", "interpolate_up", "scale_factors", "upscaled_size"]
+__all__ = ["decimable", "interpolate_up", "measured_margin", "scale_factors", "upscaled_size"]
 
 
 def scale_factors(upscale: int, spatial_dims: int) -> tuple[int, ...]:
@@ -37,6 +37,18 @@ def scale_factors(upscale: int, spatial_dims: int) -> tuple[int, ...]:
 def upscaled_size(size: Sequence[int], upscale: int) -> tuple[int, ...]:
     """The spatial size of the estimate of a measurement of spatial ``size`` (``(h, w)`` or ``(d, h, w)``)."""
     return tuple(int(n) * f for n, f in zip(size, scale_factors(upscale, len(size))))
+
+
+def measured_margin(kernel_shape: Sequence[int], upscale: int = 1) -> tuple[int, ...]:
+    """Measurement rows and columns (planes first, for volumes) at each border that a kernel of ``kernel_shape``
+    reaches across: its half-size ``(k - 1) // 2`` per axis, divided by what super-resolution by ``upscale``
+    decimates there and rounded up. SURE leaves them out of a training crop.
+
+    >>> measured_margin((7, 7)), measured_margin((7, 7), 2), measured_margin((45, 21, 21), 3)
+    ((3, 3), (2, 2), (8, 10, 10))
+    """
+    factors = scale_factors(upscale, len(kernel_shape))
+    return tuple(-(-((int(k) - 1) // 2) // f) for k, f in zip(kernel_shape, factors))
 
 
 def decimable(image: torch.Tensor, upscale: int) -> torch.Tensor:

@@ -144,14 +144,15 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
             header = read_stack_header(path, max_pixels) if volumes else None
             if header is not None and header.too_large_to_hold():
                 blocks = header.blocks()
-                block = (len(blocks[0][1]), *blocks[0][1][0].shape)
-                share = len(blocks) * np.prod(block) / np.prod(header.shape)
+                size = (len(blocks[0][1]), *blocks[0][1][0].shape)
+                share = len(blocks) * np.prod(size) / np.prod(header.shape)
                 _log.warning("%s (%s voxels) is too large to hold: read as %d blocks of %s spread over it (%.0f%% of "
                              "its voxels)", path.name, "x".join(map(str, header.shape)), len(blocks),
-                             "x".join(map(str, block)), 100 * share)
+                             "x".join(map(str, size)), 100 * share)
+                stated = stated_voxel_size(path)  # the file's metadata, read once for all its blocks
                 for (z, y, x), block in blocks:
                     names.append(f"{path.stem}_z{z}_y{y}_x{x}")
-                    voxel_sizes.append(stated_voxel_size(path))
+                    voxel_sizes.append(stated)
                     pages += block
                     planes.append(len(block))
                 continue

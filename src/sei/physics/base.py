@@ -16,6 +16,8 @@ import deepinv
 import torch
 from torch import nn
 
+from sei.core.scaling import measured_margin
+
 __all__ = ["compute_dtype", "float32_physics", "Float32Physics", "identity", "physics_margin", "physics_spatial_dims",
            "physics_upscale", "SEILinearPhysics", "SizeCache"]
 
@@ -51,7 +53,7 @@ def physics_margin(physics: deepinv.physics.Physics) -> tuple[int, ...]:
         if not isinstance(kernel, torch.Tensor) or kernel.ndim < 2:
             return (0, 0)
         upscale = physics_upscale(physics)
-        margin = tuple(-(-((size - 1) // 2) // upscale) for size in kernel.shape[-2:])
+        margin = measured_margin(kernel.shape[-2:], upscale)
     return tuple(int(m) for m in margin)
 
 

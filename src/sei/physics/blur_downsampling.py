@@ -27,7 +27,7 @@ import torch
 
 from sei.core.errors import ConfigError, ShapeError
 from sei.core.checks import check_image_batch
-from sei.core.scaling import scale_factors, upscaled_size
+from sei.core.scaling import measured_margin, scale_factors, upscaled_size
 from sei.physics.base import SEILinearPhysics, SizeCache, compute_dtype
 from sei.physics.blur import FFTBlur, centred_kernel
 from sei.physics.solvers import tikhonov_solve
@@ -100,7 +100,7 @@ class BlurDownsampling(SEILinearPhysics):
     def margin(self) -> tuple[int, ...]:
         """Low-resolution rows/columns (and planes, first, for volumes) whose blurred pixel reaches across the
         border."""
-        return tuple(-(-m // f) for m, f in zip(self.blur.margin, self.factors))
+        return measured_margin(self.blur.kernel.shape, self.upscale)
 
     def extra_repr(self) -> str:
         boundary = "" if self.periodic else f", boundary={self.boundary!r}"
