@@ -96,6 +96,10 @@ def add_parser(subparsers) -> None:
     option(budget, "--grad-clip", dest="train.grad_clip", metavar="NORM",
            help="bound on the global gradient norm (default auto: 1 for the laptop recipe, which it keeps from "
                 "diverging on a spike; none for the paper's SwinIR recipe); none or 0 turns it off")
+    option(budget, "--grad-clip-median", dest="train.grad_clip_median", metavar="FACTOR",
+           help="also bound each step's gradient norm at FACTOR times the median of the last 64 steps' (default "
+                "auto: 4 for volumes, whose rare steps far above the usual norm broke runs; none for images); none "
+                "or 0 turns it off")
     option(budget, "--ema", dest="train.ema_decay", type=float, metavar="DECAY",
            help="validate and save an exponential moving average of the weights (e.g. 0.999; default off)")
     run = parser.add_argument_group("run")

@@ -198,6 +198,7 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
         "train.lr": train.lr if train.lr is not None else recipe.default_lr(backbone, physics.task),
         "loss.divergence": loss.divergence or recipe.default_divergence(bool(model.weights)),
         "train.grad_clip": recipe.resolve_grad_clip(train.grad_clip, laptop),
+        "train.grad_clip_median": recipe.resolve_grad_clip_median(train.grad_clip_median, physics.spatial_dims),
         "train.compile": recipe.resolve_compile(train.compile, device, processes) or False,
         **{f"train.{key}": value for key, value in budget.items()},
         "train.time": parse_duration(train.time) if train.time is not None else None,
@@ -212,6 +213,12 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
     return dataclasses.replace(resolved, name=name, out_dir=out_dir, physics=physics, resolved=True)
 
 
+def _clip_text(absolute: float | None, relative: float | None) -> str:
+    """How the gradient norm is bounded, for :func:`describe_recipe`."""
+    bounds = [*([f"{absolute:g}"] if absolute else []), *([f"{relative:g}x its recent median"] if relative else [])]
+    return f" (gradient norm clipped at {' and '.join(bounds)})" if bounds else ""
+
+
 def describe_recipe(config: ExperimentConfig) -> str:
     """One line on what a resolved configuration trains, for the terminal."""
     from sei.data.pairs import crop_shape
@@ -224,7 +231,7 @@ def describe_recipe(config: ExperimentConfig) -> str:
     return (f"{model.backbone or 'backbone of the initial weights'}, {budget}, batch {config.data.batch_size} "
             f"of {'x'.join(map(str, crop_shape(config.data.crop_size, config.physics.dimensionality)))} crops"
             f"{' (all planes of a thinner stack)' if config.physics.dimensionality == 3 else ''}, lr {train.lr:g}"
-            f"{f' (gradient norm clipped at {train.grad_clip:g})' if train.grad_clip else ''}, {config.loss.method}"
+            f"{_clip_text(train.grad_clip, train.grad_clip_median)}, {config.loss.method}"
             f"{' (exact SURE divergence)' if config.loss.divergence == 'jvp' else ''}, "
             f"precision {train.precision}{f', compiled ({train.compile} mode)' if train.compile else ''}")
 

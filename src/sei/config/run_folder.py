@@ -142,6 +142,7 @@ class RunFolder:
         values = read_yaml_mapping(self.config_path, CONFIG_FILE)
         if isinstance(values.get("train"), dict):
             values["train"].setdefault("grad_clip", None)  # runs recorded before it existed did not clip
+            values["train"].setdefault("grad_clip_median", None)  # nor against their recent norms
         if isinstance(values.get("loss"), dict):  # and took SURE's divergence by the finite difference
             values["loss"].setdefault("divergence", SURE_DIVERGENCES[0])
         config = from_dict(values)

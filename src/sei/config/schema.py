@@ -130,6 +130,7 @@ class TrainConfig(_Section):
     checkpoint_keep: int = CHECKPOINT_KEEP  # periodic checkpoints kept (the newest); 0 keeps all
     ema_decay: float | None = None  # an exponential moving average of the weights for validation and weights.pt
     grad_clip: Any = "auto"  # bound on the global gradient norm; auto: the recipe's (sei.config.recipe); none or 0: off
+    grad_clip_median: Any = "auto"  # bound as a multiple of the recent median norm; auto: the recipe's; none or 0: off
     val_every: int = 0  # epochs; 0 turns validation off
     log_every: int = 10  # steps
     progress: bool = True

@@ -32,9 +32,12 @@ from sei.models.unet import UNet
 from sei.models.weights import load_backbone
 from sei.physics.base import Float32Physics, float32_physics, physics_upscale
 from sei.training.budget import StepBudget
+from sei.training.clipping import GradientClip
 from sei.training.schedule import paper_scheduler
 
 __all__ = ["build_network", "SEIModule"]
+
+CLIP_STATE = "gradient_clip"  # the checkpoint's entry for the recent gradient norms (GradientClip)
 
 
 def build_network(config: ExperimentConfig, physics) -> nn.Module:
@@ -97,6 +100,7 @@ class SEIModule(L.LightningModule):
         self._step_started: float | None = None
         self._step_ended: float | None = None
         self._waited = self._computed = 0.0  # seconds over the measured steps (data_wait_fraction)
+        self._clip = GradientClip(config.train.grad_clip, config.train.grad_clip_median)
 
     @property
     def float32_physics(self) -> Float32Physics:
@@ -183,7 +187,12 @@ class SEIModule(L.LightningModule):
         train = self.config.train
         return train.steps if train.steps is not None else int(self.trainer.estimated_stepping_batches)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CLIP_STATE] = self._clip.state_dict()
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if CLIP_STATE in checkpoint:  # checkpoints written before the relative bound start its history afresh
+            self._clip.load_state_dict(checkpoint[CLIP_STATE])
         # checkpoints written before the schedule was a LambdaLR hold a SequentialLR's state; its step is all a
         # LambdaLR needs from it
         for state in checkpoint.get("lr_schedulers", ()):
@@ -194,9 +203,9 @@ class SEIModule(L.LightningModule):
         # Lightning's mixed-precision plugin refuses to clip for any fused optimiser (it assumes a gradient scaler
         # whose unscaling the fused step does internally). The fused Adam is never used under float16, so its
         # gradients are true ones (bf16-mixed keeps float32 gradients, no scaler): clip their global norm here.
-        if gradient_clip_val and optimizer.defaults.get("fused") and gradient_clip_algorithm in (None, "norm"):
-            parameters = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(parameters, gradient_clip_val)
-            return
-        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val,
-                            gradient_clip_algorithm=gradient_clip_algorithm)
+        # Clipped here for every optimiser (Lightning's mixed-precision plugin refuses to clip for a fused one,
+        # assuming a gradient scaler; the fused Adam is never used under float16, and a float16 scaler has unscaled
+        # the gradients before this hook): the run's bound and its bound relative to recent norms, see GradientClip.
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        norm = self._clip(parameters)
+        self.log("train/grad_norm", norm, batch_size=1)

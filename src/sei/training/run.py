@@ -154,8 +154,8 @@ def build_trainer(config: ExperimentConfig, callbacks: Sequence[L.Callback] = ()
         check_val_every_n_epoch=max(train.val_every, 1),
         limit_val_batches=None if train.val_every else 0,
         num_sanity_val_steps=0,
-        gradient_clip_val=train.grad_clip,  # the global norm, after the divergence guard saw the raw gradients
-        gradient_clip_algorithm="norm",
+        # no gradient_clip_val: SEIModule.configure_gradient_clipping applies train.grad_clip and grad_clip_median,
+        # after the divergence guard saw the raw gradients
         log_every_n_steps=train.log_every,
         enable_progress_bar=train.progress,
         enable_model_summary=False,  # the command line shows it with --verbose
