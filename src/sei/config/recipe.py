@@ -149,6 +149,25 @@ def default_lr(backbone: str | None, task: str) -> float:
     return PAPER_LR[task]
 
 
+def _bound_or_off(value: Any, automatic: float | None, setting: str) -> float | None:
+    """A positive bound from a setting: ``auto`` gives ``automatic``; ``none``, None and 0 turn it off.
+
+    :raises ConfigError: for a negative or non-numeric value, naming ``setting``.
+    """
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word == AUTO:
+        return automatic
+    if value is None or word == "none":
+        return None
+    try:
+        bound = float(value)
+    except (TypeError, ValueError):
+        bound = math.nan
+    if not (math.isfinite(bound) and bound >= 0.0):
+        raise ConfigError(f"{setting} must be a positive number, auto or none, got {value!r}")
+    return bound or None
+
+
 def resolve_grad_clip(value: Any, laptop: bool) -> float | None:
     """The gradient-norm bound a run trains with: ``auto`` gives :data:`LAPTOP_GRAD_CLIP` to the laptop recipe and
     none to the paper's; ``none``, None and 0 turn it off.
@@ -158,18 +177,7 @@ def resolve_grad_clip(value: Any, laptop: bool) -> float | None:
     >>> resolve_grad_clip("auto", laptop=True), resolve_grad_clip("auto", laptop=False), resolve_grad_clip(0.5, True)
     (1.0, None, 0.5)
     """
-    word = value.strip().lower() if isinstance(value, str) else None
-    if word == AUTO:
-        return LAPTOP_GRAD_CLIP if laptop else None
-    if value is None or word == "none":
-        return None
-    try:
-        bound = float(value)
-    except (TypeError, ValueError):
-        bound = math.nan
-    if not (math.isfinite(bound) and bound >= 0.0):
-        raise ConfigError(f"grad_clip must be a positive number, auto or none, got {value!r}")
-    return bound or None
+    return _bound_or_off(value, LAPTOP_GRAD_CLIP if laptop else None, "grad_clip")
 
 
 def resolve_grad_clip_median(value: Any, spatial_dims: int) -> float | None:
@@ -181,18 +189,7 @@ def resolve_grad_clip_median(value: Any, spatial_dims: int) -> float | None:
     >>> resolve_grad_clip_median("auto", 3), resolve_grad_clip_median("auto", 2), resolve_grad_clip_median("8", 2)
     (4.0, None, 8.0)
     """
-    word = value.strip().lower() if isinstance(value, str) else None
-    if word == AUTO:
-        return VOLUME_GRAD_CLIP_MEDIAN if spatial_dims == 3 else None
-    if value is None or word == "none":
-        return None
-    try:
-        factor = float(value)
-    except (TypeError, ValueError):
-        factor = math.nan
-    if not (math.isfinite(factor) and factor >= 0.0):
-        raise ConfigError(f"grad_clip_median must be a positive number, auto or none, got {value!r}")
-    return factor or None
+    return _bound_or_off(value, VOLUME_GRAD_CLIP_MEDIAN if spatial_dims == 3 else None, "grad_clip_median")
 
 
 # -- precision ---------------------------------------------------------------------------------------------------
