@@ -200,9 +200,6 @@ class SEIModule(L.LightningModule):
 
     def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
                                     gradient_clip_algorithm: str | None = None) -> None:
-        # Lightning's mixed-precision plugin refuses to clip for any fused optimiser (it assumes a gradient scaler
-        # whose unscaling the fused step does internally). The fused Adam is never used under float16, so its
-        # gradients are true ones (bf16-mixed keeps float32 gradients, no scaler): clip their global norm here.
         # Clipped here for every optimiser (Lightning's mixed-precision plugin refuses to clip for a fused one,
         # assuming a gradient scaler; the fused Adam is never used under float16, and a float16 scaler has unscaled
         # the gradients before this hook): the run's bound and its bound relative to recent norms, see GradientClip.
