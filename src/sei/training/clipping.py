@@ -1,11 +1,12 @@
 """Gradient-norm clipping against a fixed bound and against the run's own recent gradients.
 
 A fixed bound is loose once training settles: the laptop recipe's bound of 1 sits about 50 times above the norms of a
-3-D U-Net on the nuclei stack (0.005-0.04 after the first steps). A single step whose gradient is 50 times the usual
+3-D U-Net on the nuclei stack (0.005-0.05 after the first steps). A single step whose gradient is 50 times the usual
 then reaches Adam almost whole, and Adam, whose second moment has seen only small gradients, turns it into an update of
-about ``lr * g / sqrt((1 - beta2) g^2) ~ 30 lr`` on every weight it touches. On the nuclei stack such steps broke runs
-(losses of 5e4 and 5e6 times the median the step after, about 1 dB lost); they are the cause, not a bad batch (giving
-the spiking loss a zero gradient did not help: the weights had already been broken by the step before).
+about ``lr * g / sqrt((1 - beta2) g^2) ~ 30 lr`` on every weight it touches. Runs on the nuclei stack showed losses of
+5e4 and 5e6 times their median and lost about 1 dB; giving the spiking loss a zero gradient did not help (the weights
+had already been broken by the step before), and bounding the step before by the recent norms did: such steps are the
+likely cause (their norms were not logged then).
 
 :class:`GradientClip` also bounds each step's global norm at ``relative`` times the median norm of the last ``window``
 steps (in the manner of AutoClip, Seetharaman et al., 2020, which clips at a percentile of the history): a step
