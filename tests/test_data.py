@@ -422,7 +422,7 @@ class TestMeasurements:
         assert not measurements.has_ground_truth
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            assert set(CropDataset(measurements, 16)[(0, 0)]) == {"y"}
+            assert set(CropDataset(measurements, 16)[(0, 0)]) == {"y", "borders"}
 
 
 class TestEpochSampler:

@@ -55,12 +55,14 @@ class MeasurementSet:
     :ivar measurements: ``(C, h, w)`` tensors (``(C, d, h, w)`` volumes).
     :ivar targets: matching ``(C, h r, w r)`` clean images, or ``None`` for measurement-only sets; clean
         images are cropped at the bottom/right to a multiple of ``r``.
+    :ivar cut_sides: the images' :attr:`~sei.data.sources.ImageSet.cut_sides` (empty: no side is cut).
     """
 
     def __init__(self, images: ImageSet, physics, noise_seed: int = 0) -> None:
         self.name = images.name
         self.names = list(images.names)
         self.upscale = physics_upscale(physics)
+        self.cut_sides = list(images.cut_sides)
         if not images.ground_truth:
             self.measurements = list(images.images)
             self.targets = None
@@ -119,8 +121,10 @@ class CropDataset(Dataset):
     A volume's crop is :func:`crop_shape` (its depth drawn like a row), and its signal weights are those of its
     mean along z.
 
-    :return: items ``{"y": (C, c, c)}`` plus ``"x": (C, c r, c r)`` when the set has ground truth (``(C, d, c, c)``
-        for volumes).
+    :return: items ``{"y": (C, c, c), "borders": (2, 2)}`` plus ``"x": (C, c r, c r)`` when the set has ground truth
+        (``(C, d, c, c)`` and ``(3, 2)`` for volumes); ``borders`` says which ``(start, end)`` side of the crop along
+        each axis is its measurement's own border (not a cut through a larger image: ``cut_sides``), where SURE
+        keeps its margin in (:func:`sei.physics.base.sure_exact_sides`).
     """
 
     def __init__(self, measurements: MeasurementSet, crop_size: int, seed: int = 0,
@@ -169,9 +173,13 @@ class CropDataset(Dataset):
             planes = slice(front, front + depth)
         item = {"y": y[:, planes, top:top + self.crop_size, left:left + self.crop_size] if y.ndim == 4
                 else y[:, top:top + self.crop_size, left:left + self.crop_size]}
+        corner = (planes.start, top, left) if y.ndim == 4 else (top, left)
+        extent = item["y"].shape[1:]
+        cut = self.data.cut_sides[index] if self.data.cut_sides else ((False, False),) * len(corner)
+        item["borders"] = torch.tensor([(start == 0 and not cut_start, start + n == whole and not cut_end)
+                                        for start, n, whole, (cut_start, cut_end)
+                                        in zip(corner, extent, y.shape[1:], cut)])
         if self.data.has_ground_truth:
-            corner = (planes.start, top, left) if y.ndim == 4 else (top, left)
-            extent = item["y"].shape[1:]
             factors = scale_factors(self.data.upscale, len(corner))
             target = self.data.targets[index]
             item["x"] = target[(slice(None), *(slice(s * f, (s + n) * f) for s, n, f in zip(corner, extent, factors)))]

@@ -101,6 +101,8 @@ class ImageSet:
         mix 8- and 16-bit files (each by its dtype's full range).
     :ivar voxel_sizes: for a set read as volumes, each volume's voxel size as its file states it
         (:func:`sei.io.voxels.read_voxel_size`); empty otherwise.
+    :ivar cut_sides: per image, per axis (planes first), whether its ``(start, end)`` side is a cut through a larger
+        image (the blocks of a stack too large to hold) rather than the file's own border; empty when none is cut.
     """
 
     name: str
@@ -110,6 +112,7 @@ class ImageSet:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     intensity: IntensityMap | None = None
     voxel_sizes: list[VoxelSize] = field(default_factory=list)
+    cut_sides: list[tuple[tuple[bool, bool], ...]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -138,7 +141,7 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
     """
     from tqdm.auto import tqdm
 
-    names, pages, skipped, planes, voxel_sizes = [], [], [], [], []
+    names, pages, skipped, planes, voxel_sizes, cut_sides = [], [], [], [], [], []
     for path in tqdm(files, desc=f"reading {set_name}", unit="image", disable=not progress or len(files) < 20):
         try:
             header = read_stack_header(path, max_pixels) if volumes else None
@@ -153,6 +156,9 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
                 for (z, y, x), block in blocks:
                     names.append(f"{path.stem}_z{z}_y{y}_x{x}")
                     voxel_sizes.append(stated)
+                    extent = (len(block), *block[0].shape)
+                    cut_sides.append(tuple((start > 0, start + n < whole)
+                                           for start, n, whole in zip((z, y, x), extent, header.shape)))
                     pages += block
                     planes.append(len(block))
                 continue
@@ -165,6 +171,7 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
         if volumes:
             names.append(path.stem)
             voxel_sizes.append(stated_voxel_size(path))
+            cut_sides.append(((False, False),) * 3)
         else:
             names += [f"{path.stem}_{i:04d}" for i in range(len(file.pages))] if file.is_stack else [path.stem]
         pages += file.pages
@@ -200,7 +207,8 @@ def _read_files(files: list[Path], set_name: str, ground_truth: bool, resize: in
     if volumes:
         starts = np.cumsum([0, *planes])
         images = [torch.stack(images[start:end], dim=1) for start, end in zip(starts[:-1], starts[1:])]
-    return ImageSet(set_name, names, images, ground_truth, skipped, set_map, voxel_sizes)
+    return ImageSet(set_name, names, images, ground_truth, skipped, set_map, voxel_sizes,
+                    cut_sides if any(any(map(any, sides)) for sides in cut_sides) else [])
 
 
 def _report_skipped(images: ImageSet, strict: bool) -> ImageSet:

@@ -30,11 +30,12 @@ class LossOutput:
 
 
 class Method(nn.Module):
-    """Base class: ``method(model, physics, y, x=None, generator=None) -> LossOutput``.
+    """Base class: ``method(model, physics, y, x=None, generator=None, borders=None) -> LossOutput``.
 
     ``y`` is a ``(B, C, h, w)`` batch of measurements (``(B, C, d, h, w)`` volumes for an operator of volumes),
     ``x`` the matching ``(B, C, h r, w r)`` clean images when available, ``generator`` the source of every random
-    draw the loss makes. Subclasses implement
+    draw the loss makes, ``borders`` ``(B, dims, 2)`` which ``(start, end)`` side of each crop along each axis is its
+    measurement's own border (:class:`sei.data.pairs.CropDataset`; ``None``: none is). Subclasses implement
     :meth:`compute`; this class checks the inputs first.
     """
 
@@ -42,7 +43,7 @@ class Method(nn.Module):
     needs_ground_truth: bool = False
 
     def forward(self, model, physics, y: torch.Tensor, x: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> LossOutput:
+                generator: torch.Generator | None = None, borders: torch.Tensor | None = None) -> LossOutput:
         dims = physics_spatial_dims(physics)
         check_image_batch(y, "y", dims)
         if x is None and self.needs_ground_truth:
@@ -56,7 +57,7 @@ class Method(nn.Module):
             if tuple(x.shape) != expected:
                 raise ShapeError(f"clean images should have shape {expected} to match measurements "
                                  f"{tuple(y.shape)}, got {tuple(x.shape)}")
-        return self.compute(model, physics, y, x, generator)
+        return self.compute(model, physics, y, x, generator, borders)
 
-    def compute(self, model, physics, y, x, generator) -> LossOutput:  # pragma: no cover - abstract
+    def compute(self, model, physics, y, x, generator, borders) -> LossOutput:  # pragma: no cover - abstract
         raise NotImplementedError

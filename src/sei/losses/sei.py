@@ -5,8 +5,8 @@ For measurements ``y = A x + e`` of noise level ``sigma`` and a network ``f``,
     L(f) = SURE_m(y, f(y)) + alpha * mean((f(A T x_hat + e') - T x_hat)^2),   x_hat = stop_gradient(f(y))
 
 - ``SURE_m`` (:mod:`sei.losses.sure`) estimates the measurement-domain error ``||A f(y) - A x||^2`` without ``x``,
-  on the measurement's interior (``m``: the operator's margin), with a Monte-Carlo divergence; Poisson-Gaussian
-  noise gets its own SURE;
+  on the measurement's interior (``m``: the operator's margin, kept where a crop meets its measurement's own border),
+  with a Monte-Carlo divergence; Poisson-Gaussian noise gets its own SURE;
 - ``T`` (:mod:`sei.transforms`) is a random down-scaling (factors 0.75 and 0.5 about a random centre) for SEI, a
   random circular shift or rotation for the EI variants, and nothing for SURE alone;
 - ``e'`` is fresh noise from the operator's noise model; ``T x_hat`` is computed without gradient (the paper's
@@ -38,7 +38,7 @@ from sei.core.units import level_of
 from sei.losses.base import LossOutput, Method
 from sei.losses.equivariance import DEFAULT_ALPHA, equivariance_loss
 from sei.losses.sure import DEFAULT_TAU, SURE_CONSTANTS, SURE_DIVERGENCES, pooled_noise_variance, sure_gaussian, sure_poisson_gaussian
-from sei.physics.base import physics_margin
+from sei.physics.base import physics_margin, sure_exact_sides
 from sei.physics.noise import noise_parameters
 from sei.transforms import DEFAULT_SCALE_FACTORS, VOLUME_SCALE_AXES, RandomScale
 
@@ -122,13 +122,14 @@ class SEILoss(Method):
             self.noise_variance.fill_(sigma**2)
         return math.sqrt(float(self.noise_variance))
 
-    def compute(self, model, physics, y, x, generator) -> LossOutput:
+    def compute(self, model, physics, y, x, generator, borders) -> LossOutput:
         gain, sigma = noise_parameters(physics)  # the one place the SURE flavour follows the noise model
         learn = getattr(getattr(physics, "spec", None), "noise_source", None) == "learned"
         if learn:
             sigma = self._learned_sigma(sigma)
         options = dict(margin=physics_margin(physics), tau=self.tau, constant=self.sure_constant,
-                       batched_probe=self.batched_probe, divergence=self.divergence)
+                       batched_probe=self.batched_probe, divergence=self.divergence,
+                       exact_sides=sure_exact_sides(physics, borders))
         if gain > 0:
             sure = sure_poisson_gaussian(model, physics, y, gain, sigma, generator, **options)
         else:

@@ -41,7 +41,7 @@ class Supervised(Method):
     name = "supervised"
     needs_ground_truth = True
 
-    def compute(self, model, physics, y, x, generator) -> LossOutput:
+    def compute(self, model, physics, y, x, generator, borders) -> LossOutput:
         loss, estimate = supervised_loss(model, y, x)
         return LossOutput(loss, {"mse": loss.detach()}, estimate.detach())
 
@@ -51,6 +51,6 @@ class CSS(Method):
 
     name = "css"
 
-    def compute(self, model, physics, y, x, generator) -> LossOutput:
+    def compute(self, model, physics, y, x, generator, borders) -> LossOutput:
         loss = css_loss(model, physics, y, generator)
         return LossOutput(loss, {"css": loss.detach()})

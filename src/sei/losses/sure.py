@@ -18,9 +18,11 @@ fine-tuned for 10 minutes on 14 photographs (x2 super-resolution) reached -42 pe
 ``J b`` at ``y`` leaves no scale to exploit, and in bf16 it carries no cancellation (the finite difference subtracts
 two outputs that agree to two digits).
 
-For deblurring by circular convolution the ``margin`` rows/columns at each border of a measurement crop
-mix in pixels from the opposite border of the image, which a crop does not have, so both terms are
-computed on the interior only (margin = (kernel size - 1) // 2; 0 for super-resolution).
+For deblurring, the ``margin`` rows/columns at each border of a measurement crop (margin = (kernel size - 1) // 2,
+in measurement pixels) mix in pixels beyond the crop, which the operator makes up by its boundary model where the
+scene goes on, so both terms are computed on the interior only (:class:`SureRegion`). A side of the crop that is
+the measurement's own border keeps its margin in: there the boundary model is the one the measurement was declared
+with (``exact_sides``, :func:`sei.physics.base.sure_exact_sides`).
 
 For Poisson-Gaussian noise ``y = gain * Poisson(A x / gain) + N(0, sigma^2)`` (Le Montagner et al., 2014; deepinv's
 ``SurePGLoss`` is the formula reference), the same terms on the same interior with the divergence weighted by
@@ -45,11 +47,11 @@ from dataclasses import dataclass
 import torch
 
 from sei.core.defaults import SURE_DIVERGENCES
-from sei.core.errors import ConfigError, ImageTooSmallError
+from sei.core.errors import ConfigError, ImageTooSmallError, ShapeError
 from sei.physics.noise import gaussian_noise_like
 
 __all__ = ["DEFAULT_TAU", "SURE_CONSTANTS", "SURE_DIVERGENCES", "interior", "interior_probe", "pooled_noise_variance",
-           "residual_noise_variance", "sure_gaussian", "sure_poisson_gaussian", "SureTerms"]
+           "residual_noise_variance", "sure_gaussian", "sure_poisson_gaussian", "SureRegion", "SureTerms"]
 
 SURE_CONSTANTS = ("unbiased", "reference")  # the first is the default
 # The finite-difference step of the Monte-Carlo divergence (the paper's).
@@ -86,6 +88,54 @@ def interior_probe(y: torch.Tensor, margin: tuple[int, ...], generator: torch.Ge
     return probe
 
 
+class SureRegion:
+    """The voxels of a batch of measurement crops ``y`` ``(B, C, *spatial)`` on which SURE's terms are exact: the
+    interior, ``margin`` voxels off each side of each axis (planes first), except on the sides that
+    ``exact_sides`` ``(B, dims, 2)`` marks, per crop and per ``(start, end)`` of an axis, where nothing is left out.
+
+    :meth:`select` gives a tensor's values there (the interior slice, or a flat selection when the crops' regions
+    differ) and :meth:`probe` a standard Gaussian probe that is zero elsewhere.
+
+    >>> y = torch.zeros(2, 1, 8, 8)
+    >>> SureRegion(y, (2, 2)).select(y).shape  # 2 crops of 4 x 4 interior pixels
+    torch.Size([2, 1, 4, 4])
+    >>> sides = torch.tensor([[[True, False], [False, False]], [[False, False], [False, False]]])
+    >>> SureRegion(y, (2, 2), sides).select(y).shape  # the first crop's region starts at its top row: 24 + 16
+    torch.Size([40])
+
+    :raises ImageTooSmallError: if the interior is empty (whatever ``exact_sides`` says).
+    :raises ShapeError: if ``exact_sides`` is not ``(B, dims, 2)``.
+    """
+
+    def __init__(self, y: torch.Tensor, margin: tuple[int, ...], exact_sides: torch.Tensor | None = None) -> None:
+        interior(y, margin)  # fail early, with a clear message, on crops smaller than the margin
+        self.margin = tuple(margin)
+        self.mask: torch.Tensor | None = None
+        if exact_sides is None or not bool(exact_sides.any()):
+            return
+        expected = (y.shape[0], len(self.margin), 2)
+        if tuple(exact_sides.shape) != expected:
+            raise ShapeError(f"exact_sides should have shape {expected} for crops {tuple(y.shape)}, "
+                             f"got {tuple(exact_sides.shape)}")
+        sizes = y.shape[-len(self.margin):]
+        mask = torch.zeros(y.shape[0], 1, *sizes, dtype=torch.bool, device=y.device)
+        for crop, sides in enumerate(exact_sides.tolist()):
+            window = (slice(0 if start else m, n if end else n - m)
+                      for (start, end), m, n in zip(sides, self.margin, sizes))
+            mask[(crop, 0, *window)] = True
+        self.mask = mask
+
+    def select(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` ``(B, C, *spatial)`` on the region: its interior slice, or its values there as one flat tensor."""
+        return interior(t, self.margin) if self.mask is None else t[self.mask.expand_as(t)]
+
+    def probe(self, y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """A standard Gaussian probe of ``y``'s shape, zero outside the region."""
+        if self.mask is None:
+            return interior_probe(y, self.margin, generator)
+        return gaussian_noise_like(y, 1.0, generator) * self.mask
+
+
 @dataclass
 class SureTerms:
     """The parts of a SURE evaluation.
@@ -105,10 +155,10 @@ class SureTerms:
     noise_gain: torch.Tensor
 
 
-def _noise_gain(response: torch.Tensor, probe: torch.Tensor, margin: tuple[int, int]) -> torch.Tensor:
-    """``mean((A J b - b)^2)`` over the interior: ``||(A J - I) b||^2 / m``."""
+def _noise_gain(response: torch.Tensor, probe: torch.Tensor, region: SureRegion) -> torch.Tensor:
+    """``mean((A J b - b)^2)`` over the region: ``||(A J - I) b||^2 / m``."""
     with torch.no_grad():  # a statistic for the noise estimate, not a loss term
-        return interior(response - probe, margin).pow(2).mean()
+        return region.select(response - probe).pow(2).mean()
 
 
 def residual_noise_variance(terms: SureTerms) -> float | None:
@@ -165,11 +215,11 @@ def _jacobian_product(model, y: torch.Tensor, probe: torch.Tensor) -> tuple[torc
     return estimate, product
 
 
-def _probe_pair(model, physics, y: torch.Tensor, generator: torch.Generator | None, margin: tuple[int, int],
+def _probe_pair(model, physics, y: torch.Tensor, generator: torch.Generator | None, region: SureRegion,
                 tau: float, batched_probe: bool, constant: str, divergence: str
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(f(y), A f(y), A J b, b)`` for an interior probe ``b``, after checking ``tau``, the margin and the names
-    of the constant and the divergence estimate."""
+    """``(f(y), A f(y), A J b, b)`` for a probe ``b`` on the region, after checking ``tau`` and the names of the
+    constant and the divergence estimate."""
     if constant not in SURE_CONSTANTS:
         raise ConfigError(f"unknown SURE constant {constant!r}; use one of {', '.join(SURE_CONSTANTS)}")
     if divergence not in SURE_DIVERGENCES:
@@ -177,8 +227,7 @@ def _probe_pair(model, physics, y: torch.Tensor, generator: torch.Generator | No
                           f"{', '.join(SURE_DIVERGENCES)}")
     if tau <= 0:
         raise ConfigError(f"SURE finite-difference step tau must be > 0, got {tau}")
-    interior(y, margin)  # fail early, with a clear message, on crops smaller than the margin
-    probe = interior_probe(y, margin, generator)
+    probe = region.probe(y, generator)
     if divergence == "jvp":
         estimate, product = _jacobian_product(model, y, probe)
         return estimate, physics.A(estimate), physics.A(product), probe
@@ -202,6 +251,7 @@ def sure_gaussian(
     constant: str = SURE_CONSTANTS[0],
     batched_probe: bool = True,
     divergence: str = SURE_DIVERGENCES[0],
+    exact_sides: torch.Tensor | None = None,
 ) -> SureTerms:
     """SURE for Gaussian noise of standard deviation ``sigma`` (in [0, 1] units).
 
@@ -217,6 +267,8 @@ def sure_gaussian(
     :param batched_probe: evaluate ``f(y)`` and ``f(y + tau b)`` as one batch of ``2B`` (same result, one pass).
     :param divergence: ``"finite-difference"`` (the paper's) or ``"jvp"``, the exact Jacobian-vector product (see
         the module docstring for why).
+    :param exact_sides: ``(B, dims, 2)`` bool, the sides of each crop that keep their margin in (:class:`SureRegion`);
+        ``None``: every margin is left out.
 
     For the identity network ``f(y) = y`` on denoising (``A = I``) the divergence is 1 per pixel and SURE
     estimates the error of the noisy measurement itself, ``sigma^2``:
@@ -228,14 +280,15 @@ def sure_gaussian(
     >>> round(terms.divergence.item(), 1), round(terms.loss.item() / (20 / 255) ** 2, 1)
     (1.0, 1.0)
     """
-    estimate, predicted, response, probe = _probe_pair(model, physics, y, generator, margin, tau, batched_probe,
+    region = SureRegion(y, margin, exact_sides)
+    estimate, predicted, response, probe = _probe_pair(model, physics, y, generator, region, tau, batched_probe,
                                                        constant, divergence)
-    residual = interior(predicted - y, margin).pow(2).mean()
-    mean_divergence = interior(probe * response, margin).mean()
+    residual = region.select(predicted - y).pow(2).mean()
+    mean_divergence = region.select(probe * response).mean()
     offset = sigma**2 if constant == "unbiased" else sigma**2 / y.shape[0]
     loss = residual + 2.0 * sigma**2 * mean_divergence - offset
     return SureTerms(loss=loss, residual=residual, divergence=mean_divergence, estimate=estimate,
-                     noise_gain=_noise_gain(response, probe, margin))
+                     noise_gain=_noise_gain(response, probe, region))
 
 
 def sure_poisson_gaussian(
@@ -250,6 +303,7 @@ def sure_poisson_gaussian(
     constant: str = SURE_CONSTANTS[0],
     batched_probe: bool = True,
     divergence: str = SURE_DIVERGENCES[0],
+    exact_sides: torch.Tensor | None = None,
 ) -> SureTerms:
     """SURE for Poisson-Gaussian noise ``gain * Poisson(A x / gain) + N(0, sigma^2)`` (see the module docstring).
 
@@ -260,11 +314,12 @@ def sure_poisson_gaussian(
     """
     if not gain > 0:
         raise ConfigError(f"the Poisson gain must be > 0, got {gain}")
-    estimate, predicted, response, probe = _probe_pair(model, physics, y, generator, margin, tau, batched_probe,
+    region = SureRegion(y, margin, exact_sides)
+    estimate, predicted, response, probe = _probe_pair(model, physics, y, generator, region, tau, batched_probe,
                                                        constant, divergence)
-    inner_y = interior(y, margin)
-    residual = interior(predicted - y, margin).pow(2).mean()
-    change = interior(probe * response, margin)
+    inner_y = region.select(y)
+    residual = region.select(predicted - y).pow(2).mean()
+    change = region.select(probe * response)
     mean_divergence = change.mean()
     weighted_divergence = (change * (gain * inner_y + sigma**2)).mean()
     offset = gain * inner_y.mean() + sigma**2
@@ -272,4 +327,4 @@ def sure_poisson_gaussian(
         offset = offset / y.shape[0]
     loss = residual + 2.0 * weighted_divergence - offset
     return SureTerms(loss=loss, residual=residual, divergence=mean_divergence, estimate=estimate,
-                     noise_gain=_noise_gain(response, probe, margin))
+                     noise_gain=_noise_gain(response, probe, region))

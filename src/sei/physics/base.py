@@ -16,10 +16,11 @@ import deepinv
 import torch
 from torch import nn
 
+from sei.core.defaults import BOUNDARIES
 from sei.core.scaling import measured_margin
 
 __all__ = ["compute_dtype", "float32_physics", "Float32Physics", "identity", "physics_margin", "physics_spatial_dims",
-           "physics_upscale", "SEILinearPhysics", "SizeCache"]
+           "physics_upscale", "SEILinearPhysics", "SizeCache", "sure_exact_sides"]
 
 
 
@@ -55,6 +56,29 @@ def physics_margin(physics: deepinv.physics.Physics) -> tuple[int, ...]:
         upscale = physics_upscale(physics)
         margin = measured_margin(kernel.shape[-2:], upscale)
     return tuple(int(m) for m in margin)
+
+
+def sure_exact_sides(physics: deepinv.physics.Physics, borders: torch.Tensor | None) -> torch.Tensor | None:
+    """Which sides of each training crop SURE needs no margin at: those that are the measurement's own borders, where
+    the operator extends an image by the boundary model the measurement was declared with (exactly, when it was
+    simulated with it), rather than a cut through a larger scene whose continuation the crop does not hold.
+
+    ``borders`` ``(B, dims, 2)`` says which ``(start, end)`` side of each crop, per axis (planes first), is such a
+    border. A ``reflect`` or ``replicate`` operator extends each side from that side alone; a ``circular`` one from
+    the opposite side, so only an axis whose both sides are borders counts. An operator whose boundary model is not
+    known (not ``boundary`` of ours, nor ``padding`` of deepinv's) keeps its margin everywhere: ``None``.
+
+    >>> from sei.physics.blur import FFTBlur
+    >>> borders = torch.tensor([[[True, False], [True, True]]])
+    >>> sure_exact_sides(FFTBlur(torch.ones(3, 3) / 9, boundary="circular"), borders).tolist()
+    [[[False, False], [True, True]]]
+    """
+    boundary = getattr(physics, "boundary", None) or getattr(physics, "padding", None)
+    if borders is None or boundary not in BOUNDARIES:
+        return None
+    if boundary == "circular":
+        return borders.all(-1, keepdim=True).expand_as(borders)
+    return borders
 
 
 class SizeCache:

@@ -124,7 +124,8 @@ class SEIModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
         mark_step_begin(self._compile_mode)
         generator = make_generator(self.config.train.seed, "loss", self.global_step, self.global_rank)
-        output = self.method(self._network, self.float32_physics, batch["y"], batch.get("x"), generator=generator)
+        output = self.method(self._network, self.float32_physics, batch["y"], batch.get("x"), generator=generator,
+                             borders=batch.get("borders"))
         size = batch["y"].shape[0]
         self.log("train/loss", output.loss.detach(), prog_bar=True, batch_size=size)
         for name, value in output.parts.items():
