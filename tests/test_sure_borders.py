@@ -34,17 +34,16 @@ def noiseless(kind: str, index: int):
     return resolve_spec(PhysicsSpec(**OPERATOR_EXAMPLES[kind][index], noise_level=0.0)).build()
 
 
-def crops_with_borders(physics, image: torch.Tensor, crop_size: int, count: int) -> tuple[dict, MeasurementSet]:
+def crops_with_borders(physics, image: torch.Tensor, crop_size: int, count: int) -> dict[str, torch.Tensor]:
     """``count`` training crops of one clean image (batched, with their clean crops and border flags)."""
     images = ImageSet("test", ["image"], [image], ground_truth=True)
-    measurements = MeasurementSet(images, physics)
-    dataset = CropDataset(measurements, crop_size, seed=3)
+    dataset = CropDataset(MeasurementSet(images, physics), crop_size, seed=3)
     items = [dataset[(0, sample)] for sample in range(count)]
-    return {key: torch.stack([item[key] for item in items]) for key in items[0]}, measurements
+    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
 
 class TestSureRegion:
-    def test_without_exact_sides_it_is_the_interior(self, generator):
+    def test_without_exact_sides_it_is_the_interior(self):
         y = torch.rand(2, 3, 12, 14)
         region = SureRegion(y, (2, 3))
         assert region.mask is None
@@ -74,6 +73,8 @@ class TestSureRegion:
         y = torch.zeros(2, 1, 8, 8)
         with pytest.raises(ShapeError, match="exact_sides"):
             SureRegion(y, (2, 2), torch.ones(2, 3, 2, dtype=torch.bool))
+        with pytest.raises(ShapeError, match="exact_sides"):  # refused even when it marks no side
+            SureRegion(y, (2, 2), torch.zeros(1, 2, 2, dtype=torch.bool))
         with pytest.raises(ImageTooSmallError, match="no interior"):
             SureRegion(y, (4, 2), torch.ones(2, 2, 2, dtype=torch.bool))
 
@@ -105,7 +106,7 @@ def test_the_operator_on_a_crop_is_exact_on_its_region(kind, index, natural_imag
         image = torch.rand(1, 8 * r, crop_size + 6, crop_size + 6, generator=seeded(0))
     else:
         image = natural_image[:, :(crop_size + 6) * r, :(crop_size + 8) * r]
-    batch, _ = crops_with_borders(physics, image, crop_size, 24)
+    batch = crops_with_borders(physics, image, crop_size, 24)
     assert batch["borders"].any() and not batch["borders"].all()  # crops at the borders and inside
     on_crops = physics.A(batch["x"])
     region = SureRegion(batch["y"], physics.margin, sure_exact_sides(physics, batch["borders"]))
@@ -156,9 +157,6 @@ def test_sure_over_a_border_crop_trains_its_border_band(natural_image):
     plain = sure_gaussian(model, physics, y, 5 / 255, seeded(1), margin=physics.margin)
     whole = sure_gaussian(model, physics, y, 5 / 255, seeded(1), margin=physics.margin,
                           exact_sides=sure_exact_sides(physics, torch.ones(1, 2, 2, dtype=torch.bool)))
-    band = torch.ones_like(y, dtype=torch.bool)
-    m = physics.margin
-    band[..., m[0]:-m[0], m[1]:-m[1]] = False
     expected = (physics.A(whole.estimate) - y).pow(2).mean()
     assert whole.residual.item() == pytest.approx(expected.item(), rel=1e-5)
     assert plain.residual.item() != pytest.approx(whole.residual.item(), rel=1e-3)

@@ -111,12 +111,14 @@ class SureRegion:
         interior(y, margin)  # fail early, with a clear message, on crops smaller than the margin
         self.margin = tuple(margin)
         self.mask: torch.Tensor | None = None
-        if exact_sides is None or not bool(exact_sides.any()):
+        if exact_sides is None:
             return
         expected = (y.shape[0], len(self.margin), 2)
         if tuple(exact_sides.shape) != expected:
             raise ShapeError(f"exact_sides should have shape {expected} for crops {tuple(y.shape)}, "
                              f"got {tuple(exact_sides.shape)}")
+        if not bool(exact_sides.any()):  # no side exact: the interior slice
+            return
         sizes = y.shape[-len(self.margin):]
         mask = torch.zeros(y.shape[0], 1, *sizes, dtype=torch.bool, device=y.device)
         for crop, sides in enumerate(exact_sides.tolist()):
