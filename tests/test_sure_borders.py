@@ -58,6 +58,22 @@ class TestSureRegion:
         expected = torch.cat([y[0, :, 1:, :6].flatten(), y[1, :, 1:5, 2:6].flatten()])
         assert torch.equal(region.select(y), expected)
 
+    def test_the_mean_is_over_the_region(self, generator):
+        y = torch.rand(3, 2, 6, 9, generator=generator)
+        sides = torch.tensor([[[False, True], [True, False]], [[False, False], [False, False]],
+                              [[True, True], [True, True]]])
+        for exact in (None, torch.zeros_like(sides), sides):
+            region = SureRegion(y, (1, 2), exact)
+            assert region.mean(y).item() == pytest.approx(region.select(y).mean().item(), rel=1e-6)
+
+    def test_on_a_device_the_flags_are_never_read_back(self):
+        # meta tensors have no values: reading the flags on the host (a wait on an accelerator) would raise
+        y = torch.zeros(2, 1, 5, 6, 7, device="meta")
+        sides = torch.zeros(2, 3, 2, dtype=torch.bool, device="meta")
+        region = SureRegion(y, (1, 2, 2), sides)
+        assert region.mask.shape == (2, 1, 5, 6, 7) and region.mask.device.type == "meta"
+        assert region.mean(y).shape == ()
+
     def test_the_probe_is_zero_outside_the_region_only(self, generator):
         y = torch.zeros(2, 3, 5, 10, 12)
         sides = torch.zeros(2, 3, 2, dtype=torch.bool)

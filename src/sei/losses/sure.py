@@ -93,8 +93,10 @@ class SureRegion:
     interior, ``margin`` voxels off each side of each axis (planes first), except on the sides that
     ``exact_sides`` ``(B, dims, 2)`` marks, per crop and per ``(start, end)`` of an axis, where nothing is left out.
 
-    :meth:`select` gives a tensor's values there (the interior slice, or a flat selection when the crops' regions
-    differ) and :meth:`probe` a standard Gaussian probe that is zero elsewhere.
+    :meth:`mean` averages a tensor over it, :meth:`select` gives its values there (the interior slice, or a flat
+    selection when the crops' regions differ) and :meth:`probe` a standard Gaussian probe that is zero elsewhere.
+    With ``exact_sides`` on an accelerator the region is a mask built there: no step waits for the device to say
+    whether any side is exact (on the CPU, no exact side still means the interior slice).
 
     >>> y = torch.zeros(2, 1, 8, 8)
     >>> SureRegion(y, (2, 2)).select(y).shape  # 2 crops of 4 x 4 interior pixels
@@ -102,6 +104,8 @@ class SureRegion:
     >>> sides = torch.tensor([[[True, False], [False, False]], [[False, False], [False, False]]])
     >>> SureRegion(y, (2, 2), sides).select(y).shape  # the first crop's region starts at its top row: 24 + 16
     torch.Size([40])
+    >>> SureRegion(y, (2, 2), sides).mean(torch.arange(2.0).reshape(2, 1, 1, 1).expand_as(y))  # 16 of 40 are 1
+    tensor(0.4000)
 
     :raises ImageTooSmallError: if the interior is empty (whatever ``exact_sides`` says).
     :raises ShapeError: if ``exact_sides`` is not ``(B, dims, 2)``.
@@ -117,15 +121,24 @@ class SureRegion:
         if tuple(exact_sides.shape) != expected:
             raise ShapeError(f"exact_sides should have shape {expected} for crops {tuple(y.shape)}, "
                              f"got {tuple(exact_sides.shape)}")
-        if not bool(exact_sides.any()):  # no side exact: the interior slice
+        if exact_sides.device.type == "cpu" and not bool(exact_sides.any()):  # the interior slice, as fast
             return
         sizes = y.shape[-len(self.margin):]
-        mask = torch.zeros(y.shape[0], 1, *sizes, dtype=torch.bool, device=y.device)
-        for crop, sides in enumerate(exact_sides.tolist()):
-            window = (slice(0 if start else m, n if end else n - m)
-                      for (start, end), m, n in zip(sides, self.margin, sizes))
-            mask[(crop, 0, *window)] = True
+        exact_sides = exact_sides.to(y.device)
+        mask = torch.ones((y.shape[0], 1) + (1,) * len(sizes), dtype=torch.bool, device=y.device)
+        for axis, (m, n) in enumerate(zip(self.margin, sizes)):
+            index = torch.arange(n, device=y.device)
+            keep = (((index >= m) | exact_sides[:, axis, :1]) & ((index < n - m) | exact_sides[:, axis, 1:]))
+            shape = [y.shape[0], 1] + [1] * len(sizes)
+            shape[2 + axis] = n
+            mask = mask & keep.reshape(shape)  # (B, n) per axis, broadcast into (B, 1, *spatial)
         self.mask = mask
+
+    def mean(self, t: torch.Tensor) -> torch.Tensor:
+        """The mean of ``t`` ``(B, C, *spatial)`` over the region (a 0-d tensor, with ``t``'s graph)."""
+        if self.mask is None:
+            return interior(t, self.margin).mean()
+        return (t * self.mask).sum() / (self.mask.sum() * t.shape[1])
 
     def select(self, t: torch.Tensor) -> torch.Tensor:
         """``t`` ``(B, C, *spatial)`` on the region: its interior slice, or its values there as one flat tensor."""
@@ -160,7 +173,7 @@ class SureTerms:
 def _noise_gain(response: torch.Tensor, probe: torch.Tensor, region: SureRegion) -> torch.Tensor:
     """``mean((A J b - b)^2)`` over the region: ``||(A J - I) b||^2 / m``."""
     with torch.no_grad():  # a statistic for the noise estimate, not a loss term
-        return region.select(response - probe).pow(2).mean()
+        return region.mean((response - probe).pow(2))
 
 
 def residual_noise_variance(terms: SureTerms) -> float | None:
@@ -285,8 +298,8 @@ def sure_gaussian(
     region = SureRegion(y, margin, exact_sides)
     estimate, predicted, response, probe = _probe_pair(model, physics, y, generator, region, tau, batched_probe,
                                                        constant, divergence)
-    residual = region.select(predicted - y).pow(2).mean()
-    mean_divergence = region.select(probe * response).mean()
+    residual = region.mean((predicted - y).pow(2))
+    mean_divergence = region.mean(probe * response)
     offset = sigma**2 if constant == "unbiased" else sigma**2 / y.shape[0]
     loss = residual + 2.0 * sigma**2 * mean_divergence - offset
     return SureTerms(loss=loss, residual=residual, divergence=mean_divergence, estimate=estimate,
@@ -319,12 +332,11 @@ def sure_poisson_gaussian(
     region = SureRegion(y, margin, exact_sides)
     estimate, predicted, response, probe = _probe_pair(model, physics, y, generator, region, tau, batched_probe,
                                                        constant, divergence)
-    inner_y = region.select(y)
-    residual = region.select(predicted - y).pow(2).mean()
-    change = region.select(probe * response)
-    mean_divergence = change.mean()
-    weighted_divergence = (change * (gain * inner_y + sigma**2)).mean()
-    offset = gain * inner_y.mean() + sigma**2
+    residual = region.mean((predicted - y).pow(2))
+    change = probe * response
+    mean_divergence = region.mean(change)
+    weighted_divergence = region.mean(change * (gain * y + sigma**2))
+    offset = gain * region.mean(y) + sigma**2
     if constant == "reference":
         offset = offset / y.shape[0]
     loss = residual + 2.0 * weighted_divergence - offset
