@@ -22,6 +22,11 @@ noise over a grid of iteration counts. PSNR in counts with the clean volume's ra
 planes; each restore runs in its own process, whose seconds and peak memory (maximum resident set) are recorded.
 Records benchmarks/results/volumes.json, keeping the volumes of an earlier recording that were not rerun.
 
+``supervised`` is an upper bound, not a user's workflow: the same network and budget trained by ``sei train --method
+supervised`` on the clean volume itself (rounded to photons, written as a 16-bit stack) through the true operator and
+noise (gain and read noise in the network's units of that stack's intensity map), each step a fresh noisy
+measurement, then restoring the benchmark's measurement. What the network could reach were it told the answer.
+
 Axial super-resolution (``--axial-factor R``, kinds ``bicubic,wiener,tv,rl,sei3d``): the clean volume is sampled R
 times more finely along z (the phantom at a z-step of 300/R nm, the nuclei stack at its own 290 nm), blurred by the PSF
 sampled likewise and only every R-th plane is measured: a stack stepped R times more coarsely than the structure
@@ -171,13 +176,38 @@ def rl_oracle(blurry: Path, truth: np.ndarray, psf: torch.Tensor, read_noise: fl
     return {"psnr": value, "ssim": structural, "iterations": iterations}
 
 
+def supervised_bound(truth: np.ndarray, psf_file: Path, folder: Path, run: Path, args: argparse.Namespace,
+                     axial: int) -> float:
+    """Train the SEI rows' network supervised on ``truth`` (photons) itself; return the training seconds."""
+    import tifffile
+    import yaml
+
+    from sei.io.intensity import integer_set_map
+
+    counts = np.round(truth).clip(0, 65535).astype(np.uint16)
+    folder.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(folder / "stack.tif", counts, imagej=True, metadata={"axes": "ZYX"})
+    scale = integer_set_map(list(counts), "uint16").scale  # sei train's map of its planes: a photon is 1/scale
+    task = ["--task", "sr", "--sr-factor", str(axial)] if axial > 1 else []
+    trained, _ = measured_run("train", "--method", "supervised", "--dataset", folder, "--resize", "none",
+                              "--kernel", psf_file, "--boundary", "reflect", "--noise", "poisson-gaussian",
+                              "--gain", f"{1 / scale:.8g}", "--noise-level", f"{255 * args.read_noise / scale:.8g}",
+                              *task, "--time", args.time, "--out-dir", run, "--quiet", *args.train_options.split())
+    recorded = yaml.safe_load((run / "config.yaml").read_text())["data"]["intensity"]
+    if recorded is None or abs(recorded["scale"] - scale) > 1e-6 * scale:
+        raise RuntimeError(f"the supervised run mapped the clean stack by {recorded}, not by the scale {scale} its "
+                           "noise was set for")
+    return trained
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--volumes", default="phantom,nuclei", help="clean volumes, comma-separated")
     parser.add_argument("--photons", type=float, default=100.0, help="peak photon count")
     parser.add_argument("--read-noise", type=float, default=1.5, help="Gaussian read noise, photons")
     parser.add_argument("--time", default=DEFAULT_TIME, help="SEI's training budget (sei train --time)")
-    parser.add_argument("--kinds", default="wiener,tv,rl,sei2d,sei3d", help="restorers (rl includes its oracle)")
+    parser.add_argument("--kinds", default="wiener,tv,rl,sei2d,sei3d", help="restorers (rl includes its oracle; "
+                        "supervised: the bound of the network trained on the clean volume)")
     parser.add_argument("--train-options", default="", help="more sei train options for the SEI rows")
     parser.add_argument("--reuse", action="store_true", help="restore with the finished SEI runs in --work (trained "
                         "with the same options) instead of training again")
@@ -240,6 +270,16 @@ def main() -> None:
                                                                   "peak GB": peak, **result}
                         print(f"{key}: {label.strip()} + ensemble {results[f'{label.strip()} + ensemble']['psnr']:.2f} "
                               f"dB, {spent:.1f} s", flush=True)
+                elif kind == "supervised":
+                    run = folder / "supervised_run"
+                    trained = finished_run_seconds(run) if args.reuse else None
+                    if trained is None:
+                        shutil.rmtree(run, ignore_errors=True)
+                        trained = supervised_bound(truth, psf_file, folder / "clean", run, args, axial)
+                    seconds, memory = measured_run("restore", blurry / "stack.tif", out, "--weights", run, "--quiet",
+                                                   "--overwrite")
+                    label, result = f"supervised bound (clean volume){budget} {args.train_options}", {
+                        "training seconds": trained}
                 else:
                     seconds, memory = measured_run("restore", blurry / "stack.tif", out, "--model-kind", kind,
                                                    "--kernel", psf_file, *operator, "--quiet", "--overwrite")
