@@ -180,8 +180,9 @@ def supervised_bound(truth: np.ndarray, psf_file: Path, folder: Path, run: Path,
                      axial: int) -> float:
     """Train the SEI rows' network supervised on ``truth`` (photons) itself; return the training seconds."""
     import tifffile
-    import yaml
 
+    from sei.config.run_folder import RunFolder
+    from sei.config.schema import load_config
     from sei.io.intensity import integer_set_map
 
     counts = np.round(truth).clip(0, 65535).astype(np.uint16)
@@ -193,7 +194,7 @@ def supervised_bound(truth: np.ndarray, psf_file: Path, folder: Path, run: Path,
                               "--kernel", psf_file, "--boundary", "reflect", "--noise", "poisson-gaussian",
                               "--gain", f"{1 / scale:.8g}", "--noise-level", f"{255 * args.read_noise / scale:.8g}",
                               *task, "--time", args.time, "--out-dir", run, "--quiet", *args.train_options.split())
-    recorded = yaml.safe_load((run / "config.yaml").read_text())["data"]["intensity"]
+    recorded = load_config(RunFolder(run).config_path).data.intensity
     if recorded is None or abs(recorded["scale"] - scale) > 1e-6 * scale:
         raise RuntimeError(f"the supervised run mapped the clean stack by {recorded}, not by the scale {scale} its "
                            "noise was set for")

@@ -115,6 +115,7 @@ class SureRegion:
         interior(y, margin)  # fail early, with a clear message, on crops smaller than the margin
         self.margin = tuple(margin)
         self.mask: torch.Tensor | None = None
+        self.count: torch.Tensor | None = None  # the mask's voxels per channel, counted once for every mean
         if exact_sides is None:
             return
         expected = (y.shape[0], len(self.margin), 2)
@@ -132,13 +133,13 @@ class SureRegion:
             shape = [y.shape[0], 1] + [1] * len(sizes)
             shape[2 + axis] = n
             mask = mask & keep.reshape(shape)  # (B, n) per axis, broadcast into (B, 1, *spatial)
-        self.mask = mask
+        self.mask, self.count = mask, mask.sum()
 
     def mean(self, t: torch.Tensor) -> torch.Tensor:
         """The mean of ``t`` ``(B, C, *spatial)`` over the region (a 0-d tensor, with ``t``'s graph)."""
         if self.mask is None:
             return interior(t, self.margin).mean()
-        return (t * self.mask).sum() / (self.mask.sum() * t.shape[1])
+        return (t * self.mask).sum() / (self.count * t.shape[1])
 
     def select(self, t: torch.Tensor) -> torch.Tensor:
         """``t`` ``(B, C, *spatial)`` on the region: its interior slice, or its values there as one flat tensor."""
