@@ -155,9 +155,36 @@ class TestScaleVolume:
         assert float(everywhere[0, 0, 10, 4, 4]) == pytest.approx(float(blob[0, 0, 12, 4, 4]), abs=1e-6)
         assert float(everywhere[0, 0, 10, 4, 4]) < 0.5 * float(blob[0, 0, 10, 4, 4])
 
+    def test_axial_shrinks_z_only_and_independent_each_axis_group_by_its_own_factor(self):
+        from sei.transforms import scale_volume
+
+        x = torch.rand(2, 1, 9, 11, 13, dtype=torch.float64)
+        centres = torch.tensor([[4.0, 5.0, 6.0], [2.0, 3.0, 9.0]])
+        axial = scale_volume(x, torch.tensor([0.5, 0.75]), centres, "axial")
+        flat = x[:, :, :, :1, :1].expand(x.shape)  # constant across: shrinking all axes changes only z
+        assert torch.allclose(scale_volume(flat, torch.tensor([0.5, 0.75]), centres, "axial"),
+                              scale_volume(flat, torch.tensor([0.5, 0.75]), centres, "all"))
+        pairs = torch.tensor([[0.5, 0.75], [0.75, 1.0]])  # (axial, lateral)
+        both = scale_volume(x, pairs, centres, "independent")
+        assert torch.allclose(both[1:], axial[1:])  # lateral factor 1: z only
+        # separable: z by the first factor, then the planes by the second
+        then_planes = scale_volume(axial, torch.tensor([[1.0, 0.75], [1.0, 1.0]]), centres, "independent")
+        assert torch.allclose(both, then_planes, atol=1e-12)
+        assert torch.allclose(scale_volume(x, torch.tensor([[0.5, 0.5]] * 2), centres, "independent"),
+                              scale_volume(x, torch.tensor([0.5, 0.5]), centres, "all"))
+
+    def test_independent_draws_every_pair_but_the_identity(self):
+        from sei.transforms import draw_volume_scale_params
+
+        factors, centres = draw_volume_scale_params(400, (6, 10, 12), torch.Generator().manual_seed(0), (0.75, 0.5),
+                                                    "independent")
+        assert factors.shape == (400, 2) and centres.shape == (400, 3)
+        pairs = {tuple(pair) for pair in factors.tolist()}
+        assert len(pairs) == 8 and (1.0, 1.0) not in pairs
+
     def test_random_draws_are_reproducible_and_errors_are_clear(self):
         from sei.core.errors import ConfigError, ShapeError
-        from sei.transforms import random_scale_volume
+        from sei.transforms import random_scale_volume, scale_volume
 
         x = torch.rand(3, 1, 6, 10, 12)
         first = random_scale_volume(x, torch.Generator().manual_seed(1), axes="all")
@@ -166,3 +193,5 @@ class TestScaleVolume:
             random_scale_volume(x, axes="z")
         with pytest.raises(ShapeError, match="volumes"):
             random_scale_volume(torch.rand(1, 1, 10, 12))
+        with pytest.raises(ConfigError, match="axial, lateral"):  # one factor per volume where two are needed
+            scale_volume(x, torch.full((3,), 0.5), torch.zeros(3, 3), "independent")

@@ -105,23 +105,49 @@ def random_scale(x: torch.Tensor, generator: torch.Generator | None = None,
 
 
 # -- down-scaling of volumes ------------------------------------------------------------------------------
+def _axis_factors(factors: torch.Tensor, axes: str, batch: int) -> torch.Tensor:
+    """Per-volume factors of ``axes`` as ``(B, 3)`` factors along (z, y, x)."""
+    if axes == "independent":
+        if factors.ndim != 2 or factors.shape != (batch, 2):
+            raise ConfigError(f"independent scaling needs (axial, lateral) factors per volume, a ({batch}, 2) "
+                              f"tensor, got shape {tuple(factors.shape)}")
+        return torch.stack([factors[:, 0], factors[:, 1], factors[:, 1]], dim=1)
+    factors = factors.reshape(-1)
+    if factors.shape[0] != batch:
+        raise ConfigError(f"need one factor per volume ({batch}), got {factors.shape[0]}")
+    kept = torch.ones_like(factors)
+    axial = kept if axes == "lateral" else factors
+    lateral = kept if axes == "axial" else factors
+    return torch.stack([axial, lateral, lateral], dim=1)
+
+
 def scale_volume(x: torch.Tensor, factors: torch.Tensor, centers: torch.Tensor, axes: str = VOLUME_SCALE_AXES[0],
                  padding_mode: str = "reflection") -> torch.Tensor:
     """Rescale each volume about a centre, keeping its size: :func:`scale` in 3-D.
 
     ``axes="lateral"`` shrinks every plane by the paper's bicubic :func:`scale` (the planes of a volume share its
-    factor and lateral centre; z is untouched); ``axes="all"`` shrinks along z too, by trilinear interpolation
-    (``grid_sample`` has no tricubic mode), for stacks whose voxels are isotropic.
+    factor and lateral centre; z is untouched). The others interpolate trilinearly (``grid_sample`` has no tricubic
+    mode): ``"all"`` shrinks the three axes by one factor, ``"axial"`` z only, and ``"independent"`` z by one factor
+    and the plane by another (``factors`` then ``(B, 2)``: axial, lateral).
+
+    Why the axes matter: a widefield PSF passes no frequency inside a cone around the optical axis (the missing
+    cone), and the cone is unchanged by shrinking every axis alike (frequency ``k -> k / s`` moves along rays from the
+    origin). Shrinking z alone moves the estimate's frequencies just outside the cone (which the measurement holds)
+    into it (``k_z -> k_z / s``), so only an axial component teaches the network the cone.
 
     :param x: ``(B, C, D, H, W)`` volumes, each axis at least 2.
-    :param factors: ``(B,)`` scale factors ``s > 0``.
+    :param factors: ``(B,)`` scale factors ``s > 0`` (``(B, 2)`` for ``"independent"``).
     :param centers: ``(B, 3)`` centres ``(plane, row, column)`` in voxels (the plane is ignored laterally).
     :param axes: one of :data:`VOLUME_SCALE_AXES`.
     :return: ``(B, C, D, H, W)`` tensor.
 
     >>> x = torch.rand(2, 1, 6, 12, 10, dtype=torch.float64)
     >>> centres = torch.tensor([[2.0, 5.0, 4.0], [3.0, 1.0, 8.0]])
-    >>> all(torch.allclose(scale_volume(x, torch.ones(2), centres, a), x) for a in VOLUME_SCALE_AXES)
+    >>> all(torch.allclose(scale_volume(x, torch.ones(2, 2 if a == "independent" else 1).squeeze(1), centres, a), x)
+    ...     for a in VOLUME_SCALE_AXES)
+    True
+    >>> flat = torch.rand(1, 1, 1, 12, 10, dtype=torch.float64).expand(1, 1, 6, 12, 10)  # one plane six times
+    >>> torch.allclose(scale_volume(flat, torch.tensor([0.5]), centres[:1], "axial"), flat)  # z only: planes kept
     True
     """
     check_image_batch(x, spatial_dims=3)
@@ -130,22 +156,21 @@ def scale_volume(x: torch.Tensor, factors: torch.Tensor, centers: torch.Tensor, 
     batch, channels, depth, height, width = x.shape
     if min(depth, height, width) < 2:
         raise ImageTooSmallError(f"scaling needs volumes of at least 2x2x2 voxels, got {depth}x{height}x{width}")
-    factors = torch.as_tensor(factors, dtype=torch.float64).reshape(-1)
+    factors = torch.as_tensor(factors, dtype=torch.float64)
     centers = torch.as_tensor(centers, dtype=torch.float64).reshape(-1, 3)
     if axes == "lateral":  # the planes as channels: one factor and centre per volume
         planes = x.reshape(batch, channels * depth, height, width)
-        return scale(planes, factors, centers[:, 1:], padding_mode=padding_mode).reshape(x.shape)
-    if factors.shape[0] != batch or centers.shape[0] != batch:
-        raise ConfigError(f"need one factor and one centre per volume ({batch}), got {factors.shape[0]} and "
-                          f"{centers.shape[0]}")
+        return scale(planes, factors.reshape(-1), centers[:, 1:], padding_mode=padding_mode).reshape(x.shape)
+    if centers.shape[0] != batch:
+        raise ConfigError(f"need one centre per volume ({batch}), got {centers.shape[0]}")
     if (factors <= 0).any():
         raise ConfigError(f"scale factors must be > 0, got {factors.tolist()}")
-    inverse = (1.0 / factors).view(batch, 1)
+    inverse = 1.0 / _axis_factors(factors, axes, batch)  # (B, 3)
     grids = []
     for axis, size in enumerate((depth, height, width)):
         coordinates = torch.arange(size, dtype=torch.float64).view(1, -1)
-        source = centers[:, axis:axis + 1] + (coordinates - centers[:, axis:axis + 1]) * inverse  # (B, size)
-        grids.append(2.0 * source / (size - 1) - 1.0)
+        source = centers[:, axis:axis + 1] + (coordinates - centers[:, axis:axis + 1]) * inverse[:, axis:axis + 1]
+        grids.append(2.0 * source / (size - 1) - 1.0)  # (B, size)
     grid_z, grid_y, grid_x = torch.broadcast_tensors(grids[0][:, :, None, None], grids[1][:, None, :, None],
                                                      grids[2][:, None, None, :])
     grid = torch.stack([grid_x, grid_y, grid_z], dim=-1)
@@ -155,11 +180,21 @@ def scale_volume(x: torch.Tensor, factors: torch.Tensor, centers: torch.Tensor, 
 
 
 def draw_volume_scale_params(batch: int, shape: Sequence[int], generator: torch.Generator | None = None,
-                             factors: Sequence[float] = DEFAULT_SCALE_FACTORS) -> tuple[torch.Tensor, torch.Tensor]:
+                             factors: Sequence[float] = DEFAULT_SCALE_FACTORS,
+                             axes: str = VOLUME_SCALE_AXES[0]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per volume, a factor drawn uniformly from ``factors`` and a centre drawn uniformly in the volume of
-    ``shape`` ``(D, H, W)``: ``(factors (B,), centres (B, 3))``."""
+    ``shape`` ``(D, H, W)``: ``(factors (B,), centres (B, 3))``.
+
+    For ``axes="independent"`` the factors are ``(B, 2)`` (axial, lateral): a pair drawn uniformly from
+    ``{1, *factors}^2`` less ``(1, 1)``, so a volume is shrunk along z only, in its planes only, or both (by the same
+    or different factors)."""
     choices = torch.as_tensor(tuple(factors), dtype=torch.float64)
-    drawn = choices[_integers(generator, len(choices), (batch,)).cpu()]
+    if axes == "independent":
+        choices = torch.cat([torch.ones(1, dtype=torch.float64), choices])
+        pairs = torch.cartesian_prod(choices, choices)[1:]  # (1, 1) first: left out
+        drawn = pairs[_integers(generator, len(pairs), (batch,)).cpu()]
+    else:
+        drawn = choices[_integers(generator, len(choices), (batch,)).cpu()]
     extent = torch.tensor([n - 1 for n in shape], dtype=torch.float64)
     return drawn, _uniform(generator, (batch, 3)).cpu() * extent
 
@@ -168,8 +203,10 @@ def random_scale_volume(x: torch.Tensor, generator: torch.Generator | None = Non
                         factors: Sequence[float] = DEFAULT_SCALE_FACTORS, axes: str = VOLUME_SCALE_AXES[0],
                         padding_mode: str = "reflection") -> torch.Tensor:
     """SEI's random down-scaling of volumes: :func:`scale_volume` with :func:`draw_volume_scale_params`."""
-    return scale_volume(x, *draw_volume_scale_params(x.shape[0], x.shape[-3:], generator, factors), axes=axes,
-                        padding_mode=padding_mode)
+    if axes not in VOLUME_SCALE_AXES:
+        raise ConfigError(f"volume scale axes must be one of {VOLUME_SCALE_AXES}, got {axes!r}")
+    drawn = draw_volume_scale_params(x.shape[0], x.shape[-3:], generator, factors, axes)
+    return scale_volume(x, *drawn, axes=axes, padding_mode=padding_mode)
 
 
 # -- circular shifts --------------------------------------------------------------------------------------

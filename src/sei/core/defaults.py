@@ -46,7 +46,7 @@ STACK_MIN_BLOCKS = 16
 # so in micrometres too), or the lateral ones only (the z sampling stays as it is; objects change their aspect ratio). On the benchmark phantom
 # (voxels 3x deeper than wide, benchmarks/volumes.py) all three trained better: 16.88 against 16.53 dB after 400
 # steps of batch 4 of 32^3 crops (SURE alone 16.53).
-VOLUME_SCALE_AXES = ("all", "lateral")
+VOLUME_SCALE_AXES = ("all", "lateral", "axial", "independent")
 # How SURE estimates the divergence of A f (sei.losses.sure), the first the default: the paper's finite difference
 # f(y + tau b) - f(y), or the exact Jacobian-vector product J b by forward-mode autodiff, which a network cannot game
 # by growing non-smooth at the scale tau (as a fine-tuning on 14 photographs did: -42 per pixel at tau, +0.41 at
