@@ -119,13 +119,33 @@ def simulate(clean: np.ndarray, psf: torch.Tensor, peak: float, read_noise: floa
     return photons[0, 0].numpy()
 
 
-def scores(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """PSNR of the volume and SSIM averaged over its planes, both with the clean volume's range as peak."""
+def frequency_bands(psf: torch.Tensor, shape: tuple[int, ...], pixel: float) -> dict[str, np.ndarray]:
+    """Boolean masks over the volume's 3-D frequencies: the PSF's passband (its OTF above 1 % of its peak), the
+    missing cone (below that, yet inside the lateral cutoff 2 NA / wavelength: the frequencies around the optical
+    axis that a widefield PSF does not pass, whatever their lateral frequency) and the rest, beyond the cutoff."""
+    kernel = psf.double().numpy().reshape(psf.shape[-3:])
+    padded = np.zeros(shape)
+    padded[tuple(slice(0, n) for n in kernel.shape)] = kernel
+    padded = np.roll(padded, [-(n // 2) for n in kernel.shape], axis=(0, 1, 2))  # centred on voxel 0
+    otf = np.abs(np.fft.fftn(padded))
+    passband = otf > 0.01 * otf.max()
+    lateral = np.hypot(np.fft.fftfreq(shape[1])[:, None], np.fft.fftfreq(shape[2])[None, :]) / pixel  # cycles/nm
+    inside = np.broadcast_to(lateral < 2 * OPTICS["numerical_aperture"] / OPTICS["wavelength"], shape)
+    return {"passband": passband, "missing cone": inside & ~passband, "beyond cutoff": ~inside & ~passband}
+
+
+def scores(estimate: np.ndarray, truth: np.ndarray, bands: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """PSNR of the volume and SSIM averaged over its planes, both with the clean volume's range as peak; with
+    ``bands``, the mean squared error (counts^2 per voxel) that each band of frequencies holds (they sum to the MSE)."""
     span = float(truth.max() - truth.min())
     x, t = torch.from_numpy(estimate.astype(np.float64)), torch.from_numpy(truth)
     # the volume's PSNR is that of its planes side by side: one mean squared error over every voxel
-    return {"psnr": psnr(x.reshape(1, 1, -1, x.shape[-1]), t.reshape(1, 1, -1, t.shape[-1]), data_range=span).item(),
-            "ssim": ssim(x[:, None], t[:, None], data_range=span).mean().item()}
+    result = {"psnr": psnr(x.reshape(1, 1, -1, x.shape[-1]), t.reshape(1, 1, -1, t.shape[-1]), data_range=span).item(),
+              "ssim": ssim(x[:, None], t[:, None], data_range=span).mean().item()}
+    if bands is not None:
+        error = np.abs(np.fft.fftn(estimate - truth)) ** 2 / truth.size**2  # Parseval: sums to the MSE
+        result.update({f"MSE {name}": float(error[mask].sum()) for name, mask in bands.items()})
+    return result
 
 
 # Runs a command and prints its peak resident memory (kB). Linux carries a process's peak across exec, so a child
@@ -242,9 +262,10 @@ def main() -> None:
             blurry = folder / "blurry"
             truth = simulate(clean, psf, args.photons, args.read_noise, blurry, args.seed, fine_sampling(name, axial),
                              axial)
+            bands = frequency_bands(psf, truth.shape, fine_sampling(name, axial)[0])
             results = {}
             if axial == 1:  # a measurement of fewer planes has no score of its own against the clean volume
-                results["blurry"] = scores(read_stack(blurry / "stack.tif"), truth)
+                results["blurry"] = scores(read_stack(blurry / "stack.tif"), truth, bands)
                 print(f"{key} {truth.shape}: blurry {results['blurry']['psnr']:.2f} dB", flush=True)
             for kind in args.kinds.split(","):
                 out = folder / f"{kind}.tif"
@@ -267,7 +288,7 @@ def main() -> None:
                         joint = folder / f"{kind}_ensemble.tif"
                         spent, peak = measured_run("restore", blurry / "stack.tif", joint, "--weights", run, "--ensemble",
                                                    "--quiet", "--overwrite")
-                        results[f"{label.strip()} + ensemble"] = {**scores(read_stack(joint), truth), "seconds": spent,
+                        results[f"{label.strip()} + ensemble"] = {**scores(read_stack(joint), truth, bands), "seconds": spent,
                                                                   "peak GB": peak, **result}
                         print(f"{key}: {label.strip()} + ensemble {results[f'{label.strip()} + ensemble']['psnr']:.2f} "
                               f"dB, {spent:.1f} s", flush=True)
@@ -285,7 +306,7 @@ def main() -> None:
                     seconds, memory = measured_run("restore", blurry / "stack.tif", out, "--model-kind", kind,
                                                    "--kernel", psf_file, *operator, "--quiet", "--overwrite")
                     label, result = LABELS[kind], {}
-                results[label.strip()] = {**scores(read_stack(out), truth), "seconds": seconds, "peak GB": memory,
+                results[label.strip()] = {**scores(read_stack(out), truth, bands), "seconds": seconds, "peak GB": memory,
                                           **result}
                 print(f"{key}: {label.strip()} {results[label.strip()]['psnr']:.2f} dB, {seconds:.1f} s, "
                       f"{memory:.2f} GB", flush=True)
@@ -297,15 +318,19 @@ def main() -> None:
                     print(f"{key}: RL oracle {results['RL 3-D (oracle iteration)']['psnr']:.2f} dB", flush=True)
             data[key] = {"shape": list(truth.shape), "photons": args.photons, "read noise": args.read_noise,
                          "rows": {**data.get(key, {}).get("rows", {}), **results}}
-    rows = [[name, "x".join(map(str, entry["shape"])), label, result["psnr"], result["ssim"], result.get("seconds"),
-             result.get("peak GB"), result.get("training seconds")]
+    rows = [[name, "x".join(map(str, entry["shape"])), label, result["psnr"], result["ssim"],
+             result.get("MSE passband"), result.get("MSE missing cone"), result.get("seconds"), result.get("peak GB"),
+             result.get("training seconds")]
             for name, entry in data.items() for label, result in entry["rows"].items()]
     table = Table(f"Z-stacks through a 3-D widefield PSF (NA 1.3, 520 nm) with reflecting borders, Poisson noise at "
                   f"{args.photons:g} photons at the peak plus {args.read_noise:g} of read noise; SEI trained "
                   f"{DEFAULT_TIME} on the blurry stack unless the row says otherwise",
-                  ["volume", "voxels (z y x)", "restorer", "PSNR (dB)", "SSIM", "restore s", "restore peak GB",
-                   "training s"], rows,
-                  notes="PSNR in counts with the clean volume's range as peak, SSIM averaged over planes. Every "
+                  ["volume", "voxels (z y x)", "restorer", "PSNR (dB)", "SSIM", "MSE passband", "MSE missing cone",
+                   "restore s", "restore peak GB", "training s"], rows,
+                  notes="PSNR in counts with the clean volume's range as peak, SSIM averaged over planes. MSE "
+                        "passband / missing cone: the squared error (counts^2 per voxel) at the frequencies the PSF "
+                        "passes (OTF above 1 % of its peak) and at those it does not inside the lateral cutoff "
+                        "2 NA / wavelength (rows recorded before these columns have none). Every "
                         "restorer through the sei command with the noise estimated (auto), each restore in its own "
                         "process (its seconds include starting Python); RL's oracle: true noise, best iteration count.")
     record("volumes", [table], data)
