@@ -108,7 +108,7 @@ def random_scale(x: torch.Tensor, generator: torch.Generator | None = None,
 def _axis_factors(factors: torch.Tensor, axes: str, batch: int) -> torch.Tensor:
     """Per-volume factors of ``axes`` as ``(B, 3)`` factors along (z, y, x)."""
     if axes == "independent":
-        if factors.ndim != 2 or factors.shape != (batch, 2):
+        if factors.shape != (batch, 2):
             raise ConfigError(f"independent scaling needs (axial, lateral) factors per volume, a ({batch}, 2) "
                               f"tensor, got shape {tuple(factors.shape)}")
         return torch.stack([factors[:, 0], factors[:, 1], factors[:, 1]], dim=1)
