@@ -173,6 +173,22 @@ class TestScaleVolume:
         assert torch.allclose(scale_volume(x, torch.tensor([[0.5, 0.5]] * 2), centres, "independent"),
                               scale_volume(x, torch.tensor([0.5, 0.5]), centres, "all"))
 
+    def test_z_is_interpolated_by_the_papers_bicubic_kernel_whatever_autocast_says(self):
+        from sei.transforms import scale_volume
+
+        # a volume constant along y, shrunk in all three axes, is its (z, x) image shrunk by the paper's transform
+        image = torch.rand(1, 1, 9, 14, dtype=torch.float64)
+        volume = image[:, :, :, None, :].expand(1, 1, 9, 5, 14)
+        shrunk = scale_volume(volume, torch.tensor([0.6]), torch.tensor([[3.2, 2.0, 8.7]]), "all")
+        expected = scale(image, torch.tensor([0.6]), torch.tensor([[3.2, 8.7]]))
+        assert torch.allclose(shrunk, expected[:, :, :, None, :].expand_as(shrunk), atol=1e-12)
+        x = torch.rand(1, 1, 8, 12, 12)
+        centres = torch.tensor([[3.5, 5.5, 5.5]])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            shrunk = scale_volume(x, torch.tensor([0.5]), centres, "all")
+        assert shrunk.dtype == torch.float32
+        assert torch.allclose(shrunk, scale_volume(x, torch.tensor([0.5]), centres, "all"), atol=1e-6)
+
     def test_independent_draws_every_pair_but_the_identity(self):
         from sei.transforms import draw_volume_scale_params
 
@@ -195,3 +211,5 @@ class TestScaleVolume:
             random_scale_volume(torch.rand(1, 1, 10, 12))
         with pytest.raises(ConfigError, match="axial, lateral"):  # one factor per volume where two are needed
             scale_volume(x, torch.full((3,), 0.5), torch.zeros(3, 3), "independent")
+        with pytest.raises(ConfigError, match="reflecting"):
+            scale_volume(x, torch.full((3,), 0.5), torch.zeros(3, 3), "all", padding_mode="zeros")
