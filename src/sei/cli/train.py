@@ -64,9 +64,8 @@ def add_parser(subparsers) -> None:
     option(loss, "--no-stop-gradient", "--no-stop_gradient", dest="loss.stop_gradient", action="store_const",
            const=False, help="let gradients flow through the transformed target (ablation)")
     option(loss, "--scale-axes", dest="loss.scale_axes", choices=VOLUME_SCALE_AXES,
-           help=lazy(lambda: "volumes: the axes SEI's down-scaling shrinks: all three by one factor, the lateral "
-                     "ones, z only (axial), or z and the planes by factors drawn independently (default "
-                     f"{config_default('loss.scale_axes')})"))
+           help="volumes: the axes SEI's down-scaling shrinks: all three by one factor, the lateral ones, z only "
+                f"(axial), or z and the planes by factors drawn independently (default {VOLUME_SCALE_AXES[0]})")
     option(loss, "--divergence", dest="loss.divergence", choices=SURE_DIVERGENCES,
            help="how SURE estimates the network's divergence: finite-difference (the paper's; the default from "
                 "scratch) or jvp (exact, by forward-mode autodiff: ~1.4x the network's cost, nothing a network "
