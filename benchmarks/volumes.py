@@ -123,11 +123,9 @@ def frequency_bands(psf: torch.Tensor, shape: tuple[int, ...], pixel: float) -> 
     """Boolean masks over the volume's 3-D frequencies: the PSF's passband (its OTF above 1 % of its peak), the
     missing cone (below that, yet inside the lateral cutoff 2 NA / wavelength: the frequencies around the optical
     axis that a widefield PSF does not pass, whatever their lateral frequency) and the rest, beyond the cutoff."""
-    kernel = psf.double().numpy().reshape(psf.shape[-3:])
-    padded = np.zeros(shape)
-    padded[tuple(slice(0, n) for n in kernel.shape)] = kernel
-    padded = np.roll(padded, [-(n // 2) for n in kernel.shape], axis=(0, 1, 2))  # centred on voxel 0
-    otf = np.abs(np.fft.fftn(padded))
+    from sei.physics.blur import centred_kernel
+
+    otf = torch.fft.fftn(centred_kernel(psf.double().reshape(psf.shape[-3:]), *shape)).abs().numpy()
     passband = otf > 0.01 * otf.max()
     lateral = np.hypot(np.fft.fftfreq(shape[1])[:, None], np.fft.fftfreq(shape[2])[None, :]) / pixel  # cycles/nm
     inside = np.broadcast_to(lateral < 2 * OPTICS["numerical_aperture"] / OPTICS["wavelength"], shape)

@@ -23,8 +23,9 @@ from sei.core.errors import ConfigError, ImageTooSmallError
 from sei.core.checks import check_image_batch
 
 __all__ = ["CUBIC_A", "DEFAULT_SCALE_FACTORS", "VOLUME_SCALE_AXES", "cubic_resampling", "draw_rotation_params",
-           "draw_scale_params", "draw_shift_params", "draw_volume_scale_params", "random_rotate", "random_scale", "random_scale_volume",
-           "random_shift", "RandomRotate", "RandomScale", "RandomShift", "rotate", "scale", "scale_volume", "shift"]
+           "draw_scale_params", "draw_shift_params", "draw_volume_scale_params", "random_rotate", "random_scale",
+           "random_scale_volume", "random_shift", "RandomRotate", "RandomScale", "RandomShift", "rotate", "scale",
+           "scale_volume", "shift"]
 
 DEFAULT_SCALE_FACTORS = (0.75, 0.5)
 
