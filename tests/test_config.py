@@ -180,7 +180,7 @@ class TestCompatibility:
 
         text = (Path(__file__).parent / "data" / "config_before_renovation.yaml").read_text()
         written = yaml.safe_load(from_dict(yaml.safe_load(text)).to_yaml())
-        added_since = {"data": {"max_pixels": None, "crop_sampling": "uniform"}, "train": {"time": None, "grad_clip_median": "auto"},
+        added_since = {"data": {"max_pixels": None, "crop_sampling": "uniform", "augment": None}, "train": {"time": None, "grad_clip_median": "auto"},
                        "physics": {"spatial_dims": None}, "loss": {"scale_axes": "all", "divergence": None}}  # added since, at defaults
         for section, values in added_since.items():
             assert {key: written[section].pop(key) for key in values} == values

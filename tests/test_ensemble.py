@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.inference.ensemble import (DIHEDRAL, ConjugatedOperator, SelfEnsemble, commutes, dihedral, dihedral_inverse,
-                                   transform_count)
+from sei.inference.ensemble import ConjugatedOperator, SelfEnsemble
+from sei.physics.symmetry import DIHEDRAL, commutes, dihedral, dihedral_inverse, transform_count
 from sei.core.errors import ConfigError
 from sei.models import build_backbone
 from sei.physics import make_physics
@@ -24,6 +24,22 @@ def motion_kernel() -> torch.Tensor:
 def test_each_transform_is_undone_by_its_inverse(index):
     x = torch.rand(2, 3, 5, 7)
     assert torch.equal(dihedral_inverse(dihedral(x, index), index), x)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_sides_move_with_the_image(dims):
+    from sei.physics.symmetry import dihedral_sides
+
+    shape = (4, 6, 6)[-dims:]
+    for index in range(len(DIHEDRAL) * (dims - 1)):
+        for axis in range(dims):
+            for end in (0, 1):
+                image, sides = torch.zeros(shape), torch.zeros(dims, 2, dtype=torch.bool)
+                image.select(axis, -end).fill_(1)  # the side's own pixels
+                sides[axis, end] = True
+                moved = dihedral(image, index)
+                marked = [[bool(moved.select(a, -e).min() == 1) for e in (0, 1)] for a in range(dims)]
+                assert dihedral_sides(sides, index).tolist() == marked
 
 
 def test_the_eight_transforms_are_distinct():

@@ -17,7 +17,7 @@ from helpers import OPERATOR_EXAMPLES, relative_difference, seeded, tolerance
 
 from sei.core.scaling import scale_factors, upscaled_size
 from sei.inference.baselines import build_baseline
-from sei.inference.ensemble import commutes, transform_count
+from sei.physics.symmetry import commutes, transform_count
 from sei.physics import PhysicsSpec, resolve_spec
 from sei.physics.registry import OPERATORS
 

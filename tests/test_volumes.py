@@ -130,6 +130,29 @@ class TestVolumeWorkflow:
         assert thin[(0, 1)]["y"].shape == (1, 12, 24, 24)
         assert torch.equal(crops[(3, 2)]["y"], crops[(3, 2)]["y"])  # reproducible from (epoch, sample)
 
+    def test_crops_are_drawn_through_the_operators_symmetries(self, stack_folder):
+        from sei.core.errors import ConfigError
+        from sei.data.pairs import CropDataset, MeasurementSet
+        from sei.data.sources import load_image_set
+        from sei.physics.symmetry import dihedral, dihedral_sides, operator_symmetries
+
+        root, _ = stack_folder
+        physics = FFTBlur(torch.ones(3, 3, 3) / 27)
+        measurements = MeasurementSet(load_image_set(root / "blurry", ground_truth=False, volumes=True), physics)
+        symmetries = operator_symmetries(physics)
+        assert symmetries == tuple(range(16))
+        plain = CropDataset(measurements, 16, seed=1, samples_per_epoch=40)
+        turned = CropDataset(measurements, 16, seed=1, samples_per_epoch=40, symmetries=symmetries)
+        drawn = set()
+        for key in [(0, sample) for sample in range(40)]:
+            crop, item = plain[key], turned[key]
+            index = next(i for i in symmetries if torch.equal(dihedral(crop["y"], i), item["y"]))  # same crop
+            assert torch.equal(dihedral_sides(crop["borders"], index), item["borders"])
+            drawn.add(index)
+        assert len(drawn) >= 8 and torch.equal(turned[(2, 5)]["y"], turned[(2, 5)]["y"])
+        with pytest.raises(ConfigError, match="at least one transform"):
+            CropDataset(measurements, 16, symmetries=())
+
     def test_train_then_restore_writes_a_better_stack_of_the_same_kind(self, stack_folder, tmp_path):
         import numpy as np
         import tifffile
@@ -508,7 +531,7 @@ class TestAxialSuperResolution:
     def test_the_ensemble_keeps_the_lateral_symmetries_and_drops_the_z_flips(self):
         """Keeping every 3rd plane from the first does not commute with reversing the planes' order; flips and
         quarter turns of each plane do, for a PSF that has them."""
-        from sei.inference.ensemble import commutes
+        from sei.physics.symmetry import commutes
         from sei.physics import make_physics
 
         psf = widefield_psf_3d(wavelength=520, numerical_aperture=1.3, pixel_size=150, z_step=150, planes=5, size=9)

@@ -79,6 +79,9 @@ def add_parser(subparsers) -> None:
     option(budget, "--crop-sampling", dest="data.crop_sampling", choices=CROP_SAMPLINGS,
            help="where crops are drawn: uniform (default), or signal (half of them weighted by the crop's mean above "
                 "the image's background: for sparse bright structures on a dark field)")
+    option(budget, "--augment", dest="data.augment", action=argparse.BooleanOptionalAction,
+           help="draw training crops flipped and turned by the flips and quarter turns the operator commutes with "
+                "(default: on for volumes, off for images, the paper's protocol)")
     option(budget, "--samples-per-epoch", dest="data.samples_per_epoch", type=_positive_int,
            help="crops per epoch (default: one per image)")
     option(budget, "--epochs", dest="train.epochs", type=_positive_int,

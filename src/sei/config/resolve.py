@@ -193,6 +193,7 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
         "model.backbone": backbone,
         "data.crop_size": data.crop_size or crop_size,
         "data.batch_size": data.batch_size or batch_size,
+        "data.augment": data.augment if data.augment is not None else recipe.default_augment(physics.spatial_dims),
         "model.channels": channels,
         "train.precision": recipe.resolve_precision(train.precision, device),
         "train.lr": train.lr if train.lr is not None else recipe.default_lr(backbone, physics.task),
@@ -230,7 +231,8 @@ def describe_recipe(config: ExperimentConfig) -> str:
         budget += f" in {duration_text(train.time)}"
     return (f"{model.backbone or 'backbone of the initial weights'}, {budget}, batch {config.data.batch_size} "
             f"of {'x'.join(map(str, crop_shape(config.data.crop_size, config.physics.dimensionality)))} crops"
-            f"{' (all planes of a thinner stack)' if config.physics.dimensionality == 3 else ''}, lr {train.lr:g}"
+            f"{' (all planes of a thinner stack)' if config.physics.dimensionality == 3 else ''}"
+            f"{', flipped and turned as the operator allows' if config.data.augment else ''}, lr {train.lr:g}"
             f"{_clip_text(train.grad_clip, train.grad_clip_median)}, {config.loss.method}"
             f"{' (exact SURE divergence)' if config.loss.divergence == 'jvp' else ''}, "
             f"precision {train.precision}{f', compiled ({train.compile} mode)' if train.compile else ''}")

@@ -145,6 +145,8 @@ class RunFolder:
             values["train"].setdefault("grad_clip_median", None)  # nor against their recent norms
         if isinstance(values.get("loss"), dict):  # and took SURE's divergence by the finite difference
             values["loss"].setdefault("divergence", SURE_DIVERGENCES[0])
+        if isinstance(values.get("data"), dict):  # and drew their crops unturned
+            values["data"].setdefault("augment", False)
         config = from_dict(values)
         physics = config.physics
         if isinstance(physics.kernel, str) and physics.kernel_is_file and not Path(physics.kernel).is_absolute():

@@ -67,6 +67,7 @@ class DataConfig(_Section):
     resize: Any = "auto"  # shorter side in px, null to keep, "auto": 256 for named datasets
     crop_size: int | None = None  # default: CROP_SIZE, for volumes VOLUME_CROP_SIZE or the PSF's size (resolve)
     crop_sampling: str = CROP_SAMPLINGS[0]  # where crops are drawn (sei.data.pairs.CropDataset)
+    augment: bool | None = None  # crops flipped and turned by the operator's symmetries; None: the recipe's (resolve)
     batch_size: int | None = None  # default: BATCH_SIZE, for volumes VOLUME_BATCH_SIZE (resolve)
     samples_per_epoch: int | None = None  # default: one crop per image (at least 25 batches for step budgets)
     num_workers: int | None = None  # default: 0 on CPU, up to 8 on GPU

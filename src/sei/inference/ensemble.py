@@ -12,7 +12,8 @@ the *conjugated* operator ``A_T = T A T^-1`` (white noise stays white). Hence
   :class:`ConjugatedOperator` wraps any operator exactly (its ``prox_l2`` is the original one, conjugated), so
   every one of the 8 transforms is valid for any operator.
 
-The estimate is ``mean_T T^-1 f_T(T y)``, 8 network evaluations (or fewer) per image. A volume's group also
+The group and the check of which transforms an operator commutes with live in :mod:`sei.physics.symmetry`
+(training draws its crops through the same ones). The estimate is ``mean_T T^-1 f_T(T y)``, 8 network evaluations (or fewer) per image. A volume's group also
 reverses the order of its planes (transforms 8-15: transforms 0-7 after a flip along z), which a PSF without
 spherical aberration leaves unchanged: 16 evaluations (or fewer) per volume.
 """
@@ -25,21 +26,10 @@ import torch
 from torch import nn
 
 from sei.core.errors import ConfigError
-from sei.core.scaling import scale_factors
 from sei.physics.base import SEILinearPhysics, physics_margin, physics_spatial_dims, physics_upscale
+from sei.physics.symmetry import DIHEDRAL, commutes, dihedral, dihedral_inverse, operator_symmetries, transform_count
 
-__all__ = ["DIHEDRAL", "commutes", "ConjugatedOperator", "dihedral", "dihedral_inverse", "ensemble_by_default",
-           "physics_aware_networks", "SelfEnsemble", "transform_count"]
-
-# (quarter turns, flip) for the 8 elements of the dihedral group of the square; index 0 is the identity.
-DIHEDRAL: tuple[tuple[int, bool], ...] = tuple((turns, flip) for flip in (False, True) for turns in range(4))
-
-
-def transform_count(physics) -> int:
-    """How many transforms the ensemble may try for ``physics``' measurements: the 8 of :data:`DIHEDRAL` for
-    images, and as many again with the planes' order reversed for volumes."""
-    return len(DIHEDRAL) * (2 if physics_spatial_dims(physics) == 3 else 1)
-
+__all__ = ["ConjugatedOperator", "ensemble_by_default", "physics_aware_networks", "SelfEnsemble"]
 
 def ensemble_by_default(physics) -> bool:
     """Whether ``sei restore`` ensembles a network's estimates when not told: for images whose operator some flip or
@@ -59,36 +49,6 @@ def ensemble_by_default(physics) -> bool:
     if physics is None or physics_spatial_dims(physics) != 2:
         return False
     return any(commutes(physics, index) for index in range(1, len(DIHEDRAL)))
-
-
-def dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
-    """Transform ``index`` of ``(..., H, W)`` tensors (0-7: an optional left-right flip, then quarter turns), or of
-    ``(..., D, H, W)`` volumes (8-15: the planes' order reversed, then transform ``index - 8``)."""
-    if index >= len(DIHEDRAL):
-        x, index = x.flip(-3), index - len(DIHEDRAL)
-    turns, flip = DIHEDRAL[index]
-    if flip:
-        x = x.flip(-1)
-    return torch.rot90(x, turns, dims=(-2, -1)) if turns else x
-
-
-def dihedral_inverse(x: torch.Tensor, index: int) -> torch.Tensor:
-    """The inverse of :func:`dihedral` ``index``.
-
-    >>> x = torch.rand(1, 1, 5, 7)
-    >>> all(torch.equal(dihedral_inverse(dihedral(x, index), index), x) for index in range(len(DIHEDRAL)))
-    True
-    >>> v = torch.rand(1, 1, 3, 5, 7)
-    >>> all(torch.equal(dihedral_inverse(dihedral(v, index), index), v) for index in range(2 * len(DIHEDRAL)))
-    True
-    """
-    axial = index >= len(DIHEDRAL)
-    turns, flip = DIHEDRAL[index % len(DIHEDRAL)]
-    if turns:
-        x = torch.rot90(x, -turns, dims=(-2, -1))
-    if flip:
-        x = x.flip(-1)
-    return x.flip(-3) if axial else x
 
 
 class ConjugatedOperator(SEILinearPhysics):
@@ -134,29 +94,6 @@ class ConjugatedOperator(SEILinearPhysics):
 
 
 @torch.no_grad()
-def commutes(physics, index: int, size: int = 24, tolerance: float = 1e-5) -> bool:
-    """Whether ``A T = T A`` for transform ``index``, checked numerically on random square images (volumes of square
-    planes for an operator of volumes, whose planes ``T`` transforms alike).
-
-    Exact for any linear operator up to ``tolerance`` (relative): it decides which transforms a plain network
-    trained for ``physics`` may see. The test image is ``size * upscale`` pixels wide, or twice the kernel, with
-    sizes that are multiples of what the operator decimates (planes too, for axial super-resolution).
-    """
-    if index == 0:
-        return True
-    dims, upscale = physics_spatial_dims(physics), physics_upscale(physics)
-    kernel = getattr(physics, "kernel", None)
-    extent = 2 * max(kernel.shape[-2:]) if isinstance(kernel, torch.Tensor) and kernel.ndim >= 2 else 0
-    factors = scale_factors(upscale, dims)
-    lateral = max(size * factors[-1], extent)
-    sizes = ([2 * kernel.shape[0]] if dims == 3 else []) + [lateral, lateral]
-    sizes = [-(-n // f) * f for n, f in zip(sizes, factors)]  # multiples of what the operator decimates by
-    generator = torch.Generator().manual_seed(index)
-    x = torch.rand(2, 1, *sizes, generator=generator, dtype=torch.float64)
-    left, right = physics.A(dihedral(x, index)), dihedral(physics.A(x), index)
-    return bool((left - right).abs().max() <= tolerance * right.abs().max().clamp_min(1e-12))
-
-
 def physics_aware_networks(reconstructor: nn.Module) -> list[nn.Module]:
     """The modules inside ``reconstructor`` that run an operator themselves (they have ``set_physics``)."""
     if not isinstance(reconstructor, nn.Module):
@@ -179,11 +116,10 @@ class SelfEnsemble(nn.Module):
         self.reconstructor = reconstructor
         object.__setattr__(self, "_physics", physics)
         self.aware = physics_aware_networks(reconstructor)
-        count = transform_count(physics)
         if self.aware:
-            valid = list(range(count))  # the operator is conjugated along with the measurement
+            valid = list(range(transform_count(physics)))  # the operator is conjugated along with the measurement
         else:
-            valid = [index for index in range(count) if commutes(physics, index)]
+            valid = list(operator_symmetries(physics))
         if transforms is None:
             transforms = valid
         invalid = [index for index in transforms if index not in valid]

@@ -47,7 +47,7 @@ __all__ = ["ALL_BASELINES", "DIHEDRAL_TRANSFORMS", "OPERATOR_FIELDS", "OPERATORS
 OPERATOR_FIELDS = ("kernel", "sr_factor")
 # Every baseline model kind (sei.inference.baselines), for entries that take them all.
 ALL_BASELINES = ("identity", "bicubic", "wiener", "tv", "richardson-lucy", "dip", "pnp", "bm3d")
-# The flips and quarter turns of the square (sei.inference.ensemble.DIHEDRAL), by index; for volumes, the same after
+# The flips and quarter turns of the square (sei.physics.symmetry.DIHEDRAL), by index; for volumes, the same after
 # reversing the planes' order too.
 DIHEDRAL_TRANSFORMS = tuple(range(8))
 VOLUME_TRANSFORMS = tuple(range(16))
@@ -63,7 +63,7 @@ class OperatorKind:
     :ivar description: one line for people.
     :ivar build: ``build(spec, noise_model) -> operator`` for a resolved spec.
     :ivar baselines: the baseline model kinds that apply to it.
-    :ivar transforms: the dihedral transforms (indices of :data:`sei.inference.ensemble.DIHEDRAL`) the self-ensemble
+    :ivar transforms: the dihedral transforms (indices of :data:`sei.physics.symmetry.DIHEDRAL`) the self-ensemble
         may try; those the built operator does not commute with are dropped for networks that do not run it.
     :ivar periodic: the operator wraps around the image's borders (circular convolution), so its ``margin`` is where
         the measurement of a crop differs from the crop of the whole image's measurement: SURE leaves it out. A

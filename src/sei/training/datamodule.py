@@ -13,6 +13,7 @@ from sei.core.scaling import scale_factors
 from sei.data.channels import to_channels
 from sei.data.pairs import CropDataset, EpochSampler, FullImageDataset, MeasurementSet
 from sei.data.sources import NAMED_DATASETS, PAPER_SHORTER_SIDE, ImageSet, load_image_set
+from sei.physics.symmetry import operator_symmetries
 
 __all__ = ["check_crop_fits", "read_training_folder", "SEIDataModule"]
 
@@ -142,8 +143,9 @@ class SEIDataModule(L.LightningDataModule):
         measurements = MeasurementSet(images, physics, data.noise_seed)
         # a step budget on a few images: epochs of at least STEP_BUDGET_EPOCH batches, not one step each
         minimum = STEP_BUDGET_EPOCH * data.batch_size if self.config.train.steps is not None else 0
+        symmetries = operator_symmetries(physics) if data.augment else (0,)
         self.train_set = CropDataset(measurements, data.crop_size, self.config.train.seed, data.samples_per_epoch,
-                                     minimum, data.crop_sampling)
+                                     minimum, data.crop_sampling, symmetries)
         if data.val_dataset and self.config.train.val_every:
             val_images = self._load(data.val_dataset, "val", True)
             if data.val_max_images:
