@@ -16,7 +16,9 @@ rounded, written as 16-bit ImageJ stacks of one count per photon.
 
 Every restorer runs through the ``sei`` command line, with the PSF file, ``--boundary reflect`` and ``--noise
 poisson-gaussian`` estimated (``auto``). SEI 3-D is ``sei train --measurements`` with the 3-D PSF and ``--time`` (the
-defaults otherwise: ``unet3d-small``), then ``sei restore``; SEI 2-D is the same with the PSF's in-focus plane, which
+defaults otherwise: ``unet3d-small``, crops drawn through the PSF's flips and turns), then ``sei restore
+--no-ensemble`` (one pass; ``--ensemble`` adds the row ``+ ensemble``, the PSF's up to 16 symmetries averaged, which
+``sei restore`` does by default); SEI 2-D is the same with the PSF's in-focus plane, which
 reads the stack as unrelated images (what ``sei`` did before volumes). RL's oracle runs from Python with the true
 noise over a grid of iteration counts. PSNR in counts with the clean volume's range as peak, SSIM averaged over the
 planes; each restore runs in its own process, whose seconds and peak memory (maximum resident set) are recorded.
@@ -278,8 +280,10 @@ def main() -> None:
                         trained, _ = measured_run("train", "--measurements", blurry, "--kernel", kernel, *operator,
                                                   "--time", args.time, "--out-dir", run, "--quiet",
                                                   *args.train_options.split())
+                    # SEI 3-D's rows were recorded in one pass, before sei restore ensembled volumes by default
+                    single = ["--no-ensemble"] if kind == "sei3d" else []
                     seconds, memory = measured_run("restore", blurry / "stack.tif", out, "--weights", run, "--quiet",
-                                                   "--overwrite")
+                                                   "--overwrite", *single)
                     label = f"SEI {'3-D' if kind == 'sei3d' else '2-D per plane'}{budget} {args.train_options}"
                     result = {"training seconds": trained}
                     if args.ensemble:
@@ -297,7 +301,7 @@ def main() -> None:
                         shutil.rmtree(run, ignore_errors=True)
                         trained = supervised_bound(truth, psf_file, folder / "clean", run, args, axial)
                     seconds, memory = measured_run("restore", blurry / "stack.tif", out, "--weights", run, "--quiet",
-                                                   "--overwrite")
+                                                   "--overwrite", "--no-ensemble")
                     label, result = f"supervised bound (clean volume){budget} {args.train_options}", {
                         "training seconds": trained}
                 else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sei.inference.ensemble import ConjugatedOperator, SelfEnsemble
+from sei.inference.ensemble import ConjugatedOperator, SelfEnsemble, ensemble_by_default
 from sei.physics.symmetry import DIHEDRAL, commutes, dihedral, dihedral_inverse, transform_count
 from sei.core.errors import ConfigError
 from sei.models import build_backbone
@@ -151,6 +151,8 @@ def test_a_widefield_psf_commutes_with_every_transform_of_a_volume_and_an_asymme
     ensemble = SelfEnsemble(lambda y: y.square(), symmetric)
     assert ensemble.transforms == list(range(16))
     assert torch.allclose(ensemble(volume), volume.square(), atol=1e-6)  # each transform undone on every plane
+    assert ensemble_by_default(symmetric) and ensemble_by_default(aberrated)  # sei restore's default: on
+    assert not ensemble_by_default(FFTBlur(ASYMMETRIC_VOLUME))  # nothing but the identity
 
 
 class TestRestoreDefault:

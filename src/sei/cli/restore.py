@@ -74,7 +74,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(result.noise_estimate)
     if result.ensemble > 1:
         print(f"ensemble: each image restored {result.ensemble} times, flipped and rotated, and averaged"
-              f"{'' if args.ensemble else ' (the default for images; --no-ensemble for one pass)'}")
+              f"{'' if args.ensemble else ' (the default; --no-ensemble for one pass)'}")
     if result.precision_reason:
         print(f"precision: {result.precision} ({result.precision_reason}; --precision 32-true or bf16-mixed to "
               "choose)")
