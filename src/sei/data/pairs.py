@@ -198,8 +198,8 @@ class CropDataset(Dataset):
             target = self.data.targets[index]
             item["x"] = target[(slice(None), *(slice(s * f, (s + n) * f) for s, n, f in zip(corner, extent, factors)))]
         if len(self.symmetries) > 1:  # drawn last, so that the crops themselves are those drawn without it
-            index = self.symmetries[int(torch.randint(0, len(self.symmetries), (1,), generator=generator))]
-            item = {key: dihedral_sides(value, index) if key == "borders" else dihedral(value, index).contiguous()
+            turn = self.symmetries[int(torch.randint(0, len(self.symmetries), (1,), generator=generator))]
+            item = {key: dihedral_sides(value, turn) if key == "borders" else dihedral(value, turn).contiguous()
                     for key, value in item.items()}
         return item
 
