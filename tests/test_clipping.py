@@ -111,10 +111,12 @@ class TestClippingInTraining:
 
 
 class TestRecipe:
-    def test_images_keep_the_fixed_bound_and_the_setting_is_checked(self):
+    def test_the_laptop_recipe_bounds_by_the_median_the_papers_does_not_and_the_setting_is_checked(self):
+        from sei.config.recipe import GRAD_CLIP_MEDIAN, resolve_grad_clip_median
         from sei.config.resolve import resolve
 
-        assert resolve(from_flat({})).train.grad_clip_median is None
+        assert resolve(from_flat({})).train.grad_clip_median == GRAD_CLIP_MEDIAN  # on this CPU: the laptop recipe
+        assert resolve_grad_clip_median("auto", 2, laptop=False) is None  # the paper's SwinIR recipe
         assert resolve(from_flat({"train.grad_clip_median": "8"})).train.grad_clip_median == 8.0
         for off in ("none", 0, None):
             assert resolve(from_flat({"train.grad_clip_median": off})).train.grad_clip_median is None

@@ -160,7 +160,8 @@ class TestCompatibility:
         assert folder.is_sei_run() and folder.config.loss.scale_factors == (0.75, 0.5)
         same = resolve(from_flat({"data.dataset": "sample", "model.backbone": "unet-tiny", "train.steps": 6,
                                   "data.batch_size": 2, "data.crop_size": 32, "data.samples_per_epoch": 4,
-                                  "train.progress": False, "train.precision": "bf16-mixed", "out_dir": str(run)}))
+                                  "train.progress": False, "train.precision": "bf16-mixed", "out_dir": str(run),
+                                  "train.grad_clip_median": None}))  # a later default; --resume keeps the run's own
         assert folder.changed_settings(same) == []
         assert folder.changed_settings(from_flat({"loss.alpha": 2.0}, same)) == ["loss.alpha: 1.0 -> 2.0"]
 

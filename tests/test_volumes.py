@@ -238,10 +238,10 @@ class TestVolumeWorkflow:
 
         data = resolved(root / "psf.npy")
         assert (data.crop_size, data.batch_size) == (VOLUME_CROP_SIZE, VOLUME_BATCH_SIZE)
-        from sei.config.recipe import VOLUME_GRAD_CLIP_MEDIAN  # and each step's norm bound by its recent median's
+        from sei.config.recipe import GRAD_CLIP_MEDIAN  # and each step's norm bound by its recent median's
 
         flat = {"data.dataset": str(root / "blurry"), "data.kind": "measurements", "physics.kernel": str(root / "psf.npy")}
-        assert resolve(from_flat(flat, ExperimentConfig())).train.grad_clip_median == VOLUME_GRAD_CLIP_MEDIAN
+        assert resolve(from_flat(flat, ExperimentConfig())).train.grad_clip_median == GRAD_CLIP_MEDIAN
         wide = resolved(tmp_path / "wide.npy")  # four times its lateral margin of 17, in batches of one
         assert (wide.crop_size, wide.batch_size) == (68, 1)
         given = resolved(root / "psf.npy", **{"data.crop_size": 20, "data.batch_size": 3})

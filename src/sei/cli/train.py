@@ -102,8 +102,8 @@ def add_parser(subparsers) -> None:
                 "diverging on a spike; none for the paper's SwinIR recipe); none or 0 turns it off")
     option(budget, "--grad-clip-median", dest="train.grad_clip_median", metavar="FACTOR",
            help="also bound each step's gradient norm at FACTOR times the median of the last 64 steps' (default "
-                "auto: 4 for volumes, whose rare steps far above the usual norm broke runs; none for images); none "
-                "or 0 turns it off")
+                "auto: 4 for volumes and the laptop recipe, whose rare steps far above the usual norm broke runs; none "
+                "for the paper's SwinIR recipe); none or 0 turns it off")
     option(budget, "--ema", dest="train.ema_decay", type=float, metavar="DECAY",
            help="validate and save an exponential moving average of the weights (e.g. 0.999; default off)")
     run = parser.add_argument_group("run")

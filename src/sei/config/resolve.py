@@ -199,7 +199,7 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
         "train.lr": train.lr if train.lr is not None else recipe.default_lr(backbone, physics.task),
         "loss.divergence": loss.divergence or recipe.default_divergence(bool(model.weights)),
         "train.grad_clip": recipe.resolve_grad_clip(train.grad_clip, laptop),
-        "train.grad_clip_median": recipe.resolve_grad_clip_median(train.grad_clip_median, physics.spatial_dims),
+        "train.grad_clip_median": recipe.resolve_grad_clip_median(train.grad_clip_median, physics.spatial_dims, laptop),
         "train.compile": recipe.resolve_compile(train.compile, device, processes) or False,
         **{f"train.{key}": value for key, value in budget.items()},
         "train.time": parse_duration(train.time) if train.time is not None else None,
