@@ -13,9 +13,9 @@ the *conjugated* operator ``A_T = T A T^-1`` (white noise stays white). Hence
   every one of the 8 transforms is valid for any operator.
 
 The group and the check of which transforms an operator commutes with live in :mod:`sei.physics.symmetry`
-(training draws its crops through the same ones). The estimate is ``mean_T T^-1 f_T(T y)``, 8 network evaluations (or fewer) per image. A volume's group also
-reverses the order of its planes (transforms 8-15: transforms 0-7 after a flip along z), which a PSF without
-spherical aberration leaves unchanged: 16 evaluations (or fewer) per volume.
+(training draws its crops through the same ones). The estimate is ``mean_T T^-1 f_T(T y)``, 8 network evaluations
+(or fewer) per image. A volume's group also reverses the order of its planes (transforms 8-15: transforms 0-7 after a
+flip along z), which a PSF without spherical aberration leaves unchanged: 16 evaluations (or fewer) per volume.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from torch import nn
 
 from sei.core.errors import ConfigError
 from sei.physics.base import SEILinearPhysics, physics_margin, physics_upscale
-from sei.physics.symmetry import DIHEDRAL, dihedral, dihedral_inverse, operator_symmetries, transform_count
+from sei.physics.symmetry import (DIHEDRAL, commutes, dihedral, dihedral_inverse, operator_symmetries,
+                                  transform_count)
 
 __all__ = ["ConjugatedOperator", "ensemble_by_default", "physics_aware_networks", "SelfEnsemble"]
 
@@ -51,7 +52,7 @@ def ensemble_by_default(physics) -> bool:
     >>> ensemble_by_default(make_physics("deblurring", kernel=torch.tensor([[0.5, 0.3, 0.0], [0.0, 0.2, 0.0]])))
     False
     """
-    return physics is not None and len(operator_symmetries(physics)) > 1
+    return physics is not None and any(commutes(physics, index) for index in range(1, transform_count(physics)))
 
 
 class ConjugatedOperator(SEILinearPhysics):
@@ -96,7 +97,6 @@ class ConjugatedOperator(SEILinearPhysics):
         return dihedral(self.base.prox_l2(inner_z, inner_y, gamma, **kwargs), self.index)
 
 
-@torch.no_grad()
 def physics_aware_networks(reconstructor: nn.Module) -> list[nn.Module]:
     """The modules inside ``reconstructor`` that run an operator themselves (they have ``set_physics``)."""
     if not isinstance(reconstructor, nn.Module):

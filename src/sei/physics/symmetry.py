@@ -80,6 +80,7 @@ def transform_count(physics) -> int:
     return len(DIHEDRAL) * (2 if physics_spatial_dims(physics) == 3 else 1)
 
 
+@torch.no_grad()
 def commutes(physics, index: int, size: int = 24, tolerance: float = 1e-5) -> bool:
     """Whether ``A T = T A`` for transform ``index``, checked numerically on random square images (volumes of square
     planes for an operator of volumes, whose planes ``T`` transforms alike).
